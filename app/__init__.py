@@ -1,0 +1,1 @@
+"""The irl-lens dashboard: thin Streamlit pages over ``core``."""

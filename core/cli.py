@@ -1,0 +1,214 @@
+"""The ``irl-lens`` command: collect demonstrations, list and inspect runs, open the dashboard.
+
+Errors are one line on stderr naming the bad input, exit code 1; ``--debug`` shows the traceback.
+``--json`` prints one JSON document on stdout and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.errors import IrlLensError
+
+app = typer.Typer(
+    name="irl-lens",
+    help=(
+        "Recover the reward an RLHF-tuned language model was trained toward, by max-margin inverse "
+        "reinforcement learning (Joselowitz et al., COLM 2025), and audit it."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """irl-lens: what was a model taught to want?"""
+
+
+@app.command()
+def sample(
+    run: Annotated[str, typer.Option(help="Run directory (created, or resumed if it exists).")],
+    prompts: Annotated[
+        str, typer.Option(help="Prompt set: .jsonl/.csv/.parquet/.txt file or datasets id.")
+    ],
+    prompt_column: Annotated[
+        str | None, typer.Option(help="Prompt column or dotted path, e.g. prompt.text.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = None,
+    pi0: Annotated[
+        str,
+        typer.Option(
+            help="pi_0, the policy before RLHF: hub id, directory, .gguf or smollm2-135m."
+        ),
+    ] = "smollm2-135m",
+    pi0_adapter: Annotated[
+        str | None, typer.Option(help="LoRA adapter directory applied to pi_0.")
+    ] = None,
+    expert: Annotated[
+        str, typer.Option(help="pi_E, the expert (pi_0 after RLHF).")
+    ] = "smollm2-135m",
+    expert_adapter: Annotated[
+        str | None, typer.Option(help="LoRA adapter directory applied to the expert.")
+    ] = None,
+    ground_truth: Annotated[
+        str, typer.Option(help="R*: 'profanity' or 'hf:<classifier id or dir>'.")
+    ] = "profanity",
+    samples_per_prompt: Annotated[int, typer.Option(help="Completions per prompt and policy.")] = 1,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Tokens generated per completion at most.")
+    ] = 32,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold.")] = 1.0,
+    greedy: Annotated[bool, typer.Option(help="Greedy decoding instead of sampling.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generate() call.")] = 16,
+    chunk_size: Annotated[int, typer.Option(help="Prompts per resumable chunk.")] = 64,
+    heldout_fraction: Annotated[
+        float, typer.Option(help="Share of prompts held out for evaluation.")
+    ] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the split and of sampling.")] = 0,
+) -> None:
+    """Collect demonstrations: the same prompts completed by pi_0 and by the expert pi_E, scored by R*.
+
+    Pairs (o+ from the expert, o- from pi_0) are what max-margin IRL learns from; the held-out
+    prompts' sentences are where recovered rewards are evaluated. Interrupted runs resume.
+    """
+    from core.demonstrations import SamplingConfig, sample_demonstrations
+    from core.run_store import Run
+
+    try:
+        config = SamplingConfig(
+            prompts=prompts, prompt_column=prompt_column, limit=limit, pi0=pi0, pi0_adapter=pi0_adapter,
+            expert=expert, expert_adapter=expert_adapter, ground_truth=ground_truth,
+            samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens, do_sample=not greedy,
+            temperature=temperature, top_p=top_p, batch_size=batch_size, chunk_size=chunk_size,
+            heldout_fraction=heldout_fraction, seed=seed,
+        )  # fmt: skip
+    except ValueError as err:
+        raise IrlLensError(f"invalid sampling settings: {err.errors()[0]['msg']}") from err  # type: ignore[attr-defined]
+    target = Run.create(run, seed=seed)
+    frame = sample_demonstrations(target, config)
+    summary = target.stage_summary("sample")
+    console.print(
+        f"[green]demonstrations[/green]: {len(frame)} sentences from {summary['n_prompts']} prompts in {target.path}; "
+        f"held-out completion toxicity pi_0 {summary['pi0_toxicity']:.1%}, expert {summary['expert_toxicity']:.1%}"
+    )
+
+
+@app.command()
+def runs(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """List runs: the bundled demo and every run under $IRL_LENS_RUNS (default ./runs)."""
+    from core.run_store import Run, list_runs
+
+    listed = []
+    for name, path in list_runs():
+        item = {"name": name, "path": str(path), "stages": {}}
+        try:
+            run = Run.open(path, verify_hashes=False)
+            item["stages"] = {stage: record.status for stage, record in run.manifest.stages.items()}
+        except IrlLensError as err:
+            item["error"] = str(err)
+        listed.append(item)
+    if json_out:
+        _print_json(listed)
+        return
+    table = Table("run", "path", "stages")
+    for item in listed:
+        stages = ", ".join(f"{k}: {v}" for k, v in item["stages"].items()) or item.get(
+            "error", "(empty)"
+        )
+        table.add_row(item["name"], item["path"], stages)
+    Console().print(
+        table
+        if listed
+        else "no runs yet: build one with 'irl-lens sample --run runs/NAME --prompts FILE'"
+    )
+
+
+@app.command()
+def show(
+    run: Annotated[
+        str, typer.Argument(help="Run directory, or a run name ('demo' is the bundled run).")
+    ],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Summarise a run: demonstrations, recovered-reward quality, the equivalent set, toxicity."""
+    from core.run_store import open_run
+    from core.summary import run_summary
+
+    summary = run_summary(open_run(run))
+    if json_out:
+        _print_json(summary)
+        return
+    table = Table("figure", "value", title=f"run {summary['name']}")
+    for key, value in summary.items():
+        if key in ("name",):
+            continue
+        table.add_row(
+            key,
+            "—" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value)),
+        )
+    Console().print(table)
+
+
+@app.command()
+def dashboard(
+    run: Annotated[
+        str | None, typer.Argument(help="Run to open first (default: the bundled demo).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
+) -> None:
+    """Serve the audit dashboard headless on 127.0.0.1:PORT until stopped."""
+    if run is not None:
+        from core.run_store import resolve_run_path
+
+        run = str(resolve_run_path(run).resolve())
+    entry = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
+    env = dict(os.environ)
+    if run:
+        env["IRL_LENS_RUN"] = run
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(entry), "--server.headless", "true",
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    console.print(f"irl-lens dashboard on http://127.0.0.1:{port}")
+    raise typer.Exit(subprocess.call(command, env=env))
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app()
+    except IrlLensError as err:
+        if debug:
+            raise
+        sys.stderr.write(f"irl-lens: error: {err}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            "irl-lens: interrupted; finished chunks are kept, run the same command to resume\n"
+        )
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

