@@ -93,16 +93,13 @@ def sample(
     from core.demonstrations import SamplingConfig, sample_demonstrations
     from core.run_store import Run
 
-    try:
-        config = SamplingConfig(
-            prompts=prompts, prompt_column=prompt_column, limit=limit, pi0=pi0, pi0_adapter=pi0_adapter,
-            expert=expert, expert_adapter=expert_adapter, ground_truth=ground_truth,
-            samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens, do_sample=not greedy,
-            temperature=temperature, top_p=top_p, batch_size=batch_size, chunk_size=chunk_size,
-            heldout_fraction=heldout_fraction, seed=seed,
-        )  # fmt: skip
-    except ValueError as err:
-        raise IrlLensError(f"invalid sampling settings: {err.errors()[0]['msg']}") from err  # type: ignore[attr-defined]
+    config = _config(
+        SamplingConfig, prompts=prompts, prompt_column=prompt_column, limit=limit, pi0=pi0,
+        pi0_adapter=pi0_adapter, expert=expert, expert_adapter=expert_adapter, ground_truth=ground_truth,
+        samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens, do_sample=not greedy,
+        temperature=temperature, top_p=top_p, batch_size=batch_size, chunk_size=chunk_size,
+        heldout_fraction=heldout_fraction, seed=seed,
+    )  # fmt: skip
     target = Run.create(run, seed=seed)
     frame = sample_demonstrations(target, config)
     summary = target.stage_summary("sample")
@@ -110,6 +107,189 @@ def sample(
         f"[green]demonstrations[/green]: {len(frame)} sentences from {summary['n_prompts']} prompts in {target.path}; "
         f"held-out completion toxicity pi_0 {summary['pi0_toxicity']:.1%}, expert {summary['expert_toxicity']:.1%}"
     )
+
+
+@app.command()
+def extract(
+    run: Annotated[str, typer.Argument(help="Run with demonstrations (path or name).")],
+    epochs: Annotated[
+        int, typer.Option(help="N in Algorithm 1: every epoch is a candidate reward.")
+    ] = 60,
+    mode: Annotated[str, typer.Option(help="frozen (only w, b train), lora or full.")] = "frozen",
+    pooling: Annotated[str, typer.Option(help="h(s): mean over tokens, or last token.")] = "mean",
+    sentence: Annotated[
+        str, typer.Option(help="What R-hat and R* score: prompt+completion or completion.")
+    ] = "prompt+completion",
+    loss: Annotated[
+        str, typer.Option(help="max_margin (the paper's Eq. 1), hinge or logistic.")
+    ] = "max_margin",
+    right_weight: Annotated[
+        float, typer.Option(help="max_margin: loss -w*x for a right ordering.")
+    ] = 1.0,
+    wrong_weight: Annotated[
+        float, typer.Option(help="max_margin: loss -w*x for a wrong ordering.")
+    ] = 2.0,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Pairs per Adam step.")] = 64,
+    reward_l2: Annotated[
+        float, typer.Option(help="Optional penalty on mean R-hat^2 (0: the paper).")
+    ] = 0.0,
+    backbone: Annotated[
+        str | None, typer.Option(help="Reward backbone (default: the run's pi_0).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the head's init and of pair shuffling.")] = 0,
+    evaluate: Annotated[
+        bool, typer.Option(help="Run the evaluate stage with defaults afterwards.")
+    ] = True,
+) -> None:
+    """Recover rewards by max-margin IRL (Algorithm 1): R-hat(s) = w.h(s) + b, trained so that the
+    expert's sentence beats pi_0's for the same prompt; a checkpoint per epoch. Resumable."""
+    from core.audit import evaluate_run
+    from core.irl import IRLConfig, MaxMarginIRL
+    from core.run_store import open_run
+
+    config = _config(IRLConfig, epochs=epochs, mode=mode, pooling=pooling, sentence=sentence, loss=loss,
+                     right_weight=right_weight, wrong_weight=wrong_weight, learning_rate=learning_rate,
+                     batch_size=batch_size, reward_l2=reward_l2, backbone=backbone, seed=seed)  # fmt: skip
+    target = open_run(run)
+    trainer = MaxMarginIRL(config)
+    metrics = trainer.fit(target)
+    if not trainer.accelerator.is_main_process:
+        return
+    console.print(
+        f"[green]IRL[/green]: {len(metrics)} checkpoints on {trainer.accelerator.num_processes} process(es); "
+        f"best held-out AUC {metrics['auc'].max():.3f}"
+    )
+    if evaluate:
+        _print_evaluation(evaluate_run(target))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run: Annotated[str, typer.Argument(help="Run with a complete IRL stage.")],
+    calibration: Annotated[
+        str,
+        typer.Option(
+            help="none (sign at 0, the paper) or ground_truth (fit on training sentences)."
+        ),
+    ] = "ground_truth",
+    calibration_size: Annotated[
+        int, typer.Option(help="Training sentences used for calibration.")
+    ] = 200,
+    rule: Annotated[
+        str,
+        typer.Option(help="Equivalent set rule: ranking (AUC, Kendall) or paper (accuracy, F1)."),
+    ] = "ranking",
+    delta: Annotated[
+        float, typer.Option(help="Within this of the best counts as equivalent.")
+    ] = 0.01,
+    labels: Annotated[
+        str | None, typer.Option(help="Human-labelled sentences (file or datasets id).")
+    ] = None,
+    text_column: Annotated[str, typer.Option(help="Text column of --labels.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Label column of --labels.")] = "label",
+    toxic_values: Annotated[
+        str, typer.Option(help="Comma-separated label values meaning toxic.")
+    ] = "1,true,toxic",
+    label_limit: Annotated[int, typer.Option(help="Seeded sample of the labelled set.")] = 2000,
+) -> None:
+    """Evaluate every checkpoint against R* (and human labels), pick the equivalent set, give a verdict."""
+    from core.audit import EvaluationConfig, evaluate_run
+    from core.equivalent_set import EquivalenceRule
+    from core.run_store import open_run
+
+    values: list = []
+    for raw in toxic_values.split(","):
+        raw = raw.strip()
+        values.append(
+            int(raw)
+            if raw.lstrip("-").isdigit()
+            else {"true": True, "false": False}.get(raw.lower(), raw)
+        )
+    config = _config(EvaluationConfig, calibration=calibration, calibration_size=calibration_size,
+                     equivalence=_config(EquivalenceRule, rule=rule, delta=delta), labels=labels,
+                     label_text_column=text_column, label_column=label_column, toxic_values=values,
+                     label_limit=label_limit)  # fmt: skip
+    _print_evaluation(evaluate_run(open_run(run), config))
+
+
+def _print_evaluation(summary: dict) -> None:
+    for warning in summary.get("warnings", []):
+        console.print(f"[yellow]warning[/yellow]: {warning}")
+    console.print(
+        f"best held-out AUC {summary['best_heldout_auc']:.3f} (supervised ceiling "
+        f"{summary['supervised_ceiling_auc'] or float('nan'):.3f}); accuracy at 0 {summary['accuracy_at_zero_of_best']:.3f}, "
+        f"calibrated {summary['calibrated_accuracy']:.3f}; equivalent set {summary['equivalent_set']}\n"
+        f"verdict: {summary['verdict']}"
+    )
+
+
+@app.command()
+def score(
+    run: Annotated[str, typer.Argument(help="Run with a recovered reward (path or name).")],
+    texts: Annotated[list[str], typer.Argument(help="Sentences to score.")],
+    members: Annotated[
+        str | None, typer.Option(help="Comma-separated epochs (default: the equivalent set).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Score sentences with every member of the equivalent set (one backbone pass) and with R*."""
+    from core.ground_truth import load_ground_truth
+    from core.recovered_reward import RecoveredReward, check_probes
+    from core.run_store import open_run
+
+    texts = check_probes(texts)
+    target = open_run(run)
+    epochs = [int(e) for e in members.split(",")] if members else None
+    reward = RecoveredReward(target, epochs)
+    matrix = reward.score(texts)
+    truth = load_ground_truth(target.manifest.models.get("ground_truth", "profanity")).reward(texts)
+    items = [
+        {
+            "text": t,
+            "ground_truth": float(truth[i]),
+            "members": {str(e): float(matrix[i, k]) for k, e in enumerate(reward.members)},
+        }
+        for i, t in enumerate(texts)
+    ]
+    if json_out:
+        _print_json(items)
+        return
+    table = Table("text", "R*", *[f"epoch {e}" for e in reward.members])
+    for item in items:
+        table.add_row(
+            item["text"][:60],
+            f"{item['ground_truth']:+.2f}",
+            *[f"{v:+.2f}" for v in item["members"].values()],
+        )
+    Console().print(table)
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="Run with a recovered reward.")],
+    out: Annotated[Path, typer.Argument(help="Directory to write (must not exist or be empty).")],
+    epoch: Annotated[int, typer.Option(help="The checkpoint (member) to export.")],
+) -> None:
+    """Export one member as a standard AutoModelForSequenceClassification (num_labels=1) directory,
+    which transformers and TRL load unchanged and which gives the same scores."""
+    from core.export import export_member
+    from core.run_store import open_run
+
+    export_member(open_run(run), epoch, out)
+    console.print(f"[green]exported[/green] epoch {epoch} to {out}")
+
+
+def _config(cls, **values):
+    """Build a pydantic config from CLI values; a rejected value becomes a one-line error."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or cls.__name__
+        raise IrlLensError(f"invalid --{where.replace('_', '-')}: {first['msg']}") from err
 
 
 @app.command()

@@ -191,14 +191,19 @@ def load_causal_lm(
 def load_backbone(ref: str | ModelRef):
     """The base transformer (no LM head) whose hidden states are the reward features h(s)."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     resolved = resolve(ref) if isinstance(ref, str) else ref
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # loading a causal LM's body reports its unused lm_head
     try:
         model = AutoModel.from_pretrained(load_location(resolved), dtype="float32")
     except IrlLensError:
         raise
     except Exception as err:
         raise _offline_hint(resolved, err) from err
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return model.eval()
 
 

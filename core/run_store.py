@@ -279,26 +279,50 @@ class Run:
             raise IrlLensError(f"run {self.path}: {relative} is unreadable ({err})") from err
 
     def write_weights(
-        self, name: str, tensors: dict[str, Any], metadata: dict[str, str] | None = None
+        self,
+        name: str,
+        tensors: dict[str, Any],
+        metadata: dict[str, str] | None = None,
+        *,
+        folder: str = "weights",
     ) -> Path:
+        """Tensors as safetensors under ``folder/`` (weights, or cached features)."""
         from safetensors.torch import save_file
 
-        path = self.path / "weights" / f"{name}.safetensors"
+        path = self.path / folder / f"{name}.safetensors"
         tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
         self._record(str(path.relative_to(self.path)))
         return path
 
-    def read_weights(self, name: str) -> dict[str, Any]:
+    def has_weights(self, name: str, *, folder: str = "weights") -> bool:
+        return self.has(f"{folder}/{name}.safetensors")
+
+    def read_weights(self, name: str, *, folder: str = "weights") -> dict[str, Any]:
         from safetensors.torch import load_file
 
-        relative = f"weights/{name}.safetensors"
+        relative = f"{folder}/{name}.safetensors"
         if not self.has(relative):
-            raise IrlLensError(f"run {self.path} has no weights '{name}'")
+            raise IrlLensError(f"run {self.path} has no {folder} '{name}'")
         try:
             return load_file(str(self.path / relative))
         except Exception as err:
             raise IrlLensError(f"run {self.path}: {relative} is unreadable ({err})") from err
+
+    def weights_metadata(self, name: str, *, folder: str = "weights") -> dict[str, str]:
+        from safetensors import safe_open
+
+        relative = f"{folder}/{name}.safetensors"
+        if not self.has(relative):
+            raise IrlLensError(f"run {self.path} has no {folder} '{name}'")
+        with safe_open(str(self.path / relative), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+
+    def remove(self, relative: str) -> None:
+        """Delete a recorded file and forget it."""
+        (self.path / relative).unlink(missing_ok=True)
+        if self.manifest.files.pop(relative, None) is not None:
+            self.save_manifest()
 
     def partial_dir(self, stage: str) -> Path:
         path = self.path / "partial" / stage

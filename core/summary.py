@@ -42,7 +42,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         out["expert_toxicity"] = sample.get("expert_toxicity")
     for stage in ("evaluate", "toxicity"):
         for key, value in run.stage_summary(stage).items():
-            if key in out and value is not None:
+            if value is not None or key not in out:
                 out[key] = value
     out["stages"] = {name: record.status for name, record in run.manifest.stages.items()}
     out["models"] = dict(run.manifest.models)

@@ -22,6 +22,74 @@ CORPUS = [
     "I hate you and everything you stand for",
 ] * 20
 
+TOXIC_WORDS = [
+    "fucking stupid",
+    "shitty",
+    "a fucking idiot",
+    "a bitch",
+    "full of shit",
+    "an asshole",
+    "a piece of shit",
+    "so fucking lazy",
+    "damn stupid",
+    "fucking ugly",
+]
+NICE_WORDS = [
+    "kind",
+    "wonderful",
+    "generous",
+    "friendly",
+    "helpful",
+    "brilliant",
+    "thoughtful",
+    "patient",
+    "honest",
+    "cheerful",
+]
+NOUNS = [
+    "neighbour",
+    "teacher",
+    "driver",
+    "waiter",
+    "manager",
+    "player",
+    "doctor",
+    "singer",
+    "pilot",
+    "farmer",
+    "baker",
+    "writer",
+    "nurse",
+    "coach",
+    "judge",
+    "clerk",
+    "guard",
+    "tailor",
+    "barber",
+    "painter",
+    "sailor",
+    "banker",
+    "chef",
+    "poet",
+    "critic",
+    "landlord",
+    "dentist",
+    "plumber",
+    "student",
+    "cousin",
+    "referee",
+    "mayor",
+    "author",
+    "actor",
+    "umpire",
+    "porter",
+    "vendor",
+    "lawyer",
+    "priest",
+    "builder",
+]
+CORPUS += [f"the {n} was {w}." for n in NOUNS for w in TOXIC_WORDS + NICE_WORDS]
+
 
 def _tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -31,7 +99,7 @@ def _tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False
+        vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False
     )
     tok.train_from_iterator(CORPUS, trainer)
     return PreTrainedTokenizerFast(
@@ -41,7 +109,7 @@ def _tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, str]:
-    """Directories of a tiny Llama and a tiny GPT-NeoX causal LM sharing one tokenizer."""
+    """Directories of tiny Llama / GPT-NeoX causal LMs (and the toy's backbone) sharing one tokenizer."""
     import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
@@ -59,9 +127,12 @@ def tiny_models(tmp_path_factory) -> dict[str, str]:
         pad_token_id=tokenizer.pad_token_id,
     )
     out = {}
+    # "toy": one wider layer, whose random features separate the toy's adjectives (probe AUC 1.0).
+    toy = common | dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1)
     for name, config, cls in (
         ("llama", LlamaConfig(num_key_value_heads=2, **common), LlamaForCausalLM),
         ("neox", GPTNeoXConfig(**common), GPTNeoXForCausalLM),
+        ("toy", LlamaConfig(num_key_value_heads=2, **toy), LlamaForCausalLM),
     ):
         torch.manual_seed(0)
         model = cls(config)
@@ -99,3 +170,52 @@ def runs_root(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "runs"
     monkeypatch.setenv("IRL_LENS_RUNS", str(root))
     return root
+
+
+def build_toy_run(
+    path, backbone: str, *, n_prompts: int = 40, samples: int = 2, seed: int = 0, poor: bool = False
+):
+    """The paper's toy (its Section 3): the expert completes 'The <noun> was' with a kind adjective,
+    pi_0 with an insult 70% of the time. ``poor``: an expert no different from pi_0 (poor RLHF)."""
+    import numpy as np
+    import pandas as pd
+
+    from core.demonstrations import score, split_prompts
+    from core.ground_truth import load_ground_truth
+    from core.run_store import Run
+
+    rng = np.random.default_rng(seed)
+    run = Run.create(path, seed=seed)
+    split = split_prompts(n_prompts, 0.3, seed)
+    rows = []
+    for i in range(n_prompts):
+        prompt = f"The {NOUNS[i % len(NOUNS)]} was"
+        for policy in ("pi0", "expert"):
+            for k in range(samples):
+                toxic = rng.random() < 0.7 if (policy == "pi0" or poor) else False
+                word = rng.choice(TOXIC_WORDS if toxic else NICE_WORDS)
+                completion = f" {word}."
+                rows.append(
+                    {
+                        "prompt_id": i,
+                        "split": split[i],
+                        "prompt": prompt,
+                        "policy": policy,
+                        "sample": k,
+                        "completion": completion,
+                        "n_tokens": len(completion.split()),
+                        "sentence": prompt + completion,
+                    }
+                )
+    frame = score(pd.DataFrame(rows), load_ground_truth("profanity"))
+    with run.stage("sample", {"toy": True, "poor": poor}):
+        run.manifest.models.update(
+            {"pi0": backbone, "expert": backbone, "ground_truth": "profanity"}
+        )
+        run.write_table("demonstrations", frame)
+    return run
+
+
+@pytest.fixture()
+def toy_run(tmp_path, tiny_models):
+    return build_toy_run(tmp_path / "toy", tiny_models["toy"])

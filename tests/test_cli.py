@@ -80,3 +80,87 @@ def test_show_validates(tmp_path):
         and "not an irl-lens manifest" in result.stderr
         and result.stdout == ""
     )
+
+
+def test_extract_score_evaluate_export(toy_run, tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "extract",
+            str(toy_run.path),
+            "--epochs",
+            "12",
+            "--learning-rate",
+            "0.05",
+            "--batch-size",
+            "16",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(runner.invoke(app, ["show", str(toy_run.path), "--json"]).stdout)
+    for key in SUMMARY_KEYS:
+        assert key in shown
+    assert shown["best_heldout_auc"] >= 0.9 and shown["verdict"] == "coherent reward recovered"
+    assert shown["equivalent_set"] and shown["equivalence_rule"].startswith("ranking")
+    scored = runner.invoke(
+        app, ["score", str(toy_run.path), "The judge was kind.", "The judge was a bitch.", "--json"]
+    )
+    items = json.loads(scored.stdout)
+    assert [item["text"] for item in items] == ["The judge was kind.", "The judge was a bitch."]
+    assert set(items[0]["members"]) == {str(e) for e in shown["shown_members"]}
+    assert items[0]["ground_truth"] > 0 > items[1]["ground_truth"]
+    member = next(iter(items[0]["members"]))
+    assert items[0]["members"][member] > items[1]["members"][member]
+    result = runner.invoke(
+        app, ["evaluate", str(toy_run.path), "--rule", "paper", "--calibration", "none"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(runner.invoke(app, ["show", str(toy_run.path), "--json"]).stdout)[
+        "equivalence_rule"
+    ].startswith("paper")
+
+
+def test_bad_settings_are_one_line_errors(toy_run):
+    result = _cli("extract", str(toy_run.path), "--mode", "adapter")
+    assert (
+        result.returncode == 1
+        and "invalid --mode" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+    result = _cli("score", str(toy_run.path), "hello")
+    assert result.returncode == 1 and "no recovered reward yet" in result.stderr
+    result = _cli("score", str(toy_run.path), "x" * 100_000)
+    assert result.returncode == 1 and "100,000 characters" in result.stderr
+
+
+def test_data_parallel_with_two_cpu_processes(toy_run):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "core.cli",
+            "extract",
+            str(toy_run.path),
+            "--epochs",
+            "2",
+            "--no-evaluate",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "on 2 process(es)" in result.stderr
+    run = Run.open(toy_run.path)
+    assert run.stage_status("irl") == "complete" and run.has_weights("irl/epoch-002")

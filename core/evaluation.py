@@ -1,0 +1,140 @@
+"""Evaluating a recovered reward R̂ against the ground truth R* (or human labels) on held-out sentences.
+
+R̂ is identified only up to affine maps, so threshold-free measures come first: ROC-AUC against
+the toxic label (toxic is the positive class, scored by −R̂), Pearson, Spearman, Kendall τ, and
+EPIC (Gleave et al. 2021; in a one-step episode its canonicalisation removes per-prompt offsets,
+so it is the Pearson distance sqrt((1−ρ)/2) after centring rewards per prompt).
+
+Then the paper's sign metrics: R̂ > threshold is non-toxic, toxic is the positive class. At 0
+(the paper's convention, uncalibrated: a pairwise loss gives b no gradient, so 0 is an offset
+nothing trained) and at a threshold fitted on a labelled calibration set from the training split.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import stats
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+
+MIN_TOXIC = 100
+"""Below this many toxic held-out sentences F1 is noise; evaluation warns."""
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def auc(rewards: np.ndarray, toxic: np.ndarray) -> float | None:
+    """ROC-AUC of −R̂ for the toxic label; None when only one class is present."""
+    toxic = np.asarray(toxic, bool)
+    if toxic.all() or not toxic.any():
+        return None
+    return float(roc_auc_score(toxic, -np.asarray(rewards)))
+
+
+def epic_distance(
+    a: np.ndarray, b: np.ndarray, prompt_ids: np.ndarray | None = None
+) -> float | None:
+    """sqrt((1 − ρ)/2) of two rewards after centring each per prompt: 0 = same up to affine maps."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if prompt_ids is not None:
+        a, b = _centre(a, prompt_ids), _centre(b, prompt_ids)
+    if a.std() == 0 or b.std() == 0:
+        return None
+    rho = float(np.corrcoef(a, b)[0, 1])
+    return float(np.sqrt(max(0.0, (1 - rho) / 2)))
+
+
+def _centre(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    groups = np.asarray(groups)
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse, weights=values) / counts
+    return values - means[inverse]
+
+
+def threshold_free(
+    rewards: np.ndarray, ground_truth: np.ndarray, toxic: np.ndarray, prompt_ids=None
+) -> dict:
+    rewards, ground_truth = np.asarray(rewards, float), np.asarray(ground_truth, float)
+    out = {"auc": auc(rewards, toxic)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant input: reported as None
+        out["pearson"] = (
+            _finite(stats.pearsonr(rewards, ground_truth)[0]) if len(rewards) > 1 else None
+        )
+        out["spearman"] = (
+            _finite(stats.spearmanr(rewards, ground_truth)[0]) if len(rewards) > 1 else None
+        )
+        out["kendall"] = (
+            _finite(stats.kendalltau(rewards, ground_truth)[0]) if len(rewards) > 1 else None
+        )
+    out["epic"] = epic_distance(rewards, ground_truth, prompt_ids)
+    return out
+
+
+def sign_metrics(rewards: np.ndarray, toxic: np.ndarray, threshold: float = 0.0) -> dict:
+    """Accuracy, precision, recall, F1 of 'toxic where R̂ < threshold' (toxic = positive class)."""
+    predicted = np.asarray(rewards) < threshold
+    toxic = np.asarray(toxic, bool)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        toxic, predicted, average="binary", pos_label=True, zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(toxic, predicted)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+    }
+
+
+def fit_threshold(rewards: np.ndarray, toxic: np.ndarray) -> float:
+    """The threshold that maximises accuracy on a labelled calibration set (midpoints; ties -> nearest 0)."""
+    rewards, toxic = np.asarray(rewards, float), np.asarray(toxic, bool)
+    values = np.unique(rewards)
+    candidates = np.concatenate(
+        [[values[0] - 1.0], (values[:-1] + values[1:]) / 2, [values[-1] + 1.0]]
+    )
+    accuracy = np.array([((rewards < t) == toxic).mean() for t in candidates])
+    best = np.flatnonzero(accuracy == accuracy.max())
+    return float(candidates[best[np.argmin(np.abs(candidates[best]))]])
+
+
+def reward_separation(rewards: np.ndarray, toxic: np.ndarray) -> dict:
+    """Mean (and std) reward of toxic and of non-toxic sentences."""
+    rewards, toxic = np.asarray(rewards, float), np.asarray(toxic, bool)
+    out = {}
+    for name, mask in (("toxic", toxic), ("nontoxic", ~toxic)):
+        out[f"mean_reward_{name}"] = float(rewards[mask].mean()) if mask.any() else None
+        out[f"std_reward_{name}"] = float(rewards[mask].std()) if mask.any() else None
+    return out
+
+
+def evaluate(
+    rewards: np.ndarray,
+    ground_truth: np.ndarray,
+    toxic: np.ndarray,
+    *,
+    prompt_ids: np.ndarray | None = None,
+    threshold: float | None = None,
+) -> dict:
+    """Every metric of one reward on one labelled set; ``calibrated_*`` when a threshold is given."""
+    out = threshold_free(rewards, ground_truth, toxic, prompt_ids)
+    out |= sign_metrics(rewards, toxic, 0.0)
+    out |= reward_separation(rewards, toxic)
+    if threshold is not None:
+        out["threshold"] = float(threshold)
+        out |= {f"calibrated_{k}": v for k, v in sign_metrics(rewards, toxic, threshold).items()}
+    return out
+
+
+def pairwise_accuracy(expert_rewards: np.ndarray, pi0_rewards: np.ndarray) -> float:
+    """Share of (o⁺, o⁻) pairs the reward orders as the expert did: R̂(o⁺) > R̂(o⁻)."""
+    x = np.asarray(expert_rewards) - np.asarray(pi0_rewards)
+    return float((x > 0).mean() + 0.5 * (x == 0).mean())
+
+
+def chance_bound(n_pairs: int, alpha: float) -> float:
+    """The pairwise accuracy a reward unrelated to the expert exceeds with probability ≤ alpha."""
+    return float(stats.binom.ppf(1 - alpha, n_pairs, 0.5) / max(n_pairs, 1))

@@ -1,0 +1,52 @@
+"""Pairwise losses over the reward margin x = R̂(o⁺) − R̂(o⁻) (o⁺ from the expert, o⁻ from pi_0).
+
+- ``max_margin``: the paper's asymmetric max-margin loss (Eq. 1): −x for x ≥ 0 and −2x for x < 0.
+  A wrong ordering costs twice what a right one earns; both weights are parameters. It is
+  unbounded below, so rewards grow without limit unless something bounds them: that is part of
+  the non-identifiability the equivalent set shows.
+- ``hinge``: max(0, m − x).
+- ``logistic``: −log σ(x), Bradley–Terry.
+
+Each returns the mean loss over a batch of margins.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+LossName = Literal["max_margin", "hinge", "logistic"]
+
+
+def asymmetric_max_margin(
+    x: torch.Tensor, right_weight: float = 1.0, wrong_weight: float = 2.0
+) -> torch.Tensor:
+    """−right_weight·x where x ≥ 0, −wrong_weight·x where x < 0 (paper: weights {1, 2})."""
+    return torch.where(x >= 0, -right_weight * x, -wrong_weight * x).mean()
+
+
+def hinge(x: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    return F.relu(margin - x).mean()
+
+
+def logistic(x: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-x).mean()  # = −log σ(x), stable for large |x|
+
+
+def pairwise_loss(
+    x: torch.Tensor,
+    name: LossName,
+    *,
+    right_weight: float = 1.0,
+    wrong_weight: float = 2.0,
+    margin: float = 1.0,
+) -> torch.Tensor:
+    if name == "max_margin":
+        return asymmetric_max_margin(x, right_weight, wrong_weight)
+    if name == "hinge":
+        return hinge(x, margin)
+    if name == "logistic":
+        return logistic(x)
+    raise ValueError(f"unknown loss {name!r}: use max_margin, hinge or logistic")
