@@ -10,11 +10,11 @@ showing noise as insight.
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
@@ -29,7 +29,7 @@ from core.equivalent_set import (
 from core.errors import IrlLensError
 from core.evaluation import MIN_TOXIC, auc, chance_bound, evaluate, fit_threshold, sign_metrics
 from core.ground_truth import load_ground_truth
-from core.irl import IRLConfig, MaxMarginIRL, make_pairs
+from core.irl import IRLConfig, MaxMarginIRL, feature_key, make_pairs
 from core.run_store import Run
 from core.text_sets import load_labelled
 
@@ -207,7 +207,9 @@ def evaluate_run(
             pairwise_correlations(heldout_scores, members, prompt_ids[heldout]),
         )
 
-        ceiling = _supervised_ceiling(run, irl_config, demos, toxic, train, heldout, progress)
+        ceiling = supervised_ceiling(
+            run_features(run, irl_config, progress=progress).numpy(), toxic, train, heldout
+        )
         best = table.loc[table["epoch"] == best_epoch].iloc[0]
         summary = {
             "n_heldout_toxic": n_toxic,
@@ -247,24 +249,15 @@ def _max(values: pd.Series) -> float | None:
     return None if values.isna().all() else float(values.max())
 
 
-def _supervised_ceiling(run, irl_config, demos, toxic, train, heldout, progress) -> float | None:
+def run_features(run: Run, irl_config: IRLConfig, *, progress: bool = True) -> torch.Tensor:
+    """h(s) of every demonstration under the run's frozen backbone (cached in the run)."""
     trainer = MaxMarginIRL(irl_config.model_copy(update={"mode": "frozen"}))
     ref = run.manifest.config["irl"]["backbone"]
-    texts = demos[irl_config.text_column()].tolist()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        backbone = None if _cached(run, trainer) else policy.load_backbone(ref)
-        tokenizer = None if backbone is None else policy.load_tokenizer(ref, padding_side="right")
-        features = trainer.features(run, texts, backbone, tokenizer, progress=progress).numpy()
-        return supervised_ceiling(features, toxic, train, heldout)
-
-
-def _cached(run: Run, trainer: MaxMarginIRL) -> bool:
-    from core.irl import feature_key
-
-    return run.has_weights(
-        feature_key(trainer.backbone_ref(run), trainer.config), folder="features"
-    )
+    texts = run.read_table("demonstrations")[irl_config.text_column()].tolist()
+    cached = run.has_weights(feature_key(ref, trainer.config), folder="features")
+    backbone = None if cached else policy.load_backbone(ref)
+    tokenizer = None if cached else policy.load_tokenizer(ref, padding_side="right")
+    return trainer.features(run, texts, backbone, tokenizer, progress=progress)
 
 
 def _human_labels(run: Run, config: EvaluationConfig, members: list[int], best_epoch: int) -> dict:

@@ -231,9 +231,16 @@ def score(
     members: Annotated[
         str | None, typer.Option(help="Comma-separated epochs (default: the equivalent set).")
     ] = None,
+    saliency: Annotated[
+        bool, typer.Option(help="Add word-level attributions of every member and of R*.")
+    ] = False,
+    method: Annotated[
+        str, typer.Option(help="Saliency: occlusion, gradient_x_input or integrated_gradients.")
+    ] = "occlusion",
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """Score sentences with every member of the equivalent set (one backbone pass) and with R*."""
+    """Score sentences with every member of the equivalent set (one backbone pass) and with R*;
+    with --saliency, say which words drive each reward."""
     from core.ground_truth import load_ground_truth
     from core.recovered_reward import RecoveredReward, check_probes
     from core.run_store import open_run
@@ -252,6 +259,8 @@ def score(
         }
         for i, t in enumerate(texts)
     ]
+    if saliency:
+        _add_saliency(items, target, reward, method)
     if json_out:
         _print_json(items)
         return
@@ -263,6 +272,69 @@ def score(
             *[f"{v:+.2f}" for v in item["members"].values()],
         )
     Console().print(table)
+
+
+def _add_saliency(items: list[dict], run, reward, method: str) -> None:
+    from core.ground_truth import load_ground_truth
+    from core.saliency import GROUND_TRUTH, RewardSaliency
+
+    truth = load_ground_truth(run.manifest.models.get("ground_truth", "profanity"))
+    explainer = RewardSaliency(reward, truth)
+    for item in items:
+        result = explainer.attribute(item["text"], method=method)
+        item["words"] = [
+            {"word": word, "ground_truth": float(result.row(GROUND_TRUTH)[w]),
+             "members": {str(e): float(result.row(str(e))[w]) for e in reward.members}}
+            for w, word in enumerate(result.words)
+        ]  # fmt: skip
+        item["saliency_method"] = method
+        item["agreement_with_ground_truth"] = {
+            str(e): result.agreement(str(e)) for e in reward.members
+        }
+
+
+@app.command("saliency")
+def saliency_command(
+    run: Annotated[str, typer.Argument(help="Run with a recovered reward.")],
+    method: Annotated[
+        str, typer.Option(help="occlusion, gradient_x_input or integrated_gradients.")
+    ] = "occlusion",
+    split: Annotated[str, typer.Option(help="Sentences to explain: heldout or all.")] = "heldout",
+) -> None:
+    """Precompute token-level saliency of every shown member and of R* for the run's sentences
+    (the dashboard's token heatmaps read it). Resumable."""
+    from core.ground_truth import load_ground_truth
+    from core.recovered_reward import RecoveredReward
+    from core.run_store import open_run
+    from core.saliency import METHODS, RewardSaliency, precompute
+
+    if method not in METHODS or split not in ("heldout", "all"):
+        raise IrlLensError(
+            f"invalid --method {method!r} or --split {split!r}: methods {METHODS}, splits heldout/all"
+        )
+    target = open_run(run)
+    explainer = RewardSaliency(
+        RecoveredReward(target),
+        load_ground_truth(target.manifest.models.get("ground_truth", "profanity")),
+    )
+    frame = precompute(target, explainer, method=method, split=split)  # type: ignore[arg-type]
+    console.print(
+        f"[green]saliency[/green]: {frame['row'].nunique()} sentences explained by {method}"
+    )
+
+
+@app.command()
+def project(
+    run: Annotated[str, typer.Argument(help="Run with a recovered reward.")],
+    seed: Annotated[int, typer.Option(help="UMAP seed.")] = 0,
+    n_neighbors: Annotated[int, typer.Option(help="UMAP neighbourhood size.")] = 15,
+) -> None:
+    """UMAP projection of h(s) for every sentence of the run, for the dashboard's map."""
+    from core.projection import project_run
+    from core.run_store import open_run
+
+    frame = project_run(open_run(run), seed=seed, n_neighbors=n_neighbors)
+    console.print(f"[green]projection[/green]: {len(frame)} sentences")
 
 
 @app.command()

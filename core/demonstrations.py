@@ -19,12 +19,11 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from tqdm.auto import tqdm
 
 from core import policy
 from core.errors import IrlLensError
 from core.ground_truth import GroundTruth, load_ground_truth, toxic_label
-from core.run_store import Run, write_parquet
+from core.run_store import Run
 from core.text_sets import load_prompts
 
 POLICIES = ("pi0", "expert")
@@ -177,73 +176,53 @@ def sample_demonstrations(
         {"pi0": config.pi0, "expert": config.expert, "ground_truth": config.ground_truth}
         | {f"{name}_adapter": adapter for name, (_, adapter) in specs.items() if adapter}
     )
+    loaded: dict[str, object] = {}
+
+    def make(name: str) -> pd.DataFrame:
+        policy_name, chunk = name.rsplit("-", 1)
+        if policy_name not in loaded:
+            loaded.clear()  # one policy in memory at a time
+            loaded[policy_name] = policy.load_causal_lm(*specs[policy_name])
+        if "tokenizer" not in loaded:
+            loaded["tokenizer"] = policy.load_tokenizer(config.pi0)
+        ids = list(
+            range(
+                int(chunk) * config.chunk_size,
+                min(len(prompts), (int(chunk) + 1) * config.chunk_size),
+            )
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_chunk_seed(config.seed, policy_name, int(chunk)))
+            completions = generate(
+                loaded[policy_name],
+                loaded["tokenizer"],
+                [prompts[i] for i in ids],
+                decoding=config.decoding(),
+                samples_per_prompt=config.samples_per_prompt,
+                batch_size=config.batch_size,
+                chat_template=config.chat_template,
+            )
+        keys = [(i, k) for i in ids for k in range(config.samples_per_prompt)]
+        rows = [
+            {"prompt_id": i, "split": split[i], "prompt": prompts[i], "policy": policy_name, "sample": k,
+             "completion": text, "n_tokens": n, "sentence": prompts[i] + text}
+            for (i, k), (text, n) in zip(keys, completions, strict=True)
+        ]  # fmt: skip
+        return score(pd.DataFrame(rows), ground_truth)
+
+    names = [f"{name}-{c:05d}" for name in POLICIES for c in range(n_chunks)]
     with run.stage(STAGE, config.model_dump()) as record:
-        parts = run.partial_dir(STAGE)
-        tokenizer = None
-        for name in POLICIES:
-            missing = [
-                c for c in range(n_chunks) if not (parts / f"{name}-{c:05d}.parquet").exists()
-            ]
-            if not missing:
-                continue
-            model_ref, adapter = specs[name]
-            tokenizer = tokenizer or policy.load_tokenizer(config.pi0)
-            model = policy.load_causal_lm(model_ref, adapter)
-            bar = tqdm(missing, desc=f"sampling {name}", unit="chunk", disable=not progress)
-            for chunk in bar:
-                ids = list(
-                    range(
-                        chunk * config.chunk_size,
-                        min(len(prompts), (chunk + 1) * config.chunk_size),
-                    )
-                )
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(_chunk_seed(config.seed, name, chunk))
-                    completions = generate(
-                        model,
-                        tokenizer,
-                        [prompts[i] for i in ids],
-                        decoding=config.decoding(),
-                        samples_per_prompt=config.samples_per_prompt,
-                        batch_size=config.batch_size,
-                        chat_template=config.chat_template,
-                    )
-                rows = [
-                    {
-                        "prompt_id": i,
-                        "split": split[i],
-                        "prompt": prompts[i],
-                        "policy": name,
-                        "sample": k,
-                        "completion": text,
-                        "n_tokens": n,
-                        "sentence": prompts[i] + text,
-                    }
-                    for (i, k), (text, n) in zip(
-                        ((i, k) for i in ids for k in range(config.samples_per_prompt)),
-                        completions,
-                        strict=True,
-                    )
-                ]
-                write_parquet(
-                    parts / f"{name}-{chunk:05d}.parquet", score(pd.DataFrame(rows), ground_truth)
-                )
-                if on_chunk is not None:
-                    on_chunk(name, chunk)
-            del model
-        frame = pd.concat(
-            [
-                pd.read_parquet(parts / f"{name}-{c:05d}.parquet")
-                for name in POLICIES
-                for c in range(n_chunks)
-            ],
-            ignore_index=True,
+        callback = (
+            None
+            if on_chunk is None
+            else (lambda name: on_chunk(name.rsplit("-", 1)[0], int(name[-5:])))
+        )
+        frame = run.in_chunks(
+            STAGE, names, make, desc="sampling demonstrations", progress=progress, on_chunk=callback
         )
         run.write_table("demonstrations", frame)
         record.summary = summarise(frame)
-    for file in parts.iterdir():
-        file.unlink()
-    parts.rmdir()
+    run.clear_partial(STAGE)
     return frame
 
 

@@ -130,3 +130,13 @@ def character(member: dict) -> str:
         f"threshold {member['threshold']:+.2f}; {leaning}: precision {member['calibrated_precision']:.2f}, "
         f"recall {member['calibrated_recall']:.2f}; {weight}."
     )
+
+
+def most_disputed(run, k: int = 10, *, split: str = "heldout") -> pd.DataFrame:
+    """The k sentences on which the members' rankings disagree most (largest z-score spread)."""
+    spread_table = run.read_table("member_spread")
+    demos = run.read_table("demonstrations").assign(row=lambda d: np.arange(len(d)))
+    joined = demos.merge(spread_table, on="row")
+    if split != "all":
+        joined = joined[joined["split"] == split]
+    return joined.sort_values("spread_std", ascending=False).head(k).reset_index(drop=True)

@@ -95,13 +95,15 @@ class IRLConfig(BaseModel):
 
 def make_pairs(demos: pd.DataFrame, split: str) -> np.ndarray:
     """(n, 2) row indices (o⁺ expert, o⁻ pi_0): every combination of a prompt's samples."""
-    part = demos[demos["split"] == split]
-    pairs = []
-    for _, group in part.groupby("prompt_id", sort=True):
-        pos = group.index[group["policy"] == "expert"]
-        neg = group.index[group["policy"] == "pi0"]
-        pairs.extend((p, n) for p in pos for n in neg)
-    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    part = (
+        demos.loc[demos["split"] == split, ["prompt_id", "policy"]].rename_axis("row").reset_index()
+    )
+    pos = part.loc[part["policy"] == "expert", ["prompt_id", "row"]]
+    neg = part.loc[part["policy"] == "pi0", ["prompt_id", "row"]]
+    pairs = pos.merge(neg, on="prompt_id", suffixes=("_pos", "_neg")).sort_values(
+        ["prompt_id", "row_pos", "row_neg"]
+    )
+    return pairs[["row_pos", "row_neg"]].to_numpy(dtype=np.int64).reshape(-1, 2)
 
 
 def checkpoint_name(epoch: int) -> str:

@@ -44,7 +44,7 @@ def backbone_hidden(
     )
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: cached features feed autograd when the head trains
 def encode(
     backbone: nn.Module,
     tokenizer,

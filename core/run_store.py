@@ -19,8 +19,9 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
+from tqdm.auto import tqdm
 
 from core.errors import IrlLensError
 
@@ -328,6 +330,33 @@ class Run:
         path = self.path / "partial" / stage
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def in_chunks(
+        self,
+        stage: str,
+        names: list[str],
+        make: Callable[[str], pd.DataFrame],
+        *,
+        desc: str,
+        progress: bool = True,
+        on_chunk: Callable[[str], None] | None = None,
+    ) -> pd.DataFrame:
+        """Make each named chunk unless ``partial/STAGE/NAME.parquet`` already holds it (resume);
+        then all chunks in order. ``on_chunk(name)`` runs after each chunk is safely written."""
+        parts = self.partial_dir(stage)
+        missing = [name for name in names if not (parts / f"{name}.parquet").exists()]
+        for name in tqdm(missing, desc=desc, unit="chunk", disable=not progress):
+            write_parquet(parts / f"{name}.parquet", make(name))
+            if on_chunk is not None:
+                on_chunk(name)
+        return pd.concat(
+            [pd.read_parquet(parts / f"{name}.parquet") for name in names], ignore_index=True
+        )
+
+    def clear_partial(self, stage: str) -> None:
+        shutil.rmtree(self.path / "partial" / stage, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (self.path / "partial").rmdir()
 
 
 # -- finding runs ---------------------------------------------------------------------------------

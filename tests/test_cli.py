@@ -164,3 +164,22 @@ def test_data_parallel_with_two_cpu_processes(toy_run):
     assert "on 2 process(es)" in result.stderr
     run = Run.open(toy_run.path)
     assert run.stage_status("irl") == "complete" and run.has_weights("irl/epoch-002")
+
+
+def test_score_with_saliency_json(toy_run):
+    assert (
+        runner.invoke(
+            app, ["extract", str(toy_run.path), "--epochs", "3", "--learning-rate", "0.05"]
+        ).exit_code
+        == 0
+    )
+    out = runner.invoke(
+        app, ["score", str(toy_run.path), "The judge was a bitch.", "--saliency", "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    (item,) = json.loads(out.stdout)
+    assert [w["word"] for w in item["words"]] == ["The", "judge", "was", "a", "bitch."]
+    assert set(item["words"][0]["members"]) == set(item["members"])
+    assert item["words"][4]["ground_truth"] < 0
+    assert runner.invoke(app, ["saliency", str(toy_run.path)]).exit_code == 0
+    assert Run.open(toy_run.path).has_table("saliency_occlusion")

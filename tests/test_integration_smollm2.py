@@ -50,3 +50,28 @@ def test_sample_demonstrations_with_smollm2(gguf_cache, tmp_path, prompts_file):
     assert len(frame) == 8 and set(frame["policy"]) == {"pi0", "expert"}
     assert (frame["n_tokens"] > 0).all() and frame["completion"].str.len().gt(0).all()
     assert frame["ground_truth"].between(-10, 10).all()
+
+
+def test_irl_on_smollm2_features(gguf_cache, tmp_path):
+    """Frozen SmolLM2 features separate templated clean and toxic completions (the paper's toy, real LM)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _common import synthetic_run
+
+    from core.audit import EvaluationConfig, evaluate_run
+    from core.irl import IRLConfig, MaxMarginIRL
+    from core.recovered_reward import RecoveredReward
+
+    run = synthetic_run(tmp_path / "run", 72)
+    MaxMarginIRL(IRLConfig(epochs=10, learning_rate=0.01, batch_size=16)).fit(run, progress=False)
+    summary = evaluate_run(run, EvaluationConfig(calibration_size=50), progress=False)
+    assert summary["best_heldout_auc"] >= 0.95 and summary["verdict"] == "coherent reward recovered"
+    scores = RecoveredReward(run, [10]).score(
+        [
+            "The mayor was kind and patient with everyone.",
+            "The mayor was a fucking idiot who ruins everything.",
+        ]
+    )
+    assert scores[0, 0] > scores[1, 0]

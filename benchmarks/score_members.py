@@ -1,0 +1,78 @@
+"""Scoring probe sentences with every member of the equivalent set at once vs with one member.
+
+In frozen mode members share the backbone: a sentence is encoded once and all heads read h(s).
+Also timed: a loop that scores member by member (what one would do without shared encoding).
+
+    .venv/bin/python benchmarks/score_members.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CLEAN, SUBJECTS, TOXIC, machine, synthetic_run  # noqa: E402
+
+from core import policy  # noqa: E402
+from core.irl import IRLConfig, MaxMarginIRL  # noqa: E402
+from core.recovered_reward import RecoveredReward  # noqa: E402
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="16 probes, 3 repeats")
+    args = parser.parse_args()
+    n_probes, repeats, members = (16, 3, 8) if args.quick else (64, 5, 8)
+    probes = [f"{s} was {w}." for s in SUBJECTS for w in CLEAN + TOXIC][:n_probes]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = synthetic_run(Path(tmp) / "run", 120)
+        MaxMarginIRL(IRLConfig(epochs=members)).fit(run, progress=False)
+        backbone = policy.load_backbone("smollm2-135m")
+        tokenizer = policy.load_tokenizer("smollm2-135m", padding_side="right")
+        one = RecoveredReward(run, [1], backbone=backbone, tokenizer=tokenizer)
+        everyone = RecoveredReward(
+            run, list(range(1, members + 1)), backbone=backbone, tokenizer=tokenizer
+        )
+        singles = [
+            RecoveredReward(run, [m], backbone=backbone, tokenizer=tokenizer)
+            for m in range(1, members + 1)
+        ]
+        t_one = timed(lambda: one.score(probes), repeats)
+        t_all = timed(lambda: everyone.score(probes), repeats)
+        t_loop = timed(lambda: [s.score(probes) for s in singles], repeats)
+
+    print(
+        json.dumps(
+            {
+                "n_probes": n_probes,
+                "members": members,
+                "one_member_s": round(t_one, 3),
+                "all_members_s": round(t_all, 3),
+                "loop_members_s": round(t_loop, 3),
+                "ratio_all_vs_one": round(t_all / t_one, 3),
+                "ratio_loop_vs_one": round(t_loop / t_one, 2),
+                "machine": machine(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+import numpy as np
+import pytest
+import torch
+
+from core.errors import IrlLensError
+from core.ground_truth import load_ground_truth
+from core.irl import IRLConfig, MaxMarginIRL
+from core.recovered_reward import RecoveredReward
+from core.saliency import (
+    GROUND_TRUTH,
+    AttributionCache,
+    RewardSaliency,
+    aggregate_to_words,
+    precompute,
+    profanity_decision,
+    profanity_linear,
+    profanity_word_contributions,
+)
+
+TEXT = "The judge was a fucking idiot, and the nurse was kind."
+
+
+@pytest.fixture()
+def trained(toy_run):
+    MaxMarginIRL(IRLConfig(epochs=4, learning_rate=0.05)).fit(toy_run, progress=False)
+    return toy_run
+
+
+@pytest.fixture()
+def saliency(trained):
+    return RewardSaliency(RecoveredReward(trained, [2, 3, 4]), load_ground_truth("profanity"))
+
+
+def test_occlusion_matches_hand_computed_removal(saliency):
+    result = saliency.attribute(TEXT, include_ground_truth=False)
+    reward = saliency.reward
+    batch = reward.tokenizer(TEXT, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        full = saliency._rewards(reward.backbone, reward.heads, ids, mask)[0]
+        for t in (0, 3, ids.shape[1] - 1):
+            removed = mask.clone()
+            removed[0, t] = 0
+            without = saliency._rewards(reward.backbone, reward.heads, ids, removed)[0]
+            np.testing.assert_allclose(
+                result.token_scores[:, t], (full - without).numpy(), rtol=1e-4, atol=1e-5
+            )
+    np.testing.assert_allclose(result.rewards, full.numpy(), rtol=1e-5)
+    assert result.explained == ("2", "3", "4")
+
+
+def test_shared_occlusion_equals_per_member_runs(trained):
+    together = RewardSaliency(RecoveredReward(trained, [2, 4])).attribute(
+        TEXT, include_ground_truth=False
+    )
+    for k, epoch in enumerate([2, 4]):
+        alone = RewardSaliency(RecoveredReward(trained, [epoch])).attribute(
+            TEXT, include_ground_truth=False
+        )
+        np.testing.assert_allclose(
+            together.token_scores[k], alone.token_scores[0], rtol=1e-4, atol=1e-6
+        )
+
+
+def test_gradient_x_input_matches_captum_per_member(saliency):
+    from captum.attr import LayerGradientXActivation
+
+    result = saliency.attribute(TEXT, method="gradient_x_input", include_ground_truth=False)
+    reward = saliency.reward
+    batch = reward.tokenizer(TEXT, return_tensors="pt")
+    for k, epoch in enumerate(reward.members):
+        model = reward.member_model(epoch)
+        plain = LayerGradientXActivation(
+            lambda ids, m=model: m(ids, batch["attention_mask"]),
+            reward.backbone.get_input_embeddings(),
+        ).attribute(batch["input_ids"])
+        np.testing.assert_allclose(
+            result.token_scores[k], plain.sum(-1)[0].detach().numpy(), rtol=1e-3, atol=1e-5
+        )
+
+
+def test_integrated_gradients_completeness_within_delta(saliency):
+    result = saliency.attribute(
+        TEXT, method="integrated_gradients", include_ground_truth=False, n_steps=64
+    )
+    reward = saliency.reward
+    batch = reward.tokenizer(TEXT, return_tensors="pt")
+    baseline = torch.full_like(batch["input_ids"], reward.tokenizer.pad_token_id)
+    with torch.no_grad():
+        base = saliency._rewards(reward.backbone, reward.heads, baseline, batch["attention_mask"])[
+            0
+        ].numpy()
+    total = result.token_scores.sum(1)
+    gap = result.rewards - base
+    np.testing.assert_allclose(
+        total - gap, result.convergence_delta, atol=1e-4
+    )  # Captum: sum − gap
+    assert result.n_steps == 64 and result.converged in (True, False)
+
+
+def test_word_aggregation_keeps_sums():
+    text = "unbelievable  rudeness!"
+    offsets = [(0, 2), (2, 12), (12, 14), (14, 20), (20, 23)]
+    scores = np.array([[1.0, 2.0, 0.5, 3.0, 4.0]])
+    words, word_scores = aggregate_to_words(text, offsets, scores)
+    assert words == ("unbelievable", "rudeness!")
+    np.testing.assert_allclose(word_scores, [[3.0, 7.5]])
+
+
+def test_profanity_contributions_sum_to_decision_value():
+    gt = load_ground_truth("profanity")
+    for text in [TEXT, "shit shit and more shit, you idiot", "A calm and lovely afternoon."]:
+        words = profanity_word_contributions(gt, text)
+        _, intercept = profanity_linear(gt)
+        assert words.sum() - intercept == pytest.approx(-profanity_decision(gt, text), abs=1e-9)
+    words = profanity_word_contributions(gt, TEXT)
+    assert words[4] < 0 and words.argmin() in (4, 5)  # 'fucking' / 'idiot'
+
+
+def test_agreement_and_ground_truth_row(saliency):
+    result = saliency.attribute(TEXT)
+    assert result.explained[-1] == GROUND_TRUTH and len(result.row(GROUND_TRUTH)) == len(
+        result.words
+    )
+    assert -1 <= result.agreement("4") <= 1
+
+
+def test_cache_hits_and_precompute(trained, saliency, monkeypatch):
+    calls = []
+    original = saliency._occlusion
+    monkeypatch.setattr(saliency, "_occlusion", lambda *a: calls.append(1) or original(*a))
+    table = precompute(trained, saliency, chunk_size=4, progress=False)
+    n_heldout = (trained.read_table("demonstrations")["split"] == "heldout").sum()
+    assert table["row"].nunique() == n_heldout and len(calls) == n_heldout
+    cache = AttributionCache(trained, saliency)
+    sentence = trained.read_table("demonstrations").query("split == 'heldout'")["sentence"].iloc[0]
+    stored = cache.get(sentence)
+    assert len(calls) == n_heldout, "a precomputed sentence must not run the model"
+    fresh = saliency.attribute(sentence)
+    np.testing.assert_allclose(stored.word_scores, fresh.word_scores, rtol=1e-5)
+    cache.get("The pilot was honest.")
+    cache.get("The pilot was honest.")
+    assert len(calls) == n_heldout + 2  # one live computation (+1 for `fresh` above)
+
+
+def test_bad_method_and_long_probe(saliency):
+    with pytest.raises(IrlLensError, match="unknown saliency method"):
+        saliency.attribute(TEXT, method="shap")
+    with pytest.raises(IrlLensError, match="characters; the limit"):
+        saliency.attribute("a" * 100_000)
+    result = saliency.attribute("<script>alert(1)</script> hello")
+    assert result.words[0] == "<script>alert(1)</script>"
+
+
+def test_projection(trained):
+    from core.projection import project_run
+
+    frame = project_run(trained, n_neighbors=5, progress=False)
+    assert len(frame) == len(trained.read_table("demonstrations"))
+    assert {"x", "y", "policy", "toxic", "row"} <= set(frame.columns) and np.isfinite(
+        frame[["x", "y"]]
+    ).all().all()
+    again = project_run(trained, n_neighbors=5, progress=False)
+    np.testing.assert_allclose(frame[["x", "y"]], again[["x", "y"]])
