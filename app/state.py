@@ -1,9 +1,15 @@
-"""Shared dashboard state: which run is open. Cached reads of runs live here."""
+"""Shared dashboard state: which run is open, and cached reads of it.
+
+Models load once per process (``st.cache_resource``, never mutated); tables are cached per run
+and manifest version (``st.cache_data``), so a run that changes on disk is re-read.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from core.errors import IrlLensError
@@ -14,6 +20,11 @@ from core.run_store import MANIFEST, Run, list_runs, resolve_run_path, runs_root
 def available_runs(root: str) -> list[tuple[str, str]]:
     """Runs found under ``root``; re-listed every 10 s so new runs appear without a restart."""
     return [(name, str(path)) for name, path in list_runs()]
+
+
+def _version(path: str) -> int:
+    manifest = Path(path) / MANIFEST
+    return manifest.stat().st_mtime_ns if manifest.exists() else 0
 
 
 @st.cache_resource(max_entries=8, show_spinner="Opening run…")
@@ -39,11 +50,54 @@ def selected_run() -> Run | None:
         "Run", choices, format_func=lambda p: labels.get(p, p), key="run_path"
     )
     try:
-        resolved = resolve_run_path(path)
-        manifest = resolved / MANIFEST
-        return open_run_cached(
-            str(resolved), manifest.stat().st_mtime_ns if manifest.exists() else 0
-        )
+        resolved = str(resolve_run_path(path))
+        return open_run_cached(resolved, _version(resolved))
     except IrlLensError as err:
         st.error(f"This run cannot be opened: {err}")
         return None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def table(path: str, manifest_mtime_ns: int, name: str) -> pd.DataFrame:
+    return Run.open(path, verify_hashes=False).read_table(name)
+
+
+def run_table(run: Run, name: str) -> pd.DataFrame | None:
+    """A table of the run, or None when its stage has not run."""
+    if not run.has_table(name):
+        return None
+    return table(str(run.path), _version(str(run.path)), name)
+
+
+def require(run: Run | None, *tables: str, stage_hint: str = "irl-lens extract RUN") -> Run:
+    """Stop the page with a plain message when the run lacks what it draws."""
+    if run is None:
+        st.info("No run to show. Build one with `irl-lens sample`, then `irl-lens extract`.")
+        st.stop()
+    missing = [t for t in tables if not run.has_table(t)]
+    if missing:
+        st.info(f"This run has no {', '.join(missing)} yet: run `{stage_hint}` to add it.")
+        st.stop()
+    return run
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the reward backbone…")
+def explainer(path: str, manifest_mtime_ns: int, members: tuple[int, ...]):
+    """The run's recovered reward (given members) with its saliency explainer and ground truth."""
+    from core.ground_truth import load_ground_truth
+    from core.recovered_reward import RecoveredReward
+    from core.saliency import AttributionCache, RewardSaliency
+
+    run = Run.open(path, verify_hashes=False)
+    reward = RecoveredReward(run, list(members))
+    truth = load_ground_truth(run.manifest.models.get("ground_truth", "profanity"))
+    saliency = RewardSaliency(reward, truth)
+    return reward, truth, AttributionCache(run, saliency)
+
+
+def load_explainer(run: Run, members: list[int]):
+    return explainer(str(run.path), _version(str(run.path)), tuple(members))
+
+
+def member_label(epoch: int | str) -> str:
+    return "ground truth R*" if epoch == "ground_truth" else f"epoch {epoch}"

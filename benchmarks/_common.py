@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +84,13 @@ def synthetic_run(path: Path, n_prompts: int, *, backbone: str = "smollm2-135m",
         )
         run.write_table("demonstrations", score(pd.DataFrame(rows), load_ground_truth("profanity")))
     return run
+
+
+def timed(fn, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, synthetic_run  # noqa: E402
+from _common import machine, synthetic_run, timed  # noqa: E402
 
 from core import policy  # noqa: E402
 from core.irl import IRLConfig, MaxMarginIRL  # noqa: E402
@@ -31,15 +30,6 @@ PROBE = (
     "The new manager was honestly a stupid piece of shit to every customer, but the waiter "
     "stayed calm and patient with everyone all day long, as always."
 )  # 32 tokens for SmolLM2
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -10,28 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CLEAN, SUBJECTS, TOXIC, machine, synthetic_run  # noqa: E402
+from _common import CLEAN, SUBJECTS, TOXIC, machine, synthetic_run, timed  # noqa: E402
 
 from core import policy  # noqa: E402
 from core.irl import IRLConfig, MaxMarginIRL  # noqa: E402
 from core.recovered_reward import RecoveredReward  # noqa: E402
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

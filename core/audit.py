@@ -25,6 +25,7 @@ from core.equivalent_set import (
     most_different,
     pairwise_correlations,
     select_members,
+    spread,
 )
 from core.errors import IrlLensError
 from core.evaluation import MIN_TOXIC, auc, chance_bound, evaluate, fit_threshold, sign_metrics
@@ -206,6 +207,7 @@ def evaluate_run(
             "member_correlations",
             pairwise_correlations(heldout_scores, members, prompt_ids[heldout]),
         )
+        run.write_table("member_spread", spread(scores, members))
 
         ceiling = supervised_ceiling(
             run_features(run, irl_config, progress=progress).numpy(), toxic, train, heldout

@@ -338,6 +338,147 @@ def project(
 
 
 @app.command()
+def sft(
+    run: Annotated[str, typer.Option(help="Run directory (created if new).")],
+    texts: Annotated[
+        str, typer.Option(help="Text corpus (file or datasets id) to make pi_0 from.")
+    ],
+    text_column: Annotated[str, typer.Option(help="Text column of the corpus.")] = "text",
+    filter_column: Annotated[
+        str | None, typer.Option(help="Keep rows whose value here is in --filter-values.")
+    ] = None,
+    filter_values: Annotated[
+        str, typer.Option(help="Comma-separated values kept by --filter-column.")
+    ] = "",
+    policy: Annotated[str, typer.Option(help="Base model to fine-tune.")] = "smollm2-135m",
+    steps: Annotated[int, typer.Option(help="SFT steps.")] = 300,
+    clean_tweets: Annotated[
+        bool, typer.Option(help="Drop RT markers, @mentions and links.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Make a realistic pre-RLHF policy pi_0: a short LoRA SFT on (toxic) text, EOS between documents."""
+    from core.rlhf import SFTSettings, supervised_pi0
+    from core.run_store import Run
+
+    values = [
+        int(v) if v.strip().lstrip("-").isdigit() else v.strip()
+        for v in filter_values.split(",")
+        if v.strip()
+    ]
+    settings = _config(SFTSettings, policy=policy, texts=texts, text_column=text_column, filter_column=filter_column,
+                       filter_values=values, steps=steps, clean_tweets=clean_tweets, seed=seed)  # fmt: skip
+    target = supervised_pi0(Run.create(run, seed=seed), settings)
+    console.print(f"[green]pi_0[/green]: adapter in {target}")
+
+
+@app.command("rlhf")
+def rlhf_command(
+    run: Annotated[str, typer.Option(help="Run directory (created if new).")],
+    name: Annotated[
+        str, typer.Option(help="Name of the trained policy: expert, irl_rlhf, ...")
+    ] = "expert",
+    reward: Annotated[
+        str,
+        typer.Option(help="profanity, hf:<classifier> (builds an expert) or recovered (IRL-RLHF)."),
+    ] = "profanity",
+    members: Annotated[
+        str | None, typer.Option(help="recovered: comma-separated epochs (default: shown set).")
+    ] = None,
+    policy: Annotated[str, typer.Option(help="The policy to fine-tune (pi_0).")] = "smollm2-135m",
+    policy_adapters: Annotated[
+        str | None,
+        typer.Option(help="Adapters merged into it first (default: the run's pi_0 SFT)."),
+    ] = None,
+    prompts: Annotated[
+        str | None, typer.Option(help="Prompt set (default: the run's training prompts).")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="GRPO steps.")] = 100,
+    beta: Annotated[float, typer.Option(help="KL coefficient to the reference policy.")] = 0.04,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
+    length_bonus: Annotated[
+        float, typer.Option(help="Length term against reward hacking by silence (0: off).")
+    ] = 2.0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """RL fine-tuning with TRL's GRPO + LoRA against a ground truth (this builds the expert) or a
+    recovered reward (IRL-RLHF). Resumable from its last checkpoint."""
+    from core.rlhf import RLHFConfig, rlhf
+    from core.run_store import Run
+
+    target = Run.create(run, seed=seed)
+    adapters = (
+        policy_adapters
+        if policy_adapters is not None
+        else target.manifest.models.get("pi0_adapters", "")
+    )
+    config = _config(RLHFConfig, name=name, reward=reward, policy=policy,
+                     policy_adapters=[a for a in (adapters or "").split(",") if a],
+                     members=[int(e) for e in members.split(",")] if members else None, prompts=prompts,
+                     steps=steps, beta=beta, learning_rate=learning_rate, length_bonus=length_bonus, seed=seed)  # fmt: skip
+    log = rlhf(target, config)
+    console.print(
+        f"[green]{name}[/green]: {len(log)} logged steps; adapter in {target.path / 'policies' / name}"
+    )
+
+
+@app.command()
+def toxicity(
+    run: Annotated[
+        str, typer.Argument(help="Run with demonstrations (its held-out prompts are used).")
+    ],
+    samples_per_prompt: Annotated[int, typer.Option(help="Completions per held-out prompt.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens per completion at most.")] = 32,
+    limit: Annotated[int | None, typer.Option(help="Held-out prompts used at most.")] = None,
+) -> None:
+    """Measure pi_0, the expert and (when trained) the IRL-RLHF policy with one toxicity harness."""
+    from core.run_store import open_run
+    from core.toxicity import ToxicityConfig, measure_toxicity
+
+    target = open_run(run)
+    models = target.manifest.models
+    policies = {
+        n: (models[n], target.adapters(n)) for n in ("pi0", "expert", "irl_rlhf") if n in models
+    }
+    config = _config(
+        ToxicityConfig,
+        samples_per_prompt=samples_per_prompt,
+        max_new_tokens=max_new_tokens,
+        limit=limit,
+    )
+    table = measure_toxicity(target, policies, config)
+    Console().print(table.round(3).to_string(index=False))
+
+
+@app.command("run")
+def run_command(
+    config: Annotated[Path, typer.Argument(help="Pipeline TOML (see configs/demo.toml).")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a setting: section.key=value (TOML value)."),
+    ] = None,
+) -> None:
+    """Run the whole pipeline from one file, stage by stage, resuming whatever was interrupted."""
+    import tomllib
+
+    from core.pipeline import load_config, run_pipeline, stage_times
+
+    overrides = {}
+    for item in set_ or []:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.strip()] = value
+    built = run_pipeline(
+        load_config(config, overrides), log=lambda m: console.print(f"[bold]{m}[/bold]")
+    )
+    for stage, seconds in stage_times(built).items():
+        console.print(f"  {stage}: {seconds:.0f} s")
+    console.print(f"[green]run complete[/green]: {built.path}")
+
+
+@app.command()
 def export(
     run: Annotated[str, typer.Argument(help="Run with a recovered reward.")],
     out: Annotated[Path, typer.Argument(help="Directory to write (must not exist or be empty).")],

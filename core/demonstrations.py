@@ -174,7 +174,9 @@ def sample_demonstrations(
     }
     run.manifest.models.update(
         {"pi0": config.pi0, "expert": config.expert, "ground_truth": config.ground_truth}
-        | {f"{name}_adapter": adapter for name, (_, adapter) in specs.items() if adapter}
+    )
+    run.manifest.models.update(
+        {f"{name}_adapters": adapter for name, (_, adapter) in specs.items() if adapter}
     )
     loaded: dict[str, object] = {}
 
@@ -182,7 +184,8 @@ def sample_demonstrations(
         policy_name, chunk = name.rsplit("-", 1)
         if policy_name not in loaded:
             loaded.clear()  # one policy in memory at a time
-            loaded[policy_name] = policy.load_causal_lm(*specs[policy_name])
+            model_ref, adapters = specs[policy_name]
+            loaded[policy_name] = policy.load_causal_lm(model_ref, run.resolve_adapters(adapters))
         if "tokenizer" not in loaded:
             loaded["tokenizer"] = policy.load_tokenizer(config.pi0)
         ids = list(

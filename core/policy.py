@@ -173,7 +173,10 @@ def load_tokenizer(ref: str | ModelRef, padding_side: Literal["left", "right"] =
 def load_causal_lm(
     ref: str | ModelRef, adapter: str | None = None, *, trainable_adapter: bool = False
 ):
-    """A causal LM policy in eval mode, with its LoRA adapter applied when one is given."""
+    """A causal LM policy in eval mode, with its LoRA adapter applied when one is given.
+
+    ``adapter`` may list several directories separated by commas: all but the last are merged.
+    """
     from transformers import AutoModelForCausalLM
 
     resolved = resolve(ref) if isinstance(ref, str) else ref
@@ -184,7 +187,10 @@ def load_causal_lm(
     except Exception as err:
         raise _offline_hint(resolved, err) from err
     if adapter:
-        model = apply_adapter(model, adapter, trainable=trainable_adapter)
+        *merged, last = [a.strip() for a in adapter.split(",") if a.strip()]
+        for earlier in merged:  # e.g. the SFT that made pi_0, under the RL adapter
+            model = apply_adapter(model, earlier).merge_and_unload()
+        model = apply_adapter(model, last, trainable=trainable_adapter)
     return model.eval()
 
 

@@ -207,6 +207,30 @@ class Run:
         )
         self.save_manifest()
 
+    def resolve(self, path: str) -> Path:
+        """A path recorded in the manifest: relative ones (``policies/expert``) live in the run."""
+        candidate = Path(path)
+        return (
+            candidate
+            if candidate.is_absolute() or not (self.path / candidate).exists()
+            else self.path / candidate
+        )
+
+    def resolve_adapters(self, raw: str | None) -> str | None:
+        """Comma-separated adapter directories, each resolved with :meth:`resolve`."""
+        return ",".join(str(self.resolve(a)) for a in raw.split(",") if a) if raw else None
+
+    def adapters(self, role: str) -> str | None:
+        """The adapter directories of a policy role (pi0, expert, irl_rlhf), resolved."""
+        models = self.manifest.models
+        return self.resolve_adapters(
+            models.get(f"{role}_adapters") or models.get(f"{role}_adapter")
+        )
+
+    def record_file(self, relative: str) -> None:
+        """Record a file written into the run by another library (e.g. a peft adapter)."""
+        self._record(relative)
+
     def has(self, relative: str) -> bool:
         return relative in self.manifest.files
 

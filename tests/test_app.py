@@ -1,50 +1,122 @@
-"""Dashboard pages under Streamlit's AppTest, on a small real run made by the test."""
+"""Every dashboard page under Streamlit's AppTest, on a small real run made by the test."""
 
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import build_toy_run
 from streamlit.testing.v1 import AppTest
 
+from core.audit import EvaluationConfig, evaluate_run
 from core.demonstrations import SamplingConfig, sample_demonstrations
+from core.ground_truth import load_ground_truth
+from core.irl import IRLConfig, MaxMarginIRL
+from core.projection import project_run
+from core.recovered_reward import RecoveredReward
 from core.run_store import Run
+from core.saliency import RewardSaliency, precompute
 
 ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
+PAGES = ["home", "distributions", "equivalent", "heatmaps", "probe", "training", "rlhf"]
 
 
-@pytest.fixture()
-def sampled_run(tmp_path, prompts_file, tiny_models, runs_root):
-    run = Run.create(runs_root / "tiny", seed=1)
-    config = SamplingConfig(
-        prompts=str(prompts_file),
-        pi0=tiny_models["llama"],
-        expert=tiny_models["llama"],
-        max_new_tokens=4,
-        seed=1,
-    )
-    sample_demonstrations(run, config, progress=False)
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, tiny_models):
+    run = build_toy_run(tmp_path_factory.mktemp("app") / "toy", tiny_models["toy"])
+    MaxMarginIRL(IRLConfig(epochs=6, learning_rate=0.05, batch_size=16)).fit(run, progress=False)
+    evaluate_run(run, EvaluationConfig(calibration_size=50), progress=False)
+    project_run(run, n_neighbors=5, progress=False)
+    precompute(run, RewardSaliency(RecoveredReward(run), load_ground_truth()), progress=False)
     return run
 
 
-def test_home_without_runs_explains_how_to_build_one(runs_root, monkeypatch):
-    monkeypatch.setattr("core.run_store.DEMO_RUN", runs_root / "no-demo")
+def _app(monkeypatch, run, page=None):
+    monkeypatch.setenv("IRL_LENS_RUN", str(run.path))
+    monkeypatch.setenv("IRL_LENS_RUNS", str(run.path.parent / "no-runs"))
+    at = AppTest.from_file(ENTRY, default_timeout=120).run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(full_run, monkeypatch, page):
+    at = _app(monkeypatch, full_run, page)
+    assert at.title[0].value
+
+
+def test_home_summary(full_run, monkeypatch):
+    at = _app(monkeypatch, full_run)
+    values = {m.label: m.value for m in at.metric}
+    assert values["Demonstrations"] == str(len(full_run.read_table("demonstrations")))
+    assert values["Best held-out AUC"] != "—"
+    assert any("Verdict" in s.value for s in at.success) or any(
+        "Verdict" in e.value for e in at.error
+    )
+
+
+def test_distributions_widget_changes_the_numbers(full_run, monkeypatch):
+    at = _app(monkeypatch, full_run, "distributions")
+    before = at.dataframe[0].value.copy()
+    at.selectbox(key="dist_reward").set_value("ground_truth").run()
+    assert not at.exception
+    assert not at.dataframe[0].value.equals(before)
+
+
+def test_heatmap_page_filters(full_run, monkeypatch):
+    at = _app(monkeypatch, full_run, "heatmaps")
+    assert any("agreement with R*" in m.value for m in at.markdown)
+    at.text_input[0].set_value("zzz-no-such-word").run()
+    assert any("No sentence matches" in i.value for i in at.info)
+
+
+def test_live_probe_escapes_html_and_keeps_history(full_run, monkeypatch):
+    at = _app(monkeypatch, full_run, "probe")
+    at.text_area[0].set_value("<script>alert(1)</script>\nThe judge was kind.")  # inside a form:
+    at.button[0].click().run()  # submitted with the button, no run in between
+    assert not at.exception
+    history = at.dataframe[-1].value
+    assert list(history["text"]) == ["<script>alert(1)</script>", "The judge was kind."]
+    html = "".join(m.value for m in at.markdown)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    at.text_area[0].set_value("x" * 100_000)
+    at.button[0].click().run()
+    assert any("100,000 characters" in e.value for e in at.error)
+
+
+def test_page_without_stage_says_what_to_run(tmp_path, tiny_models, monkeypatch, prompts_file):
+    run = Run.create(tmp_path / "fresh", seed=1)
+    sample_demonstrations(
+        run,
+        SamplingConfig(
+            prompts=str(prompts_file),
+            pi0=tiny_models["llama"],
+            expert=tiny_models["llama"],
+            max_new_tokens=3,
+        ),
+        progress=False,
+    )
+    at = _app(monkeypatch, run, "equivalent")
+    assert any("irl-lens evaluate" in i.value for i in at.info)
+
+
+def test_home_without_runs_explains_how_to_build_one(tmp_path, monkeypatch):
+    monkeypatch.setattr("core.run_store.DEMO_RUN", tmp_path / "no-demo")
+    monkeypatch.setenv("IRL_LENS_RUNS", str(tmp_path / "none"))
+    monkeypatch.delenv("IRL_LENS_RUN", raising=False)
     at = AppTest.from_file(ENTRY, default_timeout=60).run()
     assert not at.exception
     assert any("irl-lens sample" in info.value for info in at.info)
 
 
-def test_home_shows_a_run(sampled_run):
-    at = AppTest.from_file(ENTRY, default_timeout=60).run()
-    assert not at.exception
-    values = {m.label: m.value for m in at.metric}
-    assert values["Demonstrations"] == "16"
-    assert any("tiny" in s.value for s in at.subheader)
+def test_home_names_the_broken_file(full_run, tmp_path, monkeypatch):
+    import shutil
 
-
-def test_home_names_the_broken_file(sampled_run, monkeypatch):
-    table = sampled_run.path / "tables" / "demonstrations.parquet"
-    pd.DataFrame({"x": [1]}).to_parquet(table)
-    monkeypatch.setenv("IRL_LENS_RUN", str(sampled_run.path))
+    broken = tmp_path / "broken"
+    shutil.copytree(full_run.path, broken)
+    pd.DataFrame({"x": [1]}).to_parquet(broken / "tables" / "demonstrations.parquet")
+    monkeypatch.setenv("IRL_LENS_RUN", str(broken))
     at = AppTest.from_file(ENTRY, default_timeout=60).run()
     assert not at.exception
     assert any("demonstrations.parquet" in e.value for e in at.error)

@@ -1,0 +1,76 @@
+"""Live probe: an auditor types sentences; every member and the ground truth score them."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.components import attribution_rows
+from app.state import load_explainer, member_label, require, selected_run
+from core.errors import IrlLensError
+from core.recovered_reward import MAX_PROBE_CHARS, check_probes
+
+st.title("Live probe")
+run = require(selected_run(), "irl_scores")
+summary = run.stage_summary("evaluate")
+members = [int(e) for e in summary.get("shown_members") or [summary.get("best_epoch") or 1]]
+st.caption(
+    f"One sentence per line, at most {MAX_PROBE_CHARS:,} characters each. Text is shown as text, never as HTML."
+)
+
+with st.form("probe"):
+    raw = st.text_area(
+        "Sentences", height=120, placeholder="The neighbour was kind and patient with everyone."
+    )
+    explain = st.checkbox("Token heatmaps", value=True)
+    submitted = st.form_submit_button("Score")
+
+history = st.session_state.setdefault("probe_history", [])
+if submitted:
+    try:
+        texts = check_probes([line for line in raw.splitlines() if line.strip()])
+        reward, truth, cache = load_explainer(run, members)
+        with st.spinner("Scoring…"):
+            matrix = reward.score(texts)
+            gt = truth.reward(texts)
+        for i, text in enumerate(texts):
+            history.append({"text": text, "ground truth R*": float(gt[i])}
+                           | {member_label(e): float(matrix[i, k]) for k, e in enumerate(reward.members)})  # fmt: skip
+        st.session_state["probe_last"] = (texts, explain)
+    except IrlLensError as err:
+        st.error(str(err))
+
+if "probe_last" in st.session_state:
+    texts, explain = st.session_state["probe_last"]
+    latest = pd.DataFrame(history[-len(texts) :])
+    st.subheader("Scores")
+    st.dataframe(latest.round(3), hide_index=True)
+    if explain:
+        _, _, cache = load_explainer(run, members)
+        for text in texts:
+            with st.spinner("Attributing…"):
+                result = cache.get(text)
+            with st.expander(text[:100], expanded=len(texts) <= 3):
+                for name, html_row, agreement in attribution_rows(result, member_label):
+                    left, right = st.columns([1, 6])
+                    left.markdown(
+                        f"**{name}**"
+                        + ("" if agreement is None else f"  \nagreement {agreement:+.2f}")
+                    )
+                    right.markdown(html_row, unsafe_allow_html=True)  # escaped in word_heatmap_html
+
+if history:
+    st.subheader("Session history")
+    frame = pd.DataFrame(history)
+    st.dataframe(frame.round(3), hide_index=True)
+    st.download_button(
+        "Download scores (CSV)",
+        frame.to_csv(index=False).encode(),
+        "irl-lens-probes.csv",
+        "text/csv",
+    )
+    member_cols = [c for c in frame.columns if c.startswith("epoch")]
+    if member_cols:
+        spread = frame[member_cols].std(axis=1)
+        st.caption(
+            f"Largest disagreement between members: {np.nanmax(spread):.3f} (std of raw rewards)."
+        )

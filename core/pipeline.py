@@ -1,0 +1,188 @@
+"""The whole method from one TOML file: pi_0, the expert, demonstrations, IRL, evaluation,
+IRL-RLHF, the toxicity harness, the projection and saliency, stage by stage into one run.
+
+Each section of the file is the config of one stage (the same pydantic configs the CLI builds);
+a section left out skips its stage. Every stage resumes: a complete stage is skipped, an
+interrupted one continues from its last chunk, epoch or checkpoint. Wall time per stage is
+recorded in the run's manifest (each stage's start and finish).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.audit import EvaluationConfig, evaluate_run
+from core.demonstrations import SamplingConfig, sample_demonstrations
+from core.errors import IrlLensError
+from core.irl import IRLConfig, MaxMarginIRL
+from core.rlhf import RLHFConfig, SFTSettings, rlhf, supervised_pi0
+from core.run_store import Run
+from core.toxicity import ToxicityConfig, measure_toxicity
+
+
+class SaliencySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: str = "occlusion"
+    split: str = "heldout"
+
+
+class ProjectionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 0
+    n_neighbors: int = 15
+
+
+class PipelineConfig(BaseModel):
+    """One file, every stage. Paths inside are relative to the config file's directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: str = Field(description="the run directory to build (or resume)")
+    seed: int = 0
+    pi0: SFTSettings | None = Field(default=None, description="LoRA SFT that makes pi_0")
+    expert: RLHFConfig | None = Field(
+        default=None, description="RLHF of pi_0 against the ground truth"
+    )
+    sample: SamplingConfig
+    irl: IRLConfig = Field(default_factory=IRLConfig)
+    evaluate: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    irl_rlhf: RLHFConfig | None = Field(
+        default=None, description="RLHF of pi_0 on the recovered reward"
+    )
+    toxicity: ToxicityConfig | None = None
+    projection: ProjectionSettings | None = None
+    saliency: SaliencySettings | None = None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise IrlLensError(f"pipeline config not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise IrlLensError(f"{path} is not valid TOML: {err}") from err
+    for key, value in (overrides or {}).items():
+        section, _, field = key.partition(".")
+        raw.setdefault(section, {})[field] = value
+    base = path.resolve().parent
+    for section, key in (
+        ("pi0", "texts"),
+        ("sample", "prompts"),
+        ("evaluate", "labels"),
+        ("expert", "prompts"),
+    ):
+        value = raw.get(section, {}).get(key)
+        if value and (base / value).exists():
+            raw[section][key] = str((base / value).resolve())
+    raw["run"] = str((base / raw["run"]).resolve()) if "run" in raw else raw.get("run")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise IrlLensError(f"{path}: invalid '{where}': {first['msg']}") from err
+
+
+def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) -> Run:
+    run = Run.create(config.run, seed=config.seed)
+    done = lambda stage: run.stage_status(stage) == "complete"  # noqa: E731
+
+    if config.pi0 and not done("sft_pi0"):
+        log("stage pi0: LoRA SFT of the pre-RLHF policy")
+        supervised_pi0(run, config.pi0, progress=progress)
+    pi0_adapters = (
+        run.manifest.models.get("pi0_adapters") if config.pi0 else config.sample.pi0_adapter
+    )
+    if config.expert and not done("rlhf_expert"):
+        log("stage expert: RLHF of pi_0 against the ground truth")
+        expert = config.expert.model_copy(
+            update={"name": "expert", "policy_adapters": _split(pi0_adapters)}
+        )
+        rlhf(
+            run,
+            expert,
+            prompts=None if expert.prompts else training_prompts(config.sample),
+            progress=progress,
+        )
+    sample = config.sample
+    if config.pi0 or config.expert:
+        sample = sample.model_copy(update={
+            "pi0_adapter": pi0_adapters,
+            "expert_adapter": run.manifest.models.get("expert_adapters") if config.expert else sample.expert_adapter,
+        })  # fmt: skip
+    if not done("sample"):
+        log("stage sample: demonstrations from pi_0 and the expert")
+        sample_demonstrations(run, sample, progress=progress)
+    if not done("irl"):
+        log("stage irl: Algorithm 1")
+        MaxMarginIRL(config.irl).fit(run, progress=progress)
+    if not done("evaluate"):
+        log("stage evaluate: calibration, equivalent set, ceiling, verdict")
+        evaluate_run(run, config.evaluate, progress=progress)
+    if config.irl_rlhf and not done("rlhf_irl_rlhf"):
+        log("stage irl_rlhf: RLHF of pi_0 on the recovered reward")
+        rlhf(run, config.irl_rlhf.model_copy(update={"name": "irl_rlhf", "policy_adapters": _split(pi0_adapters), "reward": "recovered"}),
+             progress=progress)  # fmt: skip
+    if config.toxicity and not done("toxicity"):
+        log("stage toxicity: one harness for every policy")
+        models = run.manifest.models
+        policies = {
+            n: (models[n], run.adapters(n)) for n in ("pi0", "expert", "irl_rlhf") if n in models
+        }
+        measure_toxicity(run, policies, config.toxicity, progress=progress)
+    if config.projection and not done("projection"):
+        from core.projection import project_run
+
+        log("stage projection: UMAP of h(s)")
+        project_run(
+            run,
+            seed=config.projection.seed,
+            n_neighbors=config.projection.n_neighbors,
+            progress=progress,
+        )
+    if config.saliency and not done("saliency"):
+        from core.ground_truth import load_ground_truth
+        from core.recovered_reward import RecoveredReward
+        from core.saliency import RewardSaliency, precompute
+
+        log("stage saliency: token attributions of the run's sentences")
+        explainer = RewardSaliency(
+            RecoveredReward(run),
+            load_ground_truth(run.manifest.models.get("ground_truth", "profanity")),
+        )
+        precompute(
+            run,
+            explainer,
+            method=config.saliency.method,
+            split=config.saliency.split,
+            progress=progress,
+        )  # type: ignore[arg-type]
+    return run
+
+
+def training_prompts(sample: SamplingConfig) -> list[str]:
+    """The prompts the demonstrations will use for training: the expert never sees held-out ones."""
+    from core.demonstrations import split_prompts
+    from core.text_sets import load_prompts
+
+    prompts = load_prompts(sample.prompts, prompt_column=sample.prompt_column, limit=sample.limit)
+    split = split_prompts(len(prompts), sample.heldout_fraction, sample.seed)
+    return [p for p, s in zip(prompts, split, strict=True) if s == "train"]
+
+
+def _split(adapters: str | None) -> list[str]:
+    return [a for a in (adapters or "").split(",") if a]
+
+
+def stage_times(run: Run) -> dict[str, float]:
+    """Wall seconds of each finished stage, from the manifest's timestamps."""
+    return {
+        name: (record.finished_at - record.started_at).total_seconds()
+        for name, record in run.manifest.stages.items()
+        if record.started_at and record.finished_at and record.status == "complete"
+    }

@@ -1,0 +1,323 @@
+"""RLHF with TRL: build the expert against the ground truth, or retrain on a recovered reward (IRL-RLHF).
+
+The paper RLHF'd Pythia with PPO (trlx). TRL 1.x has no PPO trainer; GRPO takes a Python reward
+function and runs on CPU, so :func:`rlhf` runs ``trl.GRPOTrainer`` with a LoRA adapter (peft).
+The reward is one of
+
+- a ground truth (``profanity``, ``hf:<classifier>``) of the completion: this builds an expert;
+- ``recovered``: the mean of the recovered reward's members over the sentence they were trained
+  on (or one member): this is IRL-RLHF.
+
+Two traps seen on this machine are guarded: an empty completion scores as clean, so once a
+policy can stop, RL learns to say nothing (reward hacking by silence) — a length term
+``length_bonus · min(tokens, length_target) / length_target`` is added by default; and TRL turns
+bf16 and gradient checkpointing on by default, also on CPU — both are off unless asked for, and
+the choice is recorded. A reward that returns NaN or None stops training with a clear message.
+
+:func:`supervised_pi0` makes a realistic pre-RLHF policy: a short LoRA SFT on toxic text
+(documents packed with EOS between them, else pi_0 never learns to stop).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import policy
+from core.errors import IrlLensError
+from core.ground_truth import load_ground_truth
+from core.run_store import Run
+from core.text_sets import load_prompts
+
+RewardFn = Callable[..., list[float]]
+
+
+class RLHFConfig(BaseModel):
+    """GRPO fine-tuning of a policy. Recorded in the run under ``rlhf_<name>``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        default="expert", description="the trained policy's name in the run (expert, irl_rlhf)"
+    )
+    policy: str = Field(default="smollm2-135m", description="the policy to fine-tune (pi_0)")
+    policy_adapters: list[str] = Field(
+        default_factory=list, description="adapters merged into it first (SFT)"
+    )
+    reward: str = Field(
+        default="profanity", description="'profanity', 'hf:<classifier>' or 'recovered'"
+    )
+    members: list[int] | None = Field(
+        default=None, description="recovered: members to average (default: shown set)"
+    )
+    prompts: str | None = Field(
+        default=None, description="prompt set; default: the run's training prompts"
+    )
+    prompt_column: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    steps: int = Field(default=100, ge=1)
+    prompts_per_step: int = Field(default=4, ge=1)
+    generations: int = Field(default=4, ge=2, description="completions per prompt (GRPO's group)")
+    max_completion_length: int = Field(default=32, ge=1)
+    temperature: float = Field(default=1.0, gt=0)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    beta: float = Field(default=0.04, ge=0, description="KL coefficient to the reference policy")
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_target_modules: list[str] | None = None
+    length_bonus: float = Field(
+        default=2.0, ge=0, description="guard against reward hacking by silence; 0 = off"
+    )
+    length_target: int = Field(default=12, ge=1)
+    bf16: bool = Field(default=False, description="TRL's default is on; off keeps CPU runs exact")
+    gradient_checkpointing: bool = Field(
+        default=False, description="TRL's default is on; off is faster here"
+    )
+    save_steps: int = Field(default=25, ge=1, description="checkpoint every N steps (resume point)")
+    seed: int = 0
+
+
+def check_rewards(values: Sequence[float | None], completions: Sequence[str]) -> list[float]:
+    """Every completion needs a finite reward; say which one did not get it."""
+    out = []
+    for i, value in enumerate(values):
+        if value is None or not math.isfinite(float(value)):
+            raise IrlLensError(
+                f"the reward returned {value!r} for completion {i} ({completions[i][:60]!r}): "
+                "every completion needs a finite reward; check the reward model or its input"
+            )
+        out.append(float(value))
+    return out
+
+
+def completion_text(completion) -> str:
+    """TRL passes strings for plain prompts and message lists for conversational ones."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion)
+
+
+def make_reward(
+    score: Callable[[list[str], list[str]], Sequence[float | None]],
+    tokenizer,
+    *,
+    length_bonus: float = 2.0,
+    length_target: int = 12,
+) -> RewardFn:
+    """A TRL reward function: ``score(prompts, completions)`` plus the length guard."""
+
+    def reward(prompts, completions, **kwargs) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        prompts = [completion_text(p) for p in prompts]
+        values = np.asarray(check_rewards(list(score(prompts, texts)), texts))
+        if length_bonus:
+            lengths = np.array(
+                [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+            )
+            values = values + length_bonus * np.minimum(lengths, length_target) / length_target
+        return values.tolist()
+
+    reward.__name__ = "irl_lens_reward"
+    return reward
+
+
+def reward_source(
+    run: Run, config: RLHFConfig
+) -> Callable[[list[str], list[str]], Sequence[float]]:
+    """score(prompts, completions) for the configured reward."""
+    if config.reward == "recovered":
+        from core.recovered_reward import RecoveredReward
+
+        reward = RecoveredReward(run, config.members)
+        with_prompt = reward.config.sentence == "prompt+completion"
+
+        def recovered(prompts, completions):
+            texts = [p + c if with_prompt else c for p, c in zip(prompts, completions, strict=True)]
+            return reward.score([t if t.strip() else " " for t in texts]).mean(axis=1)
+
+        return recovered
+    truth = load_ground_truth(config.reward)
+    return lambda prompts, completions: truth.reward(completions)
+
+
+def _prompts(run: Run, config: RLHFConfig) -> list[str]:
+    if config.prompts:
+        return load_prompts(config.prompts, prompt_column=config.prompt_column, limit=config.limit)
+    if not run.has_table("demonstrations"):
+        raise IrlLensError(f"run {run.path} has no demonstrations: give --prompts for RLHF")
+    demos = run.read_table("demonstrations")
+    prompts = demos.loc[demos["split"] == "train", "prompt"].drop_duplicates().tolist()
+    return prompts[: config.limit] if config.limit else prompts
+
+
+def load_policy(ref: str, adapters: Sequence[str] = ()):
+    """A policy with its adapters merged in order (e.g. SFT, then RL): a plain model to train."""
+    model = policy.load_causal_lm(ref, ",".join(adapters) or None)
+    return model.merge_and_unload() if adapters else model
+
+
+def policy_dir(run: Run, name: str) -> Path:
+    return run.path / "policies" / name
+
+
+def rlhf(
+    run: Run,
+    config: RLHFConfig,
+    *,
+    score: Callable[[list[str], list[str]], Sequence[float | None]] | None = None,
+    prompts: list[str] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """GRPO + LoRA against the configured reward; the adapter and training log go into the run.
+
+    ``score(prompts, completions)`` replaces ``config.reward`` (an extension point, as in TRL);
+    ``prompts`` replaces the configured prompt set.
+    """
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    stage = f"rlhf_{config.name}"
+    prompts = prompts or _prompts(run, config)
+    tokenizer = policy.load_tokenizer(config.policy)
+    with run.stage(stage, config.model_dump()) as record:
+        reward_fn = make_reward(score or reward_source(run, config), tokenizer, length_bonus=config.length_bonus,
+                                length_target=config.length_target)  # fmt: skip
+        model = load_policy(config.policy, [str(run.resolve(a)) for a in config.policy_adapters])
+        output = run.partial_dir(stage)
+        args = GRPOConfig(
+            output_dir=str(output), max_steps=config.steps, per_device_train_batch_size=config.prompts_per_step * config.generations,
+            num_generations=config.generations, max_completion_length=config.max_completion_length,
+            temperature=config.temperature, learning_rate=config.learning_rate, beta=config.beta,
+            bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
+            save_steps=config.save_steps, save_only_model=False, logging_steps=1, report_to="none", seed=config.seed,
+            disable_tqdm=not progress,
+        )  # fmt: skip
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+                          target_modules=config.lora_target_modules)  # fmt: skip
+        trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, processing_class=tokenizer,
+                              train_dataset=Dataset.from_dict({"prompt": prompts}), peft_config=lora)  # fmt: skip
+        checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+        log = pd.DataFrame(
+            [row for row in trainer.state.log_history if "loss" in row or "reward" in row]
+        )
+        save_adapter(run, config.name, trainer.model)
+        run.write_table(f"{stage}_log", log)
+        run.manifest.models[config.name] = config.policy
+        run.manifest.models[f"{config.name}_adapters"] = ",".join(
+            [*config.policy_adapters, f"policies/{config.name}"]
+        )
+        record.summary = {"steps": int(trainer.state.global_step), "n_prompts": len(prompts),
+                          "final_reward": float(log["reward"].iloc[-1]) if "reward" in log else None}  # fmt: skip
+    run.clear_partial(stage)
+    return log
+
+
+def save_adapter(run: Run, name: str, model) -> Path:
+    """Save a peft adapter (safetensors) into ``policies/NAME/`` and record its files."""
+    target = policy_dir(run, name)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    for file in sorted(target.iterdir()):
+        run.record_file(str(file.relative_to(run.path)))
+    return target
+
+
+class SFTSettings(BaseModel):
+    """A short LoRA SFT that makes a realistic, toxic-enough pi_0 (recorded in the run)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str = "smollm2-135m"
+    texts: str = Field(description="text corpus: file or datasets id")
+    text_column: str = "text"
+    filter_column: str | None = Field(
+        default=None, description="keep rows whose value is in filter_values"
+    )
+    filter_values: list[str | int] = Field(default_factory=list)
+    clean_tweets: bool = Field(
+        default=False, description="drop RT markers, @mentions and links; unescape &amp;"
+    )
+    limit: int | None = Field(default=4000, ge=1)
+    steps: int = Field(default=300, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    max_length: int = Field(default=64, ge=8, description="packed block length in tokens")
+    learning_rate: float = Field(default=2e-4, gt=0)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    seed: int = 0
+
+
+def clean_tweet(text: str) -> str:
+    import html
+    import re
+
+    text = html.unescape(text)
+    text = re.sub(r"\bRT\b|@\w+:?|https?://\S+|#", " ", text)
+    return re.sub(r"\s+", " ", text).strip(" !:")
+
+
+def supervised_pi0(run: Run, settings: SFTSettings, *, progress: bool = True) -> Path:
+    """LoRA SFT of ``settings.policy`` on the corpus; the adapter becomes ``policies/pi0_sft``."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from core.text_sets import column, read_table
+
+    frame = read_table(settings.texts)
+    if settings.filter_column:
+        frame = frame[
+            column(frame, settings.filter_column, source=settings.texts).isin(
+                settings.filter_values
+            )
+        ]
+    texts = [
+        t
+        for t in column(frame, settings.text_column, source=settings.texts).astype(str)
+        if t.strip()
+    ]
+    rng = np.random.default_rng(settings.seed)
+    texts = [texts[i] for i in rng.permutation(len(texts))[: settings.limit]]
+    if not texts:
+        raise IrlLensError(f"{settings.texts}: no text left to fine-tune pi_0 on")
+    stage = "sft_pi0"
+    with run.stage(stage, settings.model_dump()) as record:
+        tokenizer = policy.load_tokenizer(settings.policy, padding_side="right")
+        model = policy.load_causal_lm(settings.policy)
+        args = SFTConfig(
+            output_dir=str(run.partial_dir(stage)), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, packing=True, max_length=settings.max_length, bf16=False,
+            gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), logging_steps=10, save_steps=100,
+            report_to="none", seed=settings.seed, disable_tqdm=not progress,
+        )  # fmt: skip
+        lora = LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts}),
+                             processing_class=tokenizer, peft_config=lora)  # fmt: skip
+        checkpoints = sorted(
+            run.partial_dir(stage).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
+        )
+        trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+        target = save_adapter(run, "pi0_sft", trainer.model)
+        run.manifest.models["pi0"] = settings.policy
+        run.manifest.models["pi0_adapters"] = "policies/pi0_sft"
+        record.summary = {"steps": int(trainer.state.global_step), "n_texts": len(texts),
+                          "made_by": f"LoRA SFT of {settings.policy} on {settings.texts}"}  # fmt: skip
+    run.clear_partial(stage)
+    return target

@@ -1,0 +1,133 @@
+"""The toxicity harness: every policy measured the same way on held-out prompts.
+
+For each policy: N sampled completions per held-out prompt with recorded decoding settings,
+scored by the run's ground truth on the completion alone. Reported beside the toxicity rate:
+mean R*, mean completion length and the share under 5 tokens (short completions can fake low
+toxicity: the paper saw it), a fluency guard (perplexity under pi_0, distinct-2) and an estimate
+of KL(pi || pi_0) from the policy's own samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from core import policy
+from core.demonstrations import generate
+from core.errors import IrlLensError
+from core.ground_truth import load_ground_truth, toxic_label
+from core.run_store import Run
+
+STAGE = "toxicity"
+
+
+class ToxicityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    samples_per_prompt: int = Field(default=4, ge=1)
+    max_new_tokens: int = Field(default=32, ge=1)
+    temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    batch_size: int = Field(default=16, ge=1)
+    limit: int | None = Field(default=None, ge=1, description="held-out prompts used at most")
+    seed: int = 0
+
+
+@torch.no_grad()
+def completion_logprobs(
+    model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 16
+) -> np.ndarray:
+    """Sum of log-probabilities of each completion's tokens given its prompt: (N,)."""
+    out = []
+    tokenizer.padding_side = "right"
+    for start in range(0, len(prompts), batch_size):
+        p, c = prompts[start : start + batch_size], completions[start : start + batch_size]
+        prompt_lens = [len(tokenizer(x, add_special_tokens=True)["input_ids"]) for x in p]
+        batch = tokenizer(
+            [a + b for a, b in zip(p, c, strict=True)], return_tensors="pt", padding=True
+        )
+        logits = model(**batch).logits[:, :-1].float()
+        targets = batch["input_ids"][:, 1:]
+        logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        mask = batch["attention_mask"][:, 1:].clone()
+        for i, n in enumerate(prompt_lens):
+            mask[i, : max(n - 1, 0)] = 0
+        out.append((logp * mask).sum(1).numpy())
+    tokenizer.padding_side = "left"
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def distinct_n(texts: list[str], n: int = 2) -> float:
+    grams = [
+        tuple(t.split()[i : i + n]) for t in texts for i in range(max(len(t.split()) - n + 1, 0))
+    ]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], config: ToxicityConfig | None = None,
+                     *, progress: bool = True) -> pd.DataFrame:  # fmt: skip
+    """Measure each named policy ``{name: (model ref, adapters)}``; pi_0 must be among them."""
+    config = config or ToxicityConfig()
+    if "pi0" not in policies:
+        raise IrlLensError(
+            "the toxicity harness needs pi0 among the policies (perplexity and KL are against it)"
+        )
+    demos = run.read_table("demonstrations")
+    prompts = (
+        demos.loc[demos["split"] == "heldout", "prompt"].drop_duplicates().tolist()[: config.limit]
+    )
+    truth = load_ground_truth(run.manifest.models.get("ground_truth", "profanity"))
+    tokenizer = policy.load_tokenizer(policies["pi0"][0])
+    decoding = {"do_sample": True, "max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
+                "top_p": config.top_p}  # fmt: skip
+    samples = []
+    pi0 = policy.load_causal_lm(*policies["pi0"])
+    with run.stage(
+        STAGE, config.model_dump() | {"policies": {k: list(v) for k, v in policies.items()}}
+    ) as record:
+        for name, (ref, adapters) in tqdm(
+            policies.items(), desc="toxicity harness", disable=not progress
+        ):
+            model = pi0 if name == "pi0" else policy.load_causal_lm(ref, adapters)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                generated = generate(model, tokenizer, prompts, decoding=decoding,
+                                     samples_per_prompt=config.samples_per_prompt, batch_size=config.batch_size)  # fmt: skip
+            texts = [t for t, _ in generated]
+            repeated = [p for p in prompts for _ in range(config.samples_per_prompt)]
+            logp_pi = completion_logprobs(model, tokenizer, repeated, texts)
+            logp_0 = (
+                logp_pi if name == "pi0" else completion_logprobs(pi0, tokenizer, repeated, texts)
+            )
+            rewards = truth.reward(texts)
+            samples.append(pd.DataFrame({"policy": name, "prompt": repeated, "completion": texts,
+                                         "n_tokens": [n for _, n in generated], "ground_truth": rewards,
+                                         "toxic": toxic_label(rewards), "logp_policy": logp_pi, "logp_pi0": logp_0}))  # fmt: skip
+        frame = pd.concat(samples, ignore_index=True)
+        table = summarise_samples(frame)
+        run.write_table("toxicity_samples", frame)
+        run.write_table("toxicity", table)
+        record.summary = {
+            f"{row.policy}_toxicity": float(row.toxicity_rate) for row in table.itertuples()
+        }
+        if "irl_rlhf" in record.summary:
+            record.summary["irl_rlhf_toxicity"] = record.summary["irl_rlhf_toxicity"]
+    return table
+
+
+def summarise_samples(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for name, part in frame.groupby("policy", sort=False):
+        tokens = part["n_tokens"].clip(lower=1)
+        rows.append({
+            "policy": name, "n": len(part), "toxicity_rate": float(part["toxic"].mean()),
+            "mean_ground_truth": float(part["ground_truth"].mean()), "mean_tokens": float(part["n_tokens"].mean()),
+            "share_under_5_tokens": float((part["n_tokens"] < 5).mean()),
+            "perplexity_under_pi0": float(np.exp(-(part["logp_pi0"].sum() / tokens.sum()))),
+            "distinct_2": distinct_n(part["completion"].tolist()),
+            "kl_to_pi0": float((part["logp_policy"] - part["logp_pi0"]).mean()),
+        })  # fmt: skip
+    return pd.DataFrame(rows)

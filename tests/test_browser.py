@@ -1,0 +1,102 @@
+"""End to end in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import build_toy_run
+
+from core.audit import EvaluationConfig, evaluate_run
+from core.irl import IRLConfig, MaxMarginIRL
+from core.projection import project_run
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+PAGES = {"": "irl-lens", "distributions": "Reward distributions", "equivalent": "Equivalent models",
+         "heatmaps": "Token heatmaps", "probe": "Live probe", "training": "Training", "rlhf": "IRL-RLHF"}  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory, tiny_models):
+    run = build_toy_run(tmp_path_factory.mktemp("e2e") / "toy", tiny_models["toy"])
+    MaxMarginIRL(IRLConfig(epochs=6, learning_rate=0.05, batch_size=16)).fit(run, progress=False)
+    evaluate_run(run, EvaluationConfig(calibration_size=50), progress=False)
+    project_run(run, n_neighbors=5, progress=False)
+    port = _free_port()
+    env = dict(os.environ, IRL_LENS_RUNS=str(run.path.parent / "none"))
+    server = subprocess.Popen([sys.executable, "-m", "core.cli", "dashboard", str(run.path), "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("the dashboard did not answer /_stcore/health within 60 s")
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), (
+        "Debian's chromium is missing: scripts/setup installs it (apt-get install chromium)"
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])  # fmt: skip
+        yield browser
+        browser.close()
+
+
+def test_every_page_opens(dashboard, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for path, title in PAGES.items():
+        page.goto(f"{dashboard}/{path}")
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(500)
+        assert page.locator("[data-testid='stException']").count() == 0, f"exception on /{path}"
+        page.screenshot(path=str(ARTIFACTS / f"{path or 'home'}.png"), full_page=True)
+    page.close()
+
+
+def test_probe_scores_and_shows_script_as_text(dashboard, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{dashboard}/probe")
+    page.get_by_role("heading", name="Live probe").wait_for(timeout=60_000)
+    page.locator("textarea").fill("<script>alert(1)</script>\nThe judge was kind and patient.")
+    page.get_by_role("button", name="Score").click()
+    page.get_by_text("Session history").wait_for(timeout=120_000)
+    shown = page.get_by_text("<script>alert(1)</script>", exact=True)
+    assert shown.count() >= 1, "the probe's script text must be displayed as text"
+    page.get_by_text("patient.", exact=True).first.wait_for(timeout=60_000)
+    assert page.locator("span[title]").count() > 0, "token heatmaps must render"
+    assert dialogs == [], "an injected script ran"
+    assert (
+        page.evaluate("() => [...document.scripts].some(s => s.textContent.includes('alert(1)'))")
+        is False
+    )
+    page.screenshot(path=str(ARTIFACTS / "probe-scored.png"), full_page=True)
+    page.close()

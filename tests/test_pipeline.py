@@ -1,0 +1,117 @@
+"""The whole pipeline end to end on a reduced config: a change that breaks a stage fails here."""
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import CORPUS
+
+from core.errors import IrlLensError
+from core.pipeline import load_config, run_pipeline, stage_times
+from core.summary import SUMMARY_KEYS, run_summary
+
+STAGES = [
+    "sft_pi0",
+    "rlhf_expert",
+    "sample",
+    "irl",
+    "evaluate",
+    "rlhf_irl_rlhf",
+    "toxicity",
+    "projection",
+    "saliency",
+]
+
+
+@pytest.fixture()
+def config_file(tmp_path, tiny_models, prompts_file):
+    pd.DataFrame({"body": CORPUS[:60], "kind": [1, 2] * 30}).to_csv(
+        tmp_path / "corpus.csv", index=False
+    )
+    model = tiny_models["llama"]
+    lora = '["q_proj", "v_proj"]'
+    text = f"""
+run = "built"
+seed = 3
+[pi0]
+policy = "{model}"
+texts = "corpus.csv"
+text_column = "body"
+filter_column = "kind"
+filter_values = [1]
+steps = 2
+batch_size = 2
+max_length = 16
+lora_r = 2
+[expert]
+policy = "{model}"
+steps = 2
+prompts_per_step = 2
+generations = 2
+max_completion_length = 4
+lora_r = 2
+lora_target_modules = {lora}
+[sample]
+prompts = "{prompts_file}"
+pi0 = "{model}"
+expert = "{model}"
+max_new_tokens = 4
+samples_per_prompt = 2
+[irl]
+epochs = 3
+[evaluate]
+calibration_size = 10
+[irl_rlhf]
+policy = "{model}"
+steps = 2
+prompts_per_step = 2
+generations = 2
+max_completion_length = 4
+lora_r = 2
+lora_target_modules = {lora}
+[toxicity]
+samples_per_prompt = 1
+max_new_tokens = 4
+[projection]
+n_neighbors = 4
+[saliency]
+method = "gradient_x_input"
+"""
+    path = tmp_path / "pipeline.toml"
+    path.write_text(text)
+    return path
+
+
+def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
+    run = run_pipeline(load_config(config_file), progress=False, log=lambda m: None)
+    assert run.path == tmp_path / "built"
+    for stage in STAGES:
+        assert run.stage_status(stage) == "complete", stage
+    summary = run_summary(run)
+    for key in (
+        "pi0_toxicity",
+        "expert_toxicity",
+        "irl_rlhf_toxicity",
+        "best_heldout_auc",
+        "verdict",
+    ):
+        assert summary[key] is not None, key
+    assert set(SUMMARY_KEYS) <= set(summary)
+    assert run.manifest.models["expert_adapters"] == "policies/pi0_sft,policies/expert"
+    assert run.manifest.config["sample"]["expert_adapter"] == "policies/pi0_sft,policies/expert"
+    times = stage_times(run)
+    again = run_pipeline(load_config(config_file), progress=False, log=lambda m: None)
+    assert stage_times(again) == times, "a complete stage must not run again"
+    json.dumps(summary, default=str)
+
+
+def test_bad_config_names_the_setting(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('run = "x"\n[sample]\nprompts = "p.txt"\nmax_new_tokens = -1\n')
+    with pytest.raises(IrlLensError, match="invalid 'sample.max_new_tokens'"):
+        load_config(path)
+    path.write_text("run = [")
+    with pytest.raises(IrlLensError, match="not valid TOML"):
+        load_config(path)
+    with pytest.raises(IrlLensError, match="pipeline config not found"):
+        load_config(tmp_path / "missing.toml")

@@ -1,0 +1,106 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core import policy
+from core.errors import IrlLensError
+from core.rlhf import RLHFConfig, check_rewards, make_reward, rlhf
+from core.run_store import Run
+from core.toxicity import ToxicityConfig, completion_logprobs, distinct_n, measure_toxicity
+
+
+def _mean_reward(model_dir, adapters, tokenizer, score, prompts):
+    from core.demonstrations import generate
+
+    model = policy.load_causal_lm(model_dir, adapters)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        texts = [t for t, _ in generate(model, tokenizer, prompts, decoding={"do_sample": True, "max_new_tokens": 4},
+                                        samples_per_prompt=16)]  # fmt: skip
+    return float(np.mean(score(prompts, texts)))
+
+
+def test_grpo_moves_policy_toward_a_checkable_reward(tmp_path, tiny_models, prompts_file):
+    tokenizer = policy.load_tokenizer(tiny_models["llama"])
+    run = Run.create(tmp_path / "run")
+    config = RLHFConfig(name="expert", policy=tiny_models["llama"], prompts=str(prompts_file), steps=60,
+                        prompts_per_step=2, generations=8, max_completion_length=4, learning_rate=5e-2,
+                        beta=0.0, lora_r=8, length_bonus=0.0, save_steps=30,
+                        lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])  # fmt: skip
+
+    def score(prompts, completions):  # easy to check: how often the letter "e" appears
+        return [float(c.count("e")) for c in completions]
+
+    prompts = ["the cat sat", "you are a", "I hate", "the weather today"]
+    before = _mean_reward(tiny_models["llama"], None, tokenizer, score, prompts)
+    log = rlhf(run, config, score=score, progress=False)
+    after_run = Run.open(run.path)
+    adapter = after_run.path / "policies" / "expert"
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert not list(after_run.path.rglob("*.bin")) and not list(after_run.path.rglob("*.pt"))
+    after = _mean_reward(tiny_models["llama"], str(adapter), tokenizer, score, prompts)
+    assert after > before + 0.5, (before, after)  # the mean of 64 samples has a std of ~0.16
+    assert len(log) >= 60 and after_run.stage_status("rlhf_expert") == "complete"
+    assert after_run.manifest.models["expert_adapters"] == "policies/expert"
+    assert after_run.adapters("expert") == str(after_run.path / "policies" / "expert")
+
+
+def test_adapter_round_trip_gives_same_logits(tmp_path, tiny_models):
+    from peft import LoraConfig, get_peft_model
+
+    from core.rlhf import save_adapter
+
+    run = Run.create(tmp_path / "r")
+    model = get_peft_model(policy.load_causal_lm(tiny_models["llama"]),
+                           LoraConfig(r=4, init_lora_weights=False, target_modules=["q_proj", "v_proj"]))  # fmt: skip
+    path = save_adapter(run, "expert", model)
+    assert Run.open(run.path).has("policies/expert/adapter_model.safetensors")
+    ids = torch.tensor([[4, 8, 15, 16]])
+    with torch.no_grad():
+        torch.testing.assert_close(policy.load_causal_lm(tiny_models["llama"], str(path))(input_ids=ids).logits,
+                                   model(input_ids=ids).logits)  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [float("nan"), None, math.inf])
+def test_bad_reward_values_are_named(bad):
+    with pytest.raises(IrlLensError, match="completion 1"):
+        check_rewards([0.5, bad], ["fine", "broken one"])
+
+
+def test_length_guard(tiny_models):
+    tokenizer = policy.load_tokenizer(tiny_models["llama"])
+    reward = make_reward(lambda p, c: [1.0] * len(c), tokenizer, length_bonus=2.0, length_target=4)
+    empty, long = reward(["p", "p"], ["", "the cat sat on the mat"])
+    assert empty == pytest.approx(1.0) and long == pytest.approx(3.0)
+
+
+def test_toxicity_harness(tmp_path, tiny_models, prompts_file):
+    from core.demonstrations import SamplingConfig, sample_demonstrations
+
+    run = Run.create(tmp_path / "run", seed=1)
+    sample_demonstrations(run, SamplingConfig(prompts=str(prompts_file), pi0=tiny_models["llama"],
+                                              expert=tiny_models["neox"], max_new_tokens=4), progress=False)  # fmt: skip
+    table = measure_toxicity(run, {"pi0": (tiny_models["llama"], None), "expert": (tiny_models["llama"], None)},
+                             ToxicityConfig(samples_per_prompt=2, max_new_tokens=5), progress=False)  # fmt: skip
+    assert set(table["policy"]) == {"pi0", "expert"}
+    row = table.set_index("policy").loc["pi0"]
+    assert row["kl_to_pi0"] == pytest.approx(0.0) and row["perplexity_under_pi0"] > 1
+    assert {"toxicity_rate", "mean_tokens", "share_under_5_tokens", "distinct_2"} <= set(
+        table.columns
+    )
+    assert Run.open(run.path).stage_summary("toxicity")["pi0_toxicity"] == row["toxicity_rate"]
+
+
+def test_completion_logprobs_match_manual(tiny_models):
+    model = policy.load_causal_lm(tiny_models["llama"])
+    tokenizer = policy.load_tokenizer(tiny_models["llama"])
+    got = completion_logprobs(model, tokenizer, ["the cat", "I"], [" sat on", " hate you"])
+    ids = tokenizer(["the cat sat on"], return_tensors="pt")["input_ids"]
+    n_prompt = len(tokenizer("the cat")["input_ids"])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
+    expected = sum(logp[t - 1, ids[0, t]].item() for t in range(n_prompt, ids.shape[1]))
+    assert got[0] == pytest.approx(expected, abs=1e-4)
+    assert distinct_n(["a b c", "a b d"]) == pytest.approx(3 / 4) and np.isfinite(got).all()
