@@ -436,10 +436,8 @@ def toxicity(
     from core.toxicity import ToxicityConfig, measure_toxicity
 
     target = open_run(run)
-    models = target.manifest.models
-    policies = {
-        n: (models[n], target.adapters(n)) for n in ("pi0", "expert", "irl_rlhf") if n in models
-    }
+    roles = [n for n in ("pi0", "expert", "irl_rlhf") if n in target.manifest.models]
+    policies = {n: target.policy(n) for n in roles}
     config = _config(
         ToxicityConfig,
         samples_per_prompt=samples_per_prompt,

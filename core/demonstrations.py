@@ -241,10 +241,12 @@ def summarise(frame: pd.DataFrame) -> dict:
         part = heldout[heldout["policy"] == name]
         out[f"{name}_toxicity"] = float(part["toxic_completion"].mean()) if len(part) else None
         out[f"{name}_mean_tokens"] = float(part["n_tokens"].mean()) if len(part) else None
+    out["contrast"] = contrast(frame)
     return out
 
 
 def contrast(frame: pd.DataFrame) -> float:
-    """Share of prompts where pi_0 is toxic and the expert is not: the signal IRL learns from."""
+    """Share of prompts where pi_0 is toxic and the expert is not: the signal IRL learns from
+    (in our pilot it mattered more than the choice of loss)."""
     by = frame.groupby(["prompt_id", "policy"])["toxic_completion"].mean().unstack()
     return float(((by["pi0"] > 0) & (by["expert"] == 0)).mean())

@@ -72,6 +72,7 @@ class RLHFConfig(BaseModel):
     lora_r: int = Field(default=16, ge=1)
     lora_alpha: int = Field(default=32, ge=1)
     lora_target_modules: list[str] | None = None
+    full: bool = Field(default=False, description="train every weight instead of a LoRA adapter")
     length_bonus: float = Field(
         default=2.0, ge=0, description="guard against reward hacking by silence; 0 = off"
     )
@@ -143,6 +144,11 @@ def reward_source(
             return reward.score([t if t.strip() else " " for t in texts]).mean(axis=1)
 
         return recovered
+    if config.reward == "random":  # a poor-RLHF control: a reward that tracks nothing
+        rng = np.random.default_rng(config.seed)
+        return lambda prompts, completions: rng.normal(size=len(completions))
+    if config.reward == "length":  # a poor-RLHF control: longer is better, toxic or not
+        return lambda prompts, completions: [float(len(c.split())) for c in completions]
     truth = load_ground_truth(config.reward)
     return lambda prompts, completions: truth.reward(completions)
 
@@ -200,8 +206,10 @@ def rlhf(
             save_steps=config.save_steps, save_only_model=False, logging_steps=1, report_to="none", seed=config.seed,
             disable_tqdm=not progress,
         )  # fmt: skip
-        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
-                          target_modules=config.lora_target_modules)  # fmt: skip
+        lora = None if config.full else LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+            target_modules=config.lora_target_modules,
+        )  # fmt: skip
         trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, processing_class=tokenizer,
                               train_dataset=Dataset.from_dict({"prompt": prompts}), peft_config=lora)  # fmt: skip
         checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -211,10 +219,14 @@ def rlhf(
         )
         save_adapter(run, config.name, trainer.model)
         run.write_table(f"{stage}_log", log)
-        run.manifest.models[config.name] = config.policy
-        run.manifest.models[f"{config.name}_adapters"] = ",".join(
-            [*config.policy_adapters, f"policies/{config.name}"]
-        )
+        if config.full:  # a whole model (SFT already merged in), not an adapter
+            run.manifest.models[config.name] = f"policies/{config.name}"
+            run.manifest.models.pop(f"{config.name}_adapters", None)
+        else:
+            run.manifest.models[config.name] = config.policy
+            run.manifest.models[f"{config.name}_adapters"] = ",".join(
+                [*config.policy_adapters, f"policies/{config.name}"]
+            )
         record.summary = {"steps": int(trainer.state.global_step), "n_prompts": len(prompts),
                           "final_reward": float(log["reward"].iloc[-1]) if "reward" in log else None}  # fmt: skip
     run.clear_partial(stage)
@@ -222,7 +234,7 @@ def rlhf(
 
 
 def save_adapter(run: Run, name: str, model) -> Path:
-    """Save a peft adapter (safetensors) into ``policies/NAME/`` and record its files."""
+    """Save a peft adapter (or a fully trained model), as safetensors, into ``policies/NAME/``."""
     target = policy_dir(run, name)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -227,6 +227,12 @@ class Run:
             models.get(f"{role}_adapters") or models.get(f"{role}_adapter")
         )
 
+    def policy(self, role: str) -> tuple[str, str | None]:
+        """(model reference, adapters) of a policy role, with paths inside the run resolved."""
+        if role not in self.manifest.models:
+            raise IrlLensError(f"run {self.path} has no policy '{role}'")
+        return str(self.resolve(self.manifest.models[role])), self.adapters(role)
+
     def record_file(self, relative: str) -> None:
         """Record a file written into the run by another library (e.g. a peft adapter)."""
         self._record(relative)

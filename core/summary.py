@@ -16,18 +16,6 @@ SUMMARY_KEYS = (
     "expert_toxicity", "irl_rlhf_toxicity", "human_label_auc", "human_label_accuracy",
 )  # fmt: skip
 
-STAGES = (
-    "sample",
-    "irl",
-    "evaluate",
-    "rlhf_expert",
-    "irl_rlhf",
-    "toxicity",
-    "saliency",
-    "projection",
-)
-"""Pipeline stages in order; a run holds those that have run."""
-
 
 def run_summary(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {"name": run.name, "path": str(run.path)}
@@ -40,6 +28,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         out["n_heldout_toxic"] = int(heldout["toxic"].sum())
         out["pi0_toxicity"] = sample.get("pi0_toxicity")
         out["expert_toxicity"] = sample.get("expert_toxicity")
+        out["contrast"] = sample.get("contrast")
     for stage in ("evaluate", "toxicity"):
         for key, value in run.stage_summary(stage).items():
             if value is not None or key not in out:

@@ -219,3 +219,22 @@ def build_toy_run(
 @pytest.fixture()
 def toy_run(tmp_path, tiny_models):
     return build_toy_run(tmp_path / "toy", tiny_models["toy"])
+
+
+def build_audited_toy_run(path, backbone: str, *, saliency: bool = False):
+    """The toy run through IRL, evaluation and projection (and saliency): what the dashboard draws."""
+    from core.audit import EvaluationConfig, evaluate_run
+    from core.irl import IRLConfig, MaxMarginIRL
+    from core.projection import project_run
+
+    run = build_toy_run(path, backbone)
+    MaxMarginIRL(IRLConfig(epochs=6, learning_rate=0.05, batch_size=16)).fit(run, progress=False)
+    evaluate_run(run, EvaluationConfig(calibration_size=50), progress=False)
+    project_run(run, n_neighbors=5, progress=False)
+    if saliency:
+        from core.ground_truth import load_ground_truth
+        from core.recovered_reward import RecoveredReward
+        from core.saliency import RewardSaliency, precompute
+
+        precompute(run, RewardSaliency(RecoveredReward(run), load_ground_truth()), progress=False)
+    return run

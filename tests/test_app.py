@@ -4,17 +4,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import build_toy_run
+from conftest import build_audited_toy_run
 from streamlit.testing.v1 import AppTest
 
-from core.audit import EvaluationConfig, evaluate_run
 from core.demonstrations import SamplingConfig, sample_demonstrations
-from core.ground_truth import load_ground_truth
-from core.irl import IRLConfig, MaxMarginIRL
-from core.projection import project_run
-from core.recovered_reward import RecoveredReward
 from core.run_store import Run
-from core.saliency import RewardSaliency, precompute
 
 ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
 PAGES = ["home", "distributions", "equivalent", "heatmaps", "probe", "training", "rlhf"]
@@ -22,12 +16,9 @@ PAGES = ["home", "distributions", "equivalent", "heatmaps", "probe", "training",
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, tiny_models):
-    run = build_toy_run(tmp_path_factory.mktemp("app") / "toy", tiny_models["toy"])
-    MaxMarginIRL(IRLConfig(epochs=6, learning_rate=0.05, batch_size=16)).fit(run, progress=False)
-    evaluate_run(run, EvaluationConfig(calibration_size=50), progress=False)
-    project_run(run, n_neighbors=5, progress=False)
-    precompute(run, RewardSaliency(RecoveredReward(run), load_ground_truth()), progress=False)
-    return run
+    return build_audited_toy_run(
+        tmp_path_factory.mktemp("app") / "toy", tiny_models["toy"], saliency=True
+    )
 
 
 def _app(monkeypatch, run, page=None):

@@ -9,11 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import build_toy_run
-
-from core.audit import EvaluationConfig, evaluate_run
-from core.irl import IRLConfig, MaxMarginIRL
-from core.projection import project_run
+from conftest import build_audited_toy_run
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
@@ -29,10 +25,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory, tiny_models):
-    run = build_toy_run(tmp_path_factory.mktemp("e2e") / "toy", tiny_models["toy"])
-    MaxMarginIRL(IRLConfig(epochs=6, learning_rate=0.05, batch_size=16)).fit(run, progress=False)
-    evaluate_run(run, EvaluationConfig(calibration_size=50), progress=False)
-    project_run(run, n_neighbors=5, progress=False)
+    run = build_audited_toy_run(tmp_path_factory.mktemp("e2e") / "toy", tiny_models["toy"])
     port = _free_port()
     env = dict(os.environ, IRL_LENS_RUNS=str(run.path.parent / "none"))
     server = subprocess.Popen([sys.executable, "-m", "core.cli", "dashboard", str(run.path), "--port", str(port)],
