@@ -44,9 +44,14 @@ class EvaluationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    calibration: Literal["none", "ground_truth"] = Field(
+    calibration: Literal["none", "ground_truth", "labels"] = Field(
         default="ground_truth",
-        description="none (the paper: sign at 0) or a threshold fitted on R* labels of training sentences",
+        description="none (the paper: sign at 0), or a threshold fitted on training sentences labelled by "
+        "R* (ground_truth) or by people (labels: calibration_labels)",
+    )
+    calibration_labels: str | None = Field(
+        default=None,
+        description="labels: a file of training sentences with human labels (same columns as labels)",
     )
     calibration_size: int = Field(
         default=200, ge=10, description="training sentences used to calibrate"
@@ -65,6 +70,29 @@ class EvaluationConfig(BaseModel):
         default=2000, ge=1, description="seeded sample of the labelled set"
     )
     seed: int = 0
+
+
+def human_calibration(
+    demos: pd.DataFrame, text_column: str, config: EvaluationConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, labels) of human-labelled calibration sentences; each must be a training sentence."""
+    if not config.calibration_labels:
+        raise IrlLensError(
+            "calibration 'labels' needs calibration_labels: a file of labelled training sentences"
+        )
+    labelled = load_labelled(config.calibration_labels, text_column=config.label_text_column,
+                             label_column=config.label_column, toxic_values=config.toxic_values)  # fmt: skip
+    train = demos[demos["split"] == "train"]
+    index = dict(zip(train[text_column].str.strip(), train.index, strict=False))
+    rows = []
+    for i, text in enumerate(labelled["text"]):
+        if text not in index:
+            raise IrlLensError(
+                f"{config.calibration_labels}: sentence {i + 1} is not a training sentence of this run "
+                "(calibration may only use the training split)"
+            )
+        rows.append(index[text])
+    return np.asarray(rows), labelled["toxic"].to_numpy()
 
 
 def calibration_rows(demos: pd.DataFrame, size: int, seed: int) -> np.ndarray:
@@ -161,14 +189,16 @@ def evaluate_run(
 
     with run.stage(STAGE, config.model_dump()) as record:
         # Calibration: a threshold per checkpoint, fitted on training rows only.
-        calib = calibration_rows(demos, config.calibration_size, config.seed)
+        if config.calibration == "labels":
+            calib, calib_labels = human_calibration(demos, irl_config.text_column(), config)
+        else:
+            calib = calibration_rows(demos, config.calibration_size, config.seed)
+            calib_labels = toxic[calib]
         rows = []
         for epoch in metrics["epoch"].astype(int):
             rewards = scores[f"epoch_{epoch:03d}"].to_numpy()
             threshold = (
-                fit_threshold(rewards[calib], toxic[calib])
-                if config.calibration == "ground_truth"
-                else 0.0
+                0.0 if config.calibration == "none" else fit_threshold(rewards[calib], calib_labels)
             )
             row = {"epoch": epoch, "threshold": threshold}
             row |= {

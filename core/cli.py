@@ -170,12 +170,16 @@ def evaluate_command(
     calibration: Annotated[
         str,
         typer.Option(
-            help="none (sign at 0, the paper) or ground_truth (fit on training sentences)."
+            help="none (sign at 0, the paper), ground_truth (R* labels of training sentences) "
+            "or labels (human labels of training sentences, --calibration-labels)."
         ),
     ] = "ground_truth",
     calibration_size: Annotated[
         int, typer.Option(help="Training sentences used for calibration.")
     ] = 200,
+    calibration_labels: Annotated[
+        str | None, typer.Option(help="Training sentences with human labels (columns as --labels).")
+    ] = None,
     rule: Annotated[
         str,
         typer.Option(help="Equivalent set rule: ranking (AUC, Kendall) or paper (accuracy, F1)."),
@@ -207,6 +211,7 @@ def evaluate_command(
             else {"true": True, "false": False}.get(raw.lower(), raw)
         )
     config = _config(EvaluationConfig, calibration=calibration, calibration_size=calibration_size,
+                     calibration_labels=calibration_labels,
                      equivalence=_config(EquivalenceRule, rule=rule, delta=delta), labels=labels,
                      label_text_column=text_column, label_column=label_column, toxic_values=values,
                      label_limit=label_limit)  # fmt: skip

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -213,7 +214,11 @@ def rlhf(
         trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, processing_class=tokenizer,
                               train_dataset=Dataset.from_dict({"prompt": prompts}), peft_config=lora)  # fmt: skip
         checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=".*is_gradient_checkpointing.*"
+            )  # else once per step
+            trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
         log = pd.DataFrame(
             [row for row in trainer.state.log_history if "loss" in row or "reward" in row]
         )

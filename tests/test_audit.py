@@ -226,3 +226,24 @@ def test_export_refuses_mean_pooling(toy_run, tmp_path):
         json.loads((toy_run.path / "manifest.json").read_text())["stages"]["irl"]["status"]
         == "complete"
     )
+
+
+def test_calibration_with_human_labels_of_training_sentences(toy_run, tmp_path):
+    MaxMarginIRL(FAST).fit(toy_run, progress=False)
+    demos = toy_run.read_table("demonstrations")
+    train = demos[demos["split"] == "train"].head(20)
+    labels = tmp_path / "calib.csv"
+    pd.DataFrame({"text": train["sentence"], "label": train["toxic"].astype(int)}).to_csv(
+        labels, index=False
+    )
+    summary = evaluate_run(toy_run, EvaluationConfig(calibration="labels", calibration_labels=str(labels)),
+                           progress=False)  # fmt: skip
+    assert summary["calibration"] == "labels" and summary["calibrated_accuracy"] > 0.5
+    heldout = demos[demos["split"] == "heldout"].head(1)
+    pd.DataFrame({"text": heldout["sentence"], "label": [1]}).to_csv(labels, index=False)
+    with pytest.raises(IrlLensError, match="not a training sentence"):
+        evaluate_run(
+            toy_run,
+            EvaluationConfig(calibration="labels", calibration_labels=str(labels)),
+            progress=False,
+        )

@@ -162,3 +162,26 @@ def test_projection(trained):
     ).all().all()
     again = project_run(trained, n_neighbors=5, progress=False)
     np.testing.assert_allclose(frame[["x", "y"]], again[["x", "y"]])
+
+
+def test_hf_ground_truth_words_by_occlusion(trained, tiny_models, tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, num_labels=2, pad_token_id=tokenizer.pad_token_id,
+                         id2label={0: "neutral", 1: "toxic"}, label2id={"neutral": 0, "toxic": 1})  # fmt: skip
+    torch.manual_seed(1)
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "clf")
+    tokenizer.save_pretrained(tmp_path / "clf")
+    truth = load_ground_truth(f"hf:{tmp_path / 'clf'}")
+    result = RewardSaliency(RecoveredReward(trained, [4]), truth).attribute("the nurse was kind")
+    words = result.row(GROUND_TRUTH)
+    batch = truth.tokenizer("the nurse was kind", return_tensors="pt")
+    with torch.no_grad():
+        full = -truth.model(**batch).logits[0, 1].item()
+        mask = batch["attention_mask"].clone()
+        mask[0, 0] = 0  # remove the first token: 'the'
+        without = -truth.model(input_ids=batch["input_ids"], attention_mask=mask).logits[0, 1].item()
+    assert words[0] == pytest.approx(full - without, abs=1e-4)
+    assert result.rewards[-1] == pytest.approx(full, abs=1e-4)

@@ -1,7 +1,6 @@
 """Equivalent models: the members side by side (the paper's non-identifiability, its Fig. 6)."""
 
 import numpy as np
-import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
@@ -89,4 +88,3 @@ else:
                       opacity=0.7, render_mode="webgl")  # fmt: skip
     umap.update_layout(height=520, margin=dict(t=10, b=10))
     st.plotly_chart(umap)
-    pd.options.display.max_colwidth = 80
