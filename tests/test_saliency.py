@@ -182,6 +182,8 @@ def test_hf_ground_truth_words_by_occlusion(trained, tiny_models, tmp_path):
         full = -truth.model(**batch).logits[0, 1].item()
         mask = batch["attention_mask"].clone()
         mask[0, 0] = 0  # remove the first token: 'the'
-        without = -truth.model(input_ids=batch["input_ids"], attention_mask=mask).logits[0, 1].item()
+        without = (
+            -truth.model(input_ids=batch["input_ids"], attention_mask=mask).logits[0, 1].item()
+        )
     assert words[0] == pytest.approx(full - without, abs=1e-4)
     assert result.rewards[-1] == pytest.approx(full, abs=1e-4)

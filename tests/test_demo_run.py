@@ -1,0 +1,49 @@
+"""The committed demo run: it validates, records how it was made, and its stored scores reproduce."""
+
+import json
+
+import numpy as np
+import pytest
+
+from core.run_store import DEMO_RUN, Run
+from core.summary import SUMMARY_KEYS, run_summary
+
+
+@pytest.fixture(scope="module")
+def demo() -> Run:
+    assert DEMO_RUN.is_dir(), "the bundled demo run is missing from data/demo-run"
+    return Run.open(DEMO_RUN)
+
+
+def test_demo_validates_and_records_how_it_was_made(demo):
+    manifest = json.loads((demo.path / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and {"torch", "transformers", "trl"} <= set(manifest["versions"])
+    assert {"sample", "irl", "evaluate"} <= set(manifest["config"])
+    assert all(len(record["sha256"]) == 64 for record in manifest["files"].values())
+    assert all(record["status"] == "complete" for record in manifest["stages"].values())
+    size = sum(f.stat().st_size for f in demo.path.rglob("*") if f.is_file())
+    assert size < 50e6, f"the demo run is {size / 1e6:.1f} MB"
+
+
+def test_demo_summary_is_complete(demo):
+    s = run_summary(demo)
+    for key in SUMMARY_KEYS:
+        if not key.startswith("human_label"):  # the demo has no third-party human labels
+            assert s[key] is not None, key
+    assert s["n_heldout_toxic"] >= 100
+    assert s["pi0_toxicity"] >= 0.30 and s["expert_toxicity"] <= s["pi0_toxicity"] / 3
+
+
+@pytest.mark.integration
+def test_stored_checkpoints_reproduce_stored_scores(demo):
+    from core.recovered_reward import RecoveredReward
+
+    demos = demo.read_table("demonstrations")
+    scores = demo.read_table("irl_scores")
+    rows = np.random.default_rng(0).choice(len(demos), size=12, replace=False)
+    members = [int(e) for e in demo.stage_summary("evaluate")["shown_members"][:3]]
+    matrix = RecoveredReward(demo, members).score(demos["sentence"].iloc[rows].tolist())
+    for k, epoch in enumerate(members):
+        np.testing.assert_allclose(
+            matrix[:, k], scores[f"epoch_{epoch:03d}"].to_numpy()[rows], rtol=1e-3, atol=1e-3
+        )
