@@ -214,27 +214,9 @@ class RewardSaliency:
 
     # -- methods ---------------------------------------------------------------------------------
     def _occlusion(self, backbone, heads, ids, mask):
-        from captum.attr import FeatureAblation
-
-        pad = self.tokenizer.pad_token_id
-
-        def forward(perturbed: torch.Tensor) -> torch.Tensor:
-            keep = (perturbed != REMOVED).long() * mask.expand_as(perturbed)
-            return self._rewards(
-                backbone, heads, perturbed.clamp(min=0).masked_fill(perturbed < 0, pad), keep
-            )
-
-        special = torch.tensor(
-            self.tokenizer.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True)
-        ).bool()
-        baselines = torch.where(special, ids[0], torch.full_like(ids[0], REMOVED)).unsqueeze(0)
-        with torch.no_grad():
-            full = forward(ids)[0]
-            # FeatureAblation attributes every output element: (K, T) for a (1, K) output.
-            attr = FeatureAblation(forward).attribute(
-                ids, baselines=baselines, perturbations_per_eval=ids.shape[1]
-            )
-        return attr.reshape(full.shape[0], -1).float().numpy(), full.float().numpy()
+        return token_occlusion(
+            lambda i, m: self._rewards(backbone, heads, i, m), self.tokenizer, ids, mask
+        )
 
     def _gradient(self, backbone, heads, ids, mask, method, tolerance, max_steps, *, fixed=False):
         from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
@@ -278,28 +260,44 @@ class RewardSaliency:
         return explain_ground_truth(self.ground_truth, text, tokenizer_occlusion=self._gt_occlusion)
 
     def _gt_occlusion(self, gt: ClassifierGroundTruth, text: str) -> np.ndarray:
-        from captum.attr import FeatureAblation
-
         batch = gt.tokenizer(
             text, return_tensors="pt", return_offsets_mapping=True, truncation=True, max_length=512
         )
         offsets = [tuple(o) for o in batch.pop("offset_mapping")[0].tolist()]
-        ids, mask = batch["input_ids"], batch["attention_mask"]
+        attr, _ = token_occlusion(
+            lambda i, m: -gt.model(input_ids=i, attention_mask=m).logits[:, gt.toxic_index].unsqueeze(-1),
+            gt.tokenizer, batch["input_ids"], batch["attention_mask"],
+        )  # fmt: skip
+        return aggregate_to_words(text, offsets, attr)[1][0]
 
-        def forward(perturbed):
-            keep = (perturbed != REMOVED).long() * mask.expand_as(perturbed)
-            ids_ = perturbed.masked_fill(perturbed < 0, gt.tokenizer.pad_token_id or 0)
-            return -gt.model(input_ids=ids_, attention_mask=keep).logits[:, gt.toxic_index]
 
-        special = torch.tensor(
-            gt.tokenizer.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True)
-        ).bool()
-        baselines = torch.where(special, ids[0], torch.full_like(ids[0], REMOVED)).unsqueeze(0)
-        with torch.no_grad():
-            attr = FeatureAblation(forward).attribute(
-                ids, baselines=baselines, perturbations_per_eval=ids.shape[1]
-            )
-        return aggregate_to_words(text, offsets, attr.reshape(1, -1).numpy())[1][0]
+def token_occlusion(
+    score, tokenizer, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """Captum ``FeatureAblation`` over tokens: ((K, T) attributions, (K,) rewards of the full text).
+
+    ``score(input_ids, attention_mask)`` gives (B, K). A removed token is masked out of attention
+    (and so of pooling); special tokens are never removed. Every output element is attributed in
+    one call, so K rewards over one backbone cost what one does.
+    """
+    from captum.attr import FeatureAblation
+
+    pad = tokenizer.pad_token_id or 0
+
+    def forward(perturbed: torch.Tensor) -> torch.Tensor:
+        keep = (perturbed != REMOVED).long() * mask.expand_as(perturbed)
+        return score(perturbed.masked_fill(perturbed < 0, pad), keep)
+
+    special = torch.tensor(
+        tokenizer.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True)
+    ).bool()
+    baselines = torch.where(special, ids[0], torch.full_like(ids[0], REMOVED)).unsqueeze(0)
+    with torch.no_grad():
+        full = forward(ids)[0]
+        attr = FeatureAblation(forward).attribute(
+            ids, baselines=baselines, perturbations_per_eval=ids.shape[1]
+        )
+    return attr.reshape(full.shape[0], -1).float().numpy(), full.float().numpy()
 
 
 def explain_ground_truth(
