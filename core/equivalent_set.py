@@ -40,17 +40,19 @@ class EquivalenceRule(BaseModel):
 
     def describe(self) -> str:
         a, b = RULE_METRICS[self.rule]
-        return f"held-out {a} and {b} each within {self.delta:g} of the best checkpoint"
+        return f"held-out {a} and {b} each within {self.delta:g} of the best checkpoint's (best by {a})"
 
 
 def select_members(metrics: pd.DataFrame, rule: EquivalenceRule) -> list[int]:
-    """Epochs that satisfy the rule, in epoch order."""
+    """Epochs as good as the best checkpoint (by the rule's first metric) on each of the rule's
+    metrics, within delta; the best checkpoint is always a member. In epoch order."""
+    names = [n for n in RULE_METRICS[rule.rule] if not metrics[n].isna().all()]
+    if not names:
+        return [int(metrics["epoch"].iloc[-1])]
+    best = metrics.loc[metrics[names[0]].astype(float).idxmax()]
     keep = np.ones(len(metrics), bool)
-    for name in RULE_METRICS[rule.rule]:
-        values = metrics[name].astype(float)
-        if values.isna().all():
-            continue
-        keep &= (values >= values.max() - rule.delta).to_numpy()
+    for name in names:
+        keep &= (metrics[name].astype(float) >= float(best[name]) - rule.delta).to_numpy()
     return [int(e) for e in metrics.loc[keep, "epoch"]]
 
 

@@ -75,6 +75,10 @@ def test_equivalence_rules():
     )
     assert select_members(metrics, EquivalenceRule()) == [2, 3]
     assert select_members(metrics, EquivalenceRule(rule="paper")) == [2, 4]
+    # the best AUC and the best Kendall in different epochs: the set is still never empty
+    noisy = pd.DataFrame({"epoch": [1, 2, 3], "auc": [0.60, 0.58, 0.40], "kendall": [0.10, 0.30, 0.05],
+                          "accuracy": [0.5] * 3, "f1": [0.5] * 3})  # fmt: skip
+    assert select_members(noisy, EquivalenceRule()) == [1]
 
 
 def test_most_different_picks_farthest():
