@@ -71,20 +71,13 @@ class ClassifierGroundTruth:
     def __init__(self, model_ref: str, *, batch_size: int = 32, device: str = "cpu") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from core.policy import _offline_hint, load_location, resolve
+        from core.policy import from_pretrained
 
         self.ref = f"hf:{model_ref}"
-        resolved = resolve(model_ref)
-        try:
-            location = load_location(resolved)
-            self.tokenizer = AutoTokenizer.from_pretrained(location)
-            self.model = (
-                AutoModelForSequenceClassification.from_pretrained(location).to(device).eval()
-            )
-        except IrlLensError:
-            raise
-        except Exception as err:
-            raise _offline_hint(resolved, err) from err
+        self.tokenizer = from_pretrained(AutoTokenizer, model_ref)
+        self.model = (
+            from_pretrained(AutoModelForSequenceClassification, model_ref).to(device).eval()
+        )
         self.batch_size, self.device = batch_size, device
         self.toxic_index = self._toxic_index()
 

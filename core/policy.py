@@ -104,12 +104,24 @@ def resolve(ref: str) -> ModelRef:
     return ModelRef(ref, "hub", ref)
 
 
-def _offline_hint(ref: ModelRef, err: Exception) -> IrlLensError:
-    return IrlLensError(
-        f"could not load model '{ref.ref}': tried the Hugging Face Hub id '{ref.location}' "
-        f"(no local directory of that name exists) and it failed: {str(err).splitlines()[0][:200]}. "
-        "Offline, pass a local directory saved by save_pretrained, a .gguf file, or 'smollm2-135m'."
-    )
+def from_pretrained(auto_class, ref: str | ModelRef, **kwargs):
+    """``auto_class.from_pretrained`` on a reference; a failure says what was tried and what to
+    do offline. Every model and tokenizer of irl-lens is loaded through here."""
+    resolved = resolve(ref) if isinstance(ref, str) else ref
+    location = load_location(resolved)
+    try:
+        return auto_class.from_pretrained(location, **kwargs)
+    except Exception as err:
+        tried = (
+            f"the Hugging Face Hub id '{resolved.location}' (no local directory of that name exists)"
+            if resolved.kind == "hub"
+            else f"'{location}'"
+        )
+        raise IrlLensError(
+            f"could not load model '{resolved.ref}': tried {tried} and it failed: "
+            f"{str(err).splitlines()[0][:200]}. Offline, pass a local directory saved by "
+            "save_pretrained, a .gguf file, or 'smollm2-135m'."
+        ) from err
 
 
 def _materialise_gguf(ref: ModelRef) -> Path:
@@ -157,13 +169,7 @@ def load_tokenizer(ref: str | ModelRef, padding_side: Literal["left", "right"] =
     """The tokenizer of a reference, with a pad token (eos when the model has none)."""
     from transformers import AutoTokenizer
 
-    resolved = resolve(ref) if isinstance(ref, str) else ref
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(load_location(resolved))
-    except IrlLensError:
-        raise
-    except Exception as err:
-        raise _offline_hint(resolved, err) from err
+    tokenizer = from_pretrained(AutoTokenizer, ref)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
@@ -179,13 +185,7 @@ def load_causal_lm(
     """
     from transformers import AutoModelForCausalLM
 
-    resolved = resolve(ref) if isinstance(ref, str) else ref
-    try:
-        model = AutoModelForCausalLM.from_pretrained(load_location(resolved), dtype="float32")
-    except IrlLensError:
-        raise
-    except Exception as err:
-        raise _offline_hint(resolved, err) from err
+    model = from_pretrained(AutoModelForCausalLM, ref, dtype="float32")
     if adapter:
         *merged, last = [a.strip() for a in adapter.split(",") if a.strip()]
         for earlier in merged:  # e.g. the SFT that made pi_0, under the RL adapter
@@ -199,15 +199,10 @@ def load_backbone(ref: str | ModelRef):
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    resolved = resolve(ref) if isinstance(ref, str) else ref
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # loading a causal LM's body reports its unused lm_head
     try:
-        model = AutoModel.from_pretrained(load_location(resolved), dtype="float32")
-    except IrlLensError:
-        raise
-    except Exception as err:
-        raise _offline_hint(resolved, err) from err
+        model = from_pretrained(AutoModel, ref, dtype="float32")
     finally:
         hf_logging.set_verbosity(verbosity)
     return model.eval()

@@ -257,18 +257,22 @@ class RewardSaliency:
     # -- the ground truth ------------------------------------------------------------------------
     def ground_truth_words(self, text: str) -> tuple[np.ndarray, float]:
         """(W,) word contributions of the ground truth, and its reward for the text."""
-        return explain_ground_truth(self.ground_truth, text, tokenizer_occlusion=self._gt_occlusion)
-
-    def _gt_occlusion(self, gt: ClassifierGroundTruth, text: str) -> np.ndarray:
-        batch = gt.tokenizer(
-            text, return_tensors="pt", return_offsets_mapping=True, truncation=True, max_length=512
+        return explain_ground_truth(
+            self.ground_truth, text, tokenizer_occlusion=classifier_word_occlusion
         )
-        offsets = [tuple(o) for o in batch.pop("offset_mapping")[0].tolist()]
-        attr, _ = token_occlusion(
-            lambda i, m: -gt.model(input_ids=i, attention_mask=m).logits[:, gt.toxic_index].unsqueeze(-1),
-            gt.tokenizer, batch["input_ids"], batch["attention_mask"],
-        )  # fmt: skip
-        return aggregate_to_words(text, offsets, attr)[1][0]
+
+
+def classifier_word_occlusion(gt: ClassifierGroundTruth, text: str) -> np.ndarray:
+    """(W,) word contributions of an ``hf:`` ground truth, by occluding its own tokens."""
+    batch = gt.tokenizer(
+        text, return_tensors="pt", return_offsets_mapping=True, truncation=True, max_length=512
+    )
+    offsets = [tuple(o) for o in batch.pop("offset_mapping")[0].tolist()]
+    attr, _ = token_occlusion(
+        lambda i, m: -gt.model(input_ids=i, attention_mask=m).logits[:, gt.toxic_index].unsqueeze(-1),
+        gt.tokenizer, batch["input_ids"], batch["attention_mask"],
+    )  # fmt: skip
+    return aggregate_to_words(text, offsets, attr)[1][0]
 
 
 def token_occlusion(

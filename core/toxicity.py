@@ -42,7 +42,7 @@ def completion_logprobs(
 ) -> np.ndarray:
     """Sum of log-probabilities of each completion's tokens given its prompt: (N,)."""
     out = []
-    tokenizer.padding_side = "right"
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
     for start in range(0, len(prompts), batch_size):
         p, c = prompts[start : start + batch_size], completions[start : start + batch_size]
         prompt_lens = [len(tokenizer(x, add_special_tokens=True)["input_ids"]) for x in p]
@@ -56,7 +56,7 @@ def completion_logprobs(
         for i, n in enumerate(prompt_lens):
             mask[i, : max(n - 1, 0)] = 0
         out.append((logp * mask).sum(1).numpy())
-    tokenizer.padding_side = "left"
+    tokenizer.padding_side = side
     return np.concatenate(out) if out else np.zeros(0)
 
 

@@ -29,7 +29,10 @@ def config_file(tmp_path, tiny_models, prompts_file):
         tmp_path / "corpus.csv", index=False
     )
     model = tiny_models["llama"]
-    lora = '["q_proj", "v_proj"]'
+    grpo = (
+        "steps = 2\nprompts_per_step = 2\ngenerations = 2\nmax_completion_length = 4\nlora_r = 2\n"
+    )
+    grpo += 'lora_target_modules = ["q_proj", "v_proj"]'
     text = f"""
 run = "built"
 seed = 3
@@ -45,12 +48,7 @@ max_length = 16
 lora_r = 2
 [expert]
 policy = "{model}"
-steps = 2
-prompts_per_step = 2
-generations = 2
-max_completion_length = 4
-lora_r = 2
-lora_target_modules = {lora}
+{grpo}
 [sample]
 prompts = "{prompts_file}"
 pi0 = "{model}"
@@ -63,12 +61,7 @@ epochs = 3
 calibration_size = 10
 [irl_rlhf]
 policy = "{model}"
-steps = 2
-prompts_per_step = 2
-generations = 2
-max_completion_length = 4
-lora_r = 2
-lora_target_modules = {lora}
+{grpo}
 [toxicity]
 samples_per_prompt = 1
 max_new_tokens = 4
