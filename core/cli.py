@@ -404,6 +404,13 @@ def rlhf_command(
     length_bonus: Annotated[
         float, typer.Option(help="Length term against reward hacking by silence (0: off).")
     ] = 2.0,
+    length_max: Annotated[
+        int | None,
+        typer.Option(help="Length guard against verbosity: tokens beyond it are penalised."),
+    ] = None,
+    length_penalty: Annotated[
+        float, typer.Option(help="Reward lost per token beyond --length-max.")
+    ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """RL fine-tuning with TRL's GRPO + LoRA against a ground truth (this builds the expert) or a
@@ -420,7 +427,8 @@ def rlhf_command(
     config = _config(RLHFConfig, name=name, reward=reward, policy=policy,
                      policy_adapters=[a for a in (adapters or "").split(",") if a],
                      members=[int(e) for e in members.split(",")] if members else None, prompts=prompts,
-                     steps=steps, beta=beta, learning_rate=learning_rate, length_bonus=length_bonus, seed=seed)  # fmt: skip
+                     steps=steps, beta=beta, learning_rate=learning_rate, length_bonus=length_bonus, length_max=length_max,
+                     length_penalty=length_penalty, seed=seed)  # fmt: skip
     log = rlhf(target, config)
     console.print(
         f"[green]{name}[/green]: {len(log)} logged steps; adapter in {target.path / 'policies' / name}"

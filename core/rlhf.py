@@ -10,7 +10,10 @@ The reward is one of
 
 Two traps seen on this machine are guarded: an empty completion scores as clean, so once a
 policy can stop, RL learns to say nothing (reward hacking by silence) — a length term
-``length_bonus · min(tokens, length_target) / length_target`` is added by default; and TRL turns
+``length_bonus · min(tokens, length_target) / length_target`` is added by default; a TF-IDF
+classifier scores an insult diluted in a longer text as less toxic, so RL also learns to ramble
+(reward hacking by verbosity) — ``length_max`` and ``length_penalty`` take reward off for every
+token beyond a window (see :func:`length_term`); and TRL turns
 bf16 and gradient checkpointing on by default, also on CPU — both are off unless asked for, and
 the choice is recorded. A reward that returns NaN or None stops training with a clear message.
 
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import policy
 from core.errors import IrlLensError
@@ -77,13 +80,27 @@ class RLHFConfig(BaseModel):
     length_bonus: float = Field(
         default=2.0, ge=0, description="guard against reward hacking by silence; 0 = off"
     )
-    length_target: int = Field(default=12, ge=1)
+    length_target: int = Field(default=12, ge=1, description="tokens that earn the full bonus")
+    length_max: int | None = Field(
+        default=None, ge=1, description="guard against verbosity: tokens beyond it are penalised"
+    )
+    length_penalty: float = Field(
+        default=0.5, ge=0, description="reward lost per token beyond length_max"
+    )
     bf16: bool = Field(default=False, description="TRL's default is on; off keeps CPU runs exact")
     gradient_checkpointing: bool = Field(
         default=False, description="TRL's default is on; off is faster here"
     )
     save_steps: int = Field(default=25, ge=1, description="checkpoint every N steps (resume point)")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_length_window(self) -> RLHFConfig:
+        if self.length_max is not None and self.length_max < self.length_target:
+            raise ValueError(
+                f"length_max ({self.length_max}) must be >= length_target ({self.length_target})"
+            )
+        return self
 
 
 def check_rewards(values: Sequence[float | None], completions: Sequence[str]) -> list[float]:
@@ -106,25 +123,37 @@ def completion_text(completion) -> str:
     return "".join(m.get("content", "") for m in completion)
 
 
-def make_reward(
-    score: Callable[[list[str], list[str]], Sequence[float | None]],
-    tokenizer,
+def length_term(
+    lengths: np.ndarray,
     *,
     length_bonus: float = 2.0,
     length_target: int = 12,
+    length_max: int | None = None,
+    length_penalty: float = 0.5,
+) -> np.ndarray:
+    """A two-sided guard on completion length (tokens): rises to ``length_bonus`` at
+    ``length_target`` (against silence), stays flat up to ``length_max``, then falls by
+    ``length_penalty`` per token (against verbosity). Either side can be off."""
+    lengths = np.asarray(lengths, dtype=float)
+    term = length_bonus * np.minimum(lengths, length_target) / length_target
+    if length_max is not None:
+        term = term - length_penalty * np.maximum(lengths - length_max, 0)
+    return term
+
+
+def make_reward(
+    score: Callable[[list[str], list[str]], Sequence[float | None]],
+    tokenizer,
+    **length_guard,
 ) -> RewardFn:
-    """A TRL reward function: ``score(prompts, completions)`` plus the length guard."""
+    """A TRL reward function: ``score(prompts, completions)`` plus :func:`length_term`."""
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         texts = [completion_text(c) for c in completions]
         prompts = [completion_text(p) for p in prompts]
         values = np.asarray(check_rewards(list(score(prompts, texts)), texts))
-        if length_bonus:
-            lengths = np.array(
-                [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-            )
-            values = values + length_bonus * np.minimum(lengths, length_target) / length_target
-        return values.tolist()
+        lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        return (values + length_term(lengths, **length_guard)).tolist()
 
     reward.__name__ = "irl_lens_reward"
     return reward
@@ -196,7 +225,8 @@ def rlhf(
     tokenizer = policy.load_tokenizer(config.policy)
     with run.stage(stage, config.model_dump()) as record:
         reward_fn = make_reward(score or reward_source(run, config), tokenizer, length_bonus=config.length_bonus,
-                                length_target=config.length_target)  # fmt: skip
+                                length_target=config.length_target, length_max=config.length_max,
+                                length_penalty=config.length_penalty)  # fmt: skip
         model = load_policy(config.policy, [str(run.resolve(a)) for a in config.policy_adapters])
         output = run.partial_dir(stage)
         args = GRPOConfig(

@@ -6,7 +6,7 @@ import torch
 
 from core import policy
 from core.errors import IrlLensError
-from core.rlhf import RLHFConfig, check_rewards, make_reward, rlhf
+from core.rlhf import RLHFConfig, check_rewards, length_term, make_reward, rlhf
 from core.run_store import Run
 from core.toxicity import ToxicityConfig, completion_logprobs, distinct_n, measure_toxicity
 
@@ -74,6 +74,15 @@ def test_length_guard(tiny_models):
     reward = make_reward(lambda p, c: [1.0] * len(c), tokenizer, length_bonus=2.0, length_target=4)
     empty, long = reward(["p", "p"], ["", "the cat sat on the mat"])
     assert empty == pytest.approx(1.0) and long == pytest.approx(3.0)
+
+
+def test_length_guard_is_two_sided():
+    term = length_term([0, 6, 12, 14, 20], length_bonus=2.0, length_target=12, length_max=14,
+                       length_penalty=0.5)  # fmt: skip
+    np.testing.assert_allclose(term, [0.0, 1.0, 2.0, 2.0, -1.0])
+    assert length_term([40], length_max=None)[0] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="length_max"):
+        RLHFConfig(length_target=12, length_max=8)
 
 
 def test_toxicity_harness(tmp_path, tiny_models, prompts_file):
