@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.demonstrations import as_scored, scored_sentence
 from core.errors import IrlLensError
 from core.run_store import MANIFEST, Run, list_runs, resolve_run_path, runs_root
 
@@ -63,10 +64,12 @@ def table(path: str, manifest_mtime_ns: int, name: str) -> pd.DataFrame:
 
 
 def run_table(run: Run, name: str) -> pd.DataFrame | None:
-    """A table of the run, or None when its stage has not run."""
+    """A table of the run, or None when its stage has not run. Demonstrations come as the
+    recovered reward scored them (a completion-only reward: the completion and its R*)."""
     if not run.has_table(name):
         return None
-    return table(str(run.path), _version(str(run.path)), name)
+    frame = table(str(run.path), _version(str(run.path)), name)
+    return as_scored(frame, scored_sentence(run)) if name == "demonstrations" else frame
 
 
 def require(run: Run | None, *tables: str, stage_hint: str = "irl-lens extract RUN") -> Run:

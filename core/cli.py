@@ -402,12 +402,16 @@ def rlhf_command(
     beta: Annotated[float, typer.Option(help="KL coefficient to the reference policy.")] = 0.04,
     learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
     length_bonus: Annotated[
-        float, typer.Option(help="Length term against reward hacking by silence (0: off).")
-    ] = 2.0,
+        float,
+        typer.Option(
+            help="Length guard against silence: reward earned at --length-target (0: off)."
+        ),
+    ] = 6.0,
+    length_target: Annotated[int, typer.Option(help="Tokens that earn the full bonus.")] = 12,
     length_max: Annotated[
         int | None,
         typer.Option(help="Length guard against verbosity: tokens beyond it are penalised."),
-    ] = None,
+    ] = 16,
     length_penalty: Annotated[
         float, typer.Option(help="Reward lost per token beyond --length-max.")
     ] = 0.5,
@@ -427,7 +431,7 @@ def rlhf_command(
     config = _config(RLHFConfig, name=name, reward=reward, policy=policy,
                      policy_adapters=[a for a in (adapters or "").split(",") if a],
                      members=[int(e) for e in members.split(",")] if members else None, prompts=prompts,
-                     steps=steps, beta=beta, learning_rate=learning_rate, length_bonus=length_bonus, length_max=length_max,
+                     steps=steps, beta=beta, learning_rate=learning_rate, length_bonus=length_bonus, length_target=length_target, length_max=length_max,
                      length_penalty=length_penalty, seed=seed)  # fmt: skip
     log = rlhf(target, config)
     console.print(

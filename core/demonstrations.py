@@ -250,3 +250,21 @@ def contrast(frame: pd.DataFrame) -> float:
     (in our pilot it mattered more than the choice of loss)."""
     by = frame.groupby(["prompt_id", "policy"])["toxic_completion"].mean().unstack()
     return float(((by["pi0"] > 0) & (by["expert"] == 0)).mean())
+
+
+def as_scored(frame: pd.DataFrame, sentence: str = "prompt+completion") -> pd.DataFrame:
+    """The demonstrations as a recovered reward scored them. For a completion-only reward,
+    ``sentence``, ``ground_truth`` and ``toxic`` become the completion's (``prompt`` stays), so
+    every view of the run labels what the reward actually saw."""
+    if sentence == "prompt+completion":
+        return frame
+    return frame.assign(
+        sentence=frame["completion"],
+        ground_truth=frame["ground_truth_completion"],
+        toxic=frame["toxic_completion"],
+    )
+
+
+def scored_sentence(run: Run) -> str:
+    """Which sentence the run's recovered reward scores ('prompt+completion' before IRL has run)."""
+    return run.manifest.config.get("irl", {}).get("sentence", "prompt+completion")

@@ -73,12 +73,17 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     for section, key in (
         ("pi0", "texts"),
         ("sample", "prompts"),
+        ("sample", "pi0_adapter"),
+        ("sample", "expert_adapter"),
         ("evaluate", "labels"),
         ("expert", "prompts"),
     ):
         value = raw.get(section, {}).get(key)
-        if value and (base / value).exists():
-            raw[section][key] = str((base / value).resolve())
+        if isinstance(value, str):  # adapters may be a comma-separated list
+            raw[section][key] = ",".join(
+                str((base / part).resolve()) if (base / part).exists() else part
+                for part in value.split(",")
+            )
     raw["run"] = str((base / raw["run"]).resolve()) if "run" in raw else raw.get("run")
     try:
         return PipelineConfig.model_validate(raw)

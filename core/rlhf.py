@@ -8,14 +8,14 @@ The reward is one of
 - ``recovered``: the mean of the recovered reward's members over the sentence they were trained
   on (or one member): this is IRL-RLHF.
 
-Two traps seen on this machine are guarded: an empty completion scores as clean, so once a
-policy can stop, RL learns to say nothing (reward hacking by silence) — a length term
-``length_bonus · min(tokens, length_target) / length_target`` is added by default; a TF-IDF
-classifier scores an insult diluted in a longer text as less toxic, so RL also learns to ramble
-(reward hacking by verbosity) — ``length_max`` and ``length_penalty`` take reward off for every
-token beyond a window (see :func:`length_term`); and TRL turns
-bf16 and gradient checkpointing on by default, also on CPU — both are off unless asked for, and
-the choice is recorded. A reward that returns NaN or None stops training with a clear message.
+Three traps seen on this machine are guarded. An empty completion scores as clean, so once a
+policy can stop, RL learns to say nothing (reward hacking by silence); and a TF-IDF classifier
+scores an insult diluted in a longer text as less toxic, so RL also learns to ramble (reward
+hacking by verbosity). A two-sided length term, :func:`length_term`, is added to every reward by
+default: it rises to ``length_bonus`` at ``length_target`` tokens and falls by ``length_penalty``
+per token beyond ``length_max``. And TRL turns bf16 and gradient checkpointing on by default, also
+on CPU: both are off unless asked for, and the choice is recorded. A reward that returns NaN or
+None stops training with a clear message.
 
 :func:`supervised_pi0` makes a realistic pre-RLHF policy: a short LoRA SFT on toxic text
 (documents packed with EOS between them, else pi_0 never learns to stop).
@@ -78,11 +78,11 @@ class RLHFConfig(BaseModel):
     lora_target_modules: list[str] | None = None
     full: bool = Field(default=False, description="train every weight instead of a LoRA adapter")
     length_bonus: float = Field(
-        default=2.0, ge=0, description="guard against reward hacking by silence; 0 = off"
+        default=6.0, ge=0, description="guard against reward hacking by silence; 0 = off"
     )
     length_target: int = Field(default=12, ge=1, description="tokens that earn the full bonus")
     length_max: int | None = Field(
-        default=None, ge=1, description="guard against verbosity: tokens beyond it are penalised"
+        default=16, ge=1, description="guard against verbosity: tokens beyond it are penalised"
     )
     length_penalty: float = Field(
         default=0.5, ge=0, description="reward lost per token beyond length_max"

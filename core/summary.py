@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.demonstrations import as_scored, scored_sentence
 from core.run_store import Run
 
 SUMMARY_KEYS = (
@@ -22,7 +23,7 @@ def run_summary(run: Run) -> dict[str, Any]:
     out |= dict.fromkeys(SUMMARY_KEYS)
     sample = run.stage_summary("sample")
     if run.has_table("demonstrations"):
-        demos = run.read_table("demonstrations")
+        demos = as_scored(run.read_table("demonstrations"), scored_sentence(run))
         out["n_demonstrations"] = int(len(demos))
         heldout = demos[demos["split"] == "heldout"]
         out["n_heldout_toxic"] = int(heldout["toxic"].sum())

@@ -27,11 +27,31 @@ def test_demo_validates_and_records_how_it_was_made(demo):
 
 def test_demo_summary_is_complete(demo):
     s = run_summary(demo)
-    for key in SUMMARY_KEYS:
-        if not key.startswith("human_label"):  # the demo has no third-party human labels
-            assert s[key] is not None, key
+    assert all(s[key] is not None for key in SUMMARY_KEYS), [
+        k for k in SUMMARY_KEYS if s[k] is None
+    ]
+
+
+def test_demo_holds_only_our_own_text(demo):
+    """Prompts are this project's; human-label agreement is stored as metrics, never as tweets."""
+    from core.text_sets import load_prompts
+
+    ours = set(load_prompts(str(DEMO_RUN.parent / "prompts.txt")))
+    assert set(demo.read_table("demonstrations")["prompt"]) <= ours
+    assert set(demo.read_table("human_labels").columns) == {
+        "who", "epoch", "auc", "accuracy_at_zero", "calibrated_accuracy"
+    }  # fmt: skip
+
+
+def test_demo_meets_its_floors(demo):
+    s = run_summary(demo)
     assert s["n_heldout_toxic"] >= 100
+    assert s["best_heldout_auc"] >= 0.85 and s["calibrated_accuracy"] >= 0.80
+    assert len(s["equivalent_set"]) >= 5
     assert s["pi0_toxicity"] >= 0.30 and s["expert_toxicity"] <= s["pi0_toxicity"] / 3
+    assert s["irl_rlhf_toxicity"] is not None
+    tokens = demo.read_table("toxicity").set_index("policy")["mean_tokens"]
+    assert abs(tokens["expert"] - tokens["pi0"]) <= 0.25 * tokens["pi0"], tokens.to_dict()
 
 
 @pytest.mark.integration
@@ -42,7 +62,8 @@ def test_stored_checkpoints_reproduce_stored_scores(demo):
     scores = demo.read_table("irl_scores")
     rows = np.random.default_rng(0).choice(len(demos), size=12, replace=False)
     members = [int(e) for e in demo.stage_summary("evaluate")["shown_members"][:3]]
-    matrix = RecoveredReward(demo, members).score(demos["sentence"].iloc[rows].tolist())
+    reward = RecoveredReward(demo, members)
+    matrix = reward.score(demos[reward.config.text_column()].iloc[rows].tolist())
     for k, epoch in enumerate(members):
         np.testing.assert_allclose(
             matrix[:, k], scores[f"epoch_{epoch:03d}"].to_numpy()[rows], rtol=1e-3, atol=1e-3

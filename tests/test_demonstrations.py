@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from core import policy
-from core.demonstrations import SamplingConfig, generate, sample_demonstrations, split_prompts
+from core.demonstrations import (
+    SamplingConfig,
+    as_scored,
+    generate,
+    sample_demonstrations,
+    split_prompts,
+)
 from core.errors import IrlLensError
 from core.run_store import Run
 
@@ -118,3 +124,13 @@ def test_sampling_is_seeded(tmp_path, prompts_file, tiny_models):
     assert torch.equal(state, torch.random.get_rng_state()), (
         "library code must not move the global RNG"
     )
+
+
+def test_views_label_what_the_reward_scored():
+    demos = pd.DataFrame({"prompt": ["You idiot,"], "completion": [" have a nice day"],
+                          "sentence": ["You idiot, have a nice day"], "ground_truth": [-4.0],
+                          "ground_truth_completion": [3.0], "toxic": [True], "toxic_completion": [False]})  # fmt: skip
+    assert as_scored(demos) is demos
+    view = as_scored(demos, "completion").iloc[0]
+    assert view["sentence"] == " have a nice day" and view["ground_truth"] == 3.0
+    assert not view["toxic"] and view["prompt"] == "You idiot,"

@@ -108,3 +108,18 @@ def test_bad_config_names_the_setting(tmp_path):
         load_config(path)
     with pytest.raises(IrlLensError, match="pipeline config not found"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path):
+    (tmp_path / "other" / "sft").mkdir(parents=True)
+    (tmp_path / "other" / "rl").mkdir()
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "c.toml"
+    path.write_text('run = "../run"\n[sample]\nprompts = "p.txt"\n'
+                    'pi0_adapter = "../other/sft"\nexpert_adapter = "../other/sft,../other/rl"\n')  # fmt: skip
+    config = load_config(path)
+    other = (tmp_path / "other").resolve()
+    assert config.run == str((tmp_path / "run").resolve())
+    assert config.sample.pi0_adapter == str(other / "sft")
+    assert config.sample.expert_adapter == f"{other / 'sft'},{other / 'rl'}"
+    assert config.sample.prompts == "p.txt"  # not there: left as given (a datasets id, say)

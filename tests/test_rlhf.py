@@ -27,7 +27,7 @@ def test_grpo_moves_policy_toward_a_checkable_reward(tmp_path, tiny_models, prom
     run = Run.create(tmp_path / "run")
     config = RLHFConfig(name="expert", policy=tiny_models["llama"], prompts=str(prompts_file), steps=60,
                         prompts_per_step=2, generations=8, max_completion_length=4, learning_rate=5e-2,
-                        beta=0.0, lora_r=8, length_bonus=0.0, save_steps=30,
+                        beta=0.0, lora_r=8, length_bonus=0.0, length_max=None, save_steps=30,
                         lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])  # fmt: skip
 
     def score(prompts, completions):  # easy to check: how often the letter "e" appears
