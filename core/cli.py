@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -599,7 +598,10 @@ def dashboard(
         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
     console.print(f"irl-lens dashboard on http://127.0.0.1:{port}")
-    raise typer.Exit(subprocess.call(command, env=env))
+    sys.stdout.flush()
+    # Become the server (same process) so that stopping irl-lens stops it: a child would outlive
+    # a SIGTERM sent to its parent and keep the port.
+    os.execve(sys.executable, command, env)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from core import policy
 from core.errors import IrlLensError
 from core.evaluation import evaluate, pairwise_accuracy
 from core.losses import LossName, pairwise_loss
-from core.reward_model import Pooling, RewardHead, RewardModel, encode
+from core.reward_model import Pooling, RewardHead, RewardModel, as_sentences, encode
 from core.run_store import Run, StageRecord
 
 STAGE = "irl"
@@ -288,7 +288,7 @@ class MaxMarginIRL:
 
             def batch_tokens(rows: torch.Tensor):
                 batch = tokenizer(
-                    [texts[i] for i in rows.tolist()],
+                    as_sentences([texts[i] for i in rows.tolist()], tokenizer),
                     return_tensors="pt",
                     padding=True,
                     truncation=True,

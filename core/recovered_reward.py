@@ -14,7 +14,7 @@ import torch
 from core import policy
 from core.errors import IrlLensError
 from core.irl import IRLConfig, checkpoint_name
-from core.reward_model import RewardHead, RewardHeads, RewardModel, encode
+from core.reward_model import RewardHead, RewardHeads, RewardModel, as_sentences, encode
 from core.run_store import Run
 
 MAX_PROBE_CHARS = 5_000
@@ -101,7 +101,7 @@ class RecoveredReward:
         )
 
     def _tokens(self, texts: Sequence[str]) -> dict:
-        batch = self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+        batch = self.tokenizer(as_sentences(texts, self.tokenizer), return_tensors="pt", padding=True, truncation=True,
                                max_length=self.config.max_length)  # fmt: skip
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 

@@ -44,6 +44,13 @@ def backbone_hidden(
     )
 
 
+def as_sentences(texts: Sequence[str], tokenizer) -> list[str]:
+    """An empty completion (the policy stopped at once) is still a sentence R̂ must score: it
+    stands as the tokenizer's end-of-sequence token, since zero tokens have no h(s)."""
+    stand_in = tokenizer.eos_token or " "
+    return [t if t.strip() else stand_in for t in texts]
+
+
 @torch.no_grad()  # not inference_mode: cached features feed autograd when the head trains
 def encode(
     backbone: nn.Module,
@@ -56,6 +63,7 @@ def encode(
     progress: bool = False,
 ) -> torch.Tensor:
     """h(s) for every text, (N, d) float32. Texts are batched by length to waste little padding."""
+    texts = as_sentences(texts, tokenizer)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = torch.empty(0)
     rows: list[torch.Tensor] = []

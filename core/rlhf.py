@@ -165,13 +165,14 @@ def reward_source(
     """score(prompts, completions) for the configured reward."""
     if config.reward == "recovered":
         from core.recovered_reward import RecoveredReward
+        from core.reward_model import as_sentences
 
         reward = RecoveredReward(run, config.members)
         with_prompt = reward.config.sentence == "prompt+completion"
 
         def recovered(prompts, completions):
             texts = [p + c if with_prompt else c for p, c in zip(prompts, completions, strict=True)]
-            return reward.score([t if t.strip() else " " for t in texts]).mean(axis=1)
+            return reward.score(as_sentences(texts, reward.tokenizer)).mean(axis=1)
 
         return recovered
     if config.reward == "random":  # a poor-RLHF control: a reward that tracks nothing

@@ -411,6 +411,7 @@ def precompute(
         else np.flatnonzero((demos["split"] == "heldout").to_numpy())
     )
     texts = demos[column].tolist()
+    rows = np.array([r for r in rows if texts[r].strip()], dtype=int)  # an empty one has no tokens
     names = [f"{c:05d}" for c in range(-(-len(rows) // chunk_size))]
 
     def make(name: str):

@@ -44,6 +44,8 @@ def dashboard(tmp_path_factory, tiny_models):
     yield url
     server.terminate()
     server.wait(timeout=20)
+    with socket.socket() as s:  # stopping irl-lens stops the server: nothing keeps the port
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the dashboard outlived irl-lens"
 
 
 @pytest.fixture(scope="module")

@@ -174,3 +174,26 @@ def test_does_not_touch_global_rng(toy_run):
 def test_offset_stays_at_zero_without_a_reward_penalty(toy_run):
     MaxMarginIRL(IRLConfig(epochs=3, learning_rate=0.05)).fit(toy_run, progress=False)
     assert toy_run.read_weights(checkpoint_name(3))["head.linear.bias"].item() == 0.0
+
+
+@pytest.mark.parametrize("mode", ["frozen", "lora"])
+def test_empty_completions_stand_as_end_of_sequence(tmp_path, tiny_models, mode):
+    """A policy that stops at once leaves an empty completion: IRL on completions must still run."""
+    from conftest import build_toy_run
+
+    from core import policy
+
+    tokenizer = policy.load_tokenizer(tiny_models["llama"], padding_side="right")
+    backbone = policy.load_backbone(tiny_models["llama"])
+    h = encode(backbone, tokenizer, ["", " ", "the cat"], batch_size=2)
+    torch.testing.assert_close(h[0], encode(backbone, tokenizer, [tokenizer.eos_token])[0])
+    torch.testing.assert_close(h[0], h[1])
+
+    run = build_toy_run(tmp_path / mode, tiny_models["llama"], n_prompts=8)
+    demos = run.read_table("demonstrations")
+    demos.loc[demos["policy"] == "expert", "completion"] = ""
+    run.write_table("demonstrations", demos)
+    config = IRLConfig(sentence="completion", mode=mode, epochs=1, lora_r=2, batch_size=8,
+                       encode_batch_size=4)  # fmt: skip
+    metrics = MaxMarginIRL(config).fit(run, progress=False)
+    assert np.isfinite(metrics["loss"]).all()

@@ -57,6 +57,20 @@ cols[2].metric("IRL-RLHF toxicity", fmt(s["irl_rlhf_toxicity"], ".1%"))
 cols[3].metric("Equivalent set", len(s["equivalent_set"]) if s["equivalent_set"] else "—",
                help=s["equivalence_rule"] or "not evaluated yet")  # fmt: skip
 
+irl = run.manifest.config.get("irl")
+if irl:
+    penalty = f" + {irl['reward_l2']} · mean R̂²" if irl.get("reward_l2") else ""
+    st.caption(
+        f"R̂ scores the {'completion alone' if irl['sentence'] == 'completion' else 'prompt + completion'}; "
+        f"loss {irl['loss']}{penalty}; {irl['mode']} {run.manifest.models.get('reward_backbone', '')} backbone, "
+        f"{irl['pooling']} pooling; {irl['epochs']} epochs."
+    )
+if s["human_label_auc"] is not None:
+    st.caption(
+        f"Against {s.get('human_label_n', '?')} human-labelled sentences: AUC {fmt(s['human_label_auc'])} "
+        f"(the ground truth itself: {fmt(s.get('ground_truth_human_label_auc'))})."
+    )
+
 if s["verdict"]:
     (st.success if s["verdict"] == "coherent reward recovered" else st.error)(
         f"Verdict: {s['verdict']}"
