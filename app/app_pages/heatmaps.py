@@ -48,6 +48,11 @@ row = st.selectbox("Sentence", options, format_func=lambda r: text_of[r][:120])
 method = st.radio("Method", ["occlusion", "gradient_x_input", "integrated_gradients"], horizontal=True,
                   help="Occlusion is exact (removal); gradient × input is fastest; integrated gradients is slow")  # fmt: skip
 
+chosen = view.set_index("row").loc[row]
+if chosen["sentence"] != chosen["prompt"] + chosen["completion"]:  # a completion-only reward
+    st.text(f"Prompt (not scored): {chosen['prompt']}")
+    st.caption(f"{chosen['policy']}'s completion; R* {chosen['ground_truth']:+.2f}")
+
 reward, _, cache = load_explainer(run, members)
 with st.spinner("Attributing…"):
     result = cache.get(text_of[row], method)
