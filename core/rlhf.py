@@ -126,9 +126,9 @@ def completion_text(completion) -> str:
 def length_term(
     lengths: np.ndarray,
     *,
-    length_bonus: float = 2.0,
+    length_bonus: float = 6.0,
     length_target: int = 12,
-    length_max: int | None = None,
+    length_max: int | None = 16,
     length_penalty: float = 0.5,
 ) -> np.ndarray:
     """A two-sided guard on completion length (tokens): rises to ``length_bonus`` at

@@ -80,7 +80,8 @@ def test_length_guard_is_two_sided():
     term = length_term([0, 6, 12, 14, 20], length_bonus=2.0, length_target=12, length_max=14,
                        length_penalty=0.5)  # fmt: skip
     np.testing.assert_allclose(term, [0.0, 1.0, 2.0, 2.0, -1.0])
-    assert length_term([40], length_max=None)[0] == pytest.approx(2.0)
+    assert length_term([40], length_max=None)[0] == pytest.approx(6.0)  # the default bonus
+    assert length_term([40])[0] == pytest.approx(6.0 - 0.5 * 24)  # RLHFConfig's defaults
     with pytest.raises(ValueError, match="length_max"):
         RLHFConfig(length_target=12, length_max=8)
 
