@@ -22,9 +22,9 @@ from _common import machine  # noqa: E402
 
 from core.rlhf import RLHFConfig, rlhf  # noqa: E402
 from core.run_store import Run  # noqa: E402
+from core.text_sets import load_prompts  # noqa: E402
 
-PROMPTS = [line for line in (Path(__file__).resolve().parents[1] / "data" / "prompts.txt").read_text().splitlines()
-           if line and not line.startswith("#")]  # fmt: skip
+PROMPTS = load_prompts(str(Path(__file__).resolve().parents[1] / "data" / "prompts.txt"))
 
 
 def main() -> None:

@@ -201,14 +201,7 @@ def evaluate_command(
     from core.equivalent_set import EquivalenceRule
     from core.run_store import open_run
 
-    values: list = []
-    for raw in toxic_values.split(","):
-        raw = raw.strip()
-        values.append(
-            int(raw)
-            if raw.lstrip("-").isdigit()
-            else {"true": True, "false": False}.get(raw.lower(), raw)
-        )
+    values = _csv_values(toxic_values)
     config = _config(EvaluationConfig, calibration=calibration, calibration_size=calibration_size,
                      calibration_labels=calibration_labels,
                      equivalence=_config(EquivalenceRule, rule=rule, delta=delta), labels=labels,
@@ -365,13 +358,8 @@ def sft(
     from core.rlhf import SFTSettings, supervised_pi0
     from core.run_store import Run
 
-    values = [
-        int(v) if v.strip().lstrip("-").isdigit() else v.strip()
-        for v in filter_values.split(",")
-        if v.strip()
-    ]
     settings = _config(SFTSettings, policy=policy, texts=texts, text_column=text_column, filter_column=filter_column,
-                       filter_values=values, steps=steps, clean_tweets=clean_tweets, seed=seed)  # fmt: skip
+                       filter_values=_csv_values(filter_values), steps=steps, clean_tweets=clean_tweets, seed=seed)  # fmt: skip
     target = supervised_pi0(Run.create(run, seed=seed), settings)
     console.print(f"[green]pi_0[/green]: adapter in {target}")
 
@@ -505,6 +493,19 @@ def export(
 
     export_member(open_run(run), epoch, out)
     console.print(f"[green]exported[/green] epoch {epoch} to {out}")
+
+
+def _csv_values(raw: str) -> list:
+    """'0,1' or '1,true,toxic' → [0, 1] or [1, True, 'toxic']: labels as a table stores them."""
+    values: list = []
+    for item in (v.strip() for v in raw.split(",")):
+        if item:
+            values.append(
+                int(item)
+                if item.lstrip("-").isdigit()
+                else {"true": True, "false": False}.get(item.lower(), item)
+            )
+    return values
 
 
 def _config(cls, **values):

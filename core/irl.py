@@ -30,7 +30,7 @@ from core import policy
 from core.errors import IrlLensError
 from core.evaluation import evaluate, pairwise_accuracy
 from core.losses import LossName, pairwise_loss
-from core.reward_model import Pooling, RewardHead, RewardModel, as_sentences, encode
+from core.reward_model import Pooling, RewardHead, RewardModel, encode, tokenize
 from core.run_store import Run, StageRecord
 
 STAGE = "irl"
@@ -287,16 +287,10 @@ class MaxMarginIRL:
             features = features.to(accelerator.device)
 
             def batch_tokens(rows: torch.Tensor):
-                batch = tokenizer(
-                    as_sentences([texts[i] for i in rows.tolist()], tokenizer),
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=config.max_length,
+                ids, mask = tokenize(
+                    tokenizer, [texts[k] for k in rows.tolist()], config.max_length
                 )
-                return batch["input_ids"].to(accelerator.device), batch["attention_mask"].to(
-                    accelerator.device
-                )
+                return ids.to(accelerator.device), mask.to(accelerator.device)
 
             metrics = run.read_table("irl_metrics").iloc[:start] if start else pd.DataFrame()
             scores = pd.DataFrame({"row": np.arange(len(demos))})

@@ -14,7 +14,7 @@ import torch
 from core import policy
 from core.errors import IrlLensError
 from core.irl import IRLConfig, checkpoint_name
-from core.reward_model import RewardHead, RewardHeads, RewardModel, as_sentences, encode
+from core.reward_model import RewardHead, RewardHeads, RewardModel, encode, tokenize
 from core.run_store import Run
 
 MAX_PROBE_CHARS = 5_000
@@ -101,9 +101,8 @@ class RecoveredReward:
         )
 
     def _tokens(self, texts: Sequence[str]) -> dict:
-        batch = self.tokenizer(as_sentences(texts, self.tokenizer), return_tensors="pt", padding=True, truncation=True,
-                               max_length=self.config.max_length)  # fmt: skip
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        ids, mask = tokenize(self.tokenizer, texts, self.config.max_length)
+        return {"input_ids": ids, "attention_mask": mask}
 
     def member_model(self, epoch: int) -> RewardModel:
         """The end-to-end reward model of one member (for LoRA/full members, saliency, export)."""

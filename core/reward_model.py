@@ -51,6 +51,14 @@ def as_sentences(texts: Sequence[str], tokenizer) -> list[str]:
     return [t if t.strip() else stand_in for t in texts]
 
 
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of sentences for R̂, padded and truncated; every path that feeds
+    the backbone (features, LoRA training, scoring) tokenizes through here."""
+    batch = tokenizer(as_sentences(texts, tokenizer), return_tensors="pt", padding=True,
+                      truncation=True, max_length=max_length)  # fmt: skip
+    return batch["input_ids"], batch["attention_mask"]
+
+
 @torch.no_grad()  # not inference_mode: cached features feed autograd when the head trains
 def encode(
     backbone: nn.Module,
@@ -63,7 +71,6 @@ def encode(
     progress: bool = False,
 ) -> torch.Tensor:
     """h(s) for every text, (N, d) float32. Texts are batched by length to waste little padding."""
-    texts = as_sentences(texts, tokenizer)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = torch.empty(0)
     rows: list[torch.Tensor] = []
@@ -71,15 +78,8 @@ def encode(
         range(0, len(order), batch_size), desc="encoding h(s)", unit="batch", disable=not progress
     ):
         idx = order[start : start + batch_size]
-        batch = tokenizer(
-            [texts[i] for i in idx],
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-        )
-        hidden = backbone_hidden(backbone, batch["input_ids"], batch["attention_mask"])
-        rows.append(pool(hidden, batch["attention_mask"], pooling).float())
+        ids, mask = tokenize(tokenizer, [texts[i] for i in idx], max_length)
+        rows.append(pool(backbone_hidden(backbone, ids, mask), mask, pooling).float())
     if rows:
         stacked = torch.cat(rows)
         out = torch.empty_like(stacked)

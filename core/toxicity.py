@@ -113,8 +113,6 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
         record.summary = {
             f"{row.policy}_toxicity": float(row.toxicity_rate) for row in table.itertuples()
         }
-        if "irl_rlhf" in record.summary:
-            record.summary["irl_rlhf_toxicity"] = record.summary["irl_rlhf_toxicity"]
     return table
 
 

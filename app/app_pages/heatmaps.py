@@ -24,7 +24,7 @@ policy = c2.selectbox(
 )
 label = c3.selectbox("R* label", ["any", "toxic", "clean"])
 search = c4.text_input("Search", placeholder="a word in the sentence")
-view = demos
+view = demos[demos["sentence"].str.strip() != ""]  # an empty completion has no words to attribute
 if split != "all":
     view = view[view["split"] == split]
 if policy != "both":

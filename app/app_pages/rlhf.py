@@ -11,7 +11,8 @@ toxicity = None if run is None else run_table(run, "toxicity")
 if toxicity is None:
     st.info(
         "This run has no toxicity comparison yet. It appears once π₀, the expert and a policy trained on "
-        "the recovered reward have been measured by the same toxicity harness (`irl-lens rlhf`)."
+        "the recovered reward have been measured by the same toxicity harness "
+        "(`irl-lens rlhf --reward recovered`, then `irl-lens toxicity RUN`)."
     )
     st.stop()
 st.dataframe(toxicity, hide_index=True)
