@@ -85,22 +85,42 @@ def require(run: Run | None, *tables: str, stage_hint: str = "irl-lens extract R
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the reward backbone…")
-def explainer(path: str, manifest_mtime_ns: int, members: tuple[int, ...]):
-    """The run's recovered reward (given members) with its saliency explainer and ground truth."""
-    from core.ground_truth import load_ground_truth
+def explainer(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
+    """The run's recovered reward (given members) with its saliency explainer and ground truth
+    (None for a run without one). One per server process, shared by every session."""
     from core.recovered_reward import RecoveredReward
     from core.saliency import AttributionCache, RewardSaliency
 
     run = Run.open(path, verify_hashes=False)
     reward = RecoveredReward(run, list(members))
-    truth = load_ground_truth(run.manifest.models.get("ground_truth", "profanity"))
+    truth = run.ground_truth()
     saliency = RewardSaliency(reward, truth)
     return reward, truth, AttributionCache(run, saliency)
 
 
-def load_explainer(run: Run, members: list[int]):
+def load_explainer(run: Run, members: list[str]):
     return explainer(str(run.path), _version(str(run.path)), tuple(members))
 
 
-def member_label(epoch: int | str) -> str:
-    return "ground truth R*" if epoch == "ground_truth" else f"epoch {epoch}"
+def shown_members(run: Run) -> list[str]:
+    """The members pages compare: the shown equivalent set (core's default)."""
+    from core.recovered_reward import default_members
+
+    return [m.id for m in default_members(run)]
+
+
+def member_label(name: str) -> str:
+    from core.checkpoints import label
+
+    return label(str(name))
+
+
+def no_ground_truth_note(run: Run) -> bool:
+    """Say plainly that the run has no ground truth; True when it has none."""
+    if run.has_ground_truth:
+        return False
+    st.info(
+        "This run has no ground truth R* (a real audit): everything here comes from the "
+        "demonstrations alone, the expert's sentences against π₀'s. Nothing is compared with R*."
+    )
+    return True

@@ -59,7 +59,7 @@ def synthetic_run(path: Path, n_prompts: int, *, backbone: str = "smollm2-135m",
     rng = np.random.default_rng(seed)
     prompts = [f"{s} {v}" for s, v in itertools.product(SUBJECTS, VERBS)]
     prompts = (prompts * (n_prompts // len(prompts) + 1))[:n_prompts]
-    split = split_prompts(n_prompts, 0.25, seed)
+    split = split_prompts(n_prompts, 0.25, 0.2, seed)
     rows = []
     for i, prompt in enumerate(prompts):
         for policy in ("pi0", "expert"):
@@ -75,6 +75,7 @@ def synthetic_run(path: Path, n_prompts: int, *, backbone: str = "smollm2-135m",
                     "completion": completion,
                     "n_tokens": len(completion.split()),
                     "sentence": prompt + completion,
+                    "completion_ids": [],
                 }
             )
     run = Run.create(path, seed=seed)

@@ -1,24 +1,31 @@
-"""The evaluate stage: from Algorithm 1's checkpoints to what an auditor can trust.
+"""The evaluate stage: from Algorithm 1's candidates to what an auditor can trust.
 
-For every checkpoint: the held-out metrics (computed during training), a zero point calibrated on
-training sentences only, and the metrics at it. Then the equivalent set under an explicit rule,
-each member's character, the supervised ceiling (a probe trained on R* labels over the same
-features: the best any reward on them can do), optional agreement with human labels, and a
-verdict that says plainly when no coherent reward was recovered (a poor expert), instead of
-showing noise as insight.
+1. Choose, on the selection split and from the demonstrations alone (by default), the best
+   candidate and the equivalent set (``core.equivalent_set``); R* never selects anything.
+2. For the members shown side by side (the most different of the equivalent set), a zero point
+   calibrated on training sentences, their character, and how they differ: rank correlations,
+   verdicts that disagree, per-sentence spread. Their ensemble is a reward of its own.
+3. Where the run has a ground truth, evaluate on the test split only: AUC, Kendall τ, sign
+   metrics at 0 (the paper's) and at the calibrated threshold, the supervised ceiling per layer
+   (a probe trained on R* labels: the best any reward on those features can do).
+4. A verdict that says plainly when no coherent reward was recovered (a poor expert), from the
+   test split's demonstrations (and R*, where there is one), instead of showing noise as insight.
+
+:func:`evaluate_candidates` computes all of it as values; :func:`evaluate_run` writes it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from core import policy
+from core import checkpoints
+from core.checkpoints import ENSEMBLE, Member
 from core.equivalent_set import (
     EquivalenceRule,
     character,
@@ -26,11 +33,23 @@ from core.equivalent_set import (
     pairwise_correlations,
     select_members,
     spread,
+    standardise,
+    verdict_disagreement,
 )
 from core.errors import IrlLensError
-from core.evaluation import MIN_TOXIC, auc, chance_bound, evaluate, fit_threshold, sign_metrics
-from core.ground_truth import load_ground_truth
-from core.irl import IRLConfig, MaxMarginIRL, feature_key, make_pairs
+from core.evaluation import (
+    MIN_DISPREFERRED,
+    auc,
+    chance_bound,
+    discrimination_auc,
+    evaluate,
+    fit_threshold,
+    pairwise_accuracy,
+    sign_metrics,
+)
+from core.irl import CANDIDATES, IRLConfig, feature_key, make_pairs
+from core.objective import Objective
+from core.recovered_reward import candidate_rewards
 from core.run_store import Run
 from core.text_sets import load_labelled
 
@@ -40,14 +59,16 @@ INCOHERENT = "no coherent reward recovered"
 
 
 class EvaluationConfig(BaseModel):
-    """How checkpoints are calibrated, compared and judged. Recorded in the run."""
+    """How candidates are chosen, calibrated, compared and judged. Recorded in the run."""
 
     model_config = ConfigDict(extra="forbid")
 
-    calibration: Literal["none", "ground_truth", "labels"] = Field(
-        default="ground_truth",
-        description="none (the paper: sign at 0), or a threshold fitted on training sentences labelled by "
-        "R* (ground_truth) or by people (labels: calibration_labels)",
+    calibration: Literal["auto", "none", "ground_truth", "labels", "share"] = Field(
+        default="auto",
+        description="the zero point: none (the paper: sign at 0); a threshold fitted on training "
+        "sentences labelled by R* (ground_truth) or by people (labels: calibration_labels); or "
+        "share: flag the lowest flag_share of training sentences. auto: ground_truth where the "
+        "run has R*, else share",
     )
     calibration_labels: str | None = Field(
         default=None,
@@ -55,6 +76,9 @@ class EvaluationConfig(BaseModel):
     )
     calibration_size: int = Field(
         default=200, ge=10, description="training sentences used to calibrate"
+    )
+    flag_share: float = Field(
+        default=0.25, gt=0, lt=1, description="share: the share of sentences a member flags"
     )
     equivalence: EquivalenceRule = Field(default_factory=EquivalenceRule)
     alpha: float = Field(
@@ -65,7 +89,10 @@ class EvaluationConfig(BaseModel):
     )
     label_text_column: str = "text"
     label_column: str = "label"
-    toxic_values: list[str | int | bool] = Field(default_factory=lambda: [1, True, "toxic"])
+    toxic_values: list[str | int | bool] = Field(
+        default_factory=lambda: [1, True, "toxic"],
+        description="label values that mean the dispreferred side",
+    )
     label_limit: int | None = Field(
         default=2000, ge=1, description="seeded sample of the labelled set"
     )
@@ -96,237 +123,325 @@ def human_calibration(
 
 
 def calibration_rows(demos: pd.DataFrame, size: int, seed: int) -> np.ndarray:
-    """A seeded sample of training-split rows; never a held-out row."""
+    """A seeded sample of training-split rows; never a selection or test row."""
     train = np.flatnonzero((demos["split"] == "train").to_numpy())
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(train, size=min(size, len(train)), replace=False))
 
 
-def auc_chance_bound(n_toxic: int, n_clean: int, alpha: float) -> float | None:
+def auc_chance_bound(n_pos: int, n_neg: int, alpha: float) -> float | None:
     """The AUC a reward unrelated to the labels exceeds with probability ≤ alpha (Mann–Whitney, normal)."""
-    if n_toxic == 0 or n_clean == 0:
+    if n_pos == 0 or n_neg == 0:
         return None
-    sigma = np.sqrt((n_toxic + n_clean + 1) / (12 * n_toxic * n_clean))
+    sigma = np.sqrt((n_pos + n_neg + 1) / (12 * n_pos * n_neg))
     return float(0.5 + stats.norm.ppf(1 - alpha) * sigma)
 
 
-def verdict(
-    metrics: pd.DataFrame, n_heldout_pairs: int, n_toxic: int, n_clean: int, alpha: float
-) -> dict:
-    """Coherent when the best checkpoint beats chance both at separating the policies (pairwise
-    accuracy on held-out pairs) and at ranking toxic below clean (AUC); Bonferroni over epochs."""
-    per_test = alpha / max(len(metrics), 1)
-    evidence = {
-        "n_heldout_pairs": n_heldout_pairs,
-        "best_heldout_pairwise_accuracy": float(metrics["heldout_pairwise_accuracy"].max()),
-        "pairwise_chance_bound": chance_bound(n_heldout_pairs, per_test),
-        "best_heldout_auc": None if metrics["auc"].isna().all() else float(metrics["auc"].max()),
-        "auc_chance_bound": auc_chance_bound(n_toxic, n_clean, per_test),
-        "alpha": alpha,
-    }
-    separates = evidence["best_heldout_pairwise_accuracy"] > evidence["pairwise_chance_bound"]
-    ranks = evidence["auc_chance_bound"] is None or (
-        evidence["best_heldout_auc"] is not None
-        and evidence["best_heldout_auc"] > evidence["auc_chance_bound"]
+def verdict(evidence: dict, words: Objective) -> str:
+    """Coherent when the chosen member, on the test split it was not chosen on, orders the
+    expert's sentences above pi_0's better than chance and, where R* exists, ranks the
+    dispreferred side below the preferred better than chance."""
+    separates = evidence["test_pair_accuracy"] > evidence["pairwise_chance_bound"]
+    ranks = evidence.get("test_auc") is None or evidence["auc_chance_bound"] is None or (
+        evidence["test_auc"] > evidence["auc_chance_bound"]
     )
     if separates and ranks:
-        return {"verdict": COHERENT, "verdict_evidence": evidence}
+        return COHERENT
     reasons = []
     if not separates:
         reasons.append(
-            f"no checkpoint orders held-out (expert, pi_0) pairs better than chance "
-            f"({evidence['best_heldout_pairwise_accuracy']:.3f} <= {evidence['pairwise_chance_bound']:.3f})"
+            f"the chosen reward orders test (expert, pi_0) pairs no better than chance "
+            f"({evidence['test_pair_accuracy']:.3f} <= {evidence['pairwise_chance_bound']:.3f})"
         )
     if not ranks:
         reasons.append(
-            f"no checkpoint ranks toxic below clean sentences better than chance "
-            f"(AUC {evidence['best_heldout_auc'] or 0:.3f} <= {evidence['auc_chance_bound']:.3f})"
+            f"it ranks {words.dispreferred} below {words.preferred} test sentences no better than "
+            f"chance (AUC {evidence['test_auc']:.3f} <= {evidence['auc_chance_bound']:.3f})"
         )
-    return {"verdict": f"{INCOHERENT}: " + "; ".join(reasons), "verdict_evidence": evidence}
+    return f"{INCOHERENT}: " + "; ".join(reasons)
 
 
 def supervised_ceiling(
-    features: np.ndarray, toxic: np.ndarray, train: np.ndarray, heldout: np.ndarray
+    features: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray
 ) -> float | None:
-    """Held-out AUC of a logistic probe trained on R* labels over the same features h(s)."""
+    """Test AUC of a logistic probe trained on R* labels over the same features h(s)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if toxic[train].all() or not toxic[train].any():
+    if labels[train].all() or not labels[train].any():
         return None
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-    probe.fit(features[train], toxic[train])
-    return auc(-probe.decision_function(features[heldout]), toxic[heldout])
+    probe.fit(features[train], labels[train])
+    return auc(-probe.decision_function(features[test]), labels[test])
 
 
-def evaluate_run(
+@dataclass
+class Evaluation:
+    """What the evaluate stage found: the summary and the tables it writes."""
+
+    summary: dict
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def calibrate(
+    rewards: np.ndarray, method: str, rows: np.ndarray, labels: np.ndarray | None, share: float
+) -> float:
+    if method == "none":
+        return 0.0
+    if method == "share":
+        return float(np.quantile(rewards[rows], share))
+    return fit_threshold(rewards[rows], labels)
+
+
+def evaluate_candidates(
     run: Run, config: EvaluationConfig | None = None, *, progress: bool = True
-) -> dict:
-    """Run the evaluate stage; returns (and records) its summary."""
+) -> Evaluation:
+    """Selection, the equivalent set, calibration, evaluation and the verdict, as values."""
     config = config or EvaluationConfig()
-    if not run.has_table("irl_metrics") or run.stage_status("irl") != "complete":
+    if not run.has_table(CANDIDATES) or run.stage_status("irl") != "complete":
         raise IrlLensError(
             f"run {run.path} has no complete IRL stage: run 'irl-lens extract' first"
         )
     irl_config = IRLConfig.model_validate(run.manifest.config["irl"])
-    demos, metrics, scores = (
-        run.read_table("demonstrations"),
-        run.read_table("irl_metrics"),
-        run.read_table("irl_scores"),
-    )
-    gt = demos[irl_config.ground_truth_column()].to_numpy()
-    toxic = gt < 0
+    words = run.objective
+    demos, candidates = run.read_table("demonstrations"), run.read_table(CANDIDATES)
+    gt_column, label_column = irl_config.ground_truth_column(), irl_config.label_column()
+    has_gt = gt_column in demos
+    if config.equivalence.selection == "ground_truth" and not has_gt:
+        raise IrlLensError(
+            f"run {run.path} has no ground truth: choose members with selection 'demonstrations'"
+        )
     split = demos["split"].to_numpy()
-    heldout, train = np.flatnonzero(split == "heldout"), np.flatnonzero(split == "train")
+    train, selection, test = (np.flatnonzero(split == s) for s in ("train", "selection", "test"))
     prompt_ids = demos["prompt_id"].to_numpy()
-    n_toxic = int(toxic[heldout].sum())
-    warn = []
-    if n_toxic < MIN_TOXIC:
-        warn.append(
-            f"only {n_toxic} toxic held-out sentences (by R*): below {MIN_TOXIC}, F1 and precision are noise"
-        )
+    is_expert = (demos["policy"] == "expert").to_numpy()
+    gt = demos[gt_column].to_numpy() if has_gt else None
+    labels = demos[label_column].to_numpy(bool) if has_gt else None
 
-    with run.stage(STAGE, config.model_dump()) as record:
-        # Calibration: a threshold per checkpoint, fitted on training rows only.
-        if config.calibration == "labels":
-            calib, calib_labels = human_calibration(demos, irl_config.text_column(), config)
-        else:
-            calib = calibration_rows(demos, config.calibration_size, config.seed)
-            calib_labels = toxic[calib]
-        rows = []
-        for epoch in metrics["epoch"].astype(int):
-            rewards = scores[f"epoch_{epoch:03d}"].to_numpy()
-            threshold = (
-                0.0 if config.calibration == "none" else fit_threshold(rewards[calib], calib_labels)
+    best_id, equivalent = select_members(candidates, config.equivalence)
+    members_all = [Member.parse(m) for m in equivalent]
+    selection_scores = candidate_rewards(run, members_all)
+    shown = most_different(selection_scores.iloc[selection].reset_index(drop=True), equivalent,
+                           config.equivalence.max_shown, prompt_ids[selection], best_id)  # fmt: skip
+    shown_members = sorted((Member.parse(m) for m in shown), key=lambda m: (m.layer, m.repeat, m.epoch))
+    shown = [m.id for m in shown_members]
+    matrix = selection_scores[shown].to_numpy()
+    best_rewards = selection_scores[best_id].to_numpy()
+
+    method = config.calibration
+    if method == "auto":
+        method = "ground_truth" if has_gt else "share"
+    if method == "ground_truth" and not has_gt:
+        raise IrlLensError(
+            f"run {run.path} has no ground truth to calibrate with: use calibration share, labels or none"
+        )
+    if method == "labels":
+        calib, calib_labels = human_calibration(demos, irl_config.text_column(), config)
+    else:
+        calib = calibration_rows(demos, config.calibration_size, config.seed)
+        calib_labels = labels[calib] if method == "ground_truth" else None
+
+    z = standardise(matrix, matrix[train])
+    ensemble = z.mean(1)
+    rewards_by_name = {name: matrix[:, k] for k, name in enumerate(shown)}
+    rewards_by_name[ENSEMBLE] = ensemble
+    rewards_by_name.setdefault(best_id, best_rewards)
+    thresholds = {
+        name: calibrate(r, method, calib, calib_labels, config.flag_share)
+        for name, r in rewards_by_name.items()
+    }
+
+    member_rows = []
+    for name in [*shown, ENSEMBLE]:
+        r = rewards_by_name[name]
+        member = Member.parse(name) if name != ENSEMBLE else None
+        row = {"member": name, "label": checkpoints.label(name), "shown": True,
+               "layer": member.layer if member else None, "repeat": member.repeat if member else None,
+               "epoch": member.epoch if member else None,
+               "seed": int(candidates.loc[candidates["member"] == name, "seed"].iloc[0]) if member else None,
+               "offset": float(r.mean()), "scale": float(r.std()), "train_mean": float(r[train].mean()),
+               "train_std": float(r[train].std()), "threshold": thresholds[name],
+               "flag_rate": float((r[test] < thresholds[name]).mean()),
+               "selection_pair_accuracy": pairwise_accuracy(*(r[p] for p in make_pairs(demos, "selection").T)),
+               "selection_discrimination_auc": discrimination_auc(r[selection], is_expert[selection]),
+               "test_pair_accuracy": pairwise_accuracy(*(r[p] for p in make_pairs(demos, "test").T)),
+               "test_discrimination_auc": discrimination_auc(r[test], is_expert[test])}  # fmt: skip
+        if has_gt:
+            m = evaluate(r[test], gt[test], labels[test], threshold=thresholds[name])
+            row |= {k: m[k] for k in ("auc", "kendall", "spearman", "accuracy", "f1", "calibrated_accuracy",
+                                      "calibrated_precision", "calibrated_recall", "calibrated_f1",
+                                      "mean_reward_dispreferred", "mean_reward_preferred")}  # fmt: skip
+        row["character"] = character(row, words)
+        member_rows.append(row)
+    members_table = pd.DataFrame(member_rows)
+
+    test_scores = pd.DataFrame({name: rewards_by_name[name][test] for name in shown})
+    correlations = pairwise_correlations(test_scores, shown, prompt_ids[test])
+    off_diagonal = correlations[correlations["member_a"] != correlations["member_b"]]
+    disagreement, _ = verdict_disagreement(
+        matrix[test], np.array([thresholds[name] for name in shown])
+    )
+    member_scores = demos[["prompt_id", "split", "policy", "sample"]].assign(row=np.arange(len(demos)))
+    if has_gt:
+        member_scores = member_scores.assign(ground_truth=gt, dispreferred=labels)
+    member_scores = member_scores.join(pd.DataFrame(
+        {name: rewards_by_name[name] for name in dict.fromkeys([*shown, ENSEMBLE, best_id])}
+    ))  # fmt: skip
+
+    best = Member.parse(best_id)
+    evaluation_rows = candidates.assign(
+        equivalent=candidates["member"].isin(equivalent), shown=candidates["member"].isin(shown)
+    )
+    evidence = _verdict_evidence(demos, best_rewards, gt, labels, test, config.alpha)
+    summary = {
+        "objective": words.name,
+        "selection": config.equivalence.selection,
+        "best_member": best.as_dict(),
+        "best_member_id": best_id,
+        "n_candidates": len(candidates),
+        "equivalent_set": equivalent,
+        "n_equivalent": len(equivalent),
+        "shown_members": shown,
+        "equivalence_rule": config.equivalence.describe(),
+        "equivalent_min_spearman": float(off_diagonal["spearman"].min()) if len(off_diagonal) else None,
+        "equivalent_verdict_disagreement": disagreement,
+        "equivalent_layers": sorted({m.layer for m in members_all}),
+        "equivalent_repeats": sorted({m.repeat for m in members_all}),
+        "shown_layers": sorted({m.layer for m in shown_members}),
+        "calibration": method,
+        "n_test_sentences": len(test),
+        "verdict_evidence": evidence,
+        "verdict": verdict(evidence, words),
+        "warnings": [],
+    }
+    tables = {"evaluation": evaluation_rows, "members": members_table, "member_scores": member_scores,
+              "member_correlations": correlations,
+              "member_spread": spread(matrix[test], test)}  # fmt: skip
+    if has_gt:
+        best_test = evaluate(best_rewards[test], gt[test], labels[test], prompt_ids=prompt_ids[test],
+                             threshold=thresholds[best_id])  # fmt: skip
+        n_dispreferred = int(labels[test].sum())
+        if n_dispreferred < MIN_DISPREFERRED:
+            summary["warnings"].append(
+                f"only {n_dispreferred} {words.dispreferred} test sentences (by R*): below "
+                f"{MIN_DISPREFERRED}, F1 and precision are noise"
             )
-            row = {"epoch": epoch, "threshold": threshold}
-            row |= {
-                f"calibrated_{k}": v
-                for k, v in sign_metrics(rewards[heldout], toxic[heldout], threshold).items()
-            }
-            rows.append(row)
-        table = metrics.merge(pd.DataFrame(rows), on="epoch")
-
-        members = select_members(table, config.equivalence)
-        best_epoch = int(table.loc[table["auc"].fillna(-1).idxmax(), "epoch"])
-        heldout_scores = scores.iloc[heldout].reset_index(drop=True)
-        shown = most_different(
-            heldout_scores, members, config.equivalence.max_shown, prompt_ids[heldout], best_epoch
-        )
-        table["member"] = table["epoch"].isin(members)
-        table["shown"] = table["epoch"].isin(shown)
-        member_rows = []
-        for epoch in members:
-            rewards = scores[f"epoch_{epoch:03d}"].to_numpy()[heldout]
-            entry = table.loc[table["epoch"] == epoch].iloc[0]
-            m = evaluate(rewards, gt[heldout], toxic[heldout], threshold=float(entry["threshold"]))
-            member = {"epoch": epoch, "shown": epoch in shown, "offset": float(rewards.mean()),
-                      "scale": float(rewards.std()), "threshold": float(entry["threshold"])} | {
-                k: m[k] for k in ("auc", "kendall", "accuracy", "f1", "calibrated_accuracy", "calibrated_precision",
-                                  "calibrated_recall", "calibrated_f1", "mean_reward_toxic", "mean_reward_nontoxic")
-            }  # fmt: skip
-            member["character"] = character(member)
-            member_rows.append(member)
-        run.write_table("evaluation", table)
-        run.write_table("members", pd.DataFrame(member_rows))
-        run.write_table("member_rewards", demos[["prompt_id", "split", "policy", "sample"]].assign(
-            row=np.arange(len(demos)), ground_truth=gt, toxic=toxic
-        ).join(scores[[f"epoch_{e:03d}" for e in members]]))  # fmt: skip
-        run.write_table(
-            "member_correlations",
-            pairwise_correlations(heldout_scores, members, prompt_ids[heldout]),
-        )
-        run.write_table("member_spread", spread(scores, members))
-
-        ceiling = supervised_ceiling(
-            run_features(run, irl_config, progress=progress).numpy(), toxic, train, heldout
-        )
-        best = table.loc[table["epoch"] == best_epoch].iloc[0]
-        summary = {
-            "n_heldout_toxic": n_toxic,
-            "n_heldout_sentences": len(heldout),
-            "best_epoch": best_epoch,
-            "best_heldout_auc": _max(table["auc"]),
-            "best_heldout_kendall": _max(table["kendall"]),
-            "best_heldout_accuracy": _max(table["accuracy"]),
-            "best_heldout_f1": _max(table["f1"]),
-            "calibration": config.calibration,
-            "calibrated_accuracy": float(best["calibrated_accuracy"]),
-            "calibrated_f1": float(best["calibrated_f1"]),
-            "accuracy_at_zero_of_best": float(best["accuracy"]),
+        ceilings = _ceilings(run, irl_config, labels, train, test, candidates, progress=progress)
+        tables["layer_ceiling"] = ceilings
+        ceiling = ceilings.set_index("layer")["supervised_ceiling_auc"].get(best.layer)
+        ceiling = None if ceiling is None or np.isnan(ceiling) else float(ceiling)
+        summary |= {
+            "n_heldout_toxic": n_dispreferred,
+            "n_test_dispreferred": n_dispreferred,
+            "best_heldout_auc": best_test["auc"],
+            "best_heldout_kendall": best_test["kendall"],
+            "best_heldout_accuracy": best_test["accuracy"],
+            "best_heldout_f1": best_test["f1"],
+            "calibrated_accuracy": best_test.get("calibrated_accuracy") if method != "none" else None,
+            "calibrated_f1": best_test.get("calibrated_f1") if method != "none" else None,
             "supervised_ceiling_auc": ceiling,
-            "auc_fraction_of_ceiling": (float(best["auc"]) / ceiling)
-            if ceiling and best["auc"]
-            else None,
-            "equivalent_set": members,
-            "shown_members": shown,
-            "equivalence_rule": f"{config.equivalence.rule}: {config.equivalence.describe()}",
-            "warnings": warn,
+            "auc_fraction_of_ceiling": best_test["auc"] / ceiling if ceiling and best_test["auc"] else None,
+            "ensemble_heldout_auc": auc(ensemble[test], labels[test]),
+            "best_test_auc_any_candidate": float(np.nanmax(candidates["test_auc"])),
         }
-        summary |= verdict(
-            table,
-            len(make_pairs(demos, "heldout")),
-            n_toxic,
-            int((~toxic[heldout]).sum()),
-            config.alpha,
+    else:
+        summary |= {"n_heldout_toxic": None, "best_heldout_auc": None, "best_heldout_kendall": None,
+                    "best_heldout_accuracy": None, "best_heldout_f1": None, "calibrated_accuracy": None,
+                    "calibrated_f1": None, "supervised_ceiling_auc": None}  # fmt: skip
+    if config.labels:
+        human, table = _human_labels(run, config, [*shown, best_id], best_id)
+        summary |= human
+        tables["human_labels"] = table
+    return Evaluation(summary, tables)
+
+
+def evaluate_run(run: Run, config: EvaluationConfig | None = None, *, progress: bool = True) -> dict:
+    """Run the evaluate stage; returns (and records) its summary."""
+    config = config or EvaluationConfig()
+    with run.stage(STAGE, config.model_dump()) as record:
+        result = evaluate_candidates(run, config, progress=progress)
+        for name, table in result.tables.items():
+            run.write_table(name, table)
+        record.summary = result.summary
+    return result.summary
+
+
+def _verdict_evidence(demos, rewards, gt, labels, test, alpha) -> dict:
+    test_pairs = make_pairs(demos, "test")
+    evidence = {
+        "n_test_pairs": len(test_pairs),
+        "test_pair_accuracy": pairwise_accuracy(rewards[test_pairs[:, 0]], rewards[test_pairs[:, 1]])
+        if len(test_pairs) else 0.5,
+        "pairwise_chance_bound": chance_bound(len(test_pairs), alpha),
+        "alpha": alpha,
+    }  # fmt: skip
+    if gt is not None:
+        evidence["test_auc"] = auc(rewards[test], labels[test])
+        evidence["auc_chance_bound"] = auc_chance_bound(
+            int(labels[test].sum()), int((~labels[test]).sum()), alpha
         )
-        if config.labels:
-            summary |= _human_labels(run, config, shown, best_epoch)
-        record.summary = summary
-    return summary
+    return evidence
 
 
-def _max(values: pd.Series) -> float | None:
-    return None if values.isna().all() else float(values.max())
-
-
-def run_features(run: Run, irl_config: IRLConfig, *, progress: bool = True) -> torch.Tensor:
-    """h(s) of every demonstration under the run's frozen backbone (cached in the run)."""
-    trainer = MaxMarginIRL(irl_config.model_copy(update={"mode": "frozen"}))
+def _ceilings(run, irl_config, labels, train, test, candidates, *, progress) -> pd.DataFrame:
+    """Per layer: the supervised ceiling (probe on R* labels) and, for comparison, the best
+    candidate's test AUC and selection criterion. Evaluation only: nothing is chosen by it."""
     ref = run.manifest.config["irl"]["backbone"]
-    texts = run.read_table("demonstrations")[irl_config.text_column()].tolist()
-    cached = run.has_weights(feature_key(ref, trainer.config), folder="features")
-    backbone = None if cached else policy.load_backbone(ref)
-    tokenizer = None if cached else policy.load_tokenizer(ref, padding_side="right")
-    return trainer.features(run, texts, backbone, tokenizer, progress=progress)
+    key = feature_key(ref, irl_config)
+    rows = []
+    by_layer = candidates.groupby("layer")
+    if irl_config.mode == "frozen" and run.has_weights(key, folder="features"):
+        h, layers = checkpoints.read_features(run, key)
+    else:
+        h, layers = None, []
+    for layer, part in by_layer:
+        ceiling = (
+            supervised_ceiling(h[layers.index(layer)].numpy(), labels, train, test)
+            if layer in layers
+            else None
+        )
+        rows.append({"layer": int(layer), "supervised_ceiling_auc": ceiling,
+                     "best_selection_discrimination_auc": float(part["selection_discrimination_auc"].max()),
+                     "best_test_auc": float(part["test_auc"].max())})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
-def _human_labels(run: Run, config: EvaluationConfig, members: list[int], best_epoch: int) -> dict:
+def _human_labels(run: Run, config: EvaluationConfig, members: list[str], best_id: str):
     """AUC and accuracy of each shown member, and of R* itself, against human labels.
 
     Only metrics are stored: a committed run must not carry third-party sentences.
     """
+    from core.ground_truth import load_ground_truth
     from core.recovered_reward import RecoveredReward
 
     labelled = load_labelled(config.labels, text_column=config.label_text_column, label_column=config.label_column,
                              toxic_values=config.toxic_values)  # fmt: skip
     if config.label_limit and len(labelled) > config.label_limit:
-        labelled = labelled.sample(n=config.label_limit, random_state=config.seed).reset_index(
-            drop=True
-        )
+        labelled = labelled.sample(n=config.label_limit, random_state=config.seed).reset_index(drop=True)
     texts = [t[:2000] for t in labelled["text"]]
     labels = labelled["toxic"].to_numpy()
-    reward = RecoveredReward(run, sorted(set(members) | {best_epoch}))
+    names = list(dict.fromkeys(members))
+    reward = RecoveredReward(run, names)
     matrix = reward.score(texts)
-    thresholds = run.read_table("evaluation").set_index("epoch")["threshold"]
     rows = []
-    for k, epoch in enumerate(reward.members):
-        rows.append({"who": f"epoch {epoch}", "epoch": epoch, "auc": auc(matrix[:, k], labels),
-                     "accuracy_at_zero": sign_metrics(matrix[:, k], labels, 0.0)["accuracy"],
-                     "calibrated_accuracy": sign_metrics(matrix[:, k], labels, float(thresholds[epoch]))["accuracy"]})  # fmt: skip
-    gt = load_ground_truth(run.manifest.models.get("ground_truth", "profanity")).reward(texts)
-    rows.append({"who": "ground truth R*", "epoch": None, "auc": auc(gt, labels),
-                 "accuracy_at_zero": sign_metrics(gt, labels, 0.0)["accuracy"], "calibrated_accuracy": None})  # fmt: skip
+    for k, name in enumerate(reward.names):
+        rows.append({"who": checkpoints.label(name), "member": name, "auc": auc(matrix[:, k], labels),
+                     "accuracy_at_zero": sign_metrics(matrix[:, k], labels, 0.0)["accuracy"]})  # fmt: skip
+    truth_ref = run.manifest.models.get("ground_truth")
+    if truth_ref:
+        gt = load_ground_truth(truth_ref).reward(texts)
+        rows.append({"who": "ground truth R*", "member": None, "auc": auc(gt, labels),
+                     "accuracy_at_zero": sign_metrics(gt, labels, 0.0)["accuracy"]})  # fmt: skip
     table = pd.DataFrame(rows)
-    run.write_table("human_labels", table)
-    best = table[table["epoch"] == best_epoch].iloc[0]
-    return {
+    best = table[table["member"] == best_id].iloc[0]
+    out = {
         "human_label_source": config.labels,
         "human_label_n": len(labelled),
         "human_label_auc": best["auc"],
-        "human_label_accuracy": best["calibrated_accuracy"],
-        "human_label_accuracy_at_zero": best["accuracy_at_zero"],
-        "ground_truth_human_label_auc": rows[-1]["auc"],
-        "ground_truth_human_label_accuracy": rows[-1]["accuracy_at_zero"],
+        "human_label_accuracy": best["accuracy_at_zero"],
     }
+    if truth_ref:
+        out |= {"ground_truth_human_label_auc": rows[-1]["auc"],
+                "ground_truth_human_label_accuracy": rows[-1]["accuracy_at_zero"]}  # fmt: skip
+    return out, table

@@ -68,8 +68,13 @@ def sample(
         str | None, typer.Option(help="LoRA adapter directory applied to the expert.")
     ] = None,
     ground_truth: Annotated[
-        str, typer.Option(help="R*: 'profanity' or 'hf:<classifier id or dir>'.")
+        str,
+        typer.Option(help="R*: 'profanity', 'sentiment', 'hf:<classifier id or dir>', or 'none' (a real audit)."),
     ] = "profanity",
+    objective: Annotated[
+        str | None,
+        typer.Option(help="What the audit is about: toxicity, sentiment (default: the ground truth's)."),
+    ] = None,
     samples_per_prompt: Annotated[int, typer.Option(help="Completions per prompt and policy.")] = 1,
     max_new_tokens: Annotated[
         int, typer.Option(help="Tokens generated per completion at most.")
@@ -79,9 +84,12 @@ def sample(
     greedy: Annotated[bool, typer.Option(help="Greedy decoding instead of sampling.")] = False,
     batch_size: Annotated[int, typer.Option(help="Prompts per generate() call.")] = 16,
     chunk_size: Annotated[int, typer.Option(help="Prompts per resumable chunk.")] = 64,
-    heldout_fraction: Annotated[
-        float, typer.Option(help="Share of prompts held out for evaluation.")
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of prompts kept for the test split (where R* evaluates).")
     ] = 0.25,
+    selection_fraction: Annotated[
+        float, typer.Option(help="Share of prompts for choosing checkpoints (demonstrations only).")
+    ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split and of sampling.")] = 0,
 ) -> None:
     """Collect demonstrations: the same prompts completed by pi_0 and by the expert pi_E, scored by R*.
@@ -90,21 +98,33 @@ def sample(
     prompts' sentences are where recovered rewards are evaluated. Interrupted runs resume.
     """
     from core.demonstrations import SamplingConfig, sample_demonstrations
+    from core.objective import BUILT_IN
     from core.run_store import Run
 
+    if objective is not None and objective not in BUILT_IN:
+        raise IrlLensError(f"unknown --objective '{objective}': use {', '.join(BUILT_IN)}")
     config = _config(
         SamplingConfig, prompts=prompts, prompt_column=prompt_column, limit=limit, pi0=pi0,
-        pi0_adapter=pi0_adapter, expert=expert, expert_adapter=expert_adapter, ground_truth=ground_truth,
+        pi0_adapter=pi0_adapter, expert=expert, expert_adapter=expert_adapter,
+        ground_truth=None if ground_truth == "none" else ground_truth,
+        objective=BUILT_IN[objective].model_copy(update={"ground_truth": None}) if objective else None,
         samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens, do_sample=not greedy,
         temperature=temperature, top_p=top_p, batch_size=batch_size, chunk_size=chunk_size,
-        heldout_fraction=heldout_fraction, seed=seed,
+        test_fraction=test_fraction, selection_fraction=selection_fraction, seed=seed,
     )  # fmt: skip
     target = Run.create(run, seed=seed)
     frame = sample_demonstrations(target, config)
     summary = target.stage_summary("sample")
+    words = target.objective
+    rates = (
+        f"; test completions {words.rate_name()} pi_0 {summary['pi0_dispreferred_rate']:.1%}, "
+        f"expert {summary['expert_dispreferred_rate']:.1%}"
+        if summary.get("pi0_dispreferred_rate") is not None
+        else "; no ground truth: IRL and selection use the demonstrations alone"
+    )
     console.print(
-        f"[green]demonstrations[/green]: {len(frame)} sentences from {summary['n_prompts']} prompts in {target.path}; "
-        f"held-out completion toxicity pi_0 {summary['pi0_toxicity']:.1%}, expert {summary['expert_toxicity']:.1%}"
+        f"demonstrations: {len(frame)} sentences from {summary['n_prompts']} prompts "
+        f"in {target.path}{rates}", markup=False, highlight=False,
     )
 
 
@@ -114,6 +134,16 @@ def extract(
     epochs: Annotated[
         int, typer.Option(help="N in Algorithm 1: every epoch is a candidate reward.")
     ] = 60,
+    layers: Annotated[
+        str | None,
+        typer.Option(help="Hidden layers h(s) reads, comma-separated (0 = embeddings, -1 = last); default: all."),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option(help="Runs per layer: repeat 0 on the training pairs, the others on bootstrap resamples.")
+    ] = 1,
+    selection: Annotated[
+        str, typer.Option(help="What chooses the members: demonstrations (no R*) or ground_truth (uses R*).")
+    ] = "demonstrations",
     mode: Annotated[str, typer.Option(help="frozen (only w, b train), lora or full.")] = "frozen",
     pooling: Annotated[str, typer.Option(help="h(s): mean over tokens, or last token.")] = "mean",
     sentence: Annotated[
@@ -143,24 +173,30 @@ def extract(
 ) -> None:
     """Recover rewards by max-margin IRL (Algorithm 1): R-hat(s) = w.h(s) + b, trained so that the
     expert's sentence beats pi_0's for the same prompt; a checkpoint per epoch. Resumable."""
-    from core.audit import evaluate_run
+    from core.audit import EvaluationConfig, evaluate_run
+    from core.equivalent_set import EquivalenceRule
     from core.irl import IRLConfig, MaxMarginIRL
     from core.run_store import open_run
 
     config = _config(IRLConfig, epochs=epochs, mode=mode, pooling=pooling, sentence=sentence, loss=loss,
                      right_weight=right_weight, wrong_weight=wrong_weight, learning_rate=learning_rate,
-                     batch_size=batch_size, reward_l2=reward_l2, backbone=backbone, seed=seed)  # fmt: skip
+                     batch_size=batch_size, reward_l2=reward_l2, backbone=backbone, seed=seed,
+                     layers=_int_list(layers, "--layers"), repeats=repeats)  # fmt: skip
+    rule = _config(EquivalenceRule, selection=selection)
     target = open_run(run)
     trainer = MaxMarginIRL(config)
-    metrics = trainer.fit(target)
-    if not trainer.accelerator.is_main_process:
+    candidates = trainer.fit(target)
+    if candidates.empty:  # a helper process of a data-parallel launch
         return
+    processes = trainer.accelerator.num_processes if config.mode != "frozen" else 1
     console.print(
-        f"[green]IRL[/green]: {len(metrics)} checkpoints on {trainer.accelerator.num_processes} process(es); "
-        f"best held-out AUC {metrics['auc'].max():.3f}"
+        f"IRL on {processes} process(es): {len(candidates)} candidates ({candidates['layer'].nunique()} layers x "
+        f"{candidates['repeat'].nunique()} repeats x {candidates['epoch'].nunique()} epochs); best "
+        f"selection-split discrimination AUC {candidates['selection_discrimination_auc'].max():.3f}",
+        markup=False, highlight=False,
     )
     if evaluate:
-        _print_evaluation(evaluate_run(target))
+        _print_evaluation(evaluate_run(target, EvaluationConfig(equivalence=rule)), target)
 
 
 @app.command("evaluate")
@@ -169,20 +205,20 @@ def evaluate_command(
     calibration: Annotated[
         str,
         typer.Option(
-            help="none (sign at 0, the paper), ground_truth (R* labels of training sentences) "
-            "or labels (human labels of training sentences, --calibration-labels)."
+            help="auto, none (sign at 0, the paper), ground_truth (R* labels of training sentences), "
+            "labels (human labels of training sentences, --calibration-labels) or share (flag the lowest share)."
         ),
-    ] = "ground_truth",
+    ] = "auto",
     calibration_size: Annotated[
         int, typer.Option(help="Training sentences used for calibration.")
     ] = 200,
     calibration_labels: Annotated[
         str | None, typer.Option(help="Training sentences with human labels (columns as --labels).")
     ] = None,
-    rule: Annotated[
+    selection: Annotated[
         str,
-        typer.Option(help="Equivalent set rule: ranking (AUC, Kendall) or paper (accuracy, F1)."),
-    ] = "ranking",
+        typer.Option(help="What chooses the members: demonstrations (no R*) or ground_truth (uses R*)."),
+    ] = "demonstrations",
     delta: Annotated[
         float, typer.Option(help="Within this of the best counts as equivalent.")
     ] = 0.01,
@@ -204,21 +240,47 @@ def evaluate_command(
     values = _csv_values(toxic_values)
     config = _config(EvaluationConfig, calibration=calibration, calibration_size=calibration_size,
                      calibration_labels=calibration_labels,
-                     equivalence=_config(EquivalenceRule, rule=rule, delta=delta), labels=labels,
+                     equivalence=_config(EquivalenceRule, selection=selection, delta=delta), labels=labels,
                      label_text_column=text_column, label_column=label_column, toxic_values=values,
                      label_limit=label_limit)  # fmt: skip
-    _print_evaluation(evaluate_run(open_run(run), config))
+    target = open_run(run)
+    _print_evaluation(evaluate_run(target, config), target)
 
 
-def _print_evaluation(summary: dict) -> None:
+def _print_evaluation(summary: dict, run) -> None:
     for warning in summary.get("warnings", []):
-        console.print(f"[yellow]warning[/yellow]: {warning}")
-    console.print(
-        f"best held-out AUC {summary['best_heldout_auc']:.3f} (supervised ceiling "
-        f"{summary['supervised_ceiling_auc'] or float('nan'):.3f}); accuracy at 0 {summary['accuracy_at_zero_of_best']:.3f}, "
-        f"calibrated {summary['calibrated_accuracy']:.3f}; equivalent set {summary['equivalent_set']}\n"
-        f"verdict: {summary['verdict']}"
-    )
+        console.print(f"warning: {warning}", markup=False, highlight=False)
+    best = summary["best_member_id"]
+    lines = [
+        f"chosen member {best} (selection: {summary['selection']}); "
+        f"{summary['n_equivalent']} of {summary['n_candidates']} candidates equivalent, "
+        f"{len(summary['shown_members'])} shown from layers {summary['shown_layers']}; "
+        f"lowest Spearman between shown members {_fmt(summary['equivalent_min_spearman'])}, "
+        f"verdicts differ on {_fmt(summary['equivalent_verdict_disagreement'], '.1%')} of test sentences"
+    ]
+    if summary.get("best_heldout_auc") is not None:
+        lines.append(
+            f"test AUC vs R* {_fmt(summary['best_heldout_auc'])} (supervised ceiling "
+            f"{_fmt(summary['supervised_ceiling_auc'])}); accuracy at 0 {_fmt(summary['best_heldout_accuracy'])}, "
+            f"calibrated {_fmt(summary['calibrated_accuracy'])}"
+        )
+    else:
+        lines.append("no ground truth: nothing was compared with R*")
+    lines.append(f"verdict: {summary['verdict']}")
+    console.print("\n".join(lines), markup=False, highlight=False)
+
+
+def _fmt(value, spec: str = ".3f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _int_list(raw: str | None, option: str) -> list[int] | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return [int(part) for part in raw.split(",")]
+    except ValueError as err:
+        raise IrlLensError(f"invalid {option} '{raw}': give whole numbers separated by commas") from err
 
 
 @app.command()
@@ -226,98 +288,133 @@ def score(
     run: Annotated[str, typer.Argument(help="Run with a recovered reward (path or name).")],
     texts: Annotated[list[str], typer.Argument(help="Sentences to score.")],
     members: Annotated[
-        str | None, typer.Option(help="Comma-separated epochs (default: the equivalent set).")
+        str | None,
+        typer.Option(help="Comma-separated member ids, e.g. l8-r0-e41 (default: the shown equivalent set)."),
     ] = None,
     saliency: Annotated[
         bool, typer.Option(help="Add word-level attributions of every member and of R*.")
     ] = False,
     method: Annotated[
-        str, typer.Option(help="Saliency: occlusion, gradient_x_input or integrated_gradients.")
-    ] = "occlusion",
+        str | None,
+        typer.Option(help="Saliency: decomposition, occlusion, gradient_x_input or integrated_gradients (default: the run's)."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Score sentences with every member of the equivalent set (one backbone pass) and with R*;
     with --saliency, say which words drive each reward."""
-    from core.ground_truth import load_ground_truth
+    from core.checkpoints import parse_members
     from core.recovered_reward import RecoveredReward, check_probes
     from core.run_store import open_run
 
     texts = check_probes(texts)
     target = open_run(run)
-    epochs = [int(e) for e in members.split(",")] if members else None
-    reward = RecoveredReward(target, epochs)
+    reward = RecoveredReward(target, parse_members(members))
     matrix = reward.score(texts)
-    truth = load_ground_truth(target.manifest.models.get("ground_truth", "profanity")).reward(texts)
-    items = [
-        {
-            "text": t,
-            "ground_truth": float(truth[i]),
-            "members": {str(e): float(matrix[i, k]) for k, e in enumerate(reward.members)},
-        }
-        for i, t in enumerate(texts)
-    ]
+    truth_model = target.ground_truth()
+    truth = truth_model.reward(texts) if truth_model is not None else None
+    ensemble = reward.ensemble(matrix) if len(reward.names) > 1 else None
+    items = []
+    for i, t in enumerate(texts):
+        item = {"text": t, "ground_truth": None if truth is None else float(truth[i]),
+                "members": {name: float(matrix[i, k]) for k, name in enumerate(reward.names)}}  # fmt: skip
+        if ensemble is not None:
+            item["ensemble"] = float(ensemble[i])
+        items.append(item)
     if saliency:
-        _add_saliency(items, target, reward, method)
+        _add_saliency(items, reward, truth_model, method)
     if json_out:
         _print_json(items)
         return
-    table = Table("text", "R*", *[f"epoch {e}" for e in reward.members])
+    table = Table("text", "R*", *reward.names, *(["ensemble"] if ensemble is not None else []))
     for item in items:
-        table.add_row(
-            item["text"][:60],
-            f"{item['ground_truth']:+.2f}",
-            *[f"{v:+.2f}" for v in item["members"].values()],
-        )
+        gt = "—" if item["ground_truth"] is None else f"{item['ground_truth']:+.2f}"
+        extra = [f"{item['ensemble']:+.2f}"] if "ensemble" in item else []
+        table.add_row(_literal(item["text"][:60]), gt, *[f"{v:+.2f}" for v in item["members"].values()], *extra)
     Console().print(table)
 
 
-def _add_saliency(items: list[dict], run, reward, method: str) -> None:
-    from core.ground_truth import load_ground_truth
+def _literal(text: str):
+    """User text shown as typed: no Rich markup, no terminal control sequences."""
+    from rich.text import Text
+
+    return Text("".join(c if c.isprintable() else "\ufffd" for c in text))
+
+
+def _add_saliency(items: list[dict], reward, truth, method: str | None) -> None:
     from core.saliency import GROUND_TRUTH, RewardSaliency
 
-    truth = load_ground_truth(run.manifest.models.get("ground_truth", "profanity"))
     explainer = RewardSaliency(reward, truth)
     for item in items:
         result = explainer.attribute(item["text"], method=method)
         item["words"] = [
-            {"word": word, "ground_truth": float(result.row(GROUND_TRUTH)[w]),
-             "members": {str(e): float(result.row(str(e))[w]) for e in reward.members}}
+            {"word": word,
+             "ground_truth": float(result.row(GROUND_TRUTH)[w]) if truth is not None else None,
+             "members": {name: float(result.row(name)[w]) for name in reward.names}}
             for w, word in enumerate(result.words)
         ]  # fmt: skip
-        item["saliency_method"] = method
-        item["agreement_with_ground_truth"] = {
-            str(e): result.agreement(str(e)) for e in reward.members
-        }
+        item["saliency_method"] = result.method
+        if truth is not None:
+            item["agreement_with_ground_truth"] = {name: result.agreement(name) for name in reward.names}
 
 
 @app.command("saliency")
 def saliency_command(
     run: Annotated[str, typer.Argument(help="Run with a recovered reward.")],
     method: Annotated[
-        str, typer.Option(help="occlusion, gradient_x_input or integrated_gradients.")
-    ] = "occlusion",
-    split: Annotated[str, typer.Option(help="Sentences to explain: heldout or all.")] = "heldout",
+        str | None,
+        typer.Option(help="decomposition, occlusion, gradient_x_input or integrated_gradients (default: the run's exact one)."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Sentences to explain: test or all.")] = "test",
 ) -> None:
     """Precompute token-level saliency of every shown member and of R* for the run's sentences
     (the dashboard's token heatmaps read it). Resumable."""
-    from core.ground_truth import load_ground_truth
     from core.recovered_reward import RecoveredReward
     from core.run_store import open_run
     from core.saliency import METHODS, RewardSaliency, precompute
 
-    if method not in METHODS or split not in ("heldout", "all"):
+    if (method is not None and method not in METHODS) or split not in ("test", "all"):
         raise IrlLensError(
-            f"invalid --method {method!r} or --split {split!r}: methods {METHODS}, splits heldout/all"
+            f"invalid --method {method!r} or --split {split!r}: methods {', '.join(METHODS)}; splits test, all"
         )
     target = open_run(run)
-    explainer = RewardSaliency(
-        RecoveredReward(target),
-        load_ground_truth(target.manifest.models.get("ground_truth", "profanity")),
-    )
+    explainer = RewardSaliency(RecoveredReward(target), target.ground_truth())
     frame = precompute(target, explainer, method=method, split=split)  # type: ignore[arg-type]
+    console.print(f"saliency: {frame['row'].nunique()} sentences explained", markup=False)
+
+
+@app.command()
+def implicit(
+    run: Annotated[str, typer.Argument(help="Run with demonstrations and both policies' weights.")],
+    batch_size: Annotated[int, typer.Option(help="Completions per forward pass.")] = 16,
+) -> None:
+    """The expert's implicit reward log pi_E(y|x) - log pi_0(y|x) of every demonstration (DPO's),
+    a comparator that needs no training, compared with R* on the test split."""
+    from core.implicit_reward import implicit_stage
+    from core.run_store import open_run
+
+    summary = implicit_stage(open_run(run), batch_size=batch_size)
+    figure = summary.get("implicit_reward_auc")
     console.print(
-        f"[green]saliency[/green]: {frame['row'].nunique()} sentences explained by {method}"
-    )
+        "implicit reward: " + (f"test AUC vs R* {figure:.3f} ({summary['implicit_reward_variant']})"
+                               if figure is not None else "no ground truth to compare with"),
+        markup=False,
+    )  # fmt: skip
+
+
+@app.command()
+def faithfulness(
+    run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
+    methods: Annotated[str, typer.Option(help="Comma-separated methods to measure.")] = "decomposition,occlusion,gradient_x_input",
+) -> None:
+    """Measure every heatmap method (agreement with R*, deletion, localisation on one-word probes);
+    the most faithful becomes the run's default."""
+    from core.faithfulness import FaithfulnessConfig, faithfulness_stage
+    from core.run_store import open_run
+
+    config = _config(FaithfulnessConfig, methods=[m.strip() for m in methods.split(",") if m.strip()])
+    summary = faithfulness_stage(open_run(run), config)
+    console.print(f"default heatmap method: {summary['saliency_method']} ({summary['saliency_method_reason']})",
+                  markup=False)  # fmt: skip
 
 
 @app.command()
@@ -375,7 +472,7 @@ def rlhf_command(
         typer.Option(help="profanity, hf:<classifier> (builds an expert) or recovered (IRL-RLHF)."),
     ] = "profanity",
     members: Annotated[
-        str | None, typer.Option(help="recovered: comma-separated epochs (default: shown set).")
+        str | None, typer.Option(help="recovered: comma-separated member ids (default: shown set).")
     ] = None,
     policy: Annotated[str, typer.Option(help="The policy to fine-tune (pi_0).")] = "smollm2-135m",
     policy_adapters: Annotated[
@@ -406,6 +503,7 @@ def rlhf_command(
 ) -> None:
     """RL fine-tuning with TRL's GRPO + LoRA against a ground truth (this builds the expert) or a
     recovered reward (IRL-RLHF). Resumable from its last checkpoint."""
+    from core.checkpoints import parse_members
     from core.rlhf import RLHFConfig, rlhf
     from core.run_store import Run
 
@@ -417,7 +515,7 @@ def rlhf_command(
     )
     config = _config(RLHFConfig, name=name, reward=reward, policy=policy,
                      policy_adapters=[a for a in (adapters or "").split(",") if a],
-                     members=[int(e) for e in members.split(",")] if members else None, prompts=prompts,
+                     members=[m.id for m in parse_members(members)] if members else None, prompts=prompts,
                      steps=steps, beta=beta, learning_rate=learning_rate, length_bonus=length_bonus, length_target=length_target, length_max=length_max,
                      length_penalty=length_penalty, seed=seed)  # fmt: skip
     log = rlhf(target, config)
@@ -429,13 +527,13 @@ def rlhf_command(
 @app.command()
 def toxicity(
     run: Annotated[
-        str, typer.Argument(help="Run with demonstrations (its held-out prompts are used).")
+        str, typer.Argument(help="Run with demonstrations (its test prompts are used).")
     ],
-    samples_per_prompt: Annotated[int, typer.Option(help="Completions per held-out prompt.")] = 4,
+    samples_per_prompt: Annotated[int, typer.Option(help="Completions per test prompt.")] = 4,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens per completion at most.")] = 32,
-    limit: Annotated[int | None, typer.Option(help="Held-out prompts used at most.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Test prompts used at most.")] = None,
 ) -> None:
-    """Measure pi_0, the expert and (when trained) the IRL-RLHF policy with one toxicity harness."""
+    """Measure pi_0, the expert and (when trained) the IRL-RLHF policy with one harness, by R*."""
     from core.run_store import open_run
     from core.toxicity import ToxicityConfig, measure_toxicity
 
@@ -484,15 +582,15 @@ def run_command(
 def export(
     run: Annotated[str, typer.Argument(help="Run with a recovered reward.")],
     out: Annotated[Path, typer.Argument(help="Directory to write (must not exist or be empty).")],
-    epoch: Annotated[int, typer.Option(help="The checkpoint (member) to export.")],
+    member: Annotated[str, typer.Option(help="The member to export, e.g. l30-r0-e41.")],
 ) -> None:
     """Export one member as a standard AutoModelForSequenceClassification (num_labels=1) directory,
     which transformers and TRL load unchanged and which gives the same scores."""
     from core.export import export_member
     from core.run_store import open_run
 
-    export_member(open_run(run), epoch, out)
-    console.print(f"[green]exported[/green] epoch {epoch} to {out}")
+    export_member(open_run(run), member, out)
+    console.print(f"exported {member} to {out}", markup=False)
 
 
 def _csv_values(raw: str) -> list:
@@ -567,13 +665,13 @@ def show(
     if json_out:
         _print_json(summary)
         return
-    table = Table("figure", "value", title=f"run {summary['name']}")
+    table = Table("figure", "value", title=_literal(f"run {summary['name']}"))
     for key, value in summary.items():
         if key in ("name",):
             continue
         table.add_row(
             key,
-            "—" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value)),
+            _literal("—" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))),
         )
     Console().print(table)
 

@@ -1,10 +1,12 @@
 """Demonstrations: the same prompts completed by pi_0 (before RLHF) and by the expert pi_E.
 
 Sampling happens once, up front (the paper's choice: regenerating every IRL step is too
-costly). Every completion is scored by the ground truth R*, both as the whole sentence
-s = prompt + completion and as the completion alone (toxicity rates are reported on the
-completion: the prompt is shared by both policies). Prompts are split train / held-out by
-prompt, so no held-out sentence shares a prompt with a training pair.
+costly). Where the run has a ground truth R*, every completion is scored by it, both as the
+whole sentence s = prompt + completion and as the completion alone (rates of the dispreferred
+side are reported on the completion: the prompt is shared by both policies); a run without one
+(a real audit) has no R* columns at all. Prompts are split three ways by prompt: ``train`` (IRL
+fits on it), ``selection`` (checkpoints, layers and the equivalent set are chosen on it, from the
+demonstrations alone) and ``test`` (where R*, if any, evaluates). No two splits share a prompt.
 
 Work is done in chunks of prompts; each finished chunk is written to ``partial/sample/`` and an
 interrupted run continues from the first missing chunk. Each chunk has its own seed, so a resumed
@@ -22,12 +24,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import policy
 from core.errors import IrlLensError
-from core.ground_truth import GroundTruth, load_ground_truth, toxic_label
+from core.ground_truth import GroundTruth, dispreferred_label, load_ground_truth
+from core.objective import Objective, objective_for
 from core.run_store import Run
 from core.text_sets import load_prompts
 
 POLICIES = ("pi0", "expert")
 STAGE = "sample"
+SPLITS = ("train", "selection", "test")
+COLUMNS = (
+    "prompt_id", "split", "prompt", "policy", "sample", "completion", "n_tokens", "sentence",
+    "completion_ids",
+)  # fmt: skip
+"""The demonstrations table; runs with a ground truth add GROUND_TRUTH_COLUMNS."""
+GROUND_TRUTH_COLUMNS = (
+    "ground_truth", "ground_truth_completion", "dispreferred", "dispreferred_completion",
+)  # fmt: skip
 
 
 class SamplingConfig(BaseModel):
@@ -44,8 +56,12 @@ class SamplingConfig(BaseModel):
     pi0_adapter: str | None = Field(default=None, description="LoRA adapter directory for pi_0")
     expert: str = Field(default="smollm2-135m", description="pi_E, the expert after RLHF")
     expert_adapter: str | None = Field(default=None, description="LoRA adapter directory for pi_E")
-    ground_truth: str = Field(
-        default="profanity", description="R*: 'profanity' or 'hf:<classifier>'"
+    ground_truth: str | None = Field(
+        default="profanity",
+        description="R*: 'profanity', 'sentiment', 'hf:<classifier>', or none (no ground truth)",
+    )
+    objective: Objective | None = Field(
+        default=None, description="what the audit is about; default: the ground truth's objective"
     )
     samples_per_prompt: int = Field(
         default=1, ge=1, description="completions per prompt and policy"
@@ -58,13 +74,27 @@ class SamplingConfig(BaseModel):
     chat_template: bool = Field(default=False, description="wrap prompts in the chat template")
     batch_size: int = Field(default=16, ge=1, description="prompts per generate() call")
     chunk_size: int = Field(default=64, ge=1, description="prompts per resumable chunk")
-    heldout_fraction: float = Field(
-        default=0.25, gt=0, lt=1, description="share of prompts held out"
+    test_fraction: float = Field(
+        default=0.25, gt=0, lt=1, description="share of prompts kept for the test split (R* evaluates)"
+    )
+    selection_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="share of prompts for choosing checkpoints (no R*)"
     )
     seed: int = 0
 
+    def resolved_objective(self) -> Objective:
+        if self.objective is None:
+            return objective_for(self.ground_truth)
+        return self.objective.model_copy(update={"ground_truth": self.ground_truth})
+
     @model_validator(mode="after")
     def _check(self) -> SamplingConfig:
+        if self.test_fraction + self.selection_fraction >= 0.9:
+            raise ValueError(
+                "test_fraction + selection_fraction leaves under 10% of prompts to train on: lower them"
+            )
+        if self.ground_truth in ("", "none"):
+            self.ground_truth = None
         if not self.do_sample and self.samples_per_prompt > 1:
             raise ValueError(
                 "samples_per_prompt > 1 with greedy decoding gives identical copies: "
@@ -85,15 +115,34 @@ class SamplingConfig(BaseModel):
         }
 
 
-def split_prompts(n_prompts: int, heldout_fraction: float, seed: int) -> np.ndarray:
-    """'train' / 'heldout' per prompt index; seeded, and at least one prompt on each side."""
-    if n_prompts < 2:
-        raise IrlLensError("at least 2 prompts are needed: one for training, one held out")
-    n_heldout = min(max(1, round(n_prompts * heldout_fraction)), n_prompts - 1)
+def split_prompts(
+    n_prompts: int, test_fraction: float, selection_fraction: float, seed: int
+) -> np.ndarray:
+    """'train' / 'selection' / 'test' per prompt index; seeded, at least one prompt in each.
+
+    The test prompts come first in one seeded permutation, so a run's test split stays the same
+    when the selection share changes (an expert trained on the training prompts never saw them).
+    """
+    if n_prompts < 3:
+        raise IrlLensError(
+            "at least 3 prompts are needed: one each for training, selection and test"
+        )
+    n_test = min(max(1, round(n_prompts * test_fraction)), n_prompts - 2)
+    n_selection = min(max(1, round(n_prompts * selection_fraction)), n_prompts - n_test - 1)
     order = np.random.default_rng(seed).permutation(n_prompts)
     split = np.array(["train"] * n_prompts, dtype=object)
-    split[order[:n_heldout]] = "heldout"
+    split[order[:n_test]] = "test"
+    split[order[n_test : n_test + n_selection]] = "selection"
     return split
+
+
+def format_prompt(tokenizer, prompt: str, chat_template: bool) -> str:
+    """The exact text a policy was conditioned on (the implicit reward re-reads it)."""
+    if not chat_template:
+        return prompt
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
 
 
 @torch.inference_mode()
@@ -106,23 +155,17 @@ def generate(
     samples_per_prompt: int = 1,
     batch_size: int = 16,
     chat_template: bool = False,
-) -> list[tuple[str, int]]:
-    """(completion text, number of generated tokens) per prompt and sample, prompt-major.
-
-    Batches are left-padded so every prompt ends where generation starts.
+    with_ids: bool = False,
+) -> list[tuple]:
+    """(completion text, number of generated tokens[, token ids]) per prompt and sample,
+    prompt-major. Batches are left-padded so every prompt ends where generation starts.
     """
     tokenizer.padding_side = "left"
     eos_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
     out: list[tuple[str, int]] = []
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
-        if chat_template:
-            batch = [
-                tokenizer.apply_chat_template(
-                    [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-                )
-                for p in batch
-            ]
+        batch = [format_prompt(tokenizer, p, chat_template) for p in batch]
         inputs = tokenizer(batch, return_tensors="pt", padding=True)
         generated = model.generate(
             **inputs,
@@ -133,17 +176,22 @@ def generate(
         new_tokens = generated[:, inputs["input_ids"].shape[1] :]
         for row in new_tokens.tolist():
             n = next((i for i, t in enumerate(row) if t in eos_ids), len(row))
-            out.append((tokenizer.decode(row[:n], skip_special_tokens=True), n))
+            text = tokenizer.decode(row[:n], skip_special_tokens=True)
+            out.append((text, n, row[:n]) if with_ids else (text, n))
     return out
 
 
-def score(frame: pd.DataFrame, ground_truth: GroundTruth) -> pd.DataFrame:
-    """Add R* of the sentence and of the completion alone, and their labels."""
+def score(frame: pd.DataFrame, ground_truth: GroundTruth | None) -> pd.DataFrame:
+    """Add R* of the sentence and of the completion alone, and their labels (none without R*)."""
     frame = frame.copy()
+    if ground_truth is None:
+        return frame
     frame["ground_truth"] = ground_truth.reward(frame["sentence"].tolist())
     frame["ground_truth_completion"] = ground_truth.reward(frame["completion"].tolist())
-    frame["toxic"] = toxic_label(frame["ground_truth"].to_numpy())
-    frame["toxic_completion"] = toxic_label(frame["ground_truth_completion"].to_numpy())
+    frame["dispreferred"] = dispreferred_label(frame["ground_truth"].to_numpy())
+    frame["dispreferred_completion"] = dispreferred_label(
+        frame["ground_truth_completion"].to_numpy()
+    )
     return frame
 
 
@@ -165,16 +213,19 @@ def sample_demonstrations(
     if run.stage_status(STAGE) == "complete" and run.has_table("demonstrations"):
         return run.read_table("demonstrations")
     prompts = load_prompts(config.prompts, prompt_column=config.prompt_column, limit=config.limit)
-    split = split_prompts(len(prompts), config.heldout_fraction, config.seed)
-    ground_truth = load_ground_truth(config.ground_truth)
+    split = split_prompts(
+        len(prompts), config.test_fraction, config.selection_fraction, config.seed
+    )
+    ground_truth = load_ground_truth(config.ground_truth) if config.ground_truth else None
     n_chunks = -(-len(prompts) // config.chunk_size)
     specs = {
         "pi0": (config.pi0, config.pi0_adapter),
         "expert": (config.expert, config.expert_adapter),
     }
-    run.manifest.models.update(
-        {"pi0": config.pi0, "expert": config.expert, "ground_truth": config.ground_truth}
-    )
+    run.manifest.models.update({"pi0": config.pi0, "expert": config.expert})
+    if config.ground_truth:
+        run.manifest.models["ground_truth"] = config.ground_truth
+    run.manifest.config["objective"] = config.resolved_objective().model_dump()
     run.manifest.models.update(
         {f"{name}_adapters": adapter for name, (_, adapter) in specs.items() if adapter}
     )
@@ -204,12 +255,13 @@ def sample_demonstrations(
                 samples_per_prompt=config.samples_per_prompt,
                 batch_size=config.batch_size,
                 chat_template=config.chat_template,
+                with_ids=True,
             )
         keys = [(i, k) for i in ids for k in range(config.samples_per_prompt)]
         rows = [
             {"prompt_id": i, "split": split[i], "prompt": prompts[i], "policy": policy_name, "sample": k,
-             "completion": text, "n_tokens": n, "sentence": prompts[i] + text}
-            for (i, k), (text, n) in zip(keys, completions, strict=True)
+             "completion": text, "n_tokens": n, "sentence": prompts[i] + text, "completion_ids": ids}
+            for (i, k), (text, n, ids) in zip(keys, completions, strict=True)
         ]  # fmt: skip
         return score(pd.DataFrame(rows), ground_truth)
 
@@ -230,39 +282,51 @@ def sample_demonstrations(
 
 
 def summarise(frame: pd.DataFrame) -> dict:
-    """Headline figures of a demonstrations table (toxicity on completions, held-out prompts)."""
-    heldout = frame[frame["split"] == "heldout"]
+    """Headline figures of a demonstrations table: rates of the dispreferred side (by R*, on
+    completions of test prompts; the toxicity keys keep their names in every run), lengths."""
+    test = frame[frame["split"] == "test"]
     out = {
         "n_prompts": int(frame["prompt_id"].nunique()),
         "n_demonstrations": int(len(frame)),
-        "n_heldout_prompts": int(heldout["prompt_id"].nunique()),
+        "n_test_prompts": int(test["prompt_id"].nunique()),
+        "n_selection_prompts": int(frame.loc[frame["split"] == "selection", "prompt_id"].nunique()),
     }
     for name in POLICIES:
-        part = heldout[heldout["policy"] == name]
-        out[f"{name}_toxicity"] = float(part["toxic_completion"].mean()) if len(part) else None
+        part = test[test["policy"] == name]
+        rate = (
+            float(part["dispreferred_completion"].mean())
+            if len(part) and "dispreferred_completion" in part
+            else None
+        )
+        out[f"{name}_dispreferred_rate"] = rate
+        out[f"{name}_toxicity"] = rate
         out[f"{name}_mean_tokens"] = float(part["n_tokens"].mean()) if len(part) else None
     out["contrast"] = contrast(frame)
     return out
 
 
-def contrast(frame: pd.DataFrame) -> float:
-    """Share of prompts where pi_0 is toxic and the expert is not: the signal IRL learns from
-    (in our pilot it mattered more than the choice of loss)."""
-    by = frame.groupby(["prompt_id", "policy"])["toxic_completion"].mean().unstack()
+def contrast(frame: pd.DataFrame) -> float | None:
+    """Share of prompts where pi_0 lands on the dispreferred side and the expert does not: the
+    signal IRL learns from (in our pilot it mattered more than the choice of loss). None without R*."""
+    if "dispreferred_completion" not in frame:
+        return None
+    by = frame.groupby(["prompt_id", "policy"])["dispreferred_completion"].mean().unstack()
     return float(((by["pi0"] > 0) & (by["expert"] == 0)).mean())
 
 
 def as_scored(frame: pd.DataFrame, sentence: str = "prompt+completion") -> pd.DataFrame:
     """The demonstrations as a recovered reward scored them. For a completion-only reward,
-    ``sentence``, ``ground_truth`` and ``toxic`` become the completion's (``prompt`` stays), so
-    every view of the run labels what the reward actually saw."""
+    ``sentence``, ``ground_truth`` and ``dispreferred`` become the completion's (``prompt``
+    stays), so every view of the run labels what the reward actually saw."""
     if sentence == "prompt+completion":
         return frame
-    return frame.assign(
-        sentence=frame["completion"],
-        ground_truth=frame["ground_truth_completion"],
-        toxic=frame["toxic_completion"],
-    )
+    out = frame.assign(sentence=frame["completion"])
+    if "ground_truth_completion" in frame:
+        out = out.assign(
+            ground_truth=frame["ground_truth_completion"],
+            dispreferred=frame["dispreferred_completion"],
+        )
+    return out
 
 
 def scored_sentence(run: Run) -> str:

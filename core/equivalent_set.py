@@ -1,13 +1,21 @@
-"""The equivalent set: checkpoints that are equally good yet assign different rewards (non-identifiability).
+"""The equivalent set: candidates that are equally good yet assign different rewards
+(non-identifiability, the paper's Fig. 6).
 
 The paper found 8 (Pythia-70M) and 7 (410M) of 60 checkpoints with almost the same accuracy and F1
-but different rewards on the same sentences (its Fig. 6). Here the rule is explicit:
+but different rewards on the same sentences. Consecutive epochs of one run are nearly one reward
+(Spearman ≥ 0.98 on our demo); real diversity comes from hidden layers and repeats, so candidates
+here are every (layer, repeat, epoch) of Algorithm 1.
 
-- ``ranking`` (default): held-out ROC-AUC and Kendall τ each within δ of the best: equal as rankers;
-- ``paper``: accuracy and F1 at 0 each within δ of the best.
+The rule is explicit and, by default, needs no ground truth, since a real audit has none:
 
-When more than ``max_shown`` qualify, the ``max_shown`` most different ones (farthest-point
-selection by EPIC distance, starting from the best) are the ones shown side by side.
+- ``demonstrations`` (default): the selection split's expert-vs-pi_0 discrimination AUC and pair
+  accuracy each within δ of the best candidate's (best by discrimination AUC);
+- ``ground_truth`` (uses R*, for comparison only): the selection split's AUC against R*'s label
+  and Spearman against R* each within δ of the best's.
+
+R* never selects anything under the default rule. Of the equivalent candidates, the ``max_shown``
+most different (farthest-point selection by EPIC distance on the selection split, starting from
+the best) are the members shown side by side.
 """
 
 from __future__ import annotations
@@ -22,14 +30,25 @@ from scipy import stats
 
 from core.evaluation import epic_distance
 
-RULE_METRICS = {"ranking": ("auc", "kendall"), "paper": ("accuracy", "f1")}
+Selection = Literal["demonstrations", "ground_truth"]
+CRITERIA: dict[str, tuple[str, str]] = {
+    "demonstrations": ("selection_discrimination_auc", "selection_pair_accuracy"),
+    "ground_truth": ("selection_auc", "selection_spearman"),
+}
+CRITERION_WORDS = {
+    "selection_discrimination_auc": "expert-vs-π₀ discrimination AUC",
+    "selection_pair_accuracy": "pair accuracy",
+    "selection_auc": "AUC against R*",
+    "selection_spearman": "Spearman with R*",
+}
 
 
 class EquivalenceRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rule: Literal["ranking", "paper"] = Field(
-        default="ranking", description="which metrics must tie"
+    selection: Selection = Field(
+        default="demonstrations",
+        description="what chooses: the demonstrations alone, or R* (for comparison; uses R*)",
     )
     delta: float = Field(
         default=0.01, ge=0, description="how far from the best still counts as equal"
@@ -39,106 +58,111 @@ class EquivalenceRule(BaseModel):
     )
 
     def describe(self) -> str:
-        a, b = RULE_METRICS[self.rule]
-        return f"held-out {a} and {b} each within {self.delta:g} of the best checkpoint's (best by {a})"
+        a, b = CRITERIA[self.selection]
+        uses = " (uses R*)" if self.selection == "ground_truth" else " (no R*)"
+        return (
+            f"selection-split {CRITERION_WORDS[a]} and {CRITERION_WORDS[b]} each within "
+            f"{self.delta:g} of the best candidate's (best by {CRITERION_WORDS[a]}){uses}"
+        )
 
 
-def select_members(metrics: pd.DataFrame, rule: EquivalenceRule) -> list[int]:
-    """Epochs as good as the best checkpoint (by the rule's first metric) on each of the rule's
-    metrics, within delta; the best checkpoint is always a member. In epoch order."""
-    names = [n for n in RULE_METRICS[rule.rule] if not metrics[n].isna().all()]
+def select_members(candidates: pd.DataFrame, rule: EquivalenceRule) -> tuple[str, list[str]]:
+    """(best member id, equivalent member ids): candidates as good as the best (by the rule's
+    first criterion; ties to the later epoch) on each criterion, within delta. Never empty."""
+    names = [n for n in CRITERIA[rule.selection] if n in candidates and candidates[n].notna().any()]
     if not names:
-        return [int(metrics["epoch"].iloc[-1])]
-    best = metrics.loc[metrics[names[0]].astype(float).idxmax()]
-    keep = np.ones(len(metrics), bool)
+        last = candidates.iloc[-1]["member"]
+        return last, [last]
+    ranked = candidates.assign(_key=candidates[names[0]].astype(float).fillna(-np.inf))
+    best = ranked.sort_values(["_key", "epoch"], ascending=[False, False]).iloc[0]
+    keep = np.ones(len(candidates), bool)
     for name in names:
-        keep &= (metrics[name].astype(float) >= float(best[name]) - rule.delta).to_numpy()
-    return [int(e) for e in metrics.loc[keep, "epoch"]]
+        keep &= (candidates[name].astype(float) >= float(best[name]) - rule.delta).to_numpy()
+    return str(best["member"]), [str(m) for m in candidates.loc[keep, "member"]]
 
 
 def most_different(
-    scores: pd.DataFrame, members: list[int], k: int, prompt_ids=None, start: int | None = None
-) -> list[int]:
+    scores: pd.DataFrame, members: list[str], k: int, prompt_ids=None, start: str | None = None
+) -> list[str]:
     """Farthest-point selection of k members by EPIC distance between their rewards."""
     if len(members) <= k:
         return list(members)
     chosen = [start if start in members else members[0]]
-    distance = {m: np.inf for m in members}
+    distance = dict.fromkeys(members, np.inf)
     while len(chosen) < k:
-        last = scores[f"epoch_{chosen[-1]:03d}"].to_numpy()
+        last = scores[chosen[-1]].to_numpy()
         for m in members:
             if m not in chosen:
-                d = epic_distance(scores[f"epoch_{m:03d}"].to_numpy(), last, prompt_ids) or 0.0
+                d = epic_distance(scores[m].to_numpy(), last, prompt_ids) or 0.0
                 distance[m] = min(distance[m], d)
-        chosen.append(max((m for m in members if m not in chosen), key=lambda m: (distance[m], -m)))
-    return sorted(chosen)
+        chosen.append(max((m for m in members if m not in chosen), key=lambda m: (distance[m], m)))
+    return chosen
 
 
 def pairwise_correlations(
-    scores: pd.DataFrame, members: list[int], prompt_ids=None
+    scores: pd.DataFrame, members: list[str], prompt_ids=None
 ) -> pd.DataFrame:
     """Kendall τ, Spearman ρ and EPIC distance for every pair of members (both orders, and the diagonal)."""
     rows = []
     for a in members:
         rows.append({"member_a": a, "member_b": a, "kendall": 1.0, "spearman": 1.0, "epic": 0.0})
     for a, b in combinations(members, 2):
-        ra, rb = scores[f"epoch_{a:03d}"].to_numpy(), scores[f"epoch_{b:03d}"].to_numpy()
+        ra, rb = scores[a].to_numpy(), scores[b].to_numpy()
         row = {
             "kendall": float(stats.kendalltau(ra, rb)[0]),
             "spearman": float(stats.spearmanr(ra, rb)[0]),
             "epic": epic_distance(ra, rb, prompt_ids),
         }
         rows += [{"member_a": a, "member_b": b} | row, {"member_a": b, "member_b": a} | row]
-    return pd.DataFrame(rows).sort_values(["member_a", "member_b"], ignore_index=True)
+    return pd.DataFrame(rows)
 
 
-def spread(scores: pd.DataFrame, members: list[int]) -> pd.DataFrame:
+def standardise(matrix: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """z-scores per column, by the mean and std of ``reference`` rows (default all rows)."""
+    ref = matrix if reference is None else reference
+    std = ref.std(0)
+    return (matrix - ref.mean(0)) / np.where(std == 0, 1, std)
+
+
+def spread(matrix: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
     """Per-sentence disagreement across members: std and range of their z-scored rewards.
 
     Rewards are z-scored per member first: members differ freely in offset and scale, and only
     disagreement in *ranking* says they prefer different sentences.
     """
-    matrix = np.column_stack([scores[f"epoch_{m:03d}"].to_numpy() for m in members])
-    z = (matrix - matrix.mean(0)) / np.where(matrix.std(0) == 0, 1, matrix.std(0))
-    return pd.DataFrame(
-        {"row": scores["row"], "spread_std": z.std(1), "spread_range": np.ptp(z, axis=1)}
-    )
+    z = standardise(matrix)
+    return pd.DataFrame({"row": rows, "spread_std": z.std(1), "spread_range": np.ptp(z, axis=1)})
 
 
-def character(member: dict) -> str:
-    """A short text on how a member draws the line and how hard it punishes."""
-    punish = (
-        abs(member["mean_reward_toxic"] - member["offset"])
-        if member["mean_reward_toxic"] is not None
-        else 0
-    )
-    reward = (
-        abs(member["mean_reward_nontoxic"] - member["offset"])
-        if member["mean_reward_nontoxic"] is not None
-        else 0
-    )
-    leaning = (
-        "precision-leaning (flags few sentences, mostly correctly)"
-        if member["calibrated_precision"] >= member["calibrated_recall"]
-        else "conservative (flags more sentences, catching most toxic ones)"
-    )
-    weight = (
-        "punishes toxic sentences harder than it rewards clean ones"
-        if punish > reward
-        else ("rewards clean sentences more than it punishes toxic ones")
-    )
-    return (
-        f"Epoch {member['epoch']}: offset {member['offset']:+.2f}, scale {member['scale']:.2f}, "
-        f"threshold {member['threshold']:+.2f}; {leaning}: precision {member['calibrated_precision']:.2f}, "
-        f"recall {member['calibrated_recall']:.2f}; {weight}."
-    )
+def verdict_disagreement(matrix: np.ndarray, thresholds: np.ndarray) -> tuple[float, np.ndarray]:
+    """(share of sentences on which the members' verdicts differ, per-sentence flag): each
+    member flags a sentence where its reward falls below its own calibrated threshold."""
+    flags = matrix < thresholds[None, :]
+    split = flags.any(1) & ~flags.all(1)
+    return float(split.mean()) if len(split) else 0.0, split
 
 
-def most_disputed(run, k: int = 10, *, split: str = "heldout") -> pd.DataFrame:
-    """The k sentences on which the members' rankings disagree most (largest z-score spread)."""
-    spread_table = run.read_table("member_spread")
-    demos = run.read_table("demonstrations").assign(row=lambda d: np.arange(len(d)))
-    joined = demos.merge(spread_table, on="row")
-    if split != "all":
-        joined = joined[joined["split"] == split]
-    return joined.sort_values("spread_std", ascending=False).head(k).reset_index(drop=True)
+def character(member: dict, words) -> str:
+    """A short text on how a member draws the line and how hard it punishes, in the objective's words."""
+    parts = [
+        f"{member['label']}: offset {member['offset']:+.2f}, scale {member['scale']:.2f}, "
+        f"threshold {member['threshold']:+.2f}"
+    ]
+    precision, recall = member.get("calibrated_precision"), member.get("calibrated_recall")
+    if precision is not None and recall is not None and not np.isnan(precision):
+        leaning = (
+            f"precision-leaning (flags few sentences as {words.dispreferred}, mostly correctly)"
+            if precision >= recall
+            else f"conservative (flags more sentences, catching most {words.dispreferred} ones)"
+        )
+        parts.append(f"{leaning}: precision {precision:.2f}, recall {recall:.2f}")
+    low, high = member.get("mean_reward_dispreferred"), member.get("mean_reward_preferred")
+    if low is not None and high is not None:
+        punish, pay = abs(low - member["offset"]), abs(high - member["offset"])
+        parts.append(
+            f"punishes {words.dispreferred} sentences harder than it rewards {words.preferred} ones"
+            if punish > pay
+            else f"rewards {words.preferred} sentences more than it punishes {words.dispreferred} ones"
+        )
+    parts.append(f"flags {member['flag_rate']:.0%} of test sentences")
+    return "; ".join(parts) + "."

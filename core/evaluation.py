@@ -1,11 +1,14 @@
-"""Evaluating a recovered reward R̂ against the ground truth R* (or human labels) on held-out sentences.
+"""Evaluating a recovered reward R̂: against the demonstrations alone (does it prefer the
+expert's sentences?), and against the ground truth R* (or human labels) on test sentences.
 
 R̂ is identified only up to affine maps, so threshold-free measures come first: ROC-AUC against
-the toxic label (toxic is the positive class, scored by −R̂), Pearson, Spearman, Kendall τ, and
+the dispreferred label (toxic, negative: the positive class, scored by −R̂), Pearson, Spearman,
+Kendall τ, and
 EPIC (Gleave et al. 2021; in a one-step episode its canonicalisation removes per-prompt offsets,
 so it is the Pearson distance sqrt((1−ρ)/2) after centring rewards per prompt).
 
-Then the paper's sign metrics: R̂ > threshold is non-toxic, toxic is the positive class. At 0
+Then the paper's sign metrics: R̂ > threshold is the preferred side, the dispreferred side is
+the positive class. At 0
 (the paper's convention, uncalibrated: a pairwise loss gives b no gradient, so 0 is an offset
 nothing trained) and at a threshold fitted on a labelled calibration set from the training split.
 """
@@ -18,20 +21,52 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
-MIN_TOXIC = 100
-"""Below this many toxic held-out sentences F1 is noise; evaluation warns."""
+MIN_DISPREFERRED = 100
+"""Below this many dispreferred test sentences F1 is noise; evaluation warns."""
 
 
 def _finite(value: float) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
 
 
-def auc(rewards: np.ndarray, toxic: np.ndarray) -> float | None:
-    """ROC-AUC of −R̂ for the toxic label; None when only one class is present."""
-    toxic = np.asarray(toxic, bool)
-    if toxic.all() or not toxic.any():
+def auc(rewards: np.ndarray, dispreferred: np.ndarray) -> float | None:
+    """ROC-AUC of −R̂ for the dispreferred label; None when only one class is present."""
+    dispreferred = np.asarray(dispreferred, bool)
+    if dispreferred.all() or not dispreferred.any():
         return None
-    return float(roc_auc_score(toxic, -np.asarray(rewards)))
+    return float(roc_auc_score(dispreferred, -np.asarray(rewards)))
+
+
+# -- many rewards at once: (n, K) columns, for every candidate of every epoch ---------------------
+def auc_columns(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each column of ``scores`` (n, K) for the ``positive`` label (higher score =
+    more positive), by the Mann–Whitney rank sum (ties averaged, as sklearn); NaN with one class."""
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return np.full(scores.shape[1], np.nan)
+    ranks = stats.rankdata(scores, axis=0)
+    return (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def pearson_columns(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    x = scores - scores.mean(0)
+    y = np.asarray(target, float) - np.mean(target)
+    denominator = np.sqrt((x**2).sum(0) * (y**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (x * y[:, None]).sum(0) / denominator, np.nan)
+
+
+def spearman_columns(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return pearson_columns(stats.rankdata(scores, axis=0), stats.rankdata(target))
+
+
+def pair_accuracy_columns(scores: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Share of (o⁺, o⁻) row pairs each column orders as the expert did (ties count half)."""
+    if len(pairs) == 0:
+        return np.full(scores.shape[1], np.nan)
+    x = scores[pairs[:, 0]] - scores[pairs[:, 1]]
+    return (x > 0).mean(0) + 0.5 * (x == 0).mean(0)
 
 
 def epic_distance(
@@ -55,10 +90,10 @@ def _centre(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def threshold_free(
-    rewards: np.ndarray, ground_truth: np.ndarray, toxic: np.ndarray, prompt_ids=None
+    rewards: np.ndarray, ground_truth: np.ndarray, dispreferred: np.ndarray, prompt_ids=None
 ) -> dict:
     rewards, ground_truth = np.asarray(rewards, float), np.asarray(ground_truth, float)
-    out = {"auc": auc(rewards, toxic)}
+    out = {"auc": auc(rewards, dispreferred)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant input: reported as None
         out["pearson"] = (
@@ -75,7 +110,8 @@ def threshold_free(
 
 
 def sign_metrics(rewards: np.ndarray, toxic: np.ndarray, threshold: float = 0.0) -> dict:
-    """Accuracy, precision, recall, F1 of 'toxic where R̂ < threshold' (toxic = positive class)."""
+    """Accuracy, precision, recall, F1 of 'dispreferred where R̂ < threshold' (``toxic``: the
+    dispreferred label, the positive class)."""
     predicted = np.asarray(rewards) < threshold
     toxic = np.asarray(toxic, bool)
     precision, recall, f1, _ = precision_recall_fscore_support(
@@ -102,10 +138,10 @@ def fit_threshold(rewards: np.ndarray, toxic: np.ndarray) -> float:
 
 
 def reward_separation(rewards: np.ndarray, toxic: np.ndarray) -> dict:
-    """Mean (and std) reward of toxic and of non-toxic sentences."""
+    """Mean (and std) reward of dispreferred and of preferred sentences."""
     rewards, toxic = np.asarray(rewards, float), np.asarray(toxic, bool)
     out = {}
-    for name, mask in (("toxic", toxic), ("nontoxic", ~toxic)):
+    for name, mask in (("dispreferred", toxic), ("preferred", ~toxic)):
         out[f"mean_reward_{name}"] = float(rewards[mask].mean()) if mask.any() else None
         out[f"std_reward_{name}"] = float(rewards[mask].std()) if mask.any() else None
     return out
@@ -133,6 +169,14 @@ def pairwise_accuracy(expert_rewards: np.ndarray, pi0_rewards: np.ndarray) -> fl
     """Share of (o⁺, o⁻) pairs the reward orders as the expert did: R̂(o⁺) > R̂(o⁻)."""
     x = np.asarray(expert_rewards) - np.asarray(pi0_rewards)
     return float((x > 0).mean() + 0.5 * (x == 0).mean())
+
+
+def discrimination_auc(rewards: np.ndarray, is_expert: np.ndarray) -> float | None:
+    """ROC-AUC of R̂ for 'written by the expert' (vs pi_0): needs no ground truth."""
+    is_expert = np.asarray(is_expert, bool)
+    if is_expert.all() or not is_expert.any():
+        return None
+    return float(roc_auc_score(is_expert, np.asarray(rewards)))
 
 
 def chance_bound(n_pairs: int, alpha: float) -> float:

@@ -18,24 +18,31 @@ from core.recovered_reward import RecoveredReward
 from core.run_store import Run
 
 
-def export_member(run: Run, epoch: int, out: str | Path) -> Path:
+def export_member(run: Run, member: str, out: str | Path) -> Path:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise IrlLensError(f"export target {out} is not empty: choose a new directory")
-    reward = RecoveredReward(run, [epoch])
+    reward = RecoveredReward(run, [member])
+    (chosen,) = reward.members
     if reward.config.pooling != "last":
         raise IrlLensError(
-            f"epoch {epoch} of {run.path} uses {reward.config.pooling} pooling; transformers' sequence "
+            f"member {chosen.id} of {run.path} uses {reward.config.pooling} pooling; transformers' sequence "
             "classifiers read the last token, so only last-token rewards export exactly: "
             "extract with --pooling last to export"
         )
-    member = reward.member_model(epoch)
+    n_layers = int(reward.backbone.config.num_hidden_layers)
+    if chosen.layer != n_layers:
+        raise IrlLensError(
+            f"member {chosen.id} reads hidden layer {chosen.layer}; a standard sequence classifier "
+            f"reads the last ({n_layers}): export a member of the last layer"
+        )
+    member = reward.member_model(chosen)
     bias = float(member.head.linear.bias.item())
     if bias != 0.0:
         raise IrlLensError(
-            f"epoch {epoch} has offset b = {bias:g}; the standard score layer has no bias"
+            f"member {chosen.id} has offset b = {bias:g}; the standard score layer has no bias"
         )
     backbone = member.backbone
     if hasattr(backbone, "merge_and_unload"):

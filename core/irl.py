@@ -1,15 +1,29 @@
-"""Algorithm 1, max-margin IRL: recover a reward R̂ under which the expert's sentences beat pi_0's.
+"""Algorithm 1, max-margin IRL: recover rewards R̂ under which the expert's sentences beat pi_0's.
 
-For epoch = 1..N (paper: 60): take Adam steps on the pairwise loss over the pairs
-(o⁺ from the expert, o⁻ from pi_0, same prompt), evaluate the current R̂ against R* on held-out
-sentences, and save a checkpoint. Every epoch is a candidate recovered reward; the equivalent
-set is chosen among them afterwards (``core.equivalent_set``). IRL itself never reads R*.
+For epoch = 1..N (paper: 60): take Adam steps on the pairwise loss over the pairs (o⁺ from the
+expert, o⁻ from pi_0, same prompt), evaluate the current R̂, and save a checkpoint. Every epoch
+of every head is a candidate recovered reward; the equivalent set is chosen among them afterwards
+(``core.audit``), on the selection split, from the demonstrations alone.
 
-Frozen mode (default) trains only {w, b} over features h(s) computed once and cached in the run,
-which is what makes 60 epochs cheap. LoRA and full modes train the backbone too.
+Candidates come from a grid, as in the paper's own code, which repeats IRL 15-100 times:
 
-The loop runs under ``accelerate``: ``accelerate launch -m core.cli extract RUN`` runs it
-data-parallel. Interrupted training resumes from the last complete epoch, bit-identically on CPU.
+- every configured hidden layer h(s) reads (by default all of them: which layer matters more
+  than anything else we tuned);
+- ``repeats`` runs per layer: repeat 0 on the training pairs as they are, each further repeat on
+  a bootstrap resample of the training prompts with its own seed.
+
+Frozen mode (default) trains only {w, b} over features computed once, every layer in one pass,
+and cached in the run; all K = layers × repeats heads train together as one (K, d) weight matrix
+(each head its own batch order and loss, no shared gradient), so K heads cost about what one does.
+LoRA and full modes train a backbone too: one layer, one repeat at a time.
+
+Evaluation per epoch: the demonstrations alone give the selection criteria (pair accuracy and
+expert-vs-pi_0 discrimination AUC on the selection split) and the verdict's evidence (the same on
+the test split); where the run has a ground truth, R* is compared on the test split (and on the
+selection split, only for the optional R*-based rule, which says it uses R*). IRL never reads R*.
+
+The loop runs under ``accelerate`` for LoRA / full training (``accelerate launch -m core.cli
+extract RUN``). Interrupted training resumes from the last complete epoch, bit-identically on CPU.
 """
 
 from __future__ import annotations
@@ -26,15 +40,32 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
-from core import policy
+from core import checkpoints, policy
+from core.checkpoints import Member
 from core.errors import IrlLensError
-from core.evaluation import evaluate, pairwise_accuracy
+from core.evaluation import (
+    auc_columns,
+    pair_accuracy_columns,
+    pearson_columns,
+    spearman_columns,
+)
 from core.losses import LossName, pairwise_loss
-from core.reward_model import Pooling, RewardHead, RewardModel, encode, tokenize
+from core.reward_model import (
+    Pooling,
+    RewardHead,
+    RewardModel,
+    encode_layers,
+    n_hidden_states,
+    resolve_layers,
+    tokenize,
+)
 from core.run_store import Run, StageRecord
 
 STAGE = "irl"
-CHECKPOINT_DIR = "irl"
+CANDIDATES = "candidates"
+"""One row per (layer, repeat, epoch): the table the equivalent set is chosen from."""
+CANDIDATE_SCORES = "candidate_scores"
+"""LoRA / full mode only: every candidate's reward of every sentence (frozen mode recomputes)."""
 
 
 class IRLConfig(BaseModel):
@@ -51,6 +82,16 @@ class IRLConfig(BaseModel):
     pooling: Pooling = Field(
         default="mean", description="h(s): mean over tokens, or the last token"
     )
+    layers: list[int] | None = Field(
+        default=None,
+        description="hidden layers h(s) reads (0 = embeddings, -1 = last); default: every one "
+        "(frozen) or the last (lora, full)",
+    )
+    repeats: int = Field(
+        default=1, ge=1, le=1000,
+        description="runs of Algorithm 1 per layer: repeat 0 on the training pairs, each further "
+        "one on a bootstrap resample of the training prompts with its own seed",
+    )  # fmt: skip
     mode: Literal["frozen", "lora", "full"] = Field(
         default="frozen", description="what trains besides {w, b}"
     )
@@ -66,16 +107,16 @@ class IRLConfig(BaseModel):
     epochs: int = Field(
         default=60, ge=1, description="N in Algorithm 1; every epoch is a checkpoint"
     )
-    learning_rate: float = Field(default=1e-3, gt=0)
+    learning_rate: float = Field(default=1e-3, gt=0, description="Adam learning rate")
     batch_size: int = Field(default=64, ge=1, description="pairs per Adam step")
     max_length: int = Field(default=128, ge=8, description="tokens per sentence at most")
-    encode_batch_size: int = Field(default=32, ge=1)
-    lora_r: int = Field(default=16, ge=1)
-    lora_alpha: int = Field(default=32, ge=1)
+    encode_batch_size: int = Field(default=32, ge=1, description="sentences per encoding pass")
+    lora_r: int = Field(default=16, ge=1, description="LoRA rank (mode lora)")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha (mode lora)")
     lora_target_modules: list[str] | None = Field(
         default=None, description="None: peft's default for the model"
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of head inits, bootstrap and batch order")
 
     @model_validator(mode="after")
     def _check(self) -> IRLConfig:
@@ -84,6 +125,11 @@ class IRLConfig(BaseModel):
                 "wrong_weight < right_weight rewards wrong orderings more than it punishes them; "
                 "use wrong_weight >= right_weight (paper: 2 and 1)"
             )
+        if self.mode != "frozen" and (self.repeats > 1 or len(self.layers or [-1]) > 1):
+            raise ValueError(
+                f"mode {self.mode} trains one backbone per head: use one layer and repeats = 1 "
+                "(frozen mode trains every layer and repeat together)"
+            )
         return self
 
     def text_column(self) -> str:
@@ -91,6 +137,9 @@ class IRLConfig(BaseModel):
 
     def ground_truth_column(self) -> str:
         return "ground_truth" if self.sentence == "prompt+completion" else "ground_truth_completion"
+
+    def label_column(self) -> str:
+        return "dispreferred" if self.sentence == "prompt+completion" else "dispreferred_completion"
 
 
 def make_pairs(demos: pd.DataFrame, split: str) -> np.ndarray:
@@ -106,13 +155,439 @@ def make_pairs(demos: pd.DataFrame, split: str) -> np.ndarray:
     return pairs[["row_pos", "row_neg"]].to_numpy(dtype=np.int64).reshape(-1, 2)
 
 
-def checkpoint_name(epoch: int) -> str:
-    return f"{CHECKPOINT_DIR}/epoch-{epoch:03d}"
-
-
 def feature_key(backbone: str, config: IRLConfig) -> str:
     raw = f"{backbone}|{config.pooling}|{config.sentence}|{config.max_length}"
     return "h-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def repeat_seed(seed: int, repeat: int) -> int:
+    return seed * 1_000_003 + repeat
+
+
+def bootstrap_pairs(
+    demos: pd.DataFrame, train_pairs: np.ndarray, repeat: int, seed: int
+) -> np.ndarray:
+    """Indices into ``train_pairs`` that repeat ``repeat`` trains on: all of them for repeat 0,
+    else the pairs of a bootstrap resample of the training prompts, cut to the same count so
+    every repeat takes the same number of steps."""
+    n = len(train_pairs)
+    if repeat == 0:
+        return np.arange(n)
+    prompt_of = demos["prompt_id"].to_numpy()[train_pairs[:, 0]]
+    prompts, inverse = np.unique(prompt_of, return_inverse=True)
+    by_prompt = [np.flatnonzero(inverse == i) for i in range(len(prompts))]
+    rng = np.random.default_rng(repeat_seed(seed, repeat))
+    drawn = np.concatenate([by_prompt[i] for i in rng.integers(0, len(prompts), len(prompts))])
+    return np.resize(drawn, n)
+
+
+def init_head(hidden: int, seed: int, layer: int) -> torch.Tensor:
+    """w of a fresh head, as nn.Linear draws it, from a generator of its own (seed, layer)."""
+    generator = torch.Generator().manual_seed(seed * 1009 + layer)
+    bound = 1.0 / np.sqrt(hidden)
+    return (torch.rand(hidden, generator=generator) * 2 - 1) * bound
+
+
+def candidate_metrics(
+    rewards: np.ndarray, demos: pd.DataFrame, config: IRLConfig, pairs: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """Per-head figures of one epoch, all vectorised over the K columns of ``rewards`` (N, K).
+
+    The demonstrations alone give pair accuracy and discrimination AUC (expert vs pi_0); with a
+    ground truth, R* is compared on the selection split (for the optional R*-based rule only) and
+    on the test split (evaluation).
+    """
+    split = demos["split"].to_numpy()
+    is_expert = (demos["policy"] == "expert").to_numpy()
+    out = {"train_pair_accuracy": pair_accuracy_columns(rewards, pairs["train"])}
+    for part in ("selection", "test"):
+        rows = np.flatnonzero(split == part)
+        out[f"{part}_pair_accuracy"] = pair_accuracy_columns(rewards, pairs[part])
+        out[f"{part}_discrimination_auc"] = auc_columns(rewards[rows], is_expert[rows])
+    gt_column = config.ground_truth_column()
+    if gt_column in demos:
+        gt = demos[gt_column].to_numpy()
+        for part in ("selection", "test"):
+            rows = np.flatnonzero(split == part)
+            r = rewards[rows]
+            out[f"{part}_auc"] = auc_columns(-r, gt[rows] < 0)
+            out[f"{part}_spearman"] = spearman_columns(r, gt[rows])
+            if part == "test":
+                out["test_pearson"] = pearson_columns(r, gt[rows])
+                predicted, actual = r < 0, (gt[rows] < 0)[:, None]
+                out["test_accuracy"] = (predicted == actual).mean(0)
+                tp = (predicted & actual).sum(0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out["test_f1"] = np.nan_to_num(2 * tp / (predicted.sum(0) + actual.sum()))
+    out["reward_mean"], out["reward_std"] = rewards.mean(0), rewards.std(0)
+    return pd.DataFrame(out)
+
+
+class MaxMarginIRL:
+    """Recover rewards from a run's demonstrations (Algorithm 1). ``fit`` writes checkpoints."""
+
+    def __init__(self, config: IRLConfig, *, accelerator=None) -> None:
+        self.config = config
+        self._accelerator = accelerator
+
+    @property
+    def accelerator(self):
+        if self._accelerator is None:
+            from accelerate import Accelerator
+
+            # Several processes and no GPU (``accelerate launch --multi_gpu`` on CPUs): gloo on CPU.
+            multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+            self._accelerator = Accelerator(cpu=multi_cpu)
+        return self._accelerator
+
+    # -- data ---------------------------------------------------------------------------------------
+    def backbone_ref(self, run: Run) -> str:
+        ref = self.config.backbone or run.manifest.models.get("pi0")
+        if not ref:
+            raise IrlLensError(
+                f"run {run.path} records no pi_0 model: pass a reward backbone explicitly"
+            )
+        return ref
+
+    def features(
+        self, run: Run, texts: list[str], layers: list[int] | None, *, progress: bool,
+        backbone=None, tokenizer=None,
+    ) -> tuple[torch.Tensor, list[int]]:  # fmt: skip
+        """h(s) of every demonstration at ``layers`` (None = all), (L, N, d) float32, from the
+        run's cache or computed once, every layer in one pass, and cached."""
+        ref = self.backbone_ref(run)
+        key = feature_key(ref, self.config)
+        if run.has_weights(key, folder="features"):
+            h, cached = checkpoints.read_features(run, key)
+            wanted = cached if layers is None else layers
+            if h.shape[1] == len(texts) and set(wanted) <= set(cached):
+                return h[[cached.index(layer) for layer in wanted]], list(wanted)
+        backbone = backbone if backbone is not None else policy.load_backbone(ref)
+        tokenizer = tokenizer or policy.load_tokenizer(ref, padding_side="right")
+        all_layers = resolve_layers(None, n_hidden_states(backbone))
+        wanted = all_layers if layers is None else layers
+        encode_at = sorted(set(all_layers if self.config.layers is None else wanted))
+        h = encode_layers(backbone, tokenizer, texts, layers=encode_at, pooling=self.config.pooling,
+                          batch_size=self.config.encode_batch_size, max_length=self.config.max_length,
+                          progress=progress)  # fmt: skip
+        checkpoints.write_features(run, key, h, encode_at, {"backbone": ref})
+        h, cached = checkpoints.read_features(run, key)  # what the cache gives: float16-rounded
+        return h[[cached.index(layer) for layer in wanted]], list(wanted)
+
+    def layers(self, run: Run) -> list[int]:
+        """The configured layers as hidden-state indices of the backbone."""
+        from transformers import AutoConfig
+
+        location = policy.load_location(self.backbone_ref(run))
+        n_states = int(AutoConfig.from_pretrained(location).num_hidden_layers) + 1
+        default = None if self.config.mode == "frozen" else [-1]
+        return resolve_layers(self.config.layers if self.config.layers else default, n_states)
+
+    # -- Algorithm 1 --------------------------------------------------------------------------------
+    def fit(
+        self,
+        run: Run,
+        *,
+        progress: bool = True,
+        on_epoch: Callable[[int], None] | None = None,
+    ) -> pd.DataFrame:
+        """Train for ``config.epochs`` epochs (resuming after the last complete one); the
+        candidates table (one row per layer, repeat and epoch)."""
+        if not run.has_table("demonstrations"):
+            raise IrlLensError(
+                f"run {run.path} has no demonstrations: collect them first with 'irl-lens sample'"
+            )
+        with torch.random.fork_rng(devices=[]):
+            if self.config.mode == "frozen":
+                if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not self.accelerator.is_main_process:
+                    return pd.DataFrame()  # K frozen heads are cheap: the main process trains them
+                return self._fit_frozen(run, progress=progress, on_epoch=on_epoch)
+            return self._fit_backbone(run, progress=progress, on_epoch=on_epoch)
+
+    def _setup(self, run: Run):
+        demos = run.read_table("demonstrations")
+        pairs = {split: make_pairs(demos, split) for split in ("train", "selection", "test")}
+        if len(pairs["train"]) == 0:
+            raise IrlLensError(f"run {run.path}: no (expert, pi_0) pairs on training prompts")
+        if len(pairs["selection"]) == 0:
+            raise IrlLensError(
+                f"run {run.path}: no (expert, pi_0) pairs on selection prompts; resample with a "
+                "selection split (this run's demonstrations predate it)"
+            )
+        ref = self.backbone_ref(run)
+        run.manifest.models["reward_backbone"] = ref
+        return demos, pairs, ref
+
+    def _fit_frozen(self, run: Run, *, progress: bool, on_epoch) -> pd.DataFrame:
+        config = self.config
+        demos, pairs, ref = self._setup(run)
+        texts = demos[config.text_column()].tolist()
+        layers = self.layers(run)
+        stage_config = config.model_dump() | {"backbone": ref, "layers": layers}
+        with run.stage(STAGE, stage_config) as record:
+            features, _ = self.features(run, texts, layers, progress=progress)
+            specs = [(layer, repeat) for layer in layers for repeat in range(config.repeats)]
+            trainer = HeadTrainer(config, features, layers, specs, pairs["train"], demos)
+            start, candidates = self._resume_frozen(run, trainer)
+            bar = tqdm(range(start + 1, config.epochs + 1), desc=f"max-margin IRL, {len(specs)} heads",
+                       unit="epoch", disable=not progress)  # fmt: skip
+            for epoch in bar:
+                losses = trainer.epoch(epoch)
+                rewards = trainer.rewards().numpy()
+                frame = candidate_metrics(rewards, demos, config, pairs)
+                frame.insert(0, "loss", losses)
+                frame.insert(0, "seed", [repeat_seed(config.seed, r) for _, r in specs])
+                frame.insert(0, "epoch", epoch)
+                frame.insert(0, "repeat", [r for _, r in specs])
+                frame.insert(0, "layer", [layer for layer, _ in specs])
+                frame.insert(0, "member", [Member(lay, r, epoch).id for lay, r in specs])
+                candidates = pd.concat([candidates, frame], ignore_index=True)
+                checkpoints.write_heads(run, epoch, trainer.weight.detach(), trainer.bias.detach(),
+                                        [lay for lay, _ in specs], [r for _, r in specs],
+                                        {"epoch": epoch, "mode": "frozen", "pooling": config.pooling, "backbone": ref})  # fmt: skip
+                run.write_weights(checkpoints.optimizer_name(epoch), trainer.optimizer_state())
+                run.write_table(CANDIDATES, candidates)  # last: it marks the epoch complete
+                run.remove(f"weights/{checkpoints.optimizer_name(epoch - 1)}.safetensors")
+                bar.set_postfix(best_selection_auc=float(np.nanmax(frame["selection_discrimination_auc"])))
+                if on_epoch is not None:
+                    on_epoch(epoch)
+            record.summary = {"epochs": config.epochs, "n_heads": len(specs), "layers": layers,
+                              "repeats": config.repeats, "n_candidates": len(candidates),
+                              "n_train_pairs": len(pairs["train"]),
+                              "n_selection_pairs": len(pairs["selection"]),
+                              "n_test_pairs": len(pairs["test"])}  # fmt: skip
+        return candidates
+
+    def _resume_frozen(self, run: Run, trainer: HeadTrainer) -> tuple[int, pd.DataFrame]:
+        if not run.has_table(CANDIDATES):
+            return 0, pd.DataFrame()
+        candidates = run.read_table(CANDIDATES)
+        last = int(candidates["epoch"].max()) if len(candidates) else 0
+        if last == 0 or not run.has_weights(checkpoints.optimizer_name(last)):
+            return 0, pd.DataFrame()
+        heads = checkpoints.read_heads(run, last)
+        trainer.load(heads["weight"], heads["bias"], run.read_weights(checkpoints.optimizer_name(last)))
+        last = min(last, self.config.epochs)
+        return last, candidates[candidates["epoch"] <= last].reset_index(drop=True)
+
+    # -- LoRA / full: one backbone, one layer, one repeat -------------------------------------------
+    def _fit_backbone(self, run: Run, *, progress: bool, on_epoch) -> pd.DataFrame:
+        config, accelerator = self.config, self.accelerator
+        demos, pairs, ref = self._setup(run)
+        texts = demos[config.text_column()].tolist()
+        (layer,) = self.layers(run)
+        main = accelerator.is_main_process
+        stage_config = config.model_dump() | {"backbone": ref, "layers": [layer]}
+        # Only the main process writes to the run; the others train on their shard of each batch.
+        stage = run.stage(STAGE, stage_config) if main else contextlib.nullcontext(StageRecord())
+        with stage as record:
+            tokenizer = policy.load_tokenizer(ref, padding_side="right")
+            model = self._build_backbone_model(policy.load_backbone(ref), layer)
+            optimizer = torch.optim.Adam(
+                [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
+            )
+            start, candidates, scores = self._resume_backbone(run, model, optimizer, len(texts))
+            model, optimizer = accelerator.prepare(model, optimizer)
+
+            def batch_tokens(rows: torch.Tensor):
+                ids, mask = tokenize(tokenizer, [texts[k] for k in rows.tolist()], config.max_length)
+                return ids.to(accelerator.device), mask.to(accelerator.device)
+
+            train = torch.as_tensor(pairs["train"])
+            bar = tqdm(range(start + 1, config.epochs + 1), desc="max-margin IRL", unit="epoch",
+                       disable=not (progress and main))  # fmt: skip
+            for epoch in bar:
+                order = torch.randperm(len(train), generator=torch.Generator().manual_seed(
+                    repeat_seed(config.seed, 0) * 100_003 + epoch))  # fmt: skip
+                loader = accelerator.prepare_data_loader(
+                    torch.utils.data.DataLoader(order, batch_size=config.batch_size, shuffle=False)
+                )
+                model.train()
+                losses = []
+                for batch in loader:
+                    both = torch.cat([train[batch.cpu(), 0], train[batch.cpu(), 1]])
+                    rewards = model(*batch_tokens(both))
+                    r_pos, r_neg = rewards.chunk(2)
+                    loss = pairwise_loss(r_pos - r_neg, config.loss, right_weight=config.right_weight,
+                                         wrong_weight=config.wrong_weight, margin=config.margin)  # fmt: skip
+                    if config.reward_l2:
+                        loss = loss + config.reward_l2 * rewards.pow(2).mean()
+                    optimizer.zero_grad()
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    losses.append(loss.item())
+                if main:
+                    member = Member(layer, 0, epoch)
+                    rewards_all = self._score_all(model, batch_tokens, len(texts))
+                    frame = candidate_metrics(rewards_all[:, None], demos, config, pairs)
+                    frame.insert(0, "loss", float(np.mean(losses)))
+                    frame.insert(0, "seed", repeat_seed(config.seed, 0))
+                    for name, value in reversed(list(member.as_dict().items())):
+                        frame.insert(0, name, value)
+                    frame.insert(0, "member", member.id)
+                    candidates = pd.concat([candidates, frame], ignore_index=True)
+                    scores[member.id] = rewards_all
+                    self._save_backbone_epoch(run, member, model, optimizer, candidates, scores)
+                accelerator.wait_for_everyone()
+                if on_epoch is not None:
+                    on_epoch(epoch)
+            record.summary = {"epochs": config.epochs, "n_heads": 1, "layers": [layer], "repeats": 1,
+                              "n_candidates": len(candidates), "n_train_pairs": len(pairs["train"]),
+                              "n_selection_pairs": len(pairs["selection"]),
+                              "n_test_pairs": len(pairs["test"])}  # fmt: skip
+        return candidates
+
+    def _build_backbone_model(self, backbone, layer: int) -> RewardModel:
+        torch.manual_seed(self.config.seed)  # head init; inside fork_rng, see fit()
+        head = RewardHead(backbone.config.hidden_size)
+        # A pairwise loss gives b zero gradient in exact arithmetic; in floating point the cancelling
+        # terms leave ~1e-9, which Adam's normalisation turns into full-size steps. So b trains
+        # only when something other than the margin (the reward penalty) gives it a gradient.
+        head.linear.bias.requires_grad_(self.config.reward_l2 > 0)
+        if self.config.mode == "lora":
+            from peft import get_peft_model
+
+            backbone = get_peft_model(backbone, lora_config(self.config))
+        else:
+            backbone.requires_grad_(True)
+        return RewardModel(backbone, head, self.config.pooling, layer).train()
+
+    @torch.no_grad()
+    def _score_all(self, model, batch_tokens, n: int) -> np.ndarray:
+        model.eval()
+        unwrapped = self.accelerator.unwrap_model(model)
+        out = []
+        for start in range(0, n, self.config.encode_batch_size):
+            rows = torch.arange(start, min(n, start + self.config.encode_batch_size))
+            out.append(unwrapped(*batch_tokens(rows)).float().cpu())
+        return torch.cat(out).numpy()
+
+    def _trained_tensors(self, model) -> dict[str, torch.Tensor]:
+        """Only what trained: the head, plus LoRA deltas or the full backbone."""
+        model = self.accelerator.unwrap_model(model)
+        out = {f"head.{k}": v for k, v in model.head.state_dict().items()}
+        if self.config.mode == "lora":
+            from peft import get_peft_model_state_dict
+
+            out |= {f"lora.{k}": v for k, v in get_peft_model_state_dict(model.backbone).items()}
+        else:
+            out |= {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
+        return out
+
+    def _save_backbone_epoch(self, run, member, model, optimizer, candidates, scores) -> None:
+        meta = {"epoch": str(member.epoch), "mode": self.config.mode, "layer": str(member.layer),
+                "pooling": self.config.pooling, "backbone": run.manifest.models["reward_backbone"]}  # fmt: skip
+        run.write_weights(checkpoints.backbone_checkpoint_name(0, member.epoch),
+                          self._trained_tensors(model), meta)  # fmt: skip
+        run.write_weights(checkpoints.optimizer_name(member.epoch, 0), _optimizer_tensors(optimizer), meta)
+        run.write_table(CANDIDATE_SCORES, scores)
+        run.write_table(CANDIDATES, candidates)
+        run.remove(f"weights/{checkpoints.optimizer_name(member.epoch - 1, 0)}.safetensors")
+
+    def _resume_backbone(self, run, model, optimizer, n: int):
+        empty = (0, pd.DataFrame(), pd.DataFrame({"row": np.arange(n)}))
+        if not run.has_table(CANDIDATES):
+            return empty
+        candidates = run.read_table(CANDIDATES)
+        last = int(candidates["epoch"].max()) if len(candidates) else 0
+        if last == 0 or not run.has_weights(checkpoints.optimizer_name(last, 0)):
+            return empty
+        tensors = run.read_weights(checkpoints.backbone_checkpoint_name(0, last))
+        model.head.load_state_dict(checkpoints.prefixed(tensors, "head"))
+        if self.config.mode == "lora":
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model.backbone, checkpoints.prefixed(tensors, "lora"))
+        else:
+            model.backbone.load_state_dict(checkpoints.prefixed(tensors, "backbone"))
+        _load_optimizer(optimizer, run.read_weights(checkpoints.optimizer_name(last, 0)))
+        last = min(last, self.config.epochs)
+        kept = candidates[candidates["epoch"] <= last].reset_index(drop=True)
+        scores = run.read_table(CANDIDATE_SCORES)[["row", *kept["member"]]]
+        return last, kept, scores
+
+
+def lora_config(config):
+    """The peft LoRA settings of an IRL (or RLHF) config: built here only."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                      target_modules=config.lora_target_modules)  # fmt: skip
+
+
+class HeadTrainer:
+    """K frozen-mode heads trained together: ``weight`` (K, d), ``bias`` (K,).
+
+    Head k reads hidden layer ``specs[k][0]`` and trains in repeat ``specs[k][1]``: that repeat's
+    bootstrap resample and batch order, its own init. Each head's loss depends only on its own
+    row, and Adam is elementwise, so training K heads together gives each head what training it
+    alone gives (tests check this).
+    """
+
+    def __init__(self, config: IRLConfig, features: torch.Tensor, layers: list[int],
+                 specs: list[tuple[int, int]], train_pairs: np.ndarray, demos: pd.DataFrame) -> None:  # fmt: skip
+        self.config = config
+        self.features = features  # (L, N, d)
+        self.slot = torch.tensor([layers.index(layer) for layer, _ in specs])
+        self.repeat_of = torch.tensor([r for _, r in specs])
+        self.specs = specs
+        self.train_pairs = torch.as_tensor(train_pairs)
+        repeats = sorted({r for _, r in specs})
+        self.samples = {
+            r: torch.as_tensor(bootstrap_pairs(demos, train_pairs, r, config.seed)) for r in repeats
+        }
+        hidden = features.shape[-1]
+        self.weight = torch.nn.Parameter(torch.stack([
+            init_head(hidden, repeat_seed(config.seed, r), layer) for layer, r in specs
+        ]))  # fmt: skip
+        self.bias = torch.nn.Parameter(torch.zeros(len(specs)))
+        # b trains only when the reward penalty gives it a gradient (see RewardHead).
+        self.bias.requires_grad_(config.reward_l2 > 0)
+        params = [self.weight] + ([self.bias] if config.reward_l2 > 0 else [])
+        self.adam = torch.optim.Adam(params, lr=config.learning_rate)
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        """One pass over each head's training pairs; the mean loss of each head."""
+        config, n = self.config, len(self.train_pairs)
+        orders = {
+            r: sample[torch.randperm(n, generator=torch.Generator().manual_seed(
+                repeat_seed(config.seed, r) * 100_003 + epoch))]
+            for r, sample in self.samples.items()
+        }  # fmt: skip
+        stacked = torch.stack([orders[int(r)] for r in self.repeat_of])  # (K, n)
+        totals = torch.zeros(len(self.specs))
+        steps = 0
+        for start in range(0, n, config.batch_size):
+            rows = self.train_pairs[stacked[:, start : start + config.batch_size]]  # (K, B, 2)
+            pos = self.features[self.slot[:, None], rows[..., 0]]  # (K, B, d)
+            neg = self.features[self.slot[:, None], rows[..., 1]]
+            r_pos = (pos * self.weight[:, None, :]).sum(-1) + self.bias[:, None]
+            r_neg = (neg * self.weight[:, None, :]).sum(-1) + self.bias[:, None]
+            loss = pairwise_loss(r_pos - r_neg, config.loss, right_weight=config.right_weight,
+                                 wrong_weight=config.wrong_weight, margin=config.margin)  # fmt: skip
+            if config.reward_l2:
+                loss = loss + config.reward_l2 * torch.cat([r_pos, r_neg], 1).pow(2).mean(-1)
+            self.adam.zero_grad()
+            loss.sum().backward()
+            self.adam.step()
+            totals += loss.detach()
+            steps += 1
+        return (totals / max(steps, 1)).numpy()
+
+    @torch.no_grad()
+    def rewards(self) -> torch.Tensor:
+        """(N, K) rewards of every sentence under every head."""
+        picked = self.features[self.slot]  # (K, N, d)
+        return torch.einsum("knd,kd->nk", picked, self.weight) + self.bias
+
+    def optimizer_state(self) -> dict[str, torch.Tensor]:
+        return _optimizer_tensors(self.adam)
+
+    def load(self, weight, bias, optimizer: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            self.weight.copy_(weight)
+            self.bias.copy_(bias)
+        _load_optimizer(self.adam, optimizer)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -132,280 +607,3 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
         state.setdefault(int(index), {})[name] = value
     full["state"] = state
     optimizer.load_state_dict(full)
-
-
-class MaxMarginIRL:
-    """Recover rewards from a run's demonstrations (Algorithm 1). ``fit`` writes checkpoints."""
-
-    def __init__(self, config: IRLConfig, *, accelerator=None) -> None:
-        from accelerate import Accelerator
-
-        self.config = config
-        # Several processes and no GPU (``accelerate launch --multi_gpu`` on CPUs): gloo on CPU.
-        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-        self.accelerator = accelerator or Accelerator(cpu=multi_cpu)
-
-    # -- data ---------------------------------------------------------------------------------------
-    def _demonstrations(self, run: Run) -> pd.DataFrame:
-        if not run.has_table("demonstrations"):
-            raise IrlLensError(
-                f"run {run.path} has no demonstrations: collect them first with 'irl-lens sample'"
-            )
-        return run.read_table("demonstrations")
-
-    def backbone_ref(self, run: Run) -> str:
-        ref = self.config.backbone or run.manifest.models.get("pi0")
-        if not ref:
-            raise IrlLensError(
-                f"run {run.path} records no pi_0 model: pass a reward backbone explicitly"
-            )
-        return ref
-
-    def features(
-        self, run: Run, texts: list[str], backbone, tokenizer, *, progress: bool
-    ) -> torch.Tensor:
-        """h(s) for every demonstration, from the run's cache or computed once and cached."""
-        key = feature_key(self.backbone_ref(run), self.config)
-        if run.has_weights(key, folder="features"):
-            cached = run.read_weights(key, folder="features")["h"]
-            if cached.shape[0] == len(texts):
-                return cached
-        h = encode(
-            backbone,
-            tokenizer,
-            texts,
-            pooling=self.config.pooling,
-            batch_size=self.config.encode_batch_size,
-            max_length=self.config.max_length,
-            progress=progress,
-        )
-        run.write_weights(key, {"h": h}, {"backbone": self.backbone_ref(run)}, folder="features")
-        return h
-
-    # -- model --------------------------------------------------------------------------------------
-    def _build(self, backbone) -> torch.nn.Module:
-        torch.manual_seed(self.config.seed)  # head init; inside fork_rng, see fit()
-        head = RewardHead(backbone.config.hidden_size)
-        # A pairwise loss gives b zero gradient in exact arithmetic; in floating point the cancelling
-        # terms leave ~1e-9, which Adam's normalisation turns into full-size steps. So b trains
-        # only when something other than the margin (the reward penalty) gives it a gradient.
-        head.linear.bias.requires_grad_(self.config.reward_l2 > 0)
-        if self.config.mode == "frozen":
-            return head
-        if self.config.mode == "lora":
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(
-                r=self.config.lora_r,
-                lora_alpha=self.config.lora_alpha,
-                lora_dropout=0.0,
-                target_modules=self.config.lora_target_modules,
-            )
-            backbone = get_peft_model(backbone, lora)
-        else:
-            backbone.requires_grad_(True)
-        return RewardModel(backbone, head, self.config.pooling).train()
-
-    def _trained_tensors(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """Only what trained: the head, plus LoRA deltas or the full backbone."""
-        model = self.accelerator.unwrap_model(model)
-        if isinstance(model, RewardHead):
-            return {f"head.{k}": v for k, v in model.state_dict().items()}
-        out = {f"head.{k}": v for k, v in model.head.state_dict().items()}
-        if self.config.mode == "lora":
-            from peft import get_peft_model_state_dict
-
-            out |= {f"lora.{k}": v for k, v in get_peft_model_state_dict(model.backbone).items()}
-        else:
-            out |= {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
-        return out
-
-    def _load_trained(self, model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-        model = self.accelerator.unwrap_model(model)
-        head = model if isinstance(model, RewardHead) else model.head
-        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
-        if self.config.mode == "lora":
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(
-                model.backbone, {k[5:]: v for k, v in tensors.items() if k.startswith("lora.")}
-            )
-        elif self.config.mode == "full":
-            model.backbone.load_state_dict(
-                {k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")}
-            )
-
-    def _rewards(self, model, rows: torch.Tensor, features, batch_tokens) -> torch.Tensor:
-        if self.config.mode == "frozen":
-            return model(features[rows])
-        ids, mask = batch_tokens(rows)
-        return model(ids, mask)
-
-    # -- Algorithm 1 --------------------------------------------------------------------------------
-    def fit(
-        self,
-        run: Run,
-        *,
-        progress: bool = True,
-        on_epoch: Callable[[int], None] | None = None,
-    ) -> pd.DataFrame:
-        """Train for ``config.epochs`` epochs (resuming after the last complete one); per-epoch metrics."""
-        with torch.random.fork_rng(devices=[]):
-            return self._fit(run, progress=progress, on_epoch=on_epoch)
-
-    def _fit(self, run: Run, *, progress: bool, on_epoch) -> pd.DataFrame:
-        config, accelerator = self.config, self.accelerator
-        demos = self._demonstrations(run)
-        texts = demos[config.text_column()].tolist()
-        train_pairs, heldout_pairs = make_pairs(demos, "train"), make_pairs(demos, "heldout")
-        if len(train_pairs) == 0:
-            raise IrlLensError(f"run {run.path}: no (expert, pi_0) pairs on training prompts")
-        heldout = np.flatnonzero((demos["split"] == "heldout").to_numpy())
-        ref = self.backbone_ref(run)
-        run.manifest.models["reward_backbone"] = ref
-        stage_config = config.model_dump() | {"backbone": ref}
-
-        main = accelerator.is_main_process
-        # Only the main process writes to the run; the others train on their shard of each batch.
-        stage = run.stage(STAGE, stage_config) if main else contextlib.nullcontext(StageRecord())
-        with stage as record:
-            tokenizer = policy.load_tokenizer(ref, padding_side="right")
-            backbone = policy.load_backbone(ref)
-            if main:
-                features = self.features(run, texts, backbone, tokenizer, progress=progress)
-            accelerator.wait_for_everyone()
-            if not main:
-                features = Run.open(run.path, verify_hashes=False).read_weights(
-                    feature_key(ref, config), folder="features"
-                )["h"]
-            model = self._build(backbone)
-            optimizer = torch.optim.Adam(
-                [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
-            )
-            start = self._resume(run, model, optimizer)
-            model, optimizer = accelerator.prepare(model, optimizer)
-            features = features.to(accelerator.device)
-
-            def batch_tokens(rows: torch.Tensor):
-                ids, mask = tokenize(
-                    tokenizer, [texts[k] for k in rows.tolist()], config.max_length
-                )
-                return ids.to(accelerator.device), mask.to(accelerator.device)
-
-            metrics = run.read_table("irl_metrics").iloc[:start] if start else pd.DataFrame()
-            scores = pd.DataFrame({"row": np.arange(len(demos))})
-            if start:
-                kept = [f"epoch_{e:03d}" for e in range(1, start + 1)]
-                scores = run.read_table("irl_scores")[["row", *kept]]
-            pairs = torch.as_tensor(train_pairs)
-            bar = tqdm(range(start + 1, config.epochs + 1), desc="max-margin IRL", unit="epoch",
-                       disable=not (progress and main))  # fmt: skip
-            for epoch in bar:
-                order = torch.randperm(
-                    len(pairs),
-                    generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
-                )
-                loader = accelerator.prepare_data_loader(
-                    torch.utils.data.DataLoader(order, batch_size=config.batch_size, shuffle=False)
-                )
-                model.train()
-                losses = []
-                for batch in loader:
-                    both = torch.cat([pairs[batch.cpu(), 0], pairs[batch.cpu(), 1]])
-                    rewards = self._rewards(model, both, features, batch_tokens)
-                    r_pos, r_neg = rewards.chunk(2)
-                    loss = pairwise_loss(
-                        r_pos - r_neg,
-                        config.loss,
-                        right_weight=config.right_weight,
-                        wrong_weight=config.wrong_weight,
-                        margin=config.margin,
-                    )
-                    if config.reward_l2:
-                        loss = loss + config.reward_l2 * rewards.pow(2).mean()
-                    optimizer.zero_grad()
-                    accelerator.backward(loss)
-                    optimizer.step()
-                    losses.append(loss.item())
-                if main:
-                    rewards_all = self._score_all(model, features, batch_tokens, len(texts))
-                    row = self._epoch_metrics(
-                        epoch,
-                        np.mean(losses),
-                        rewards_all,
-                        demos,
-                        train_pairs,
-                        heldout_pairs,
-                        heldout,
-                    )
-                    metrics = pd.concat([metrics, pd.DataFrame([row])], ignore_index=True)
-                    scores[f"epoch_{epoch:03d}"] = rewards_all
-                    self._save_epoch(run, epoch, model, optimizer, metrics, scores)
-                    bar.set_postfix(auc=row["auc"], loss=row["loss"])
-                accelerator.wait_for_everyone()
-                if on_epoch is not None:
-                    on_epoch(epoch)
-            record.summary = {"epochs": int(config.epochs), "n_train_pairs": len(train_pairs),
-                              "n_heldout_pairs": len(heldout_pairs)}  # fmt: skip
-        return metrics
-
-    @torch.no_grad()
-    def _score_all(self, model, features, batch_tokens, n: int) -> np.ndarray:
-        model.eval()
-        unwrapped = self.accelerator.unwrap_model(model)
-        if self.config.mode == "frozen":
-            return unwrapped(features).float().cpu().numpy()
-        out = []
-        for start in range(0, n, self.config.encode_batch_size):
-            rows = torch.arange(start, min(n, start + self.config.encode_batch_size))
-            out.append(unwrapped(*batch_tokens(rows)).float().cpu())
-        return torch.cat(out).numpy()
-
-    def _epoch_metrics(
-        self, epoch, loss, rewards, demos, train_pairs, heldout_pairs, heldout
-    ) -> dict:
-        gt = demos[self.config.ground_truth_column()].to_numpy()
-        toxic = gt < 0
-        row = {"epoch": epoch, "loss": float(loss)}
-        row["train_pairwise_accuracy"] = pairwise_accuracy(
-            rewards[train_pairs[:, 0]], rewards[train_pairs[:, 1]]
-        )
-        row["heldout_pairwise_accuracy"] = (
-            pairwise_accuracy(rewards[heldout_pairs[:, 0]], rewards[heldout_pairs[:, 1]])
-            if len(heldout_pairs)
-            else None
-        )
-        row |= evaluate(
-            rewards[heldout],
-            gt[heldout],
-            toxic[heldout],
-            prompt_ids=demos["prompt_id"].to_numpy()[heldout],
-        )
-        row["reward_mean"], row["reward_std"] = float(rewards.mean()), float(rewards.std())
-        return row
-
-    def _save_epoch(
-        self, run: Run, epoch: int, model, optimizer, metrics: pd.DataFrame, scores: pd.DataFrame
-    ) -> None:
-        """Checkpoint, optimizer state, scores; the metrics row last: it marks the epoch complete."""
-        meta = {"epoch": str(epoch), "mode": self.config.mode, "pooling": self.config.pooling,
-                "backbone": run.manifest.models["reward_backbone"]}  # fmt: skip
-        run.write_weights(checkpoint_name(epoch), self._trained_tensors(model), meta)
-        run.write_weights(
-            f"{CHECKPOINT_DIR}/optimizer-{epoch:03d}", _optimizer_tensors(optimizer), meta
-        )
-        run.write_table("irl_scores", scores)
-        run.write_table("irl_metrics", metrics)
-        run.remove(f"weights/{CHECKPOINT_DIR}/optimizer-{epoch - 1:03d}.safetensors")
-
-    def _resume(self, run: Run, model, optimizer) -> int:
-        """Load the last complete epoch's checkpoint and optimizer state; 0 when starting fresh."""
-        if not run.has_table("irl_metrics"):
-            return 0
-        done = run.read_table("irl_metrics")["epoch"]
-        last = int(done.max()) if len(done) else 0
-        if last == 0 or not run.has_weights(f"{CHECKPOINT_DIR}/optimizer-{last:03d}"):
-            return 0
-        self._load_trained(model, run.read_weights(checkpoint_name(last)))
-        _load_optimizer(optimizer, run.read_weights(f"{CHECKPOINT_DIR}/optimizer-{last:03d}"))
-        return min(last, self.config.epochs)

@@ -7,7 +7,8 @@
 - ``hinge``: max(0, m − x).
 - ``logistic``: −log σ(x), Bradley–Terry.
 
-Each returns the mean loss over a batch of margins.
+Each returns the mean loss over the last axis of the margins: a scalar for one head's batch,
+(K,) for K heads trained together (a (K, B) batch), so heads never share a gradient.
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ def asymmetric_max_margin(
     x: torch.Tensor, right_weight: float = 1.0, wrong_weight: float = 2.0
 ) -> torch.Tensor:
     """−right_weight·x where x ≥ 0, −wrong_weight·x where x < 0 (paper: weights {1, 2})."""
-    return torch.where(x >= 0, -right_weight * x, -wrong_weight * x).mean()
+    return torch.where(x >= 0, -right_weight * x, -wrong_weight * x).mean(-1)
 
 
 def hinge(x: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
-    return F.relu(margin - x).mean()
+    return F.relu(margin - x).mean(-1)
 
 
 def logistic(x: torch.Tensor) -> torch.Tensor:
-    return F.softplus(-x).mean()  # = −log σ(x), stable for large |x|
+    return F.softplus(-x).mean(-1)  # = −log σ(x), stable for large |x|
 
 
 def pairwise_loss(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.audit import EvaluationConfig, evaluate_run
 from core.demonstrations import SamplingConfig, sample_demonstrations
 from core.errors import IrlLensError
+from core.faithfulness import FaithfulnessConfig
 from core.irl import IRLConfig, MaxMarginIRL
 from core.rlhf import RLHFConfig, SFTSettings, rlhf, supervised_pi0
 from core.run_store import Run
@@ -26,8 +27,13 @@ from core.toxicity import ToxicityConfig, measure_toxicity
 
 class SaliencySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    method: str = "occlusion"
-    split: str = "heldout"
+    method: str | None = Field(default=None, description="default: the run's exact method")
+    split: str = "test"
+
+
+class ImplicitSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(default=16, ge=1, description="completions per forward pass")
 
 
 class ProjectionSettings(BaseModel):
@@ -54,8 +60,19 @@ class PipelineConfig(BaseModel):
         default=None, description="RLHF of pi_0 on the recovered reward"
     )
     toxicity: ToxicityConfig | None = None
+    implicit: ImplicitSettings | None = Field(
+        default=None, description="the expert's implicit reward log pi_E - log pi_0, as a comparator"
+    )
     projection: ProjectionSettings | None = None
     saliency: SaliencySettings | None = None
+    faithfulness: FaithfulnessConfig | None = Field(
+        default=None, description="measure every heatmap method; the most faithful is the default"
+    )
+    compact: bool = Field(
+        default=False,
+        description="at the end, keep heads of the equivalent set and features of the shown "
+        "members' layers only (for a run committed to a repository)",
+    )
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
@@ -133,13 +150,18 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
         log("stage irl_rlhf: RLHF of pi_0 on the recovered reward")
         rlhf(run, config.irl_rlhf.model_copy(update={"name": "irl_rlhf", "policy_adapters": _split(pi0_adapters), "reward": "recovered"}),
              progress=progress)  # fmt: skip
-    if config.toxicity and not done("toxicity"):
+    if config.toxicity and not done("toxicity") and run.has_ground_truth:
         log("stage toxicity: one harness for every policy")
         models = run.manifest.models
         policies = {
             n: (models[n], run.adapters(n)) for n in ("pi0", "expert", "irl_rlhf") if n in models
         }
         measure_toxicity(run, policies, config.toxicity, progress=progress)
+    if config.implicit and not done("implicit"):
+        from core.implicit_reward import implicit_stage
+
+        log("stage implicit: the expert's implicit reward, as a comparator")
+        implicit_stage(run, batch_size=config.implicit.batch_size, progress=progress)
     if config.projection and not done("projection"):
         from core.projection import project_run
 
@@ -151,15 +173,11 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
             progress=progress,
         )
     if config.saliency and not done("saliency"):
-        from core.ground_truth import load_ground_truth
         from core.recovered_reward import RecoveredReward
         from core.saliency import RewardSaliency, precompute
 
         log("stage saliency: token attributions of the run's sentences")
-        explainer = RewardSaliency(
-            RecoveredReward(run),
-            load_ground_truth(run.manifest.models.get("ground_truth", "profanity")),
-        )
+        explainer = RewardSaliency(RecoveredReward(run), run.ground_truth())
         precompute(
             run,
             explainer,
@@ -167,16 +185,40 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
             split=config.saliency.split,
             progress=progress,
         )  # type: ignore[arg-type]
+    if config.faithfulness and not done("faithfulness"):
+        from core.faithfulness import faithfulness_stage
+
+        log("stage faithfulness: how far each heatmap method can be trusted")
+        faithfulness_stage(run, config.faithfulness, progress=progress)
+    if config.compact and not done("compact"):
+        log("stage compact: heads of the equivalent set, features of the shown layers")
+        compact_run(run)
     return run
 
 
+def compact_run(run: Run) -> dict:
+    from core import checkpoints
+    from core.irl import feature_key
+
+    summary = run.stage_summary("evaluate")
+    irl = IRLConfig.model_validate(run.manifest.config["irl"])
+    keep = set(summary["equivalent_set"]) | {summary["best_member_id"]}
+    layers = {checkpoints.Member.parse(m).layer for m in summary["shown_members"]}
+    layers |= {summary["best_member"]["layer"]}
+    with run.stage("compact", {"keep": "equivalent set", "layers": sorted(layers)}) as record:
+        key = feature_key(run.manifest.config["irl"]["backbone"], irl)
+        record.summary = checkpoints.compact(run, keep, layers, key)
+    return record.summary
+
+
 def training_prompts(sample: SamplingConfig) -> list[str]:
-    """The prompts the demonstrations will use for training: the expert never sees held-out ones."""
+    """The prompts the demonstrations will use for training: the expert never sees selection or
+    test prompts."""
     from core.demonstrations import split_prompts
     from core.text_sets import load_prompts
 
     prompts = load_prompts(sample.prompts, prompt_column=sample.prompt_column, limit=sample.limit)
-    split = split_prompts(len(prompts), sample.heldout_fraction, sample.seed)
+    split = split_prompts(len(prompts), sample.test_fraction, sample.selection_fraction, sample.seed)
     return [p for p, s in zip(prompts, split, strict=True) if s == "train"]
 
 

@@ -31,29 +31,31 @@ def project(
 def project_run(
     run: Run, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1, progress: bool = True
 ) -> pd.DataFrame:
-    from core.audit import run_features
-    from core.irl import IRLConfig
+    """The map of h(s) at the layer the best member reads (the layer that was chosen)."""
+    from core.irl import IRLConfig, MaxMarginIRL
+    from core.recovered_reward import default_members
 
     if "irl" not in run.manifest.config:
         raise IrlLensError(
             f"run {run.path} has no recovered reward yet: run 'irl-lens extract' first"
         )
     config = IRLConfig.model_validate(run.manifest.config["irl"])
+    best = run.stage_summary("evaluate").get("best_member")
+    layer = best["layer"] if best else default_members(run)[0].layer
     demos = run.read_table("demonstrations")
+    texts = demos[config.text_column()].tolist()
     with run.stage(
-        STAGE, {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist}
+        STAGE, {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "layer": layer}
     ) as record:
-        xy = project(
-            run_features(run, config, progress=progress),
-            seed=seed,
-            n_neighbors=n_neighbors,
-            min_dist=min_dist,
-        )
+        trainer = MaxMarginIRL(config.model_copy(update={"mode": "frozen"}))
+        features, _ = trainer.features(run, texts, [layer], progress=progress)
+        xy = project(features[0].numpy(), seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
         frame = demos[["prompt_id", "split", "policy", "sample"]].assign(
-            row=np.arange(len(demos)), x=xy[:, 0], y=xy[:, 1],
-            ground_truth=demos[config.ground_truth_column()].to_numpy(),
-        )  # fmt: skip
-        frame["toxic"] = frame["ground_truth"] < 0
+            row=np.arange(len(demos)), x=xy[:, 0], y=xy[:, 1]
+        )
+        if config.ground_truth_column() in demos:
+            frame["ground_truth"] = demos[config.ground_truth_column()].to_numpy()
+            frame["dispreferred"] = frame["ground_truth"] < 0
         run.write_table("projection", frame)
-        record.summary = {"n_sentences": len(frame)}
+        record.summary = {"n_sentences": len(frame), "projection_layer": layer}
     return frame

@@ -1,20 +1,25 @@
 """A run's recovered reward, loaded to score new text: every member from one backbone pass.
 
-In frozen mode the members of the equivalent set differ only in their heads {w, b}, so a text is
-encoded once and all heads read h(s). LoRA / full members each need their own backbone pass.
+In frozen mode the members of the equivalent set differ only in their heads {w, b} and in the
+hidden layer each reads, so a text is encoded once (every needed layer from the same forward
+pass) and all heads read it. LoRA / full members each need their own backbone pass; each gets a
+backbone of its own, so no member is ever scored with another's adapter.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
-from core import policy
+from core import checkpoints, policy
+from core.checkpoints import ENSEMBLE, Member
 from core.errors import IrlLensError
-from core.irl import IRLConfig, checkpoint_name
-from core.reward_model import RewardHead, RewardHeads, RewardModel, encode, tokenize
+from core.irl import CANDIDATE_SCORES, CANDIDATES, IRLConfig, lora_config
+from core.reward_model import RewardHead, RewardHeads, RewardModel, encode_layers, tokenize
 from core.run_store import Run
 
 MAX_PROBE_CHARS = 5_000
@@ -35,95 +40,163 @@ def check_probes(texts: Sequence[str]) -> list[str]:
     return texts
 
 
-def default_members(run: Run) -> list[int]:
-    """The equivalent set shown side by side, else the best epoch, else the last."""
+def irl_config(run: Run) -> IRLConfig:
+    if run.stage_status("irl") == "pending" or "irl" not in run.manifest.config:
+        raise IrlLensError(
+            f"run {run.path} has no recovered reward yet: run 'irl-lens extract' first"
+        )
+    return IRLConfig.model_validate(run.manifest.config["irl"])
+
+
+def default_members(run: Run) -> list[Member]:
+    """The equivalent set's shown members, else the best candidate, else the last one."""
     summary = run.stage_summary("evaluate")
     if summary.get("shown_members"):
-        return [int(e) for e in summary["shown_members"]]
-    if summary.get("best_epoch"):
-        return [int(summary["best_epoch"])]
-    if run.has_table("irl_metrics"):
-        return [int(run.read_table("irl_metrics")["epoch"].max())]
+        return [Member.parse(m) for m in summary["shown_members"]]
+    if summary.get("best_member"):
+        return [Member(**summary["best_member"])]
+    if run.has_table(CANDIDATES):
+        return [Member.parse(run.read_table(CANDIDATES)["member"].iloc[-1])]
     raise IrlLensError(f"run {run.path} has no recovered reward yet: run 'irl-lens extract' first")
 
 
+def candidate_rewards(run: Run, members: Sequence[Member]) -> pd.DataFrame:
+    """Every demonstration's reward under each member, as trained (one column per member id):
+    frozen mode reads the cached features, LoRA / full mode the scores stored while training."""
+    config = irl_config(run)
+    if config.mode != "frozen":
+        scores = run.read_table(CANDIDATE_SCORES)
+        return scores[[m.id for m in members]]
+    from core.irl import MaxMarginIRL
+
+    texts = run.read_table("demonstrations")[config.text_column()].tolist()
+    layers = sorted({m.layer for m in members})
+    # the run's cache, or the features re-encoded when a compacted run no longer holds them
+    trainer = MaxMarginIRL(config.model_copy(update={"backbone": run.manifest.config["irl"]["backbone"]}))
+    h, layers = trainer.features(run, texts, layers, progress=False)
+    columns = {}
+    for epoch in sorted({m.epoch for m in members}):
+        heads = checkpoints.read_heads(run, epoch)
+        for m in (m for m in members if m.epoch == epoch):
+            hit = ((heads["layer"] == m.layer) & (heads["repeat"] == m.repeat)).nonzero()
+            if len(hit) == 0 or m.layer not in layers:
+                raise IrlLensError(f"run {run.path} has no candidate {m.id}")
+            k = int(hit[0, 0])
+            columns[m.id] = (h[layers.index(m.layer)] @ heads["weight"][k] + heads["bias"][k]).numpy()
+    return pd.DataFrame({m.id: columns[m.id] for m in members})
+
+
 class RecoveredReward:
-    """Members (epochs) of a run's recovered reward. ``score(texts)`` is (N, K), one column a member."""
+    """Members of a run's recovered reward. ``score(texts)`` is (N, K), one column a member."""
 
     def __init__(
-        self, run: Run, members: Sequence[int] | None = None, *, backbone=None, tokenizer=None
+        self,
+        run: Run,
+        members: Sequence[Member | str] | None = None,
+        *,
+        backbone=None,
+        tokenizer=None,
     ) -> None:
-        if run.stage_status("irl") == "pending" or "irl" not in run.manifest.config:
-            raise IrlLensError(
-                f"run {run.path} has no recovered reward yet: run 'irl-lens extract' first"
-            )
         self.run = run
-        self.config = IRLConfig.model_validate(run.manifest.config["irl"])
-        self.members = list(members) if members is not None else default_members(run)
+        self.config = irl_config(run)
+        chosen = list(members) if members is not None else default_members(run)
+        self.members = [m if isinstance(m, Member) else Member.parse(m) for m in chosen]
+        if not self.members:
+            raise IrlLensError("no member chosen: give at least one member id")
+        self.names = [m.id for m in self.members]
         self.backbone_ref = run.manifest.config["irl"]["backbone"]
-        for epoch in self.members:
-            if not run.has_weights(checkpoint_name(epoch)):
-                raise IrlLensError(f"run {run.path} has no checkpoint for epoch {epoch}")
         self.tokenizer = tokenizer or policy.load_tokenizer(self.backbone_ref, padding_side="right")
         self.backbone = (
             backbone if backbone is not None else policy.load_backbone(self.backbone_ref)
         )
-        self.tensors = {e: run.read_weights(checkpoint_name(e)) for e in self.members}
-        self._check_backbone()
-        if self.config.mode == "frozen":
-            self.heads = RewardHeads(
-                torch.cat([self.tensors[e]["head.linear.weight"] for e in self.members]),
-                torch.cat([self.tensors[e]["head.linear.bias"] for e in self.members]),
-                [str(e) for e in self.members],
-            )
+        self.weights = {m: checkpoints.member_head(run, m, self.config.mode) for m in self.members}
+        self._check()
+        self.layers = sorted({m.layer for m in self.members})
+        self.heads = RewardHeads(
+            torch.stack([self.weights[m][0] for m in self.members]),
+            torch.stack([self.weights[m][1].reshape(()) for m in self.members]),
+            self.names,
+            [self.layers.index(m.layer) for m in self.members],
+        )
+        self.standardisation = self._standardisation()
 
-    def _check_backbone(self) -> None:
+    def _check(self) -> None:
         hidden = self.backbone.config.hidden_size
-        for epoch in self.members:
-            shape = tuple(self.tensors[epoch]["head.linear.weight"].shape)
-            if shape != (1, hidden):
+        n_states = int(self.backbone.config.num_hidden_layers) + 1
+        for member, (w, b, _) in self.weights.items():
+            if tuple(w.shape) != (hidden,):
                 raise IrlLensError(
-                    f"checkpoint epoch {epoch} of {self.run.path} has a head of shape {shape}, but the backbone "
-                    f"'{self.backbone_ref}' has hidden size {hidden}: load the backbone the run was trained on"
+                    f"member {member.id} of {self.run.path} has a head of {tuple(w.shape)}, but the "
+                    f"backbone '{self.backbone_ref}' has hidden size {hidden}: load the backbone the run was trained on"
                 )
+            if not 0 <= member.layer < n_states:
+                raise IrlLensError(
+                    f"member {member.id} reads layer {member.layer}; the backbone has {n_states} hidden states"
+                )
+            if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+                raise IrlLensError(f"member {member.id} of {self.run.path} has non-finite weights")
+
+    def _standardisation(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean, std) of each member's rewards on training sentences, from the members table."""
+        if not self.run.has_table("members"):
+            return None
+        table = self.run.read_table("members").set_index("member")
+        if not all(m in table.index for m in self.names):
+            return None
+        return (
+            table.loc[self.names, "train_mean"].to_numpy(float),
+            table.loc[self.names, "train_std"].to_numpy(float),
+        )
 
     def features(self, texts: Sequence[str]) -> torch.Tensor:
-        return encode(self.backbone, self.tokenizer, list(texts), pooling=self.config.pooling,
-                      batch_size=self.config.encode_batch_size, max_length=self.config.max_length)  # fmt: skip
+        """h(s) of the texts at every layer the members read, (L, N, d)."""
+        return encode_layers(self.backbone, self.tokenizer, list(texts), layers=self.layers,
+                             pooling=self.config.pooling, batch_size=self.config.encode_batch_size,
+                             max_length=self.config.max_length)  # fmt: skip
 
     @torch.inference_mode()
     def score(self, texts: Sequence[str]) -> np.ndarray:
         texts = check_probes(texts)
         if self.config.mode == "frozen":
-            return self.heads(self.features(texts)).numpy()
-        return np.column_stack(
-            [self.member_model(e)(**self._tokens(texts)).numpy() for e in self.members]
-        )
+            out = self.heads(self.features(texts)).numpy()
+        else:
+            out = np.column_stack(
+                [self.member_model(m)(**self._tokens(texts)).numpy() for m in self.members]
+            )
+        if not np.isfinite(out).all():
+            raise IrlLensError("a member gave a non-finite reward: its weights are broken")
+        return out
+
+    def ensemble(self, matrix: np.ndarray) -> np.ndarray:
+        """The ensemble reward: the mean of the members' rewards standardised on training sentences."""
+        if self.standardisation is None:
+            mean, std = matrix.mean(0), matrix.std(0)
+        else:
+            mean, std = self.standardisation
+        return ((matrix - mean) / np.where(std == 0, 1, std)).mean(1)
 
     def _tokens(self, texts: Sequence[str]) -> dict:
         ids, mask = tokenize(self.tokenizer, texts, self.config.max_length)
         return {"input_ids": ids, "attention_mask": mask}
 
-    def member_model(self, epoch: int) -> RewardModel:
-        """The end-to-end reward model of one member (for LoRA/full members, saliency, export)."""
-        tensors = self.tensors[epoch]
+    def member_model(self, member: Member) -> RewardModel:
+        """The end-to-end reward model of one member, with a backbone of its own."""
+        w, b, extra = self.weights[member]
         head = RewardHead(self.backbone.config.hidden_size)
-        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        with torch.no_grad():
+            head.linear.weight.copy_(w[None])
+            head.linear.bias.copy_(b.reshape(1))
         backbone = self.backbone
         if self.config.mode == "lora":
-            from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+            from peft import get_peft_model, set_peft_model_state_dict
 
-            if not hasattr(self, "_peft"):
-                lora = LoraConfig(r=self.config.lora_r, lora_alpha=self.config.lora_alpha, lora_dropout=0.0,
-                                  target_modules=self.config.lora_target_modules)  # fmt: skip
-                self._peft = get_peft_model(policy.load_backbone(self.backbone_ref), lora)
-            set_peft_model_state_dict(
-                self._peft, {k[5:]: v for k, v in tensors.items() if k.startswith("lora.")}
-            )
-            backbone = self._peft
+            backbone = get_peft_model(copy.deepcopy(self.backbone), lora_config(self.config))
+            set_peft_model_state_dict(backbone, checkpoints.prefixed(extra, "lora"))
         elif self.config.mode == "full":
-            backbone = policy.load_backbone(self.backbone_ref)
-            backbone.load_state_dict(
-                {k[9:]: v for k, v in tensors.items() if k.startswith("backbone.")}
-            )
-        return RewardModel(backbone, head, self.config.pooling).eval()
+            backbone = copy.deepcopy(self.backbone)
+            backbone.load_state_dict(checkpoints.prefixed(extra, "backbone"))
+        return RewardModel(backbone, head, self.config.pooling, member.layer).eval()
+
+
+def with_ensemble(names: list[str]) -> list[str]:
+    return [*names, ENSEMBLE] if len(names) > 1 else list(names)

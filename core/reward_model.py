@@ -1,13 +1,15 @@
 """The recovered reward model R̂(s) = wᵀh(s) + b over a language-model backbone.
 
-h(s) is a hidden state of the backbone for the sentence s: the mean over non-padding tokens
-(default; it beat the last token by ~0.1 AUC in our pilot) or the last non-padding token,
-gathered at the attention mask's last 1 so that left and right padding give the same h(s).
+h(s) is a hidden state of the backbone for the sentence s, from any of its hidden layers
+(index 0 = the embeddings, -1 = the last layer): the mean over non-padding tokens (default; it
+beat the last token by ~0.1 AUC in our pilot) or the last non-padding token, gathered at the
+attention mask's last 1 so that left and right padding give the same h(s).
 
-In frozen mode h is a fixed feature map: it is computed once per sentence (:func:`encode`) and
-every checkpoint is just a head {w, b}, so all members of the equivalent set score a sentence
-from one backbone pass (:class:`RewardHeads`). In LoRA / full mode the backbone trains too and
-:class:`RewardModel` runs end to end.
+In frozen mode h is a fixed feature map: every hidden layer is computed in one pass per sentence
+(:func:`encode_layers`) and every checkpoint is just a head {w, b} reading one layer, so all
+members of the equivalent set, whatever layer they read, score a sentence from one backbone pass
+(:class:`RewardHeads`). In LoRA / full mode the backbone trains too and :class:`RewardModel`
+runs end to end.
 """
 
 from __future__ import annotations
@@ -32,16 +34,43 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
-def backbone_hidden(
-    backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
-) -> torch.Tensor:
-    """The backbone's last hidden layer (B, T, d); works for base models and causal LMs."""
+def n_hidden_states(backbone: nn.Module) -> int:
+    """Hidden states a forward pass gives: the embeddings plus one per layer."""
+    return int(backbone.config.num_hidden_layers) + 1
+
+
+def resolve_layers(layers: Sequence[int] | None, n_states: int) -> list[int]:
+    """Hidden-state indices, negatives counted from the end; None = every one. Sorted, unique."""
+    if layers is None:
+        return list(range(n_states))
+    out = set()
+    for layer in layers:
+        index = layer + n_states if layer < 0 else layer
+        if not 0 <= index < n_states:
+            raise ValueError(
+                f"layer {layer} does not exist: the backbone has hidden states 0..{n_states - 1}"
+            )
+        out.add(index)
+    return sorted(out)
+
+
+def hidden_layers(
+    backbone: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    layers: Sequence[int],
+) -> list[torch.Tensor]:
+    """The given hidden states (each (B, T, d)) from one forward pass."""
     out = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-    return (
-        out.hidden_states[-1]
-        if getattr(out, "hidden_states", None) is not None
-        else out.last_hidden_state
-    )
+    states = out.hidden_states
+    return [states[layer] for layer in layers]
+
+
+def backbone_hidden(
+    backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int = -1
+) -> torch.Tensor:
+    """One hidden state (B, T, d) of the backbone; works for base models and causal LMs."""
+    return hidden_layers(backbone, input_ids, attention_mask, [layer])[0]
 
 
 def as_sentences(texts: Sequence[str], tokenizer) -> list[str]:
@@ -60,6 +89,36 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[torch.Te
 
 
 @torch.no_grad()  # not inference_mode: cached features feed autograd when the head trains
+def encode_layers(
+    backbone: nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    layers: Sequence[int],
+    pooling: Pooling = "mean",
+    batch_size: int = 32,
+    max_length: int = 256,
+    progress: bool = False,
+) -> torch.Tensor:
+    """h(s) of every text at every given hidden layer, (L, N, d) float32, from one pass per
+    batch. Texts are batched by length to waste little padding."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    rows: list[torch.Tensor] = []
+    for start in tqdm(
+        range(0, len(order), batch_size), desc="encoding h(s)", unit="batch", disable=not progress
+    ):
+        idx = order[start : start + batch_size]
+        ids, mask = tokenize(tokenizer, [texts[i] for i in idx], max_length)
+        states = hidden_layers(backbone, ids, mask, layers)
+        rows.append(torch.stack([pool(h, mask, pooling).float() for h in states]))
+    if not rows:
+        return torch.empty(len(layers), 0, backbone.config.hidden_size)
+    stacked = torch.cat(rows, dim=1)
+    out = torch.empty_like(stacked)
+    out[:, torch.tensor(order)] = stacked
+    return out
+
+
 def encode(
     backbone: nn.Module,
     tokenizer,
@@ -69,22 +128,11 @@ def encode(
     batch_size: int = 32,
     max_length: int = 256,
     progress: bool = False,
+    layer: int = -1,
 ) -> torch.Tensor:
-    """h(s) for every text, (N, d) float32. Texts are batched by length to waste little padding."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = torch.empty(0)
-    rows: list[torch.Tensor] = []
-    for start in tqdm(
-        range(0, len(order), batch_size), desc="encoding h(s)", unit="batch", disable=not progress
-    ):
-        idx = order[start : start + batch_size]
-        ids, mask = tokenize(tokenizer, [texts[i] for i in idx], max_length)
-        rows.append(pool(backbone_hidden(backbone, ids, mask), mask, pooling).float())
-    if rows:
-        stacked = torch.cat(rows)
-        out = torch.empty_like(stacked)
-        out[torch.tensor(order)] = stacked
-    return out
+    """h(s) of every text at one hidden layer (default the last), (N, d) float32."""
+    return encode_layers(backbone, tokenizer, texts, layers=[layer], pooling=pooling,
+                         batch_size=batch_size, max_length=max_length, progress=progress)[0]  # fmt: skip
 
 
 class RewardHead(nn.Module):
@@ -100,36 +148,52 @@ class RewardHead(nn.Module):
 
 
 class RewardHeads(nn.Module):
-    """Several heads over one feature map: rewards of all members from one backbone pass.
+    """Several heads, each reading one hidden layer: rewards of all members from one pass.
 
-    ``weight`` (K, d) and ``bias`` (K,) stack the members' {w, b}; forward gives (N, K).
+    ``weight`` (K, d) and ``bias`` (K,) stack the members' {w, b}; ``slot[k]`` is the position
+    of member k's layer in the features given to forward. Features (L, N, d) give (N, K); plain
+    (N, d) features are read by every head.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        names: Sequence[str],
+        slot: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
-        if weight.ndim != 2 or bias.shape != (weight.shape[0],) or len(names) != weight.shape[0]:
+        k = weight.shape[0]
+        if weight.ndim != 2 or bias.shape != (k,) or len(names) != k:
             raise ValueError(
                 f"heads: weight {tuple(weight.shape)}, bias {tuple(bias.shape)}, {len(names)} names"
             )
         self.register_buffer("weight", weight.float())
         self.register_buffer("bias", bias.float())
+        self.register_buffer("slot", torch.as_tensor(list(slot) if slot is not None else [0] * k))
         self.names = list(names)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return features.float() @ self.weight.T + self.bias
+        features = features.float()
+        if features.ndim == 2:
+            return features @ self.weight.T + self.bias
+        # (L, N, d) -> each head reads its own layer: (K, N, d) · (K, d) -> (N, K)
+        picked = features[self.slot]
+        return torch.einsum("knd,kd->nk", picked, self.weight) + self.bias
 
 
 class RewardModel(nn.Module):
     """Backbone + pooling + head, end to end (LoRA / full training, scoring, saliency)."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, pooling: Pooling = "mean") -> None:
+    def __init__(
+        self, backbone: nn.Module, head: nn.Module, pooling: Pooling = "mean", layer: int = -1
+    ) -> None:
         super().__init__()
-        self.backbone, self.head, self.pooling = backbone, head, pooling
+        self.backbone, self.head, self.pooling, self.layer = backbone, head, pooling, layer
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return pool(
-            backbone_hidden(self.backbone, input_ids, attention_mask), attention_mask, self.pooling
-        )
+        hidden = backbone_hidden(self.backbone, input_ids, attention_mask, self.layer)
+        return pool(hidden, attention_mask, self.pooling)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(input_ids, attention_mask))

@@ -5,8 +5,8 @@ function and runs on CPU, so :func:`rlhf` runs ``trl.GRPOTrainer`` with a LoRA a
 The reward is one of
 
 - a ground truth (``profanity``, ``hf:<classifier>``) of the completion: this builds an expert;
-- ``recovered``: the mean of the recovered reward's members over the sentence they were trained
-  on (or one member): this is IRL-RLHF.
+- ``recovered``: the ensemble of the recovered reward's shown members (the mean of their
+  standardised rewards) over the sentence they were trained on, or one member: this is IRL-RLHF.
 
 Three traps seen on this machine are guarded. An empty completion scores as clean, so once a
 policy can stop, RL learns to say nothing (reward hacking by silence); and a TF-IDF classifier
@@ -58,8 +58,8 @@ class RLHFConfig(BaseModel):
     reward: str = Field(
         default="profanity", description="'profanity', 'hf:<classifier>' or 'recovered'"
     )
-    members: list[int] | None = Field(
-        default=None, description="recovered: members to average (default: shown set)"
+    members: list[str] | None = Field(
+        default=None, description="recovered: member ids to average (default: the shown set)"
     )
     prompts: str | None = Field(
         default=None, description="prompt set; default: the run's training prompts"
@@ -172,7 +172,9 @@ def reward_source(
 
         def recovered(prompts, completions):
             texts = [p + c if with_prompt else c for p, c in zip(prompts, completions, strict=True)]
-            return reward.score(as_sentences(texts, reward.tokenizer)).mean(axis=1)
+            matrix = reward.score(as_sentences(texts, reward.tokenizer))
+            # several members: their ensemble (standardised mean), so no member's scale dominates
+            return reward.ensemble(matrix) if matrix.shape[1] > 1 else matrix[:, 0]
 
         return recovered
     if config.reward == "random":  # a poor-RLHF control: a reward that tracks nothing

@@ -34,9 +34,13 @@ from tqdm.auto import tqdm
 from core.errors import IrlLensError
 
 RUN_FORMAT = "irl-lens-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: three splits (train / selection / test), candidates over layers and repeats, an objective."""
 MANIFEST = "manifest.json"
-DEMO_RUN = Path(__file__).resolve().parent.parent / "data" / "demo-run"
+DATA = Path(__file__).resolve().parent.parent / "data"
+DEMO_RUN = DATA / "demo-run"
+BUNDLED_RUNS = {"demo": DEMO_RUN, "sentiment": DATA / "sentiment-run"}
+"""Runs that ship in the repository, listed by name."""
 TRACKED_PACKAGES = (
     "irl-lens", "torch", "transformers", "accelerate", "peft", "trl", "captum", "numpy",
     "pandas", "pyarrow", "scikit-learn", "scipy", "umap-learn", "alt-profanity-check",
@@ -160,10 +164,21 @@ class Run:
             raise IrlLensError(
                 f"{manifest_path} is not an irl-lens manifest (no format '{RUN_FORMAT}')"
             )
-        if raw.get("format_version", 0) > FORMAT_VERSION:
+        version = raw.get("format_version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
             raise IrlLensError(
-                f"{manifest_path} has format version {raw['format_version']}; this irl-lens reads "
+                f"{manifest_path} has format_version {version!r}; it must be a whole number"
+            )
+        if version > FORMAT_VERSION:
+            raise IrlLensError(
+                f"{manifest_path} has format version {version}; this irl-lens reads "
                 f"up to {FORMAT_VERSION}: upgrade irl-lens"
+            )
+        if version < FORMAT_VERSION:
+            raise IrlLensError(
+                f"{manifest_path} has format version {version}, from before selection splits and "
+                f"candidates over layers; this irl-lens reads {FORMAT_VERSION}: rebuild the run "
+                "(irl-lens run CONFIG, or sample and extract again)"
             )
         try:
             manifest = Manifest.model_validate(raw)
@@ -195,6 +210,27 @@ class Run:
     @property
     def name(self) -> str:
         return self.manifest.name
+
+    @property
+    def objective(self):
+        """What the run audits, with the words for its two sides (default: toxicity)."""
+        from core.objective import Objective, objective_for
+
+        raw = self.manifest.config.get("objective")
+        if raw:
+            return Objective.model_validate(raw)
+        return objective_for(self.manifest.models.get("ground_truth"))
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return bool(self.manifest.models.get("ground_truth"))
+
+    def ground_truth(self):
+        """The run's R*, loaded; None for a run without one (a real audit)."""
+        from core.ground_truth import load_ground_truth
+
+        ref = self.manifest.models.get("ground_truth")
+        return load_ground_truth(ref) if ref else None
 
     def save_manifest(self) -> None:
         text = self.manifest.model_dump_json(indent=2)
@@ -341,15 +377,6 @@ class Run:
         except Exception as err:
             raise IrlLensError(f"run {self.path}: {relative} is unreadable ({err})") from err
 
-    def weights_metadata(self, name: str, *, folder: str = "weights") -> dict[str, str]:
-        from safetensors import safe_open
-
-        relative = f"{folder}/{name}.safetensors"
-        if not self.has(relative):
-            raise IrlLensError(f"run {self.path} has no {folder} '{name}'")
-        with safe_open(str(self.path / relative), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-
     def remove(self, relative: str) -> None:
         """Delete a recorded file and forget it."""
         (self.path / relative).unlink(missing_ok=True)
@@ -400,12 +427,12 @@ def resolve_run_path(run: str | Path) -> Path:
     path = Path(run)
     if path.is_dir():
         return path
-    if str(run) == "demo":
-        if not DEMO_RUN.is_dir():
+    if str(run) in BUNDLED_RUNS:
+        if not BUNDLED_RUNS[str(run)].is_dir():
             raise IrlLensError(
-                "the bundled demo run is not built yet: build one with 'irl-lens sample --run runs/NAME'"
+                f"the bundled run '{run}' is not built yet: build it with 'irl-lens run configs/{run}.toml'"
             )
-        return DEMO_RUN
+        return BUNDLED_RUNS[str(run)]
     named = runs_root() / str(run)
     if named.is_dir():
         return named
@@ -419,10 +446,8 @@ def open_run(run: str | Path) -> Run:
 
 
 def list_runs() -> list[tuple[str, Path]]:
-    """(name, path) of the bundled demo run and every run under :func:`runs_root`."""
-    found = []
-    if (DEMO_RUN / MANIFEST).is_file():
-        found.append(("demo", DEMO_RUN))
+    """(name, path) of the bundled runs and every run under :func:`runs_root`."""
+    found = [(name, path) for name, path in BUNDLED_RUNS.items() if (path / MANIFEST).is_file()]
     root = runs_root()
     if root.is_dir():
         for child in sorted(root.iterdir()):

@@ -1,29 +1,30 @@
 """Token-level reward saliency: which tokens (and words) drive a recovered reward, per member.
 
-Three Captum methods behind one call, :meth:`RewardSaliency.attribute`:
+Four methods behind one call, :meth:`RewardSaliency.attribute`:
 
-- ``occlusion`` (default, exact): ``FeatureAblation`` removes one token at a time (masks it out of
-  attention and pooling) and reports R̂(x) − R̂(x without the token).
-- ``gradient_x_input`` (fastest): ``LayerGradientXActivation`` on the input embeddings.
+- ``decomposition`` (exact, default for mean-pooled frozen members): with mean pooling,
+  R̂(s) = (1/T)·Σₜ wᵀhₜ(s) + b is a sum over tokens, so token t's share is wᵀhₜ/T. One forward
+  pass gives it for every member, whatever layer each reads; the shares sum to R̂ − b exactly.
+- ``occlusion`` (Captum ``FeatureAblation``): removes one token at a time (masks it out of
+  attention and pooling) and reports R̂(x) − R̂(x without the token). Works for any member.
+- ``gradient_x_input`` (fastest gradient method): ``LayerGradientXActivation`` on the input
+  embeddings.
 - ``integrated_gradients``: ``LayerIntegratedGradients`` from a padding baseline; ``n_steps`` is
   doubled until the convergence delta is below ``tolerance`` × |R̂(x) − R̂(baseline)| (SmolLM2
   needs ~256: its first token carries very large activations), and the result says whether
   that was reached.
 
 All members of a frozen run share one backbone, so every perturbed or interpolated input is
-encoded once and all heads read it: occlusion attributes every head's output in one Captum call;
-the gradient methods stack one copy of the text per member in one batch, so one forward and one
-backward serve all members. Sub-word attributions are summed to whitespace words for display;
-both levels are kept.
+encoded once and all heads read it; LoRA / full members are explained one at a time, each with
+its own backbone. Sub-word attributions are summed to whitespace words for display; both
+levels are kept.
 
-The ground truth is explained too: ``profanity`` is linear in TF-IDF, so each word's exact
-contribution is coefficient × tf-idf (in the classifier's decision-value units, negated so that
-positive means "less toxic", like a reward); an ``hf:`` classifier goes through occlusion.
+The ground truth explains itself (``GroundTruth.word_contributions``): exactly for the offline
+ones, by occlusion for ``hf:`` classifiers.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,15 +33,29 @@ import torch
 from scipy import stats
 
 from core.errors import IrlLensError
-from core.ground_truth import ClassifierGroundTruth, GroundTruth, ProfanityGroundTruth
+from core.ground_truth import GroundTruth, word_spans
 from core.recovered_reward import RecoveredReward, check_probes
-from core.reward_model import backbone_hidden, pool
+from core.reward_model import hidden_layers, pool
 
-Method = Literal["occlusion", "gradient_x_input", "integrated_gradients"]
-METHODS: tuple[Method, ...] = ("occlusion", "gradient_x_input", "integrated_gradients")
+Method = Literal["decomposition", "occlusion", "gradient_x_input", "integrated_gradients"]
+METHODS: tuple[Method, ...] = ("decomposition", "occlusion", "gradient_x_input", "integrated_gradients")
 GROUND_TRUTH = "ground_truth"
 REMOVED = -1
 """Token id that marks 'removed' in an occluded input; the forward masks it out."""
+
+
+def exact_available(reward: RecoveredReward) -> bool:
+    """The decomposition exists for mean-pooled frozen heads."""
+    return reward.config.mode == "frozen" and reward.config.pooling == "mean"
+
+
+def default_method(reward: RecoveredReward) -> Method:
+    """The run's most faithful method where the faithfulness stage measured them, else the exact
+    decomposition where it exists, else occlusion."""
+    measured = reward.run.stage_summary("faithfulness").get("saliency_method")
+    if measured in METHODS and (measured != "decomposition" or exact_available(reward)):
+        return measured
+    return "decomposition" if exact_available(reward) else "occlusion"
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,10 @@ class AttributionResult:
     def row(self, name: str) -> np.ndarray:
         return self.word_scores[self.explained.index(name)]
 
+    @property
+    def members(self) -> list[str]:
+        return [n for n in self.explained if n not in (GROUND_TRUTH, "implicit", "ensemble")]
+
     def agreement(self, a: str, b: str = GROUND_TRUTH) -> float | None:
         """Spearman correlation of two word maps over the words of the text (None if undefined)."""
         x, y = self.row(a), self.row(b)
@@ -85,9 +104,15 @@ class AttributionResult:
             return None
         return float(stats.spearmanr(x, y)[0])
 
-
-def word_spans(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in re.finditer(r"\S+", text)]
+    def member_spread(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per word across members: (mean, std, sign flips). Each member's word scores are
+        divided by its largest |score| first: members differ in scale, not only in blame."""
+        names = self.members
+        rows = np.array([self.row(n) for n in names])
+        scale = np.abs(rows).max(1, keepdims=True)
+        rows = rows / np.where(scale == 0, 1, scale)
+        flips = (rows > 0.05).any(0) & (rows < -0.05).any(0)
+        return rows.mean(0), rows.std(0), flips
 
 
 def aggregate_to_words(text: str, offsets: list[tuple[int, int]], token_scores: np.ndarray):
@@ -125,24 +150,21 @@ class RewardSaliency:
 
     # -- forward functions ---------------------------------------------------------------------
     def _groups(self):
-        """(names, model, heads) groups sharing a backbone: one group in frozen mode."""
-        if self.reward.config.mode == "frozen":
-            return [
-                ([str(e) for e in self.reward.members], self.reward.backbone, self.reward.heads)
-            ]
-        groups = []
-        for epoch in self.reward.members:
-            model = self.reward.member_model(epoch)
-            groups.append(([str(epoch)], model.backbone, model.head))
-        return groups
+        """(names, backbone, heads, layers) groups sharing a backbone: one in frozen mode. A
+        generator: a LoRA / full member's own backbone is built only when its turn comes."""
+        reward = self.reward
+        if reward.config.mode == "frozen":
+            yield reward.names, reward.backbone, reward.heads, reward.layers
+            return
+        for member in reward.members:
+            model = reward.member_model(member)
+            yield [member.id], model.backbone, model.head, [member.layer]
 
-    def _rewards(self, backbone, heads, input_ids, attention_mask) -> torch.Tensor:
-        h = pool(
-            backbone_hidden(backbone, input_ids, attention_mask),
-            attention_mask,
-            self.reward.config.pooling,
-        )
-        out = heads(h)
+    def _rewards(self, backbone, heads, layers, input_ids, attention_mask) -> torch.Tensor:
+        states = hidden_layers(backbone, input_ids, attention_mask, layers)
+        pooling = self.reward.config.pooling
+        features = torch.stack([pool(h, attention_mask, pooling) for h in states])  # (L, B, d)
+        out = heads(features if len(layers) > 1 or features.shape[0] > 1 else features[0])
         return out if out.ndim == 2 else out.unsqueeze(-1)  # (B, K)
 
     # -- the one entry point -------------------------------------------------------------------
@@ -150,7 +172,7 @@ class RewardSaliency:
         self,
         text: str,
         *,
-        method: Method = "occlusion",
+        method: Method | None = None,
         include_ground_truth: bool = True,
         tolerance: float = 0.05,
         max_steps: int = 256,
@@ -158,9 +180,15 @@ class RewardSaliency:
     ) -> AttributionResult:
         """Attributions of every member (and the ground truth) for one text.
 
-        Integrated gradients: ``n_steps`` fixes the number of steps; by default it starts at 32
-        and doubles until the convergence delta is within ``tolerance`` of R̂(x) − R̂(baseline).
+        ``method`` defaults to :func:`default_method`. Integrated gradients: ``n_steps`` fixes the
+        number of steps; by default it starts at 32 and doubles until the convergence delta is
+        within ``tolerance`` of R̂(x) − R̂(baseline).
         """
+        method = method or default_method(self.reward)
+        if method == "decomposition" and not exact_available(self.reward):
+            raise IrlLensError(
+                "the exact decomposition needs mean-pooled frozen members: use occlusion"
+            )
         if method not in METHODS:
             raise IrlLensError(
                 f"unknown saliency method '{method}': use one of {', '.join(METHODS)}"
@@ -171,20 +199,16 @@ class RewardSaliency:
         offsets = [tuple(o) for o in batch.pop("offset_mapping")[0].tolist()]
         ids, mask = batch["input_ids"], batch["attention_mask"]
         names, rows, rewards, deltas, steps, notes, converged = [], [], [], [], None, [], None
-        for group_names, backbone, heads in self._groups():
-            if method == "occlusion":
-                scores, r = self._occlusion(backbone, heads, ids, mask)
+        for group_names, backbone, heads, layers in self._groups():
+            if method == "decomposition":
+                scores, r = self._decomposition(backbone, heads, layers, ids, mask)
+            elif method == "occlusion":
+                scores, r = self._occlusion(backbone, heads, layers, ids, mask)
             else:
                 scores, r, delta, steps, ok = self._gradient(
-                    backbone,
-                    heads,
-                    ids,
-                    mask,
-                    method,
-                    tolerance,
-                    n_steps or max_steps,
-                    fixed=n_steps is not None,
-                )
+                    backbone, heads, layers, ids, mask, method, tolerance,
+                    n_steps or max_steps, fixed=n_steps is not None,
+                )  # fmt: skip
                 deltas.append(delta)
                 converged = ok if converged is None else (converged and ok)
             names += group_names
@@ -199,9 +223,7 @@ class RewardSaliency:
             word_scores = np.vstack([word_scores, gt_words])
             token_scores = np.vstack([token_scores, np.full((1, token_scores.shape[1]), np.nan)])
             rewards_all = np.append(rewards_all, gt_reward)
-            notes.append(
-                "ground truth: word contributions to the classifier's decision value (negated)"
-            )
+            notes.append(f"ground truth: word contributions in {self.ground_truth.unit}")
         delta = np.concatenate(deltas) if method == "integrated_gradients" else None
         if converged is False:
             notes.append(f"integrated gradients did not converge within {steps} steps")
@@ -213,33 +235,43 @@ class RewardSaliency:
         )  # fmt: skip
 
     # -- methods ---------------------------------------------------------------------------------
-    def _occlusion(self, backbone, heads, ids, mask):
+    @torch.no_grad()
+    def _decomposition(self, backbone, heads, layers, ids, mask):
+        """Token t's exact share wᵀhₜ/T of each mean-pooled member: (K, T), and R̂ (K,)."""
+        states = hidden_layers(backbone, ids, mask, layers)
+        hidden = torch.stack([h[0].float() for h in states])  # (L, T, d)
+        keep = mask[0].float()
+        shares = torch.einsum("ktd,kd->kt", hidden[heads.slot], heads.weight) * keep / keep.sum()
+        rewards = shares.sum(1) + heads.bias
+        return shares.numpy(), rewards.numpy()
+
+    def _occlusion(self, backbone, heads, layers, ids, mask):
         return token_occlusion(
-            lambda i, m: self._rewards(backbone, heads, i, m), self.tokenizer, ids, mask
+            lambda i, m: self._rewards(backbone, heads, layers, i, m), self.tokenizer, ids, mask
         )
 
-    def _gradient(self, backbone, heads, ids, mask, method, tolerance, max_steps, *, fixed=False):
+    def _gradient(self, backbone, heads, layers, ids, mask, method, tolerance, max_steps, *, fixed=False):
         from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
         embeddings = backbone.get_input_embeddings()
-        k = heads(torch.zeros(1, backbone.config.hidden_size)).reshape(1, -1).shape[1]
+        with torch.no_grad():
+            full = self._rewards(backbone, heads, layers, ids, mask)[0]
+        k = full.shape[0]
         copies, copies_mask = ids.expand(k, -1), mask.expand(k, -1)
 
         def forward(input_ids: torch.Tensor) -> torch.Tensor:
             # Row i of the batch is explained by member i % k: one pass serves every member.
             out = self._rewards(
-                backbone, heads, input_ids, copies_mask.repeat(input_ids.shape[0] // k, 1)
+                backbone, heads, layers, input_ids, copies_mask.repeat(input_ids.shape[0] // k, 1)
             )
             return out[torch.arange(out.shape[0]), torch.arange(out.shape[0]) % k]
 
-        with torch.no_grad():
-            full = self._rewards(backbone, heads, ids, mask)[0]
         if method == "gradient_x_input":
             attr = LayerGradientXActivation(forward, embeddings).attribute(copies)
             return attr.sum(-1).detach().float().numpy(), full.float().numpy(), None, None, None
         baseline = torch.full_like(copies, self.tokenizer.pad_token_id)
         with torch.no_grad():
-            baseline_rewards = self._rewards(backbone, heads, baseline[:1], mask)[0].float().numpy()
+            baseline_rewards = self._rewards(backbone, heads, layers, baseline[:1], mask)[0].float().numpy()
         gap = np.abs(full.float().numpy() - baseline_rewards)
         steps = max_steps if fixed else min(32, max_steps)
         while True:
@@ -257,22 +289,7 @@ class RewardSaliency:
     # -- the ground truth ------------------------------------------------------------------------
     def ground_truth_words(self, text: str) -> tuple[np.ndarray, float]:
         """(W,) word contributions of the ground truth, and its reward for the text."""
-        return explain_ground_truth(
-            self.ground_truth, text, tokenizer_occlusion=classifier_word_occlusion
-        )
-
-
-def classifier_word_occlusion(gt: ClassifierGroundTruth, text: str) -> np.ndarray:
-    """(W,) word contributions of an ``hf:`` ground truth, by occluding its own tokens."""
-    batch = gt.tokenizer(
-        text, return_tensors="pt", return_offsets_mapping=True, truncation=True, max_length=512
-    )
-    offsets = [tuple(o) for o in batch.pop("offset_mapping")[0].tolist()]
-    attr, _ = token_occlusion(
-        lambda i, m: -gt.model(input_ids=i, attention_mask=m).logits[:, gt.toxic_index].unsqueeze(-1),
-        gt.tokenizer, batch["input_ids"], batch["attention_mask"],
-    )  # fmt: skip
-    return aggregate_to_words(text, offsets, attr)[1][0]
+        return explain_ground_truth(self.ground_truth, text)
 
 
 def token_occlusion(
@@ -304,61 +321,9 @@ def token_occlusion(
     return attr.reshape(full.shape[0], -1).float().numpy(), full.float().numpy()
 
 
-def explain_ground_truth(
-    ground_truth: GroundTruth, text: str, *, tokenizer_occlusion=None
-) -> tuple[np.ndarray, float]:
+def explain_ground_truth(ground_truth: GroundTruth, text: str) -> tuple[np.ndarray, float]:
     """Word contributions of R* for one text and R*(text)."""
-    reward = float(ground_truth.reward([text])[0])
-    if isinstance(ground_truth, ProfanityGroundTruth):
-        return profanity_word_contributions(ground_truth, text), reward
-    if isinstance(ground_truth, ClassifierGroundTruth) and tokenizer_occlusion is not None:
-        return tokenizer_occlusion(ground_truth, text), reward
-    raise IrlLensError(f"no word-level explanation for ground truth {ground_truth.ref}")
-
-
-def profanity_word_contributions(gt: ProfanityGroundTruth, text: str) -> np.ndarray:
-    """Exact per-word terms of the (negated) mean decision value of the calibrated linear SVMs.
-
-    decision(x) = mean_i(coef_i)·tfidf(x) + mean_i(intercept_i); each vocabulary term's
-    coef × tfidf is split evenly over its occurrences in the text and summed into its word.
-    Their sum plus the negated intercept is exactly −decision(x).
-    """
-    coef, _ = profanity_linear(gt)
-    x = gt.vectorizer.transform([text]).tocoo()
-    value = dict(zip(x.col.tolist(), x.data.tolist(), strict=True))
-    vocabulary = gt.vectorizer.vocabulary_
-    preprocess = gt.vectorizer.build_preprocessor()
-    pattern = re.compile(gt.vectorizer.token_pattern)
-    matches = [(m.start(), vocabulary.get(m.group())) for m in pattern.finditer(preprocess(text))]
-    matches = [(start, j) for start, j in matches if j is not None and j in value]
-    counts: dict[int, int] = {}
-    for _, j in matches:
-        counts[j] = counts.get(j, 0) + 1
-    spans = word_spans(text)
-    starts = np.array([s for s, _ in spans])
-    out = np.zeros(len(spans))
-    for start, j in matches:
-        w = int(np.searchsorted(starts, start, side="right") - 1)
-        out[w] += -coef[j] * value[j] / counts[j]
-    return out
-
-
-def profanity_linear(gt: ProfanityGroundTruth) -> tuple[np.ndarray, float]:
-    """The mean coefficient vector and intercept of the calibrated ensemble's linear SVMs."""
-    estimators = [c.estimator for c in gt.classifier.calibrated_classifiers_]
-    coef = np.mean([e.coef_.ravel() for e in estimators], axis=0)
-    intercept = float(np.mean([e.intercept_[0] for e in estimators]))
-    return coef, intercept
-
-
-def profanity_decision(gt: ProfanityGroundTruth, text: str) -> float:
-    """The calibrated ensemble's mean LinearSVC decision value, from sklearn itself."""
-    x = gt.vectorizer.transform([text])
-    return float(
-        np.mean(
-            [c.estimator.decision_function(x)[0] for c in gt.classifier.calibrated_classifiers_]
-        )
-    )
+    return ground_truth.word_contributions(text), float(ground_truth.reward([text])[0])
 
 
 # -- precomputed attributions of a run's sentences --------------------------------------------------
@@ -376,39 +341,49 @@ def to_records(row: int, result: AttributionResult) -> list[dict]:
     return [
         {"row": row, "text_key": text_key(result.text), "method": result.method, "explained": name,
          "reward": float(result.rewards[k]), "words": list(result.words), "word_scores": result.word_scores[k].tolist(),
-         "tokens": list(result.tokens), "token_scores": result.token_scores[k].tolist()}
+         "tokens": list(result.tokens), "token_scores": result.token_scores[k].tolist(),
+         "converged": result.converged, "n_steps": result.n_steps, "notes": list(result.notes)}
         for k, name in enumerate(result.explained)
     ]  # fmt: skip
 
 
 def from_records(text: str, records) -> AttributionResult:
-    """Rebuild a result from its stored rows (one per explained reward)."""
+    """Rebuild a result from its stored rows (one per explained reward), notes included."""
     records = list(records)
+    first = records[0]
     return AttributionResult(
-        text=text, method=records[0]["method"], explained=tuple(r["explained"] for r in records),
-        tokens=tuple(records[0]["tokens"]), token_scores=np.array([list(r["token_scores"]) for r in records], float),
-        words=tuple(records[0]["words"]), word_scores=np.array([list(r["word_scores"]) for r in records], float),
+        text=text, method=first["method"], explained=tuple(r["explained"] for r in records),
+        tokens=tuple(first["tokens"]), token_scores=np.array([list(r["token_scores"]) for r in records], float),
+        words=tuple(first["words"]), word_scores=np.array([list(r["word_scores"]) for r in records], float),
         rewards=np.array([r["reward"] for r in records], float),
+        converged=_stored(first.get("converged"), bool), n_steps=_stored(first.get("n_steps"), int),
+        notes=tuple(first["notes"]) if first.get("notes") is not None else (),
     )  # fmt: skip
+
+
+def _stored(value, kind):
+    """A scalar read back from Parquet: None and NaN both mean 'not recorded'."""
+    return None if value is None or value != value else kind(value)
 
 
 def precompute(
     run,
     saliency: RewardSaliency,
     *,
-    method: Method = "occlusion",
-    split: Literal["heldout", "all"] = "heldout",
+    method: Method | None = None,
+    split: Literal["test", "all"] = "test",
     chunk_size: int = 32,
     progress: bool = True,
 ):
-    """Attribute every sentence of the run (held-out ones by default) for every shown member and
+    """Attribute every sentence of the run (test ones by default) for every shown member and
     the ground truth; stored as ``tables/saliency_<method>``. Resumable in chunks."""
+    method = method or default_method(saliency.reward)
     demos = run.read_table("demonstrations")
     column = saliency.reward.config.text_column()
     rows = (
         demos.index.to_numpy()
         if split == "all"
-        else np.flatnonzero((demos["split"] == "heldout").to_numpy())
+        else np.flatnonzero((demos["split"] == "test").to_numpy())
     )
     texts = demos[column].tolist()
     rows = np.array([r for r in rows if texts[r].strip()], dtype=int)  # an empty one has no tokens
@@ -423,14 +398,14 @@ def precompute(
             records += to_records(int(row), saliency.attribute(texts[row], method=method))
         return pd.DataFrame(records)
 
-    config = {"method": method, "split": split, "members": saliency.reward.members}
+    config = {"method": method, "split": split, "members": saliency.reward.names}
     with run.stage(STAGE, config) as record:
         frame = run.in_chunks(STAGE, names, make, desc=f"saliency ({method})", progress=progress)
         run.write_table(f"saliency_{method}", frame)
         record.summary = {
-            "method": method,
-            "n_sentences": len(rows),
-            "members": saliency.reward.members,
+            "saliency_method": method,
+            "n_saliency_sentences": len(rows),
+            "saliency_members": saliency.reward.names,
         }
     run.clear_partial(STAGE)
     return frame
@@ -438,6 +413,12 @@ def precompute(
 
 class AttributionCache:
     """Attributions per (run, method, text): the run's precomputed table, then those computed live."""
+
+    def stored_method(self) -> Method:
+        for method in METHODS:
+            if self.run.has_table(f"saliency_{method}"):
+                return method
+        return "occlusion"
 
     def __init__(
         self, run, saliency: RewardSaliency | None = None, *, max_entries: int = 256
@@ -455,7 +436,10 @@ class AttributionCache:
             self._tables[method] = index
         return self._tables[method]
 
-    def get(self, text: str, method: Method = "occlusion") -> AttributionResult:
+    def get(self, text: str, method: Method | None = None) -> AttributionResult:
+        method = method or (
+            default_method(self.saliency.reward) if self.saliency else self.stored_method()
+        )
         stored = self._table(method).get(text_key(text))
         if stored:
             return from_records(text, stored)

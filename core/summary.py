@@ -15,22 +15,32 @@ SUMMARY_KEYS = (
     "best_heldout_accuracy", "best_heldout_f1", "calibrated_accuracy", "calibrated_f1",
     "supervised_ceiling_auc", "equivalent_set", "equivalence_rule", "verdict", "pi0_toxicity",
     "expert_toxicity", "irl_rlhf_toxicity", "human_label_auc", "human_label_accuracy",
+    "selection", "best_member", "equivalent_min_spearman", "equivalent_verdict_disagreement",
+    "objective", "implicit_reward_auc", "saliency_method", "saliency_top1_match",
+    "lexicon_agreement", "battery", "markup_debris_rate",
 )  # fmt: skip
+"""Always present in ``irl-lens show --json``; None where a stage has not run or needs an R*
+the run does not have. The R* keys (best_heldout_auc ...) are test-split figures of the member
+chosen by the selection rule."""
 
 
 def run_summary(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {"name": run.name, "path": str(run.path)}
     out |= dict.fromkeys(SUMMARY_KEYS)
+    objective = run.objective
+    out["objective"] = objective.name
+    out["objective_words"] = {"preferred": objective.preferred, "dispreferred": objective.dispreferred}
+    out["ground_truth"] = run.manifest.models.get("ground_truth")
     sample = run.stage_summary("sample")
     if run.has_table("demonstrations"):
         demos = as_scored(run.read_table("demonstrations"), scored_sentence(run))
         out["n_demonstrations"] = int(len(demos))
-        heldout = demos[demos["split"] == "heldout"]
-        out["n_heldout_toxic"] = int(heldout["toxic"].sum())
-        out["pi0_toxicity"] = sample.get("pi0_toxicity")
-        out["expert_toxicity"] = sample.get("expert_toxicity")
-        out["contrast"] = sample.get("contrast")
-    for stage in ("evaluate", "toxicity"):
+        if "dispreferred" in demos:
+            out["n_heldout_toxic"] = int(demos.loc[demos["split"] == "test", "dispreferred"].sum())
+        for key in ("pi0_toxicity", "expert_toxicity", "contrast", "pi0_mean_tokens",
+                    "expert_mean_tokens"):  # fmt: skip
+            out[key] = sample.get(key)
+    for stage in ("evaluate", "toxicity", "saliency", "implicit", "faithfulness"):
         for key, value in run.stage_summary(stage).items():
             if value is not None or key not in out:
                 out[key] = value

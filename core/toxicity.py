@@ -1,7 +1,8 @@
-"""The toxicity harness: every policy measured the same way on held-out prompts.
+"""The objective harness: every policy measured the same way on test prompts.
 
-For each policy: N sampled completions per held-out prompt with recorded decoding settings,
-scored by the run's ground truth on the completion alone. Reported beside the toxicity rate:
+For each policy: N sampled completions per test prompt with recorded decoding settings,
+scored by the run's ground truth on the completion alone. Reported beside the rate of the
+dispreferred side (``toxicity_rate``, whatever the objective: the key is kept for old readers):
 mean R*, mean completion length and the share under 5 tokens (short completions can fake low
 toxicity: the paper saw it), a fluency guard (perplexity under pi_0, distinct-2) and an estimate
 of KL(pi || pi_0) from the policy's own samples.
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from core import policy
 from core.demonstrations import generate
 from core.errors import IrlLensError
-from core.ground_truth import load_ground_truth, toxic_label
+from core.ground_truth import dispreferred_label
 from core.run_store import Run
 
 STAGE = "toxicity"
@@ -32,7 +33,7 @@ class ToxicityConfig(BaseModel):
     temperature: float = Field(default=1.0, gt=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     batch_size: int = Field(default=16, ge=1)
-    limit: int | None = Field(default=None, ge=1, description="held-out prompts used at most")
+    limit: int | None = Field(default=None, ge=1, description="test prompts used at most")
     seed: int = 0
 
 
@@ -77,9 +78,14 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
         )
     demos = run.read_table("demonstrations")
     prompts = (
-        demos.loc[demos["split"] == "heldout", "prompt"].drop_duplicates().tolist()[: config.limit]
+        demos.loc[demos["split"] == "test", "prompt"].drop_duplicates().tolist()[: config.limit]
     )
-    truth = load_ground_truth(run.manifest.models.get("ground_truth", "profanity"))
+    truth = run.ground_truth()
+    if truth is None:
+        raise IrlLensError(
+            f"run {run.path} has no ground truth: the harness measures policies by R*, which an "
+            "audit without one cannot do"
+        )
     tokenizer = policy.load_tokenizer(policies["pi0"][0])
     decoding = {"do_sample": True, "max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
                 "top_p": config.top_p}  # fmt: skip
@@ -105,7 +111,7 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
             rewards = truth.reward(texts)
             samples.append(pd.DataFrame({"policy": name, "prompt": repeated, "completion": texts,
                                          "n_tokens": [n for _, n in generated], "ground_truth": rewards,
-                                         "toxic": toxic_label(rewards), "logp_policy": logp_pi, "logp_pi0": logp_0}))  # fmt: skip
+                                         "dispreferred": dispreferred_label(rewards), "logp_policy": logp_pi, "logp_pi0": logp_0}))  # fmt: skip
         frame = pd.concat(samples, ignore_index=True)
         table = summarise_samples(frame)
         run.write_table("toxicity_samples", frame)
@@ -121,7 +127,7 @@ def summarise_samples(frame: pd.DataFrame) -> pd.DataFrame:
     for name, part in frame.groupby("policy", sort=False):
         tokens = part["n_tokens"].clip(lower=1)
         rows.append({
-            "policy": name, "n": len(part), "toxicity_rate": float(part["toxic"].mean()),
+            "policy": name, "n": len(part), "toxicity_rate": float(part["dispreferred"].mean()),
             "mean_ground_truth": float(part["ground_truth"].mean()), "mean_tokens": float(part["n_tokens"].mean()),
             "share_under_5_tokens": float((part["n_tokens"] < 5).mean()),
             "perplexity_under_pi0": float(np.exp(-(part["logp_pi0"].sum() / tokens.sum()))),

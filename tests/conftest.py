@@ -173,7 +173,8 @@ def runs_root(tmp_path, monkeypatch) -> Path:
 
 
 def build_toy_run(
-    path, backbone: str, *, n_prompts: int = 40, samples: int = 2, seed: int = 0, poor: bool = False
+    path, backbone: str, *, n_prompts: int = 40, samples: int = 2, seed: int = 0, poor: bool = False,
+    ground_truth: bool = True,
 ):
     """The paper's toy (its Section 3): the expert completes 'The <noun> was' with a kind adjective,
     pi_0 with an insult 70% of the time. ``poor``: an expert no different from pi_0 (poor RLHF)."""
@@ -186,7 +187,7 @@ def build_toy_run(
 
     rng = np.random.default_rng(seed)
     run = Run.create(path, seed=seed)
-    split = split_prompts(n_prompts, 0.3, seed)
+    split = split_prompts(n_prompts, 0.25, 0.2, seed)
     rows = []
     for i in range(n_prompts):
         prompt = f"The {NOUNS[i % len(NOUNS)]} was"
@@ -205,13 +206,17 @@ def build_toy_run(
                         "completion": completion,
                         "n_tokens": len(completion.split()),
                         "sentence": prompt + completion,
+                        "completion_ids": [],
                     }
                 )
-    frame = score(pd.DataFrame(rows), load_ground_truth("profanity"))
+    frame = score(pd.DataFrame(rows), load_ground_truth("profanity") if ground_truth else None)
     with run.stage("sample", {"toy": True, "poor": poor}):
-        run.manifest.models.update(
-            {"pi0": backbone, "expert": backbone, "ground_truth": "profanity"}
-        )
+        run.manifest.models.update({"pi0": backbone, "expert": backbone})
+        if ground_truth:
+            run.manifest.models["ground_truth"] = "profanity"
+        else:
+            run.manifest.config["objective"] = {"name": "toxicity", "preferred": "non-toxic",
+                                                "dispreferred": "toxic", "ground_truth": None}  # fmt: skip
         run.write_table("demonstrations", frame)
     return run
 
@@ -221,20 +226,24 @@ def toy_run(tmp_path, tiny_models):
     return build_toy_run(tmp_path / "toy", tiny_models["toy"])
 
 
-def build_audited_toy_run(path, backbone: str, *, saliency: bool = False):
-    """The toy run through IRL, evaluation and projection (and saliency): what the dashboard draws."""
+def build_audited_toy_run(
+    path, backbone: str, *, saliency: bool = False, ground_truth: bool = True
+):
+    """The toy run through IRL (2 layers × 2 repeats), evaluation and projection (and saliency):
+    what the dashboard draws."""
     from core.audit import EvaluationConfig, evaluate_run
     from core.irl import IRLConfig, MaxMarginIRL
     from core.projection import project_run
 
-    run = build_toy_run(path, backbone)
-    MaxMarginIRL(IRLConfig(epochs=6, learning_rate=0.05, batch_size=16)).fit(run, progress=False)
+    run = build_toy_run(path, backbone, ground_truth=ground_truth)
+    MaxMarginIRL(IRLConfig(epochs=6, learning_rate=0.05, batch_size=16, repeats=2)).fit(
+        run, progress=False
+    )
     evaluate_run(run, EvaluationConfig(calibration_size=50), progress=False)
     project_run(run, n_neighbors=5, progress=False)
     if saliency:
-        from core.ground_truth import load_ground_truth
         from core.recovered_reward import RecoveredReward
         from core.saliency import RewardSaliency, precompute
 
-        precompute(run, RewardSaliency(RecoveredReward(run), load_ground_truth()), progress=False)
+        precompute(run, RewardSaliency(RecoveredReward(run), run.ground_truth()), progress=False)
     return run

@@ -13,14 +13,33 @@ from core.audit import (
     evaluate_run,
     verdict,
 )
+from core.checkpoints import Member
 from core.equivalent_set import EquivalenceRule, most_different, select_members
 from core.errors import IrlLensError
 from core.evaluation import auc, epic_distance, evaluate, fit_threshold, sign_metrics
 from core.irl import IRLConfig, MaxMarginIRL
+from core.objective import Objective
 from core.recovered_reward import RecoveredReward
 from core.run_store import Run
 
 FAST = IRLConfig(epochs=20, learning_rate=0.05, batch_size=16)
+
+
+def test_vectorised_metrics_match_sklearn_and_scipy():
+    from scipy import stats
+
+    from core.evaluation import auc_columns, pair_accuracy_columns, spearman_columns
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=(60, 4)), 1)  # ties included
+    labels = rng.random(60) < 0.3
+    target = rng.normal(size=60)
+    for k in range(4):
+        assert auc_columns(-scores, labels)[k] == pytest.approx(auc(scores[:, k], labels))
+        assert spearman_columns(scores, target)[k] == pytest.approx(stats.spearmanr(scores[:, k], target)[0])
+    pairs = np.array([[0, 1], [2, 3], [4, 5]])
+    x = scores[pairs[:, 0]] - scores[pairs[:, 1]]
+    np.testing.assert_allclose(pair_accuracy_columns(scores, pairs), (x > 0).mean(0) + 0.5 * (x == 0).mean(0))
 
 
 def test_sign_metrics_toxic_is_positive_class():
@@ -63,39 +82,38 @@ def test_evaluate_reports_calibrated_keys():
     )
 
 
+def _candidates(**columns):
+    n = len(next(iter(columns.values())))
+    return pd.DataFrame({"member": [f"l{i}-r0-e{i + 1}" for i in range(n)], "epoch": range(1, n + 1),
+                         **columns})  # fmt: skip
+
+
 def test_equivalence_rules():
-    metrics = pd.DataFrame(
-        {
-            "epoch": [1, 2, 3, 4],
-            "auc": [0.80, 0.905, 0.91, 0.90],
-            "kendall": [0.3, 0.4, 0.405, 0.2],
-            "accuracy": [0.7, 0.8, 0.6, 0.8],
-            "f1": [0.6, 0.7, 0.5, 0.705],
-        }
+    candidates = _candidates(
+        selection_discrimination_auc=[0.80, 0.905, 0.91, 0.90],
+        selection_pair_accuracy=[0.7, 0.8, 0.795, 0.6],
+        selection_auc=[0.9, 0.5, 0.5, 0.895],
+        selection_spearman=[0.5, 0.1, 0.1, 0.495],
     )
-    assert select_members(metrics, EquivalenceRule()) == [2, 3]
-    assert select_members(metrics, EquivalenceRule(rule="paper")) == [2, 4]
-    # the best AUC and the best Kendall in different epochs: the set is still never empty
-    noisy = pd.DataFrame({"epoch": [1, 2, 3], "auc": [0.60, 0.58, 0.40], "kendall": [0.10, 0.30, 0.05],
-                          "accuracy": [0.5] * 3, "f1": [0.5] * 3})  # fmt: skip
-    assert select_members(noisy, EquivalenceRule()) == [1]
+    best, members = select_members(candidates, EquivalenceRule())
+    assert best == "l2-r0-e3" and members == ["l1-r0-e2", "l2-r0-e3"]
+    best, members = select_members(candidates, EquivalenceRule(selection="ground_truth"))
+    assert best == "l0-r0-e1" and members == ["l0-r0-e1", "l3-r0-e4"]
+    assert "uses R*" in EquivalenceRule(selection="ground_truth").describe()
+    assert "no R*" in EquivalenceRule().describe()
+    # the best AUC and the best pair accuracy in different candidates: never empty
+    noisy = _candidates(selection_discrimination_auc=[0.60, 0.58, 0.40],
+                        selection_pair_accuracy=[0.10, 0.30, 0.05])  # fmt: skip
+    assert select_members(noisy, EquivalenceRule()) == ("l0-r0-e1", ["l0-r0-e1"])
 
 
 def test_most_different_picks_farthest():
     base = np.linspace(-1, 1, 30)
-    scores = pd.DataFrame(
-        {
-            "row": range(30),
-            "epoch_001": base,
-            "epoch_002": base * 2,
-            "epoch_003": -base,
-            "epoch_004": base**2,
-        }
-    )
-    assert most_different(scores, [1, 2, 3, 4], 2, start=1) == [1, 3]
+    scores = pd.DataFrame({"a": base, "b": base * 2, "c": -base, "d": base**2})
+    assert most_different(scores, ["a", "b", "c", "d"], 2, start="a") == ["a", "c"]
 
 
-def test_calibration_never_uses_heldout_rows(toy_run):
+def test_calibration_never_uses_selection_or_test_rows(toy_run):
     demos = toy_run.read_table("demonstrations")
     rows = calibration_rows(demos, 10_000, seed=0)
     assert (demos.loc[rows, "split"] == "train").all() and len(rows) == (
@@ -103,24 +121,70 @@ def test_calibration_never_uses_heldout_rows(toy_run):
     ).sum()
 
 
+REPEATS = IRLConfig(epochs=20, learning_rate=0.05, batch_size=16, repeats=3)
+
+
 def test_evaluate_run_on_toy(toy_run):
-    MaxMarginIRL(FAST).fit(toy_run, progress=False)
+    MaxMarginIRL(REPEATS).fit(toy_run, progress=False)
     summary = evaluate_run(toy_run, EvaluationConfig(calibration_size=50), progress=False)
     assert summary["verdict"] == COHERENT
+    assert summary["selection"] == "demonstrations"
     assert summary["best_heldout_auc"] >= 0.95
     assert summary["supervised_ceiling_auc"] >= summary["best_heldout_auc"] - 0.05
-    assert len(summary["equivalent_set"]) >= 1 and set(summary["shown_members"]) <= set(
-        summary["equivalent_set"]
-    )
-    assert any("toxic held-out sentences" in w for w in summary["warnings"])
+    assert set(summary["shown_members"]) <= set(summary["equivalent_set"])
+    assert summary["best_member_id"] in summary["equivalent_set"]
+    assert any("toxic test sentences" in w for w in summary["warnings"])
+    assert 0 <= summary["equivalent_verdict_disagreement"] <= 1
+    assert -1 <= summary["equivalent_min_spearman"] <= 1
     run = Run.open(toy_run.path)
     members = run.read_table("members")
-    assert set(members["epoch"]) == set(summary["equivalent_set"])
+    assert set(members["member"]) == {*summary["shown_members"], "ensemble"}
     assert members["character"].str.contains("threshold").all()
+    assert {"layer", "repeat", "epoch", "seed", "offset", "scale", "threshold"} <= set(members.columns)
     correlations = run.read_table("member_correlations")
-    assert len(correlations) == len(summary["equivalent_set"]) ** 2
+    assert len(correlations) == len(summary["shown_members"]) ** 2
     evaluation = run.read_table("evaluation")
-    assert {"threshold", "calibrated_accuracy", "member", "shown"} <= set(evaluation.columns)
+    assert {"equivalent", "shown", "member", "layer", "repeat"} <= set(evaluation.columns)
+    assert len(evaluation) == 2 * 3 * 20  # layers x repeats x epochs: every candidate
+    ceiling = run.read_table("layer_ceiling")
+    assert set(ceiling["layer"]) == {0, 1}
+
+
+def test_selection_never_reads_the_ground_truth(tmp_path, tiny_models):
+    """A run whose R* column is shuffled selects the same members (only the R* figures change)."""
+    from conftest import build_toy_run
+
+    chosen = []
+    for shuffled in (False, True):
+        run = build_toy_run(tmp_path / f"s{shuffled}", tiny_models["toy"])
+        demos = run.read_table("demonstrations")
+        if shuffled:
+            rng = np.random.default_rng(1)
+            for column in ("ground_truth", "ground_truth_completion"):
+                demos[column] = rng.permutation(demos[column].to_numpy())
+            demos["dispreferred"] = demos["ground_truth"] < 0
+            demos["dispreferred_completion"] = demos["ground_truth_completion"] < 0
+            run.write_table("demonstrations", demos)
+        MaxMarginIRL(REPEATS).fit(run, progress=False)
+        summary = evaluate_run(run, EvaluationConfig(calibration="share"), progress=False)
+        chosen.append((summary["best_member_id"], summary["equivalent_set"], summary["shown_members"],
+                       summary["best_heldout_auc"]))  # fmt: skip
+    assert chosen[0][:3] == chosen[1][:3]
+    assert chosen[0][3] != chosen[1][3]
+
+
+def test_a_run_without_ground_truth_is_evaluated_from_demonstrations(tmp_path, tiny_models):
+    from conftest import build_toy_run
+
+    run = build_toy_run(tmp_path / "audit", tiny_models["toy"], ground_truth=False)
+    MaxMarginIRL(REPEATS).fit(run, progress=False)
+    summary = evaluate_run(run, progress=False)
+    assert summary["verdict"] == COHERENT and summary["calibration"] == "share"
+    assert summary["best_heldout_auc"] is None and summary["supervised_ceiling_auc"] is None
+    assert summary["equivalent_min_spearman"] is not None
+    with pytest.raises(IrlLensError, match="no ground truth"):
+        evaluate_run(run, EvaluationConfig(equivalence=EquivalenceRule(selection="ground_truth")),
+                     progress=False)  # fmt: skip
 
 
 def test_poor_expert_gets_no_coherent_reward(tmp_path, tiny_models):
@@ -134,34 +198,42 @@ def test_poor_expert_gets_no_coherent_reward(tmp_path, tiny_models):
 
 
 def test_verdict_bounds():
-    metrics = pd.DataFrame({"heldout_pairwise_accuracy": [0.52, 0.53], "auc": [0.6, 0.9]})
-    assert verdict(metrics, 1000, 200, 800, 0.01)["verdict"].startswith(INCOHERENT)
-    metrics["heldout_pairwise_accuracy"] = [0.62, 0.7]
-    assert verdict(metrics, 1000, 200, 800, 0.01)["verdict"] == COHERENT
+    words = Objective()
+    weak = {"test_pair_accuracy": 0.53, "pairwise_chance_bound": 0.57, "test_auc": 0.9, "auc_chance_bound": 0.6}
+    assert verdict(weak, words).startswith(INCOHERENT)
+    strong = weak | {"test_pair_accuracy": 0.7}
+    assert verdict(strong, words) == COHERENT
+    assert "toxic below non-toxic" in verdict(strong | {"test_auc": 0.55}, words)
+    assert verdict({"test_pair_accuracy": 0.7, "pairwise_chance_bound": 0.57}, words) == COHERENT
 
 
 def test_recovered_reward_scores_match_training_scores(toy_run):
-    MaxMarginIRL(FAST).fit(toy_run, progress=False)
+    from core.recovered_reward import candidate_rewards
+
+    MaxMarginIRL(REPEATS).fit(toy_run, progress=False)
     demos = toy_run.read_table("demonstrations")
-    scores = toy_run.read_table("irl_scores")
-    reward = RecoveredReward(toy_run, [3, 20])
-    texts = demos["sentence"].tolist()[:10]
-    matrix = reward.score(texts)
-    np.testing.assert_allclose(matrix[:, 0], scores["epoch_003"][:10], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(matrix[:, 1], scores["epoch_020"][:10], rtol=1e-4, atol=1e-4)
+    members = ["l0-r1-e3", "l1-r2-e20"]
+    stored = candidate_rewards(toy_run, [Member.parse(m) for m in members])
+    reward = RecoveredReward(toy_run, members)
+    matrix = reward.score(demos["sentence"].tolist()[:10])
+    np.testing.assert_allclose(matrix, stored.to_numpy()[:10], rtol=1e-2, atol=1e-3)  # float16 cache
 
 
 def test_mismatched_backbone_is_a_clear_error(toy_run, tiny_models):
     from core import policy
 
     MaxMarginIRL(IRLConfig(epochs=1)).fit(toy_run, progress=False)
-    with pytest.raises(IrlLensError, match="has a head of shape"):
-        RecoveredReward(toy_run, [1], backbone=policy.load_backbone(tiny_models["llama"]))
+    with pytest.raises(IrlLensError, match="has a head of"):
+        RecoveredReward(toy_run, ["l1-r0-e1"], backbone=policy.load_backbone(tiny_models["llama"]))
+    with pytest.raises(IrlLensError, match="no candidate l1-r5-e1"):
+        RecoveredReward(toy_run, ["l1-r5-e1"])
+    with pytest.raises(IrlLensError, match="not a member id"):
+        RecoveredReward(toy_run, ["abc"])
 
 
 def test_probe_limits(toy_run):
     MaxMarginIRL(IRLConfig(epochs=1)).fit(toy_run, progress=False)
-    reward = RecoveredReward(toy_run, [1])
+    reward = RecoveredReward(toy_run, ["l1-r0-e1"])
     with pytest.raises(IrlLensError, match="100,000 characters"):
         reward.score(["x" * 100_000])
     with pytest.raises(IrlLensError, match="no text to score"):
@@ -205,8 +277,8 @@ def test_export_matches_scores(tmp_path, tiny_models):
     from core.export import export_member
 
     run = build_toy_run(tmp_path / "e", tiny_models["toy"], n_prompts=8)
-    MaxMarginIRL(IRLConfig(epochs=2, pooling="last", learning_rate=0.05)).fit(run, progress=False)
-    out = export_member(run, 2, tmp_path / "exported")
+    MaxMarginIRL(IRLConfig(epochs=2, pooling="last", learning_rate=0.05)).fit(run, progress=False)  # layers 0, 1
+    out = export_member(run, "l1-r0-e2", tmp_path / "exported")
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
     texts = ["The judge was kind.", "The nurse was a fucking idiot."]
@@ -214,10 +286,12 @@ def test_export_matches_scores(tmp_path, tiny_models):
     with torch.no_grad():
         exported = model(**batch).logits[:, 0].numpy()
     np.testing.assert_allclose(
-        exported, RecoveredReward(run, [2]).score(texts)[:, 0], rtol=1e-4, atol=1e-4
+        exported, RecoveredReward(run, ["l1-r0-e2"]).score(texts)[:, 0], rtol=1e-4, atol=1e-4
     )
     with pytest.raises(IrlLensError, match="not empty"):
-        export_member(run, 2, out)
+        export_member(run, "l1-r0-e2", out)
+    with pytest.raises(IrlLensError, match="reads the last"):
+        export_member(run, "l0-r0-e2", tmp_path / "other")
 
 
 def test_export_refuses_mean_pooling(toy_run, tmp_path):
@@ -225,7 +299,7 @@ def test_export_refuses_mean_pooling(toy_run, tmp_path):
     from core.export import export_member
 
     with pytest.raises(IrlLensError, match="--pooling last"):
-        export_member(toy_run, 1, tmp_path / "x")
+        export_member(toy_run, "l1-r0-e1", tmp_path / "x")
     assert (
         json.loads((toy_run.path / "manifest.json").read_text())["stages"]["irl"]["status"]
         == "complete"
@@ -237,13 +311,13 @@ def test_calibration_with_human_labels_of_training_sentences(toy_run, tmp_path):
     demos = toy_run.read_table("demonstrations")
     train = demos[demos["split"] == "train"].head(20)
     labels = tmp_path / "calib.csv"
-    pd.DataFrame({"text": train["sentence"], "label": train["toxic"].astype(int)}).to_csv(
+    pd.DataFrame({"text": train["sentence"], "label": train["dispreferred"].astype(int)}).to_csv(
         labels, index=False
     )
     summary = evaluate_run(toy_run, EvaluationConfig(calibration="labels", calibration_labels=str(labels)),
                            progress=False)  # fmt: skip
     assert summary["calibration"] == "labels" and summary["calibrated_accuracy"] > 0.5
-    heldout = demos[demos["split"] == "heldout"].head(1)
+    heldout = demos[demos["split"] == "test"].head(1)
     pd.DataFrame({"text": heldout["sentence"], "label": [1]}).to_csv(labels, index=False)
     with pytest.raises(IrlLensError, match="not a training sentence"):
         evaluate_run(

@@ -101,23 +101,28 @@ def test_extract_score_evaluate_export(toy_run, tmp_path):
     for key in SUMMARY_KEYS:
         assert key in shown
     assert shown["best_heldout_auc"] >= 0.9 and shown["verdict"] == "coherent reward recovered"
-    assert shown["equivalent_set"] and shown["equivalence_rule"].startswith("ranking")
+    assert shown["equivalent_set"] and shown["equivalence_rule"].startswith("selection-split")
+    assert shown["selection"] == "demonstrations" and set(shown["best_member"]) == {"layer", "repeat", "epoch"}
+    assert shown["objective"] == "toxicity"
     scored = runner.invoke(
         app, ["score", str(toy_run.path), "The judge was kind.", "The judge was a bitch.", "--json"]
     )
     items = json.loads(scored.stdout)
     assert [item["text"] for item in items] == ["The judge was kind.", "The judge was a bitch."]
-    assert set(items[0]["members"]) == {str(e) for e in shown["shown_members"]}
+    assert set(items[0]["members"]) == set(shown["shown_members"])
     assert items[0]["ground_truth"] > 0 > items[1]["ground_truth"]
     member = next(iter(items[0]["members"]))
     assert items[0]["members"][member] > items[1]["members"][member]
     result = runner.invoke(
-        app, ["evaluate", str(toy_run.path), "--rule", "paper", "--calibration", "none"]
+        app, ["evaluate", str(toy_run.path), "--selection", "ground_truth", "--calibration", "none"]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(runner.invoke(app, ["show", str(toy_run.path), "--json"]).stdout)[
-        "equivalence_rule"
-    ].startswith("paper")
+    shown = json.loads(runner.invoke(app, ["show", str(toy_run.path), "--json"]).stdout)
+    assert shown["selection"] == "ground_truth" and "uses R*" in shown["equivalence_rule"]
+    assert shown["calibrated_accuracy"] is None  # calibration none: only the paper's sign at 0
+    one = shown["shown_members"][0]
+    scored = json.loads(runner.invoke(app, ["score", str(toy_run.path), "hi", "--members", one, "--json"]).stdout)
+    assert list(scored[0]["members"]) == [one] and "ensemble" not in scored[0]
 
 
 def test_bad_settings_are_one_line_errors(toy_run):
@@ -154,6 +159,8 @@ def test_data_parallel_with_two_cpu_processes(toy_run):
             str(toy_run.path),
             "--epochs",
             "2",
+            "--mode",
+            "lora",
             "--no-evaluate",
         ],
         capture_output=True,
@@ -163,7 +170,7 @@ def test_data_parallel_with_two_cpu_processes(toy_run):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "on 2 process(es)" in result.stderr
     run = Run.open(toy_run.path)
-    assert run.stage_status("irl") == "complete" and run.has_weights("irl/epoch-002")
+    assert run.stage_status("irl") == "complete" and run.has_weights("irl/r0-epoch-002")
 
 
 def test_score_with_saliency_json(toy_run):
@@ -181,5 +188,6 @@ def test_score_with_saliency_json(toy_run):
     assert [w["word"] for w in item["words"]] == ["The", "judge", "was", "a", "bitch."]
     assert set(item["words"][0]["members"]) == set(item["members"])
     assert item["words"][4]["ground_truth"] < 0
+    assert item["saliency_method"] == "decomposition"
     assert runner.invoke(app, ["saliency", str(toy_run.path)]).exit_code == 0
-    assert Run.open(toy_run.path).has_table("saliency_occlusion")
+    assert Run.open(toy_run.path).has_table("saliency_decomposition")

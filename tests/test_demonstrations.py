@@ -34,8 +34,13 @@ def test_sampling_table(tmp_path, prompts_file, tiny_models):
     assert len(frame) == 8 * 2 * 2
     assert set(frame["policy"]) == {"pi0", "expert"}
     by_prompt = frame.groupby("prompt_id")["split"].nunique()
-    assert (by_prompt == 1).all(), "a prompt must sit on one side of the split"
-    assert set(frame["split"]) == {"train", "heldout"}
+    assert (by_prompt == 1).all(), "a prompt must sit in one split only"
+    assert set(frame["split"]) == {"train", "selection", "test"}
+    prompts = {s: set(frame.loc[frame["split"] == s, "prompt"]) for s in ("train", "selection", "test")}
+    assert not (prompts["train"] & prompts["selection"] or prompts["train"] & prompts["test"]
+                or prompts["selection"] & prompts["test"])  # fmt: skip
+    assert (frame["completion_ids"].map(len) == frame["n_tokens"]).all()
+    assert reopened_objective(run).dispreferred == "toxic"
     assert (frame["sentence"] == frame["prompt"] + frame["completion"]).all()
     assert frame["ground_truth"].notna().all() and (frame["n_tokens"] <= 6).all()
     reopened = Run.open(run.path)
@@ -106,12 +111,33 @@ def test_config_rules():
         SamplingConfig(prompts="p.jsonl", unknown_field=1)
 
 
-def test_split_is_seeded_and_two_sided():
-    a, b = split_prompts(20, 0.25, seed=1), split_prompts(20, 0.25, seed=1)
-    assert (a == b).all() and (a == "heldout").sum() == 5
-    assert set(split_prompts(2, 0.9, seed=0)) == {"train", "heldout"}
-    with pytest.raises(IrlLensError, match="at least 2 prompts"):
-        split_prompts(1, 0.25, seed=0)
+def reopened_objective(run):
+    return Run.open(run.path).objective
+
+
+def test_split_is_seeded_and_three_sided():
+    a, b = split_prompts(20, 0.25, 0.2, seed=1), split_prompts(20, 0.25, 0.2, seed=1)
+    assert (a == b).all() and (a == "test").sum() == 5 and (a == "selection").sum() == 4
+    assert set(split_prompts(3, 0.5, 0.3, seed=0)) == {"train", "selection", "test"}
+    with pytest.raises(IrlLensError, match="at least 3 prompts"):
+        split_prompts(2, 0.25, 0.2, seed=0)
+    # the test split does not move when the selection share changes
+    c = split_prompts(20, 0.25, 0.4, seed=1)
+    assert ((a == "test") == (c == "test")).all()
+
+
+def test_sampling_without_a_ground_truth(tmp_path, prompts_file, tiny_models):
+    from core.objective import BUILT_IN
+
+    config = _config(prompts_file, tiny_models, ground_truth=None,
+                     objective=BUILT_IN["sentiment"].model_copy(update={"ground_truth": None}))  # fmt: skip
+    run = Run.create(tmp_path / "audit", seed=7)
+    frame = sample_demonstrations(run, config, progress=False)
+    assert "ground_truth" not in frame and "dispreferred" not in frame
+    reopened = Run.open(run.path)
+    assert not reopened.has_ground_truth and reopened.ground_truth() is None
+    assert reopened.objective.dispreferred == "negative"
+    assert reopened.stage_summary("sample")["pi0_toxicity"] is None
 
 
 def test_sampling_is_seeded(tmp_path, prompts_file, tiny_models):
@@ -129,8 +155,8 @@ def test_sampling_is_seeded(tmp_path, prompts_file, tiny_models):
 def test_views_label_what_the_reward_scored():
     demos = pd.DataFrame({"prompt": ["You idiot,"], "completion": [" have a nice day"],
                           "sentence": ["You idiot, have a nice day"], "ground_truth": [-4.0],
-                          "ground_truth_completion": [3.0], "toxic": [True], "toxic_completion": [False]})  # fmt: skip
+                          "ground_truth_completion": [3.0], "dispreferred": [True], "dispreferred_completion": [False]})  # fmt: skip
     assert as_scored(demos) is demos
     view = as_scored(demos, "completion").iloc[0]
     assert view["sentence"] == " have a nice day" and view["ground_truth"] == 3.0
-    assert not view["toxic"] and view["prompt"] == "You idiot,"
+    assert not view["dispreferred"] and view["prompt"] == "You idiot,"

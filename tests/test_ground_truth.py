@@ -3,14 +3,14 @@ import pytest
 import torch
 
 from core.errors import IrlLensError
-from core.ground_truth import P_CLIP, ClassifierGroundTruth, load_ground_truth, toxic_label
+from core.ground_truth import P_CLIP, ClassifierGroundTruth, dispreferred_label, load_ground_truth
 
 
 def test_profanity_signs_and_clip():
     gt = load_ground_truth("profanity")
     rewards = gt.reward(["What a lovely day at the beach.", "fuck you, you fucking idiot"])
     assert rewards[0] > 0 > rewards[1]
-    assert toxic_label(rewards).tolist() == [False, True]
+    assert dispreferred_label(rewards).tolist() == [False, True]
     p = gt.probability(["fuck fuck fuck shit"])
     assert np.all(np.isfinite(gt.reward(["fuck fuck fuck shit"])))
     clipped = np.clip(p, P_CLIP, 1 - P_CLIP)
@@ -60,3 +60,22 @@ def test_hf_classifier_is_minus_toxic_logit(tiny_models, tmp_path):
 def test_hf_offline_hub_id():
     with pytest.raises(IrlLensError, match="Offline"):
         load_ground_truth("hf:s-nlp/roberta_toxicity_classifier")
+
+
+def test_sentiment_ground_truth_signs_and_exact_word_contributions():
+    gt = load_ground_truth("sentiment")
+    texts = ["The food was wonderful and the staff were kind.", "The food was terrible and the waiter was rude!"]
+    rewards = gt.reward(texts)
+    assert rewards[0] > 0 > rewards[1] and np.all(np.abs(rewards) <= 5.0)
+    for text, reward in zip(texts, rewards, strict=True):
+        words = gt.word_contributions(text)
+        assert len(words) == len(text.split())
+        assert words.sum() == pytest.approx(reward, abs=1e-9)  # exact: they sum to R*
+    words = gt.word_contributions(texts[1])
+    assert int(np.argmin(words)) in (3, 8)  # 'terrible' or 'rude!' carries the blame
+    assert words[0] == 0.0  # 'The' has no valence
+
+
+def test_sentiment_negation_is_in_the_contributions():
+    gt = load_ground_truth("sentiment")
+    assert gt.reward(["The film was not good."])[0] < 0 < gt.reward(["The film was good."])[0]

@@ -65,10 +65,12 @@ def test_irl_on_smollm2_features(gguf_cache, tmp_path):
     from core.recovered_reward import RecoveredReward
 
     run = synthetic_run(tmp_path / "run", 72)
-    MaxMarginIRL(IRLConfig(epochs=10, learning_rate=0.01, batch_size=16)).fit(run, progress=False)
+    config = IRLConfig(epochs=10, learning_rate=0.01, batch_size=16, layers=[4, -1], repeats=2)
+    MaxMarginIRL(config).fit(run, progress=False)
     summary = evaluate_run(run, EvaluationConfig(calibration_size=50), progress=False)
     assert summary["best_heldout_auc"] >= 0.95 and summary["verdict"] == "coherent reward recovered"
-    scores = RecoveredReward(run, [10]).score(
+    assert set(run.read_table("candidates")["layer"]) == {4, 30}  # SmolLM2: 30 layers + embeddings
+    scores = RecoveredReward(run, [summary["best_member_id"]]).score(
         [
             "The mayor was kind and patient with everyone.",
             "The mayor was a fucking idiot who ruins everything.",

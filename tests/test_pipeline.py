@@ -95,7 +95,10 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     times = stage_times(run)
     again = run_pipeline(load_config(config_file), progress=False, log=lambda m: None)
     assert stage_times(again) == times, "a complete stage must not run again"
-    json.dumps(summary, default=str)
+    assert json.loads(json.dumps(summary, default=str))["verdict"] == summary["verdict"]
+    assert set(run.read_table("toxicity")["policy"]) == {"pi0", "expert", "irl_rlhf"}
+    assert run.has_table("saliency_gradient_x_input") and summary["saliency_method"] == "gradient_x_input"
+    assert summary["selection"] == "demonstrations" and summary["best_member"] is not None
 
 
 def test_bad_config_names_the_setting(tmp_path):

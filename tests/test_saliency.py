@@ -11,13 +11,14 @@ from core.saliency import (
     AttributionCache,
     RewardSaliency,
     aggregate_to_words,
+    default_method,
     precompute,
-    profanity_decision,
-    profanity_linear,
-    profanity_word_contributions,
 )
 
 TEXT = "The judge was a fucking idiot, and the nurse was kind."
+
+
+MEMBERS = ["l1-r0-e2", "l0-r0-e3", "l1-r0-e4"]  # two layers: one pass must serve both
 
 
 @pytest.fixture()
@@ -28,38 +29,85 @@ def trained(toy_run):
 
 @pytest.fixture()
 def saliency(trained):
-    return RewardSaliency(RecoveredReward(trained, [2, 3, 4]), load_ground_truth("profanity"))
+    return RewardSaliency(RecoveredReward(trained, MEMBERS), load_ground_truth("profanity"))
+
+
+def _rewards(saliency, ids, mask):
+    reward = saliency.reward
+    return saliency._rewards(reward.backbone, reward.heads, reward.layers, ids, mask)
 
 
 def test_occlusion_matches_hand_computed_removal(saliency):
-    result = saliency.attribute(TEXT, include_ground_truth=False)
-    reward = saliency.reward
-    batch = reward.tokenizer(TEXT, return_tensors="pt")
+    result = saliency.attribute(TEXT, method="occlusion", include_ground_truth=False)
+    batch = saliency.reward.tokenizer(TEXT, return_tensors="pt")
     ids, mask = batch["input_ids"], batch["attention_mask"]
     with torch.no_grad():
-        full = saliency._rewards(reward.backbone, reward.heads, ids, mask)[0]
+        full = _rewards(saliency, ids, mask)[0]
         for t in (0, 3, ids.shape[1] - 1):
             removed = mask.clone()
             removed[0, t] = 0
-            without = saliency._rewards(reward.backbone, reward.heads, ids, removed)[0]
+            without = _rewards(saliency, ids, removed)[0]
             np.testing.assert_allclose(
                 result.token_scores[:, t], (full - without).numpy(), rtol=1e-4, atol=1e-5
             )
     np.testing.assert_allclose(result.rewards, full.numpy(), rtol=1e-5)
-    assert result.explained == ("2", "3", "4")
+    np.testing.assert_allclose(result.rewards, saliency.reward.score([TEXT])[0], rtol=1e-4, atol=1e-5)
+    assert result.explained == tuple(MEMBERS)
+
+
+def test_decomposition_is_exact_and_default(saliency):
+    """Mean pooling: token shares wᵀhₜ/T sum to R̂ − b, for members of different layers at once."""
+    assert default_method(saliency.reward) == "decomposition"
+    result = saliency.attribute(TEXT, include_ground_truth=False)
+    assert result.method == "decomposition"
+    scored = saliency.reward.score([TEXT])[0]
+    bias = saliency.reward.heads.bias.numpy()
+    np.testing.assert_allclose(result.token_scores.sum(1) + bias, scored, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(result.word_scores.sum(1), result.token_scores.sum(1), atol=1e-6)
+    # one member alone gives the same shares as in the group
+    alone = RewardSaliency(RecoveredReward(saliency.reward.run, [MEMBERS[1]])).attribute(
+        TEXT, include_ground_truth=False
+    )
+    np.testing.assert_allclose(alone.token_scores[0], result.token_scores[1], rtol=1e-4, atol=1e-6)
+
+
+def test_member_spread_marks_words_whose_sign_differs(saliency):
+    result = saliency.attribute(TEXT, include_ground_truth=False)
+    mean, std, flips = result.member_spread()
+    rows = np.array([result.row(m) for m in result.members])
+    rows = rows / np.abs(rows).max(1, keepdims=True)
+    np.testing.assert_allclose(mean, rows.mean(0))
+    assert flips.tolist() == ((rows > 0.05).any(0) & (rows < -0.05).any(0)).tolist()
 
 
 def test_shared_occlusion_equals_per_member_runs(trained):
-    together = RewardSaliency(RecoveredReward(trained, [2, 4])).attribute(
-        TEXT, include_ground_truth=False
+    members = ["l1-r0-e2", "l0-r0-e4"]
+    together = RewardSaliency(RecoveredReward(trained, members)).attribute(
+        TEXT, method="occlusion", include_ground_truth=False
     )
-    for k, epoch in enumerate([2, 4]):
-        alone = RewardSaliency(RecoveredReward(trained, [epoch])).attribute(
-            TEXT, include_ground_truth=False
+    for k, member in enumerate(members):
+        alone = RewardSaliency(RecoveredReward(trained, [member])).attribute(
+            TEXT, method="occlusion", include_ground_truth=False
         )
         np.testing.assert_allclose(
             together.token_scores[k], alone.token_scores[0], rtol=1e-4, atol=1e-6
         )
+
+
+def test_two_lora_members_are_each_explained_with_their_own_adapter(tmp_path, tiny_models):
+    """Regression: every LoRA member used to be explained with the last member's adapter."""
+    from conftest import build_toy_run
+
+    run = build_toy_run(tmp_path / "lora", tiny_models["llama"], n_prompts=10)
+    MaxMarginIRL(IRLConfig(mode="lora", epochs=3, lora_r=2, learning_rate=0.05, batch_size=8)).fit(
+        run, progress=False
+    )
+    reward = RecoveredReward(run, ["l2-r0-e1", "l2-r0-e3"])
+    scored = reward.score([TEXT])[0]
+    assert abs(scored[0] - scored[1]) > 1e-4, "the two epochs must differ for the test to mean anything"
+    result = RewardSaliency(reward).attribute(TEXT, include_ground_truth=False)
+    assert result.method == "occlusion"
+    np.testing.assert_allclose(result.rewards, scored, rtol=1e-4, atol=1e-5)
 
 
 def test_gradient_x_input_matches_captum_per_member(saliency):
@@ -68,8 +116,8 @@ def test_gradient_x_input_matches_captum_per_member(saliency):
     result = saliency.attribute(TEXT, method="gradient_x_input", include_ground_truth=False)
     reward = saliency.reward
     batch = reward.tokenizer(TEXT, return_tensors="pt")
-    for k, epoch in enumerate(reward.members):
-        model = reward.member_model(epoch)
+    for k, member in enumerate(reward.members):
+        model = reward.member_model(member)
         plain = LayerGradientXActivation(
             lambda ids, m=model: m(ids, batch["attention_mask"]),
             reward.backbone.get_input_embeddings(),
@@ -87,15 +135,18 @@ def test_integrated_gradients_completeness_within_delta(saliency):
     batch = reward.tokenizer(TEXT, return_tensors="pt")
     baseline = torch.full_like(batch["input_ids"], reward.tokenizer.pad_token_id)
     with torch.no_grad():
-        base = saliency._rewards(reward.backbone, reward.heads, baseline, batch["attention_mask"])[
-            0
-        ].numpy()
+        base = _rewards(saliency, baseline, batch["attention_mask"])[0].numpy()
     total = result.token_scores.sum(1)
     gap = result.rewards - base
     np.testing.assert_allclose(
         total - gap, result.convergence_delta, atol=1e-4
     )  # Captum: sum − gap
-    assert result.n_steps == 64 and result.converged in (True, False)
+    assert result.n_steps == 64
+    # the flag says exactly whether every member's delta is within tolerance of its gap
+    within = bool(np.all(np.abs(result.convergence_delta) <= 0.05 * np.maximum(np.abs(gap), 1e-6)))
+    assert result.converged is within
+    if not within:
+        assert any("did not converge" in n for n in result.notes)
 
 
 def test_word_aggregation_keeps_sums():
@@ -110,10 +161,10 @@ def test_word_aggregation_keeps_sums():
 def test_profanity_contributions_sum_to_decision_value():
     gt = load_ground_truth("profanity")
     for text in [TEXT, "shit shit and more shit, you idiot", "A calm and lovely afternoon."]:
-        words = profanity_word_contributions(gt, text)
-        _, intercept = profanity_linear(gt)
-        assert words.sum() - intercept == pytest.approx(-profanity_decision(gt, text), abs=1e-9)
-    words = profanity_word_contributions(gt, TEXT)
+        words = gt.word_contributions(text)
+        _, intercept = gt.linear()
+        assert words.sum() - intercept == pytest.approx(-gt.decision(text), abs=1e-9)
+    words = gt.word_contributions(TEXT)
     assert words[4] < 0 and words.argmin() in (4, 5)  # 'fucking' / 'idiot'
 
 
@@ -122,18 +173,18 @@ def test_agreement_and_ground_truth_row(saliency):
     assert result.explained[-1] == GROUND_TRUTH and len(result.row(GROUND_TRUTH)) == len(
         result.words
     )
-    assert -1 <= result.agreement("4") <= 1
+    assert -1 <= result.agreement(MEMBERS[2]) <= 1
 
 
 def test_cache_hits_and_precompute(trained, saliency, monkeypatch):
     calls = []
-    original = saliency._occlusion
-    monkeypatch.setattr(saliency, "_occlusion", lambda *a: calls.append(1) or original(*a))
+    original = saliency._decomposition
+    monkeypatch.setattr(saliency, "_decomposition", lambda *a: calls.append(1) or original(*a))
     table = precompute(trained, saliency, chunk_size=4, progress=False)
-    n_heldout = (trained.read_table("demonstrations")["split"] == "heldout").sum()
+    n_heldout = (trained.read_table("demonstrations")["split"] == "test").sum()
     assert table["row"].nunique() == n_heldout and len(calls) == n_heldout
     cache = AttributionCache(trained, saliency)
-    sentence = trained.read_table("demonstrations").query("split == 'heldout'")["sentence"].iloc[0]
+    sentence = trained.read_table("demonstrations").query("split == 'test'")["sentence"].iloc[0]
     stored = cache.get(sentence)
     assert len(calls) == n_heldout, "a precomputed sentence must not run the model"
     fresh = saliency.attribute(sentence)
@@ -157,7 +208,7 @@ def test_projection(trained):
 
     frame = project_run(trained, n_neighbors=5, progress=False)
     assert len(frame) == len(trained.read_table("demonstrations"))
-    assert {"x", "y", "policy", "toxic", "row"} <= set(frame.columns) and np.isfinite(
+    assert {"x", "y", "policy", "dispreferred", "row"} <= set(frame.columns) and np.isfinite(
         frame[["x", "y"]]
     ).all().all()
     again = project_run(trained, n_neighbors=5, progress=False)
@@ -175,15 +226,12 @@ def test_hf_ground_truth_words_by_occlusion(trained, tiny_models, tmp_path):
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "clf")
     tokenizer.save_pretrained(tmp_path / "clf")
     truth = load_ground_truth(f"hf:{tmp_path / 'clf'}")
-    result = RewardSaliency(RecoveredReward(trained, [4]), truth).attribute("the nurse was kind")
+    result = RewardSaliency(RecoveredReward(trained, ["l1-r0-e4"]), truth).attribute("the nurse was kind")
     words = result.row(GROUND_TRUTH)
     batch = truth.tokenizer("the nurse was kind", return_tensors="pt")
     with torch.no_grad():
         full = -truth.model(**batch).logits[0, 1].item()
-        mask = batch["attention_mask"].clone()
-        mask[0, 0] = 0  # remove the first token: 'the'
-        without = (
-            -truth.model(input_ids=batch["input_ids"], attention_mask=mask).logits[0, 1].item()
-        )
+        # remove the first word, 'the': the classifier re-reads the text without it
+        without = -truth.model(**truth.tokenizer(" nurse was kind", return_tensors="pt")).logits[0, 1].item()
     assert words[0] == pytest.approx(full - without, abs=1e-4)
     assert result.rewards[-1] == pytest.approx(full, abs=1e-4)

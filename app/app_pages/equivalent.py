@@ -1,89 +1,104 @@
-"""Equivalent models: the members side by side (the paper's non-identifiability, its Fig. 6)."""
+"""Equivalent models: the shown members side by side (the paper's non-identifiability, its Fig. 6)."""
 
 import numpy as np
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.state import member_label, require, run_table, selected_run
+from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
+from core.checkpoints import ENSEMBLE
+from core.equivalent_set import standardise
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
+words = run.objective
 summary = run.stage_summary("evaluate")
 members = run_table(run, "members")
 correlations = run_table(run, "member_correlations")
-scores = run_table(run, "irl_scores")
+scores = run_table(run, "member_scores")
 demos = run_table(run, "demonstrations")
 spread = run_table(run, "member_spread")
+no_truth = no_ground_truth_note(run)
 
+shown = members[members["member"] != ENSEMBLE]
+names = shown["member"].tolist()
 st.markdown(
-    f"**{len(members)}** checkpoints are equally good under the rule *{summary.get('equivalence_rule', '')}*; "
-    f"{int(members['shown'].sum())} of them, the most different, are compared here."
+    f"**{summary.get('n_equivalent', len(names))}** of {summary.get('n_candidates', '?')} candidates "
+    f"(every layer × repeat × epoch) are equally good under the rule"
 )
-shown = members[members["shown"]]
-epochs = shown["epoch"].astype(int).tolist()
+st.text(summary.get("equivalence_rule", ""))
+st.markdown(
+    f"The **{len(names)}** most different of them are compared here. They come from layers "
+    f"{', '.join(str(x) for x in sorted(shown['layer'].astype(int).unique()))} and repeats "
+    f"{', '.join(str(x) for x in sorted(shown['repeat'].astype(int).unique()))}."
+)
+cols = st.columns(3)
+low = summary.get("equivalent_min_spearman")
+cols[0].metric("Lowest pairwise Spearman (test)", "—" if low is None else f"{low:.3f}")
+share = summary.get("equivalent_verdict_disagreement")
+cols[1].metric("Test sentences whose verdict depends on the member", "—" if share is None else f"{share:.1%}")
+cols[2].metric("Shown members", len(names))
 
 st.subheader("How each member draws the line")
-st.caption("Members agree on ranking but differ in offset, scale and where the threshold falls.")
-for text in shown["character"]:
-    st.markdown(f"- {text}")
-st.dataframe(shown.drop(columns=["character", "shown"]).round(3), hide_index=True)
+st.caption(
+    "Members agree on the selection criteria but differ in which sentences they prefer, in offset, "
+    "scale and where their calibrated threshold falls. The ensemble (mean of the standardised "
+    "members) is a reference row, not a member."
+)
+for text in members["character"]:
+    st.text(f"• {text}")
+st.dataframe(members.drop(columns=["character", "shown", "label"]).round(3), hide_index=True)
 
 left, right = st.columns(2)
-metric = left.radio("Rank correlation", ["kendall", "spearman", "epic"], horizontal=True)
-matrix = correlations.pivot(index="member_a", columns="member_b", values=metric).loc[epochs, epochs]
+metric = left.radio("Rank correlation", ["spearman", "kendall", "epic"], horizontal=True)
+matrix = correlations.pivot(index="member_a", columns="member_b", values=metric).loc[names, names]
 heat = px.imshow(matrix, text_auto=".2f", color_continuous_scale="Viridis_r" if metric == "epic" else "Viridis",
                  labels=dict(x="member", y="member", color=metric))  # fmt: skip
-heat.update_layout(height=420, margin=dict(t=10, b=10))
+heat.update_layout(height=460, margin=dict(t=10, b=10))
 left.plotly_chart(heat)
 
-heldout = np.flatnonzero((demos["split"] == "heldout").to_numpy())
-z = scores.iloc[heldout][[f"epoch_{e:03d}" for e in epochs]]
-z = (z - z.mean()) / z.std().replace(0, 1)
-long = z.assign(row=heldout, toxic=demos["toxic"].to_numpy()[heldout]).melt(
-    id_vars=["row", "toxic"], var_name="member", value_name="z-scored reward"
-)
-long["member"] = long["member"].str[6:].astype(int).map(member_label)
-long["label"] = np.where(long["toxic"], "toxic", "clean")
-strip = px.strip(long, x="member", y="z-scored reward", color="label",
-                 color_discrete_map={"toxic": "#dc2626", "clean": "#16a34a"})  # fmt: skip
-strip.update_layout(height=420, margin=dict(t=10, b=10))
+test = np.flatnonzero((demos["split"] == "test").to_numpy())
+z = pd.DataFrame(standardise(scores.iloc[test][names].to_numpy()), columns=names)
+z["row"] = test
+if not no_truth:
+    z["label"] = np.where(demos["dispreferred"].to_numpy()[test], words.dispreferred, words.preferred)
+long = z.melt(id_vars=[c for c in ("row", "label") if c in z], var_name="member", value_name="z-scored reward")
+long["member"] = long["member"].map(member_label)
+strip = px.strip(long, x="member", y="z-scored reward", color="label" if not no_truth else None,
+                 color_discrete_map={words.dispreferred: "#dc2626", words.preferred: "#16a34a"})  # fmt: skip
+strip.update_layout(height=460, margin=dict(t=10, b=10), xaxis_tickangle=-30)
 right.plotly_chart(strip)
 
-st.subheader("Sentences the members disagree on most")
+st.subheader("Test sentences the members disagree on most")
 disputed = demos.assign(row=np.arange(len(demos))).merge(spread, on="row")
-disputed = (
-    disputed[disputed["split"] == "heldout"].sort_values("spread_std", ascending=False).head(15)
-)
-st.dataframe(disputed[["sentence", "policy", "toxic", "ground_truth", "spread_std", "spread_range"]].round(3),
-             hide_index=True)  # fmt: skip
+disputed = disputed.sort_values("spread_std", ascending=False).head(15)
+columns = ["sentence", "policy", *(["dispreferred", "ground_truth"] if not no_truth else []), "spread_std", "spread_range"]
+st.dataframe(disputed[columns].rename(columns={"dispreferred": words.dispreferred}).round(3), hide_index=True)
 profile = go.Figure()
+z_all = standardise(scores[names].to_numpy())
 for _, row in disputed.head(8).iterrows():
-    values = [scores.loc[row["row"], f"epoch_{e:03d}"] for e in epochs]
-    values = (
-        np.array(values) - scores[[f"epoch_{e:03d}" for e in epochs]].mean().to_numpy()
-    ) / scores[[f"epoch_{e:03d}" for e in epochs]].std().replace(0, 1).to_numpy()
-    profile.add_trace(go.Scatter(x=[member_label(e) for e in epochs], y=values, mode="lines+markers",
-                                 name=str(row["sentence"])[:40]))  # fmt: skip
+    profile.add_trace(go.Scatter(x=[member_label(n) for n in names], y=z_all[int(row["row"])],
+                                 mode="lines+markers", name=str(row["sentence"])[:40]))  # fmt: skip
 profile.update_layout(height=380, yaxis_title="z-scored reward", margin=dict(t=10, b=10))
 st.plotly_chart(profile)
 
-st.subheader("Map of the sentences (UMAP of h(s))")
+st.subheader("Map of the sentences (UMAP of h(s) at the chosen member's layer)")
 projection = run_table(run, "projection")
 if projection is None:
     st.info("No projection yet: run `irl-lens project RUN`.")
 else:
-    colour_by = st.selectbox(
-        "Colour by", ["R* label", "policy", *[member_label(e) for e in epochs]]
-    )
+    options = (["R* label"] if not no_truth else []) + ["policy", *[member_label(n) for n in names]]
+    colour_by = st.selectbox("Colour by", options)
     data = projection.copy()
     data["sentence"] = demos["sentence"].to_numpy()[data["row"]]
     if colour_by == "R* label":
-        data["colour"] = np.where(data["toxic"], "toxic", "clean")
+        data["colour"] = np.where(data["dispreferred"], words.dispreferred, words.preferred)
     elif colour_by == "policy":
         data["colour"] = data["policy"]
     else:
-        data["colour"] = scores[f"epoch_{int(colour_by.split()[-1]):03d}"].to_numpy()[data["row"]]
+        name = names[[member_label(n) for n in names].index(colour_by)]
+        data["colour"] = scores[name].to_numpy()[data["row"]]
     umap = px.scatter(data, x="x", y="y", color="colour", hover_data={"sentence": True, "x": False, "y": False},
                       opacity=0.7, render_mode="webgl")  # fmt: skip
     umap.update_layout(height=520, margin=dict(t=10, b=10))

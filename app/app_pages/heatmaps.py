@@ -4,25 +4,25 @@ import numpy as np
 import streamlit as st
 
 from app.components import attribution_rows
-from app.state import load_explainer, member_label, require, run_table, selected_run
+from app.state import load_explainer, member_label, require, run_table, selected_run, shown_members
+from core.saliency import METHODS, default_method, exact_available
 
 st.title("Token heatmaps")
-run = require(selected_run(), "demonstrations", "irl_scores")
+run = require(selected_run(), "demonstrations", "member_scores", stage_hint="irl-lens evaluate RUN")
+words = run.objective
 demos = run_table(run, "demonstrations").assign(row=lambda d: np.arange(len(d)))
 spread = run_table(run, "member_spread")
 if spread is not None:
     demos = demos.merge(spread, on="row", how="left")
-summary = run.stage_summary("evaluate")
-members = [int(e) for e in summary.get("shown_members") or [summary.get("best_epoch") or 1]]
+members = shown_members(run)
+has_truth = "ground_truth" in demos
 
 c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
-split = c1.selectbox("Split", ["heldout", "train", "all"])
+split = c1.selectbox("Split", ["test", "selection", "train", "all"])
 policy = c2.selectbox(
-    "Policy",
-    ["both", "pi0", "expert"],
-    format_func={"both": "both", "pi0": "π₀", "expert": "expert"}.get,
+    "Policy", ["both", "pi0", "expert"], format_func={"both": "both", "pi0": "π₀", "expert": "expert"}.get
 )
-label = c3.selectbox("R* label", ["any", "toxic", "clean"])
+label = c3.selectbox("R* label", ["any", words.dispreferred, words.preferred] if has_truth else ["any"])
 search = c4.text_input("Search", placeholder="a word in the sentence")
 view = demos[demos["sentence"].str.strip() != ""]  # an empty completion has no words to attribute
 if split != "all":
@@ -30,14 +30,12 @@ if split != "all":
 if policy != "both":
     view = view[view["policy"] == policy]
 if label != "any":
-    view = view[view["toxic"] == (label == "toxic")]
+    view = view[view["dispreferred"] == (label == words.dispreferred)]
 if search:
     view = view[view["sentence"].str.contains(search, case=False, regex=False)]
-order = "spread_std" if "spread_std" in view.columns else "ground_truth"
+order = "spread_std" if view.get("spread_std") is not None and view["spread_std"].notna().any() else "row"
 view = view.sort_values(order, ascending=order != "spread_std")
-st.caption(
-    f"{len(view)} sentences, {'most disputed first' if order == 'spread_std' else 'most toxic first'}."
-)
+st.caption(f"{len(view)} sentences{', most disputed between members first' if order == 'spread_std' else ''}.")
 if view.empty:
     st.info("No sentence matches these filters.")
     st.stop()
@@ -45,24 +43,48 @@ if view.empty:
 options = view["row"].head(300).tolist()
 text_of = dict(zip(view["row"], view["sentence"], strict=True))
 row = st.selectbox("Sentence", options, format_func=lambda r: text_of[r][:120])
-method = st.radio("Method", ["occlusion", "gradient_x_input", "integrated_gradients"], horizontal=True,
-                  help="Occlusion is exact (removal); gradient × input is fastest; integrated gradients is slow")  # fmt: skip
+
+reward, _, cache = load_explainer(run, members)
+best = default_method(reward)
+available = [m for m in METHODS if m != "decomposition" or exact_available(reward)]
+method = st.radio("Method", available, index=available.index(best), horizontal=True,
+                  help="decomposition: each token's exact share of a mean-pooled reward (one pass); "
+                  "occlusion: remove a token, re-score; gradient × input is fastest; integrated gradients is slow")  # fmt: skip
+reason = run.stage_summary("faithfulness").get("saliency_method_reason")
+st.caption(
+    f"Default: {best}, "
+    + (reason or ("exact for these members (the reward is a mean over tokens, so each token's share is known)."
+       if best == "decomposition" else "exact removal of each token (the members are not mean-pooled frozen heads)."))
+)  # fmt: skip
+faithfulness = run_table(run, "faithfulness")
+if faithfulness is not None:
+    with st.expander("How faithful is each method on this run?"):
+        st.caption(
+            "top1_match / ground_truth_pearson: agreement with R*'s exact word contributions on test "
+            f"sentences of the {words.dispreferred} side; deletion_fall: how far a member's reward falls "
+            "(in its std) when its most-credited words are removed, beside a random order; "
+            "localisation: share of the project's one-word probes whose planted word is blamed most."
+        )
+        st.dataframe(faithfulness.groupby("method").mean(numeric_only=True).round(3))
 
 chosen = view.set_index("row").loc[row]
 if chosen["sentence"] != chosen["prompt"] + chosen["completion"]:  # a completion-only reward
     st.text(f"Prompt (not scored): {chosen['prompt']}")
-    st.caption(f"{chosen['policy']}'s completion; R* {chosen['ground_truth']:+.2f}")
+    truth = f"; R* {chosen['ground_truth']:+.2f}" if has_truth else ""
+    st.caption(f"{chosen['policy']}'s completion{truth}")
 
-reward, _, cache = load_explainer(run, members)
 with st.spinner("Attributing…"):
     result = cache.get(text_of[row], method)
 st.markdown(
-    "Green words raise the reward (less toxic), red words lower it; hover a word for its score."
+    f"Green words raise the reward (toward {words.preferred}), red words lower it (toward "
+    f"{words.dispreferred}); hover a word for its score. In the members' row, dashed words are "
+    "blamed with opposite signs by different members."
 )
 for name, html_row, agreement in attribution_rows(result, member_label):
     left, right = st.columns([1, 6])
-    note = "" if agreement is None else f"agreement with R*: {agreement:+.2f}"
-    left.markdown(f"**{name}**  \n{note}")
+    left.text(name)
+    if agreement is not None:
+        left.caption(f"agreement with R*: {agreement:+.2f}")
     right.markdown(html_row, unsafe_allow_html=True)  # built from html.escape()d words only
 for note in result.notes:
     st.caption(note)

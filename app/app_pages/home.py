@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app.state import selected_run
+from core.audit import COHERENT
 from core.summary import run_summary
 
 st.title("irl-lens")
@@ -21,41 +22,70 @@ if run is None:
     st.stop()
 
 s = run_summary(run)
+words = run.objective
 
 
 def fmt(value, spec=".3f"):
     return "—" if value is None else format(value, spec)
 
 
-st.subheader(f"Run `{s['name']}`")
+st.subheader("Run")
+st.text(f"{s['name']}: objective {words.name} ({words.preferred} vs {words.dispreferred})")
 models = s["models"]
 cols = st.columns(4)
 cols[0].metric("π₀ (before RLHF)", models.get("pi0", "—"))
 cols[1].metric("Expert π_E", models.get("expert", "—"))
-cols[2].metric("Ground truth R*", models.get("ground_truth", "—"))
+cols[2].metric("Ground truth R*", models.get("ground_truth") or "none (a real audit)")
 cols[3].metric(
     "Demonstrations", s["n_demonstrations"] if s["n_demonstrations"] is not None else "—"
 )
 
-cols = st.columns(4)
-cols[0].metric(
-    "Best held-out AUC", fmt(s["best_heldout_auc"]), help="Threshold-free: ranks toxic below clean"
-)
-cols[1].metric("Supervised ceiling AUC", fmt(s["supervised_ceiling_auc"]),
-               help="A probe trained on R* labels over the same features: the best any reward on them can do")  # fmt: skip
-cols[2].metric("Accuracy / F1 at calibrated threshold", f"{fmt(s['calibrated_accuracy'])} / {fmt(s['calibrated_f1'])}",
-               help="Threshold fitted on training sentences only")  # fmt: skip
-cols[3].metric("Accuracy / F1 at 0 (paper)", f"{fmt(s['best_heldout_accuracy'])} / {fmt(s['best_heldout_f1'])}",
-               help="Uncalibrated: a pairwise loss never trains the offset")  # fmt: skip
+if s["verdict"]:
+    (st.success if s["verdict"] == COHERENT else st.error)(f"Verdict: {s['verdict']}")
 
-cols = st.columns(4)
-cols[0].metric(
-    "π₀ toxicity", fmt(s["pi0_toxicity"], ".1%"), help="R* label of completions, held-out prompts"
-)
-cols[1].metric("Expert toxicity", fmt(s["expert_toxicity"], ".1%"))
-cols[2].metric("IRL-RLHF toxicity", fmt(s["irl_rlhf_toxicity"], ".1%"))
-cols[3].metric("Equivalent set", len(s["equivalent_set"]) if s["equivalent_set"] else "—",
-               help=s["equivalence_rule"] or "not evaluated yet")  # fmt: skip
+best = s.get("best_member")
+if best:
+    st.markdown("**The recovered reward, chosen from the demonstrations alone**"
+                if s["selection"] == "demonstrations" else
+                "**The recovered reward, chosen with R\\* (for comparison only)**")  # fmt: skip
+    st.caption(
+        f"Chosen member: layer {best['layer']}, repeat {best['repeat']}, epoch {best['epoch']} "
+        f"of {s.get('n_candidates', '?')} candidates. Rule: {s.get('equivalence_rule', '')}."
+    )
+    cols = st.columns(4)
+    cols[0].metric("Equivalent candidates", s.get("n_equivalent") or "—",
+                   help="Within δ of the best on the selection criteria")  # fmt: skip
+    cols[1].metric("Shown members, from layers", ", ".join(str(x) for x in s.get("shown_layers") or []) or "—")
+    cols[2].metric("Lowest Spearman between shown members", fmt(s["equivalent_min_spearman"]),
+                   help="Test split: how differently the equally good rewards rank the same sentences")  # fmt: skip
+    cols[3].metric("Test sentences whose verdict depends on the member",
+                   fmt(s["equivalent_verdict_disagreement"], ".1%"),
+                   help="Each member flags a sentence below its own calibrated threshold")  # fmt: skip
+
+if s["best_heldout_auc"] is not None:
+    st.markdown("**Against the ground truth R\\* (test split only; R\\* chose nothing)**")
+    cols = st.columns(4)
+    cols[0].metric("Test AUC vs R*", fmt(s["best_heldout_auc"]),
+                   help=f"Threshold-free: ranks {words.dispreferred} below {words.preferred}")  # fmt: skip
+    cols[1].metric("Supervised ceiling AUC", fmt(s["supervised_ceiling_auc"]),
+                   help="A probe trained on R* labels over the same layer: the best any reward on it can do")  # fmt: skip
+    cols[2].metric("Accuracy / F1 at calibrated threshold", f"{fmt(s['calibrated_accuracy'])} / {fmt(s['calibrated_f1'])}",
+                   help=f"Threshold fitted on training sentences only ({s.get('calibration', '')})")  # fmt: skip
+    cols[3].metric("Accuracy / F1 at 0 (paper)", f"{fmt(s['best_heldout_accuracy'])} / {fmt(s['best_heldout_f1'])}",
+                   help="Uncalibrated: a pairwise loss never trains the offset")  # fmt: skip
+    rate = words.rate_name()
+    cols = st.columns(4)
+    cols[0].metric(f"π₀ {rate}", fmt(s["pi0_toxicity"], ".1%"),
+                   help="R* label of completions, test prompts")  # fmt: skip
+    cols[1].metric(f"Expert {rate}", fmt(s["expert_toxicity"], ".1%"))
+    cols[2].metric(f"IRL-RLHF {rate}", fmt(s["irl_rlhf_toxicity"], ".1%"))
+    cols[3].metric("Ensemble test AUC", fmt(s.get("ensemble_heldout_auc")),
+                   help="The mean of the shown members' standardised rewards, as a reward of its own")  # fmt: skip
+elif s["verdict"]:
+    st.info(
+        "This run has no ground truth R*: the figures above come from the demonstrations alone "
+        "(the expert's sentences against π₀'s). Nothing was compared with R*."
+    )
 
 irl = run.manifest.config.get("irl")
 if irl:
@@ -63,17 +93,12 @@ if irl:
     st.caption(
         f"R̂ scores the {'completion alone' if irl['sentence'] == 'completion' else 'prompt + completion'}; "
         f"loss {irl['loss']}{penalty}; {irl['mode']} {run.manifest.models.get('reward_backbone', '')} backbone, "
-        f"{irl['pooling']} pooling; {irl['epochs']} epochs."
+        f"{irl['pooling']} pooling over layers {irl.get('layers')}; {irl.get('repeats', 1)} repeat(s) × {irl['epochs']} epochs."
     )
 if s["human_label_auc"] is not None:
     st.caption(
         f"Against {s.get('human_label_n', '?')} human-labelled sentences: AUC {fmt(s['human_label_auc'])} "
         f"(the ground truth itself: {fmt(s.get('ground_truth_human_label_auc'))})."
-    )
-
-if s["verdict"]:
-    (st.success if s["verdict"] == "coherent reward recovered" else st.error)(
-        f"Verdict: {s['verdict']}"
     )
 for warning in s.get("warnings") or []:
     st.warning(warning)

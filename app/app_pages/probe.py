@@ -1,18 +1,19 @@
-"""Live probe: an auditor types sentences; every member and the ground truth score them."""
+"""Live probe: an auditor types sentences; every member, the ensemble and the ground truth score them."""
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app.components import attribution_rows
-from app.state import load_explainer, member_label, require, selected_run
+from app.state import load_explainer, member_label, require, selected_run, shown_members
+from core.checkpoints import ENSEMBLE
 from core.errors import IrlLensError
 from core.recovered_reward import MAX_PROBE_CHARS, check_probes
 
 st.title("Live probe")
-run = require(selected_run(), "irl_scores")
-summary = run.stage_summary("evaluate")
-members = [int(e) for e in summary.get("shown_members") or [summary.get("best_epoch") or 1]]
+run = require(selected_run(), "candidates")
+words = run.objective
+members = shown_members(run)
 st.caption(
     f"One sentence per line, at most {MAX_PROBE_CHARS:,} characters each. Text is shown as text, never as HTML."
 )
@@ -31,10 +32,16 @@ if submitted:
         reward, truth, cache = load_explainer(run, members)
         with st.spinner("Scoring…"):
             matrix = reward.score(texts)
-            gt = truth.reward(texts)
+            ensemble = reward.ensemble(matrix) if len(members) > 1 else None
+            gt = truth.reward(texts) if truth is not None else None
         for i, text in enumerate(texts):
-            history.append({"text": text, "ground truth R*": float(gt[i])}
-                           | {member_label(e): float(matrix[i, k]) for k, e in enumerate(reward.members)})  # fmt: skip
+            entry = {"text": text}
+            if gt is not None:
+                entry["ground truth R*"] = float(gt[i])
+            entry |= {member_label(n): float(matrix[i, k]) for k, n in enumerate(reward.names)}
+            if ensemble is not None:
+                entry[member_label(ENSEMBLE)] = float(ensemble[i])
+            history.append(entry)
         st.session_state["probe_last"] = (texts, explain)
     except IrlLensError as err:
         st.error(str(err))
@@ -46,17 +53,18 @@ if "probe_last" in st.session_state:
     st.dataframe(latest.round(3), hide_index=True)
     if explain:
         _, _, cache = load_explainer(run, members)
-        for text in texts:
+        for i, text in enumerate(texts):
             with st.spinner("Attributing…"):
                 result = cache.get(text)
-            with st.expander(text[:100], expanded=len(texts) <= 3):
+            with st.expander(f"sentence {i + 1}", expanded=len(texts) <= 3):
+                st.text(text)
                 for name, html_row, agreement in attribution_rows(result, member_label):
                     left, right = st.columns([1, 6])
-                    left.markdown(
-                        f"**{name}**"
-                        + ("" if agreement is None else f"  \nagreement {agreement:+.2f}")
-                    )
+                    left.text(name)
+                    if agreement is not None:
+                        left.caption(f"agreement with R*: {agreement:+.2f}")
                     right.markdown(html_row, unsafe_allow_html=True)  # escaped in word_heatmap_html
+                st.caption(f"method: {result.method}; green raises the reward (toward {words.preferred})")
 
 if history:
     st.subheader("Session history")
@@ -68,7 +76,7 @@ if history:
         "irl-lens-probes.csv",
         "text/csv",
     )
-    member_cols = [c for c in frame.columns if c.startswith("epoch")]
+    member_cols = [c for c in frame.columns if c.startswith("layer")]
     if member_cols:
         spread = frame[member_cols].std(axis=1)
         st.caption(

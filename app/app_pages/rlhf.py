@@ -1,4 +1,4 @@
-"""IRL-RLHF: toxicity of π₀, the expert and the policy RLHF'd on the recovered reward."""
+"""IRL-RLHF: the rate of the dispreferred side for π₀, the expert and the policy RLHF'd on the recovered reward."""
 
 import plotly.express as px
 import streamlit as st
@@ -7,14 +7,17 @@ from app.state import run_table, selected_run
 
 st.title("IRL-RLHF")
 run = selected_run()
-toxicity = None if run is None else run_table(run, "toxicity")
-if toxicity is None:
+harness = None if run is None else run_table(run, "toxicity")
+if harness is None:
     st.info(
-        "This run has no toxicity comparison yet. It appears once π₀, the expert and a policy trained on "
-        "the recovered reward have been measured by the same toxicity harness "
-        "(`irl-lens rlhf --reward recovered`, then `irl-lens toxicity RUN`)."
+        "This run has no harness comparison yet. It appears once π₀, the expert and a policy trained on "
+        "the recovered reward have been measured by the same harness against the ground truth "
+        "(`irl-lens rlhf --reward recovered`, then `irl-lens toxicity RUN`). A run without a "
+        "ground truth has nothing to measure them by."
     )
     st.stop()
-st.dataframe(toxicity, hide_index=True)
-figure = px.bar(toxicity, x="policy", y="toxicity_rate", color="policy", text_auto=".1%")
+words = run.objective
+rate = f"{words.dispreferred} rate (R*)"
+st.dataframe(harness.rename(columns={"toxicity_rate": rate}), hide_index=True)
+figure = px.bar(harness.rename(columns={"toxicity_rate": rate}), x="policy", y=rate, color="policy", text_auto=".1%")
 st.plotly_chart(figure)

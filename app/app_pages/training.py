@@ -1,39 +1,57 @@
-"""Training: loss and every metric per epoch of Algorithm 1, the equivalent set marked."""
+"""Training: every candidate's criteria by layer, repeat and epoch (the paper's run × epoch view)."""
 
+import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from app.state import require, run_table, selected_run
+from core.equivalent_set import CRITERION_WORDS
 
 st.title("Training")
-run = require(selected_run(), "irl_metrics")
-metrics = run_table(run, "evaluation")
-if metrics is None:
-    metrics = run_table(run, "irl_metrics")
-candidates = [c for c in ("auc", "kendall", "spearman", "pearson", "epic", "accuracy", "f1", "calibrated_accuracy",
-                          "calibrated_f1", "heldout_pairwise_accuracy", "train_pairwise_accuracy", "reward_std")
-              if c in metrics.columns]  # fmt: skip
-chosen = st.multiselect(
-    "Metrics",
-    candidates,
-    default=[c for c in ("auc", "kendall", "accuracy", "f1") if c in candidates],
+run = require(selected_run(), "candidates")
+candidates = run_table(run, "evaluation")
+if candidates is None:
+    candidates = run_table(run, "candidates")
+criteria = [c for c in ("selection_discrimination_auc", "selection_pair_accuracy", "test_auc",
+                        "test_spearman", "test_pair_accuracy", "train_pair_accuracy", "loss", "reward_std")
+            if c in candidates.columns]  # fmt: skip
+names = {**CRITERION_WORDS, "test_auc": "test AUC vs R* (evaluation)",
+         "test_spearman": "test Spearman with R* (evaluation)", "test_pair_accuracy": "test pair accuracy",
+         "train_pair_accuracy": "training pair accuracy", "loss": "training loss", "reward_std": "reward std"}  # fmt: skip
+metric = st.selectbox("Criterion", criteria, format_func=lambda c: names.get(c, c))
+st.caption(
+    "Selection criteria come from the demonstrations alone, on the selection split; R* figures are "
+    "on the test split and chose nothing."
 )
 
-loss = go.Figure(
-    go.Scatter(x=metrics["epoch"], y=metrics["loss"], mode="lines+markers", name="loss")
-)
-loss.update_layout(height=260, title="training loss", margin=dict(t=40, b=10))
-st.plotly_chart(loss)
+layers = sorted(candidates["layer"].unique())
+repeats = sorted(candidates["repeat"].unique())
+left, right = st.columns(2)
+by_layer = candidates.groupby(["layer", "epoch"])[metric].max().unstack("epoch")
+heat = px.imshow(by_layer, aspect="auto", labels=dict(x="epoch", y="hidden layer", color=metric),
+                 color_continuous_scale="Viridis", title="best over repeats, by layer × epoch")  # fmt: skip
+heat.update_layout(height=420, margin=dict(t=40, b=10))
+left.plotly_chart(heat)
+layer = right.selectbox("Layer", layers, index=len(layers) - 1 if not run.stage_summary("evaluate") else
+                        layers.index(run.stage_summary("evaluate")["best_member"]["layer"]))  # fmt: skip
+by_repeat = candidates[candidates["layer"] == layer].pivot(index="repeat", columns="epoch", values=metric)
+heat2 = px.imshow(by_repeat, aspect="auto", labels=dict(x="epoch", y="repeat", color=metric),
+                  color_continuous_scale="Viridis", title=f"layer {layer}: repeat × epoch")  # fmt: skip
+heat2.update_layout(height=420, margin=dict(t=40, b=10))
+right.plotly_chart(heat2)
 
-figure = go.Figure()
-for name in chosen:
-    figure.add_trace(go.Scatter(x=metrics["epoch"], y=metrics[name], mode="lines", name=name))
-if "member" in metrics.columns:
-    members = metrics[metrics["member"]]
-    for name in chosen:
-        figure.add_trace(go.Scatter(x=members["epoch"], y=members[name], mode="markers", showlegend=False,
-                                    marker=dict(size=9, symbol="star", color="#f59e0b"), name=f"{name} (equivalent)"))  # fmt: skip
-    st.caption("★ marks members of the equivalent set.")
-figure.update_layout(height=420, margin=dict(t=20, b=10), xaxis_title="epoch")
-st.plotly_chart(figure)
-st.dataframe(metrics, hide_index=True)
+curve = go.Figure()
+for r in repeats:
+    part = candidates[(candidates["layer"] == layer) & (candidates["repeat"] == r)]
+    curve.add_trace(go.Scatter(x=part["epoch"], y=part[metric], mode="lines", name=f"repeat {r}"))
+if "equivalent" in candidates.columns:
+    eq = candidates[(candidates["layer"] == layer) & candidates["equivalent"]]
+    curve.add_trace(go.Scatter(x=eq["epoch"], y=eq[metric], mode="markers", name="equivalent",
+                               marker=dict(size=8, symbol="star", color="#f59e0b")))  # fmt: skip
+    st.caption("★ marks candidates of the equivalent set.")
+curve.update_layout(height=360, margin=dict(t=20, b=10), xaxis_title="epoch", yaxis_title=names.get(metric, metric))
+st.plotly_chart(curve)
+ceiling = run_table(run, "layer_ceiling")
+if ceiling is not None:
+    st.subheader("By layer: what the demonstrations chose from, and what R* says (evaluation)")
+    st.dataframe(ceiling.round(3), hide_index=True)

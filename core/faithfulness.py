@@ -1,0 +1,177 @@
+"""How far to trust a heatmap: every saliency method measured on the run, the most faithful kept.
+
+Three measures per method and member, stored in ``tables/faithfulness``:
+
+- agreement with the ground truth's exact word contributions on test sentences of the
+  dispreferred side (where the run has R*): mean Pearson of word scores, and top-1 match (the
+  member's most reward-lowering word is R*'s);
+- deletion (ERASER's comprehensiveness, needs no R*): remove the words with the highest
+  attribution first (10%, 20% … 50% of the words) and measure how far the member's reward falls,
+  in units of its standard deviation on the run; averaged over the fractions (area over the
+  curve), beside the same for a random order;
+- localisation on this project's probe set for the objective (``assets/probes``: sentences with
+  exactly one dispreferred word): the share whose most reward-lowering word is that word.
+
+The default method of the run's pages is chosen by localisation, then deletion, which need no
+R*: R* never selects anything, a heatmap method included. ``saliency_top1_match`` reports the
+chosen method's agreement with R* where there is one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from core.ground_truth import word_spans
+from core.recovered_reward import RecoveredReward
+from core.run_store import Run
+from core.saliency import METHODS, RewardSaliency, exact_available
+
+STAGE = "faithfulness"
+TABLE = "faithfulness"
+PROBES = Path(__file__).resolve().parent.parent / "assets" / "probes"
+FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+class FaithfulnessConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    methods: list[str] = Field(
+        default_factory=lambda: ["decomposition", "occlusion", "gradient_x_input"],
+        description="methods measured (integrated gradients is slow on SmolLM2: add it by name)",
+    )
+    n_sentences: int = Field(
+        default=120, ge=4, description="test sentences of the dispreferred side compared with R*"
+    )
+    deletion_sentences: int = Field(
+        default=40, ge=2, description="test sentences whose words are deleted (each costs ~45 scorings)"
+    )
+    seed: int = 0
+
+
+def probe_set(objective_name: str) -> list[dict]:
+    """The project's one-word probes for an objective (empty when it has none)."""
+    path = PROBES / f"{objective_name}_one_word.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def without_words(text: str, drop: set[int]) -> str:
+    spans = word_spans(text)
+    kept = [text[s:e] for i, (s, e) in enumerate(spans) if i not in drop]
+    return " ".join(kept) if kept else (text[spans[0][0] : spans[0][1]] if spans else text)
+
+
+def deletion(reward: RecoveredReward, texts: list[str], word_scores: list[np.ndarray],
+             scale: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(K,) mean fall of each member's reward when its top-attributed words go, and (K,) the same
+    for a random order; in units of each member's reward std."""
+    k = len(reward.names)
+    variants: list[str] = []
+    ranked, randomised = [], []  # (text, member, variant index) / (text, variant index)
+    for i, text in enumerate(texts):
+        n = len(word_spans(text))
+        random_order = rng.permutation(n)
+        for f in FRACTIONS:
+            m = max(1, int(np.ceil(f * n)))
+            randomised.append((i, len(variants)))
+            variants.append(without_words(text, set(random_order[:m].tolist())))
+            for member in range(k):
+                order = np.argsort(-word_scores[i][member], kind="stable")
+                ranked.append((i, member, len(variants)))
+                variants.append(without_words(text, set(order[:m].tolist())))
+    full = reward.score(texts)
+    scored = reward.score(variants)
+    falls, random_falls = np.zeros((len(texts), k)), np.zeros((len(texts), k))
+    for i, member, j in ranked:
+        falls[i, member] += (full[i, member] - scored[j, member]) / len(FRACTIONS)
+    for i, j in randomised:
+        random_falls[i] += (full[i] - scored[j]) / len(FRACTIONS)
+    return falls.mean(0) / scale, random_falls.mean(0) / scale
+
+
+def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """(per method and member figures, summary) for the run's shown members."""
+    from core.irl import IRLConfig
+
+    config = config or FaithfulnessConfig()
+    reward = RecoveredReward(run)
+    truth = run.ground_truth()
+    saliency = RewardSaliency(reward, truth)
+    irl = IRLConfig.model_validate(run.manifest.config["irl"])
+    demos = run.read_table("demonstrations")
+    texts = demos[irl.text_column()]
+    test = demos[(demos["split"] == "test") & texts.str.strip().ne("")]
+    rng = np.random.default_rng(config.seed)
+    sample = test.sample(n=min(config.deletion_sentences, len(test)), random_state=config.seed)
+    label = irl.label_column()
+    dispreferred = test[test[label]] if label in test else test.iloc[:0]
+    dispreferred = dispreferred.sample(n=min(config.n_sentences, len(dispreferred)), random_state=config.seed)
+    probes = probe_set(run.objective.name)
+    scale = run.read_table("members").set_index("member").loc[reward.names, "scale"].to_numpy(float)
+    methods = [m for m in config.methods if m in METHODS and (m != "decomposition" or exact_available(reward))]
+    rows = []
+    for method in tqdm(methods, desc="faithfulness", disable=not progress):
+        def words(text, with_truth=False, method=method):
+            return saliency.attribute(text, method=method, include_ground_truth=with_truth)
+
+        figures = {name: {} for name in reward.names}
+        if len(dispreferred) and truth is not None:
+            pearson, top1 = {n: [] for n in reward.names}, {n: [] for n in reward.names}
+            for text in dispreferred[irl.text_column()]:
+                result = words(text, with_truth=True)
+                gt = result.row("ground_truth")
+                for name in reward.names:
+                    row = result.row(name)
+                    if len(row) > 1 and np.ptp(row) > 0 and np.ptp(gt) > 0:
+                        pearson[name].append(float(np.corrcoef(row, gt)[0, 1]))
+                    top1[name].append(int(np.argmin(row)) == int(np.argmin(gt)))
+            for name in reward.names:
+                figures[name] |= {"ground_truth_pearson": float(np.mean(pearson[name])) if pearson[name] else None,
+                                  "top1_match": float(np.mean(top1[name]))}  # fmt: skip
+        sample_texts = sample[irl.text_column()].tolist()
+        word_scores = [words(t).word_scores for t in sample_texts]
+        falls, random_falls = deletion(reward, sample_texts, word_scores, scale, rng)
+        for k, name in enumerate(reward.names):
+            figures[name] |= {"deletion_fall": float(falls[k]), "deletion_fall_random": float(random_falls[k])}
+        if probes:
+            hits = np.zeros(len(reward.names))
+            for probe in probes:
+                result = words(probe["text"])
+                hits += np.array([int(np.argmin(result.row(n))) == probe["word_index"] for n in reward.names])
+            for k, name in enumerate(reward.names):
+                figures[name]["localisation"] = float(hits[k] / len(probes))
+        for name in reward.names:
+            rows.append({"method": method, "member": name} | figures[name])
+    table = pd.DataFrame(rows)
+    by_method = table.groupby("method").mean(numeric_only=True)
+    order = [c for c in ("localisation", "deletion_fall") if c in by_method]
+    best = by_method.sort_values(order, ascending=False).index[0]
+    summary = {
+        "saliency_method": best,
+        "saliency_method_reason": (
+            f"most faithful of {', '.join(methods)} on this run: localisation "
+            f"{by_method.loc[best].get('localisation', float('nan')):.2f} on the project's one-word probes, "
+            f"deletion fall {by_method.loc[best, 'deletion_fall']:.2f} sd (random order "
+            f"{by_method.loc[best, 'deletion_fall_random']:.2f})"
+        ),
+        "saliency_top1_match": float(by_method.loc[best, "top1_match"]) if "top1_match" in by_method else None,
+        "saliency_localisation_best_member": float(table.loc[table["method"] == best, "localisation"].max())
+        if "localisation" in table else None,
+    }  # fmt: skip
+    return table, summary
+
+
+def faithfulness_stage(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True) -> dict:
+    config = config or FaithfulnessConfig()
+    with run.stage(STAGE, config.model_dump()) as record:
+        table, summary = measure(run, config, progress=progress)
+        run.write_table(TABLE, table)
+        record.summary = summary
+    return summary

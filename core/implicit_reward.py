@@ -1,0 +1,158 @@
+"""The expert's implicit reward: a comparator that needs no training at all.
+
+The KL-regularised RLHF optimum satisfies π_E(y|x) ∝ π₀(y|x)·exp(r(x, y)/β), so
+r(x, y) = β·[log π_E(y|x) − log π₀(y|x)] up to a term in x alone (DPO's "implicit reward";
+RewardBench scores DPO models this way). β is a scale: threshold-free figures come first, and
+β = 1 here. It is a sum over the completion's tokens, so each token's share is exact: a second,
+independent token-level view beside the recovered reward's.
+
+Computed exactly as the text was generated: the same prompt formatting (chat template or not),
+the completion's own generated token ids where the run stored them. π₀ and the expert are loaded
+once; when the expert is π₀ plus one more LoRA adapter, one model serves both (π₀ is the expert
+with that adapter switched off, peft's ``disable_adapter``). Only where both policies' weights
+are at hand: a black-box audit (API models, samples only) has no implicit reward, and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from core import policy
+from core.demonstrations import format_prompt
+from core.errors import IrlLensError
+from core.evaluation import auc, discrimination_auc
+from core.run_store import Run
+
+STAGE = "implicit"
+TABLE = "implicit_rewards"
+
+
+@dataclass(frozen=True)
+class ImplicitScores:
+    """Per completion: the summed log-ratio, its per-token mean, and each token's log-ratio."""
+
+    total: np.ndarray
+    mean: np.ndarray
+    tokens: list[np.ndarray]
+
+
+def _share_base(pi0: tuple[str, str | None], expert: tuple[str, str | None]) -> bool:
+    """The expert is pi_0 plus one more adapter on the same base: one model can serve both."""
+    pi0_adapters = [a for a in (pi0[1] or "").split(",") if a]
+    expert_adapters = [a for a in (expert[1] or "").split(",") if a]
+    return pi0[0] == expert[0] and bool(expert_adapters) and expert_adapters[:-1] == pi0_adapters
+
+
+class ImplicitReward:
+    """log π_E(y|x) − log π₀(y|x) of completions, batched, from one run's two policies."""
+
+    def __init__(self, run: Run, *, batch_size: int = 16) -> None:
+        for role in ("pi0", "expert"):
+            if role not in run.manifest.models:
+                raise IrlLensError(
+                    f"run {run.path} records no {role} weights: the implicit reward needs both "
+                    "policies (a black-box audit has samples only)"
+                )
+        self.pi0_ref, self.expert_ref = run.policy("pi0"), run.policy("expert")
+        sample = run.manifest.config.get("sample", {})
+        self.chat_template = bool(sample.get("chat_template", False))
+        self.tokenizer = policy.load_tokenizer(self.pi0_ref[0], padding_side="right")
+        self.batch_size = batch_size
+        self.shared = _share_base(self.pi0_ref, self.expert_ref)
+        self.expert = policy.load_causal_lm(*self.expert_ref)
+        self.pi0 = None if self.shared else policy.load_causal_lm(*self.pi0_ref)
+
+    def _pi0_context(self):
+        return self.expert.disable_adapter() if self.shared else contextlib.nullcontext()
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        text = format_prompt(self.tokenizer, prompt, self.chat_template)
+        ids = self.tokenizer(text)["input_ids"] if text else []
+        if not ids:  # nothing to condition on: start from the model's own start token
+            start = self.tokenizer.bos_token_id
+            ids = [start if start is not None else self.tokenizer.eos_token_id]
+        return ids
+
+    @torch.inference_mode()
+    def _log_probs(self, model, sequences: list[list[int]], starts: list[int]) -> list[np.ndarray]:
+        pad = self.tokenizer.pad_token_id or 0
+        width = max(len(s) for s in sequences)
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
+        return [logp[i, start - 1 : len(s) - 1].numpy() for i, (s, start) in enumerate(zip(sequences, starts, strict=True))]
+
+    def score(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        *,
+        progress: bool = False,
+    ) -> ImplicitScores:
+        """The implicit reward of each (prompt, completion); ``completion_ids`` are the tokens as
+        generated (else the completion is tokenized)."""
+        tokens: list[np.ndarray] = []
+        for start in tqdm(range(0, len(prompts), self.batch_size), desc="implicit reward",
+                          unit="batch", disable=not progress):  # fmt: skip
+            batch = range(start, min(len(prompts), start + self.batch_size))
+            sequences, starts = [], []
+            for i in batch:
+                ids = list(completion_ids[i]) if completion_ids is not None and len(completion_ids[i]) else (
+                    self.tokenizer(completions[i], add_special_tokens=False)["input_ids"])  # fmt: skip
+                prompt = self._prompt_ids(prompts[i])
+                sequences.append(prompt + ids)
+                starts.append(len(prompt))
+            expert = self._log_probs(self.expert, sequences, starts)
+            with self._pi0_context():
+                pi0 = self._log_probs(self.pi0 or self.expert, sequences, starts)
+            tokens += [e - p for e, p in zip(expert, pi0, strict=True)]
+        total = np.array([t.sum() for t in tokens])
+        mean = np.array([t.mean() if len(t) else 0.0 for t in tokens])
+        return ImplicitScores(total, mean, tokens)
+
+    def token_pieces(self, completion: str, ids: Sequence[int] | None = None) -> list[str]:
+        """The text of each completion token, so a heatmap can sum tokens into words."""
+        ids = list(ids) if ids is not None and len(ids) else self.tokenizer(completion, add_special_tokens=False)["input_ids"]
+        pieces, previous = [], ""
+        for k in range(len(ids)):
+            text = self.tokenizer.decode(ids[: k + 1], skip_special_tokens=True)
+            pieces.append(text[len(previous) :])
+            previous = text
+        return pieces
+
+
+def implicit_stage(run: Run, *, batch_size: int = 16, progress: bool = True) -> dict:
+    """Score every demonstration by the implicit reward; compare with R* on the test split."""
+    from core.irl import IRLConfig
+
+    demos = run.read_table("demonstrations")
+    with run.stage(STAGE, {"beta": 1.0, "batch_size": batch_size}) as record:
+        scorer = ImplicitReward(run, batch_size=batch_size)
+        ids = demos["completion_ids"].tolist() if "completion_ids" in demos else None
+        scores = scorer.score(demos["prompt"].tolist(), demos["completion"].tolist(), ids, progress=progress)
+        table = pd.DataFrame({"row": np.arange(len(demos)), "implicit_sum": scores.total,
+                              "implicit_mean": scores.mean,
+                              "token_log_ratios": [t.tolist() for t in scores.tokens]})  # fmt: skip
+        run.write_table(TABLE, table)
+        test = (demos["split"] == "test").to_numpy()
+        summary = {"implicit_shared_model": scorer.shared,
+                   "implicit_test_discrimination_auc": discrimination_auc(scores.total[test], (demos["policy"] == "expert").to_numpy()[test])}  # fmt: skip
+        irl = IRLConfig.model_validate(run.manifest.config["irl"]) if "irl" in run.manifest.config else IRLConfig()
+        label_column = irl.label_column()
+        if label_column in demos:
+            labels = demos[label_column].to_numpy(bool)[test]
+            figures = {"sum": auc(scores.total[test], labels), "mean": auc(scores.mean[test], labels)}
+            variant = max(figures, key=lambda k: figures[k] or 0)
+            summary |= {"implicit_reward_auc": figures[variant], "implicit_reward_variant": variant,
+                        "implicit_reward_auc_sum": figures["sum"], "implicit_reward_auc_mean": figures["mean"]}  # fmt: skip
+        record.summary = summary
+    return summary

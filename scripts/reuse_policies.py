@@ -1,0 +1,44 @@
+"""Start a run from another run's pi_0 and expert: copy their adapters and stage records.
+
+`irl-lens run CONFIG` then skips the two slowest stages (LoRA SFT and GRPO, ~30 min on 2 cores)
+and builds everything after them afresh. The copied stages keep their config, timestamps and
+summary, so the new run still records how its policies were made.
+
+    .venv/bin/python scripts/reuse_policies.py OLD_RUN NEW_RUN [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from core.run_store import Run, StageRecord
+
+STAGES = {"sft_pi0": "pi0", "rlhf_expert": "expert"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", type=Path)
+    parser.add_argument("new", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    old = json.loads((args.old / "manifest.json").read_text())
+    new = Run.create(args.new, seed=args.seed)
+    for stage, role in STAGES.items():
+        new.manifest.config[stage] = old["config"][stage]
+        new.manifest.stages[stage] = StageRecord.model_validate(old["stages"][stage])
+        for key in (role, f"{role}_adapters"):
+            new.manifest.models[key] = old["models"][key]
+    for name in ("pi0_sft", "expert"):
+        shutil.copytree(args.old / "policies" / name, new.path / "policies" / name)
+        for file in sorted((new.path / "policies" / name).iterdir()):
+            new.record_file(str(file.relative_to(new.path)))
+    new.save_manifest()
+    print(f"{new.path}: pi_0 and expert from {args.old}")
+
+
+if __name__ == "__main__":
+    main()
