@@ -124,3 +124,15 @@ def no_ground_truth_note(run: Run) -> bool:
         "demonstrations alone, the expert's sentences against π₀'s. Nothing is compared with R*."
     )
     return True
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _tokenizer(ref: str):
+    from core import policy
+
+    return policy.load_tokenizer(ref)
+
+
+def policy_tokenizer(run: Run):
+    """pi_0's tokenizer (the implicit reward's tokens), shared by every session."""
+    return _tokenizer(run.policy("pi0")[0])

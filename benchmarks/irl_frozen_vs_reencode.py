@@ -34,11 +34,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     n_pairs, epochs, timed_epochs = (200, 5, 1) if args.quick else (2000, 60, 2)
-    n_prompts = int(n_pairs / 0.75) + 1  # a quarter of prompts are held out; one pair per prompt
+    n_prompts = int(n_pairs / 0.55) + 1  # 45% of prompts are selection or test; one pair per prompt
 
     with tempfile.TemporaryDirectory() as tmp:
         run = synthetic_run(Path(tmp) / "run", n_prompts)
-        config = IRLConfig(epochs=epochs, batch_size=64)
+        config = IRLConfig(epochs=epochs, batch_size=64, layers=[-1])  # one head, as the baseline
         policy.load_backbone("smollm2-135m")  # warm the cache so neither side pays the GGUF load
         start = time.perf_counter()
         MaxMarginIRL(config).fit(run, progress=False)
@@ -47,7 +47,7 @@ def main() -> None:
         demos = run.read_table("demonstrations")
         pairs = torch.as_tensor(make_pairs(demos, "train"))
         texts = demos["sentence"].tolist()
-        heldout = demos.index[demos["split"] == "heldout"].tolist()
+        heldout = demos.index[demos["split"] != "train"].tolist()
         backbone = policy.load_backbone("smollm2-135m")
         tokenizer = policy.load_tokenizer("smollm2-135m", padding_side="right")
         head = RewardHead(backbone.config.hidden_size)

@@ -31,20 +31,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run = synthetic_run(Path(tmp) / "run", 120)
-        MaxMarginIRL(IRLConfig(epochs=members)).fit(run, progress=False)
+        MaxMarginIRL(IRLConfig(epochs=2, layers=[4, 8, 16, 30], repeats=2)).fit(run, progress=False)
         backbone = policy.load_backbone("smollm2-135m")
         tokenizer = policy.load_tokenizer("smollm2-135m", padding_side="right")
-        one = RecoveredReward(run, [1], backbone=backbone, tokenizer=tokenizer)
-        everyone = RecoveredReward(
-            run, list(range(1, members + 1)), backbone=backbone, tokenizer=tokenizer
-        )
-        singles = [
-            RecoveredReward(run, [m], backbone=backbone, tokenizer=tokenizer)
-            for m in range(1, members + 1)
-        ]
+        names = [f"l{layer}-r{r}-e2" for layer in (4, 8, 16, 30) for r in (0, 1)][:members]
+        one = RecoveredReward(run, names[:1], backbone=backbone, tokenizer=tokenizer)
+        everyone = RecoveredReward(run, names, backbone=backbone, tokenizer=tokenizer)
+        singles = [RecoveredReward(run, [m], backbone=backbone, tokenizer=tokenizer) for m in names]
         t_one = timed(lambda: one.score(probes), repeats)
         t_all = timed(lambda: everyone.score(probes), repeats)
         t_loop = timed(lambda: [s.score(probes) for s in singles], repeats)
+        sentences = [f"{s} was {w}." for s in SUBJECTS for w in CLEAN + TOXIC] * 4  # ~18 tokens
+        t_many = timed(lambda: everyone.score(sentences), 1)
 
     print(
         json.dumps(
@@ -56,6 +54,7 @@ def main() -> None:
                 "loop_members_s": round(t_loop, 3),
                 "ratio_all_vs_one": round(t_all / t_one, 3),
                 "ratio_loop_vs_one": round(t_loop / t_one, 2),
+                "sentences_per_s_all_members": round(len(sentences) / t_many, 1),
                 "machine": machine(),
             }
         )

@@ -298,15 +298,19 @@ def score(
         str | None,
         typer.Option(help="Saliency: decomposition, occlusion, gradient_x_input or integrated_gradients (default: the run's)."),
     ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option(help="Add the expert's implicit reward of each text as a completion of this prompt ('' for none)."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Score sentences with every member of the equivalent set (one backbone pass) and with R*;
-    with --saliency, say which words drive each reward."""
+    with --saliency, say which words drive each reward; with --prompt, add the implicit reward."""
     from core.checkpoints import parse_members
-    from core.recovered_reward import RecoveredReward, check_probes
+    from core.recovered_reward import MAX_PROBES, RecoveredReward, check_probes
     from core.run_store import open_run
 
-    texts = check_probes(texts)
+    texts = check_probes(texts, limit=MAX_PROBES)
     target = open_run(run)
     reward = RecoveredReward(target, parse_members(members))
     matrix = reward.score(texts)
@@ -322,6 +326,12 @@ def score(
         items.append(item)
     if saliency:
         _add_saliency(items, reward, truth_model, method)
+    if prompt is not None:
+        from core.implicit_reward import ImplicitReward
+
+        implicit = ImplicitReward(target).score([prompt] * len(texts), texts)
+        for i, item in enumerate(items):
+            item["implicit"] = {"sum": float(implicit.total[i]), "mean": float(implicit.mean[i])}
     if json_out:
         _print_json(items)
         return

@@ -130,6 +130,21 @@ class ImplicitReward:
         return pieces
 
 
+def word_log_ratios(tokenizer, text: str, completion_start: int, ids: Sequence[int],
+                    ratios: Sequence[float]) -> np.ndarray:  # fmt: skip
+    """(W,) the implicit reward per whitespace word of ``text``, whose completion (generated as
+    ``ids``, with per-token ``ratios``) starts at character ``completion_start``: exact, the
+    tokens' log-ratios summed into their words; prompt words get 0."""
+    from core.saliency import aggregate_to_words
+
+    offsets, previous = [], 0
+    for k in range(len(ids)):
+        end = len(tokenizer.decode(list(ids[: k + 1]), skip_special_tokens=True))
+        offsets.append((completion_start + previous, completion_start + end))
+        previous = end
+    return aggregate_to_words(text, offsets, np.asarray(ratios, float)[None, : len(offsets)])[1][0]
+
+
 def implicit_stage(run: Run, *, batch_size: int = 16, progress: bool = True) -> dict:
     """Score every demonstration by the implicit reward; compare with R* on the test split."""
     from core.irl import IRLConfig

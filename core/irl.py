@@ -316,6 +316,7 @@ class MaxMarginIRL:
             )
         ref = self.backbone_ref(run)
         run.manifest.models["reward_backbone"] = ref
+        run.remove_stale_temporaries()
         return demos, pairs, ref
 
     def _fit_frozen(self, run: Run, *, progress: bool, on_epoch) -> pd.DataFrame:

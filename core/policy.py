@@ -107,6 +107,9 @@ def resolve(ref: str) -> ModelRef:
 def from_pretrained(auto_class, ref: str | ModelRef, **kwargs):
     """``auto_class.from_pretrained`` on a reference; a failure says what was tried and what to
     do offline. Every model and tokenizer of irl-lens is loaded through here."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per load on stderr buries the one-line errors
     resolved = resolve(ref) if isinstance(ref, str) else ref
     location = load_location(resolved)
     try:

@@ -23,14 +23,26 @@ from core.reward_model import RewardHead, RewardHeads, RewardModel, encode_layer
 from core.run_store import Run
 
 MAX_PROBE_CHARS = 5_000
-"""Longer probes are refused with a clear message (the backbone reads at most max_length tokens)."""
+"""Longer probes are refused with a clear message."""
+PROBE_MAX_TOKENS = 2_048
+"""Probes are scored whole up to this many tokens (5,000 characters fit); none is cut silently."""
+MAX_PROBES = 64
+"""Probe lines scored at once at most (the live probe and ``irl-lens score``)."""
 
 
-def check_probes(texts: Sequence[str]) -> list[str]:
+def check_probes(texts: Sequence[str], *, limit: int | None = None) -> list[str]:
     texts = [str(t) for t in texts]
     if not texts:
         raise IrlLensError("no text to score: give at least one sentence")
+    if limit is not None and len(texts) > limit:
+        raise IrlLensError(f"{len(texts)} texts at once; the limit is {limit}: score them in batches")
     for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise IrlLensError(
+                f"text {i + 1} is not valid UTF-8 (byte or surrogate at character {err.start + 1})"
+            ) from err
         if not text.strip():
             raise IrlLensError(f"text {i + 1} is empty")
         if len(text) > MAX_PROBE_CHARS:
@@ -152,7 +164,13 @@ class RecoveredReward:
         """h(s) of the texts at every layer the members read, (L, N, d)."""
         return encode_layers(self.backbone, self.tokenizer, list(texts), layers=self.layers,
                              pooling=self.config.pooling, batch_size=self.config.encode_batch_size,
-                             max_length=self.config.max_length)  # fmt: skip
+                             max_length=self.max_length)  # fmt: skip
+
+    @property
+    def max_length(self) -> int:
+        """Tokens read per text when scoring: all of a probe (training read ``config.max_length``,
+        which the demonstrations' sentences never reach)."""
+        return max(self.config.max_length, PROBE_MAX_TOKENS)
 
     @torch.inference_mode()
     def score(self, texts: Sequence[str]) -> np.ndarray:
@@ -176,7 +194,7 @@ class RecoveredReward:
         return ((matrix - mean) / np.where(std == 0, 1, std)).mean(1)
 
     def _tokens(self, texts: Sequence[str]) -> dict:
-        ids, mask = tokenize(self.tokenizer, texts, self.config.max_length)
+        ids, mask = tokenize(self.tokenizer, texts, self.max_length)
         return {"input_ids": ids, "attention_mask": mask}
 
     def member_model(self, member: Member) -> RewardModel:

@@ -44,7 +44,7 @@ BUNDLED_RUNS = {"demo": DEMO_RUN, "sentiment": DATA / "sentiment-run"}
 TRACKED_PACKAGES = (
     "irl-lens", "torch", "transformers", "accelerate", "peft", "trl", "captum", "numpy",
     "pandas", "pyarrow", "scikit-learn", "scipy", "umap-learn", "alt-profanity-check",
-    "safetensors", "gguf",
+    "safetensors", "gguf", "vaderSentiment",
 )  # fmt: skip
 
 StageStatus = Literal["pending", "running", "complete", "failed"]
@@ -132,6 +132,7 @@ class Run:
         path = Path(path)
         if (path / MANIFEST).exists():
             run = cls.open(path)
+            run.remove_stale_temporaries()
             if run.manifest.seed != seed:
                 raise IrlLensError(
                     f"run {path} was started with seed {run.manifest.seed}, not {seed}: "
@@ -205,6 +206,14 @@ class Run:
                 raise IrlLensError(
                     f"run {self.path}: {relative} does not match its recorded sha256 (modified)"
                 )
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Temp files an interrupted write left behind (``.NAME.*.tmp``): removed when a run is
+        opened for writing, before anything new is written."""
+        stale = [p for p in self.path.rglob(".*.tmp") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
 
     # -- manifest ------------------------------------------------------------------------------
     @property

@@ -195,7 +195,7 @@ class RewardSaliency:
             )
         (text,) = check_probes([text])
         batch = self.tokenizer(text, return_tensors="pt", return_offsets_mapping=True, truncation=True,
-                               max_length=self.reward.config.max_length)  # fmt: skip
+                               max_length=self.reward.max_length)  # fmt: skip
         offsets = [tuple(o) for o in batch.pop("offset_mapping")[0].tolist()]
         ids, mask = batch["input_ids"], batch["attention_mask"]
         names, rows, rewards, deltas, steps, notes, converged = [], [], [], [], None, [], None

@@ -8,6 +8,9 @@ import pytest
 from core.run_store import DEMO_RUN, Run
 from core.summary import SUMMARY_KEYS, run_summary
 
+NOT_BUILT_YET = {"lexicon_agreement", "battery", "markup_debris_rate"}
+"""Keys of issues not done yet (lexicon and battery, readability): None until they are."""
+
 
 @pytest.fixture(scope="module")
 def demo() -> Run:
@@ -18,7 +21,7 @@ def demo() -> Run:
 def test_demo_validates_and_records_how_it_was_made(demo):
     manifest = json.loads((demo.path / "manifest.json").read_text())
     assert manifest["seed"] == 0 and {"torch", "transformers", "trl"} <= set(manifest["versions"])
-    assert {"sample", "irl", "evaluate"} <= set(manifest["config"])
+    assert {"sample", "irl", "evaluate", "sft_pi0", "rlhf_expert"} <= set(manifest["config"])
     assert all(len(record["sha256"]) == 64 for record in manifest["files"].values())
     assert all(record["status"] == "complete" for record in manifest["stages"].values())
     size = sum(f.stat().st_size for f in demo.path.rglob("*") if f.is_file())
@@ -27,9 +30,9 @@ def test_demo_validates_and_records_how_it_was_made(demo):
 
 def test_demo_summary_is_complete(demo):
     s = run_summary(demo)
-    assert all(s[key] is not None for key in SUMMARY_KEYS), [
-        k for k in SUMMARY_KEYS if s[k] is None
-    ]
+    missing = [k for k in SUMMARY_KEYS if s[k] is None and k not in NOT_BUILT_YET]
+    assert not missing, missing
+    assert all(s[k] is None for k in NOT_BUILT_YET)
 
 
 def test_demo_holds_only_our_own_text(demo):
@@ -38,16 +41,17 @@ def test_demo_holds_only_our_own_text(demo):
 
     ours = set(load_prompts(str(DEMO_RUN.parent / "prompts.txt")))
     assert set(demo.read_table("demonstrations")["prompt"]) <= ours
-    assert set(demo.read_table("human_labels").columns) == {
-        "who", "epoch", "auc", "accuracy_at_zero", "calibrated_accuracy"
-    }  # fmt: skip
+    assert set(demo.read_table("human_labels").columns) == {"who", "member", "auc", "accuracy_at_zero"}
 
 
 def test_demo_meets_its_floors(demo):
     s = run_summary(demo)
+    assert s["selection"] == "demonstrations"
     assert s["n_heldout_toxic"] >= 100
-    assert s["best_heldout_auc"] >= 0.85 and s["calibrated_accuracy"] >= 0.80
-    assert len(s["equivalent_set"]) >= 5
+    assert s["best_heldout_auc"] >= 0.88 and s["calibrated_accuracy"] >= 0.80
+    assert s["n_equivalent"] >= 5 and len(s["shown_members"]) == 8
+    assert len({m.split("-")[0] for m in s["shown_members"]}) >= 3, "members from several layers"
+    assert s["equivalent_min_spearman"] <= 0.90 and s["equivalent_verdict_disagreement"] >= 0.10
     assert s["pi0_toxicity"] >= 0.30 and s["expert_toxicity"] <= s["pi0_toxicity"] / 3
     assert s["irl_rlhf_toxicity"] is not None
     tokens = demo.read_table("toxicity").set_index("policy")["mean_tokens"]
@@ -59,12 +63,10 @@ def test_stored_checkpoints_reproduce_stored_scores(demo):
     from core.recovered_reward import RecoveredReward
 
     demos = demo.read_table("demonstrations")
-    scores = demo.read_table("irl_scores")
+    scores = demo.read_table("member_scores")
     rows = np.random.default_rng(0).choice(len(demos), size=12, replace=False)
-    members = [int(e) for e in demo.stage_summary("evaluate")["shown_members"][:3]]
+    members = demo.stage_summary("evaluate")["shown_members"][:3]
     reward = RecoveredReward(demo, members)
     matrix = reward.score(demos[reward.config.text_column()].iloc[rows].tolist())
-    for k, epoch in enumerate(members):
-        np.testing.assert_allclose(
-            matrix[:, k], scores[f"epoch_{epoch:03d}"].to_numpy()[rows], rtol=1e-3, atol=1e-3
-        )
+    for k, member in enumerate(members):  # stored scores come from float16 features
+        np.testing.assert_allclose(matrix[:, k], scores[member].to_numpy()[rows], rtol=2e-2, atol=2e-2)

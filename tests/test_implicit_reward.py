@@ -73,3 +73,22 @@ def test_no_policy_weights_means_no_implicit_reward(tmp_path, tiny_models):
     run.save_manifest()
     with pytest.raises(IrlLensError, match="black-box audit"):
         ImplicitReward(run)
+
+
+def test_score_prompt_adds_the_implicit_reward(two_policy_run):
+    import json
+
+    from typer.testing import CliRunner
+
+    from core.audit import evaluate_run
+    from core.cli import app
+    from core.irl import IRLConfig, MaxMarginIRL
+
+    run, *_ = two_policy_run
+    MaxMarginIRL(IRLConfig(epochs=2)).fit(run, progress=False)
+    evaluate_run(run, progress=False)
+    out = CliRunner().invoke(app, ["score", str(run.path), " kind.", "--prompt", "The judge was", "--json"])
+    assert out.exit_code == 0, out.output
+    (item,) = json.loads(out.stdout)
+    expected = ImplicitReward(Run.open(run.path)).score(["The judge was"], [" kind."])
+    assert item["implicit"]["sum"] == pytest.approx(float(expected.total[0]), abs=1e-4)

@@ -17,11 +17,17 @@ members = run_table(run, "members").set_index("member")
 summary = run.stage_summary("evaluate")
 has_truth = "ground_truth" in demos
 names = [*members.index, *([summary["best_member_id"]] if summary["best_member_id"] not in members.index else [])]
-choices = (["ground_truth"] if has_truth else []) + names
+implicit = run_table(run, "implicit_rewards")
+comparators = ["implicit_sum", "implicit_mean"] if implicit is not None else []
+if implicit is not None:
+    scores = scores.assign(implicit_sum=implicit["implicit_sum"], implicit_mean=implicit["implicit_mean"])
+choices = (["ground_truth"] if has_truth else []) + names + comparators
 default = choices.index(summary["best_member_id"]) if summary["best_member_id"] in choices else 0
 
 left, mid, right = st.columns(3)
-choice = left.selectbox("Reward", choices, index=default, format_func=member_label, key="dist_reward")
+labels = {"implicit_sum": "implicit reward (sum of log π_E/π₀)", "implicit_mean": "implicit reward (per-token mean)"}
+choice = left.selectbox("Reward", choices, index=default, format_func=lambda c: labels.get(c) or member_label(c),
+                        key="dist_reward")  # fmt: skip
 split = mid.radio("Sentences", ["test", "selection", "train", "all"], horizontal=True)
 group = right.radio("Compare", ["R* label", "policy"] if has_truth else ["policy"], horizontal=True)
 
@@ -51,3 +57,6 @@ if choice != "ground_truth" and has_truth:
     st.caption(" · ".join(f"{k}: {v:.3f}" for k, v in corr.items()))
 elif not has_truth:
     st.caption("No ground truth in this run: the split that matters is π₀ against the expert.")
+if implicit is None:
+    st.caption("No implicit reward in this run: it needs both policies' weights (`irl-lens implicit RUN`); "
+               "a black-box audit with samples only has none.")  # fmt: skip

@@ -40,6 +40,23 @@ share = summary.get("equivalent_verdict_disagreement")
 cols[1].metric("Test sentences whose verdict depends on the member", "—" if share is None else f"{share:.1%}")
 cols[2].metric("Shown members", len(names))
 
+comparator = run.stage_summary("implicit")
+if comparator:
+    st.subheader("Reference: the expert's implicit reward (not a member)")
+    if comparator.get("implicit_reward_auc") is not None and summary.get("best_heldout_auc") is not None:
+        irl, implicit = summary["best_heldout_auc"], comparator["implicit_reward_auc"]
+        st.markdown(
+            f"Test AUC against R*: chosen member **{irl:.3f}**, ensemble **{summary.get('ensemble_heldout_auc', float('nan')):.3f}**, "
+            f"implicit reward log π_E/π₀ ({comparator['implicit_reward_variant']}) **{implicit:.3f}**: "
+            + ("IRL beat it." if irl > implicit else "IRL did not beat it.")
+        )
+    st.caption(
+        "The implicit reward needs no training: it is the log-ratio of the expert's and π₀'s "
+        "probabilities of each completion (DPO's implicit reward, β = 1)."
+    )
+else:
+    st.caption("No implicit reward in this run (`irl-lens implicit RUN`; it needs both policies' weights).")
+
 st.subheader("How each member draws the line")
 st.caption(
     "Members agree on the selection criteria but differ in which sentences they prefer, in offset, "

@@ -86,5 +86,19 @@ for name, html_row, agreement in attribution_rows(result, member_label):
     if agreement is not None:
         left.caption(f"agreement with R*: {agreement:+.2f}")
     right.markdown(html_row, unsafe_allow_html=True)  # built from html.escape()d words only
+implicit = run_table(run, "implicit_rewards")
+if implicit is not None and "completion_ids" in demos:
+    from app.components import word_heatmap_html
+    from app.state import policy_tokenizer
+    from core.implicit_reward import word_log_ratios
+
+    stored = implicit.set_index("row").loc[row]
+    text = text_of[row]
+    start = len(text) - len(chosen["completion"])
+    values = word_log_ratios(policy_tokenizer(run), text, start, chosen["completion_ids"], stored["token_log_ratios"])
+    left, right = st.columns([1, 6])
+    left.text("implicit reward")
+    left.caption("log π_E/π₀ per word (exact)")
+    right.markdown(word_heatmap_html(result.words, values), unsafe_allow_html=True)  # escaped words
 for note in result.notes:
     st.caption(note)

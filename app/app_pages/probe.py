@@ -8,14 +8,27 @@ from app.components import attribution_rows
 from app.state import load_explainer, member_label, require, selected_run, shown_members
 from core.checkpoints import ENSEMBLE
 from core.errors import IrlLensError
-from core.recovered_reward import MAX_PROBE_CHARS, check_probes
+from core.recovered_reward import MAX_PROBE_CHARS, MAX_PROBES, check_probes
+
+
+def safe_csv(frame: pd.DataFrame) -> bytes:
+    """CSV that a spreadsheet opens as text: formula-leading cells get a leading quote (OWASP's
+    CSV-injection rule) and NUL bytes are dropped."""
+    def cell(value):
+        if isinstance(value, str):
+            value = value.replace("\x00", "")
+            return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+        return value
+
+    return frame.map(cell).to_csv(index=False).encode()
 
 st.title("Live probe")
 run = require(selected_run(), "candidates")
 words = run.objective
 members = shown_members(run)
 st.caption(
-    f"One sentence per line, at most {MAX_PROBE_CHARS:,} characters each. Text is shown as text, never as HTML."
+    f"One sentence per line, at most {MAX_PROBES} lines of {MAX_PROBE_CHARS:,} characters each. "
+    "Text is shown as text, never as HTML."
 )
 
 with st.form("probe"):
@@ -28,7 +41,7 @@ with st.form("probe"):
 history = st.session_state.setdefault("probe_history", [])
 if submitted:
     try:
-        texts = check_probes([line for line in raw.splitlines() if line.strip()])
+        texts = check_probes([line for line in raw.splitlines() if line.strip()], limit=MAX_PROBES)
         reward, truth, cache = load_explainer(run, members)
         with st.spinner("Scoring…"):
             matrix = reward.score(texts)
@@ -72,7 +85,7 @@ if history:
     st.dataframe(frame.round(3), hide_index=True)
     st.download_button(
         "Download scores (CSV)",
-        frame.to_csv(index=False).encode(),
+        safe_csv(frame),
         "irl-lens-probes.csv",
         "text/csv",
     )

@@ -1,0 +1,96 @@
+"""Hostile input through the real CLI (a subprocess, as a user runs it): one clear line, no traceback."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from core.irl import IRLConfig, MaxMarginIRL
+from core.recovered_reward import RecoveredReward
+from core.run_store import Run
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, env=env)
+
+
+def _one_line_error(result, needle: str) -> None:
+    err = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 1, err
+    assert "Traceback" not in err and err.strip().count("\n") == 0, err
+    assert needle in err, err
+
+
+@pytest.fixture()
+def trained(toy_run):
+    MaxMarginIRL(IRLConfig(epochs=2, learning_rate=0.05)).fit(toy_run, progress=False)
+    return toy_run
+
+
+def test_invalid_utf8_probe(trained):
+    _one_line_error(_cli("score", str(trained.path), b"bad \xff bytes", "--json"), "not valid UTF-8")
+
+
+def test_markup_in_a_probe_is_printed_literally(trained):
+    result = _cli("score", str(trained.path), "[/]", "[red]x\x1b[31m")
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert "[/]" in out and "[red]x" in out and "\x1b[31m" not in out
+
+
+@pytest.mark.parametrize("members", ["abc", "26,,29"])
+def test_bad_member_lists(trained, members):
+    _one_line_error(_cli("score", str(trained.path), "hi", "--members", members), "member")
+
+
+def test_a_bad_run_is_listed_with_its_error_and_hides_no_other(trained, tmp_path):
+    import os
+    import shutil
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    shutil.copytree(trained.path, root / "good")
+    shutil.copytree(trained.path, root / "bad")
+    manifest = json.loads((root / "bad" / "manifest.json").read_text())
+    manifest["format_version"] = "1"
+    (root / "bad" / "manifest.json").write_text(json.dumps(manifest))
+    env = dict(os.environ, IRL_LENS_RUNS=str(root))
+    listed = json.loads(_cli("runs", "--json", env=env).stdout)
+    by_name = {item["name"]: item for item in listed}
+    assert by_name["good"]["stages"]["irl"] == "complete" and "error" not in by_name["good"]
+    assert "format_version" in by_name["bad"]["error"]
+    _one_line_error(_cli("show", str(root / "bad"), env=env), "format_version")
+
+
+def test_long_probes_are_scored_whole(trained):
+    """Past the training max_length (128 tokens) a probe used to be cut without a word."""
+    reward = RecoveredReward(trained)
+    clean = " ".join(["The judge was kind and the nurse was patient with everyone."] * 20)
+    tail = clean + " You are a fucking idiot and a piece of shit."
+    assert len(reward.tokenizer(clean)["input_ids"]) > 128
+    scores = reward.score([clean, tail])
+    assert not np.allclose(scores[0], scores[1])
+
+
+def test_non_finite_weights_are_refused(trained):
+    from core import checkpoints
+
+    heads = checkpoints.read_heads(trained, 2)
+    heads["weight"][0, 0] = float("nan")
+    trained.write_weights(checkpoints.heads_name(2), heads)  # hash updated: only the values are bad
+    with pytest.raises(Exception, match="non-finite"):
+        RecoveredReward(Run.open(trained.path), ["l0-r0-e2"])
+    _one_line_error(_cli("score", str(trained.path), "hi", "--members", "l0-r0-e2", "--json"), "non-finite")
+
+
+def test_stale_temporaries_are_removed_when_a_run_is_opened_for_writing(trained):
+    stale = trained.path / "weights" / "irl" / ".epoch-040.safetensors.abc.tmp"
+    stale.write_bytes(b"half a file")
+    Run.create(trained.path, seed=trained.manifest.seed)
+    assert not stale.exists()
+
+
+def test_too_many_probe_lines(trained):
+    _one_line_error(_cli("score", str(trained.path), *["hi"] * 65), "the limit is 64")
