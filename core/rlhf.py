@@ -6,7 +6,8 @@ The reward is one of
 
 - a ground truth (``profanity``, ``hf:<classifier>``) of the completion: this builds an expert;
 - ``recovered``: the ensemble of the recovered reward's shown members (the mean of their
-  standardised rewards) over the sentence they were trained on, or one member: this is IRL-RLHF.
+  standardised rewards, times their mean standard deviation so that it keeps a member's scale
+  beside the length guard) over the sentence they were trained on, or one member: IRL-RLHF.
 
 Three traps seen on this machine are guarded. An empty completion scores as clean, so once a
 policy can stop, RL learns to say nothing (reward hacking by silence); and a TF-IDF classifier
@@ -173,8 +174,13 @@ def reward_source(
         def recovered(prompts, completions):
             texts = [p + c if with_prompt else c for p, c in zip(prompts, completions, strict=True)]
             matrix = reward.score(as_sentences(texts, reward.tokenizer))
-            # several members: their ensemble (standardised mean), so no member's scale dominates
-            return reward.ensemble(matrix) if matrix.shape[1] > 1 else matrix[:, 0]
+            if matrix.shape[1] == 1:
+                return matrix[:, 0]
+            # Several members: their ensemble (standardised mean), so no member's scale dominates,
+            # in the members' mean units: in z units the length guard would drown it out.
+            return reward.ensemble(matrix) * unit
+
+        unit = float(np.mean(reward.standardisation[1])) if reward.standardisation else 1.0
 
         return recovered
     if config.reward == "random":  # a poor-RLHF control: a reward that tracks nothing

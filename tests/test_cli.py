@@ -191,3 +191,22 @@ def test_score_with_saliency_json(toy_run):
     assert item["saliency_method"] == "decomposition"
     assert runner.invoke(app, ["saliency", str(toy_run.path)]).exit_code == 0
     assert Run.open(toy_run.path).has_table("saliency_decomposition")
+
+
+def test_show_json_on_a_run_without_ground_truth(tmp_path, tiny_models):
+    from conftest import build_toy_run
+
+    run = build_toy_run(tmp_path / "audit", tiny_models["toy"], ground_truth=False)
+    assert runner.invoke(app, ["extract", str(run.path), "--epochs", "4", "--repeats", "2",
+                               "--learning-rate", "0.05"]).exit_code == 0  # fmt: skip
+    shown = json.loads(runner.invoke(app, ["show", str(run.path), "--json"]).stdout)
+    assert set(SUMMARY_KEYS) <= set(shown)
+    for key in ("best_heldout_auc", "best_heldout_kendall", "calibrated_accuracy", "supervised_ceiling_auc",
+                "pi0_toxicity", "n_heldout_toxic", "implicit_reward_auc"):  # fmt: skip
+        assert shown[key] is None, key
+    assert shown["verdict"] == "coherent reward recovered" and shown["selection"] == "demonstrations"
+    assert shown["ground_truth"] is None and shown["equivalent_min_spearman"] is not None
+    scored = json.loads(runner.invoke(app, ["score", str(run.path), "The judge was kind.", "--json"]).stdout)
+    assert scored[0]["ground_truth"] is None and scored[0]["members"]
+    result = runner.invoke(app, ["evaluate", str(run.path), "--selection", "ground_truth"])
+    assert result.exit_code == 1 and "no ground truth" in str(result.exception)
