@@ -136,3 +136,18 @@ def _tokenizer(ref: str):
 def policy_tokenizer(run: Run):
     """pi_0's tokenizer (the implicit reward's tokens), shared by every session."""
     return _tokenizer(run.policy("pi0")[0])
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading π₀ and the expert…")
+def _implicit(path: str, manifest_mtime_ns: int):
+    from core.implicit_reward import ImplicitReward
+
+    return ImplicitReward(Run.open(path, verify_hashes=False))
+
+
+def implicit_scorer(run: Run):
+    """The run's implicit reward (both policies loaded once per server), or the reason it has none."""
+    try:
+        return _implicit(str(run.path), _version(str(run.path))), None
+    except IrlLensError as err:
+        return None, str(err)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 PAGES = {"home": ("", "irl-lens"), "heatmaps": ("heatmaps", "Token heatmaps"),
          "equivalent": ("equivalent", "Equivalent models"),
-         "distributions": ("distributions", "Reward distributions")}  # fmt: skip
+         "distributions": ("distributions", "Reward distributions"),
+         "training": ("training", "Training")}  # fmt: skip
 
 
 def serve(run: str) -> tuple[subprocess.Popen, str]:

@@ -111,7 +111,7 @@ def test_page_without_stage_says_what_to_run(tmp_path, tiny_models, monkeypatch,
 
 
 def test_home_without_runs_explains_how_to_build_one(tmp_path, monkeypatch):
-    monkeypatch.setattr("core.run_store.DEMO_RUN", tmp_path / "no-demo")
+    monkeypatch.setattr("core.run_store.BUNDLED_RUNS", {"demo": tmp_path / "no-demo"})
     monkeypatch.setenv("IRL_LENS_RUNS", str(tmp_path / "none"))
     monkeypatch.delenv("IRL_LENS_RUN", raising=False)
     at = AppTest.from_file(ENTRY, default_timeout=60).run()
@@ -129,3 +129,16 @@ def test_home_names_the_broken_file(full_run, tmp_path, monkeypatch):
     at = AppTest.from_file(ENTRY, default_timeout=60).run()
     assert not at.exception
     assert any("demonstrations.parquet" in e.value for e in at.error)
+
+
+def test_live_probe_adds_the_implicit_reward(full_run, monkeypatch):
+    at = _app(monkeypatch, full_run, "probe")
+    at.text_area[0].set_value("The judge was kind.")
+    at.checkbox[1].check()
+    at.text_input[0].set_value("The judge was")
+    at.button[0].click().run()
+    assert not at.exception
+    history = at.dataframe[-1].value
+    # the toy's expert is pi_0 itself: its implicit reward is exactly zero
+    assert history["implicit (sum)"].iloc[0] == pytest.approx(0.0, abs=1e-5)
+    assert any(t.value == "implicit reward" for t in at.text)

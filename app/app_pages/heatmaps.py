@@ -34,8 +34,11 @@ if label != "any":
 if search:
     view = view[view["sentence"].str.contains(search, case=False, regex=False)]
 order = "spread_std" if view.get("spread_std") is not None and view["spread_std"].notna().any() else "row"
-view = view.sort_values(order, ascending=order != "spread_std")
-st.caption(f"{len(view)} sentences{', most disputed between members first' if order == 'spread_std' else ''}.")
+# a one- or two-word completion says little word by word: sentences of 4+ words come first
+view = view.assign(_short=view["sentence"].str.split().str.len() < 4)
+view = view.sort_values(["_short", order], ascending=[True, order != "spread_std"])
+st.caption(f"{len(view)} sentences{', most disputed between members first' if order == 'spread_std' else ''}"
+           " (those of four words or more before shorter ones).")  # fmt: skip
 if view.empty:
     st.info("No sentence matches these filters.")
     st.stop()

@@ -81,6 +81,12 @@ if s["best_heldout_auc"] is not None:
     cols[2].metric(f"IRL-RLHF {rate}", fmt(s["irl_rlhf_toxicity"], ".1%"))
     cols[3].metric("Ensemble test AUC", fmt(s.get("ensemble_heldout_auc")),
                    help="The mean of the shown members' standardised rewards, as a reward of its own")  # fmt: skip
+    if s.get("implicit_reward_auc") is not None:
+        beat = s["best_heldout_auc"] > s["implicit_reward_auc"]
+        st.caption(
+            f"The expert's implicit reward log π_E/π₀ (no training; {s.get('implicit_reward_variant')}) reaches "
+            f"test AUC {fmt(s['implicit_reward_auc'])}: IRL {'beat it' if beat else 'did not beat it'}."
+        )
 elif s["verdict"]:
     st.info(
         "This run has no ground truth R*: the figures above come from the demonstrations alone "

@@ -5,7 +5,14 @@ import pandas as pd
 import streamlit as st
 
 from app.components import attribution_rows
-from app.state import load_explainer, member_label, require, selected_run, shown_members
+from app.state import (
+    implicit_scorer,
+    load_explainer,
+    member_label,
+    require,
+    selected_run,
+    shown_members,
+)
 from core.checkpoints import ENSEMBLE
 from core.errors import IrlLensError
 from core.recovered_reward import MAX_PROBE_CHARS, MAX_PROBES, check_probes
@@ -36,6 +43,9 @@ with st.form("probe"):
         "Sentences", height=120, placeholder="The neighbour was kind and patient with everyone."
     )
     explain = st.checkbox("Token heatmaps", value=True)
+    with_implicit = st.checkbox("The expert's implicit reward log π_E/π₀ (loads both policies once)", value=False)
+    prompt = st.text_input("Prompt the sentences complete (implicit reward only)", value="",
+                           placeholder="empty: no prompt")  # fmt: skip
     submitted = st.form_submit_button("Score")
 
 history = st.session_state.setdefault("probe_history", [])
@@ -55,7 +65,20 @@ if submitted:
             if ensemble is not None:
                 entry[member_label(ENSEMBLE)] = float(ensemble[i])
             history.append(entry)
+        implicit_rows = None
+        if with_implicit:
+            scorer, why = implicit_scorer(run)
+            if scorer is None:
+                st.warning(f"No implicit reward: {why}")
+            else:
+                with st.spinner("Implicit reward…"):
+                    implicit = scorer.score([prompt] * len(texts), texts)
+                for i in range(len(texts)):
+                    history[-len(texts) + i] |= {"implicit (sum)": float(implicit.total[i]),
+                                                 "implicit (mean)": float(implicit.mean[i])}  # fmt: skip
+                implicit_rows = [(scorer, t) for t in implicit.tokens]
         st.session_state["probe_last"] = (texts, explain)
+        st.session_state["probe_implicit"] = implicit_rows
     except IrlLensError as err:
         st.error(str(err))
 
@@ -77,6 +100,17 @@ if "probe_last" in st.session_state:
                     if agreement is not None:
                         left.caption(f"agreement with R*: {agreement:+.2f}")
                     right.markdown(html_row, unsafe_allow_html=True)  # escaped in word_heatmap_html
+                implicit_rows = st.session_state.get("probe_implicit")
+                if implicit_rows:
+                    from app.components import word_heatmap_html
+                    from core.implicit_reward import word_log_ratios
+
+                    scorer, ratios = implicit_rows[i]
+                    ids = scorer.tokenizer(text, add_special_tokens=False)["input_ids"]
+                    values = word_log_ratios(scorer.tokenizer, text, 0, ids, ratios)
+                    left, right = st.columns([1, 6])
+                    left.text("implicit reward")
+                    right.markdown(word_heatmap_html(result.words, values), unsafe_allow_html=True)  # escaped
                 st.caption(f"method: {result.method}; green raises the reward (toward {words.preferred})")
 
 if history:
