@@ -9,7 +9,9 @@
 - LoRA / full mode keeps one file per (repeat, epoch), ``weights/irl/r{R}-epoch-NNN``, with the
   head under ``head.`` and the trained backbone under ``lora.`` or ``backbone.``.
 - Features h(s) of every demonstration: ``features/KEY.safetensors`` with ``h`` (L, N, d) in
-  float16 (half the bytes; it changes held-out AUC by < 0.001 here) and ``layers`` (L,).
+  float16 (half the bytes; on the demo, layer 8: features within 0.05% relative error, the
+  chosen member's rewards within 0.007 of float32 for a std of 6, its test AUC unchanged to four
+  decimals) and ``layers`` (L,).
 """
 
 from __future__ import annotations
