@@ -42,8 +42,8 @@ def selected_run() -> Run | None:
     runs = available_runs(str(runs_root().resolve()))
     start = os.environ.get("IRL_LENS_RUN")
     choices = [path for _, path in runs]
-    if start and start not in choices:
-        choices.insert(0, start)
+    if start:  # the run the dashboard was opened on comes first, listed or not
+        choices = [start, *[c for c in choices if c != start]]
     if not choices:
         return None
     labels = {path: name for name, path in runs}

@@ -142,3 +142,12 @@ def test_live_probe_adds_the_implicit_reward(full_run, monkeypatch):
     # the toy's expert is pi_0 itself: its implicit reward is exactly zero
     assert history["implicit (sum)"].iloc[0] == pytest.approx(0.0, abs=1e-5)
     assert any(t.value == "implicit reward" for t in at.text)
+
+
+def test_the_run_the_dashboard_was_opened_on_comes_first(full_run, monkeypatch):
+    """Regression: a run that is also listed (under the runs folder) lost to the bundled demo."""
+    monkeypatch.setenv("IRL_LENS_RUN", str(full_run.path))
+    monkeypatch.setenv("IRL_LENS_RUNS", str(full_run.path.parent))
+    at = AppTest.from_file(ENTRY, default_timeout=120).run()
+    values = {m.label: m.value for m in at.metric}
+    assert values["Demonstrations"] == str(len(full_run.read_table("demonstrations")))
