@@ -562,8 +562,8 @@ class HeadTrainer:
             rows = self.train_pairs[stacked[:, start : start + config.batch_size]]  # (K, B, 2)
             pos = self.features[self.slot[:, None], rows[..., 0]]  # (K, B, d)
             neg = self.features[self.slot[:, None], rows[..., 1]]
-            r_pos = (pos * self.weight[:, None, :]).sum(-1) + self.bias[:, None]
-            r_neg = (neg * self.weight[:, None, :]).sum(-1) + self.bias[:, None]
+            r_pos = torch.einsum("kbd,kd->kb", pos, self.weight) + self.bias[:, None]
+            r_neg = torch.einsum("kbd,kd->kb", neg, self.weight) + self.bias[:, None]
             loss = pairwise_loss(r_pos - r_neg, config.loss, right_weight=config.right_weight,
                                  wrong_weight=config.wrong_weight, margin=config.margin)  # fmt: skip
             if config.reward_l2:
@@ -577,9 +577,13 @@ class HeadTrainer:
 
     @torch.no_grad()
     def rewards(self) -> torch.Tensor:
-        """(N, K) rewards of every sentence under every head."""
-        picked = self.features[self.slot]  # (K, N, d)
-        return torch.einsum("knd,kd->nk", picked, self.weight) + self.bias
+        """(N, K) rewards of every sentence under every head: one (N, d) x (d, K_layer) product
+        per layer (gathering (K, N, d) first would copy the features K times)."""
+        out = torch.empty(self.features.shape[1], len(self.specs))
+        for position in self.slot.unique().tolist():
+            heads = (self.slot == position).nonzero()[:, 0]
+            out[:, heads] = self.features[position] @ self.weight[heads].T + self.bias[heads]
+        return out
 
     def optimizer_state(self) -> dict[str, torch.Tensor]:
         return _optimizer_tensors(self.adam)
