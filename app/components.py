@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import html
+import re
 
 import numpy as np
 
 from core.saliency import GROUND_TRUTH, AttributionResult
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]()#!|<>~$:])")
+
+
+def plain(text) -> str:
+    """Text from a run or a user, safe inside Markdown-rendering calls (st.markdown, st.caption,
+    st.error, ...): every Markdown and HTML character is backslash-escaped, so a crafted run name,
+    error or objective word shows as typed and fetches nothing."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def _colour(value: float, scale: float) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.components import plain
 from core.demonstrations import as_scored, scored_sentence
 from core.errors import IrlLensError
 from core.run_store import MANIFEST, Run, list_runs, resolve_run_path, runs_root
@@ -54,7 +55,7 @@ def selected_run() -> Run | None:
         resolved = str(resolve_run_path(path))
         return open_run_cached(resolved, _version(resolved))
     except IrlLensError as err:
-        st.error(f"This run cannot be opened: {err}")
+        st.error(f"This run cannot be opened: {plain(err)}")
         return None
 
 
@@ -79,7 +80,7 @@ def require(run: Run | None, *tables: str, stage_hint: str = "irl-lens extract R
         st.stop()
     missing = [t for t in tables if not run.has_table(t)]
     if missing:
-        st.info(f"This run has no {', '.join(missing)} yet: run `{stage_hint}` to add it.")
+        st.info(f"This run has no {plain(', '.join(missing))} yet: run `{stage_hint}` to add it.")
         st.stop()
     return run
 

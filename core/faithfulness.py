@@ -118,7 +118,7 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
     methods = [m for m in config.methods if m in METHODS and (m != "decomposition" or exact_available(reward))]
     rows = []
     for method in tqdm(methods, desc="faithfulness", disable=not progress):
-        def words(text, with_truth=False, method=method):
+        def words(text, with_truth=False, method=method):  # one method per pass of the loop
             return saliency.attribute(text, method=method, include_ground_truth=with_truth)
 
         figures = {name: {} for name in reward.names}

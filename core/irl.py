@@ -56,6 +56,7 @@ from core.reward_model import (
     RewardModel,
     encode_layers,
     n_hidden_states,
+    per_layer_rewards,
     resolve_layers,
     tokenize,
 )
@@ -577,13 +578,8 @@ class HeadTrainer:
 
     @torch.no_grad()
     def rewards(self) -> torch.Tensor:
-        """(N, K) rewards of every sentence under every head: one (N, d) x (d, K_layer) product
-        per layer (gathering (K, N, d) first would copy the features K times)."""
-        out = torch.empty(self.features.shape[1], len(self.specs))
-        for position in self.slot.unique().tolist():
-            heads = (self.slot == position).nonzero()[:, 0]
-            out[:, heads] = self.features[position] @ self.weight[heads].T + self.bias[heads]
-        return out
+        """(N, K) rewards of every sentence under every head."""
+        return per_layer_rewards(self.features, self.weight, self.bias, self.slot)
 
     def optimizer_state(self) -> dict[str, torch.Tensor]:
         return _optimizer_tensors(self.adam)

@@ -177,9 +177,19 @@ class RewardHeads(nn.Module):
         features = features.float()
         if features.ndim == 2:
             return features @ self.weight.T + self.bias
-        # (L, N, d) -> each head reads its own layer: (K, N, d) · (K, d) -> (N, K)
-        picked = features[self.slot]
-        return torch.einsum("knd,kd->nk", picked, self.weight) + self.bias
+        return per_layer_rewards(features, self.weight, self.bias, self.slot)
+
+
+def per_layer_rewards(
+    features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, slot: torch.Tensor
+) -> torch.Tensor:
+    """(N, K) rewards of heads that each read their own layer of ``features`` (L, N, d): one
+    (N, d) × (d, K_layer) product per layer (gathering (K, N, d) would copy the features K times)."""
+    out = features.new_empty(features.shape[1], weight.shape[0])
+    for position in slot.unique().tolist():
+        heads = (slot == position).nonzero()[:, 0]
+        out[:, heads] = features[position] @ weight[heads].T + bias[heads]
+    return out
 
 
 class RewardModel(nn.Module):

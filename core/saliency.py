@@ -164,7 +164,7 @@ class RewardSaliency:
         states = hidden_layers(backbone, input_ids, attention_mask, layers)
         pooling = self.reward.config.pooling
         features = torch.stack([pool(h, attention_mask, pooling) for h in states])  # (L, B, d)
-        out = heads(features if len(layers) > 1 or features.shape[0] > 1 else features[0])
+        out = heads(features[0] if len(layers) == 1 else features)
         return out if out.ndim == 2 else out.unsqueeze(-1)  # (B, K)
 
     # -- the one entry point -------------------------------------------------------------------

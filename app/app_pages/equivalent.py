@@ -6,6 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.components import plain
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 from core.equivalent_set import standardise
@@ -47,7 +48,7 @@ if comparator:
         irl, implicit = summary["best_heldout_auc"], comparator["implicit_reward_auc"]
         st.markdown(
             f"Test AUC against R*: chosen member **{irl:.3f}**, ensemble **{summary.get('ensemble_heldout_auc', float('nan')):.3f}**, "
-            f"implicit reward log π_E/π₀ ({comparator['implicit_reward_variant']}) **{implicit:.3f}**: "
+            f"implicit reward log π_E/π₀ ({plain(comparator['implicit_reward_variant'])}) **{implicit:.3f}**: "
             + ("IRL beat it." if irl > implicit else "IRL did not beat it.")
         )
     st.caption(

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from app.components import attribution_rows
+from app.components import attribution_rows, plain
 from app.state import load_explainer, member_label, require, run_table, selected_run, shown_members
 from core.saliency import METHODS, default_method, exact_available
 
@@ -56,7 +56,7 @@ method = st.radio("Method", available, index=available.index(best), horizontal=T
 reason = run.stage_summary("faithfulness").get("saliency_method_reason")
 st.caption(
     f"Default: {best}, "
-    + (reason or ("exact for these members (the reward is a mean over tokens, so each token's share is known)."
+    + (plain(reason) if reason else ("exact for these members (the reward is a mean over tokens, so each token's share is known)."
        if best == "decomposition" else "exact removal of each token (the members are not mean-pooled frozen heads)."))
 )  # fmt: skip
 faithfulness = run_table(run, "faithfulness")
@@ -64,7 +64,7 @@ if faithfulness is not None:
     with st.expander("How faithful is each method on this run?"):
         st.caption(
             "top1_match / ground_truth_pearson: agreement with R*'s exact word contributions on test "
-            f"sentences of the {words.dispreferred} side; deletion_fall: how far a member's reward falls "
+            f"sentences of the {plain(words.dispreferred)} side; deletion_fall: how far a member's reward falls "
             "(in its std) when its most-credited words are removed, beside a random order; "
             "localisation: share of the project's one-word probes whose planted word is blamed most."
         )
@@ -74,13 +74,13 @@ chosen = view.set_index("row").loc[row]
 if chosen["sentence"] != chosen["prompt"] + chosen["completion"]:  # a completion-only reward
     st.text(f"Prompt (not scored): {chosen['prompt']}")
     truth = f"; R* {chosen['ground_truth']:+.2f}" if has_truth else ""
-    st.caption(f"{chosen['policy']}'s completion{truth}")
+    st.caption(f"{plain(chosen['policy'])}'s completion{truth}")
 
 with st.spinner("Attributing…"):
     result = cache.get(text_of[row], method)
 st.markdown(
-    f"Green words raise the reward (toward {words.preferred}), red words lower it (toward "
-    f"{words.dispreferred}); hover a word for its score. In the members' row, dashed words are "
+    f"Green words raise the reward (toward {plain(words.preferred)}), red words lower it (toward "
+    f"{plain(words.dispreferred)}); hover a word for its score. In the members' row, dashed words are "
     "blamed with opposite signs by different members."
 )
 for name, html_row, agreement in attribution_rows(result, member_label):

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from app.components import plain
 from app.state import selected_run
 from core.audit import COHERENT
 from core.summary import run_summary
@@ -41,7 +42,7 @@ cols[3].metric(
 )
 
 if s["verdict"]:
-    (st.success if s["verdict"] == COHERENT else st.error)(f"Verdict: {s['verdict']}")
+    (st.success if s["verdict"] == COHERENT else st.error)(f"Verdict: {plain(s['verdict'])}")
 
 best = s.get("best_member")
 if best:
@@ -50,7 +51,7 @@ if best:
                 "**The recovered reward, chosen with R\\* (for comparison only)**")  # fmt: skip
     st.caption(
         f"Chosen member: layer {best['layer']}, repeat {best['repeat']}, epoch {best['epoch']} "
-        f"of {s.get('n_candidates', '?')} candidates. Rule: {s.get('equivalence_rule', '')}."
+        f"of {s.get('n_candidates', '?')} candidates. Rule: {plain(s.get('equivalence_rule', ''))}."
     )
     cols = st.columns(4)
     cols[0].metric("Equivalent candidates", s.get("n_equivalent") or "—",
@@ -66,11 +67,11 @@ if s["best_heldout_auc"] is not None:
     st.markdown("**Against the ground truth R\\* (test split only; R\\* chose nothing)**")
     cols = st.columns(4)
     cols[0].metric("Test AUC vs R*", fmt(s["best_heldout_auc"]),
-                   help=f"Threshold-free: ranks {words.dispreferred} below {words.preferred}")  # fmt: skip
+                   help=f"Threshold-free: ranks {plain(words.dispreferred)} below {plain(words.preferred)}")  # fmt: skip
     cols[1].metric("Supervised ceiling AUC", fmt(s["supervised_ceiling_auc"]),
                    help="A probe trained on R* labels over the same layer: the best any reward on it can do")  # fmt: skip
     cols[2].metric("Accuracy / F1 at calibrated threshold", f"{fmt(s['calibrated_accuracy'])} / {fmt(s['calibrated_f1'])}",
-                   help=f"Threshold fitted on training sentences only ({s.get('calibration', '')})")  # fmt: skip
+                   help=f"Threshold fitted on training sentences only ({plain(s.get('calibration', ''))})")  # fmt: skip
     cols[3].metric("Accuracy / F1 at 0 (paper)", f"{fmt(s['best_heldout_accuracy'])} / {fmt(s['best_heldout_f1'])}",
                    help="Uncalibrated: a pairwise loss never trains the offset")  # fmt: skip
     rate = words.rate_name()
@@ -84,7 +85,7 @@ if s["best_heldout_auc"] is not None:
     if s.get("implicit_reward_auc") is not None:
         beat = s["best_heldout_auc"] > s["implicit_reward_auc"]
         st.caption(
-            f"The expert's implicit reward log π_E/π₀ (no training; {s.get('implicit_reward_variant')}) reaches "
+            f"The expert's implicit reward log π_E/π₀ (no training; {plain(s.get('implicit_reward_variant'))}) reaches "
             f"test AUC {fmt(s['implicit_reward_auc'])}: IRL {'beat it' if beat else 'did not beat it'}."
         )
 elif s["verdict"]:
@@ -97,17 +98,17 @@ irl = run.manifest.config.get("irl")
 if irl:
     penalty = f" + {irl['reward_l2']} · mean R̂²" if irl.get("reward_l2") else ""
     st.caption(
-        f"R̂ scores the {'completion alone' if irl['sentence'] == 'completion' else 'prompt + completion'}; "
-        f"loss {irl['loss']}{penalty}; {irl['mode']} {run.manifest.models.get('reward_backbone', '')} backbone, "
-        f"{irl['pooling']} pooling over layers {irl.get('layers')}; {irl.get('repeats', 1)} repeat(s) × {irl['epochs']} epochs."
+        plain(f"R̂ scores the {'completion alone' if irl['sentence'] == 'completion' else 'prompt + completion'}; "
+              f"loss {irl['loss']}{penalty}; {irl['mode']} {run.manifest.models.get('reward_backbone', '')} backbone, "
+              f"{irl['pooling']} pooling over layers {irl.get('layers')}; {irl.get('repeats', 1)} repeat(s) × {irl['epochs']} epochs.")
     )
 if s["human_label_auc"] is not None:
     st.caption(
-        f"Against {s.get('human_label_n', '?')} human-labelled sentences: AUC {fmt(s['human_label_auc'])} "
+        f"Against {plain(s.get('human_label_n', '?'))} human-labelled sentences: AUC {fmt(s['human_label_auc'])} "
         f"(the ground truth itself: {fmt(s.get('ground_truth_human_label_auc'))})."
     )
 for warning in s.get("warnings") or []:
-    st.warning(warning)
+    st.warning(plain(warning))
 
 st.markdown("**Stages**")
 st.dataframe(

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.components import attribution_rows
+from app.components import attribution_rows, plain
 from app.state import (
     implicit_scorer,
     load_explainer,
@@ -69,7 +69,7 @@ if submitted:
         if with_implicit:
             scorer, why = implicit_scorer(run)
             if scorer is None:
-                st.warning(f"No implicit reward: {why}")
+                st.warning(f"No implicit reward: {plain(why)}")
             else:
                 with st.spinner("Implicit reward…"):
                     implicit = scorer.score([prompt] * len(texts), texts)
@@ -80,7 +80,7 @@ if submitted:
         st.session_state["probe_last"] = (texts, explain)
         st.session_state["probe_implicit"] = implicit_rows
     except IrlLensError as err:
-        st.error(str(err))
+        st.error(plain(err))
 
 if "probe_last" in st.session_state:
     texts, explain = st.session_state["probe_last"]
@@ -111,7 +111,7 @@ if "probe_last" in st.session_state:
                     left, right = st.columns([1, 6])
                     left.text("implicit reward")
                     right.markdown(word_heatmap_html(result.words, values), unsafe_allow_html=True)  # escaped
-                st.caption(f"method: {result.method}; green raises the reward (toward {words.preferred})")
+                st.caption(f"method: {plain(result.method)}; green raises the reward (toward {plain(words.preferred)})")
 
 if history:
     st.subheader("Session history")
