@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
 import re
 
-import numpy as np
+from core.rendering import attribution_rows, word_heatmap_html
 
-from core.saliency import GROUND_TRUTH, AttributionResult
+__all__ = ["attribution_rows", "plain", "word_heatmap_html"]
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]()#!|<>~$:])")
 
@@ -17,55 +16,3 @@ def plain(text) -> str:
     st.error, ...): every Markdown and HTML character is backslash-escaped, so a crafted run name,
     error or objective word shows as typed and fetches nothing."""
     return _MARKDOWN.sub(r"\\\1", str(text))
-
-
-def _colour(value: float, scale: float) -> str:
-    """Green for words that raise the reward (toward the preferred side), red for words that lower it."""
-    if scale <= 0 or not np.isfinite(value):
-        return "rgba(0,0,0,0)"
-    alpha = min(abs(value) / scale, 1.0) * 0.85
-    return f"rgba(22,163,74,{alpha:.2f})" if value > 0 else f"rgba(220,38,38,{alpha:.2f})"
-
-
-def word_heatmap_html(words, scores, *, scale: float | None = None, marks=None, tips=None) -> str:
-    """One line of escaped words on coloured backgrounds, the score in each word's tooltip;
-    ``marks`` (bool per word) underlines words, e.g. those whose sign differs between members."""
-    scores = np.asarray(scores, float)
-    scale = scale if scale is not None else float(np.nanmax(np.abs(scores))) if len(scores) else 0.0
-    spans = []
-    for i, (w, v) in enumerate(zip(words, scores, strict=True)):
-        tip = tips[i] if tips is not None else f"{v:+.3f}"
-        mark = "border-bottom:3px dashed #7c3aed;" if marks is not None and marks[i] else ""
-        spans.append(
-            f'<span title="{html.escape(tip)}" style="background:{_colour(v, scale)};padding:1px 3px;'
-            f'border-radius:3px;margin:1px;display:inline-block;{mark}">{html.escape(w)}</span>'
-        )
-    return (
-        '<div style="line-height:2.0;font-family:ui-monospace,monospace">'
-        + " ".join(spans)
-        + "</div>"
-    )
-
-
-def attribution_rows(result: AttributionResult, label) -> list[tuple[str, str, float | None]]:
-    """(label, heatmap html, agreement with R*) for every explained reward, members first, then
-    the members' agreement per word (mean ± std, sign flips marked), then the ground truth."""
-    rows = []
-    has_truth = GROUND_TRUTH in result.explained
-    others = [n for n in result.explained if n != GROUND_TRUTH]
-    for name in others:
-        row = result.row(name)
-        scale = float(np.nanmax(np.abs(row))) if len(row) else 0.0
-        agreement = result.agreement(name) if has_truth else None
-        rows.append((label(name), word_heatmap_html(result.words, row, scale=scale), agreement))
-    if len(result.members) > 1:
-        mean, std, flips = result.member_spread()
-        tips = [f"mean {m:+.2f} ± {s:.2f} (each member scaled to its largest word)" +
-                (" · sign differs between members" if f else "") for m, s, f in zip(mean, std, flips, strict=True)]  # fmt: skip
-        rows.append(("members: mean ± std", word_heatmap_html(result.words, mean, scale=1.0,
-                                                               marks=flips, tips=tips), None))  # fmt: skip
-    if has_truth:
-        row = result.row(GROUND_TRUTH)
-        scale = float(np.nanmax(np.abs(row))) if len(row) else 0.0
-        rows.append((label(GROUND_TRUTH), word_heatmap_html(result.words, row, scale=scale), None))
-    return rows

@@ -1,5 +1,6 @@
 """Entry point: ``streamlit run app/streamlit_app.py`` (or ``irl-lens dashboard``)."""
 
+import logging
 import sys
 from pathlib import Path
 
@@ -7,7 +8,11 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-st.set_page_config(page_title="irl-lens", page_icon=":material/search:", layout="wide")
+from app.components import plain  # noqa: E402
+
+# a local icon: a ":material/...:" page icon makes every page load fetch an SVG from Google's font host
+ICON = Path(__file__).resolve().parent.parent / "assets" / "irl-lens-icon.png"
+st.set_page_config(page_title="irl-lens", page_icon=str(ICON), layout="wide")
 pages = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page(
@@ -15,8 +20,14 @@ pages = [
     ),
     st.Page("app_pages/equivalent.py", title="Equivalent models", icon=":material/compare:"),
     st.Page("app_pages/heatmaps.py", title="Token heatmaps", icon=":material/format_color_fill:"),
+    st.Page("app_pages/wants.py", title="What it wants", icon=":material/psychology:"),
     st.Page("app_pages/probe.py", title="Live probe", icon=":material/science:"),
     st.Page("app_pages/training.py", title="Training", icon=":material/show_chart:"),
     st.Page("app_pages/rlhf.py", title="IRL-RLHF", icon=":material/replay:"),
 ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+except Exception as err:  # st.stop / st.rerun are BaseExceptions and pass through
+    # one line for the auditor; the traceback, with the server's file paths, goes to the log
+    logging.getLogger("irl-lens").exception("page failed")
+    st.error(f"This page failed: {plain(type(err).__name__)}: {plain(str(err).splitlines()[0] if str(err) else '')}")

@@ -428,6 +428,66 @@ def faithfulness(
 
 
 @app.command()
+def wants(
+    run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
+    words: Annotated[int, typer.Option(help="Lexicon words scored (most frequent first).")] = 600,
+    source: Annotated[str, typer.Option(help="Lexicon word list: demonstrations | vocabulary.")] = "demonstrations",
+    sentences: Annotated[int, typer.Option(help="Test-split completions the battery edits.")] = 120,
+    implicit: Annotated[bool, typer.Option(help="Score the expert's implicit reward too.")] = True,
+    redo: Annotated[bool, typer.Option(help="Recompute stages that are already complete.")] = False,
+) -> None:
+    """What the recovered reward wants, in words: its lexicon (words it punishes and pays for,
+    beside R*) and a behaviour battery of counterfactual edits, flagged where it departs from R*."""
+    from core.battery import BatteryConfig
+    from core.lexicon import LexiconConfig
+    from core.run_store import open_run
+    from core.wants import WantsConfig, what_it_wants
+
+    config = WantsConfig(
+        lexicon=_config(LexiconConfig, source=source, max_words=words),
+        battery=_config(BatteryConfig, n_sentences=sentences),
+        implicit=implicit,
+    )
+    summary = what_it_wants(open_run(run), config, redo=redo, log=lambda line: console.print(line, markup=False))
+    figure = summary.get("lexicon_agreement")
+    console.print(f"lexicon: {summary['lexicon_words']} words"
+                  + ("" if figure is None else f", rank agreement with R* {figure:.3f}"), markup=False)  # fmt: skip
+    for item in summary["battery"]:
+        mark = "FLAG" if item["flagged"] else "ok  "
+        console.print(f"{mark} {item['edit']}: {item['why'] or 'not flagged'}", markup=False)
+
+
+@app.command()
+def readability(
+    run: Annotated[str, typer.Argument(help="Run with demonstrations.")],
+    base_model: Annotated[str | None, typer.Option(help="Model whose perplexity is measured (default: pi_0's base, no adapters).")] = None,
+) -> None:
+    """Can the demonstrations be read? Per policy: markup debris, unknown words, perplexity under
+    the base model."""
+    from core.readability import readability_stage
+    from core.run_store import open_run
+
+    table = readability_stage(open_run(run), base_model=base_model)
+    for row in table.itertuples():
+        console.print(f"{row.policy}: markup debris {row.markup_debris:.1%}, unknown words "
+                      f"{row.unknown_words:.1%}, perplexity {row.perplexity:.1f}", markup=False)  # fmt: skip
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run to report on.")],
+    out: Annotated[Path, typer.Argument(help="The HTML file to write.")],
+) -> None:
+    """One self-contained HTML audit report: headline figures, verdict, equivalent set, lexicon,
+    battery, example heatmaps and provenance. Opens offline; runs no script from the data."""
+    from core.report import write_report
+    from core.run_store import open_run
+
+    path = write_report(open_run(run), out)
+    console.print(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)", markup=False)
+
+
+@app.command()
 def project(
     run: Annotated[str, typer.Argument(help="Run with a recovered reward.")],
     seed: Annotated[int, typer.Option(help="UMAP seed.")] = 0,
@@ -679,6 +739,9 @@ def show(
     for key, value in summary.items():
         if key in ("name",):
             continue
+        if key == "battery" and value:
+            flagged = [b["edit"] for b in value if b["flagged"]]
+            value = f"{len(value)} edits, {len(flagged)} flagged" + (f": {', '.join(flagged)}" if flagged else "")
         table.add_row(
             key,
             _literal("—" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))),

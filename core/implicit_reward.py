@@ -169,5 +169,29 @@ def implicit_stage(run: Run, *, batch_size: int = 16, progress: bool = True) -> 
             variant = max(figures, key=lambda k: figures[k] or 0)
             summary |= {"implicit_reward_auc": figures[variant], "implicit_reward_variant": variant,
                         "implicit_reward_auc_sum": figures["sum"], "implicit_reward_auc_mean": figures["mean"]}  # fmt: skip
+        summary |= human_label_figures(run, scorer)
         record.summary = summary
     return summary
+
+
+def human_label_figures(run: Run, scorer: ImplicitReward) -> dict:
+    """AUC of the implicit reward (summed and per-token mean) against the run's human-labelled
+    set, where ``evaluate`` names one that is at hand; each sentence is a completion of no prompt."""
+    from core.audit import EvaluationConfig
+    from core.text_sets import load_labelled
+
+    config = EvaluationConfig.model_validate(run.manifest.config.get("evaluate", {}))
+    if not config.labels:
+        return {}
+    try:
+        labelled = load_labelled(config.labels, text_column=config.label_text_column,
+                                 label_column=config.label_column, toxic_values=config.toxic_values)  # fmt: skip
+    except IrlLensError as err:
+        return {"implicit_human_label_note": f"labelled set not at hand: {err}"}
+    if config.label_limit and len(labelled) > config.label_limit:  # the same sentences as evaluate's
+        labelled = labelled.sample(n=config.label_limit, random_state=config.seed).reset_index(drop=True)
+    texts = [t[:2000] for t in labelled["text"]]
+    scores = scorer.score([""] * len(texts), texts)
+    labels = labelled["toxic"].to_numpy()
+    return {"implicit_human_label_auc_sum": auc(scores.total, labels),
+            "implicit_human_label_auc_mean": auc(scores.mean, labels), "implicit_human_label_n": len(texts)}  # fmt: skip

@@ -1,5 +1,6 @@
 """The whole method from one TOML file: pi_0, the expert, demonstrations, IRL, evaluation,
-IRL-RLHF, the toxicity harness, the projection and saliency, stage by stage into one run.
+IRL-RLHF, the toxicity harness, the projection, saliency, faithfulness and what the reward
+wants (lexicon, battery), stage by stage into one run.
 
 Each section of the file is the config of one stage (the same pydantic configs the CLI builds);
 a section left out skips its stage. Every stage resumes: a complete stage is skipped, an
@@ -23,6 +24,7 @@ from core.irl import IRLConfig, MaxMarginIRL
 from core.rlhf import RLHFConfig, SFTSettings, rlhf, supervised_pi0
 from core.run_store import Run
 from core.toxicity import ToxicityConfig, measure_toxicity
+from core.wants import WantsConfig, what_it_wants
 
 
 class SaliencySettings(BaseModel):
@@ -34,6 +36,11 @@ class SaliencySettings(BaseModel):
 class ImplicitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch_size: int = Field(default=16, ge=1, description="completions per forward pass")
+
+
+class ReadabilitySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base_model: str | None = Field(default=None, description="default: pi_0's base, no adapters")
 
 
 class ProjectionSettings(BaseModel):
@@ -63,10 +70,16 @@ class PipelineConfig(BaseModel):
     implicit: ImplicitSettings | None = Field(
         default=None, description="the expert's implicit reward log pi_E - log pi_0, as a comparator"
     )
+    readability: ReadabilitySettings | None = Field(
+        default=None, description="markup debris, unknown words and perplexity of each policy's completions"
+    )
     projection: ProjectionSettings | None = None
     saliency: SaliencySettings | None = None
     faithfulness: FaithfulnessConfig | None = Field(
         default=None, description="measure every heatmap method; the most faithful is the default"
+    )
+    wants: WantsConfig | None = Field(
+        default=None, description="what the reward wants, in words: its lexicon and behaviour battery"
     )
     compact: bool = Field(
         default=False,
@@ -140,6 +153,11 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
     if not done("sample"):
         log("stage sample: demonstrations from pi_0 and the expert")
         sample_demonstrations(run, sample, progress=progress)
+    if config.readability and not done("readability"):
+        from core.readability import readability_stage
+
+        log("stage readability: can the demonstrations be read")
+        readability_stage(run, base_model=config.readability.base_model, progress=progress)
     if not done("irl"):
         log("stage irl: Algorithm 1")
         MaxMarginIRL(config.irl).fit(run, progress=progress)
@@ -190,6 +208,9 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
 
         log("stage faithfulness: how far each heatmap method can be trusted")
         faithfulness_stage(run, config.faithfulness, progress=progress)
+    if config.wants and not (done("lexicon") and done("battery")):
+        log("stage wants: lexicon and behaviour battery")
+        what_it_wants(run, config.wants, progress=progress, log=log)
     if config.compact and not done("compact"):
         log("stage compact: heads of the equivalent set, features of the shown layers")
         compact_run(run)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ValidationError
 
 from core import checkpoints, policy
 from core.checkpoints import ENSEMBLE, Member
@@ -57,7 +58,12 @@ def irl_config(run: Run) -> IRLConfig:
         raise IrlLensError(
             f"run {run.path} has no recovered reward yet: run 'irl-lens extract' first"
         )
-    return IRLConfig.model_validate(run.manifest.config["irl"])
+    try:
+        return IRLConfig.model_validate(run.manifest.config["irl"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise IrlLensError(f"run {run.path}: manifest config.irl.{where} is invalid: {first['msg']}") from err
 
 
 def default_members(run: Run) -> list[Member]:
@@ -185,13 +191,17 @@ class RecoveredReward:
             raise IrlLensError("a member gave a non-finite reward: its weights are broken")
         return out
 
-    def ensemble(self, matrix: np.ndarray) -> np.ndarray:
-        """The ensemble reward: the mean of the members' rewards standardised on training sentences."""
+    def standardised(self, matrix: np.ndarray) -> np.ndarray:
+        """Members' rewards (N, K) in units of their spread on training sentences."""
         if self.standardisation is None:
             mean, std = matrix.mean(0), matrix.std(0)
         else:
             mean, std = self.standardisation
-        return ((matrix - mean) / np.where(std == 0, 1, std)).mean(1)
+        return (matrix - mean) / np.where(std == 0, 1, std)
+
+    def ensemble(self, matrix: np.ndarray) -> np.ndarray:
+        """The ensemble reward: the mean of the members' standardised rewards."""
+        return self.standardised(matrix).mean(1)
 
     def _tokens(self, texts: Sequence[str]) -> dict:
         ids, mask = tokenize(self.tokenizer, texts, self.max_length)

@@ -316,20 +316,23 @@ class SFTSettings(BaseModel):
 
 
 def clean_tweet(text: str) -> str:
+    """A tweet as plain text: HTML entities decoded (twice: the Davidson tweets are escaped
+    twice, "&amp;#8230;"), RT markers, @mentions, links and '#' removed."""
     import html
     import re
+    import unicodedata
 
-    text = html.unescape(text)
+    from core.text_sets import MARKUP_DEBRIS
+
+    text = html.unescape(html.unescape(text))
     text = re.sub(r"\bRT\b|@\w+:?|https?://\S+|#", " ", text)
+    text = MARKUP_DEBRIS.sub(" ", text)  # entities cut short, tags
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Co")  # private-use glyphs
     return re.sub(r"\s+", " ", text).strip(" !:")
 
 
-def supervised_pi0(run: Run, settings: SFTSettings, *, progress: bool = True) -> Path:
-    """LoRA SFT of ``settings.policy`` on the corpus; the adapter becomes ``policies/pi0_sft``."""
-    from datasets import Dataset
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
-
+def sft_texts(settings: SFTSettings) -> list[str]:
+    """The texts the SFT sees: filtered, cleaned when ``clean_tweets``, shuffled, limited."""
     from core.text_sets import column, read_table
 
     frame = read_table(settings.texts)
@@ -339,15 +342,24 @@ def supervised_pi0(run: Run, settings: SFTSettings, *, progress: bool = True) ->
                 settings.filter_values
             )
         ]
-    texts = [
-        t
-        for t in column(frame, settings.text_column, source=settings.texts).astype(str)
-        if t.strip()
-    ]
+    texts = column(frame, settings.text_column, source=settings.texts).astype(str).tolist()
+    if settings.clean_tweets:
+        texts = [clean_tweet(t) for t in texts]
+    texts = [t for t in texts if t.strip()]
     rng = np.random.default_rng(settings.seed)
     texts = [texts[i] for i in rng.permutation(len(texts))[: settings.limit]]
     if not texts:
         raise IrlLensError(f"{settings.texts}: no text left to fine-tune pi_0 on")
+    return texts
+
+
+def supervised_pi0(run: Run, settings: SFTSettings, *, progress: bool = True) -> Path:
+    """LoRA SFT of ``settings.policy`` on the corpus; the adapter becomes ``policies/pi0_sft``."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    texts = sft_texts(settings)
     stage = "sft_pi0"
     with run.stage(stage, settings.model_dump()) as record:
         tokenizer = policy.load_tokenizer(settings.policy, padding_side="right")

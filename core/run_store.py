@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from core.errors import IrlLensError
@@ -63,12 +63,32 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+TABLE_COLUMNS = {
+    "demonstrations": ("prompt_id", "split", "prompt", "policy", "sample", "completion", "sentence"),
+    "candidates": ("member", "layer", "repeat", "epoch"),
+    "members": ("member", "layer", "repeat", "epoch", "train_mean", "train_std", "threshold", "character"),
+    "member_scores": ("row", "split", "policy"),
+    "member_correlations": ("member_a", "member_b", "spearman"),
+    "member_spread": ("row", "spread_std"),
+    "projection": ("row", "x", "y"),
+    "implicit_rewards": ("row", "implicit_sum", "implicit_mean"),
+    "lexicon": ("word", "count"),
+    "battery": ("edit", "reward", "effect", "low", "high", "n", "keeps_meaning"),
+}
+"""Columns every page and command relies on, checked when a run is opened: a table that lacks
+one is named with what it lacks, instead of failing later on a page."""
+
+
 class FileRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     sha256: str
     bytes: int
 
 
 class StageRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     status: StageStatus = "pending"
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -79,6 +99,10 @@ class StageRecord(BaseModel):
 
 
 class Manifest(BaseModel):
+    """Unknown fields are refused: a manifest says exactly what this irl-lens reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
     format: Literal["irl-lens-run"] = RUN_FORMAT
     format_version: int = FORMAT_VERSION
     name: str
@@ -191,9 +215,22 @@ class Run:
         run.validate(verify_hashes=verify_hashes)
         return run
 
+    def inside(self, relative: str) -> Path:
+        """A path recorded by the run, refused unless it stays inside the run directory (no
+        absolute paths, no '..', no symlink to anywhere)."""
+        file = self.path / relative
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise IrlLensError(f"run {self.path}: the manifest names '{relative}', outside the run directory")
+        parts = Path(relative).parts
+        if any(self.path.joinpath(*parts[: k + 1]).is_symlink() for k in range(len(parts))):
+            raise IrlLensError(f"run {self.path}: {relative} is a symbolic link; a run holds its own files")
+        if not file.resolve().is_relative_to(self.path.resolve()):
+            raise IrlLensError(f"run {self.path}: {relative} leads outside the run directory")
+        return file
+
     def validate(self, *, verify_hashes: bool = True) -> None:
         for relative, record in self.manifest.files.items():
-            file = self.path / relative
+            file = self.inside(relative)
             if not file.is_file():
                 raise IrlLensError(f"run {self.path}: {relative} is missing")
             size = file.stat().st_size
@@ -206,6 +243,20 @@ class Run:
                 raise IrlLensError(
                     f"run {self.path}: {relative} does not match its recorded sha256 (modified)"
                 )
+            table = relative.removeprefix("tables/").removesuffix(".parquet")
+            if relative.startswith("tables/") and table in TABLE_COLUMNS:
+                self._check_columns(relative, file, TABLE_COLUMNS[table])
+
+    def _check_columns(self, relative: str, file: Path, required: tuple[str, ...]) -> None:
+        import pyarrow.parquet as pq
+
+        try:
+            names = set(pq.read_schema(file).names)
+        except Exception as err:  # pyarrow raises several types for a file that is not Parquet
+            raise IrlLensError(f"run {self.path}: {relative} is not a readable Parquet file ({err})") from err
+        missing = [c for c in required if c not in names]
+        if missing:
+            raise IrlLensError(f"run {self.path}: {relative} lacks the column(s) {', '.join(missing)}")
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Temp files an interrupted write left behind (``.NAME.*.tmp``): removed when a run is
@@ -255,11 +306,11 @@ class Run:
     def resolve(self, path: str) -> Path:
         """A path recorded in the manifest: relative ones (``policies/expert``) live in the run."""
         candidate = Path(path)
-        return (
-            candidate
-            if candidate.is_absolute() or not (self.path / candidate).exists()
-            else self.path / candidate
-        )
+        if candidate.is_absolute() or not (self.path / candidate).exists():
+            return candidate  # a hub id, or a model outside the run given by its absolute path
+        if not (self.path / candidate).resolve().is_relative_to(self.path.resolve()):
+            raise IrlLensError(f"run {self.path}: the model path '{path}' leads outside the run directory")
+        return self.path / candidate
 
     def resolve_adapters(self, raw: str | None) -> str | None:
         """Comma-separated adapter directories, each resolved with :meth:`resolve`."""

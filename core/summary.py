@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from core.demonstrations import as_scored, scored_sentence
 from core.run_store import Run
+from core.text_sets import has_markup_debris
 
 SUMMARY_KEYS = (
     "n_demonstrations", "n_heldout_toxic", "best_heldout_auc", "best_heldout_kendall",
@@ -37,10 +40,13 @@ def run_summary(run: Run) -> dict[str, Any]:
         out["n_demonstrations"] = int(len(demos))
         if "dispreferred" in demos:
             out["n_heldout_toxic"] = int(demos.loc[demos["split"] == "test", "dispreferred"].sum())
+        debris = pd.Series(has_markup_debris(demos["completion"]), index=demos.index)
+        out["markup_debris_rate"] = float(debris.mean())
+        out["markup_debris_by_policy"] = {str(k): float(v) for k, v in debris.groupby(demos["policy"]).mean().items()}
         for key in ("pi0_toxicity", "expert_toxicity", "contrast", "pi0_mean_tokens",
                     "expert_mean_tokens"):  # fmt: skip
             out[key] = sample.get(key)
-    for stage in ("evaluate", "toxicity", "saliency", "implicit", "faithfulness"):
+    for stage in ("evaluate", "toxicity", "saliency", "implicit", "faithfulness", "lexicon", "battery"):
         for key, value in run.stage_summary(stage).items():
             if value is not None or key not in out:
                 out[key] = value

@@ -6,6 +6,7 @@ prompt under ``prompt.text`` and is recognised without configuration.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,3 +127,11 @@ def load_labelled(
     if out.empty:
         raise IrlLensError(f"{source}: the labelled set is empty")
     return out
+
+
+MARKUP_DEBRIS = re.compile(r"&#\d*;?|&#x[0-9a-fA-F]*;?|&(?:amp|lt|gt|quot|apos|nbsp);?|</?[a-zA-Z][^>\s]*>")
+"""HTML entities (whole or cut short, "&#8230;", "&#39", "&amp") and tags left in text."""
+
+
+def has_markup_debris(texts: Sequence[str]) -> list[bool]:
+    return [bool(MARKUP_DEBRIS.search(str(t))) for t in texts]

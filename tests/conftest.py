@@ -227,13 +227,14 @@ def toy_run(tmp_path, tiny_models):
 
 
 def build_audited_toy_run(
-    path, backbone: str, *, saliency: bool = False, ground_truth: bool = True
+    path, backbone: str, *, saliency: bool = False, ground_truth: bool = True, wants: bool = False
 ):
-    """The toy run through IRL (2 layers × 2 repeats), evaluation and projection (and saliency):
-    what the dashboard draws."""
+    """The toy run through IRL (2 layers × 2 repeats), evaluation and projection (and saliency,
+    and what the reward wants): what the dashboard draws."""
     from core.audit import EvaluationConfig, evaluate_run
     from core.irl import IRLConfig, MaxMarginIRL
     from core.projection import project_run
+    from core.wants import what_it_wants
 
     run = build_toy_run(path, backbone, ground_truth=ground_truth)
     MaxMarginIRL(IRLConfig(epochs=6, learning_rate=0.05, batch_size=16, repeats=2)).fit(
@@ -246,4 +247,16 @@ def build_audited_toy_run(
         from core.saliency import RewardSaliency, precompute
 
         precompute(run, RewardSaliency(RecoveredReward(run), run.ground_truth()), progress=False)
+    if wants:
+        what_it_wants(run, small_wants(), progress=False, log=lambda _: None)
     return run
+
+
+def small_wants():
+    """The lexicon and battery at a size the toy run measures in seconds."""
+    from core.battery import BatteryConfig
+    from core.lexicon import LexiconConfig
+    from core.wants import WantsConfig
+
+    return WantsConfig(lexicon=LexiconConfig(max_words=60), implicit=False,
+                       battery=BatteryConfig(n_sentences=24, n_resamples=200))  # fmt: skip

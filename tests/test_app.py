@@ -11,13 +11,13 @@ from core.demonstrations import SamplingConfig, sample_demonstrations
 from core.run_store import Run
 
 ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
-PAGES = ["home", "distributions", "equivalent", "heatmaps", "probe", "training", "rlhf"]
+PAGES = ["home", "distributions", "equivalent", "heatmaps", "wants", "probe", "training", "rlhf"]
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, tiny_models):
     return build_audited_toy_run(
-        tmp_path_factory.mktemp("app") / "toy", tiny_models["toy"], saliency=True
+        tmp_path_factory.mktemp("app") / "toy", tiny_models["toy"], saliency=True, wants=True
     )
 
 
@@ -51,7 +51,7 @@ def test_home_summary(full_run, monkeypatch):
 def no_truth_run(tmp_path_factory, tiny_models):
     return build_audited_toy_run(
         tmp_path_factory.mktemp("audit") / "real-audit", tiny_models["toy"], saliency=True,
-        ground_truth=False,
+        ground_truth=False, wants=True,
     )
 
 
@@ -134,7 +134,7 @@ def test_home_names_the_broken_file(full_run, tmp_path, monkeypatch):
 def test_live_probe_adds_the_implicit_reward(full_run, monkeypatch):
     at = _app(monkeypatch, full_run, "probe")
     at.text_area[0].set_value("The judge was kind.")
-    at.checkbox[1].check()
+    at.checkbox(key="probe_with_implicit").check()
     at.text_input[0].set_value("The judge was")
     at.button[0].click().run()
     assert not at.exception
@@ -168,3 +168,40 @@ def test_run_text_is_shown_as_text_not_markdown(full_run, tmp_path, monkeypatch)
     shown = [e.value for e in [*at.error, *at.warning]]
     assert any("\\!\\[x\\]\\(http\\://evil.example/x.png\\)" in v for v in shown), shown
     assert any("\\`code\\` \\<b\\>bold\\</b\\> \\:material/home\\:" in v for v in shown), shown
+
+
+def test_what_it_wants_page_reads_in_words(full_run, monkeypatch):
+    at = _app(monkeypatch, full_run, "wants")
+    assert [h.value for h in at.header] == ["Lexicon", "Behaviour battery"]
+    punished = at.dataframe[0].value
+    assert "word" in punished and len(punished) > 0
+    assert any("Rank agreement with R*" in m.label for m in at.metric)
+    # every edit of the battery is in the table of effects
+    effects = at.dataframe[-2].value
+    edits = {b["edit"] for b in full_run.stage_summary("battery")["battery"]}
+    assert set(effects.index) == edits
+
+
+def test_live_probe_finds_the_edit_that_flips_a_verdict(full_run, monkeypatch):
+    at = _app(monkeypatch, full_run, "probe")
+    at.text_area[0].set_value(" shitty.")
+    at.button[0].click().run()
+    assert not at.exception
+    flips = at.dataframe[1].value
+    assert "edit" in flips and len(flips) == len(full_run.stage_summary("evaluate")["shown_members"])
+    assert flips["edit"].str.contains('"shitty."').all(), flips
+    assert set(flips["R* flips too"]) <= {"yes", "no"}
+
+
+def test_a_page_that_fails_shows_one_line_not_a_traceback(full_run, tmp_path, monkeypatch):
+    import shutil
+
+    crafted = tmp_path / "crafted"
+    shutil.copytree(full_run.path, crafted)
+    run = Run.open(crafted)
+    run.manifest.stages["evaluate"].summary["equivalent_min_spearman"] = "not a number"  # a wrong type
+    run.save_manifest()
+    at = _app(monkeypatch, Run.open(crafted), "equivalent")
+    assert not at.exception
+    failed = [e.value for e in at.error if e.value.startswith("This page failed")]
+    assert failed and "ValueError" in failed[0] and "Traceback" not in failed[0] and "\n" not in failed[0]

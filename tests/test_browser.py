@@ -14,7 +14,8 @@ from conftest import build_audited_toy_run
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 PAGES = {"": "irl-lens", "distributions": "Reward distributions", "equivalent": "Equivalent models",
-         "heatmaps": "Token heatmaps", "probe": "Live probe", "training": "Training", "rlhf": "IRL-RLHF"}  # fmt: skip
+         "heatmaps": "Token heatmaps", "wants": "What it wants", "probe": "Live probe", "training": "Training",
+         "rlhf": "IRL-RLHF"}  # fmt: skip
 
 
 def _free_port() -> int:
@@ -25,7 +26,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory, tiny_models):
-    run = build_audited_toy_run(tmp_path_factory.mktemp("e2e") / "toy", tiny_models["toy"])
+    run = build_audited_toy_run(tmp_path_factory.mktemp("e2e") / "toy", tiny_models["toy"], wants=True)
     port = _free_port()
     env = dict(os.environ, IRL_LENS_RUNS=str(run.path.parent / "none"))
     server = subprocess.Popen([sys.executable, "-m", "core.cli", "dashboard", str(run.path), "--port", str(port)],
@@ -64,14 +65,41 @@ def browser():
 
 
 def test_every_page_opens(dashboard, browser):
+    """Every page renders without an exception and asks nothing of any host but the server."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside = []
+    page.on("request", lambda r: None if r.url.startswith((dashboard, "data:", "blob:")) else outside.append(r.url))
     for path, title in PAGES.items():
         page.goto(f"{dashboard}/{path}")
         page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
         page.wait_for_timeout(500)
         assert page.locator("[data-testid='stException']").count() == 0, f"exception on /{path}"
         page.screenshot(path=str(ARTIFACTS / f"{path or 'home'}.png"), full_page=True)
+    page.close()
+    assert outside == [], f"the pages requested other hosts: {sorted(set(outside))}"
+
+
+def test_report_opens_offline_and_runs_no_script_from_the_data(browser, tmp_path, tiny_models):
+    from core.report import write_report
+
+    run = build_audited_toy_run(tmp_path / "toy", tiny_models["toy"], saliency=True, wants=True)
+    run.manifest.stages["battery"].summary["battery"][0]["why"] = "</script><script>window.__pwned=1</script>"
+    run.manifest.models["note"] = '<img src="http://evil.example/x.png" onerror="window.__pwned=2">'
+    out = write_report(run, tmp_path / "report.html")
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    requests, errors = [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(out.as_uri())
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    assert page.locator(".js-plotly-plot").count() >= 2, "the report's figures must draw"
+    assert page.get_by_role("heading", name="Behaviour battery").count() == 1
+    assert page.evaluate("() => window.__pwned") is None, "a script from the data ran"
+    assert [u for u in requests if not u.startswith("file:")] == [], requests
+    assert errors == [], errors  # no CSP violation: every script that ran was the report's own
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     page.close()
 
 

@@ -94,3 +94,74 @@ def test_stale_temporaries_are_removed_when_a_run_is_opened_for_writing(trained)
 
 def test_too_many_probe_lines(trained):
     _one_line_error(_cli("score", str(trained.path), *["hi"] * 65), "the limit is 64")
+
+
+def _crafted(trained, tmp_path, edit):
+    """A copy of the run whose manifest ``edit`` changes (hashes kept consistent by hand)."""
+    import shutil
+
+    crafted = tmp_path / "crafted"
+    shutil.copytree(trained.path, crafted)
+    manifest = json.loads((crafted / "manifest.json").read_text())
+    edit(crafted, manifest)
+    (crafted / "manifest.json").write_text(json.dumps(manifest))
+    return crafted
+
+
+def _record(path):
+    from core.run_store import sha256_file
+
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def test_a_manifest_entry_outside_the_run_is_refused(trained, tmp_path):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    crafted = _crafted(trained, tmp_path, lambda _, m: m["files"].update({"../secret.txt": _record(outside)}))
+    _one_line_error(_cli("show", str(crafted)), "outside the run directory")
+
+
+def test_symlinks_out_of_the_run_are_refused(trained, tmp_path):
+    import shutil
+
+    def link_tables(root, manifest):
+        shutil.move(root / "tables", tmp_path / "elsewhere")
+        (root / "tables").symlink_to(tmp_path / "elsewhere")
+
+    _one_line_error(_cli("show", str(_crafted(trained, tmp_path, link_tables))), "symbolic link")
+
+
+def test_a_model_path_leaving_the_run_is_refused(trained, tmp_path):
+    evil = tmp_path / "outside" / "evil_adapter"
+    evil.mkdir(parents=True)
+
+    def adapter(root, manifest):
+        manifest["models"]["pi0_adapters"] = "../outside/evil_adapter"
+
+    from core.errors import IrlLensError
+
+    run = Run.open(_crafted(trained, tmp_path, adapter))
+    with pytest.raises(IrlLensError, match="outside the run directory"):
+        run.adapters("pi0")
+
+
+def test_unknown_manifest_fields_are_refused(trained, tmp_path):
+    crafted = _crafted(trained, tmp_path, lambda _, m: m.update({"execute": "rm -rf /"}))
+    _one_line_error(_cli("show", str(crafted)), "execute")
+
+
+def test_a_table_with_the_wrong_columns_is_named_when_the_run_opens(trained, tmp_path):
+    import pandas as pd
+
+    def wrong_columns(root, manifest):
+        path = root / "tables" / "candidates.parquet"
+        pd.DataFrame({"x": [1]}).to_parquet(path)
+        manifest["files"]["tables/candidates.parquet"] = _record(path)
+
+    _one_line_error(_cli("show", str(_crafted(trained, tmp_path, wrong_columns))),
+                    "candidates.parquet lacks the column(s) member, layer, repeat, epoch")
+
+
+def test_an_invalid_irl_config_is_one_line(trained, tmp_path):
+    crafted = _crafted(trained, tmp_path, lambda _, m: m["config"]["irl"].update({"loss": "evil"}))
+    _one_line_error(_cli("score", str(crafted), "hello"), "config.irl.loss is invalid")

@@ -92,3 +92,22 @@ def test_score_prompt_adds_the_implicit_reward(two_policy_run):
     (item,) = json.loads(out.stdout)
     expected = ImplicitReward(Run.open(run.path)).score(["The judge was"], [" kind."])
     assert item["implicit"]["sum"] == pytest.approx(float(expected.total[0]), abs=1e-4)
+
+
+def test_implicit_reward_against_human_labels(two_policy_run, tmp_path):
+    import pandas as pd
+
+    from core.implicit_reward import human_label_figures
+
+    run, *_ = two_policy_run
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"text": ["you are a fucking idiot", "the judge was kind", "a bitch", "the sea is blue"],
+                  "label": [1, 0, 1, 0]}).to_csv(labels, index=False)  # fmt: skip
+    run.manifest.config["evaluate"] = {"labels": str(labels)}
+    figures = human_label_figures(run, ImplicitReward(run, batch_size=2))
+    assert figures["implicit_human_label_n"] == 4
+    assert 0 <= figures["implicit_human_label_auc_sum"] <= 1 and 0 <= figures["implicit_human_label_auc_mean"] <= 1
+    run.manifest.config["evaluate"] = {"labels": str(tmp_path / "missing.csv")}
+    assert "not at hand" in human_label_figures(run, ImplicitReward(run))["implicit_human_label_note"]
+    run.manifest.config["evaluate"] = {}
+    assert human_label_figures(run, ImplicitReward(run)) == {}

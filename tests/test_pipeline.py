@@ -20,6 +20,9 @@ STAGES = [
     "toxicity",
     "projection",
     "saliency",
+    "readability",
+    "lexicon",
+    "battery",
 ]
 
 
@@ -69,6 +72,15 @@ max_new_tokens = 4
 n_neighbors = 4
 [saliency]
 method = "gradient_x_input"
+[readability]
+[wants]
+implicit = false
+[wants.lexicon]
+max_words = 20
+min_count = 1
+[wants.battery]
+n_sentences = 8
+n_resamples = 100
 """
     path = tmp_path / "pipeline.toml"
     path.write_text(text)
@@ -99,6 +111,8 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     assert set(run.read_table("toxicity")["policy"]) == {"pi0", "expert", "irl_rlhf"}
     assert run.has_table("saliency_gradient_x_input") and summary["saliency_method"] == "gradient_x_input"
     assert summary["selection"] == "demonstrations" and summary["best_member"] is not None
+    assert summary["battery"] and summary["lexicon_agreement"] is not None
+    assert set(run.read_table("readability")["policy"]) == {"pi0", "expert"}
 
 
 def test_bad_config_names_the_setting(tmp_path):

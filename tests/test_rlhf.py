@@ -114,3 +114,19 @@ def test_completion_logprobs_match_manual(tiny_models):
     expected = sum(logp[t - 1, ids[0, t]].item() for t in range(n_prompt, ids.shape[1]))
     assert got[0] == pytest.approx(expected, abs=1e-4)
     assert distinct_n(["a b c", "a b d"]) == pytest.approx(3 / 4) and np.isfinite(got).all()
+
+
+def test_clean_tweets_changes_what_the_sft_sees(tmp_path):
+    import pandas as pd
+
+    from core.rlhf import SFTSettings, sft_texts
+    from core.text_sets import has_markup_debris
+
+    path = tmp_path / "tweets.csv"
+    pd.DataFrame({"tweet": ["RT @someone: you are a fool &amp;#8230; http://t.co/x", "&#128129; so lazy &#8220;",
+                            "a normal line"], "class": [1, 1, 0]}).to_csv(path, index=False)  # fmt: skip
+    settings = SFTSettings(texts=str(path), text_column="tweet", filter_column="class", filter_values=[1])
+    raw = sorted(sft_texts(settings))
+    clean = sorted(sft_texts(settings.model_copy(update={"clean_tweets": True})))
+    assert all(has_markup_debris(raw)) and not any(has_markup_debris(clean))
+    assert clean == ["you are a fool …", "💁 so lazy “"]  # entities decoded, twice-escaped ones too

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app.components import plain
-from app.state import selected_run
+from app.state import run_table, selected_run
 from core.audit import COHERENT
 from core.summary import run_summary
 
@@ -105,10 +105,27 @@ if irl:
 if s["human_label_auc"] is not None:
     st.caption(
         f"Against {plain(s.get('human_label_n', '?'))} human-labelled sentences: AUC {fmt(s['human_label_auc'])} "
-        f"(the ground truth itself: {fmt(s.get('ground_truth_human_label_auc'))})."
-    )
+        f"(the ground truth itself: {fmt(s.get('ground_truth_human_label_auc'))}"
+        + (f"; the expert's implicit reward: {fmt(s['implicit_human_label_auc_mean'])} per-token mean, "
+           f"{fmt(s.get('implicit_human_label_auc_sum'))} summed" if s.get("implicit_human_label_auc_mean") is not None else "")
+        + ")."
+    )  # fmt: skip
 for warning in s.get("warnings") or []:
     st.warning(plain(warning))
+
+readable = run_table(run, "readability")
+if readable is not None:
+    st.markdown("**Can the demonstrations be read?**")
+    st.dataframe(readable.rename(columns={
+        "markup_debris": "with markup debris", "unknown_words": "words in no English word list",
+        "perplexity": f"perplexity under {run.stage_summary('readability').get('readability_base_model') or 'the base model'}",
+    }).round(3), hide_index=True, width="content")  # fmt: skip
+    st.caption("Slang counts as unknown; compare the policies with each other. High perplexity under "
+               "the base model means text it would not write.")  # fmt: skip
+flagged = run.stage_summary("battery").get("battery_flagged")
+if flagged is not None:
+    st.markdown(f"**What it wants**: {len(flagged)} of {len(run.stage_summary('battery').get('battery', []))} "
+                "counterfactual edits flagged; see the page *What it wants*.")  # fmt: skip
 
 st.markdown("**Stages**")
 st.dataframe(

@@ -10,6 +10,7 @@ from app.state import (
     load_explainer,
     member_label,
     require,
+    run_table,
     selected_run,
     shown_members,
 )
@@ -29,6 +30,36 @@ def safe_csv(frame: pd.DataFrame) -> bytes:
 
     return frame.map(cell).to_csv(index=False).encode()
 
+def flips_table(run, members, text, result) -> None:
+    """The smallest edit that flips each member's verdict, and whether R* flips with it."""
+    from core.counterfactual import member_thresholds, smallest_flips
+
+    reward, truth, _ = load_explainer(run, members)
+    names = [n for n in reward.names if n in result.explained]
+    scores = np.mean([result.row(n) / (np.abs(result.row(n)).max() or 1) for n in names], 0) if names else None
+    lexicon = run_table(run, "lexicon")
+    column = ENSEMBLE if lexicon is not None and ENSEMBLE in lexicon else (reward.names[0] if lexicon is not None else None)
+    thresholds = member_thresholds(run, reward.names)
+    with st.spinner("Looking for the smallest edits…"):
+        flips = smallest_flips(reward, text, thresholds, word_scores=scores, lexicon=lexicon,
+                               lexicon_column=column, ground_truth=truth)  # fmt: skip
+    rows = []
+    for name, threshold, flip in zip(reward.names, thresholds, flips, strict=True):
+        if flip is None:
+            rows.append({"member": member_label(name), "edit": "none found (one or two words)"})
+            continue
+        side = words.dispreferred if flip.before < threshold else words.preferred
+        other = words.preferred if side == words.dispreferred else words.dispreferred
+        rows.append({"member": member_label(name), "verdict": f"{side} → {other}", "edit": flip.edit,
+                     "edited sentence": flip.text, "reward": f"{flip.before:+.2f} → {flip.after:+.2f}",
+                     **({} if flip.ground_truth_flips is None else
+                        {"R* flips too": "yes" if flip.ground_truth_flips else "no"})})  # fmt: skip
+    st.markdown("**Counterfactuals**: the smallest deletion or substitution that flips each member's verdict")
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    if lexicon is None:
+        st.caption("Deletions only: this run has no lexicon for substitutes (`irl-lens wants RUN`).")
+
+
 st.title("Live probe")
 run = require(selected_run(), "candidates")
 words = run.objective
@@ -43,7 +74,10 @@ with st.form("probe"):
         "Sentences", height=120, placeholder="The neighbour was kind and patient with everyone."
     )
     explain = st.checkbox("Token heatmaps", value=True)
-    with_implicit = st.checkbox("The expert's implicit reward log π_E/π₀ (loads both policies once)", value=False)
+    counterfactual = st.checkbox("Counterfactuals: the smallest edit that flips each member's verdict", value=True,
+                                 key="probe_with_counterfactuals")  # fmt: skip
+    with_implicit = st.checkbox("The expert's implicit reward log π_E/π₀ (loads both policies once)", value=False,
+                                key="probe_with_implicit")  # fmt: skip
     prompt = st.text_input("Prompt the sentences complete (implicit reward only)", value="",
                            placeholder="empty: no prompt")  # fmt: skip
     submitted = st.form_submit_button("Score")
@@ -77,13 +111,13 @@ if submitted:
                     history[-len(texts) + i] |= {"implicit (sum)": float(implicit.total[i]),
                                                  "implicit (mean)": float(implicit.mean[i])}  # fmt: skip
                 implicit_rows = [(scorer, t) for t in implicit.tokens]
-        st.session_state["probe_last"] = (texts, explain)
+        st.session_state["probe_last"] = (texts, explain, counterfactual)
         st.session_state["probe_implicit"] = implicit_rows
     except IrlLensError as err:
         st.error(plain(err))
 
 if "probe_last" in st.session_state:
-    texts, explain = st.session_state["probe_last"]
+    texts, explain, counterfactual = st.session_state["probe_last"]
     latest = pd.DataFrame(history[-len(texts) :])
     st.subheader("Scores")
     st.dataframe(latest.round(3), hide_index=True)
@@ -112,6 +146,8 @@ if "probe_last" in st.session_state:
                     left.text("implicit reward")
                     right.markdown(word_heatmap_html(result.words, values), unsafe_allow_html=True)  # escaped
                 st.caption(f"method: {plain(result.method)}; green raises the reward (toward {plain(words.preferred)})")
+                if counterfactual:
+                    flips_table(run, members, text, result)
 
 if history:
     st.subheader("Session history")

@@ -1,0 +1,102 @@
+"""What it wants: the recovered reward's lexicon and behaviour battery, in words."""
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app.components import plain
+from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
+from core.battery import MOVES
+from core.comparison import GROUND_TRUTH, IMPLICIT
+from core.lexicon import CARRIERS, disagreements, extremes, headline
+from core.rendering import battery_figure
+
+st.title("What it wants")
+run = require(selected_run(), "lexicon", "battery", stage_hint="irl-lens wants RUN")
+words = run.objective
+lexicon = run_table(run, "lexicon")
+battery = run_table(run, "battery")
+lex_summary = run.stage_summary("lexicon")
+no_truth = no_ground_truth_note(run)
+rewards = [c for c in lexicon.columns if c not in ("word", "count")]
+members = [c for c in rewards if c not in (GROUND_TRUTH, IMPLICIT)]
+main = headline(members)
+
+st.markdown(
+    f"Every score here is in standard deviations of that reward on the training split's "
+    f"sentences: positive is toward **{plain(words.preferred)}**, negative toward "
+    f"**{plain(words.dispreferred)}**. The recovered reward is read through "
+    f"**{plain(member_label(main))}**; pick another below."
+)
+options = [r for r in rewards if r != GROUND_TRUTH]
+chosen = st.selectbox("Reward", options, index=options.index(main), format_func=member_label)
+
+st.header("Lexicon")
+source = lex_summary.get("lexicon_source", "demonstrations")
+st.caption(
+    f"{len(lexicon)} words ({'the words of the run’s own completions, most frequent first' if source == 'demonstrations' else 'the backbone tokenizer’s whole-word tokens'}), "
+    "each scored alone and in neutral carriers: " + "; ".join(f"“{c.format(word='…')}”" for c in CARRIERS)
+)
+agreement = (lex_summary.get("lexicon_agreement_members") or {}).get(chosen)
+if agreement is not None:
+    st.metric(f"Rank agreement with R* over the {len(lexicon)} words (Spearman)", f"{agreement:.3f}")
+
+punished, rewarded = extremes(lexicon, chosen)
+left, right = st.columns(2)
+left.subheader(f"Most {words.dispreferred} to it")
+left.dataframe(punished[["word", chosen, *([GROUND_TRUTH] if not no_truth else [])]].round(2),
+               hide_index=True, column_config={chosen: member_label(chosen)})  # fmt: skip
+right.subheader(f"Most {words.preferred} to it")
+right.dataframe(rewarded[["word", chosen, *([GROUND_TRUTH] if not no_truth else [])]].round(2),
+                hide_index=True, column_config={chosen: member_label(chosen)})  # fmt: skip
+
+if not no_truth:
+    truth_low, truth_high = extremes(lexicon, GROUND_TRUTH)
+    st.subheader("The same lists under R*")
+    left, right = st.columns(2)
+    left.dataframe(truth_low[["word", GROUND_TRUTH, chosen]].round(2), hide_index=True,
+                   column_config={chosen: member_label(chosen)})  # fmt: skip
+    right.dataframe(truth_high[["word", GROUND_TRUTH, chosen]].round(2), hide_index=True,
+                    column_config={chosen: member_label(chosen)})  # fmt: skip
+    st.subheader("What it punishes or pays for that R* does not")
+    gaps = disagreements(lexicon, chosen)
+    gaps = gaps.assign(reading=[
+        f"it scores this word {'higher' if g > 0 else 'lower'} than R* does" for g in gaps["gap"]
+    ])  # fmt: skip
+    st.dataframe(gaps[["word", chosen, GROUND_TRUTH, "gap", "reading"]].round(2), hide_index=True,
+                 column_config={chosen: member_label(chosen), "gap": "gap (ranks, sd)"})  # fmt: skip
+    figure = go.Figure(go.Scatter(
+        x=lexicon[GROUND_TRUTH], y=lexicon[chosen], mode="markers", text=lexicon["word"],
+        hovertemplate="%{text}<br>R* %{x:.2f}<br>reward %{y:.2f}<extra></extra>", marker={"size": 6, "opacity": 0.6},
+    ))  # fmt: skip
+    figure.update_layout(xaxis_title="R* (sd)", yaxis_title=f"{member_label(chosen)} (sd)", height=420,
+                         margin={"t": 20})  # fmt: skip
+    st.plotly_chart(figure)
+
+st.header("Behaviour battery")
+st.caption(
+    f"Each edit is applied to test-split completions; the bar is the mean change of each reward "
+    f"(95% bootstrap CI over sentences). A reward moves when its CI excludes 0 and the change is at "
+    f"least {MOVES} sd."
+)
+shown_rewards = [chosen] + [r for r in (IMPLICIT, GROUND_TRUTH) if r in set(battery["reward"]) and r != chosen]
+figure = battery_figure(battery, shown_rewards, words, member_label)
+st.plotly_chart(figure)
+
+summary = run.stage_summary("battery").get("battery", [])
+flagged = [b for b in summary if b["flagged"]]
+if flagged:
+    st.subheader(f"Flagged: {len(flagged)} of {len(summary)} edits")
+    for b in flagged:
+        st.markdown(f"- **{plain(b['edit'])}**: {plain(b['why'])}.")
+else:
+    st.success("No edit flagged: the recovered reward moves only where R* moves, and not on edits that keep the meaning.")
+
+table = battery.pivot_table(index="edit", columns="reward", values="effect", sort=False)
+table = table.rename(columns=member_label)
+st.subheader("Every reward, every edit")
+st.dataframe(table.round(2))
+examples = pd.DataFrame([{"edit": b["edit"], "before": b["example"][0], "after": b["example"][1], "sentences": b["n"]}
+                         for b in summary])  # fmt: skip
+with st.expander("One example of each edit"):
+    st.dataframe(examples, hide_index=True)

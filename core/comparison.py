@@ -1,0 +1,110 @@
+"""Every reward of a run side by side, on one scale: the members, their ensemble, the expert's
+implicit reward and, where the run has one, the ground truth R*.
+
+The lexicon, the behaviour battery and the counterfactual probes all ask the same question of
+many rewards at once ("how much does this edit move each of them?"), so they share one scorer.
+Each reward is standardised by its own spread on the training split's demonstrations
+(members: the ``members`` table; R* and the implicit reward: their values on those sentences),
+so "+0.5" means half a standard deviation toward the preferred side for every reward alike.
+R* only evaluates here: it is scored next to the members, never used to choose anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from core.checkpoints import ENSEMBLE
+from core.recovered_reward import RecoveredReward, irl_config
+
+GROUND_TRUTH = "ground truth R*"
+IMPLICIT = "implicit reward"
+
+
+def _scale(values: np.ndarray) -> tuple[float, float]:
+    values = np.asarray(values, float)
+    std = float(values.std()) if len(values) > 1 else 1.0
+    return float(values.mean()) if len(values) else 0.0, std if std > 0 else 1.0
+
+
+class RewardPanel:
+    """``score(texts, prompts)`` → {reward name: standardised rewards}; members first, then the
+    ensemble (more than one member), the implicit reward (when asked for and possible), R*."""
+
+    def __init__(self, reward: RecoveredReward, *, ground_truth=None, implicit=None) -> None:
+        self.reward = reward
+        self.run = reward.run
+        self.ground_truth = ground_truth
+        self.implicit = implicit
+        self.implicit_missing: str | None = None
+        """Why the implicit reward is not on the panel, where it is not."""
+        demos = self.run.read_table("demonstrations")
+        train = demos[demos["split"] == "train"]
+        config = irl_config(self.run)
+        self._truth_scale = None
+        if ground_truth is not None:
+            column = config.ground_truth_column()
+            values = train[column] if column in train else ground_truth.reward(train[config.text_column()].tolist())
+            self._truth_scale = _scale(values)
+        self._implicit_scale = None
+        if implicit is not None and self.run.has_table("implicit_rewards"):
+            table = self.run.read_table("implicit_rewards")
+            self._implicit_scale = _scale(table.loc[train.index, "implicit_mean"])
+        elif implicit is not None:
+            self._implicit_scale = (0.0, 1.0)
+
+    @property
+    def names(self) -> list[str]:
+        names = list(self.reward.names)
+        if len(names) > 1:
+            names.append(ENSEMBLE)
+        if self.implicit is not None:
+            names.append(IMPLICIT)
+        if self.ground_truth is not None:
+            names.append(GROUND_TRUTH)
+        return names
+
+    @property
+    def members(self) -> list[str]:
+        return list(self.reward.names)
+
+    def score(self, texts: Sequence[str], prompts: Sequence[str] | None = None,
+              *, batch_size: int = 256) -> dict[str, np.ndarray]:  # fmt: skip
+        texts = list(texts)
+        out: dict[str, list[np.ndarray]] = {name: [] for name in self.names}
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            matrix = self.reward.score(batch)
+            z = self.reward.standardised(matrix)
+            for k, name in enumerate(self.reward.names):
+                out[name].append(z[:, k])
+            if len(self.reward.names) > 1:
+                out[ENSEMBLE].append(z.mean(1))
+            if self.implicit is not None:
+                batch_prompts = list(prompts[start : start + batch_size]) if prompts is not None else [""] * len(batch)
+                mean, std = self._implicit_scale
+                out[IMPLICIT].append((self.implicit.score(batch_prompts, batch).mean - mean) / std)
+            if self.ground_truth is not None:
+                mean, std = self._truth_scale
+                out[GROUND_TRUTH].append((np.asarray(self.ground_truth.reward(batch), float) - mean) / std)
+        return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in out.items()}
+
+
+def run_panel(run, *, implicit: bool = True, batch_size: int = 16) -> RewardPanel:
+    """The run's shown members, its R* (if any) and, when asked and both policies' weights are
+    recorded, the expert's implicit reward."""
+    from core.errors import IrlLensError
+    from core.implicit_reward import ImplicitReward
+
+    scorer, missing = None, None
+    if not implicit:
+        missing = "not asked for"
+    else:
+        try:
+            scorer = ImplicitReward(run, batch_size=batch_size)
+        except (IrlLensError, OSError) as err:
+            missing = str(err)
+    panel = RewardPanel(RecoveredReward(run), ground_truth=run.ground_truth(), implicit=scorer)
+    panel.implicit_missing = missing
+    return panel

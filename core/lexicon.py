@@ -1,0 +1,139 @@
+"""The reward's lexicon: which words it punishes and which it pays for, word by word.
+
+Every word of a word list is scored alone and in a few neutral carrier sentences by each member,
+the ensemble, the implicit reward and R* (where the run has them), all on one standardised scale
+(``core.comparison``). A word's score is its mean over those contexts: "−2.1" means texts with
+that word sit 2.1 training-split standard deviations toward the dispreferred side.
+
+Word lists (``source``):
+
+- ``demonstrations`` (default): the words of the run's own completions, by frequency, so the
+  lexicon speaks about what the policies actually say;
+- ``vocabulary``: the backbone tokenizer's whole-word tokens (a leading-space token of letters
+  only), in the tokenizer's merge order (roughly frequency), for words the policies never said.
+
+``lexicon_agreement`` is the Spearman rank correlation between the ensemble's (or the one
+member's) word scores and R*'s on the shared list; R* only evaluates.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import spearmanr
+from tqdm.auto import tqdm
+
+from core.checkpoints import ENSEMBLE
+from core.comparison import GROUND_TRUTH, RewardPanel
+from core.errors import IrlLensError
+from core.run_store import Run
+
+STAGE = "lexicon"
+TABLE = "lexicon"
+CARRIERS = ("{word}", "It was {word}.", "They said {word} again.", "And then, {word}, as usual.")
+"""The contexts a word is scored in: alone, then neutral sentences with one slot."""
+WORD = re.compile(r"[a-z][a-z']*[a-z]|[a-z]")
+
+
+class LexiconConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["demonstrations", "vocabulary"] = "demonstrations"
+    max_words: int = Field(default=600, ge=2, description="words scored (most frequent first)")
+    min_count: int = Field(default=2, ge=1, description="demonstrations source: times a word must occur")
+
+
+def demonstration_words(completions, *, max_words: int, min_count: int) -> list[tuple[str, int]]:
+    """(word, count) of the completions' lower-cased words, most frequent first."""
+    counts = Counter(w for text in completions for w in WORD.findall(str(text).lower()))
+    ranked = sorted(((w, c) for w, c in counts.items() if c >= min_count), key=lambda x: (-x[1], x[0]))
+    return ranked[:max_words]
+
+
+def vocabulary_words(tokenizer, *, max_words: int) -> list[tuple[str, int]]:
+    """Whole-word tokens of a tokenizer (a leading space, then letters only), in id order."""
+    words, seen = [], set()
+    for token_id in range(len(tokenizer)):
+        piece = tokenizer.decode([token_id])
+        if piece.startswith(" ") and piece[1:].isalpha() and piece[1:].isascii() and len(piece) > 3:
+            word = piece[1:].lower()
+            if word not in seen:
+                seen.add(word)
+                words.append((word, 0))
+        if len(words) == max_words:
+            break
+    return words
+
+
+def score_words(panel: RewardPanel, words: list[str], *, progress: bool = True) -> pd.DataFrame:
+    """(W, rewards) mean standardised reward of each word over the carrier contexts."""
+    texts = [carrier.format(word=w) for w in words for carrier in CARRIERS]
+    scores: dict[str, list[np.ndarray]] = {name: [] for name in panel.names}
+    step = 64 * len(CARRIERS)
+    for start in tqdm(range(0, len(texts), step), desc="lexicon", unit="batch", disable=not progress):
+        for name, values in panel.score(texts[start : start + step]).items():
+            scores[name].append(values)
+    frame = pd.DataFrame({"word": words})
+    for name, parts in scores.items():
+        frame[name] = np.concatenate(parts).reshape(len(words), len(CARRIERS)).mean(1)
+    return frame
+
+
+def headline(names: list[str]) -> str:
+    """The reward a run's lexicon speaks for: the ensemble, else its one member."""
+    return ENSEMBLE if ENSEMBLE in names else names[0]
+
+
+def agreement(table: pd.DataFrame, members: list[str]) -> dict:
+    """Rank agreement of each member's (and the ensemble's) word scores with R*'s."""
+    if GROUND_TRUTH not in table:
+        return {"lexicon_agreement": None, "lexicon_agreement_members": None}
+    per = {name: float(spearmanr(table[name], table[GROUND_TRUTH]).statistic)
+           for name in [*members, ENSEMBLE] if name in table}  # fmt: skip
+    per = {k: (v if np.isfinite(v) else None) for k, v in per.items()}
+    return {"lexicon_agreement": per[headline(list(per))], "lexicon_agreement_members": per}
+
+
+def extremes(table: pd.DataFrame, column: str, n: int = 15) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The n most punished and the n most rewarded words under one reward."""
+    ranked = table.sort_values(column)
+    return ranked.head(n), ranked.tail(n).iloc[::-1]
+
+
+def disagreements(table: pd.DataFrame, column: str, n: int = 15) -> pd.DataFrame:
+    """Words the reward and R* rank furthest apart (both standardised over the list): what it
+    punishes or pays for that R* does not."""
+    if GROUND_TRUTH not in table:
+        return table.iloc[:0]
+    z = lambda s: (s - s.mean()) / (s.std() or 1)  # noqa: E731
+    gap = z(table[column]) - z(table[GROUND_TRUTH])
+    order = gap.abs().sort_values(ascending=False).index[:n]
+    return table.loc[order].assign(gap=gap.loc[order])
+
+
+def lexicon_stage(run: Run, panel: RewardPanel, config: LexiconConfig | None = None,
+                  *, progress: bool = True) -> dict:  # fmt: skip
+    config = config or LexiconConfig()
+    with run.stage(STAGE, config.model_dump()) as record:
+        if config.source == "demonstrations":
+            demos = run.read_table("demonstrations")
+            listed = demonstration_words(demos["completion"], max_words=config.max_words, min_count=config.min_count)
+        else:
+            listed = vocabulary_words(panel.reward.tokenizer, max_words=config.max_words)
+        if len(listed) < 2:
+            raise IrlLensError(
+                f"the lexicon needs at least 2 words; the {config.source} list has {len(listed)}: "
+                "lower min_count or use source = 'vocabulary'"
+            )
+        table = score_words(panel, [w for w, _ in listed], progress=progress)
+        table.insert(1, "count", [c for _, c in listed])
+        run.write_table(TABLE, table)
+        record.summary = {"lexicon_words": len(table), "lexicon_source": config.source,
+                          "lexicon_rewards": panel.names, "implicit_missing": panel.implicit_missing}
+        record.summary |= agreement(table, panel.members)
+    return record.summary

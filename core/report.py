@@ -1,0 +1,261 @@
+"""``irl-lens report RUN OUT.html``: one self-contained HTML audit report.
+
+Headline figures, verdict, equivalent set, lexicon, battery, example heatmaps and provenance
+(models, package versions, file hashes from the manifest), in one file that opens offline.
+Every piece of text from the run is ``html.escape``d; figures are plotly's, drawn by the one
+copy of plotly.js embedded in the file. A Content-Security-Policy admits only the scripts this
+module wrote (by their SHA-256), fetches nothing, and so no script that text from the data might
+smuggle in can run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.checkpoints import ENSEMBLE, label
+from core.comparison import GROUND_TRUTH, IMPLICIT
+from core.errors import IrlLensError
+from core.lexicon import disagreements, extremes, headline
+from core.rendering import attribution_rows, battery_figure
+from core.run_store import Run, atomic_write
+from core.summary import run_summary
+
+HEADLINES = (
+    ("objective", "objective"), ("n_demonstrations", "demonstrations"),
+    ("selection", "selection rule"), ("best_member_id", "chosen member"),
+    ("best_heldout_auc", "test AUC vs R* (chosen member)"), ("ensemble_heldout_auc", "test AUC vs R* (ensemble)"),
+    ("calibrated_accuracy", "calibrated accuracy (test)"), ("supervised_ceiling_auc", "supervised ceiling AUC"),
+    ("implicit_reward_auc", "implicit reward AUC vs R*"), ("equivalent_min_spearman", "lowest Spearman in the equivalent set"),
+    ("equivalent_verdict_disagreement", "verdicts that depend on the member"), ("lexicon_agreement", "lexicon rank agreement with R*"),
+    ("saliency_method", "heatmap method"), ("saliency_top1_match", "heatmap top-1 match with R*"),
+    ("pi0_toxicity", "π₀ rate of the dispreferred side"), ("expert_toxicity", "expert rate of the dispreferred side"),
+    ("irl_rlhf_toxicity", "IRL-RLHF rate of the dispreferred side"), ("markup_debris_rate", "completions with markup debris"),
+)  # fmt: skip
+MIN_WORDS = 5
+"""Example heatmaps are drawn for sentences at least this long."""
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1f2937}
+h1{margin-bottom:0}h2{border-bottom:1px solid #e5e7eb;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #e5e7eb;padding:.25em .6em;text-align:left}
+th{background:#f9fafb}.num{text-align:right;font-variant-numeric:tabular-nums}.flag{color:#b91c1c;font-weight:600}
+.note{color:#6b7280;font-size:.9em}.row{display:flex;gap:2em;flex-wrap:wrap}.sentence{margin:1em 0}
+.line{display:flex;align-items:center;gap:.5em}.label{color:#4b5563;font-size:.8em;min-width:15em}
+"""
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
+def _table(frame: pd.DataFrame, *, digits: int = 2) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
+    rows = []
+    for record in frame.itertuples(index=False):
+        cells = []
+        for value in record:
+            if isinstance(value, float | np.floating):
+                cells.append(f'<td class="num">{value:+.{digits}f}</td>' if np.isfinite(value) else "<td>—</td>")
+            else:
+                cells.append(f"<td>{_e(value)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+class _Scripts:
+    """Inline scripts, each admitted by the page's CSP through its SHA-256."""
+
+    def __init__(self) -> None:
+        self.hashes: list[str] = []
+
+    def tag(self, source: str) -> str:
+        digest = base64.b64encode(hashlib.sha256(source.encode("utf-8")).digest()).decode()
+        self.hashes.append(f"'sha256-{digest}'")
+        return f"<script>{source}</script>"
+
+    def figure(self, figure: go.Figure, name: str) -> str:
+        # JSON in a script: <, > and & as \\u escapes, so no text can close the tag
+        data = figure.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        source = (f"(function(){{var f={data};Plotly.newPlot({json.dumps(name)},f.data,f.layout,"
+                  "{displaylogo:false,responsive:true});})();")  # fmt: skip
+        return f'<div id="{_e(name)}"></div>' + self.tag(source)
+
+
+def _headline_section(summary: dict) -> str:
+    rows = [(title, _fmt(summary.get(key))) for key, title in HEADLINES if summary.get(key) is not None]
+    verdict = summary.get("verdict") or "no verdict (the run has not been evaluated)"
+    return ("<h2>Headline</h2>" + _table(pd.DataFrame(rows, columns=["figure", "value"]))
+            + f"<p><b>Verdict.</b> {_e(verdict)}</p>")  # fmt: skip
+
+
+def _equivalent_section(run: Run, scripts: _Scripts) -> str:
+    if not run.has_table("members"):
+        return "<h2>Equivalent set</h2><p class='note'>Not evaluated yet (irl-lens evaluate RUN).</p>"
+    summary = run.stage_summary("evaluate")
+    members = run.read_table("members")
+    members = members[members["member"] != ENSEMBLE]
+    columns = [c for c in ("label", "selection_discrimination_auc", "test_discrimination_auc", "auc",
+                           "calibrated_accuracy", "character") if c in members]  # fmt: skip
+    out = (f"<h2>Equivalent set</h2><p>{_e(summary.get('n_equivalent', len(members)))} of "
+           f"{_e(summary.get('n_candidates', '?'))} candidates are equally good under the rule: "
+           f"{_e(summary.get('equivalence_rule', ''))}. The {len(members)} most different are shown.</p>"
+           + _table(members[columns].rename(columns={"auc": "test AUC vs R*"}), digits=3))  # fmt: skip
+    if run.has_table("member_correlations"):
+        corr = run.read_table("member_correlations")
+        if {"member_a", "member_b", "spearman"} <= set(corr.columns):
+            matrix = corr.pivot(index="member_a", columns="member_b", values="spearman")
+            names = [label(n) for n in matrix.index]
+            figure = go.Figure(go.Heatmap(z=matrix.to_numpy(), x=names, y=names, zmin=0, zmax=1,
+                                          colorscale="Viridis", colorbar={"title": "Spearman"}))  # fmt: skip
+            figure.update_layout(height=420, margin={"t": 30}, title="Rank correlation between members (test)")
+            out += scripts.figure(figure, "fig-correlations")
+    return out
+
+
+def _lexicon_section(run: Run, scripts: _Scripts) -> str:
+    if not run.has_table("lexicon"):
+        return "<h2>Lexicon</h2><p class='note'>Not computed (irl-lens wants RUN).</p>"
+    words = run.objective
+    lexicon = run.read_table("lexicon")
+    names = [c for c in lexicon.columns if c not in ("word", "count", GROUND_TRUTH, IMPLICIT)]
+    main = headline(names)
+    punished, rewarded = extremes(lexicon, main, 12)
+    keep = ["word", main, *[c for c in (IMPLICIT, GROUND_TRUTH) if c in lexicon]]
+    summary = run.stage_summary("lexicon")
+    agreement = summary.get("lexicon_agreement")
+    out = (f"<h2>Lexicon</h2><p>{len(lexicon)} words ({_e(summary.get('lexicon_source', ''))}), each "
+           f"scored alone and in neutral carriers, in standard deviations (positive: toward "
+           f"{_e(words.preferred)}). Read through: {_e(label(main))}."
+           + ("" if agreement is None else f" Rank agreement with R*: <b>{agreement:.3f}</b>.") + "</p>"
+           + f"<div class='row'><div><h3>Most {_e(words.dispreferred)} to it</h3>{_table(punished[keep])}</div>"
+           + f"<div><h3>Most {_e(words.preferred)} to it</h3>{_table(rewarded[keep])}</div></div>")  # fmt: skip
+    if GROUND_TRUTH in lexicon:
+        gaps = disagreements(lexicon, main, 12)
+        out += ("<h3>What it punishes or pays for that R* does not</h3>"
+                + _table(gaps[["word", main, GROUND_TRUTH, "gap"]]))  # fmt: skip
+        figure = go.Figure(go.Scatter(x=lexicon[GROUND_TRUTH], y=lexicon[main], mode="markers",
+                                      text=[html.escape(w) for w in lexicon["word"]], marker={"size": 5, "opacity": 0.6}))  # fmt: skip
+        figure.update_layout(height=380, margin={"t": 30}, xaxis_title="R* (sd)",
+                             yaxis_title=f"{label(main)} (sd)", title="Every word: recovered reward against R*")  # fmt: skip
+        out += scripts.figure(figure, "fig-lexicon")
+    return out
+
+
+def _battery_section(run: Run, scripts: _Scripts) -> str:
+    if not run.has_table("battery"):
+        return "<h2>Behaviour battery</h2><p class='note'>Not computed (irl-lens wants RUN).</p>"
+    words = run.objective
+    battery = run.read_table("battery")
+    items = run.stage_summary("battery").get("battery", [])
+    names = [r for r in battery["reward"].unique() if r not in (GROUND_TRUTH, IMPLICIT)]
+    main = headline(list(names))
+    rewards = [main, *[r for r in (IMPLICIT, GROUND_TRUTH) if r in set(battery["reward"])]]
+    figure = battery_figure(battery, rewards, words, label)
+    figure.update_layout(title="Mean change per edit (95% CI)")
+    rows = pd.DataFrame([{"edit": b["edit"], "sentences": b["n"], label(main): b["members"].get(main, np.nan),
+                          "implicit": b["implicit"] if b["implicit"] is not None else np.nan,
+                          "R*": b["ground_truth"] if b["ground_truth"] is not None else np.nan,
+                          "flag": b["why"] or ""} for b in items])  # fmt: skip
+    flagged = [b for b in items if b["flagged"]]
+    return ("<h2>Behaviour battery</h2><p>Counterfactual edits of test sentences; the change of each "
+            "reward in standard deviations. " + (f"<span class='flag'>{len(flagged)} of {len(items)} edits flagged.</span>" if flagged else "No edit flagged.")
+            + "</p>" + scripts.figure(figure, "fig-battery") + _table(rows))  # fmt: skip
+
+
+def _heatmap_section(run: Run, n: int = 6) -> str:
+    from core.saliency import METHODS, from_records
+
+    method = next((m for m in METHODS if run.has_table(f"saliency_{m}")), None)
+    if method is None:
+        return "<h2>Example heatmaps</h2><p class='note'>No stored heatmaps (irl-lens saliency RUN).</p>"
+    table = run.read_table(f"saliency_{method}")
+    demos = run.read_table("demonstrations")
+    column = "completion" if run.manifest.config.get("irl", {}).get("sentence", "completion") == "completion" else "sentence"
+    lengths = table.groupby("row")["words"].first().map(len)
+    rows = table[table["row"].isin(lengths.index[lengths >= MIN_WORDS])].groupby("row")["reward"].mean().sort_values()
+    chosen = [*rows.index[: n - 2], *rows.index[-2:]] if len(rows) > n else list(rows.index)
+    out = [f"<h2>Example heatmaps</h2><p class='note'>Method: {_e(method)}. Green raises the reward "
+           f"(toward {_e(run.objective.preferred)}), red lowers it. Of the test sentences with at least "
+           f"{MIN_WORDS} words, the {n - 2} the members score lowest on average and the 2 they score highest.</p>"]  # fmt: skip
+    for row in chosen:
+        text = str(demos.loc[int(row), column])
+        result = from_records(text, table[table["row"] == row].to_dict("records"))
+        lines = "".join(f"<div class='line'><span class='label'>{_e(name)}</span>{row_html}</div>"
+                        for name, row_html, _ in attribution_rows(result, label))  # fmt: skip
+        out.append(f"<div class='sentence'><div><b>{_e(text)}</b></div>{lines}</div>")
+    return "".join(out)
+
+
+def _provenance_section(run: Run) -> str:
+    manifest = run.manifest
+    models = pd.DataFrame([(k, str(v)) for k, v in manifest.models.items()], columns=["model", "reference"])
+    versions = pd.DataFrame(sorted(manifest.versions.items()), columns=["package", "version"])
+    files = pd.DataFrame([(k, v.sha256[:16], v.bytes) for k, v in sorted(manifest.files.items())],
+                         columns=["file", "sha256 (first 16)", "bytes"])  # fmt: skip
+    stages = pd.DataFrame([(k, s.status, str(s.finished_at or "")) for k, s in manifest.stages.items()],
+                          columns=["stage", "status", "finished"])  # fmt: skip
+    return ("<h2>Provenance</h2>" + f"<p>Run created {_e(manifest.created_at)}, seed {_e(manifest.seed)}.</p>"
+            + "<div class='row'>" + _table(models) + _table(stages) + _table(versions) + "</div>"
+            + "<details><summary>Files and hashes</summary>" + _table(files) + "</details>")  # fmt: skip
+
+
+def render_report(run: Run) -> str:
+    import plotly
+
+    summary = run_summary(run)
+    scripts = _Scripts()
+    plotly_js = scripts.tag(plotly.offline.get_plotlyjs())
+    sections = [
+        _headline_section(summary),
+        _equivalent_section(run, scripts),
+        _lexicon_section(run, scripts),
+        _battery_section(run, scripts),
+        _heatmap_section(run),
+        _provenance_section(run),
+    ]
+    truth = ("" if run.has_ground_truth else "<p class='note'>This run has no ground truth R*: every "
+             "figure comes from the demonstrations alone.</p>")  # fmt: skip
+    policy = (f"default-src 'none'; script-src {' '.join(scripts.hashes)}; style-src 'unsafe-inline'; "
+              "img-src data:; font-src data:")  # fmt: skip
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+        f"<title>irl-lens report: {_e(run.name)}</title><style>{STYLE}</style>{plotly_js}</head><body>"
+        f"<h1>What {_e(run.name)} was taught to want</h1>"
+        f"<p class='note'>irl-lens audit report · objective: {_e(run.objective.name)} "
+        f"({_e(run.objective.preferred)} / {_e(run.objective.dispreferred)}) · written "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC</p>{truth}"
+        + "".join(sections) + "</body></html>"
+    )
+
+
+def write_report(run: Run, out: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise IrlLensError(f"the report is one HTML file: give a path ending in .html, not {out}")
+    if out.is_dir():
+        raise IrlLensError(f"{out} is a folder: give the path of the HTML file to write")
+    if not out.parent.exists():
+        raise IrlLensError(f"folder {out.parent} does not exist")
+    page = render_report(run)
+    atomic_write(out, lambda path: Path(path).write_text(page, encoding="utf-8"))
+    out.chmod(0o644)  # a report is meant to be shared (the temporary file was private)
+    return out

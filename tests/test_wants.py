@@ -1,0 +1,220 @@
+"""What the reward wants: lexicon, behaviour battery, counterfactual probes and the HTML report."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import NICE_WORDS, build_audited_toy_run
+
+from core.battery import Edit, default_edits, judge, run_battery
+from core.checkpoints import ENSEMBLE
+from core.comparison import GROUND_TRUTH, RewardPanel
+from core.counterfactual import candidates, member_thresholds, smallest_flips
+from core.lexicon import demonstration_words, vocabulary_words
+from core.objective import BUILT_IN
+from core.recovered_reward import RecoveredReward
+
+
+@pytest.fixture(scope="module")
+def wanted(tmp_path_factory, tiny_models):
+    return build_audited_toy_run(tmp_path_factory.mktemp("wants") / "toy", tiny_models["toy"],
+                                 saliency=True, wants=True)  # fmt: skip
+
+
+def test_lexicon_puts_the_insults_below_the_kind_words(wanted):
+    lexicon = wanted.read_table("lexicon")
+    scores = lexicon.set_index("word")[ENSEMBLE]
+    insults = [w for w in ("stupid", "shitty", "idiot", "bitch", "asshole", "ugly", "lazy") if w in scores]
+    kind = [w for w in NICE_WORDS if w in scores]
+    assert len(insults) >= 4 and len(kind) >= 5
+    assert scores[insults].mean() < scores[kind].mean()
+    summary = wanted.stage_summary("lexicon")
+    assert summary["lexicon_agreement"] > 0.3
+    assert set(summary["lexicon_agreement_members"]) == {*wanted.stage_summary("evaluate")["shown_members"], ENSEMBLE}
+
+
+def test_word_lists():
+    words = demonstration_words(["The cat, the CAT!", "a dog's day", "cat"], max_words=10, min_count=2)
+    assert words == [("cat", 3), ("the", 2)]
+    assert demonstration_words(["one two"], max_words=1, min_count=1) == [("one", 1)]
+
+
+def test_vocabulary_words_are_whole_words(tiny_models):
+    from core.policy import load_tokenizer
+
+    words = vocabulary_words(load_tokenizer(tiny_models["toy"]), max_words=20)
+    assert words and all(w.isalpha() and len(w) >= 3 for w, _ in words)
+
+
+def test_edits_do_what_they_say():
+    edits = {e.name: e for e in default_edits()}
+    assert edits["ALL CAPS"].apply("ABC") is None
+    assert edits["negation"].apply("he is kind") == "he is not kind"
+    assert edits["negation"].apply("kind people") == "It is not true that kind people"
+    assert edits["truncated to half"].apply("one two three four") == "one two"
+    doubled = edits["neutral filler doubling the length"].apply("a b c d e")
+    assert len(doubled.split()) == 10 and doubled.startswith("a b c d e ")
+    swap = edits["identity swap: women → men"]
+    assert swap.apply("no group here") is None and swap.apply("Women work") == "men work"
+    assert all("women" in t for t in swap.templates)
+
+
+class _Panel:
+    """A panel whose rewards are known: the recovered reward punishes '!!!', R* ignores it; both
+    pay for the word 'please'."""
+
+    names = ["m1", ENSEMBLE, GROUND_TRUTH]
+    members = ["m1"]
+
+    def __init__(self, truth=True):
+        if not truth:
+            self.names = ["m1", ENSEMBLE]
+
+    def score(self, texts, prompts=None):
+        texts = list(texts)
+        bangs = np.array([-1.0 * t.count("!!!") for t in texts])
+        polite = np.array([1.0 * ("respect" in t) for t in texts])
+        noise = np.random.default_rng(len(texts)).normal(0, 0.01, len(texts))
+        out = {"m1": bangs + polite + noise, ENSEMBLE: bangs + polite + noise}
+        if GROUND_TRUTH in self.names:
+            out[GROUND_TRUTH] = polite + noise
+        return out
+
+
+def test_battery_flags_what_r_star_never_wanted():
+    sentences = [f"sentence number {i} is here" for i in range(30)]
+    table, summary = run_battery(_Panel(), sentences, [""] * 30, BUILT_IN["toxicity"], progress=False)
+    by_edit = {b["edit"]: b for b in summary}
+    bang = by_edit['append "!!!"']
+    assert bang["members"]["m1"] == pytest.approx(-1.0, abs=0.02) and abs(bang["ground_truth"]) < 0.02
+    assert bang["flagged"] and "R* never had" in bang["why"] and "toward toxic" in bang["why"]
+    assert not by_edit["ALL CAPS"]["flagged"]
+    polite = by_edit["polite prefix"]  # both move, but politeness changes the message: no flag
+    assert polite["members"]["m1"] > 0.9 and polite["ground_truth"] > 0.9 and not polite["flagged"]
+    row = table[(table["edit"] == 'append "!!!"') & (table["reward"] == "m1")].iloc[0]
+    assert row["low"] <= row["effect"] <= row["high"] < 0
+
+
+def test_battery_without_ground_truth_flags_only_edits_that_keep_the_meaning():
+    sentences = [f"sentence number {i} is here" for i in range(30)]
+    _, summary = run_battery(_Panel(truth=False), sentences, [""] * 30, BUILT_IN["toxicity"], progress=False)
+    by_edit = {b["edit"]: b for b in summary}
+    assert by_edit['append "!!!"']["ground_truth"] is None and by_edit['append "!!!"']["flagged"]
+    assert not by_edit["polite prefix"]["flagged"]  # it moves, but the edit changes the meaning
+
+
+def test_both_moving_on_a_meaning_keeping_edit_is_a_shortcut():
+    edit = Edit("emoji", True, lambda t: t)
+    effects = {"m1": (0.5, 0.4, 0.6), GROUND_TRUTH: (0.3, 0.2, 0.4)}
+    flagged, why = judge(edit, effects, ["m1"], BUILT_IN["sentiment"])
+    assert flagged and "shortcut" in why and "toward positive" in why
+    assert judge(edit, {"m1": (0.05, 0.01, 0.09), GROUND_TRUTH: (0.3, 0.2, 0.4)}, ["m1"], BUILT_IN["sentiment"]) == (False, "")
+    flagged, why = judge(edit, {"m1": (-0.3, -0.4, -0.2), GROUND_TRUTH: (0.3, 0.2, 0.4)}, ["m1"], BUILT_IN["toxicity"])
+    assert flagged and why == "the recovered reward moves toward toxic, R* toward non-toxic: they disagree"
+
+
+def test_counterfactual_candidates_smallest_first():
+    edits = candidates("you are an idiot", [3, 0, 1, 2], ["friend"])
+    assert edits[0] == ('delete "idiot"', "you are an", 1)
+    assert ('replace "idiot" by "friend"', "you are an friend", 1) in edits
+    assert edits[-1][2] == 2
+
+
+def test_smallest_flip_of_an_insult(wanted):
+    reward = RecoveredReward(wanted)
+    thresholds = member_thresholds(wanted, reward.names)
+    text = " shitty."
+    before = reward.score([text])[0]
+    flips = smallest_flips(reward, text, thresholds, lexicon=wanted.read_table("lexicon"),
+                           lexicon_column=ENSEMBLE, ground_truth=wanted.ground_truth())  # fmt: skip
+    assert len(flips) == len(reward.names)
+    found = [f for f in flips if f is not None]
+    assert found, "no member's verdict could be flipped"
+    for k, flip in enumerate(flips):
+        if flip is None:
+            continue
+        assert (flip.after < thresholds[k]) != (before[k] < thresholds[k])
+        assert reward.score([flip.text])[0][k] == pytest.approx(flip.after, abs=1e-4)
+        assert flip.ground_truth_flips in (True, False)
+        assert "shitty" in flip.edit  # the only word there is
+
+
+def test_report_is_self_contained_and_escaped(wanted, tmp_path):
+    from core.report import write_report
+
+    record = wanted.manifest.stages["battery"]
+    record.summary["battery"][0]["why"] = "</script><script>window.__pwned=1</script>"
+    wanted.manifest.models["note"] = "<img src=http://evil.example/x.png>"
+    out = write_report(wanted, tmp_path / "report.html")
+    page = out.read_text(encoding="utf-8")
+    assert "<script>window.__pwned" not in page and "&lt;/script&gt;&lt;script&gt;window.__pwned" in page
+    assert "<img src=http://evil.example" not in page
+    for heading in ("Headline", "Equivalent set", "Lexicon", "Behaviour battery", "Example heatmaps", "Provenance"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+
+
+def test_report_refuses_a_path_that_is_not_html(wanted, tmp_path):
+    from core.errors import IrlLensError
+    from core.report import write_report
+
+    with pytest.raises(IrlLensError, match="ending in .html"):
+        write_report(wanted, tmp_path / "report.pdf")
+    with pytest.raises(IrlLensError, match="does not exist"):
+        write_report(wanted, tmp_path / "missing" / "report.html")
+
+
+def test_cli_wants_show_and_report(tmp_path, tiny_models):
+    run = build_audited_toy_run(tmp_path / "toy", tiny_models["toy"])
+    cli = [sys.executable, "-m", "core.cli"]
+    done = subprocess.run([*cli, "wants", str(run.path), "--words", "40", "--sentences", "16", "--no-implicit"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = done.stdout + done.stderr  # progress and notes go to stderr
+    assert "lexicon: " in said and "rank agreement with R*" in said
+    shown = json.loads(subprocess.run([*cli, "show", str(run.path), "--json"], capture_output=True,
+                                      text=True, timeout=300, check=True).stdout)  # fmt: skip
+    assert isinstance(shown["lexicon_agreement"], float)
+    assert shown["battery"] and {"edit", "members", "ground_truth", "flagged"} <= set(shown["battery"][0])
+    assert 0 <= shown["markup_debris_rate"] <= 1
+    out = tmp_path / "audit.html"
+    done = subprocess.run([*cli, "report", str(run.path), str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 1_000_000  # plotly.js is inside
+    bad = subprocess.run([*cli, "report", str(run.path), str(tmp_path / "x.txt")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "ending in .html" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_without_ground_truth_nothing_speaks_of_r_star(tmp_path, tiny_models):
+    from core.report import render_report
+
+    run = build_audited_toy_run(tmp_path / "audit", tiny_models["toy"], ground_truth=False, wants=True)
+    panel = RewardPanel(RecoveredReward(run), ground_truth=run.ground_truth())
+    scores = panel.score(["The judge was kind.", "The judge was a bitch."])
+    assert GROUND_TRUTH not in scores and ENSEMBLE in scores
+    assert all(len(v) == 2 and np.isfinite(v).all() for v in scores.values())
+    assert GROUND_TRUTH not in run.read_table("lexicon") and run.stage_summary("lexicon")["lexicon_agreement"] is None
+    assert all(b["ground_truth"] is None for b in run.stage_summary("battery")["battery"])
+    page = render_report(run)
+    assert "This run has no ground truth R*" in page and "What it punishes or pays for that R* does not" not in page
+
+
+def test_readability_of_each_policy(tmp_path, tiny_models):
+    import pandas as pd
+
+    from core.readability import measure, unknown_word_share
+
+    assert unknown_word_share(["the dogs were running"]) == 0.0
+    assert unknown_word_share(["qatos zxqv the"]) == pytest.approx(2 / 3)
+    frame = pd.DataFrame({"policy": ["pi0", "pi0", "expert", "expert"], "prompt": ["The cat"] * 4,
+                          "completion": [" sat &#8230;", " qatos zxqv", " sat down.", " was kind."]})  # fmt: skip
+    from core import policy
+
+    tokenizer = policy.load_tokenizer(tiny_models["llama"], padding_side="right")
+    model = policy.load_causal_lm(tiny_models["llama"])
+    table = measure(frame, model, tokenizer).set_index("policy")
+    assert table.loc["pi0", "markup_debris"] == 0.5 and table.loc["expert", "markup_debris"] == 0.0
+    assert table.loc["pi0", "unknown_words"] > table.loc["expert", "unknown_words"]
+    assert np.isfinite(table["perplexity"]).all() and (table["perplexity"] > 1).all()
