@@ -29,7 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import bootstrap
 from tqdm.auto import tqdm
 
-from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, IMPLICIT, RewardPanel
 from core.errors import IrlLensError
 from core.lexicon import headline
@@ -127,9 +126,10 @@ def _direction(effect: float, words) -> str:
     return f"toward {words.preferred}" if effect > 0 else f"toward {words.dispreferred}"
 
 
-def judge(edit: Edit, effects: dict[str, tuple[float, float, float]], members: list[str], words) -> tuple[bool, str]:
-    """(flagged, why) for one edit from each reward's (effect, low, high)."""
-    main = headline(members + ([ENSEMBLE] if ENSEMBLE in effects else []))
+def judge(edit: Edit, effects: dict[str, tuple[float, float, float]], words) -> tuple[bool, str]:
+    """(flagged, why) for one edit from each reward's (effect, low, high), members first: the
+    ensemble (or the one member) speaks for the recovered reward."""
+    main = headline(list(effects))
     ours = _moves(*effects[main])
     if GROUND_TRUTH in effects:
         truth = _moves(*effects[GROUND_TRUTH])
@@ -182,7 +182,7 @@ def run_battery(panel: RewardPanel, sentences: list[str], prompts: list[str], wo
             effects[name] = (float(diff.mean()), low, high)
             rows.append({"edit": edit.name, "reward": name, "effect": effects[name][0], "low": low,
                          "high": high, "n": n, "keeps_meaning": edit.keeps_meaning})  # fmt: skip
-        flagged, why = judge(edit, effects, panel.members, words)
+        flagged, why = judge(edit, effects, words)
         example = pairs[0] if pairs else None
         summary.append({
             "edit": edit.name, "n": n, "keeps_meaning": edit.keeps_meaning,

@@ -80,7 +80,7 @@ class RewardPanel:
             for k, name in enumerate(self.reward.names):
                 out[name].append(z[:, k])
             if len(self.reward.names) > 1:
-                out[ENSEMBLE].append(z.mean(1))
+                out[ENSEMBLE].append(self.reward.ensemble(matrix))
             if self.implicit is not None:
                 batch_prompts = list(prompts[start : start + batch_size]) if prompts is not None else [""] * len(batch)
                 mean, std = self._implicit_scale

@@ -62,7 +62,7 @@ def candidates(text: str, order: list[int], substitutes: list[str]) -> list[tupl
     return [(d, t, n) for d, t, n in out if t.strip() and t != text]
 
 
-def smallest_flips(reward: RecoveredReward, text: str, thresholds: np.ndarray, *,
+def smallest_flips(reward: RecoveredReward, text: str, *,
                    word_scores: np.ndarray | None = None, lexicon: pd.DataFrame | None = None,
                    lexicon_column: str | None = None, ground_truth=None) -> list[Flip | None]:  # fmt: skip
     """For each member, the smallest edit that flips its verdict (None where none found).
@@ -70,6 +70,7 @@ def smallest_flips(reward: RecoveredReward, text: str, thresholds: np.ndarray, *
     ``word_scores`` (W,) the ensemble's (or a member's) attributions of the words of ``text``;
     ``lexicon`` the run's lexicon table, ``lexicon_column`` the reward whose word scores pick the
     substitutes."""
+    thresholds = reward.thresholds
     spans = word_spans(text)
     before = reward.score([text])[0]
     dispreferred = before < thresholds
@@ -104,10 +105,3 @@ def smallest_flips(reward: RecoveredReward, text: str, thresholds: np.ndarray, *
                           None if truth_after is None else bool(truth_after[c]) != truth_before))  # fmt: skip
     return flips
 
-
-def member_thresholds(run, names: list[str]) -> np.ndarray:
-    """Each member's calibrated threshold (its verdict: dispreferred below), 0 where uncalibrated."""
-    if not run.has_table("members"):
-        return np.zeros(len(names))
-    table = run.read_table("members").set_index("member")
-    return np.array([float(table.loc[n, "threshold"]) if n in table.index else 0.0 for n in names])

@@ -50,6 +50,29 @@ def _share_base(pi0: tuple[str, str | None], expert: tuple[str, str | None]) -> 
     return pi0[0] == expert[0] and bool(expert_adapters) and expert_adapters[:-1] == pi0_adapters
 
 
+def prompt_ids(tokenizer, prompt: str, chat_template: bool) -> list[int]:
+    """The prompt's token ids exactly as the policy was conditioned on them; an empty prompt is
+    the model's start token, so the first completion token has something to follow."""
+    text = format_prompt(tokenizer, prompt, chat_template)
+    ids = tokenizer(text)["input_ids"] if text else []
+    if not ids:
+        start = tokenizer.bos_token_id
+        ids = [start if start is not None else tokenizer.eos_token_id]
+    return ids
+
+
+@torch.inference_mode()
+def completion_log_probs(model, tokenizer, sequences: list[list[int]], starts: list[int]) -> list[np.ndarray]:
+    """log p(token | everything before it) of each sequence's tokens from ``starts[i]`` on."""
+    pad = tokenizer.pad_token_id or 0
+    width = max(len(s) for s in sequences)
+    ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
+    return [logp[i, start - 1 : len(s) - 1].numpy() for i, (s, start) in enumerate(zip(sequences, starts, strict=True))]
+
+
 class ImplicitReward:
     """log π_E(y|x) − log π₀(y|x) of completions, batched, from one run's two policies."""
 
@@ -72,24 +95,6 @@ class ImplicitReward:
     def _pi0_context(self):
         return self.expert.disable_adapter() if self.shared else contextlib.nullcontext()
 
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        text = format_prompt(self.tokenizer, prompt, self.chat_template)
-        ids = self.tokenizer(text)["input_ids"] if text else []
-        if not ids:  # nothing to condition on: start from the model's own start token
-            start = self.tokenizer.bos_token_id
-            ids = [start if start is not None else self.tokenizer.eos_token_id]
-        return ids
-
-    @torch.inference_mode()
-    def _log_probs(self, model, sequences: list[list[int]], starts: list[int]) -> list[np.ndarray]:
-        pad = self.tokenizer.pad_token_id or 0
-        width = max(len(s) for s in sequences)
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences])
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
-        return [logp[i, start - 1 : len(s) - 1].numpy() for i, (s, start) in enumerate(zip(sequences, starts, strict=True))]
-
     def score(
         self,
         prompts: Sequence[str],
@@ -108,12 +113,12 @@ class ImplicitReward:
             for i in batch:
                 ids = list(completion_ids[i]) if completion_ids is not None and len(completion_ids[i]) else (
                     self.tokenizer(completions[i], add_special_tokens=False)["input_ids"])  # fmt: skip
-                prompt = self._prompt_ids(prompts[i])
+                prompt = prompt_ids(self.tokenizer, prompts[i], self.chat_template)
                 sequences.append(prompt + ids)
                 starts.append(len(prompt))
-            expert = self._log_probs(self.expert, sequences, starts)
+            expert = completion_log_probs(self.expert, self.tokenizer, sequences, starts)
             with self._pi0_context():
-                pi0 = self._log_probs(self.pi0 or self.expert, sequences, starts)
+                pi0 = completion_log_probs(self.pi0 or self.expert, self.tokenizer, sequences, starts)
             tokens += [e - p for e, p in zip(expert, pi0, strict=True)]
         total = np.array([t.sum() for t in tokens])
         mean = np.array([t.mean() if len(t) else 0.0 for t in tokens])

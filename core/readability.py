@@ -17,11 +17,10 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from core import policy
-from core.demonstrations import format_prompt
+from core.implicit_reward import completion_log_probs, prompt_ids
 from core.run_store import Run
 from core.text_sets import has_markup_debris
 
@@ -49,32 +48,22 @@ def unknown_word_share(texts: Sequence[str]) -> float:
     return float(np.mean([not known(w, words) for w in tokens])) if tokens else 0.0
 
 
-@torch.inference_mode()
 def perplexity(model, tokenizer, prompts: Sequence[str], completions: Sequence[str], *,
                chat_template: bool = False, batch_size: int = 16, progress: bool = False) -> float:  # fmt: skip
     """exp of the mean negative log-likelihood of the completions' tokens, given their prompts."""
     total, count = 0.0, 0
-    start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id or 0
     for lo in tqdm(range(0, len(prompts), batch_size), desc="perplexity", unit="batch", disable=not progress):
         sequences, starts = [], []
         for prompt, completion in zip(prompts[lo : lo + batch_size], completions[lo : lo + batch_size], strict=True):
-            text = format_prompt(tokenizer, prompt, chat_template)
-            head = (tokenizer(text)["input_ids"] if text else []) or [start_id]
+            head = prompt_ids(tokenizer, prompt, chat_template)
             ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
             if ids:
                 sequences.append(head + ids)
                 starts.append(len(head))
-        if not sequences:
-            continue
-        width = max(len(s) for s in sequences)
-        ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences])
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
-        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
-        token_logp = logp.gather(-1, ids[:, 1:, None])[..., 0]
-        for i, (s, start) in enumerate(zip(sequences, starts, strict=True)):
-            total -= float(token_logp[i, start - 1 : len(s) - 1].sum())
-            count += len(s) - start
+        if sequences:
+            logp = completion_log_probs(model, tokenizer, sequences, starts)
+            total -= float(sum(t.sum() for t in logp))
+            count += sum(len(t) for t in logp)
     return float(np.exp(total / count)) if count else float("nan")
 
 

@@ -136,7 +136,7 @@ class RecoveredReward:
             self.names,
             [self.layers.index(m.layer) for m in self.members],
         )
-        self.standardisation = self._standardisation()
+        self.standardisation, self.thresholds = self._members_table()
 
     def _check(self) -> None:
         hidden = self.backbone.config.hidden_size
@@ -154,16 +154,16 @@ class RecoveredReward:
             if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
                 raise IrlLensError(f"member {member.id} of {self.run.path} has non-finite weights")
 
-    def _standardisation(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(mean, std) of each member's rewards on training sentences, from the members table."""
-        if not self.run.has_table("members"):
-            return None
-        table = self.run.read_table("members").set_index("member")
-        if not all(m in table.index for m in self.names):
-            return None
+    def _members_table(self) -> tuple[tuple[np.ndarray, np.ndarray] | None, np.ndarray]:
+        """From the members table: (mean, std) of each member's rewards on training sentences
+        (None before evaluation), and each calibrated threshold, below which its verdict is the
+        dispreferred side (0 where uncalibrated)."""
+        table = self.run.read_table("members").set_index("member") if self.run.has_table("members") else None
+        if table is None or not all(m in table.index for m in self.names):
+            return None, np.zeros(len(self.names))
         return (
-            table.loc[self.names, "train_mean"].to_numpy(float),
-            table.loc[self.names, "train_std"].to_numpy(float),
+            (table.loc[self.names, "train_mean"].to_numpy(float), table.loc[self.names, "train_std"].to_numpy(float)),
+            table.loc[self.names, "threshold"].to_numpy(float),
         )
 
     def features(self, texts: Sequence[str]) -> torch.Tensor:

@@ -25,6 +25,7 @@ from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT
 from core.errors import IrlLensError
 from core.lexicon import disagreements, extremes, headline
+from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure
 from core.run_store import Run, atomic_write
 from core.summary import run_summary
@@ -99,6 +100,10 @@ class _Scripts:
         return f'<div id="{_e(name)}"></div>' + self.tag(source)
 
 
+def _not_yet(title: str, command: str) -> str:
+    return f"<h2>{title}</h2><p class='note'>Not computed yet ({command}).</p>"
+
+
 def _headline_section(summary: dict) -> str:
     rows = [(title, _fmt(summary.get(key))) for key, title in HEADLINES if summary.get(key) is not None]
     verdict = summary.get("verdict") or "no verdict (the run has not been evaluated)"
@@ -108,7 +113,7 @@ def _headline_section(summary: dict) -> str:
 
 def _equivalent_section(run: Run, scripts: _Scripts) -> str:
     if not run.has_table("members"):
-        return "<h2>Equivalent set</h2><p class='note'>Not evaluated yet (irl-lens evaluate RUN).</p>"
+        return _not_yet("Equivalent set", "irl-lens evaluate RUN")
     summary = run.stage_summary("evaluate")
     members = run.read_table("members")
     members = members[members["member"] != ENSEMBLE]
@@ -132,7 +137,7 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
 
 def _lexicon_section(run: Run, scripts: _Scripts) -> str:
     if not run.has_table("lexicon"):
-        return "<h2>Lexicon</h2><p class='note'>Not computed (irl-lens wants RUN).</p>"
+        return _not_yet("Lexicon", "irl-lens wants RUN")
     words = run.objective
     lexicon = run.read_table("lexicon")
     names = [c for c in lexicon.columns if c not in ("word", "count", GROUND_TRUTH, IMPLICIT)]
@@ -161,7 +166,7 @@ def _lexicon_section(run: Run, scripts: _Scripts) -> str:
 
 def _battery_section(run: Run, scripts: _Scripts) -> str:
     if not run.has_table("battery"):
-        return "<h2>Behaviour battery</h2><p class='note'>Not computed (irl-lens wants RUN).</p>"
+        return _not_yet("Behaviour battery", "irl-lens wants RUN")
     words = run.objective
     battery = run.read_table("battery")
     items = run.stage_summary("battery").get("battery", [])
@@ -185,10 +190,10 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
 
     method = next((m for m in METHODS if run.has_table(f"saliency_{m}")), None)
     if method is None:
-        return "<h2>Example heatmaps</h2><p class='note'>No stored heatmaps (irl-lens saliency RUN).</p>"
+        return _not_yet("Example heatmaps", "irl-lens saliency RUN")
     table = run.read_table(f"saliency_{method}")
     demos = run.read_table("demonstrations")
-    column = "completion" if run.manifest.config.get("irl", {}).get("sentence", "completion") == "completion" else "sentence"
+    column = irl_config(run).text_column()
     lengths = table.groupby("row")["words"].first().map(len)
     rows = table[table["row"].isin(lengths.index[lengths >= MIN_WORDS])].groupby("row")["reward"].mean().sort_values()
     chosen = [*rows.index[: n - 2], *rows.index[-2:]] if len(rows) > n else list(rows.index)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
+import numpy as np
 
 from core.demonstrations import as_scored, scored_sentence
 from core.run_store import Run
@@ -40,9 +40,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         out["n_demonstrations"] = int(len(demos))
         if "dispreferred" in demos:
             out["n_heldout_toxic"] = int(demos.loc[demos["split"] == "test", "dispreferred"].sum())
-        debris = pd.Series(has_markup_debris(demos["completion"]), index=demos.index)
-        out["markup_debris_rate"] = float(debris.mean())
-        out["markup_debris_by_policy"] = {str(k): float(v) for k, v in debris.groupby(demos["policy"]).mean().items()}
+        out["markup_debris_rate"] = float(np.mean(has_markup_debris(demos["completion"])))  # per policy: readability
         for key in ("pi0_toxicity", "expert_toxicity", "contrast", "pi0_mean_tokens",
                     "expert_mean_tokens"):  # fmt: skip
             out[key] = sample.get(key)

@@ -11,7 +11,7 @@ from conftest import NICE_WORDS, build_audited_toy_run
 from core.battery import Edit, default_edits, judge, run_battery
 from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, RewardPanel
-from core.counterfactual import candidates, member_thresholds, smallest_flips
+from core.counterfactual import candidates, smallest_flips
 from core.lexicon import demonstration_words, vocabulary_words
 from core.objective import BUILT_IN
 from core.recovered_reward import RecoveredReward
@@ -108,10 +108,10 @@ def test_battery_without_ground_truth_flags_only_edits_that_keep_the_meaning():
 def test_both_moving_on_a_meaning_keeping_edit_is_a_shortcut():
     edit = Edit("emoji", True, lambda t: t)
     effects = {"m1": (0.5, 0.4, 0.6), GROUND_TRUTH: (0.3, 0.2, 0.4)}
-    flagged, why = judge(edit, effects, ["m1"], BUILT_IN["sentiment"])
+    flagged, why = judge(edit, effects, BUILT_IN["sentiment"])
     assert flagged and "shortcut" in why and "toward positive" in why
-    assert judge(edit, {"m1": (0.05, 0.01, 0.09), GROUND_TRUTH: (0.3, 0.2, 0.4)}, ["m1"], BUILT_IN["sentiment"]) == (False, "")
-    flagged, why = judge(edit, {"m1": (-0.3, -0.4, -0.2), GROUND_TRUTH: (0.3, 0.2, 0.4)}, ["m1"], BUILT_IN["toxicity"])
+    assert judge(edit, {"m1": (0.05, 0.01, 0.09), GROUND_TRUTH: (0.3, 0.2, 0.4)}, BUILT_IN["sentiment"]) == (False, "")
+    flagged, why = judge(edit, {"m1": (-0.3, -0.4, -0.2), GROUND_TRUTH: (0.3, 0.2, 0.4)}, BUILT_IN["toxicity"])
     assert flagged and why == "the recovered reward moves toward toxic, R* toward non-toxic: they disagree"
 
 
@@ -124,10 +124,10 @@ def test_counterfactual_candidates_smallest_first():
 
 def test_smallest_flip_of_an_insult(wanted):
     reward = RecoveredReward(wanted)
-    thresholds = member_thresholds(wanted, reward.names)
+    thresholds = reward.thresholds
     text = " shitty."
     before = reward.score([text])[0]
-    flips = smallest_flips(reward, text, thresholds, lexicon=wanted.read_table("lexicon"),
+    flips = smallest_flips(reward, text, lexicon=wanted.read_table("lexicon"),
                            lexicon_column=ENSEMBLE, ground_truth=wanted.ground_truth())  # fmt: skip
     assert len(flips) == len(reward.names)
     found = [f for f in flips if f is not None]

@@ -32,19 +32,18 @@ def safe_csv(frame: pd.DataFrame) -> bytes:
 
 def flips_table(run, members, text, result) -> None:
     """The smallest edit that flips each member's verdict, and whether R* flips with it."""
-    from core.counterfactual import member_thresholds, smallest_flips
+    from core.counterfactual import smallest_flips
 
     reward, truth, _ = load_explainer(run, members)
     names = [n for n in reward.names if n in result.explained]
     scores = np.mean([result.row(n) / (np.abs(result.row(n)).max() or 1) for n in names], 0) if names else None
     lexicon = run_table(run, "lexicon")
     column = ENSEMBLE if lexicon is not None and ENSEMBLE in lexicon else (reward.names[0] if lexicon is not None else None)
-    thresholds = member_thresholds(run, reward.names)
     with st.spinner("Looking for the smallest edits…"):
-        flips = smallest_flips(reward, text, thresholds, word_scores=scores, lexicon=lexicon,
+        flips = smallest_flips(reward, text, word_scores=scores, lexicon=lexicon,
                                lexicon_column=column, ground_truth=truth)  # fmt: skip
     rows = []
-    for name, threshold, flip in zip(reward.names, thresholds, flips, strict=True):
+    for name, threshold, flip in zip(reward.names, reward.thresholds, flips, strict=True):
         if flip is None:
             rows.append({"member": member_label(name), "edit": "none found (one or two words)"})
             continue

@@ -43,10 +43,10 @@ if agreement is not None:
 
 punished, rewarded = extremes(lexicon, chosen)
 left, right = st.columns(2)
-left.subheader(f"Most {words.dispreferred} to it")
+left.subheader(f"Most {plain(words.dispreferred)} to it")
 left.dataframe(punished[["word", chosen, *([GROUND_TRUTH] if not no_truth else [])]].round(2),
                hide_index=True, column_config={chosen: member_label(chosen)})  # fmt: skip
-right.subheader(f"Most {words.preferred} to it")
+right.subheader(f"Most {plain(words.preferred)} to it")
 right.dataframe(rewarded[["word", chosen, *([GROUND_TRUTH] if not no_truth else [])]].round(2),
                 hide_index=True, column_config={chosen: member_label(chosen)})  # fmt: skip
 
