@@ -9,6 +9,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.components import plain  # noqa: E402
+from core.errors import IrlLensError  # noqa: E402
 
 # a local icon: a ":material/...:" page icon makes every page load fetch an SVG from Google's font host
 ICON = Path(__file__).resolve().parent.parent / "assets" / "irl-lens-icon.png"
@@ -27,6 +28,8 @@ pages = [
 ]
 try:
     st.navigation(pages).run()
+except IrlLensError as err:  # a message written for the user: what is wrong and what to do
+    st.error(plain(str(err)))
 except Exception as err:  # st.stop / st.rerun are BaseExceptions and pass through
     # one line for the auditor; the traceback, with the server's file paths, goes to the log
     logging.getLogger("irl-lens").exception("page failed")

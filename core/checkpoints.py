@@ -160,6 +160,40 @@ def read_features(run, key: str) -> tuple[torch.Tensor, list[int]]:
     return h, [int(x) for x in tensors["layers"].tolist()]
 
 
+_HEADS_FILE = re.compile(rf"^weights/{CHECKPOINT_DIR}/epoch-\d+\.safetensors$")
+_BACKBONE_FILE = re.compile(rf"^weights/{CHECKPOINT_DIR}/r\d+-epoch-\d+\.safetensors$")
+
+
+def header_problem(relative: str, file) -> str | None:
+    """What is wrong with a safetensors file's names and shapes, read from its header alone (no
+    tensor data), or None. Run when a run is opened, so a checkpoint or feature cache that lacks
+    a tensor is named there instead of failing later on a page."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            shapes = {k: list(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    except Exception as err:  # safetensors raises several types for a file that is not one
+        return f"is not a readable safetensors file ({err})"
+    if _HEADS_FILE.match(relative):
+        missing = sorted({"weight", "bias", "layer", "repeat"} - set(shapes))
+        if missing:
+            return f"is a checkpoint of heads but lacks {', '.join(missing)}"
+        k = shapes["weight"][0] if len(shapes["weight"]) == 2 else None
+        if k is None or any(shapes[n] != [k] for n in ("bias", "layer", "repeat")):
+            return f"has inconsistent head shapes {shapes}: weight (K, d), bias, layer and repeat (K,)"
+    elif _BACKBONE_FILE.match(relative):
+        missing = sorted({"head.linear.weight", "head.linear.bias"} - set(shapes))
+        if missing:
+            return f"is a member checkpoint but lacks {', '.join(missing)}"
+    elif relative.startswith("features/"):
+        if "h" not in shapes or "layers" not in shapes or len(shapes["h"]) != 3:
+            return "is not an irl-lens feature cache (h (L, N, d) and layers (L,))"
+        if shapes["layers"] != [shapes["h"][0]]:
+            return f"names {shapes['layers']} layers for {shapes['h'][0]} layers of features"
+    return None
+
+
 def compact(run, keep: set[str], keep_layers: set[int], feature_key: str | None) -> dict:
     """Shrink a finished run for committing: heads of the ``keep`` candidates only (the equivalent
     set), features of ``keep_layers`` only. The candidates table keeps every candidate's figures;

@@ -712,7 +712,7 @@ def runs(
         stages = ", ".join(f"{k}: {v}" for k, v in item["stages"].items()) or item.get(
             "error", "(empty)"
         )
-        table.add_row(item["name"], item["path"], stages)
+        table.add_row(_literal(item["name"]), _literal(item["path"]), _literal(stages))
     Console().print(
         table
         if listed

@@ -72,6 +72,7 @@ class RLHFConfig(BaseModel):
     generations: int = Field(default=4, ge=2, description="completions per prompt (GRPO's group)")
     max_completion_length: int = Field(default=32, ge=1)
     temperature: float = Field(default=1.0, gt=0)
+    top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling of the completions")
     learning_rate: float = Field(default=1e-4, gt=0)
     beta: float = Field(default=0.04, ge=0, description="KL coefficient to the reference policy")
     lora_r: int = Field(default=16, ge=1)
@@ -241,7 +242,7 @@ def rlhf(
         args = GRPOConfig(
             output_dir=str(output), max_steps=config.steps, per_device_train_batch_size=config.prompts_per_step * config.generations,
             num_generations=config.generations, max_completion_length=config.max_completion_length,
-            temperature=config.temperature, learning_rate=config.learning_rate, beta=config.beta,
+            temperature=config.temperature, top_p=config.top_p, learning_rate=config.learning_rate, beta=config.beta,
             bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
             save_steps=config.save_steps, save_only_model=False, logging_steps=1, report_to="none", seed=config.seed,
             disable_tqdm=not progress,

@@ -79,6 +79,20 @@ TABLE_COLUMNS = {
 one is named with what it lacks, instead of failing later on a page."""
 
 
+NUMERIC_SUMMARY = {
+    "n_demonstrations", "n_candidates", "n_equivalent", "best_heldout_auc", "best_heldout_kendall",
+    "best_heldout_accuracy", "best_heldout_f1", "calibrated_accuracy", "calibrated_f1",
+    "calibrated_precision", "calibrated_recall", "supervised_ceiling_auc", "ensemble_heldout_auc",
+    "pi0_toxicity", "expert_toxicity", "irl_rlhf_toxicity", "pi0_dispreferred_rate",
+    "expert_dispreferred_rate", "contrast", "human_label_auc", "human_label_accuracy",
+    "equivalent_min_spearman", "equivalent_verdict_disagreement", "implicit_reward_auc",
+    "implicit_human_label_auc_mean", "saliency_top1_match", "lexicon_agreement",
+    "mean_reward_preferred", "mean_reward_dispreferred",
+}  # fmt: skip
+"""Stage-summary figures the pages and ``show`` compute with: a number or null, checked on open."""
+TEXT_SUMMARY = {"best_member_id", "verdict", "selection", "saliency_method", "objective"}
+
+
 class FileRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -229,6 +243,7 @@ class Run:
         return file
 
     def validate(self, *, verify_hashes: bool = True) -> None:
+        self._check_summaries()
         for relative, record in self.manifest.files.items():
             file = self.inside(relative)
             if not file.is_file():
@@ -246,6 +261,27 @@ class Run:
             table = relative.removeprefix("tables/").removesuffix(".parquet")
             if relative.startswith("tables/") and table in TABLE_COLUMNS:
                 self._check_columns(relative, file, TABLE_COLUMNS[table])
+            if relative.endswith(".safetensors"):
+                from core.checkpoints import header_problem
+
+                problem = header_problem(relative, file)
+                if problem:
+                    raise IrlLensError(f"run {self.path}: {relative} {problem}")
+
+    def _check_summaries(self) -> None:
+        for stage, record in self.manifest.stages.items():
+            for key, value in record.summary.items():
+                if value is None:
+                    continue
+                number = isinstance(value, int | float) and not isinstance(value, bool)
+                if key in NUMERIC_SUMMARY and not number:
+                    wrong = f"{value!r}"[:40]
+                    raise IrlLensError(f"run {self.path}: {MANIFEST} stages.{stage}.summary.{key} is {wrong}; it must be a number")
+                if key in TEXT_SUMMARY and not isinstance(value, str):
+                    wrong = f"{value!r}"[:40]
+                    raise IrlLensError(f"run {self.path}: {MANIFEST} stages.{stage}.summary.{key} is {wrong}; it must be text")
+                if key == "equivalent_set" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                    raise IrlLensError(f"run {self.path}: {MANIFEST} stages.{stage}.summary.equivalent_set must be a list of member ids")
 
     def _check_columns(self, relative: str, file: Path, required: tuple[str, ...]) -> None:
         import pyarrow.parquet as pq

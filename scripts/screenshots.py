@@ -19,7 +19,7 @@ from pathlib import Path
 PAGES = {"home": ("", "irl-lens"), "heatmaps": ("heatmaps", "Token heatmaps"),
          "equivalent": ("equivalent", "Equivalent models"),
          "distributions": ("distributions", "Reward distributions"),
-         "training": ("training", "Training")}  # fmt: skip
+         "training": ("training", "Training"), "wants": ("wants", "What it wants")}  # fmt: skip
 
 
 def serve(run: str) -> tuple[subprocess.Popen, str]:

@@ -193,15 +193,29 @@ def test_live_probe_finds_the_edit_that_flips_a_verdict(full_run, monkeypatch):
     assert set(flips["R* flips too"]) <= {"yes", "no"}
 
 
-def test_a_page_that_fails_shows_one_line_not_a_traceback(full_run, tmp_path, monkeypatch):
+def test_a_page_that_fails_shows_one_line_not_a_traceback(full_run, monkeypatch):
+    import core.equivalent_set
+
+    def broken(*_, **__):
+        raise ValueError("could not convert string to float: 'x'\n  File /srv/irl-lens/core/x.py")
+
+    monkeypatch.setattr(core.equivalent_set, "standardise", broken)
+    at = _app(monkeypatch, full_run, "equivalent")
+    assert not at.exception
+    failed = [e.value for e in at.error if e.value.startswith("This page failed")]
+    assert failed and "ValueError" in failed[0] and "/srv/" not in failed[0] and "\n" not in failed[0]
+
+
+def test_a_summary_value_of_the_wrong_type_is_named_when_the_run_opens(full_run, tmp_path, monkeypatch):
     import shutil
 
     crafted = tmp_path / "crafted"
     shutil.copytree(full_run.path, crafted)
     run = Run.open(crafted)
-    run.manifest.stages["evaluate"].summary["equivalent_min_spearman"] = "not a number"  # a wrong type
+    run.manifest.stages["evaluate"].summary["equivalent_min_spearman"] = "not a number"
     run.save_manifest()
-    at = _app(monkeypatch, Run.open(crafted), "equivalent")
+    monkeypatch.setenv("IRL_LENS_RUN", str(crafted))
+    at = AppTest.from_file(ENTRY, default_timeout=60).run()
     assert not at.exception
-    failed = [e.value for e in at.error if e.value.startswith("This page failed")]
-    assert failed and "ValueError" in failed[0] and "Traceback" not in failed[0] and "\n" not in failed[0]
+    errors = [e.value.replace("\\", "") for e in at.error]  # plain() escapes Markdown characters
+    assert any("summary.equivalent_min_spearman" in e and "must be a number" in e for e in errors), errors

@@ -165,3 +165,36 @@ def test_a_table_with_the_wrong_columns_is_named_when_the_run_opens(trained, tmp
 def test_an_invalid_irl_config_is_one_line(trained, tmp_path):
     crafted = _crafted(trained, tmp_path, lambda _, m: m["config"]["irl"].update({"loss": "evil"}))
     _one_line_error(_cli("score", str(crafted), "hello"), "config.irl.loss is invalid")
+
+
+def test_kill_9_during_extract_leaves_nothing_behind_after_resume(toy_run, tmp_path):
+    import os
+    import shutil
+    import signal
+    import time
+
+    reference = tmp_path / "reference"
+    shutil.copytree(toy_run.path, reference)
+    args = ["extract", "--epochs", "30", "--repeats", "2", "--no-evaluate"]
+    assert _cli(*args[:1], str(reference), *args[1:]).returncode == 0
+
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", args[0], str(toy_run.path), *args[1:]],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    checkpoints = toy_run.path / "weights" / "irl"
+    deadline = time.monotonic() + 300
+    while process.poll() is None and len(list(checkpoints.glob("epoch-*"))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "extract finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 5 <= len(list(checkpoints.glob("epoch-*"))) < 30
+
+    result = _cli(*args[:1], str(toy_run.path), *args[1:])
+    assert result.returncode == 0, result.stderr.decode()
+    assert not list(toy_run.path.rglob("*.tmp")), list(toy_run.path.rglob("*.tmp"))
+    resumed = Run.open(toy_run.path)  # every recorded file present and matching its hash
+    assert not [f for f in resumed.path.rglob("*") if f.is_file() and f.relative_to(resumed.path).as_posix()
+                not in resumed.manifest.files and f.name != "manifest.json"]  # fmt: skip
+    got, want = resumed.read_table("candidates"), Run.open(reference).read_table("candidates")
+    assert len(got) == len(want) == 30 * 2 * got["layer"].nunique()
+    np.testing.assert_allclose(got["selection_discrimination_auc"], want["selection_discrimination_auc"], atol=1e-6)

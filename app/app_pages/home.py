@@ -74,7 +74,7 @@ if s["best_heldout_auc"] is not None:
                    help=f"Threshold fitted on training sentences only ({plain(s.get('calibration', ''))})")  # fmt: skip
     cols[3].metric("Accuracy / F1 at 0 (paper)", f"{fmt(s['best_heldout_accuracy'])} / {fmt(s['best_heldout_f1'])}",
                    help="Uncalibrated: a pairwise loss never trains the offset")  # fmt: skip
-    rate = words.rate_name()
+    rate = plain(words.rate_name())  # a metric label is Markdown; the words come from the run
     cols = st.columns(4)
     cols[0].metric(f"π₀ {rate}", fmt(s["pi0_toxicity"], ".1%"),
                    help="R* label of completions, test prompts")  # fmt: skip

@@ -1,0 +1,131 @@
+"""What an auditor feels: pressing "Score" on the live probe in a real browser until the scores and
+every member's heatmap are drawn, alone and with colleagues on the same server.
+
+Starts `irl-lens dashboard` on a run (default: the bundled demo), drives Debian's headless
+Chromium through Playwright, types probes of about 8, 32 and 128 tokens and times click → the
+probe's words drawn in the heatmaps → the script run finished (counterfactuals included). One
+session, then N concurrent sessions (N browser contexts). The server's peak resident memory is
+read from /proc (VmHWM of the server process).
+
+    .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT / "scripts")]
+from _common import CLEAN, SUBJECTS, machine  # noqa: E402
+from screenshots import serve  # noqa: E402  (the dashboard on a free port, once healthy)
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def probe(tokens: int, marker: str) -> str:
+    """A probe of about ``tokens`` SmolLM2 tokens, with a unique marker word to wait for."""
+    from core import policy
+
+    tokenizer = policy.load_tokenizer("smollm2-135m")
+    words = [marker]
+    k = 0
+    while len(tokenizer(" ".join(words))["input_ids"]) < tokens:
+        words += f"{SUBJECTS[k % len(SUBJECTS)]} was {CLEAN[k % len(CLEAN)]}.".split()
+        k += 1
+    while len(tokenizer(" ".join(words))["input_ids"]) > tokens and len(words) > 1:
+        words.pop()
+    return " ".join(words)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def session(browser, url: str, probes: list[str]) -> list[dict]:
+    """One auditor: open the probe page, score each probe in turn, time each."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    await page.goto(f"{url}/probe")
+    await page.get_by_role("heading", name="Live probe").wait_for(timeout=180_000)
+    out = []
+    for text in probes:
+        marker = text.split()[0]
+        await page.locator("textarea").fill(text)
+        start = time.perf_counter()
+        await page.get_by_role("button", name="Score", exact=True).click()
+        await page.locator("span[title]", has_text=marker).first.wait_for(timeout=300_000)
+        drawn = time.perf_counter() - start
+        await page.wait_for_function(
+            "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=300_000
+        )
+        done = time.perf_counter() - start
+        errors = await page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count()
+        out.append({"heatmaps_s": drawn, "done_s": done, "errors": errors})
+    await context.close()
+    return out
+
+
+def p(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def measure(url: str, sessions: int, rounds: int, sizes: list[int]) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])  # fmt: skip
+        warm = await session(browser, url, [probe(8, "warmup")])  # models load once per server
+        one = []
+        for r in range(rounds):
+            one += await session(browser, url, [probe(n, f"solo{r}x{n}") for n in sizes])
+        many = await asyncio.gather(*[
+            session(browser, url, [probe(32, f"s{s}r{r}") for r in range(rounds)]) for s in range(sessions)])  # fmt: skip
+        await browser.close()
+    many = [item for items in many for item in items]
+    figures = {"first_probe_s": round(warm[0]["done_s"], 2)}
+    for n in sizes:  # `one` holds rounds x sizes, in that order
+        times = [x["done_s"] for k, x in enumerate(one) if sizes[k % len(sizes)] == n]
+        drawn = [x["heatmaps_s"] for k, x in enumerate(one) if sizes[k % len(sizes)] == n]
+        figures[f"p50_s_1_{n}tok"] = round(statistics.median(times), 2)
+        figures[f"p95_s_1_{n}tok"] = round(p(times, 95), 2)
+        figures[f"p50_heatmaps_s_1_{n}tok"] = round(statistics.median(drawn), 2)
+    figures["p95_s_1"] = figures["p95_s_1_32tok"]
+    figures["p50_s_8"] = round(statistics.median([x["done_s"] for x in many]), 2)
+    figures["p95_s_8"] = round(p([x["done_s"] for x in many], 95), 2)
+    figures["errors"] = sum(x["errors"] for x in [*one, *many])
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="1 round, 2 sessions, 8 and 32 tokens")
+    parser.add_argument("--run", default=str(ROOT / "data" / "demo-run"))
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    sessions, rounds, sizes = (2, 1, [8, 32]) if args.quick else (args.sessions, args.rounds, [8, 32, 128])
+    server, url = serve(args.run)
+    try:
+        figures = asyncio.run(measure(url, sessions, rounds, sizes))
+        figures["peak_rss_mb"] = round(peak_rss_mb(server.pid), 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    figures |= {"sessions": sessions, "rounds": rounds, "run": Path(args.run).name, "machine": machine()}
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
