@@ -317,7 +317,8 @@ class MaxMarginIRL:
             )
         ref = self.backbone_ref(run)
         run.manifest.models["reward_backbone"] = ref
-        run.remove_stale_temporaries()
+        if self.accelerator.is_main_process:  # another rank's temp file may be in flight
+            run.remove_stale_temporaries()
         return demos, pairs, ref
 
     def _fit_frozen(self, run: Run, *, progress: bool, on_epoch) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -273,15 +274,19 @@ class Run:
             for key, value in record.summary.items():
                 if value is None:
                     continue
-                number = isinstance(value, int | float) and not isinstance(value, bool)
-                if key in NUMERIC_SUMMARY and not number:
-                    wrong = f"{value!r}"[:40]
-                    raise IrlLensError(f"run {self.path}: {MANIFEST} stages.{stage}.summary.{key} is {wrong}; it must be a number")
-                if key in TEXT_SUMMARY and not isinstance(value, str):
-                    wrong = f"{value!r}"[:40]
-                    raise IrlLensError(f"run {self.path}: {MANIFEST} stages.{stage}.summary.{key} is {wrong}; it must be text")
-                if key == "equivalent_set" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                    raise IrlLensError(f"run {self.path}: {MANIFEST} stages.{stage}.summary.equivalent_set must be a list of member ids")
+                if key in NUMERIC_SUMMARY:
+                    expected = "a finite number"
+                    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+                elif key in TEXT_SUMMARY:
+                    expected, ok = "text", isinstance(value, str)
+                elif key == "equivalent_set":
+                    expected = "a list of member ids"
+                    ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+                else:
+                    continue
+                if not ok:
+                    raise IrlLensError(f"run {self.path}: {MANIFEST} stages.{stage}.summary.{key} is "
+                                       f"{f'{value!r}'[:40]}; it must be {expected}")  # fmt: skip
 
     def _check_columns(self, relative: str, file: Path, required: tuple[str, ...]) -> None:
         import pyarrow.parquet as pq

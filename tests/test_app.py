@@ -218,4 +218,4 @@ def test_a_summary_value_of_the_wrong_type_is_named_when_the_run_opens(full_run,
     at = AppTest.from_file(ENTRY, default_timeout=60).run()
     assert not at.exception
     errors = [e.value.replace("\\", "") for e in at.error]  # plain() escapes Markdown characters
-    assert any("summary.equivalent_min_spearman" in e and "must be a number" in e for e in errors), errors
+    assert any("summary.equivalent_min_spearman" in e and "must be a finite number" in e for e in errors), errors

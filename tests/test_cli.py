@@ -139,6 +139,11 @@ def test_bad_settings_are_one_line_errors(toy_run):
 
 
 def test_data_parallel_with_two_cpu_processes(toy_run):
+    import socket
+
+    with socket.socket() as s:  # a free rendezvous port, not the default 29500 another job may hold
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     result = subprocess.run(
         [
             sys.executable,
@@ -149,6 +154,8 @@ def test_data_parallel_with_two_cpu_processes(toy_run):
             "2",
             "--num_machines",
             "1",
+            "--main_process_port",
+            str(port),
             "--mixed_precision",
             "no",
             "--dynamo_backend",
@@ -167,7 +174,8 @@ def test_data_parallel_with_two_cpu_processes(toy_run):
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
+    failure = [line for line in result.stderr.splitlines() if "terminate" in line or "Error" in line]
+    assert result.returncode == 0, "\n".join(failure[:20]) + result.stderr[-2000:]
     assert "on 2 process(es)" in result.stderr
     run = Run.open(toy_run.path)
     assert run.stage_status("irl") == "complete" and run.has_weights("irl/r0-epoch-002")
