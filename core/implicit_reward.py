@@ -150,6 +150,29 @@ def word_log_ratios(tokenizer, text: str, completion_start: int, ids: Sequence[i
     return aggregate_to_words(text, offsets, np.asarray(ratios, float)[None, : len(offsets)])[1][0]
 
 
+def implicit_summary(demos: pd.DataFrame, total: np.ndarray, mean: np.ndarray, label_column: str) -> dict:
+    """Sum or per-token mean, chosen by the selection split's expert-vs-π₀ discrimination AUC (the
+    demonstrations alone, as for IRL's members); R* then evaluates both on the test split."""
+    expert = (demos["policy"] == "expert").to_numpy()
+    split = demos["split"].to_numpy()
+    choose = split == "selection" if (split == "selection").any() else split == "train"
+    test = split == "test"
+    variants = {"sum": np.asarray(total, float), "mean": np.asarray(mean, float)}
+    criterion = {k: discrimination_auc(v[choose], expert[choose]) for k, v in variants.items()}
+    variant = max(criterion, key=lambda k: criterion[k] or 0)
+    summary = {"implicit_reward_variant": variant,
+               "implicit_variant_rule": "selection-split expert-vs-π₀ discrimination AUC (no R*)",
+               "implicit_selection_discrimination_auc_sum": criterion["sum"],
+               "implicit_selection_discrimination_auc_mean": criterion["mean"],
+               "implicit_test_discrimination_auc": discrimination_auc(variants[variant][test], expert[test])}  # fmt: skip
+    if label_column in demos:
+        labels = demos[label_column].to_numpy(bool)[test]
+        figures = {k: auc(v[test], labels) for k, v in variants.items()}
+        summary |= {"implicit_reward_auc": figures[variant], "implicit_reward_auc_sum": figures["sum"],
+                    "implicit_reward_auc_mean": figures["mean"]}  # fmt: skip
+    return summary
+
+
 def implicit_stage(run: Run, *, batch_size: int = 16, progress: bool = True) -> dict:
     """Score every demonstration by the implicit reward; compare with R* on the test split."""
     from core.irl import IRLConfig
@@ -163,17 +186,9 @@ def implicit_stage(run: Run, *, batch_size: int = 16, progress: bool = True) -> 
                               "implicit_mean": scores.mean,
                               "token_log_ratios": [t.tolist() for t in scores.tokens]})  # fmt: skip
         run.write_table(TABLE, table)
-        test = (demos["split"] == "test").to_numpy()
-        summary = {"implicit_shared_model": scorer.shared,
-                   "implicit_test_discrimination_auc": discrimination_auc(scores.total[test], (demos["policy"] == "expert").to_numpy()[test])}  # fmt: skip
         irl = IRLConfig.model_validate(run.manifest.config["irl"]) if "irl" in run.manifest.config else IRLConfig()
-        label_column = irl.label_column()
-        if label_column in demos:
-            labels = demos[label_column].to_numpy(bool)[test]
-            figures = {"sum": auc(scores.total[test], labels), "mean": auc(scores.mean[test], labels)}
-            variant = max(figures, key=lambda k: figures[k] or 0)
-            summary |= {"implicit_reward_auc": figures[variant], "implicit_reward_variant": variant,
-                        "implicit_reward_auc_sum": figures["sum"], "implicit_reward_auc_mean": figures["mean"]}  # fmt: skip
+        summary = {"implicit_shared_model": scorer.shared}
+        summary |= implicit_summary(demos, scores.total, scores.mean, irl.label_column())
         summary |= human_label_figures(run, scorer)
         record.summary = summary
     return summary

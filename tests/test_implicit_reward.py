@@ -111,3 +111,22 @@ def test_implicit_reward_against_human_labels(two_policy_run, tmp_path):
     assert "not at hand" in human_label_figures(run, ImplicitReward(run))["implicit_human_label_note"]
     run.manifest.config["evaluate"] = {}
     assert human_label_figures(run, ImplicitReward(run)) == {}
+
+
+def test_sum_or_mean_is_chosen_from_the_demonstrations_not_r_star():
+    import pandas as pd
+
+    from core.implicit_reward import implicit_summary
+
+    rng = np.random.default_rng(0)
+    n = 400
+    demos = pd.DataFrame({"split": rng.choice(["selection", "test"], n), "policy": rng.choice(["pi0", "expert"], n)})
+    expert = (demos["policy"] == "expert").to_numpy()
+    total = expert + rng.normal(0, 0.5, n)  # separates the policies
+    mean = rng.normal(0, 1, n)  # does not
+    for seed in range(3):  # whatever R* says, the choice stays
+        demos["label"] = np.random.default_rng(seed).random(n) < 0.5
+        summary = implicit_summary(demos, total, mean, "label")
+        assert summary["implicit_reward_variant"] == "sum"
+        assert summary["implicit_reward_auc"] == summary["implicit_reward_auc_sum"]
+    assert summary["implicit_selection_discrimination_auc_sum"] > 0.8 > summary["implicit_selection_discrimination_auc_mean"]
