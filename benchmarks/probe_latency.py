@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -51,6 +52,8 @@ def peak_rss_mb(pid: int) -> float:
 
 
 async def session(browser, url: str, probes: list[str]) -> list[dict]:
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
     """One auditor: open the probe page, score each probe in turn, time each."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
@@ -64,9 +67,10 @@ async def session(browser, url: str, probes: list[str]) -> list[dict]:
         await page.get_by_role("button", name="Score", exact=True).click()
         await page.locator("span[title]", has_text=marker).first.wait_for(timeout=300_000)
         drawn = time.perf_counter() - start
-        await page.wait_for_function(
-            "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=300_000
-        )
+        status = page.locator("[data-testid='stStatusWidget']")
+        with contextlib.suppress(PlaywrightTimeout):  # a run can end before the indicator shows
+            await status.wait_for(state="attached", timeout=1_000)
+        await status.wait_for(state="detached", timeout=300_000)
         done = time.perf_counter() - start
         errors = await page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count()
         out.append({"heatmaps_s": drawn, "done_s": done, "errors": errors})

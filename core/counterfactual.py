@@ -1,7 +1,7 @@
 """Counterfactual probes: the smallest edit of a sentence that flips a member's verdict.
 
-Candidates, smallest first: deleting one word, substituting one word, deleting two words. The
-words tried first are those the heatmap blames for the verdict (their attribution pushes the
+Candidates, smallest first: deleting one word (the 24 most blamed), substituting one word,
+deleting two words. The words tried first are those the heatmap blames for the verdict (their attribution pushes the
 reward toward the side it is on); substitutes come from the run's lexicon (the words the
 member's ensemble scores furthest toward the other side). Every candidate is scored once by all
 members together; for each member the smallest edit that moves its reward across its calibrated
@@ -21,6 +21,9 @@ from core.recovered_reward import RecoveredReward
 
 FOCUS_WORDS = 6
 """Words (by attribution) tried for substitutions and two-word deletions."""
+DELETIONS = 24
+"""Words (by attribution) tried for one-word deletion: a long probe's unblamed words rarely flip a
+verdict, and each candidate is one more sentence to score (a 128-token probe had ~130)."""
 SUBSTITUTES = 4
 """Lexicon words tried in place of each focus word."""
 
@@ -51,7 +54,7 @@ def candidates(text: str, order: list[int], substitutes: list[str]) -> list[tupl
     """(description, edited text, words changed) of every candidate edit, smallest first."""
     spans = word_spans(text)
     words = [text[a:b] for a, b in spans]
-    out = [(f'delete "{words[i]}"', _replace(text, spans, {i: ""}), 1) for i in order]
+    out = [(f'delete "{words[i]}"', _replace(text, spans, {i: ""}), 1) for i in order[:DELETIONS]]
     focus = order[:FOCUS_WORDS]
     for i in focus:
         for sub in substitutes:

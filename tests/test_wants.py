@@ -218,3 +218,12 @@ def test_readability_of_each_policy(tmp_path, tiny_models):
     assert table.loc["pi0", "markup_debris"] == 0.5 and table.loc["expert", "markup_debris"] == 0.0
     assert table.loc["pi0", "unknown_words"] > table.loc["expert", "unknown_words"]
     assert np.isfinite(table["perplexity"]).all() and (table["perplexity"] > 1).all()
+
+
+def test_counterfactual_deletions_are_capped_for_long_probes():
+    from core.counterfactual import DELETIONS
+
+    text = " ".join(f"w{i}" for i in range(100))
+    edits = candidates(text, list(range(99, -1, -1)), [])
+    deletions = [d for d, _, n in edits if n == 1]
+    assert len(deletions) == DELETIONS and deletions[0] == 'delete "w99"'  # the most blamed first
