@@ -126,6 +126,14 @@ def load_labelled(
         out = out.iloc[:limit]
     if out.empty:
         raise IrlLensError(f"{source}: the labelled set is empty")
+    if out["toxic"].all() or not out["toxic"].any():
+        found = ", ".join(repr(v) for v in sorted({str(v) for v in labels.dropna().unique()})[:8])
+        side = "every" if out["toxic"].all() else "no"
+        raise IrlLensError(
+            f"{source}: {side} label in column '{label_column}' is one of {list(toxic_values)} (the "
+            f"dispreferred side), so the set cannot measure a reward; the column holds {found}: "
+            "name the dispreferred labels (toxic_values / --toxic-values)"
+        )
     return out
 
 

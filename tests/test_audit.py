@@ -317,8 +317,8 @@ def test_calibration_with_human_labels_of_training_sentences(toy_run, tmp_path):
     summary = evaluate_run(toy_run, EvaluationConfig(calibration="labels", calibration_labels=str(labels)),
                            progress=False)  # fmt: skip
     assert summary["calibration"] == "labels" and summary["calibrated_accuracy"] > 0.5
-    heldout = demos[demos["split"] == "test"].head(1)
-    pd.DataFrame({"text": heldout["sentence"], "label": [1]}).to_csv(labels, index=False)
+    heldout = demos[demos["split"] == "test"].head(2)
+    pd.DataFrame({"text": heldout["sentence"], "label": [1, 0]}).to_csv(labels, index=False)
     with pytest.raises(IrlLensError, match="not a training sentence"):
         evaluate_run(
             toy_run,

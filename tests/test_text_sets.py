@@ -64,3 +64,11 @@ def test_labelled_davidson_style(tmp_path):
     pd.DataFrame({"tweet": ["a", "b", "c"], "class": [0, 1, 2]}).to_csv(path, index=False)
     frame = load_labelled(str(path), text_column="tweet", label_column="class", toxic_values=(0, 1))
     assert frame["toxic"].tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize("values, side", [(("toxic",), "no"), (("negative", "positive"), "every")])
+def test_labels_that_do_not_name_both_sides_are_refused(tmp_path, values, side):
+    path = tmp_path / "sentiment.csv"
+    pd.DataFrame({"text": ["good", "bad"], "label": ["positive", "negative"]}).to_csv(path, index=False)
+    with pytest.raises(IrlLensError, match=f"{side} label in column 'label'.*'negative', 'positive'"):
+        load_labelled(str(path), toxic_values=values)
