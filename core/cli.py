@@ -768,6 +768,7 @@ def dashboard(
     command = [
         sys.executable, "-m", "streamlit", "run", str(entry), "--server.headless", "true",
         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # an audit tool: no "Deploy" button, no developer menu
     ]  # fmt: skip
     console.print(f"irl-lens dashboard on http://127.0.0.1:{port}")
     sys.stdout.flush()

@@ -75,6 +75,7 @@ def test_every_page_opens(dashboard, browser):
         page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
         page.wait_for_timeout(500)
         assert page.locator("[data-testid='stException']").count() == 0, f"exception on /{path}"
+        assert page.get_by_role("button", name="Deploy").count() == 0, "an audit tool offers no Deploy button"
         page.screenshot(path=str(ARTIFACTS / f"{path or 'home'}.png"), full_page=True)
     page.close()
     assert outside == [], f"the pages requested other hosts: {sorted(set(outside))}"
