@@ -85,7 +85,7 @@ def smallest_flips(reward: RecoveredReward, text: str, *,
     else:
         order = list(range(n))
     substitutes: list[str] = []
-    if lexicon is not None and lexicon_column in (lexicon.columns if lexicon is not None else ()):
+    if lexicon is not None and lexicon_column in lexicon.columns:
         ranked = lexicon.sort_values(lexicon_column, ascending=not main_side)
         substitutes = ranked["word"].head(SUBSTITUTES).tolist()
     edits = candidates(text, [int(i) for i in order], substitutes)
@@ -93,9 +93,9 @@ def smallest_flips(reward: RecoveredReward, text: str, *,
         return [None] * len(reward.names)
     after = reward.score([t for _, t, _ in edits])
     truth_before = truth_after = None
-    if ground_truth is not None:
-        truth_before = bool(dispreferred_label(ground_truth.reward([text]))[0])
-        truth_after = dispreferred_label(ground_truth.reward([t for _, t, _ in edits]))
+    if ground_truth is not None:  # one call: the sentence, then every edit
+        truth = dispreferred_label(ground_truth.reward([text, *(t for _, t, _ in edits)]))
+        truth_before, truth_after = bool(truth[0]), truth[1:]
     flips: list[Flip | None] = []
     for k, name in enumerate(reward.names):
         flipped = [(size, -abs(after[c, k] - thresholds[k]), c) for c, (_, _, size) in enumerate(edits)

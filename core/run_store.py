@@ -263,6 +263,7 @@ class Run:
             if relative.startswith("tables/") and table in TABLE_COLUMNS:
                 self._check_columns(relative, file, TABLE_COLUMNS[table])
             if relative.endswith(".safetensors"):
+                # imported here: torch, only for runs that hold weights
                 from core.checkpoints import header_problem
 
                 problem = header_problem(relative, file)

@@ -39,9 +39,13 @@ def flips_table(run, members, text, result) -> None:
     scores = np.mean([result.row(n) / (np.abs(result.row(n)).max() or 1) for n in names], 0) if names else None
     lexicon = run_table(run, "lexicon")
     column = ENSEMBLE if lexicon is not None and ENSEMBLE in lexicon else (reward.names[0] if lexicon is not None else None)
-    with st.spinner("Looking for the smallest edits…"):
-        flips = smallest_flips(reward, text, word_scores=scores, lexicon=lexicon,
-                               lexicon_column=column, ground_truth=truth)  # fmt: skip
+    found = st.session_state.setdefault("probe_flips", {})  # a rerun (any widget) must not search again
+    key = (str(run.path), tuple(reward.names), text)
+    if key not in found:
+        with st.spinner("Looking for the smallest edits…"):
+            found[key] = smallest_flips(reward, text, word_scores=scores, lexicon=lexicon,
+                                        lexicon_column=column, ground_truth=truth)  # fmt: skip
+    flips = found[key]
     rows = []
     for name, threshold, flip in zip(reward.names, reward.thresholds, flips, strict=True):
         if flip is None:
