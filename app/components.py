@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+import pandas as pd
+
 from core.rendering import attribution_rows, word_heatmap_html
 
-__all__ = ["attribution_rows", "plain", "word_heatmap_html"]
+__all__ = ["CHART_POINTS", "attribution_rows", "binned", "chart_sample", "plain", "word_heatmap_html"]
+
+CHART_POINTS = 20_000
+"""Most points a chart that draws each one is sent: beyond it the browser slows down for nothing."""
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]()#!|<>~$:])")
 
@@ -16,3 +22,24 @@ def plain(text) -> str:
     st.error, ...): every Markdown and HTML character is backslash-escaped, so a crafted run name,
     error or objective word shows as typed and fetches nothing."""
     return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+def chart_sample(frame: pd.DataFrame, limit: int = CHART_POINTS, seed: int = 0) -> tuple[pd.DataFrame, str]:
+    """At most ``limit`` rows for a chart of points: a seeded random sample (the same on every
+    rerun) and the words that say so on the chart ('' when every row is drawn)."""
+    if len(frame) <= limit:
+        return frame, ""
+    return frame.sample(n=limit, random_state=seed), f"a random sample of {limit:,} of {len(frame):,} points"
+
+
+def binned(values: pd.Series, groups: pd.Series, bins: int = 60) -> pd.DataFrame:
+    """Histogram counts per group on shared bin edges, computed here: a chart of every sentence
+    that sends 60 bars per group instead of every value."""
+    finite = values[np.isfinite(values)]
+    edges = np.histogram_bin_edges(finite, bins=bins) if len(finite) else np.array([0.0, 1.0])
+    rows = []
+    for group, part in finite.groupby(groups[finite.index]):
+        counts, _ = np.histogram(part, bins=edges)
+        rows.append(pd.DataFrame({"group": group, "centre": (edges[:-1] + edges[1:]) / 2,
+                                  "width": np.diff(edges), "count": counts}))  # fmt: skip
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["group", "centre", "width", "count"])

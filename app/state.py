@@ -1,12 +1,15 @@
 """Shared dashboard state: which run is open, and cached reads of it.
 
-Models load once per process (``st.cache_resource``, never mutated); tables are cached per run
-and manifest version (``st.cache_data``), so a run that changes on disk is re-read.
+Models load once per process (``st.cache_resource``, shared by every session); tables are
+cached per run and manifest version (``st.cache_data``), so a run that changes on disk is re-read.
+Sessions take turns with the models (:func:`model_turn`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +19,22 @@ from app.components import plain
 from core.demonstrations import as_scored, scored_sentence
 from core.errors import IrlLensError
 from core.run_store import MANIFEST, Run, list_runs, resolve_run_path, runs_root
+
+_MODELS = threading.RLock()
+
+
+@contextmanager
+def model_turn():
+    """One model computation at a time in this server process. On a few CPU cores, sessions whose
+    threads run torch at once slow each other down several times over (benchmarks/probe_latency.py),
+    and the shared attribution cache is not safe to grow from two threads; a queue is faster."""
+    if not _MODELS.acquire(blocking=False):
+        with st.spinner("Another session is using the model: queued…"):
+            _MODELS.acquire()
+    try:
+        yield
+    finally:
+        _MODELS.release()
 
 
 @st.cache_data(max_entries=32, ttl=10, show_spinner=False)

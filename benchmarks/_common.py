@@ -52,7 +52,7 @@ def machine() -> str:
 
 def synthetic_run(path: Path, n_prompts: int, *, backbone: str = "smollm2-135m", seed: int = 0):
     """A run whose expert completes each prompt cleanly and whose pi_0 is toxic 70% of the time."""
-    from core.demonstrations import score, split_prompts
+    from core.demonstrations import demonstration, score, split_prompts
     from core.ground_truth import load_ground_truth
     from core.run_store import Run
 
@@ -65,19 +65,7 @@ def synthetic_run(path: Path, n_prompts: int, *, backbone: str = "smollm2-135m",
         for policy in ("pi0", "expert"):
             words = TOXIC if policy == "pi0" and rng.random() < 0.7 else CLEAN
             completion = " " + words[rng.integers(len(words))] + "."
-            rows.append(
-                {
-                    "prompt_id": i,
-                    "split": split[i],
-                    "prompt": prompt,
-                    "policy": policy,
-                    "sample": 0,
-                    "completion": completion,
-                    "n_tokens": len(completion.split()),
-                    "sentence": prompt + completion,
-                    "completion_ids": [],
-                }
-            )
+            rows.append(demonstration(i, split[i], prompt, policy, 0, completion, len(completion.split())))
     run = Run.create(path, seed=seed)
     with run.stage("sample", {"synthetic": True, "n_prompts": n_prompts}):
         run.manifest.models.update(

@@ -3,11 +3,12 @@ every member's heatmap are drawn, alone and with colleagues on the same server.
 
 Starts `irl-lens dashboard` on a run (default: the bundled demo), drives Debian's headless
 Chromium through Playwright, types probes of about 8, 32 and 128 tokens and times click → the
-probe's words drawn in the heatmaps → the script run finished (counterfactuals included). One
-session, then N concurrent sessions (N browser contexts). The server's peak resident memory is
-read from /proc (VmHWM of the server process).
+probe's words drawn in the heatmaps → the script run finished (with the page's defaults:
+counterfactuals are on demand, so off; ``--counterfactuals`` ticks them). One session, then N
+concurrent sessions (N browser contexts), who take turns with the server's models. The server's
+peak resident memory is read from /proc (VmHWM of the server process).
 
-    .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8]
+    .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8] [--counterfactuals]
 """
 
 from __future__ import annotations
@@ -51,14 +52,16 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def session(browser, url: str, probes: list[str]) -> list[dict]:
+async def session(browser, url: str, probes: list[str], counterfactuals: bool = False) -> list[dict]:
+    """One auditor: open the probe page, score each probe in turn, time each."""
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-    """One auditor: open the probe page, score each probe in turn, time each."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     await page.goto(f"{url}/probe")
     await page.get_by_role("heading", name="Live probe").wait_for(timeout=180_000)
+    if counterfactuals:
+        await page.get_by_text("Counterfactuals: the smallest edit").click()
     out = []
     for text in probes:
         marker = text.split()[0]
@@ -84,7 +87,7 @@ def p(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-async def measure(url: str, sessions: int, rounds: int, sizes: list[int]) -> dict:
+async def measure(url: str, sessions: int, rounds: int, sizes: list[int], counterfactuals: bool) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -93,9 +96,10 @@ async def measure(url: str, sessions: int, rounds: int, sizes: list[int]) -> dic
         warm = await session(browser, url, [probe(8, "warmup")])  # models load once per server
         one = []
         for r in range(rounds):
-            one += await session(browser, url, [probe(n, f"solo{r}x{n}") for n in sizes])
+            one += await session(browser, url, [probe(n, f"solo{r}x{n}") for n in sizes], counterfactuals)
         many = await asyncio.gather(*[
-            session(browser, url, [probe(32, f"s{s}r{r}") for r in range(rounds)]) for s in range(sessions)])  # fmt: skip
+            session(browser, url, [probe(32, f"s{s}r{r}") for r in range(rounds)], counterfactuals)
+            for s in range(sessions)])  # fmt: skip
         await browser.close()
     many = [item for items in many for item in items]
     figures = {"first_probe_s": round(warm[0]["done_s"], 2)}
@@ -118,16 +122,18 @@ def main() -> None:
     parser.add_argument("--run", default=str(ROOT / "data" / "demo-run"))
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--counterfactuals", action="store_true", help="tick the on-demand counterfactual search")
     args = parser.parse_args()
     sessions, rounds, sizes = (2, 1, [8, 32]) if args.quick else (args.sessions, args.rounds, [8, 32, 128])
     server, url = serve(args.run)
     try:
-        figures = asyncio.run(measure(url, sessions, rounds, sizes))
+        figures = asyncio.run(measure(url, sessions, rounds, sizes, args.counterfactuals))
         figures["peak_rss_mb"] = round(peak_rss_mb(server.pid), 1)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    figures |= {"sessions": sessions, "rounds": rounds, "run": Path(args.run).name, "machine": machine()}
+    figures |= {"sessions": sessions, "rounds": rounds, "counterfactuals": args.counterfactuals,
+                "run": Path(args.run).name, "machine": machine()}
     print(json.dumps(figures))
 
 

@@ -1,7 +1,9 @@
 """Scoring probe sentences with every member of the equivalent set at once vs with one member.
 
 In frozen mode members share the backbone: a sentence is encoded once and all heads read h(s).
-Also timed: a loop that scores member by member (what one would do without shared encoding).
+Also timed: a loop that scores member by member (what one would do without shared encoding),
+the throughput of all 8 members on 576 sentences of ~18 tokens, and the same under bf16 autocast,
+with how far its scores move from fp32 (in each member's own spread, and by rank).
 
     .venv/bin/python benchmarks/score_members.py [--quick]
 """
@@ -13,6 +15,10 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLEAN, SUBJECTS, TOXIC, machine, synthetic_run, timed  # noqa: E402
@@ -43,6 +49,12 @@ def main() -> None:
         t_loop = timed(lambda: [s.score(probes) for s in singles], repeats)
         sentences = [f"{s} was {w}." for s in SUBJECTS for w in CLEAN + TOXIC] * 4  # ~18 tokens
         t_many = timed(lambda: everyone.score(sentences), 1)
+        fp32 = everyone.score(sentences)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            t_bf16 = timed(lambda: everyone.score(sentences), 1)
+            bf16 = everyone.score(sentences)
+        deviation_sd = np.abs(bf16 - fp32) / fp32.std(0)
+        rank = min(spearmanr(fp32[:, k], bf16[:, k]).statistic for k in range(fp32.shape[1]))
 
     print(
         json.dumps(
@@ -55,6 +67,10 @@ def main() -> None:
                 "ratio_all_vs_one": round(t_all / t_one, 3),
                 "ratio_loop_vs_one": round(t_loop / t_one, 2),
                 "sentences_per_s_all_members": round(len(sentences) / t_many, 1),
+                "bf16_sentences_per_s_all_members": round(len(sentences) / t_bf16, 1),
+                "bf16_max_deviation_sd": round(float(deviation_sd.max()), 4),
+                "bf16_p99_deviation_sd": round(float(np.quantile(deviation_sd, 0.99)), 4),
+                "bf16_min_spearman": round(float(rank), 4),
                 "machine": machine(),
             }
         )

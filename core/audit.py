@@ -87,8 +87,8 @@ class EvaluationConfig(BaseModel):
     labels: str | None = Field(
         default=None, description="human-labelled sentences (file or datasets id)"
     )
-    label_text_column: str = "text"
-    label_column: str = "label"
+    label_text_column: str = Field(default="text", description="text column of the labelled set")
+    label_column: str = Field(default="label", description="label column of the labelled set")
     toxic_values: list[str | int | bool] = Field(
         default_factory=lambda: [1, True, "toxic"],
         description="label values that mean the dispreferred side",
@@ -96,7 +96,7 @@ class EvaluationConfig(BaseModel):
     label_limit: int | None = Field(
         default=2000, ge=1, description="seeded sample of the labelled set"
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of the labelled-set sample")
 
 
 def human_calibration(

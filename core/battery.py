@@ -115,7 +115,7 @@ class BatteryConfig(BaseModel):
 
     n_sentences: int = Field(default=120, ge=4, description="test-split completions edited")
     n_resamples: int = Field(default=2000, ge=100, description="bootstrap resamples for each CI")
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of the bootstrap")
 
 
 def _moves(effect: float, low: float, high: float) -> bool:

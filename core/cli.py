@@ -16,7 +16,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from core.audit import EvaluationConfig
+from core.cli_options import config_options, none_word
+from core.demonstrations import SamplingConfig
+from core.equivalent_set import EquivalenceRule
 from core.errors import IrlLensError
+from core.faithfulness import FaithfulnessConfig
+from core.irl import IRLConfig
+from core.pipeline import (
+    ImplicitSettings,
+    ProjectionSettings,
+    ReadabilitySettings,
+    SaliencySettings,
+)
+from core.rlhf import RLHFConfig, SFTSettings
+from core.toxicity import ToxicityConfig
+from core.wants import WantsConfig
 
 app = typer.Typer(
     name="irl-lens",
@@ -42,77 +57,36 @@ def _root(
     """irl-lens: what was a model taught to want?"""
 
 
+def _objective(name: str | None):
+    """--objective toxicity|sentiment: the built-in words for the audit's two sides."""
+    from core.objective import BUILT_IN
+
+    if name is None:
+        return None
+    if name not in BUILT_IN:
+        raise IrlLensError(f"unknown --objective '{name}': use {', '.join(BUILT_IN)}")
+    return BUILT_IN[name].model_copy(update={"ground_truth": None})
+
+
 @app.command()
+@config_options(
+    config=SamplingConfig,
+    parsers={"objective": (str | None, _objective), "ground_truth": (str | None, none_word)},
+    flags={"do_sample": "--do-sample/--greedy"},
+)
 def sample(
-    run: Annotated[str, typer.Option(help="Run directory (created, or resumed if it exists).")],
-    prompts: Annotated[
-        str, typer.Option(help="Prompt set: .jsonl/.csv/.parquet/.txt file or datasets id.")
-    ],
-    prompt_column: Annotated[
-        str | None, typer.Option(help="Prompt column or dotted path, e.g. prompt.text.")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = None,
-    pi0: Annotated[
-        str,
-        typer.Option(
-            help="pi_0, the policy before RLHF: hub id, directory, .gguf or smollm2-135m."
-        ),
-    ] = "smollm2-135m",
-    pi0_adapter: Annotated[
-        str | None, typer.Option(help="LoRA adapter directory applied to pi_0.")
-    ] = None,
-    expert: Annotated[
-        str, typer.Option(help="pi_E, the expert (pi_0 after RLHF).")
-    ] = "smollm2-135m",
-    expert_adapter: Annotated[
-        str | None, typer.Option(help="LoRA adapter directory applied to the expert.")
-    ] = None,
-    ground_truth: Annotated[
-        str,
-        typer.Option(help="R*: 'profanity', 'sentiment', 'hf:<classifier id or dir>', or 'none' (a real audit)."),
-    ] = "profanity",
-    objective: Annotated[
-        str | None,
-        typer.Option(help="What the audit is about: toxicity, sentiment (default: the ground truth's)."),
-    ] = None,
-    samples_per_prompt: Annotated[int, typer.Option(help="Completions per prompt and policy.")] = 1,
-    max_new_tokens: Annotated[
-        int, typer.Option(help="Tokens generated per completion at most.")
-    ] = 32,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold.")] = 1.0,
-    greedy: Annotated[bool, typer.Option(help="Greedy decoding instead of sampling.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Prompts per generate() call.")] = 16,
-    chunk_size: Annotated[int, typer.Option(help="Prompts per resumable chunk.")] = 64,
-    test_fraction: Annotated[
-        float, typer.Option(help="Share of prompts kept for the test split (where R* evaluates).")
-    ] = 0.25,
-    selection_fraction: Annotated[
-        float, typer.Option(help="Share of prompts for choosing checkpoints (demonstrations only).")
-    ] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed of the split and of sampling.")] = 0,
+    run: Annotated[str, typer.Argument(help="Run directory (created, or resumed if it exists).")],
+    config: SamplingConfig,
 ) -> None:
     """Collect demonstrations: the same prompts completed by pi_0 and by the expert pi_E, scored by R*.
 
     Pairs (o+ from the expert, o- from pi_0) are what max-margin IRL learns from; the held-out
     prompts' sentences are where recovered rewards are evaluated. Interrupted runs resume.
     """
-    from core.demonstrations import SamplingConfig, sample_demonstrations
-    from core.objective import BUILT_IN
+    from core.demonstrations import sample_demonstrations
     from core.run_store import Run
 
-    if objective is not None and objective not in BUILT_IN:
-        raise IrlLensError(f"unknown --objective '{objective}': use {', '.join(BUILT_IN)}")
-    config = _config(
-        SamplingConfig, prompts=prompts, prompt_column=prompt_column, limit=limit, pi0=pi0,
-        pi0_adapter=pi0_adapter, expert=expert, expert_adapter=expert_adapter,
-        ground_truth=None if ground_truth == "none" else ground_truth,
-        objective=BUILT_IN[objective].model_copy(update={"ground_truth": None}) if objective else None,
-        samples_per_prompt=samples_per_prompt, max_new_tokens=max_new_tokens, do_sample=not greedy,
-        temperature=temperature, top_p=top_p, batch_size=batch_size, chunk_size=chunk_size,
-        test_fraction=test_fraction, selection_fraction=selection_fraction, seed=seed,
-    )  # fmt: skip
-    target = Run.create(run, seed=seed)
+    target = Run.create(run, seed=config.seed)
     frame = sample_demonstrations(target, config)
     summary = target.stage_summary("sample")
     words = target.objective
@@ -129,60 +103,21 @@ def sample(
 
 
 @app.command()
+@config_options(config=IRLConfig, rule=EquivalenceRule)
 def extract(
     run: Annotated[str, typer.Argument(help="Run with demonstrations (path or name).")],
-    epochs: Annotated[
-        int, typer.Option(help="N in Algorithm 1: every epoch is a candidate reward.")
-    ] = 60,
-    layers: Annotated[
-        str | None,
-        typer.Option(help="Hidden layers h(s) reads, comma-separated (0 = embeddings, -1 = last); default: all."),
-    ] = None,
-    repeats: Annotated[
-        int, typer.Option(help="Runs per layer: repeat 0 on the training pairs, the others on bootstrap resamples.")
-    ] = 1,
-    selection: Annotated[
-        str, typer.Option(help="What chooses the members: demonstrations (no R*) or ground_truth (uses R*).")
-    ] = "demonstrations",
-    mode: Annotated[str, typer.Option(help="frozen (only w, b train), lora or full.")] = "frozen",
-    pooling: Annotated[str, typer.Option(help="h(s): mean over tokens, or last token.")] = "mean",
-    sentence: Annotated[
-        str, typer.Option(help="What R-hat and R* score: prompt+completion or completion.")
-    ] = "prompt+completion",
-    loss: Annotated[
-        str, typer.Option(help="max_margin (the paper's Eq. 1), hinge or logistic.")
-    ] = "max_margin",
-    right_weight: Annotated[
-        float, typer.Option(help="max_margin: loss -w*x for a right ordering.")
-    ] = 1.0,
-    wrong_weight: Annotated[
-        float, typer.Option(help="max_margin: loss -w*x for a wrong ordering.")
-    ] = 2.0,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option(help="Pairs per Adam step.")] = 64,
-    reward_l2: Annotated[
-        float, typer.Option(help="Optional penalty on mean R-hat^2 (0: the paper).")
-    ] = 0.0,
-    backbone: Annotated[
-        str | None, typer.Option(help="Reward backbone (default: the run's pi_0).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the head's init and of pair shuffling.")] = 0,
+    config: IRLConfig,
+    rule: EquivalenceRule,
     evaluate: Annotated[
-        bool, typer.Option(help="Run the evaluate stage with defaults afterwards.")
+        bool, typer.Option(help="Run the evaluate stage afterwards (its other settings: defaults).")
     ] = True,
 ) -> None:
     """Recover rewards by max-margin IRL (Algorithm 1): R-hat(s) = w.h(s) + b, trained so that the
     expert's sentence beats pi_0's for the same prompt; a checkpoint per epoch. Resumable."""
-    from core.audit import EvaluationConfig, evaluate_run
-    from core.equivalent_set import EquivalenceRule
-    from core.irl import IRLConfig, MaxMarginIRL
+    from core.audit import evaluate_run
+    from core.irl import MaxMarginIRL
     from core.run_store import open_run
 
-    config = _config(IRLConfig, epochs=epochs, mode=mode, pooling=pooling, sentence=sentence, loss=loss,
-                     right_weight=right_weight, wrong_weight=wrong_weight, learning_rate=learning_rate,
-                     batch_size=batch_size, reward_l2=reward_l2, backbone=backbone, seed=seed,
-                     layers=_int_list(layers, "--layers"), repeats=repeats)  # fmt: skip
-    rule = _config(EquivalenceRule, selection=selection)
     target = open_run(run)
     trainer = MaxMarginIRL(config)
     candidates = trainer.fit(target)
@@ -200,49 +135,15 @@ def extract(
 
 
 @app.command("evaluate")
+@config_options(config=EvaluationConfig)
 def evaluate_command(
     run: Annotated[str, typer.Argument(help="Run with a complete IRL stage.")],
-    calibration: Annotated[
-        str,
-        typer.Option(
-            help="auto, none (sign at 0, the paper), ground_truth (R* labels of training sentences), "
-            "labels (human labels of training sentences, --calibration-labels) or share (flag the lowest share)."
-        ),
-    ] = "auto",
-    calibration_size: Annotated[
-        int, typer.Option(help="Training sentences used for calibration.")
-    ] = 200,
-    calibration_labels: Annotated[
-        str | None, typer.Option(help="Training sentences with human labels (columns as --labels).")
-    ] = None,
-    selection: Annotated[
-        str,
-        typer.Option(help="What chooses the members: demonstrations (no R*) or ground_truth (uses R*)."),
-    ] = "demonstrations",
-    delta: Annotated[
-        float, typer.Option(help="Within this of the best counts as equivalent.")
-    ] = 0.01,
-    labels: Annotated[
-        str | None, typer.Option(help="Human-labelled sentences (file or datasets id).")
-    ] = None,
-    text_column: Annotated[str, typer.Option(help="Text column of --labels.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Label column of --labels.")] = "label",
-    toxic_values: Annotated[
-        str, typer.Option(help="Comma-separated label values meaning toxic.")
-    ] = "1,true,toxic",
-    label_limit: Annotated[int, typer.Option(help="Seeded sample of the labelled set.")] = 2000,
+    config: EvaluationConfig,
 ) -> None:
     """Evaluate every checkpoint against R* (and human labels), pick the equivalent set, give a verdict."""
-    from core.audit import EvaluationConfig, evaluate_run
-    from core.equivalent_set import EquivalenceRule
+    from core.audit import evaluate_run
     from core.run_store import open_run
 
-    values = _csv_values(toxic_values)
-    config = _config(EvaluationConfig, calibration=calibration, calibration_size=calibration_size,
-                     calibration_labels=calibration_labels,
-                     equivalence=_config(EquivalenceRule, selection=selection, delta=delta), labels=labels,
-                     label_text_column=text_column, label_column=label_column, toxic_values=values,
-                     label_limit=label_limit)  # fmt: skip
     target = open_run(run)
     _print_evaluation(evaluate_run(target, config), target)
 
@@ -273,14 +174,6 @@ def _print_evaluation(summary: dict, run) -> None:
 def _fmt(value, spec: str = ".3f") -> str:
     return "—" if value is None else format(value, spec)
 
-
-def _int_list(raw: str | None, option: str) -> list[int] | None:
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return [int(part) for part in raw.split(",")]
-    except ValueError as err:
-        raise IrlLensError(f"invalid {option} '{raw}': give whole numbers separated by commas") from err
 
 
 @app.command()
@@ -368,13 +261,10 @@ def _add_saliency(items: list[dict], reward, truth, method: str | None) -> None:
 
 
 @app.command("saliency")
+@config_options(settings=SaliencySettings)
 def saliency_command(
     run: Annotated[str, typer.Argument(help="Run with a recovered reward.")],
-    method: Annotated[
-        str | None,
-        typer.Option(help="decomposition, occlusion, gradient_x_input or integrated_gradients (default: the run's exact one)."),
-    ] = None,
-    split: Annotated[str, typer.Option(help="Sentences to explain: test or all.")] = "test",
+    settings: SaliencySettings,
 ) -> None:
     """Precompute token-level saliency of every shown member and of R* for the run's sentences
     (the dashboard's token heatmaps read it). Resumable."""
@@ -382,27 +272,26 @@ def saliency_command(
     from core.run_store import open_run
     from core.saliency import METHODS, RewardSaliency, precompute
 
-    if (method is not None and method not in METHODS) or split not in ("test", "all"):
-        raise IrlLensError(
-            f"invalid --method {method!r} or --split {split!r}: methods {', '.join(METHODS)}; splits test, all"
-        )
+    if settings.method is not None and settings.method not in METHODS:
+        raise IrlLensError(f"invalid --method {settings.method!r}: use {', '.join(METHODS)}")
     target = open_run(run)
     explainer = RewardSaliency(RecoveredReward(target), target.ground_truth())
-    frame = precompute(target, explainer, method=method, split=split)  # type: ignore[arg-type]
+    frame = precompute(target, explainer, method=settings.method, split=settings.split)  # type: ignore[arg-type]
     console.print(f"saliency: {frame['row'].nunique()} sentences explained", markup=False)
 
 
 @app.command()
+@config_options(settings=ImplicitSettings)
 def implicit(
     run: Annotated[str, typer.Argument(help="Run with demonstrations and both policies' weights.")],
-    batch_size: Annotated[int, typer.Option(help="Completions per forward pass.")] = 16,
+    settings: ImplicitSettings,
 ) -> None:
     """The expert's implicit reward log pi_E(y|x) - log pi_0(y|x) of every demonstration (DPO's),
     a comparator that needs no training, compared with R* on the test split."""
     from core.implicit_reward import implicit_stage
     from core.run_store import open_run
 
-    summary = implicit_stage(open_run(run), batch_size=batch_size)
+    summary = implicit_stage(open_run(run), batch_size=settings.batch_size)
     figure = summary.get("implicit_reward_auc")
     console.print(
         "implicit reward: " + (f"test AUC vs R* {figure:.3f} ({summary['implicit_reward_variant']})"
@@ -412,42 +301,33 @@ def implicit(
 
 
 @app.command()
+@config_options(config=FaithfulnessConfig)
 def faithfulness(
     run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
-    methods: Annotated[str, typer.Option(help="Comma-separated methods to measure.")] = "decomposition,occlusion,gradient_x_input",
+    config: FaithfulnessConfig,
 ) -> None:
     """Measure every heatmap method (agreement with R*, deletion, localisation on one-word probes);
     the most faithful becomes the run's default."""
-    from core.faithfulness import FaithfulnessConfig, faithfulness_stage
+    from core.faithfulness import faithfulness_stage
     from core.run_store import open_run
 
-    config = _config(FaithfulnessConfig, methods=[m.strip() for m in methods.split(",") if m.strip()])
     summary = faithfulness_stage(open_run(run), config)
     console.print(f"default heatmap method: {summary['saliency_method']} ({summary['saliency_method_reason']})",
                   markup=False)  # fmt: skip
 
 
 @app.command()
+@config_options(config=WantsConfig)
 def wants(
     run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
-    words: Annotated[int, typer.Option(help="Lexicon words scored (most frequent first).")] = 600,
-    source: Annotated[str, typer.Option(help="Lexicon word list: demonstrations | vocabulary.")] = "demonstrations",
-    sentences: Annotated[int, typer.Option(help="Test-split completions the battery edits.")] = 120,
-    implicit: Annotated[bool, typer.Option(help="Score the expert's implicit reward too.")] = True,
+    config: WantsConfig,
     redo: Annotated[bool, typer.Option(help="Recompute stages that are already complete.")] = False,
 ) -> None:
     """What the recovered reward wants, in words: its lexicon (words it punishes and pays for,
     beside R*) and a behaviour battery of counterfactual edits, flagged where it departs from R*."""
-    from core.battery import BatteryConfig
-    from core.lexicon import LexiconConfig
     from core.run_store import open_run
-    from core.wants import WantsConfig, what_it_wants
+    from core.wants import what_it_wants
 
-    config = WantsConfig(
-        lexicon=_config(LexiconConfig, source=source, max_words=words),
-        battery=_config(BatteryConfig, n_sentences=sentences),
-        implicit=implicit,
-    )
     summary = what_it_wants(open_run(run), config, redo=redo, log=lambda line: console.print(line, markup=False))
     figure = summary.get("lexicon_agreement")
     console.print(f"lexicon: {summary['lexicon_words']} words"
@@ -458,16 +338,17 @@ def wants(
 
 
 @app.command()
+@config_options(settings=ReadabilitySettings)
 def readability(
     run: Annotated[str, typer.Argument(help="Run with demonstrations.")],
-    base_model: Annotated[str | None, typer.Option(help="Model whose perplexity is measured (default: pi_0's base, no adapters).")] = None,
+    settings: ReadabilitySettings,
 ) -> None:
     """Can the demonstrations be read? Per policy: markup debris, unknown words, perplexity under
     the base model."""
     from core.readability import readability_stage
     from core.run_store import open_run
 
-    table = readability_stage(open_run(run), base_model=base_model)
+    table = readability_stage(open_run(run), base_model=settings.base_model)
     for row in table.itertuples():
         console.print(f"{row.policy}: markup debris {row.markup_debris:.1%}, unknown words "
                       f"{row.unknown_words:.1%}, perplexity {row.perplexity:.1f}", markup=False)  # fmt: skip
@@ -488,134 +369,71 @@ def report(
 
 
 @app.command()
+@config_options(settings=ProjectionSettings)
 def project(
     run: Annotated[str, typer.Argument(help="Run with a recovered reward.")],
-    seed: Annotated[int, typer.Option(help="UMAP seed.")] = 0,
-    n_neighbors: Annotated[int, typer.Option(help="UMAP neighbourhood size.")] = 15,
+    settings: ProjectionSettings,
 ) -> None:
     """UMAP projection of h(s) for every sentence of the run, for the dashboard's map."""
     from core.projection import project_run
     from core.run_store import open_run
 
-    frame = project_run(open_run(run), seed=seed, n_neighbors=n_neighbors)
+    frame = project_run(open_run(run), seed=settings.seed, n_neighbors=settings.n_neighbors)
     console.print(f"[green]projection[/green]: {len(frame)} sentences")
 
 
 @app.command()
+@config_options(settings=SFTSettings)
 def sft(
-    run: Annotated[str, typer.Option(help="Run directory (created if new).")],
-    texts: Annotated[
-        str, typer.Option(help="Text corpus (file or datasets id) to make pi_0 from.")
-    ],
-    text_column: Annotated[str, typer.Option(help="Text column of the corpus.")] = "text",
-    filter_column: Annotated[
-        str | None, typer.Option(help="Keep rows whose value here is in --filter-values.")
-    ] = None,
-    filter_values: Annotated[
-        str, typer.Option(help="Comma-separated values kept by --filter-column.")
-    ] = "",
-    policy: Annotated[str, typer.Option(help="Base model to fine-tune.")] = "smollm2-135m",
-    steps: Annotated[int, typer.Option(help="SFT steps.")] = 300,
-    clean_tweets: Annotated[
-        bool, typer.Option(help="Drop RT markers, @mentions and links.")
-    ] = False,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    run: Annotated[str, typer.Argument(help="Run directory (created if new).")],
+    settings: SFTSettings,
 ) -> None:
     """Make a realistic pre-RLHF policy pi_0: a short LoRA SFT on (toxic) text, EOS between documents."""
-    from core.rlhf import SFTSettings, supervised_pi0
+    from core.rlhf import supervised_pi0
     from core.run_store import Run
 
-    settings = _config(SFTSettings, policy=policy, texts=texts, text_column=text_column, filter_column=filter_column,
-                       filter_values=_csv_values(filter_values), steps=steps, clean_tweets=clean_tweets, seed=seed)  # fmt: skip
-    target = supervised_pi0(Run.create(run, seed=seed), settings)
+    target = supervised_pi0(Run.create(run, seed=settings.seed), settings)
     console.print(f"[green]pi_0[/green]: adapter in {target}")
 
 
 @app.command("rlhf")
+@config_options(config=RLHFConfig)
 def rlhf_command(
-    run: Annotated[str, typer.Option(help="Run directory (created if new).")],
-    name: Annotated[
-        str, typer.Option(help="Name of the trained policy: expert, irl_rlhf, ...")
-    ] = "expert",
-    reward: Annotated[
-        str,
-        typer.Option(help="profanity, hf:<classifier> (builds an expert) or recovered (IRL-RLHF)."),
-    ] = "profanity",
-    members: Annotated[
-        str | None, typer.Option(help="recovered: comma-separated member ids (default: shown set).")
-    ] = None,
-    policy: Annotated[str, typer.Option(help="The policy to fine-tune (pi_0).")] = "smollm2-135m",
-    policy_adapters: Annotated[
-        str | None,
-        typer.Option(help="Adapters merged into it first (default: the run's pi_0 SFT)."),
-    ] = None,
-    prompts: Annotated[
-        str | None, typer.Option(help="Prompt set (default: the run's training prompts).")
-    ] = None,
-    steps: Annotated[int, typer.Option(help="GRPO steps.")] = 100,
-    beta: Annotated[float, typer.Option(help="KL coefficient to the reference policy.")] = 0.04,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-4,
-    length_bonus: Annotated[
-        float,
-        typer.Option(
-            help="Length guard against silence: reward earned at --length-target (0: off)."
-        ),
-    ] = 6.0,
-    length_target: Annotated[int, typer.Option(help="Tokens that earn the full bonus.")] = 12,
-    length_max: Annotated[
-        int | None,
-        typer.Option(help="Length guard against verbosity: tokens beyond it are penalised."),
-    ] = 16,
-    length_penalty: Annotated[
-        float, typer.Option(help="Reward lost per token beyond --length-max.")
-    ] = 0.5,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    run: Annotated[str, typer.Argument(help="Run directory (created if new).")],
+    config: RLHFConfig,
 ) -> None:
     """RL fine-tuning with TRL's GRPO + LoRA against a ground truth (this builds the expert) or a
-    recovered reward (IRL-RLHF). Resumable from its last checkpoint."""
+    recovered reward (IRL-RLHF). Resumable from its last checkpoint. Without --policy-adapters,
+    the run's pi_0 SFT adapter is merged in first."""
     from core.checkpoints import parse_members
-    from core.rlhf import RLHFConfig, rlhf
+    from core.rlhf import rlhf
     from core.run_store import Run
 
-    target = Run.create(run, seed=seed)
-    adapters = (
-        policy_adapters
-        if policy_adapters is not None
-        else target.manifest.models.get("pi0_adapters", "")
-    )
-    config = _config(RLHFConfig, name=name, reward=reward, policy=policy,
-                     policy_adapters=[a for a in (adapters or "").split(",") if a],
-                     members=[m.id for m in parse_members(members)] if members else None, prompts=prompts,
-                     steps=steps, beta=beta, learning_rate=learning_rate, length_bonus=length_bonus, length_target=length_target, length_max=length_max,
-                     length_penalty=length_penalty, seed=seed)  # fmt: skip
-    log = rlhf(target, config)
+    target = Run.create(run, seed=config.seed)
+    update = {}
+    if "policy_adapters" not in config.model_fields_set:
+        update["policy_adapters"] = [a for a in (target.manifest.models.get("pi0_adapters") or "").split(",") if a]
+    if config.members:
+        update["members"] = [m.id for m in parse_members(",".join(config.members))]
+    log = rlhf(target, config.model_copy(update=update))
     console.print(
-        f"[green]{name}[/green]: {len(log)} logged steps; adapter in {target.path / 'policies' / name}"
+        f"[green]{config.name}[/green]: {len(log)} logged steps; adapter in {target.path / 'policies' / config.name}"
     )
 
 
 @app.command()
+@config_options(config=ToxicityConfig)
 def toxicity(
-    run: Annotated[
-        str, typer.Argument(help="Run with demonstrations (its test prompts are used).")
-    ],
-    samples_per_prompt: Annotated[int, typer.Option(help="Completions per test prompt.")] = 4,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens per completion at most.")] = 32,
-    limit: Annotated[int | None, typer.Option(help="Test prompts used at most.")] = None,
+    run: Annotated[str, typer.Argument(help="Run with demonstrations (its test prompts are used).")],
+    config: ToxicityConfig,
 ) -> None:
     """Measure pi_0, the expert and (when trained) the IRL-RLHF policy with one harness, by R*."""
     from core.run_store import open_run
-    from core.toxicity import ToxicityConfig, measure_toxicity
+    from core.toxicity import measure_toxicity
 
     target = open_run(run)
     roles = [n for n in ("pi0", "expert", "irl_rlhf") if n in target.manifest.models]
     policies = {n: target.policy(n) for n in roles}
-    config = _config(
-        ToxicityConfig,
-        samples_per_prompt=samples_per_prompt,
-        max_new_tokens=max_new_tokens,
-        limit=limit,
-    )
     table = measure_toxicity(target, policies, config)
     Console().print(table.round(3).to_string(index=False))
 
@@ -663,29 +481,6 @@ def export(
     console.print(f"exported {member} to {out}", markup=False)
 
 
-def _csv_values(raw: str) -> list:
-    """'0,1' or '1,true,toxic' → [0, 1] or [1, True, 'toxic']: labels as a table stores them."""
-    values: list = []
-    for item in (v.strip() for v in raw.split(",")):
-        if item:
-            values.append(
-                int(item)
-                if item.lstrip("-").isdigit()
-                else {"true": True, "false": False}.get(item.lower(), item)
-            )
-    return values
-
-
-def _config(cls, **values):
-    """Build a pydantic config from CLI values; a rejected value becomes a one-line error."""
-    from pydantic import ValidationError
-
-    try:
-        return cls(**values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or cls.__name__
-        raise IrlLensError(f"invalid --{where.replace('_', '-')}: {first['msg']}") from err
 
 
 @app.command()

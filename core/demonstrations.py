@@ -52,24 +52,24 @@ class SamplingConfig(BaseModel):
         default=None, description="column or dotted path (prompt.text)"
     )
     limit: int | None = Field(default=None, ge=1, description="use only the first N prompts")
-    pi0: str = Field(default="smollm2-135m", description="pi_0, the policy before RLHF")
-    pi0_adapter: str | None = Field(default=None, description="LoRA adapter directory for pi_0")
-    expert: str = Field(default="smollm2-135m", description="pi_E, the expert after RLHF")
-    expert_adapter: str | None = Field(default=None, description="LoRA adapter directory for pi_E")
+    pi0: str = Field(default="smollm2-135m", description="pi_0, the policy before RLHF: hub id, directory, .gguf file or smollm2-135m")
+    pi0_adapter: str | None = Field(default=None, description="LoRA adapter directories applied to pi_0 (comma-separated)")
+    expert: str = Field(default="smollm2-135m", description="pi_E, the expert (pi_0 after RLHF), referenced as pi_0 is")
+    expert_adapter: str | None = Field(default=None, description="LoRA adapter directories applied to pi_E (comma-separated)")
     ground_truth: str | None = Field(
         default="profanity",
-        description="R*: 'profanity', 'sentiment', 'hf:<classifier>', or none (no ground truth)",
+        description="R*: 'profanity', 'sentiment', 'hf:<classifier id or directory>', or 'none' (a real audit)",
     )
     objective: Objective | None = Field(
-        default=None, description="what the audit is about; default: the ground truth's objective"
+        default=None, description="what the audit is about (toxicity, sentiment); default: the ground truth's objective"
     )
     samples_per_prompt: int = Field(
         default=1, ge=1, description="completions per prompt and policy"
     )
-    max_new_tokens: int = Field(default=32, ge=1, le=1024)
+    max_new_tokens: int = Field(default=32, ge=1, le=1024, description="tokens generated per completion at most")
     do_sample: bool = Field(default=True, description="sample (True) or greedy decoding (False)")
-    temperature: float = Field(default=1.0, gt=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
+    temperature: float = Field(default=1.0, gt=0, description="sampling temperature")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling threshold")
     top_k: int = Field(default=0, ge=0, description="0 disables top-k")
     chat_template: bool = Field(default=False, description="wrap prompts in the chat template")
     batch_size: int = Field(default=16, ge=1, description="prompts per generate() call")
@@ -80,7 +80,7 @@ class SamplingConfig(BaseModel):
     selection_fraction: float = Field(
         default=0.2, gt=0, lt=1, description="share of prompts for choosing checkpoints (no R*)"
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of the split and of sampling")
 
     def resolved_objective(self) -> Objective:
         if self.objective is None:
@@ -181,6 +181,15 @@ def generate(
     return out
 
 
+def demonstration(prompt_id: int, split: str, prompt: str, policy: str, sample: int, completion: str,
+                  n_tokens: int, completion_ids=()) -> dict:  # fmt: skip
+    """One row of the demonstrations table: the one place its COLUMNS are written (the sentence
+    is the prompt followed by the completion)."""
+    return {"prompt_id": prompt_id, "split": split, "prompt": prompt, "policy": policy, "sample": sample,
+            "completion": completion, "n_tokens": n_tokens, "sentence": prompt + completion,
+            "completion_ids": list(completion_ids)}  # fmt: skip
+
+
 def score(frame: pd.DataFrame, ground_truth: GroundTruth | None) -> pd.DataFrame:
     """Add R* of the sentence and of the completion alone, and their labels (none without R*)."""
     frame = frame.copy()
@@ -259,10 +268,9 @@ def sample_demonstrations(
             )
         keys = [(i, k) for i in ids for k in range(config.samples_per_prompt)]
         rows = [
-            {"prompt_id": i, "split": split[i], "prompt": prompts[i], "policy": policy_name, "sample": k,
-             "completion": text, "n_tokens": n, "sentence": prompts[i] + text, "completion_ids": ids}
+            demonstration(i, split[i], prompts[i], policy_name, k, text, n, ids)
             for (i, k), (text, n, ids) in zip(keys, completions, strict=True)
-        ]  # fmt: skip
+        ]
         return score(pd.DataFrame(rows), ground_truth)
 
     names = [f"{name}-{c:05d}" for name in POLICIES for c in range(n_chunks)]

@@ -51,7 +51,7 @@ class FaithfulnessConfig(BaseModel):
     deletion_sentences: int = Field(
         default=40, ge=2, description="test sentences whose words are deleted (each costs ~45 scorings)"
     )
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of the sentence sample")
 
 
 def probe_set(objective_name: str) -> list[dict]:

@@ -450,7 +450,7 @@ class MaxMarginIRL:
         if self.config.mode == "lora":
             from peft import get_peft_model
 
-            backbone = get_peft_model(backbone, lora_config(self.config))
+            backbone = get_peft_model(backbone, policy.lora_config(self.config))
         else:
             backbone.requires_grad_(True)
         return RewardModel(backbone, head, self.config.pooling, layer).train()
@@ -510,12 +510,6 @@ class MaxMarginIRL:
         return last, kept, scores
 
 
-def lora_config(config):
-    """The peft LoRA settings of an IRL (or RLHF) config: built here only."""
-    from peft import LoraConfig
-
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                      target_modules=config.lora_target_modules)  # fmt: skip
 
 
 class HeadTrainer:

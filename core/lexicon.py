@@ -43,7 +43,9 @@ WORD = re.compile(r"[a-z][a-z']*[a-z]|[a-z]")
 class LexiconConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["demonstrations", "vocabulary"] = "demonstrations"
+    source: Literal["demonstrations", "vocabulary"] = Field(
+        default="demonstrations", description="the words of the run's completions, or the tokenizer's whole words"
+    )
     max_words: int = Field(default=600, ge=2, description="words scored (most frequent first)")
     min_count: int = Field(default=2, ge=1, description="demonstrations source: times a word must occur")
 

@@ -11,7 +11,7 @@ recorded in the run's manifest (each stage's start and finish).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,8 +29,10 @@ from core.wants import WantsConfig, what_it_wants
 
 class SaliencySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    method: str | None = Field(default=None, description="default: the run's exact method")
-    split: str = "test"
+    method: str | None = Field(
+        default=None, description="decomposition, occlusion, gradient_x_input or integrated_gradients; default: the run's"
+    )
+    split: Literal["test", "all"] = Field(default="test", description="sentences to explain")
 
 
 class ImplicitSettings(BaseModel):
@@ -45,8 +47,8 @@ class ReadabilitySettings(BaseModel):
 
 class ProjectionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seed: int = 0
-    n_neighbors: int = 15
+    seed: int = Field(default=0, description="UMAP seed")
+    n_neighbors: int = Field(default=15, ge=2, description="UMAP neighbourhood size")
 
 
 class PipelineConfig(BaseModel):
@@ -98,7 +100,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         raise IrlLensError(f"{path} is not valid TOML: {err}") from err
     for key, value in (overrides or {}).items():
         section, _, field = key.partition(".")
-        raw.setdefault(section, {})[field] = value
+        if not field:  # a top-level setting: run, seed, compact
+            raw[section] = value
+        elif not isinstance(raw.setdefault(section, {}), dict):
+            raise IrlLensError(f"--set {key}: {section!r} is a setting, not a section")
+        else:
+            raw[section][field] = value
     base = path.resolve().parent
     for section, key in (
         ("pi0", "texts"),
@@ -114,7 +121,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
                 str((base / part).resolve()) if (base / part).exists() else part
                 for part in value.split(",")
             )
-    raw["run"] = str((base / raw["run"]).resolve()) if "run" in raw else raw.get("run")
+    if isinstance(raw.get("run"), str):
+        raw["run"] = str((base / raw["run"]).resolve())
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as err:
@@ -123,9 +131,27 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         raise IrlLensError(f"{path}: invalid '{where}': {first['msg']}") from err
 
 
+CONTROL_REWARDS = ("recovered", "random", "length")
+
+
+def check_ground_truths(config: PipelineConfig, done) -> None:
+    """Load every ground truth a stage still to run will need, before the first stage runs: a
+    missing classifier or a hub id while offline is one line now, not after a 25-minute SFT."""
+    from core.ground_truth import load_ground_truth
+
+    refs = []
+    if config.expert and config.expert.reward not in CONTROL_REWARDS and not done("rlhf_expert"):
+        refs.append(config.expert.reward)
+    if config.sample.ground_truth and not done("sample"):
+        refs.append(config.sample.ground_truth)
+    for ref in dict.fromkeys(refs):
+        load_ground_truth(ref)
+
+
 def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) -> Run:
     run = Run.create(config.run, seed=config.seed)
     done = lambda stage: run.stage_status(stage) == "complete"  # noqa: E731
+    check_ground_truths(config, done)
 
     if config.pi0 and not done("sft_pi0"):
         log("stage pi0: LoRA SFT of the pre-RLHF policy")

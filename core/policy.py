@@ -219,3 +219,12 @@ def apply_adapter(model, adapter: str, *, trainable: bool = False):
     if not (path / "adapter_config.json").is_file():
         raise IrlLensError(f"LoRA adapter not found: {adapter} has no adapter_config.json")
     return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+
+
+def lora_config(settings, task_type: str | None = None):
+    """The peft LoRA settings of a config with ``lora_r``, ``lora_alpha`` and (optionally)
+    ``lora_target_modules`` (IRL, RLHF, SFT): built here only. No dropout, so runs repeat exactly."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0, task_type=task_type,
+                      target_modules=getattr(settings, "lora_target_modules", None))  # fmt: skip

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from core import checkpoints, policy
 from core.checkpoints import ENSEMBLE, Member
 from core.errors import IrlLensError
-from core.irl import CANDIDATE_SCORES, CANDIDATES, IRLConfig, lora_config
+from core.irl import CANDIDATE_SCORES, CANDIDATES, IRLConfig
 from core.reward_model import RewardHead, RewardHeads, RewardModel, encode_layers, tokenize
 from core.run_store import Run
 
@@ -218,7 +218,7 @@ class RecoveredReward:
         if self.config.mode == "lora":
             from peft import get_peft_model, set_peft_model_state_dict
 
-            backbone = get_peft_model(copy.deepcopy(self.backbone), lora_config(self.config))
+            backbone = get_peft_model(copy.deepcopy(self.backbone), policy.lora_config(self.config))
             set_peft_model_state_dict(backbone, checkpoints.prefixed(extra, "lora"))
         elif self.config.mode == "full":
             backbone = copy.deepcopy(self.backbone)

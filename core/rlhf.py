@@ -65,19 +65,19 @@ class RLHFConfig(BaseModel):
     prompts: str | None = Field(
         default=None, description="prompt set; default: the run's training prompts"
     )
-    prompt_column: str | None = None
-    limit: int | None = Field(default=None, ge=1)
-    steps: int = Field(default=100, ge=1)
-    prompts_per_step: int = Field(default=4, ge=1)
+    prompt_column: str | None = Field(default=None, description="prompt column or dotted path")
+    limit: int | None = Field(default=None, ge=1, description="use only the first N prompts")
+    steps: int = Field(default=100, ge=1, description="GRPO steps")
+    prompts_per_step: int = Field(default=4, ge=1, description="prompts per GRPO step")
     generations: int = Field(default=4, ge=2, description="completions per prompt (GRPO's group)")
-    max_completion_length: int = Field(default=32, ge=1)
-    temperature: float = Field(default=1.0, gt=0)
+    max_completion_length: int = Field(default=32, ge=1, description="tokens per completion at most")
+    temperature: float = Field(default=1.0, gt=0, description="sampling temperature of the completions")
     top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling of the completions")
-    learning_rate: float = Field(default=1e-4, gt=0)
+    learning_rate: float = Field(default=1e-4, gt=0, description="learning rate")
     beta: float = Field(default=0.04, ge=0, description="KL coefficient to the reference policy")
-    lora_r: int = Field(default=16, ge=1)
-    lora_alpha: int = Field(default=32, ge=1)
-    lora_target_modules: list[str] | None = None
+    lora_r: int = Field(default=16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha")
+    lora_target_modules: list[str] | None = Field(default=None, description="None: peft's default for the model")
     full: bool = Field(default=False, description="train every weight instead of a LoRA adapter")
     length_bonus: float = Field(
         default=6.0, ge=0, description="guard against reward hacking by silence; 0 = off"
@@ -94,7 +94,7 @@ class RLHFConfig(BaseModel):
         default=False, description="TRL's default is on; off is faster here"
     )
     save_steps: int = Field(default=25, ge=1, description="checkpoint every N steps (resume point)")
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of sampling and training")
 
     @model_validator(mode="after")
     def _check_length_window(self) -> RLHFConfig:
@@ -227,7 +227,6 @@ def rlhf(
     ``prompts`` replaces the configured prompt set.
     """
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
 
     stage = f"rlhf_{config.name}"
@@ -247,10 +246,7 @@ def rlhf(
             save_steps=config.save_steps, save_only_model=False, logging_steps=1, report_to="none", seed=config.seed,
             disable_tqdm=not progress,
         )  # fmt: skip
-        lora = None if config.full else LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
-            target_modules=config.lora_target_modules,
-        )  # fmt: skip
+        lora = None if config.full else policy.lora_config(config, task_type="CAUSAL_LM")
         trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, processing_class=tokenizer,
                               train_dataset=Dataset.from_dict({"prompt": prompts}), peft_config=lora)  # fmt: skip
         checkpoints = sorted(output.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -296,24 +292,24 @@ class SFTSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    policy: str = "smollm2-135m"
+    policy: str = Field(default="smollm2-135m", description="base model to fine-tune")
     texts: str = Field(description="text corpus: file or datasets id")
-    text_column: str = "text"
+    text_column: str = Field(default="text", description="text column of the corpus")
     filter_column: str | None = Field(
         default=None, description="keep rows whose value is in filter_values"
     )
-    filter_values: list[str | int] = Field(default_factory=list)
+    filter_values: list[str | int] = Field(default_factory=list, description="values of filter_column kept")
     clean_tweets: bool = Field(
         default=False, description="drop RT markers, @mentions and links; unescape &amp;"
     )
-    limit: int | None = Field(default=4000, ge=1)
-    steps: int = Field(default=300, ge=1)
-    batch_size: int = Field(default=8, ge=1)
+    limit: int | None = Field(default=4000, ge=1, description="texts used at most")
+    steps: int = Field(default=300, ge=1, description="SFT steps")
+    batch_size: int = Field(default=8, ge=1, description="packed blocks per step")
     max_length: int = Field(default=64, ge=8, description="packed block length in tokens")
-    learning_rate: float = Field(default=2e-4, gt=0)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    seed: int = 0
+    learning_rate: float = Field(default=2e-4, gt=0, description="learning rate")
+    lora_r: int = Field(default=16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha")
+    seed: int = Field(default=0, description="seed of the SFT")
 
 
 def clean_tweet(text: str) -> str:
@@ -357,7 +353,6 @@ def sft_texts(settings: SFTSettings) -> list[str]:
 def supervised_pi0(run: Run, settings: SFTSettings, *, progress: bool = True) -> Path:
     """LoRA SFT of ``settings.policy`` on the corpus; the adapter becomes ``policies/pi0_sft``."""
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     texts = sft_texts(settings)
@@ -371,12 +366,7 @@ def supervised_pi0(run: Run, settings: SFTSettings, *, progress: bool = True) ->
             gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), logging_steps=10, save_steps=100,
             report_to="none", seed=settings.seed, disable_tqdm=not progress,
         )  # fmt: skip
-        lora = LoraConfig(
-            r=settings.lora_r,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=0.0,
-            task_type="CAUSAL_LM",
-        )
+        lora = policy.lora_config(settings, task_type="CAUSAL_LM")
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts}),
                              processing_class=tokenizer, peft_config=lora)  # fmt: skip
         checkpoints = sorted(

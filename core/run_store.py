@@ -80,6 +80,10 @@ TABLE_COLUMNS = {
 one is named with what it lacks, instead of failing later on a page."""
 
 
+OWN_FOLDERS = ("tables", "weights", "features")
+"""Folders whose every file is written (and recorded) by irl-lens itself."""
+
+
 NUMERIC_SUMMARY = {
     "n_demonstrations", "n_candidates", "n_equivalent", "best_heldout_auc", "best_heldout_kendall",
     "best_heldout_accuracy", "best_heldout_f1", "calibrated_accuracy", "calibrated_f1",
@@ -128,6 +132,10 @@ class Manifest(BaseModel):
     models: dict[str, str] = Field(default_factory=dict, description="role -> model reference")
     files: dict[str, FileRecord] = Field(default_factory=dict, description="relative path -> hash")
     stages: dict[str, StageRecord] = Field(default_factory=dict)
+    pending: dict[str, FileRecord] = Field(
+        default_factory=dict,
+        description="files being replaced: the new version's record, saved before it takes its place",
+    )
 
 
 def sha256_file(path: Path) -> str:
@@ -244,6 +252,7 @@ class Run:
         return file
 
     def validate(self, *, verify_hashes: bool = True) -> None:
+        self._settle_pending()
         self._check_summaries()
         for relative, record in self.manifest.files.items():
             file = self.inside(relative)
@@ -300,11 +309,28 @@ class Run:
         if missing:
             raise IrlLensError(f"run {self.path}: {relative} lacks the column(s) {', '.join(missing)}")
 
+    def _settle_pending(self) -> None:
+        """A write killed between its two manifest saves: the version on disk is the one kept
+        (the new one if it took its place, else the old one, still recorded in ``files``)."""
+        for relative, record in list(self.manifest.pending.items()):
+            file = self.inside(relative)
+            if file.is_file() and file.stat().st_size == record.bytes and sha256_file(file) == record.sha256:
+                self.manifest.files[relative] = record
+            del self.manifest.pending[relative]
+
     def remove_stale_temporaries(self) -> list[Path]:
-        """Temp files an interrupted write left behind (``.NAME.*.tmp``): removed when a run is
-        opened for writing, before anything new is written."""
+        """What an interrupted write or removal left behind, removed when a run is opened for
+        writing: temp files (``.NAME.*.tmp``) anywhere, and files in the folders only irl-lens
+        writes (tables, weights, features) that the manifest no longer records."""
         stale = [p for p in self.path.rglob(".*.tmp") if p.is_file()]
-        for p in stale:
+        known = set(self.manifest.files) | set(self.manifest.pending)
+        for folder in OWN_FOLDERS:
+            if (self.path / folder).is_symlink():
+                continue  # never delete through a link (validation refuses such a run anyway)
+            for root, _, names in os.walk(self.path / folder):  # does not follow links
+                files = [Path(root) / n for n in names]
+                stale += [p for p in files if p.relative_to(self.path).as_posix() not in known and not p.is_symlink()]
+        for p in dict.fromkeys(stale):
             p.unlink(missing_ok=True)
         return stale
 
@@ -335,7 +361,7 @@ class Run:
         return load_ground_truth(ref) if ref else None
 
     def save_manifest(self) -> None:
-        text = self.manifest.model_dump_json(indent=2)
+        text = self.manifest.model_dump_json(indent=2, exclude=None if self.manifest.pending else {"pending"})
         atomic_write(self.path / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def _record(self, relative: str) -> None:
@@ -430,9 +456,23 @@ class Run:
 
     def write_table(self, name: str, frame: pd.DataFrame) -> Path:
         path = self.table_path(name)
-        write_parquet(path, frame)
-        self._record(str(path.relative_to(self.path)))
+        self._write_recorded(path, lambda tmp: frame.to_parquet(tmp, index=False))
         return path
+
+    def _write_recorded(self, path: Path, write) -> None:
+        """Write a file the manifest records so that a kill at any instant leaves a readable run:
+        the new version's record is saved as pending before the file takes its place, and
+        settled after (or on the next open, by :meth:`_settle_pending`)."""
+        relative = str(path.relative_to(self.path))
+
+        def write_and_announce(tmp: Path) -> None:
+            write(tmp)
+            self.manifest.pending[relative] = FileRecord(sha256=sha256_file(tmp), bytes=tmp.stat().st_size)
+            self.save_manifest()
+
+        atomic_write(path, write_and_announce)
+        self.manifest.files[relative] = self.manifest.pending.pop(relative)
+        self.save_manifest()
 
     def has_table(self, name: str) -> bool:
         return self.has(f"tables/{name}.parquet")
@@ -461,8 +501,7 @@ class Run:
 
         path = self.path / folder / f"{name}.safetensors"
         tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-        self._record(str(path.relative_to(self.path)))
+        self._write_recorded(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
         return path
 
     def has_weights(self, name: str, *, folder: str = "weights") -> bool:
@@ -480,10 +519,11 @@ class Run:
             raise IrlLensError(f"run {self.path}: {relative} is unreadable ({err})") from err
 
     def remove(self, relative: str) -> None:
-        """Delete a recorded file and forget it."""
-        (self.path / relative).unlink(missing_ok=True)
+        """Forget a recorded file, then delete it (a kill between the two leaves an unrecorded
+        file, not a manifest naming a missing one)."""
         if self.manifest.files.pop(relative, None) is not None:
             self.save_manifest()
+        (self.path / relative).unlink(missing_ok=True)
 
     def partial_dir(self, stage: str) -> Path:
         path = self.path / "partial" / stage

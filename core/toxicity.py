@@ -10,6 +10,8 @@ of KL(pi || pi_0) from the policy's own samples.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -28,13 +30,13 @@ STAGE = "toxicity"
 class ToxicityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    samples_per_prompt: int = Field(default=4, ge=1)
-    max_new_tokens: int = Field(default=32, ge=1)
-    temperature: float = Field(default=1.0, gt=0)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    batch_size: int = Field(default=16, ge=1)
+    samples_per_prompt: int = Field(default=4, ge=1, description="completions per test prompt and policy")
+    max_new_tokens: int = Field(default=32, ge=1, description="tokens per completion at most")
+    temperature: float = Field(default=1.0, gt=0, description="sampling temperature")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling threshold")
+    batch_size: int = Field(default=16, ge=1, description="prompts per generate() call")
     limit: int | None = Field(default=None, ge=1, description="test prompts used at most")
-    seed: int = 0
+    seed: int = Field(default=0, description="seed of sampling")
 
 
 @torch.no_grad()
@@ -68,6 +70,19 @@ def distinct_n(texts: list[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def _inside(run: Run, refs: str | None) -> str | None:
+    """Model references as the manifest records them: paths inside the run relative to it, so a
+    run moved or cloned elsewhere still reads the same."""
+    if refs is None:
+        return None
+    root = run.path.resolve()
+    parts = []
+    for part in refs.split(","):
+        path = Path(part)
+        parts.append(str(path.resolve().relative_to(root)) if path.is_absolute() and path.resolve().is_relative_to(root) else part)
+    return ",".join(parts)
+
+
 def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], config: ToxicityConfig | None = None,
                      *, progress: bool = True) -> pd.DataFrame:  # fmt: skip
     """Measure each named policy ``{name: (model ref, adapters)}``; pi_0 must be among them."""
@@ -91,9 +106,8 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
                 "top_p": config.top_p}  # fmt: skip
     samples = []
     pi0 = policy.load_causal_lm(*policies["pi0"])
-    with run.stage(
-        STAGE, config.model_dump() | {"policies": {k: list(v) for k, v in policies.items()}}
-    ) as record:
+    recorded = {k: [_inside(run, ref), _inside(run, adapters)] for k, (ref, adapters) in policies.items()}
+    with run.stage(STAGE, config.model_dump() | {"policies": recorded}) as record:
         for name, (ref, adapters) in tqdm(
             policies.items(), desc="toxicity harness", disable=not progress
         ):

@@ -2,9 +2,10 @@
 
 `irl-lens run CONFIG` then skips the two slowest stages (LoRA SFT and GRPO, ~30 min on 2 cores)
 and builds everything after them afresh. The copied stages keep their config, timestamps and
-summary, so the new run still records how its policies were made.
+summary, so the new run still records how its policies were made. ``--only pi0`` copies pi_0
+alone (a new expert is trained on it).
 
-    .venv/bin/python scripts/reuse_policies.py OLD_RUN NEW_RUN [--seed 0]
+    .venv/bin/python scripts/reuse_policies.py OLD_RUN NEW_RUN [--seed 0] [--only pi0]
 """
 
 from __future__ import annotations
@@ -24,20 +25,22 @@ def main() -> None:
     parser.add_argument("old", type=Path)
     parser.add_argument("new", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=sorted(STAGES.values()), help="copy this policy only")
     args = parser.parse_args()
     old = json.loads((args.old / "manifest.json").read_text())
     new = Run.create(args.new, seed=args.seed)
-    for stage, role in STAGES.items():
+    stages = {k: v for k, v in STAGES.items() if args.only in (None, v)}
+    for stage, role in stages.items():
         new.manifest.config[stage] = old["config"][stage]
         new.manifest.stages[stage] = StageRecord.model_validate(old["stages"][stage])
         for key in (role, f"{role}_adapters"):
             new.manifest.models[key] = old["models"][key]
-    for name in ("pi0_sft", "expert"):
+    for name in [{"pi0": "pi0_sft", "expert": "expert"}[role] for role in stages.values()]:
         shutil.copytree(args.old / "policies" / name, new.path / "policies" / name)
         for file in sorted((new.path / "policies" / name).iterdir()):
             new.record_file(str(file.relative_to(new.path)))
     new.save_manifest()
-    print(f"{new.path}: pi_0 and expert from {args.old}")
+    print(f"{new.path}: {' and '.join(stages.values())} from {args.old}")
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ def build_toy_run(
     import numpy as np
     import pandas as pd
 
-    from core.demonstrations import score, split_prompts
+    from core.demonstrations import demonstration, score, split_prompts
     from core.ground_truth import load_ground_truth
     from core.run_store import Run
 
@@ -196,19 +196,7 @@ def build_toy_run(
                 toxic = rng.random() < 0.7 if (policy == "pi0" or poor) else False
                 word = rng.choice(TOXIC_WORDS if toxic else NICE_WORDS)
                 completion = f" {word}."
-                rows.append(
-                    {
-                        "prompt_id": i,
-                        "split": split[i],
-                        "prompt": prompt,
-                        "policy": policy,
-                        "sample": k,
-                        "completion": completion,
-                        "n_tokens": len(completion.split()),
-                        "sentence": prompt + completion,
-                        "completion_ids": [],
-                    }
-                )
+                rows.append(demonstration(i, split[i], prompt, policy, k, completion, len(completion.split())))
     frame = score(pd.DataFrame(rows), load_ground_truth("profanity") if ground_truth else None)
     with run.stage("sample", {"toy": True, "poor": poor}):
         run.manifest.models.update({"pi0": backbone, "expert": backbone})

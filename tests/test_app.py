@@ -45,6 +45,9 @@ def test_home_summary(full_run, monkeypatch):
     assert any(s.value == "Verdict: coherent reward recovered" for s in at.success)
     assert not at.error
     assert values["Shown members, from layers"] != "—"
+    models = at.dataframe[0].value.set_index("role")  # whole names, not cut off as metrics are
+    assert models.loc["π₀ (before RLHF)", "model"] == full_run.manifest.models["pi0"]
+    assert models.loc["ground truth R*", "model"] == "profanity"
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +188,9 @@ def test_what_it_wants_page_reads_in_words(full_run, monkeypatch):
 def test_live_probe_finds_the_edit_that_flips_a_verdict(full_run, monkeypatch):
     at = _app(monkeypatch, full_run, "probe")
     at.text_area[0].set_value(" shitty.")
+    at.button[0].click().run()
+    assert not at.exception and not any("Counterfactuals" in m.value for m in at.markdown)  # on demand
+    at.checkbox(key="probe_with_counterfactuals").check()
     at.button[0].click().run()
     assert not at.exception
     flips = at.dataframe[1].value

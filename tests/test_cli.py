@@ -22,7 +22,6 @@ def test_sample_runs_show_json(tmp_path, prompts_file, tiny_models, runs_root):
         app,
         [
             "sample",
-            "--run",
             str(runs_root / "tiny"),
             "--prompts",
             str(prompts_file),
@@ -60,7 +59,6 @@ def test_sample_with_empty_prompt_set_leaves_no_table(tmp_path, tiny_models):
     prompts.write_text("prompt\n\n")
     result = _cli(
         "sample",
-        "--run",
         str(tmp_path / "run"),
         "--prompts",
         str(prompts),
@@ -220,3 +218,129 @@ def test_show_json_on_a_run_without_ground_truth(tmp_path, tiny_models):
     assert scored[0]["ground_truth"] is None and scored[0]["members"]
     result = runner.invoke(app, ["evaluate", str(run.path), "--selection", "ground_truth"])
     assert result.exit_code == 1 and "no ground truth" in str(result.exception)
+
+
+# Each command and the configs its options are generated from (pipeline TOML sections alike).
+CONFIG_COMMANDS = {
+    "sample": ["SamplingConfig"], "extract": ["IRLConfig", "EquivalenceRule"], "evaluate": ["EvaluationConfig"],
+    "saliency": ["SaliencySettings"], "implicit": ["ImplicitSettings"], "faithfulness": ["FaithfulnessConfig"],
+    "wants": ["WantsConfig"], "readability": ["ReadabilitySettings"], "project": ["ProjectionSettings"],
+    "sft": ["SFTSettings"], "rlhf": ["RLHFConfig"], "toxicity": ["ToxicityConfig"],
+}  # fmt: skip
+
+
+def _leaf_fields(model, prefix=()):
+    """(path, field) of every setting, through nested configs (as the CLI flattens them)."""
+    from pydantic import BaseModel
+
+    from core.cli_options import _parts
+
+    for name, field in model.model_fields.items():
+        inner = _parts(field.annotation)[0]
+        if isinstance(inner, type) and issubclass(inner, BaseModel) and name != "objective":
+            yield from _leaf_fields(inner, prefix + (name,))
+        else:
+            yield prefix + (name,), field
+
+
+def test_every_config_field_is_an_option_with_its_default_and_help():
+    import typer.main
+
+    from core import cli
+    from core.cli_options import _shown
+
+    group = typer.main.get_command(app)
+    for command, model_names in CONFIG_COMMANDS.items():
+        params = {p.name: p for p in group.commands[command].params}
+        assert params["run"].param_type_name == "argument", command  # one convention: RUN first, positional
+        for model_name in model_names:
+            model = next(m for m in vars(cli).values() if getattr(m, "__name__", None) == model_name)
+            for path, field in _leaf_fields(model):
+                name = path[-1]
+                assert name in params, f"{command}: {model_name}.{'.'.join(path)} has no option"
+                option = params[name]
+                assert option.help and field.description and field.description in option.help, (command, name)
+                if field.is_required():
+                    assert option.required, (command, name)
+                elif name != "objective":
+                    assert option.default == _shown(field.get_default(call_default_factory=True)), (command, name)
+
+
+def test_options_reach_the_config_and_only_given_ones_are_set(tmp_path):
+    """The config a command receives: given options parsed into the field's type, the rest the
+    model's own defaults, and ``model_fields_set`` naming exactly what was given."""
+    from typing import Annotated
+
+    import typer
+
+    from core import cli
+    from core.audit import EvaluationConfig
+    from core.cli_options import config_options
+    from core.demonstrations import SamplingConfig
+    from core.irl import IRLConfig
+
+    probe, got = typer.Typer(), {}
+
+    @probe.command("irl")
+    @config_options(config=IRLConfig)
+    def irl(run: Annotated[str, typer.Argument()], config: IRLConfig) -> None:
+        got["irl"] = config
+
+    @probe.command("evaluate")
+    @config_options(config=EvaluationConfig)
+    def evaluate(run: Annotated[str, typer.Argument()], config: EvaluationConfig) -> None:
+        got["evaluate"] = config
+
+    @probe.command("sample")
+    @config_options(config=SamplingConfig, flags={"do_sample": "--do-sample/--greedy"},
+                    parsers={"objective": (str | None, cli._objective)})
+    def sample(run: Annotated[str, typer.Argument()], config: SamplingConfig) -> None:
+        got["sample"] = config
+
+    assert runner.invoke(probe, ["irl", "R"]).exit_code == 0
+    assert got["irl"] == IRLConfig() and got["irl"].model_fields_set == set()
+    done = runner.invoke(probe, ["irl", "R", "--layers", "2,-1", "--margin", "0.5", "--lora-target-modules",
+                                 "q_proj,v_proj", "--sentence", "completion"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert got["irl"].layers == [2, -1] and got["irl"].margin == 0.5 and got["irl"].sentence == "completion"
+    assert got["irl"].lora_target_modules == ["q_proj", "v_proj"]
+    assert got["irl"].model_fields_set == {"layers", "margin", "lora_target_modules", "sentence"}
+    done = runner.invoke(probe, ["evaluate", "R", "--delta", "0.05", "--max-shown", "4", "--toxic-values", "0,1"])
+    assert done.exit_code == 0, done.output
+    assert got["evaluate"].equivalence.delta == 0.05 and got["evaluate"].equivalence.max_shown == 4
+    assert got["evaluate"].toxic_values == [0, 1] and got["evaluate"].calibration == "auto"
+    done = runner.invoke(probe, ["sample", "R", "--prompts", "p.txt", "--greedy", "--objective", "sentiment"])
+    assert done.exit_code == 0 and got["sample"].do_sample is False and got["sample"].prompts == "p.txt"
+    assert got["sample"].objective.name == "sentiment"
+    assert runner.invoke(probe, ["sample", "R"]).exit_code != 0  # --prompts is required
+    assert runner.invoke(probe, ["irl", "R", "--no-sentence"]).exit_code != 0  # not a switch
+    done = runner.invoke(probe, ["evaluate", "R", "--labels", "l.csv"])
+    assert done.exit_code == 0 and got["evaluate"].labels == "l.csv"
+    bad = runner.invoke(probe, ["irl", "R", "--mode", "adapter"])
+    assert "invalid --mode" in str(bad.exception)
+    bad = runner.invoke(probe, ["irl", "R", "--layers", "two"])
+    assert "invalid --layers" in str(bad.exception)
+
+
+def test_rlhf_options_reach_grpo_settings_the_old_cli_could_not(tmp_path, monkeypatch):
+    """The demo's expert needs --max-completion-length, --generations, --temperature and --top-p:
+    the command passes them through, and the run's pi_0 adapter when --policy-adapters is not given."""
+    from core import rlhf as rlhf_module
+
+    seen = {}
+    monkeypatch.setattr(rlhf_module, "rlhf", lambda run, config: seen.setdefault("config", config) and [])
+
+    run = Run.create(tmp_path / "r")
+    run.manifest.models["pi0_adapters"] = "policies/pi0_sft"
+    run.save_manifest()
+    args = ["rlhf", str(run.path), "--max-completion-length", "16", "--generations", "2", "--temperature", "0.8",
+            "--top-p", "0.95", "--length-target", "8", "--length-max", "10"]  # fmt: skip
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    config = seen["config"]
+    assert (config.max_completion_length, config.generations, config.temperature, config.top_p) == (16, 2, 0.8, 0.95)
+    assert (config.length_target, config.length_max) == (8, 10)
+    assert config.policy_adapters == ["policies/pi0_sft"]
+    seen.clear()
+    assert runner.invoke(app, [*args, "--policy-adapters", ""]).exit_code == 0
+    assert seen["config"].policy_adapters == []

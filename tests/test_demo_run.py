@@ -56,9 +56,8 @@ def test_demo_meets_its_floors(demo):
     assert s["pi0_toxicity"] >= 0.30 and s["expert_toxicity"] <= s["pi0_toxicity"] / 3
     assert s["irl_rlhf_toxicity"] is not None
     tokens = demo.read_table("toxicity").set_index("policy")["mean_tokens"]
-    # issue 16 asks for lengths within 25%: this build misses it (pi_0 8.4 tokens, the expert 13.0,
-    # its length guard aims at 12-16); docs/RESULTS.md says so. What holds is checked here.
-    assert abs(tokens["expert"] - tokens["pi0"]) <= 0.6 * tokens["pi0"], tokens.to_dict()
+    assert abs(tokens["expert"] - tokens["pi0"]) <= 0.25 * tokens["pi0"], tokens.to_dict()
+    assert abs(s["expert_mean_tokens"] - s["pi0_mean_tokens"]) <= 0.25 * s["pi0_mean_tokens"]
 
 
 @pytest.mark.integration

@@ -8,6 +8,7 @@ from conftest import CORPUS
 
 from core.errors import IrlLensError
 from core.pipeline import load_config, run_pipeline, stage_times
+from core.run_store import Run
 from core.summary import SUMMARY_KEYS, run_summary
 
 STAGES = [
@@ -107,12 +108,35 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     times = stage_times(run)
     again = run_pipeline(load_config(config_file), progress=False, log=lambda m: None)
     assert stage_times(again) == times, "a complete stage must not run again"
-    assert json.loads(json.dumps(summary, default=str))["verdict"] == summary["verdict"]
+    # `show --json` prints this summary: plain JSON values only (no numpy scalars, no NaN)
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary
     assert set(run.read_table("toxicity")["policy"]) == {"pi0", "expert", "irl_rlhf"}
     assert run.has_table("saliency_gradient_x_input") and summary["saliency_method"] == "gradient_x_input"
     assert summary["selection"] == "demonstrations" and summary["best_member"] is not None
     assert summary["battery"] and summary["lexicon_agreement"] is not None
     assert set(run.read_table("readability")["policy"]) == {"pi0", "expert"}
+
+
+def test_set_overrides_top_level_settings_and_sections(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('run = "built"\nseed = 1\n[sample]\nprompts = "p.txt"\n')
+    config = load_config(path, {"run": str(tmp_path / "elsewhere"), "seed": 3, "sample.limit": 5})
+    assert config.run == str(tmp_path / "elsewhere") and config.seed == 3 and config.sample.limit == 5
+    assert load_config(path, {"run": "relative"}).run == str(tmp_path / "relative")
+    with pytest.raises(IrlLensError, match="'seed' is a setting, not a section"):
+        load_config(path, {"seed.x": 1})
+
+
+def test_missing_ground_truth_stops_before_any_stage(tmp_path):
+    """A ground truth that cannot load is one line before the SFT, not after it."""
+    missing = tmp_path / "no-such-classifier"
+    path = tmp_path / "c.toml"
+    path.write_text(f'run = "built"\n[pi0]\ntexts = "t.txt"\n[sample]\nprompts = "p.txt"\n'
+                    f'ground_truth = "hf:{missing}"\n')  # fmt: skip
+    with pytest.raises(IrlLensError, match="no-such-classifier"):
+        run_pipeline(load_config(path), progress=False, log=lambda m: None)
+    run = Run.open(tmp_path / "built")
+    assert run.manifest.stages == {} and not (run.path / "policies").exists()
 
 
 def test_bad_config_names_the_setting(tmp_path):

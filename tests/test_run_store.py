@@ -100,3 +100,45 @@ def test_names_and_listing(tmp_path, runs_root):
     assert ("alpha", runs_root / "alpha") in list_runs()
     with pytest.raises(IrlLensError, match="run not found: 'beta'"):
         resolve_run_path("beta")
+
+
+def test_a_kill_between_a_write_and_its_record_leaves_a_readable_run(tmp_path):
+    """A table is replaced in three steps (pending record saved, file moved into place, record
+    settled). A kill after either of the first two still opens, with the version on disk."""
+    from core.run_store import FileRecord, sha256_file
+
+    run = Run.create(tmp_path / "r")
+    old, new = pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1, 2, 3, 4, 5]})
+    run.write_table("t", old)
+    assert "pending" not in json.loads((run.path / "manifest.json").read_text())
+    path = run.table_path("t")
+
+    new.to_parquet(tmp_path / "next.parquet", index=False)
+    record = FileRecord(sha256=sha256_file(tmp_path / "next.parquet"), bytes=(tmp_path / "next.parquet").stat().st_size)
+    run.manifest.pending["tables/t.parquet"] = record
+    run.save_manifest()  # killed here: the new version announced, the old one still in place
+    assert Run.open(run.path).read_table("t").equals(old)
+
+    (tmp_path / "next.parquet").replace(path)  # killed here: the new version in place, not settled
+    reopened = Run.open(run.path)
+    assert reopened.read_table("t").equals(new) and not reopened.manifest.pending
+    reopened.write_table("u", old)  # the next save writes the settled record
+    assert Run.open(run.path).manifest.files["tables/t.parquet"] == record
+
+
+def test_a_writer_removes_what_an_interrupted_removal_left_and_nothing_else(tmp_path):
+    run = Run.create(tmp_path / "r")
+    run.write_table("kept", pd.DataFrame({"a": [1]}))
+    leftover = run.path / "weights" / "irl" / "optimizer-0003.safetensors"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"x")  # its record was dropped, the kill came before the unlink
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("mine")
+    (run.path / "features").symlink_to(outside)
+    policy_file = run.path / "policies" / "expert" / "adapter_config.json"
+    policy_file.parent.mkdir(parents=True)
+    policy_file.write_text("{}")  # written by peft: not in the folders irl-lens owns
+    assert leftover in run.remove_stale_temporaries()
+    assert not leftover.exists() and (outside / "precious.txt").exists() and policy_file.exists()
+    assert Run.open(run.path).read_table("kept")["a"].tolist() == [1]

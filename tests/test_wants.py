@@ -169,7 +169,7 @@ def test_report_refuses_a_path_that_is_not_html(wanted, tmp_path):
 def test_cli_wants_show_and_report(tmp_path, tiny_models):
     run = build_audited_toy_run(tmp_path / "toy", tiny_models["toy"])
     cli = [sys.executable, "-m", "core.cli"]
-    done = subprocess.run([*cli, "wants", str(run.path), "--words", "40", "--sentences", "16", "--no-implicit"],
+    done = subprocess.run([*cli, "wants", str(run.path), "--max-words", "40", "--n-sentences", "16", "--no-implicit"],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr
     said = done.stdout + done.stderr  # progress and notes go to stderr

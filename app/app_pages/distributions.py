@@ -5,6 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app.components import CHART_POINTS, binned
 from app.state import member_label, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 
@@ -38,8 +39,16 @@ frame = frame.assign(policy=frame["policy"].map({"pi0": "π₀", "expert": "expe
 if has_truth:
     frame["label"] = np.where(frame["dispreferred"], words.dispreferred, words.preferred)
 colour = "label" if group == "R* label" else "policy"
-figure = px.histogram(frame, x="reward", color=colour, barmode="overlay", nbins=60, opacity=0.65,
-                      marginal="violin", color_discrete_map={words.dispreferred: "#dc2626", words.preferred: "#16a34a"})  # fmt: skip
+palette = {words.dispreferred: "#dc2626", words.preferred: "#16a34a"}
+if len(frame) <= CHART_POINTS:
+    figure = px.histogram(frame, x="reward", color=colour, barmode="overlay", nbins=60, opacity=0.65,
+                          marginal="violin", color_discrete_map=palette)  # fmt: skip
+else:  # every sentence counted, binned here: 60 bars per group reach the browser, not every value
+    bars = binned(frame["reward"], frame[colour])
+    figure = px.bar(bars, x="centre", y="count", color="group", barmode="overlay", opacity=0.65,
+                    color_discrete_map=palette, labels={"centre": "reward", "group": colour})  # fmt: skip
+    figure.update_traces(width=bars["width"].iloc[0] if len(bars) else None)
+    figure.update_layout(title=f"all {len(frame):,} sentences, binned on the server", bargap=0)
 if choice == ENSEMBLE:
     figure.update_xaxes(title="ensemble reward (mean of standardised members)")
 figure.add_vline(x=0, line_dash="dash", annotation_text="0 (paper)")

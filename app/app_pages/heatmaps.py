@@ -4,7 +4,15 @@ import numpy as np
 import streamlit as st
 
 from app.components import attribution_rows, plain
-from app.state import load_explainer, member_label, require, run_table, selected_run, shown_members
+from app.state import (
+    load_explainer,
+    member_label,
+    model_turn,
+    require,
+    run_table,
+    selected_run,
+    shown_members,
+)
 from core.saliency import METHODS, default_method, exact_available
 
 st.title("Token heatmaps")
@@ -76,7 +84,7 @@ if chosen["sentence"] != chosen["prompt"] + chosen["completion"]:  # a completio
     truth = f"; R* {chosen['ground_truth']:+.2f}" if has_truth else ""
     st.caption(f"{plain(chosen['policy'])}'s completion{truth}")
 
-with st.spinner("Attributing…"):
+with st.spinner("Attributing…"), model_turn():
     result = cache.get(text_of[row], method)
 st.markdown(
     f"Green words raise the reward (toward {plain(words.preferred)}), red words lower it (toward "

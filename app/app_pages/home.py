@@ -1,5 +1,6 @@
 """Home: pick a run and see its headline figures, or learn how to build one."""
 
+import pandas as pd
 import streamlit as st
 
 from app.components import plain
@@ -16,7 +17,7 @@ run = selected_run()
 if run is None:
     st.info(
         "No run to show yet. Build one from the command line, for example:\n\n"
-        "```\n.venv/bin/irl-lens sample --run runs/first --prompts my_prompts.jsonl --limit 32\n"
+        "```\n.venv/bin/irl-lens sample runs/first --prompts my_prompts.jsonl --limit 32\n"
         ".venv/bin/irl-lens extract runs/first\n```\n\n"
         "then reload this page. `irl-lens --help` lists every stage."
     )
@@ -33,13 +34,14 @@ def fmt(value, spec=".3f"):
 st.subheader("Run")
 st.text(f"{s['name']}: objective {words.name} ({words.preferred} vs {words.dispreferred})")
 models = s["models"]
-cols = st.columns(4)
-cols[0].metric("π₀ (before RLHF)", models.get("pi0", "—"))
-cols[1].metric("Expert π_E", models.get("expert", "—"))
-cols[2].metric("Ground truth R*", models.get("ground_truth") or "none (a real audit)")
-cols[3].metric(
-    "Demonstrations", s["n_demonstrations"] if s["n_demonstrations"] is not None else "—"
-)
+roles = [("π₀ (before RLHF)", "pi0"), ("expert π_E", "expert"), ("IRL-RLHF policy", "irl_rlhf")]
+left, right = st.columns([3, 1])
+left.dataframe(pd.DataFrame(
+    [{"role": label, "model": models[key], "adapters": models.get(f"{key}_adapters") or "—"}
+     for label, key in roles if key in models]
+    + [{"role": "ground truth R*", "model": models.get("ground_truth") or "none (a real audit)", "adapters": "—"}]
+), hide_index=True)  # fmt: skip
+right.metric("Demonstrations", s["n_demonstrations"] if s["n_demonstrations"] is not None else "—")
 
 if s["verdict"]:
     (st.success if s["verdict"] == COHERENT else st.error)(f"Verdict: {plain(s['verdict'])}")

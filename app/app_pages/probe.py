@@ -9,6 +9,7 @@ from app.state import (
     implicit_scorer,
     load_explainer,
     member_label,
+    model_turn,
     require,
     run_table,
     selected_run,
@@ -42,7 +43,7 @@ def flips_table(run, members, text, result) -> None:
     found = st.session_state.setdefault("probe_flips", {})  # a rerun (any widget) must not search again
     key = (str(run.path), tuple(reward.names), text)
     if key not in found:
-        with st.spinner("Looking for the smallest edits…"):
+        with st.spinner("Looking for the smallest edits…"), model_turn():
             found[key] = smallest_flips(reward, text, word_scores=scores, lexicon=lexicon,
                                         lexicon_column=column, ground_truth=truth)  # fmt: skip
     flips = found[key]
@@ -77,7 +78,8 @@ with st.form("probe"):
         "Sentences", height=120, placeholder="The neighbour was kind and patient with everyone."
     )
     explain = st.checkbox("Token heatmaps", value=True)
-    counterfactual = st.checkbox("Counterfactuals: the smallest edit that flips each member's verdict", value=True,
+    counterfactual = st.checkbox("Counterfactuals: the smallest edit that flips each member's verdict "
+                                 "(scores up to ~60 edited sentences: a few seconds more)", value=False,
                                  key="probe_with_counterfactuals")  # fmt: skip
     with_implicit = st.checkbox("The expert's implicit reward log π_E/π₀ (loads both policies once)", value=False,
                                 key="probe_with_implicit")  # fmt: skip
@@ -90,7 +92,7 @@ if submitted:
     try:
         texts = check_probes([line for line in raw.splitlines() if line.strip()], limit=MAX_PROBES)
         reward, truth, cache = load_explainer(run, members)
-        with st.spinner("Scoring…"):
+        with st.spinner("Scoring…"), model_turn():
             matrix = reward.score(texts)
             ensemble = reward.ensemble(matrix) if len(members) > 1 else None
             gt = truth.reward(texts) if truth is not None else None
@@ -108,7 +110,7 @@ if submitted:
             if scorer is None:
                 st.warning(f"No implicit reward: {plain(why)}")
             else:
-                with st.spinner("Implicit reward…"):
+                with st.spinner("Implicit reward…"), model_turn():
                     implicit = scorer.score([prompt] * len(texts), texts)
                 for i in range(len(texts)):
                     history[-len(texts) + i] |= {"implicit (sum)": float(implicit.total[i]),
@@ -127,7 +129,7 @@ if "probe_last" in st.session_state:
     if explain:
         _, _, cache = load_explainer(run, members)
         for i, text in enumerate(texts):
-            with st.spinner("Attributing…"):
+            with st.spinner("Attributing…"), model_turn():
                 result = cache.get(text)
             with st.expander(f"sentence {i + 1}", expanded=len(texts) <= 3):
                 st.text(text)
