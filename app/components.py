@@ -9,10 +9,12 @@ import pandas as pd
 
 from core.rendering import attribution_rows, word_heatmap_html
 
-__all__ = ["CHART_POINTS", "attribution_rows", "binned", "chart_sample", "plain", "word_heatmap_html"]
+__all__ = ["CHART_POINTS", "STRIP_POINTS", "attribution_rows", "binned", "chart_sample", "plain", "word_heatmap_html"]
 
 CHART_POINTS = 20_000
-"""Most points a chart that draws each one is sent: beyond it the browser slows down for nothing."""
+"""Most points a WebGL chart that draws each one is sent: beyond it the browser slows down for nothing."""
+STRIP_POINTS = 5_000
+"""The same for charts drawn as SVG (strip plots), several times slower per point."""
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]()#!|<>~$:])")
 

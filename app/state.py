@@ -113,6 +113,10 @@ def explainer(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
 
     run = Run.open(path, verify_hashes=False)
     reward = RecoveredReward(run, list(members))
+    if os.environ.get("IRL_LENS_BF16", "auto") != "off" and run.has_table("demonstrations"):
+        demos = run.read_table("demonstrations")
+        test = demos[demos["split"] == "test"] if "split" in demos else demos
+        reward.use_bf16_if_close(test[reward.config.text_column()].head(64).tolist())  # fp32 unless close
     truth = run.ground_truth()
     saliency = RewardSaliency(reward, truth)
     return reward, truth, AttributionCache(run, saliency)

@@ -18,7 +18,6 @@ the backbone, so what is timed is the same.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -83,8 +82,8 @@ def apptest_times(run, root: Path) -> tuple[dict, dict]:
 
 def browser_times(run) -> dict:
     """Second load of each page in Chromium: navigation → script finished → page drawn."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
+    from probe_latency import IDLE
     from screenshots import serve
 
     server, url = serve(str(run.path))
@@ -98,10 +97,7 @@ def browser_times(run) -> dict:
                     start = time.perf_counter()
                     page.goto(f"{url}/{name}")
                     page.locator("h1").first.wait_for(timeout=600_000)
-                    status = page.locator("[data-testid='stStatusWidget']")
-                    with contextlib.suppress(PlaywrightTimeout):  # a run can end before the indicator shows
-                        status.wait_for(state="attached", timeout=1_000)
-                    status.wait_for(state="detached", timeout=600_000)
+                    page.locator(IDLE).wait_for(timeout=600_000)  # the script run has ended
                     page.wait_for_load_state("networkidle")
                     times[name] = round(time.perf_counter() - start, 3)
                 errors = page.locator("[data-testid='stException']").count()

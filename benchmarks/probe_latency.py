@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
 import sys
@@ -28,6 +27,8 @@ from _common import CLEAN, SUBJECTS, machine  # noqa: E402
 from screenshots import serve  # noqa: E402  (the dashboard on a free port, once healthy)
 
 CHROMIUM = "/usr/bin/chromium"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+"""Streamlit's own marker of a finished script run (its status widget may never show for a fast one)."""
 
 
 def probe(tokens: int, marker: str) -> str:
@@ -54,8 +55,6 @@ def peak_rss_mb(pid: int) -> float:
 
 async def session(browser, url: str, probes: list[str], counterfactuals: bool = False) -> list[dict]:
     """One auditor: open the probe page, score each probe in turn, time each."""
-    from playwright.async_api import TimeoutError as PlaywrightTimeout
-
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     await page.goto(f"{url}/probe")
@@ -70,10 +69,7 @@ async def session(browser, url: str, probes: list[str], counterfactuals: bool = 
         await page.get_by_role("button", name="Score", exact=True).click()
         await page.locator("span[title]", has_text=marker).first.wait_for(timeout=300_000)
         drawn = time.perf_counter() - start
-        status = page.locator("[data-testid='stStatusWidget']")
-        with contextlib.suppress(PlaywrightTimeout):  # a run can end before the indicator shows
-            await status.wait_for(state="attached", timeout=1_000)
-        await status.wait_for(state="detached", timeout=300_000)
+        await page.locator(IDLE).wait_for(timeout=300_000)  # the script run has ended
         done = time.perf_counter() - start
         errors = await page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count()
         out.append({"heatmaps_s": drawn, "done_s": done, "errors": errors})

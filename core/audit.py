@@ -412,7 +412,6 @@ def _human_labels(run: Run, config: EvaluationConfig, members: list[str], best_i
 
     Only metrics are stored: a committed run must not carry third-party sentences.
     """
-    from core.ground_truth import load_ground_truth
     from core.recovered_reward import RecoveredReward
 
     labelled = load_labelled(config.labels, text_column=config.label_text_column, label_column=config.label_column,
@@ -428,9 +427,9 @@ def _human_labels(run: Run, config: EvaluationConfig, members: list[str], best_i
     for k, name in enumerate(reward.names):
         rows.append({"who": checkpoints.label(name), "member": name, "auc": auc(matrix[:, k], labels),
                      "accuracy_at_zero": sign_metrics(matrix[:, k], labels, 0.0)["accuracy"]})  # fmt: skip
-    truth_ref = run.manifest.models.get("ground_truth")
-    if truth_ref:
-        gt = load_ground_truth(truth_ref).reward(texts)
+    truth = run.ground_truth()
+    if truth is not None:
+        gt = truth.reward(texts)
         rows.append({"who": "ground truth R*", "member": None, "auc": auc(gt, labels),
                      "accuracy_at_zero": sign_metrics(gt, labels, 0.0)["accuracy"]})  # fmt: skip
     table = pd.DataFrame(rows)
@@ -441,7 +440,7 @@ def _human_labels(run: Run, config: EvaluationConfig, members: list[str], best_i
         "human_label_auc": best["auc"],
         "human_label_accuracy": best["accuracy_at_zero"],
     }
-    if truth_ref:
+    if truth is not None:
         out |= {"ground_truth_human_label_auc": rows[-1]["auc"],
                 "ground_truth_human_label_accuracy": rows[-1]["accuracy_at_zero"]}  # fmt: skip
     return out, table

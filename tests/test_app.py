@@ -44,7 +44,8 @@ def test_home_summary(full_run, monkeypatch):
     assert float(values["Test AUC vs R*"]) > 0.8  # the toy's reward is easy to recover
     assert any(s.value == "Verdict: coherent reward recovered" for s in at.success)
     assert not at.error
-    assert values["Shown members, from layers"] != "—"
+    layers = full_run.stage_summary("evaluate")["shown_layers"]
+    assert values["Layers the shown members read"] == f"{len(layers)} ({min(layers)}–{max(layers)})"
     models = at.dataframe[0].value.set_index("role")  # whole names, not cut off as metrics are
     assert models.loc["π₀ (before RLHF)", "model"] == full_run.manifest.models["pi0"]
     assert models.loc["ground truth R*", "model"] == "profanity"

@@ -219,6 +219,26 @@ def test_recovered_reward_scores_match_training_scores(toy_run):
     np.testing.assert_allclose(matrix, stored.to_numpy()[:10], rtol=1e-2, atol=1e-3)  # float16 cache
 
 
+def test_bf16_scoring_only_within_its_measured_tolerance(toy_run, monkeypatch):
+    from core import recovered_reward
+
+    MaxMarginIRL(REPEATS).fit(toy_run, progress=False)
+    texts = toy_run.read_table("demonstrations")["sentence"].tolist()[:32]
+    reward = RecoveredReward(toy_run, ["l0-r1-e3", "l1-r2-e20"])
+    exact = reward.score(texts)
+    monkeypatch.setattr(recovered_reward, "BF16_TOLERANCE_SD", 0.0)
+    check = reward.use_bf16_if_close(texts)
+    assert check["precision"] == reward.precision == "fp32" and check["bf16_max_deviation_sd"] > 0
+    np.testing.assert_array_equal(reward.score(texts), exact)  # fp32 kept: exactly as before
+    monkeypatch.setattr(recovered_reward, "BF16_TOLERANCE_SD", 10.0)
+    monkeypatch.setattr(recovered_reward, "BF16_MIN_SPEARMAN", -1.0)
+    check = reward.use_bf16_if_close(texts)
+    assert check["precision"] == reward.precision == "bf16" and "within" in check["why"]
+    fast = reward.score(texts)
+    assert not np.array_equal(fast, exact)  # bf16 really used
+    assert (np.abs(fast - exact) / exact.std(0)).max() == pytest.approx(check["bf16_max_deviation_sd"])
+
+
 def test_mismatched_backbone_is_a_clear_error(toy_run, tiny_models):
     from core import policy
 

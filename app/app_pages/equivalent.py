@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.components import chart_sample, plain
+from app.components import STRIP_POINTS, chart_sample, plain
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 from core.equivalent_set import standardise
@@ -83,7 +83,7 @@ if not no_truth:
     z["label"] = np.where(demos["dispreferred"].to_numpy()[test], words.dispreferred, words.preferred)
 long = z.melt(id_vars=[c for c in ("row", "label") if c in z], var_name="member", value_name="z-scored reward")
 long["member"] = long["member"].map(member_label)
-long, note = chart_sample(long)
+long, note = chart_sample(long, limit=STRIP_POINTS)
 strip = px.strip(long, x="member", y="z-scored reward", color="label" if not no_truth else None,
                  color_discrete_map={words.dispreferred: "#dc2626", words.preferred: "#16a34a"})  # fmt: skip
 strip.update_layout(height=460, margin=dict(t=30 if note else 10, b=10), xaxis_tickangle=-30, title=note or None)

@@ -58,7 +58,9 @@ if best:
     cols = st.columns(4)
     cols[0].metric("Equivalent candidates", s.get("n_equivalent") or "—",
                    help="Within δ of the best on the selection criteria")  # fmt: skip
-    cols[1].metric("Shown members, from layers", ", ".join(str(x) for x in s.get("shown_layers") or []) or "—")
+    layers = s.get("shown_layers") or []
+    cols[1].metric("Layers the shown members read", f"{len(layers)} ({min(layers)}–{max(layers)})" if layers else "—",
+                   help=f"Hidden layers: {', '.join(map(str, layers))} (0 = the embeddings)" if layers else None)  # fmt: skip
     cols[2].metric("Lowest Spearman between shown members", fmt(s["equivalent_min_spearman"]),
                    help="Test split: how differently the equally good rewards rank the same sentences")  # fmt: skip
     cols[3].metric("Test sentences whose verdict depends on the member",

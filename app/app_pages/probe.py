@@ -126,6 +126,9 @@ if "probe_last" in st.session_state:
     latest = pd.DataFrame(history[-len(texts) :])
     st.subheader("Scores")
     st.dataframe(latest.round(3), hide_index=True)
+    check = load_explainer(run, members)[0].precision_check
+    if check and check["precision"] == "bf16":
+        st.caption(f"Members scored in bf16: {plain(check['why'])}. Heatmaps are computed in fp32.")
     if explain:
         _, _, cache = load_explainer(run, members)
         for i, text in enumerate(texts):
