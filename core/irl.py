@@ -525,6 +525,7 @@ class HeadTrainer:
                  specs: list[tuple[int, int]], train_pairs: np.ndarray, demos: pd.DataFrame) -> None:  # fmt: skip
         self.config = config
         self.features = features  # (L, N, d)
+        self._rows_of_layers = features.reshape(-1, features.shape[-1])  # (L·N, d): one index_select per step
         self.slot = torch.tensor([layers.index(layer) for layer, _ in specs])
         self.repeat_of = torch.tensor([r for _, r in specs])
         self.specs = specs
@@ -556,10 +557,10 @@ class HeadTrainer:
         steps = 0
         for start in range(0, n, config.batch_size):
             rows = self.train_pairs[stacked[:, start : start + config.batch_size]]  # (K, B, 2)
-            pos = self.features[self.slot[:, None], rows[..., 0]]  # (K, B, d)
-            neg = self.features[self.slot[:, None], rows[..., 1]]
-            r_pos = torch.einsum("kbd,kd->kb", pos, self.weight) + self.bias[:, None]
-            r_neg = torch.einsum("kbd,kd->kb", neg, self.weight) + self.bias[:, None]
+            flat = (self.slot[:, None, None] * self.features.shape[1] + rows).reshape(-1)
+            both = self._rows_of_layers.index_select(0, flat).view(*rows.shape, -1)  # (K, B, 2, d)
+            rewards = torch.einsum("kbsd,kd->kbs", both, self.weight) + self.bias[:, None, None]
+            r_pos, r_neg = rewards[..., 0], rewards[..., 1]
             loss = pairwise_loss(r_pos - r_neg, config.loss, right_weight=config.right_weight,
                                  wrong_weight=config.wrong_weight, margin=config.margin)  # fmt: skip
             if config.reward_l2:
