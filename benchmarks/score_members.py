@@ -16,10 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
-from scipy.stats import spearmanr
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLEAN, SUBJECTS, TOXIC, machine, synthetic_run, timed  # noqa: E402
 
@@ -49,12 +45,9 @@ def main() -> None:
         t_loop = timed(lambda: [s.score(probes) for s in singles], repeats)
         sentences = [f"{s} was {w}." for s in SUBJECTS for w in CLEAN + TOXIC] * 4  # ~18 tokens
         t_many = timed(lambda: everyone.score(sentences), 1)
-        fp32 = everyone.score(sentences)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            t_bf16 = timed(lambda: everyone.score(sentences), 1)
-            bf16 = everyone.score(sentences)
-        deviation_sd = np.abs(bf16 - fp32) / fp32.std(0)
-        rank = min(spearmanr(fp32[:, k], bf16[:, k]).statistic for k in range(fp32.shape[1]))
+        bf16 = everyone.use_bf16_if_close(sentences)  # the dashboard's own check, on these sentences
+        everyone.precision = "bf16"  # timed whatever the check said
+        t_bf16 = timed(lambda: everyone.score(sentences), 1)
 
     print(
         json.dumps(
@@ -68,9 +61,9 @@ def main() -> None:
                 "ratio_loop_vs_one": round(t_loop / t_one, 2),
                 "sentences_per_s_all_members": round(len(sentences) / t_many, 1),
                 "bf16_sentences_per_s_all_members": round(len(sentences) / t_bf16, 1),
-                "bf16_max_deviation_sd": round(float(deviation_sd.max()), 4),
-                "bf16_p99_deviation_sd": round(float(np.quantile(deviation_sd, 0.99)), 4),
-                "bf16_min_spearman": round(float(rank), 4),
+                "bf16_max_deviation_sd": round(bf16["bf16_max_deviation_sd"], 4),
+                "bf16_min_spearman": round(bf16["bf16_min_spearman"], 4),
+                "bf16_within_tolerance": bf16["precision"] == "bf16",
                 "machine": machine(),
             }
         )

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core.audit import EvaluationConfig
-from core.cli_options import config_options, none_word
+from core.cli_options import config_options
 from core.demonstrations import SamplingConfig
 from core.equivalent_set import EquivalenceRule
 from core.errors import IrlLensError
@@ -71,7 +71,7 @@ def _objective(name: str | None):
 @app.command()
 @config_options(
     config=SamplingConfig,
-    parsers={"objective": (str | None, _objective), "ground_truth": (str | None, none_word)},
+    parsers={"objective": (str | None, _objective)},
     flags={"do_sample": "--do-sample/--greedy"},
 )
 def sample(
@@ -405,7 +405,7 @@ def rlhf_command(
     """RL fine-tuning with TRL's GRPO + LoRA against a ground truth (this builds the expert) or a
     recovered reward (IRL-RLHF). Resumable from its last checkpoint. Without --policy-adapters,
     the run's pi_0 SFT adapter is merged in first."""
-    from core.checkpoints import parse_members
+    from core.checkpoints import Member
     from core.rlhf import rlhf
     from core.run_store import Run
 
@@ -414,7 +414,7 @@ def rlhf_command(
     if "policy_adapters" not in config.model_fields_set:
         update["policy_adapters"] = [a for a in (target.manifest.models.get("pi0_adapters") or "").split(",") if a]
     if config.members:
-        update["members"] = [m.id for m in parse_members(",".join(config.members))]
+        update["members"] = [Member.parse(m).id for m in config.members]
     log = rlhf(target, config.model_copy(update=update))
     console.print(
         f"[green]{config.name}[/green]: {len(log)} logged steps; adapter in {target.path / 'policies' / config.name}"

@@ -68,11 +68,6 @@ def csv_strings(raw: str) -> list[str]:
     return [v.strip() for v in raw.split(",") if v.strip()]
 
 
-def none_word(raw: str | None) -> str | None:
-    """'none' on the command line means the field's None (e.g. no ground truth)."""
-    return None if raw is None or raw.strip().lower() == "none" else raw
-
-
 def _parts(annotation) -> tuple[Any, bool]:
     """(the annotation without None, whether None is allowed)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):

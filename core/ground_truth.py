@@ -19,6 +19,7 @@ the two offline ones (linear in TF-IDF; a sum of lexicon valences), by occlusion
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -236,8 +237,11 @@ class ClassifierGroundTruth:
         return np.concatenate(out) if out else np.zeros(0)
 
 
+@functools.lru_cache(maxsize=4)
 def load_ground_truth(ref: str = "profanity") -> GroundTruth:
-    """Resolve a ground-truth reference: ``profanity``, ``sentiment`` or ``hf:<id-or-path>``."""
+    """Resolve a ground-truth reference: ``profanity``, ``sentiment`` or ``hf:<id-or-path>``.
+    Loaded once per process (the pipeline checks every reference before its first stage, and the
+    stages then reuse what it loaded); ground truths keep no state between calls."""
     if ref == "profanity":
         return ProfanityGroundTruth()
     if ref == "sentiment":

@@ -131,13 +131,11 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         raise IrlLensError(f"{path}: invalid '{where}': {first['msg']}") from err
 
 
-CONTROL_REWARDS = ("recovered", "random", "length")
-
-
 def check_ground_truths(config: PipelineConfig, done) -> None:
     """Load every ground truth a stage still to run will need, before the first stage runs: a
     missing classifier or a hub id while offline is one line now, not after a 25-minute SFT."""
     from core.ground_truth import load_ground_truth
+    from core.rlhf import CONTROL_REWARDS
 
     refs = []
     if config.expert and config.expert.reward not in CONTROL_REWARDS and not done("rlhf_expert"):

@@ -161,6 +161,10 @@ def make_reward(
     return reward
 
 
+CONTROL_REWARDS = ("recovered", "random", "length")
+"""RLHF rewards that are not a ground truth: the recovered reward (IRL-RLHF) and two poor-RLHF controls."""
+
+
 def reward_source(
     run: Run, config: RLHFConfig
 ) -> Callable[[list[str], list[str]], Sequence[float]]:

@@ -371,6 +371,16 @@ class Run:
         )
         self.save_manifest()
 
+    def recorded(self, refs: str | None) -> str | None:
+        """The inverse of :meth:`resolve` for what a manifest records: comma-separated model
+        references whose paths inside the run become relative to it (a moved run reads the same)."""
+        if refs is None:
+            return None
+        root = self.path.resolve()
+        parts = [Path(p).resolve() if Path(p).is_absolute() else None for p in refs.split(",")]
+        return ",".join(str(r.relative_to(root)) if r is not None and r.is_relative_to(root) else p
+                        for r, p in zip(parts, refs.split(","), strict=True))  # fmt: skip
+
     def resolve(self, path: str) -> Path:
         """A path recorded in the manifest: relative ones (``policies/expert``) live in the run."""
         candidate = Path(path)

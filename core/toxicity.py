@@ -10,8 +10,6 @@ of KL(pi || pi_0) from the policy's own samples.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
@@ -70,19 +68,6 @@ def distinct_n(texts: list[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def _inside(run: Run, refs: str | None) -> str | None:
-    """Model references as the manifest records them: paths inside the run relative to it, so a
-    run moved or cloned elsewhere still reads the same."""
-    if refs is None:
-        return None
-    root = run.path.resolve()
-    parts = []
-    for part in refs.split(","):
-        path = Path(part)
-        parts.append(str(path.resolve().relative_to(root)) if path.is_absolute() and path.resolve().is_relative_to(root) else part)
-    return ",".join(parts)
-
-
 def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], config: ToxicityConfig | None = None,
                      *, progress: bool = True) -> pd.DataFrame:  # fmt: skip
     """Measure each named policy ``{name: (model ref, adapters)}``; pi_0 must be among them."""
@@ -106,7 +91,7 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
                 "top_p": config.top_p}  # fmt: skip
     samples = []
     pi0 = policy.load_causal_lm(*policies["pi0"])
-    recorded = {k: [_inside(run, ref), _inside(run, adapters)] for k, (ref, adapters) in policies.items()}
+    recorded = {k: [run.recorded(ref), run.recorded(adapters)] for k, (ref, adapters) in policies.items()}
     with run.stage(STAGE, config.model_dump() | {"policies": recorded}) as record:
         for name, (ref, adapters) in tqdm(
             policies.items(), desc="toxicity harness", disable=not progress

@@ -142,3 +142,11 @@ def test_a_writer_removes_what_an_interrupted_removal_left_and_nothing_else(tmp_
     assert leftover in run.remove_stale_temporaries()
     assert not leftover.exists() and (outside / "precious.txt").exists() and policy_file.exists()
     assert Run.open(run.path).read_table("kept")["a"].tolist() == [1]
+
+
+def test_recorded_references_are_relative_inside_the_run(tmp_path):
+    run = Run.create(tmp_path / "r")
+    inside = str((run.path / "policies" / "expert").resolve())
+    assert run.recorded(f"{run.path.resolve() / 'policies' / 'pi0_sft'},{inside}") == "policies/pi0_sft,policies/expert"
+    assert run.recorded("smollm2-135m") == "smollm2-135m" and run.recorded(None) is None
+    assert run.recorded(str(tmp_path / "elsewhere")) == str(tmp_path / "elsewhere")
