@@ -27,7 +27,8 @@ _MODELS = threading.RLock()
 def model_turn():
     """One model computation at a time in this server process. On a few CPU cores, sessions whose
     threads run torch at once slow each other down several times over (benchmarks/probe_latency.py),
-    and the shared attribution cache is not safe to grow from two threads; a queue is faster."""
+    and the shared attribution cache is not safe to grow from two threads. The live probe's queue
+    (:func:`probe_queue`) holds the same lock around each of its batches."""
     if not _MODELS.acquire(blocking=False):
         with st.spinner("Another session is using the model: queued…"):
             _MODELS.acquire()
@@ -124,6 +125,20 @@ def explainer(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
 
 def load_explainer(run: Run, members: list[str]):
     return explainer(str(run.path), _version(str(run.path)), tuple(members))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False, on_release=lambda q: q.close())
+def _probe_queue(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
+    from core.serving import ProbeQueue
+
+    reward, truth, cache = explainer(path, manifest_mtime_ns, members)
+    return ProbeQueue(reward, truth, cache, lock=_MODELS)
+
+
+def probe_queue(run: Run, members: list[str]):
+    """The live probe's scoring queue: one per run and members per server process, so that the
+    probes of concurrent sessions are scored in one batch (core/serving.py)."""
+    return _probe_queue(str(run.path), _version(str(run.path)), tuple(members))
 
 
 def shown_members(run: Run) -> list[str]:

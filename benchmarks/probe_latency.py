@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -44,6 +45,16 @@ def probe(tokens: int, marker: str) -> str:
     while len(tokenizer(" ".join(words))["input_ids"]) > tokens and len(words) > 1:
         words.pop()
     return " ".join(words)
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time used so far: by one process (all its threads), or by the whole machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    if pid is None:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        return (sum(map(int, fields)) - int(fields[3]) - int(fields[4])) / ticks  # minus idle, iowait
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -83,7 +94,7 @@ def p(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-async def measure(url: str, sessions: int, rounds: int, sizes: list[int], counterfactuals: bool) -> dict:
+async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: list[int], counterfactuals: bool) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -93,9 +104,11 @@ async def measure(url: str, sessions: int, rounds: int, sizes: list[int], counte
         one = []
         for r in range(rounds):
             one += await session(browser, url, [probe(n, f"solo{r}x{n}") for n in sizes], counterfactuals)
+        before = cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
         many = await asyncio.gather(*[
             session(browser, url, [probe(32, f"s{s}r{r}") for r in range(rounds)], counterfactuals)
             for s in range(sessions)])  # fmt: skip
+        after = cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
         await browser.close()
     many = [item for items in many for item in items]
     figures = {"first_probe_s": round(warm[0]["done_s"], 2)}
@@ -109,6 +122,11 @@ async def measure(url: str, sessions: int, rounds: int, sizes: list[int], counte
     figures["p50_s_8"] = round(statistics.median([x["done_s"] for x in many]), 2)
     figures["p95_s_8"] = round(p([x["done_s"] for x in many], 95), 2)
     figures["errors"] = sum(x["errors"] for x in [*one, *many])
+    # The browsers share the server's cores here; on a team's own machines they would not.
+    server_cpu, machine_cpu, wall = (b - a for a, b in zip(before, after, strict=True))
+    figures["cpu_s_8_server"] = round(server_cpu, 1)
+    figures["cpu_s_8_other"] = round(machine_cpu - server_cpu, 1)
+    figures["wall_s_8"] = round(wall, 1)
     return figures
 
 
@@ -123,7 +141,7 @@ def main() -> None:
     sessions, rounds, sizes = (2, 1, [8, 32]) if args.quick else (args.sessions, args.rounds, [8, 32, 128])
     server, url = serve(args.run)
     try:
-        figures = asyncio.run(measure(url, sessions, rounds, sizes, args.counterfactuals))
+        figures = asyncio.run(measure(url, server.pid, sessions, rounds, sizes, args.counterfactuals))
         figures["peak_rss_mb"] = round(peak_rss_mb(server.pid), 1)
     finally:
         server.terminate()

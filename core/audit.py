@@ -28,6 +28,7 @@ from core import checkpoints
 from core.checkpoints import ENSEMBLE, Member
 from core.equivalent_set import (
     EquivalenceRule,
+    bootstrap_errors,
     character,
     most_different,
     pairwise_correlations,
@@ -219,7 +220,18 @@ def evaluate_candidates(
     gt = demos[gt_column].to_numpy() if has_gt else None
     labels = demos[label_column].to_numpy(bool) if has_gt else None
 
-    best_id, equivalent = select_members(candidates, config.equivalence)
+    rule, deltas = config.equivalence, None
+    if rule.bootstrap:  # δ from the best candidate's own noise on the selection split
+        first = select_members(candidates, rule)[0]
+        rewards = candidate_rewards(run, [Member.parse(first)])[first].to_numpy()
+        pairs = make_pairs(demos, "selection")
+        local = {row: k for k, row in enumerate(selection)}
+        deltas = bootstrap_errors(
+            rewards[selection], prompt_ids[selection], rule, is_expert=is_expert[selection],
+            pairs=np.vectorize(local.__getitem__)(pairs) if len(pairs) else pairs.reshape(0, 2),
+            ground_truth=gt[selection] if has_gt else None, seed=config.seed,
+        )  # fmt: skip
+    best_id, equivalent = select_members(candidates, rule, deltas)
     members_all = [Member.parse(m) for m in equivalent]
     selection_scores = candidate_rewards(run, members_all)
     shown = most_different(selection_scores.iloc[selection].reset_index(drop=True), equivalent,
@@ -303,7 +315,8 @@ def evaluate_candidates(
         "equivalent_set": equivalent,
         "n_equivalent": len(equivalent),
         "shown_members": shown,
-        "equivalence_rule": config.equivalence.describe(),
+        "equivalence_rule": config.equivalence.describe(deltas),
+        "equivalence_deltas": deltas,
         "equivalent_min_spearman": float(off_diagonal["spearman"].min()) if len(off_diagonal) else None,
         "equivalent_verdict_disagreement": disagreement,
         "equivalent_layers": sorted({m.layer for m in members_all}),

@@ -13,6 +13,11 @@ The rule is explicit and, by default, needs no ground truth, since a real audit 
 - ``ground_truth`` (uses R*, for comparison only): the selection split's AUC against R*'s label
   and Spearman against R* each within δ of the best's.
 
+δ is fixed (``delta``), or, with ``bootstrap`` resamples, each criterion's δ is the larger of
+``delta`` and the best candidate's own standard error on it (the selection split resampled by
+prompt): "equally good" then means "not distinguishable on the data that chooses", which a
+fixed 0.01 is not when the selection split is small or one layer stands just above the rest.
+
 R* never selects anything under the default rule. Of the equivalent candidates, the ``max_shown``
 most different (farthest-point selection by EPIC distance on the selection split, starting from
 the best) are the members shown side by side.
@@ -28,7 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from core.evaluation import epic_distance
+from core.evaluation import auc, discrimination_auc, epic_distance, pairwise_accuracy
 
 Selection = Literal["demonstrations", "ground_truth"]
 CRITERIA: dict[str, tuple[str, str]] = {
@@ -53,22 +58,67 @@ class EquivalenceRule(BaseModel):
     delta: float = Field(
         default=0.01, ge=0, description="how far from the best still counts as equal"
     )
+    bootstrap: int = Field(
+        default=0, ge=0, description="resamples of the selection prompts; > 0: each criterion's δ is "
+        "the larger of delta and the best candidate's bootstrap standard error on it",
+    )
     max_shown: int = Field(
         default=8, ge=2, description="most members shown side by side (paper: 8)"
     )
 
-    def describe(self) -> str:
+    def describe(self, deltas: dict[str, float] | None = None) -> str:
         a, b = CRITERIA[self.selection]
         uses = " (uses R*)" if self.selection == "ground_truth" else " (no R*)"
+        within = f"{self.delta:g}"
+        if deltas:
+            errors = ", ".join(f"{CRITERION_WORDS[n]} {deltas[n]:.3f}" for n in (a, b) if n in deltas)
+            within = (f"the larger of {self.delta:g} and the best's standard error over {self.bootstrap} "
+                      f"resamples of the selection prompts ({errors})")  # fmt: skip
         return (
             f"selection-split {CRITERION_WORDS[a]} and {CRITERION_WORDS[b]} each within "
-            f"{self.delta:g} of the best candidate's (best by {CRITERION_WORDS[a]}){uses}"
+            f"{within} of the best candidate's (best by {CRITERION_WORDS[a]}){uses}"
         )
 
 
-def select_members(candidates: pd.DataFrame, rule: EquivalenceRule) -> tuple[str, list[str]]:
+def bootstrap_errors(
+    rewards: np.ndarray, prompt_ids: np.ndarray, rule: EquivalenceRule, *, is_expert: np.ndarray,
+    pairs: np.ndarray, ground_truth: np.ndarray | None = None, seed: int = 0,
+) -> dict[str, float]:  # fmt: skip
+    """Standard error of each of the rule's criteria for one candidate: its selection-split
+    ``rewards`` (one per sentence, ``pairs`` of row indices into them) resampled by prompt,
+    ``rule.bootstrap`` times. Prompts, not sentences, are resampled: a prompt's samples and pairs
+    are not independent."""
+    a, b = CRITERIA[rule.selection]
+    if rule.selection == "ground_truth" and ground_truth is None:
+        return {}
+    prompts = np.unique(prompt_ids)
+    rows_of = {p: np.flatnonzero(prompt_ids == p) for p in prompts}
+    pairs_of = {p: np.flatnonzero(prompt_ids[pairs[:, 0]] == p) for p in prompts}
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {a: [], b: []}
+    for _ in range(rule.bootstrap):
+        pick = rng.choice(prompts, len(prompts))
+        rows = np.concatenate([rows_of[p] for p in pick])
+        chosen = pairs[np.concatenate([pairs_of[p] for p in pick])]
+        r = rewards[rows]
+        if rule.selection == "demonstrations":
+            first = discrimination_auc(r, is_expert[rows])
+            second = pairwise_accuracy(rewards[chosen[:, 0]], rewards[chosen[:, 1]]) if len(chosen) else None
+        else:
+            gt = ground_truth[rows]
+            first = auc(r, gt < 0)
+            second = float(stats.spearmanr(r, gt)[0]) if np.ptp(gt) > 0 and np.ptp(r) > 0 else None
+        values[a].append(np.nan if first is None else first)
+        values[b].append(np.nan if second is None else second)
+    return {n: float(np.nanstd(v, ddof=1)) for n, v in values.items() if np.isfinite(v).sum() > 1}
+
+
+def select_members(
+    candidates: pd.DataFrame, rule: EquivalenceRule, deltas: dict[str, float] | None = None
+) -> tuple[str, list[str]]:
     """(best member id, equivalent member ids): candidates as good as the best (by the rule's
-    first criterion; ties to the later epoch) on each criterion, within delta. Never empty."""
+    first criterion; ties to the later epoch) on each criterion, within δ (``rule.delta``, or
+    the larger of it and ``deltas[criterion]``). Never empty."""
     names = [n for n in CRITERIA[rule.selection] if n in candidates and candidates[n].notna().any()]
     if not names:
         last = candidates.iloc[-1]["member"]
@@ -77,7 +127,8 @@ def select_members(candidates: pd.DataFrame, rule: EquivalenceRule) -> tuple[str
     best = ranked.sort_values(["_key", "epoch"], ascending=[False, False]).iloc[0]
     keep = np.ones(len(candidates), bool)
     for name in names:
-        keep &= (candidates[name].astype(float) >= float(best[name]) - rule.delta).to_numpy()
+        delta = max(rule.delta, (deltas or {}).get(name, 0.0))
+        keep &= (candidates[name].astype(float) >= float(best[name]) - delta).to_numpy()
     return str(best["member"]), [str(m) for m in candidates.loc[keep, "member"]]
 
 

@@ -118,14 +118,13 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
     methods = [m for m in config.methods if m in METHODS and (m != "decomposition" or exact_available(reward))]
     rows = []
     for method in tqdm(methods, desc="faithfulness", disable=not progress):
-        def words(text, with_truth=False, method=method):  # one method per pass of the loop
-            return saliency.attribute(text, method=method, include_ground_truth=with_truth)
+        def attributions(texts, with_truth=False, method=method):  # the decomposition: batched
+            return saliency.attribute_many(list(texts), method=method, include_ground_truth=with_truth)
 
         figures = {name: {} for name in reward.names}
         if len(dispreferred) and truth is not None:
             pearson, top1 = {n: [] for n in reward.names}, {n: [] for n in reward.names}
-            for text in dispreferred[irl.text_column()]:
-                result = words(text, with_truth=True)
+            for result in attributions(dispreferred[irl.text_column()], with_truth=True):
                 gt = result.row("ground_truth")
                 for name in reward.names:
                     row = result.row(name)
@@ -136,14 +135,13 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
                 figures[name] |= {"ground_truth_pearson": float(np.mean(pearson[name])) if pearson[name] else None,
                                   "top1_match": float(np.mean(top1[name]))}  # fmt: skip
         sample_texts = sample[irl.text_column()].tolist()
-        word_scores = [words(t).word_scores for t in sample_texts]
+        word_scores = [result.word_scores for result in attributions(sample_texts)]
         falls, random_falls = deletion(reward, sample_texts, word_scores, scale, rng)
         for k, name in enumerate(reward.names):
             figures[name] |= {"deletion_fall": float(falls[k]), "deletion_fall_random": float(random_falls[k])}
         if probes:
             hits = np.zeros(len(reward.names))
-            for probe in probes:
-                result = words(probe["text"])
+            for probe, result in zip(probes, attributions(p["text"] for p in probes), strict=True):
                 hits += np.array([int(np.argmin(result.row(n))) == probe["word_index"] for n in reward.names])
             for k, name in enumerate(reward.names):
                 figures[name]["localisation"] = float(hits[k] / len(probes))

@@ -73,6 +73,20 @@ def completion_log_probs(model, tokenizer, sequences: list[list[int]], starts: l
     return [logp[i, start - 1 : len(s) - 1].numpy() for i, (s, start) in enumerate(zip(sequences, starts, strict=True))]
 
 
+def log_probs_by_length(model, tokenizer, sequences: list[list[int]], starts: list[int], *, batch_size: int,
+                        progress: bool = False, desc: str = "log-probabilities") -> list[np.ndarray]:  # fmt: skip
+    """:func:`completion_log_probs` of many sequences, in their order, batched by length so that
+    a batch pads little (1,000 Davidson tweets in batches of 16: 38k tokens instead of 83k)."""
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    out: list[np.ndarray | None] = [None] * len(sequences)
+    for lo in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress):
+        batch = order[lo : lo + batch_size]
+        logp = completion_log_probs(model, tokenizer, [sequences[i] for i in batch], [starts[i] for i in batch])
+        for i, values in zip(batch, logp, strict=True):
+            out[i] = values
+    return out
+
+
 class ImplicitReward:
     """log π_E(y|x) − log π₀(y|x) of completions, batched, from one run's two policies."""
 
@@ -105,21 +119,19 @@ class ImplicitReward:
     ) -> ImplicitScores:
         """The implicit reward of each (prompt, completion); ``completion_ids`` are the tokens as
         generated (else the completion is tokenized)."""
-        tokens: list[np.ndarray] = []
-        for start in tqdm(range(0, len(prompts), self.batch_size), desc="implicit reward",
-                          unit="batch", disable=not progress):  # fmt: skip
-            batch = range(start, min(len(prompts), start + self.batch_size))
-            sequences, starts = [], []
-            for i in batch:
-                ids = list(completion_ids[i]) if completion_ids is not None and len(completion_ids[i]) else (
-                    self.tokenizer(completions[i], add_special_tokens=False)["input_ids"])  # fmt: skip
-                prompt = prompt_ids(self.tokenizer, prompts[i], self.chat_template)
-                sequences.append(prompt + ids)
-                starts.append(len(prompt))
-            expert = completion_log_probs(self.expert, self.tokenizer, sequences, starts)
-            with self._pi0_context():
-                pi0 = completion_log_probs(self.pi0 or self.expert, self.tokenizer, sequences, starts)
-            tokens += [e - p for e, p in zip(expert, pi0, strict=True)]
+        sequences, starts = [], []
+        for i in range(len(prompts)):
+            ids = list(completion_ids[i]) if completion_ids is not None and len(completion_ids[i]) else (
+                self.tokenizer(completions[i], add_special_tokens=False)["input_ids"])  # fmt: skip
+            prompt = prompt_ids(self.tokenizer, prompts[i], self.chat_template)
+            sequences.append(prompt + ids)
+            starts.append(len(prompt))
+        kwargs = {"batch_size": self.batch_size, "progress": progress}
+        expert = log_probs_by_length(self.expert, self.tokenizer, sequences, starts, desc="implicit reward: π_E", **kwargs)
+        with self._pi0_context():
+            pi0 = log_probs_by_length(self.pi0 or self.expert, self.tokenizer, sequences, starts,
+                                      desc="implicit reward: π₀", **kwargs)  # fmt: skip
+        tokens = [e - p for e, p in zip(expert, pi0, strict=True)]
         total = np.array([t.sum() for t in tokens])
         mean = np.array([t.mean() if len(t) else 0.0 for t in tokens])
         return ImplicitScores(total, mean, tokens)

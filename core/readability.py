@@ -17,10 +17,9 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from core import policy
-from core.implicit_reward import completion_log_probs, prompt_ids
+from core.implicit_reward import log_probs_by_length, prompt_ids
 from core.run_store import Run
 from core.text_sets import has_markup_debris
 
@@ -51,19 +50,16 @@ def unknown_word_share(texts: Sequence[str]) -> float:
 def perplexity(model, tokenizer, prompts: Sequence[str], completions: Sequence[str], *,
                chat_template: bool = False, batch_size: int = 16, progress: bool = False) -> float:  # fmt: skip
     """exp of the mean negative log-likelihood of the completions' tokens, given their prompts."""
-    total, count = 0.0, 0
-    for lo in tqdm(range(0, len(prompts), batch_size), desc="perplexity", unit="batch", disable=not progress):
-        sequences, starts = [], []
-        for prompt, completion in zip(prompts[lo : lo + batch_size], completions[lo : lo + batch_size], strict=True):
-            head = prompt_ids(tokenizer, prompt, chat_template)
-            ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-            if ids:
-                sequences.append(head + ids)
-                starts.append(len(head))
-        if sequences:
-            logp = completion_log_probs(model, tokenizer, sequences, starts)
-            total -= float(sum(t.sum() for t in logp))
-            count += sum(len(t) for t in logp)
+    sequences, starts = [], []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        head = prompt_ids(tokenizer, prompt, chat_template)
+        ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        if ids:
+            sequences.append(head + ids)
+            starts.append(len(head))
+    logp = log_probs_by_length(model, tokenizer, sequences, starts, batch_size=batch_size, progress=progress,
+                               desc="perplexity")  # fmt: skip
+    total, count = -float(sum(t.sum() for t in logp)), sum(len(t) for t in logp)
     return float(np.exp(total / count)) if count else float("nan")
 
 

@@ -202,6 +202,7 @@ class RewardSaliency:
         for group_names, backbone, heads, layers in self._groups():
             if method == "decomposition":
                 scores, r = self._decomposition(backbone, heads, layers, ids, mask)
+                scores, r = scores[:, 0], r[:, 0]
             elif method == "occlusion":
                 scores, r = self._occlusion(backbone, heads, layers, ids, mask)
             else:
@@ -214,35 +215,74 @@ class RewardSaliency:
             names += group_names
             rows.append(scores)
             rewards.append(r)
-        token_scores = np.concatenate(rows)
+        delta = np.concatenate(deltas) if method == "integrated_gradients" else None
+        if converged is False:
+            notes.append(f"integrated gradients did not converge within {steps} steps")
+        return self._result(text, method, offsets, names, np.concatenate(rows), np.concatenate(rewards),
+                            include_ground_truth, delta=delta, converged=converged, steps=steps, notes=notes)  # fmt: skip
+
+    def attribute_many(
+        self, texts: list[str], *, method: Method | None = None, include_ground_truth: bool = True,
+        max_batch_tokens: int = 2_048,
+    ) -> list[AttributionResult]:  # fmt: skip
+        """:meth:`attribute` for several texts, in order. The exact decomposition reads them
+        together, texts of similar length in one backbone pass of at most ``max_batch_tokens``
+        padded tokens (right padding: a causal backbone's states of the real tokens do not see
+        it), which is what concurrent probes share; other methods go one text at a time."""
+        method = method or default_method(self.reward)
+        if method != "decomposition" or not exact_available(self.reward):
+            return [self.attribute(t, method=method, include_ground_truth=include_ground_truth) for t in texts]
+        if self.tokenizer.padding_side != "right":
+            raise IrlLensError("the batched decomposition needs a right-padding tokenizer")
+        texts = check_probes(texts)
+        reward = self.reward
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=reward.max_length)["input_ids"]]
+        out: list[AttributionResult | None] = [None] * len(texts)
+        group: list[int] = []
+        for i in [*sorted(range(len(texts)), key=lengths.__getitem__), None]:
+            if group and (i is None or (len(group) + 1) * lengths[i] > max_batch_tokens):
+                batch = self.tokenizer([texts[g] for g in group], return_tensors="pt", return_offsets_mapping=True,
+                                       truncation=True, padding=True, max_length=reward.max_length)  # fmt: skip
+                offsets = batch.pop("offset_mapping").tolist()
+                shares, rewards = self._decomposition(reward.backbone, reward.heads, reward.layers,
+                                                      batch["input_ids"], batch["attention_mask"])  # fmt: skip
+                for b, g in enumerate(group):
+                    n = lengths[g]
+                    out[g] = self._result(texts[g], method, [tuple(o) for o in offsets[b][:n]], reward.names,
+                                          shares[:, b, :n], rewards[:, b], include_ground_truth)  # fmt: skip
+                group = []
+            if i is not None:
+                group.append(i)
+        return out
+
+    def _result(self, text, method, offsets, names, token_scores, rewards, include_ground_truth, *,
+                delta=None, converged=None, steps=None, notes=()) -> AttributionResult:  # fmt: skip
+        """Token scores (K, T) summed to words, with the ground truth's own words appended."""
+        names, notes = list(names), list(notes)
         words, word_scores = aggregate_to_words(text, offsets, token_scores)
-        rewards_all = np.concatenate(rewards)
         if include_ground_truth and self.ground_truth is not None:
             gt_words, gt_reward = self.ground_truth_words(text)
             names.append(GROUND_TRUTH)
             word_scores = np.vstack([word_scores, gt_words])
             token_scores = np.vstack([token_scores, np.full((1, token_scores.shape[1]), np.nan)])
-            rewards_all = np.append(rewards_all, gt_reward)
+            rewards = np.append(rewards, gt_reward)
             notes.append(f"ground truth: word contributions in {self.ground_truth.unit}")
-        delta = np.concatenate(deltas) if method == "integrated_gradients" else None
-        if converged is False:
-            notes.append(f"integrated gradients did not converge within {steps} steps")
         return AttributionResult(
             text=text, method=method, explained=tuple(names),
             tokens=tuple(text[s:e] for s, e in offsets), token_scores=token_scores,
-            words=words, word_scores=word_scores, rewards=rewards_all,
+            words=words, word_scores=word_scores, rewards=rewards,
             convergence_delta=delta, converged=converged, n_steps=steps, notes=tuple(notes),
         )  # fmt: skip
 
     # -- methods ---------------------------------------------------------------------------------
     @torch.no_grad()
     def _decomposition(self, backbone, heads, layers, ids, mask):
-        """Token t's exact share wᵀhₜ/T of each mean-pooled member: (K, T), and R̂ (K,)."""
+        """Token t's exact share wᵀhₜ/T of each mean-pooled member: (K, B, T), and R̂ (K, B)."""
         states = hidden_layers(backbone, ids, mask, layers)
-        hidden = torch.stack([h[0].float() for h in states])  # (L, T, d)
-        keep = mask[0].float()
-        shares = torch.einsum("ktd,kd->kt", hidden[heads.slot], heads.weight) * keep / keep.sum()
-        rewards = shares.sum(1) + heads.bias
+        hidden = torch.stack([h.float() for h in states])  # (L, B, T, d)
+        keep = mask.float()
+        shares = torch.einsum("kbtd,kd->kbt", hidden[heads.slot], heads.weight) * (keep / keep.sum(1, keepdim=True))
+        rewards = shares.sum(-1) + heads.bias[:, None]
         return shares.numpy(), rewards.numpy()
 
     def _occlusion(self, backbone, heads, layers, ids, mask):
@@ -437,19 +477,29 @@ class AttributionCache:
         return self._tables[method]
 
     def get(self, text: str, method: Method | None = None) -> AttributionResult:
+        return self.get_many([text], method)[0]
+
+    def get_many(self, texts: list[str], method: Method | None = None) -> list[AttributionResult]:
+        """Attributions of ``texts``, in order: stored, else computed before, else computed now,
+        the missing ones together (:meth:`RewardSaliency.attribute_many`)."""
         method = method or (
             default_method(self.saliency.reward) if self.saliency else self.stored_method()
         )
-        stored = self._table(method).get(text_key(text))
-        if stored:
-            return from_records(text, stored)
-        key = (method, text)
-        if key not in self._live:
+        found: dict[str, AttributionResult] = {}
+        for text in texts:
+            stored = self._table(method).get(text_key(text))
+            if stored:
+                found[text] = from_records(text, stored)
+            elif (method, text) in self._live:
+                found[text] = self._live[(method, text)]
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
             if self.saliency is None:
                 raise IrlLensError(
                     f"no stored {method} attribution for this text and no model loaded"
                 )
-            if len(self._live) >= self.max_entries:
-                self._live.pop(next(iter(self._live)))
-            self._live[key] = self.saliency.attribute(text, method=method)
-        return self._live[key]
+            for text, result in zip(missing, self.saliency.attribute_many(missing, method=method), strict=True):
+                while self._live and len(self._live) >= self.max_entries:
+                    self._live.pop(next(iter(self._live)))
+                self._live[(method, text)] = found[text] = result
+        return [found[t] for t in texts]

@@ -14,7 +14,7 @@ from core.audit import (
     verdict,
 )
 from core.checkpoints import Member
-from core.equivalent_set import EquivalenceRule, most_different, select_members
+from core.equivalent_set import EquivalenceRule, bootstrap_errors, most_different, select_members
 from core.errors import IrlLensError
 from core.evaluation import auc, epic_distance, evaluate, fit_threshold, sign_metrics
 from core.irl import IRLConfig, MaxMarginIRL
@@ -107,6 +107,27 @@ def test_equivalence_rules():
     assert select_members(noisy, EquivalenceRule()) == ("l0-r0-e1", ["l0-r0-e1"])
 
 
+def test_bootstrap_delta_follows_the_selection_splits_noise():
+    rng = np.random.default_rng(0)
+    prompts = np.repeat(np.arange(40), 4)  # 2 expert + 2 pi_0 sentences per prompt
+    is_expert = np.tile([True, True, False, False], 40)
+    pairs = np.array([(4 * p + i, 4 * p + 2 + j) for p in range(40) for i in range(2) for j in range(2)])
+    errors = {}
+    for noise in (0.5, 3.0):  # a reward that separates the policies well, then barely
+        rewards = is_expert.astype(float) + rng.normal(0, noise, len(prompts))
+        rule = EquivalenceRule(bootstrap=200)
+        errors[noise] = bootstrap_errors(rewards, prompts, rule, is_expert=is_expert, pairs=pairs)
+        assert set(errors[noise]) == {"selection_discrimination_auc", "selection_pair_accuracy"}
+    assert 0.005 < errors[0.5]["selection_discrimination_auc"] < errors[3.0]["selection_discrimination_auc"] < 0.2
+    candidates = _candidates(selection_discrimination_auc=[0.80, 0.905, 0.91, 0.88],
+                             selection_pair_accuracy=[0.7, 0.8, 0.795, 0.77])  # fmt: skip
+    deltas = {"selection_discrimination_auc": 0.04, "selection_pair_accuracy": 0.03}
+    rule = EquivalenceRule(bootstrap=200)
+    assert select_members(candidates, rule)[1] == ["l1-r0-e2", "l2-r0-e3"]
+    assert select_members(candidates, rule, deltas) == ("l2-r0-e3", ["l1-r0-e2", "l2-r0-e3", "l3-r0-e4"])
+    assert "standard error over 200 resamples" in rule.describe(deltas) and "0.040" in rule.describe(deltas)
+
+
 def test_most_different_picks_farthest():
     base = np.linspace(-1, 1, 30)
     scores = pd.DataFrame({"a": base, "b": base * 2, "c": -base, "d": base**2})
@@ -166,7 +187,9 @@ def test_selection_never_reads_the_ground_truth(tmp_path, tiny_models):
             demos["dispreferred_completion"] = demos["ground_truth_completion"] < 0
             run.write_table("demonstrations", demos)
         MaxMarginIRL(REPEATS).fit(run, progress=False)
-        summary = evaluate_run(run, EvaluationConfig(calibration="share"), progress=False)
+        rule = EquivalenceRule(bootstrap=50)  # δ from the selection split's noise: no R* either
+        summary = evaluate_run(run, EvaluationConfig(calibration="share", equivalence=rule), progress=False)
+        assert set(summary["equivalence_deltas"]) == {"selection_discrimination_auc", "selection_pair_accuracy"}
         chosen.append((summary["best_member_id"], summary["equivalent_set"], summary["shown_members"],
                        summary["best_heldout_auc"]))  # fmt: skip
     assert chosen[0][:3] == chosen[1][:3]

@@ -45,6 +45,7 @@ def test_implicit_reward_is_the_log_ratio_with_one_shared_model(two_policy_run):
     scorer = ImplicitReward(Run.open(run.path), batch_size=3)
     assert scorer.shared and scorer.pi0 is None  # the expert's last adapter switched off is pi_0
     demos = run.read_table("demonstrations").head(5)
+    demos.loc[1, "completion"] = " and then".join([demos.loc[1, "completion"]] * 4)  # batched by length: out of order
     scores = scorer.score(demos["prompt"].tolist(), demos["completion"].tolist())
     pi0 = policy.load_causal_lm(base, sft)
     expert = policy.load_causal_lm(base, f"{sft},{rl}")

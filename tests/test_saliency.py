@@ -71,6 +71,23 @@ def test_decomposition_is_exact_and_default(saliency):
     np.testing.assert_allclose(alone.token_scores[0], result.token_scores[1], rtol=1e-4, atol=1e-6)
 
 
+def test_batched_decomposition_equals_one_text_at_a_time(saliency):
+    """Texts of different lengths in one padded pass (and split by the token budget) get the
+    shares and rewards each gets alone; the order is kept."""
+    texts = [TEXT, "The nurse was kind.", "Idiot!", TEXT + " " + TEXT, "The judge was a fucking idiot."]
+    for budget in (2_048, 40):  # everything in one pass; then a few texts per pass
+        batched = saliency.attribute_many(texts, max_batch_tokens=budget)
+        assert [r.text for r in batched] == texts
+        for text, result in zip(texts, batched, strict=True):
+            alone = saliency.attribute(text)
+            assert result.explained == alone.explained and result.tokens == alone.tokens
+            np.testing.assert_allclose(result.token_scores, alone.token_scores, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(result.word_scores, alone.word_scores, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(result.rewards, alone.rewards, rtol=1e-4, atol=1e-5)
+    occluded = saliency.attribute_many(texts[:2], method="occlusion")
+    assert [r.method for r in occluded] == ["occlusion"] * 2
+
+
 def test_member_spread_marks_words_whose_sign_differs(saliency):
     result = saliency.attribute(TEXT, include_ground_truth=False)
     mean, std, flips = result.member_spread()
@@ -192,6 +209,9 @@ def test_cache_hits_and_precompute(trained, saliency, monkeypatch):
     cache.get("The pilot was honest.")
     cache.get("The pilot was honest.")
     assert len(calls) == n_heldout + 2  # one live computation (+1 for `fresh` above)
+    many = cache.get_many(["The pilot was honest.", sentence, "The cook was rude.", "The cook was calm."])
+    assert [r.text for r in many] == ["The pilot was honest.", sentence, "The cook was rude.", "The cook was calm."]
+    assert len(calls) == n_heldout + 3, "the two new texts are attributed in one pass"
 
 
 def test_bad_method_and_long_probe(saliency):

@@ -10,6 +10,7 @@ from app.state import (
     load_explainer,
     member_label,
     model_turn,
+    probe_queue,
     require,
     run_table,
     selected_run,
@@ -91,11 +92,13 @@ history = st.session_state.setdefault("probe_history", [])
 if submitted:
     try:
         texts = check_probes([line for line in raw.splitlines() if line.strip()], limit=MAX_PROBES)
-        reward, truth, cache = load_explainer(run, members)
-        with st.spinner("Scoring…"), model_turn():
-            matrix = reward.score(texts)
-            ensemble = reward.ensemble(matrix) if len(members) > 1 else None
-            gt = truth.reward(texts) if truth is not None else None
+        reward = load_explainer(run, members)[0]
+        scoring = probe_queue(run, members)
+        ahead = scoring.waiting()
+        with st.spinner("Scoring…" + (f" ({ahead} probes of other sessions first, scored in one batch)" if ahead else "")):
+            probed = scoring.probe(texts, explain=explain)
+        matrix, gt = probed.scores, probed.ground_truth
+        ensemble = reward.ensemble(matrix) if len(members) > 1 else None
         for i, text in enumerate(texts):
             entry = {"text": text}
             if gt is not None:
@@ -116,24 +119,21 @@ if submitted:
                     history[-len(texts) + i] |= {"implicit (sum)": float(implicit.total[i]),
                                                  "implicit (mean)": float(implicit.mean[i])}  # fmt: skip
                 implicit_rows = [(scorer, t) for t in implicit.tokens]
-        st.session_state["probe_last"] = (texts, explain, counterfactual)
+        st.session_state["probe_last"] = (texts, counterfactual, probed)
         st.session_state["probe_implicit"] = implicit_rows
     except IrlLensError as err:
         st.error(plain(err))
 
 if "probe_last" in st.session_state:
-    texts, explain, counterfactual = st.session_state["probe_last"]
+    texts, counterfactual, probed = st.session_state["probe_last"]
     latest = pd.DataFrame(history[-len(texts) :])
     st.subheader("Scores")
     st.dataframe(latest.round(3), hide_index=True)
     check = load_explainer(run, members)[0].precision_check
-    if check and check["precision"] == "bf16":
-        st.caption(f"Members scored in bf16: {plain(check['why'])}. Heatmaps are computed in fp32.")
-    if explain:
-        _, _, cache = load_explainer(run, members)
-        for i, text in enumerate(texts):
-            with st.spinner("Attributing…"), model_turn():
-                result = cache.get(text)
+    if probed.precision == "bf16" and check:
+        st.caption(f"Members scored in bf16: {plain(check['why'])}. With heatmaps, scores come from their fp32 pass.")
+    if probed.explained:
+        for i, (text, result) in enumerate(zip(texts, probed.explained, strict=True)):
             with st.expander(f"sentence {i + 1}", expanded=len(texts) <= 3):
                 st.text(text)
                 for name, html_row, agreement in attribution_rows(result, member_label):

@@ -1,0 +1,135 @@
+"""Probes from many sessions of one dashboard server, scored together.
+
+On a few CPU cores, sessions whose threads run torch at once slow each other down several times
+over. A :class:`ProbeQueue` owns the run's models in one worker thread: each session puts its
+probe in the queue and waits; the worker takes every probe waiting, scores all their sentences
+in one batch (members, ground truth) and explains them in one batched decomposition
+(:meth:`core.saliency.RewardSaliency.attribute_many`), then hands each session its own part.
+Eight colleagues pressing "Score" at once cost about one batch, not eight passes in turn.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import IrlLensError
+from core.recovered_reward import RecoveredReward, check_probes
+from core.saliency import AttributionCache, AttributionResult
+
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One session's probe: member rewards (N, K), R* (N,) or None, attributions or None."""
+
+    texts: list[str]
+    scores: np.ndarray
+    ground_truth: np.ndarray | None
+    explained: list[AttributionResult] | None
+    precision: str
+    """fp32 where the scores came with the attributions, else the scoring pass's precision."""
+    batched_with: int
+    """Probes scored in the same batch, this one included."""
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    explain: bool
+    future: Future
+
+
+class ProbeQueue:
+    """One worker thread scoring the probes of every session, in batches of what is waiting.
+
+    ``lock`` (optional) is held around each batch, so that other model work of the same process
+    (a page's own attribution, a counterfactual search) takes turns with the queue.
+    """
+
+    def __init__(self, reward: RecoveredReward, ground_truth, cache: AttributionCache, *,
+                 lock=None, max_batch_texts: int = 64) -> None:  # fmt: skip
+        self.reward, self.ground_truth, self.cache = reward, ground_truth, cache
+        self.lock = lock or nullcontext()
+        self.max_batch_texts = max_batch_texts
+        self._requests: queue.Queue = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="irl-lens-probe-queue", daemon=True)
+        self._worker.start()
+
+    def probe(self, texts: list[str], *, explain: bool = True, timeout: float | None = None) -> ProbeResult:
+        """Score (and explain) ``texts``; blocks until the worker has done this probe's batch."""
+        texts = check_probes(texts)  # refused here, never inside a colleague's batch
+        if not self._worker.is_alive():
+            raise IrlLensError("the scoring queue has stopped: restart the dashboard")
+        request = _Request(texts, explain, Future())
+        self._requests.put(request)
+        return request.future.result(timeout)
+
+    def waiting(self) -> int:
+        """Probes waiting for the worker (not counting the batch it is scoring)."""
+        return self._requests.qsize()
+
+    def close(self) -> None:
+        self._requests.put(_STOP)
+
+    def _work(self) -> None:
+        while True:
+            first = self._requests.get()
+            if first is _STOP:
+                return
+            with self.lock:  # what arrives while another user holds the models joins this batch
+                batch, size = [first], len(first.texts)
+                while size < self.max_batch_texts:
+                    try:
+                        more = self._requests.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is _STOP:
+                        self._requests.put(_STOP)
+                        break
+                    batch.append(more)
+                    size += len(more.texts)
+                try:
+                    results = self._score(batch)
+                except Exception:  # noqa: BLE001  one failing probe must not fail its batch-mates
+                    results = None
+            if results is None:
+                for request in batch:
+                    try:
+                        with self.lock:
+                            request.future.set_result(self._score([request])[0])
+                    except Exception as err:  # noqa: BLE001  handed to the waiting session
+                        request.future.set_exception(err)
+            else:
+                for request, result in zip(batch, results, strict=True):
+                    request.future.set_result(result)
+
+    def _score(self, batch: list[_Request]) -> list[ProbeResult]:
+        """Attributions first: each carries its text's member rewards from the same fp32 pass, so
+        only the texts not explained need a scoring pass of their own."""
+        texts = list(dict.fromkeys(t for r in batch for t in r.texts))
+        wanted = list(dict.fromkeys(t for r in batch if r.explain for t in r.texts))
+        explained = dict(zip(wanted, self.cache.get_many(wanted), strict=True)) if wanted else {}
+        names = self.reward.names
+        rows = {t: a.rewards[[a.explained.index(n) for n in names]] for t, a in explained.items()
+                if set(names) <= set(a.explained)}  # fmt: skip
+        rest = [t for t in texts if t not in rows]
+        if rest:
+            rows |= dict(zip(rest, self.reward.score(rest), strict=True))
+        truth = dict(zip(texts, self.ground_truth.reward(texts), strict=True)) if self.ground_truth is not None else None
+        out = []
+        for request in batch:
+            out.append(ProbeResult(
+                texts=request.texts, scores=np.array([rows[t] for t in request.texts], float),
+                ground_truth=None if truth is None else np.array([truth[t] for t in request.texts], float),
+                explained=[explained[t] for t in request.texts] if request.explain else None,
+                precision="fp32" if all(t not in rest for t in request.texts) else self.reward.precision,
+                batched_with=len(batch),
+            ))  # fmt: skip
+        return out
