@@ -388,7 +388,8 @@ def sft(
     run: Annotated[str, typer.Argument(help="Run directory (created if new).")],
     settings: SFTSettings,
 ) -> None:
-    """Make a realistic pre-RLHF policy pi_0: a short LoRA SFT on (toxic) text, EOS between documents."""
+    """Make a realistic pre-RLHF policy pi_0: a short LoRA SFT on text of the dispreferred side
+    (toxic, negative...), EOS between documents."""
     from core.rlhf import supervised_pi0
     from core.run_store import Run
 
@@ -423,11 +424,12 @@ def rlhf_command(
 
 @app.command()
 @config_options(config=ToxicityConfig)
-def toxicity(
+def harness(
     run: Annotated[str, typer.Argument(help="Run with demonstrations (its test prompts are used).")],
     config: ToxicityConfig,
 ) -> None:
-    """Measure pi_0, the expert and (when trained) the IRL-RLHF policy with one harness, by R*."""
+    """Measure pi_0, the expert and (when trained) the IRL-RLHF policy with one harness, by R*: the
+    rate of the objective's dispreferred side, lengths, fluency and KL to pi_0."""
     from core.run_store import open_run
     from core.toxicity import measure_toxicity
 
@@ -435,7 +437,11 @@ def toxicity(
     roles = [n for n in ("pi0", "expert", "irl_rlhf") if n in target.manifest.models]
     policies = {n: target.policy(n) for n in roles}
     table = measure_toxicity(target, policies, config)
-    Console().print(table.round(3).to_string(index=False))
+    rate = f"{target.objective.dispreferred}_rate"
+    Console().print(table.rename(columns={"toxicity_rate": rate}).round(3).to_string(index=False))
+
+
+app.command("toxicity", hidden=True, help="The harness's old name (toxicity runs): see `irl-lens harness`.")(harness)
 
 
 @app.command("run")
@@ -522,7 +528,7 @@ def show(
     ],
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
-    """Summarise a run: demonstrations, recovered-reward quality, the equivalent set, toxicity."""
+    """Summarise a run: demonstrations, recovered-reward quality, the equivalent set, the harness."""
     from core.run_store import open_run
     from core.summary import run_summary
 
@@ -530,15 +536,20 @@ def show(
     if json_out:
         _print_json(summary)
         return
+    from core.summary import display_key, stage_label
+
     table = Table("figure", "value", title=_literal(f"run {summary['name']}"))
+    dispreferred = summary["objective_words"]["dispreferred"]
     for key, value in summary.items():
         if key in ("name",):
             continue
+        if key == "stages":
+            value = {stage_label(k): v for k, v in value.items()}
         if key == "battery" and value:
             flagged = [b["edit"] for b in value if b["flagged"]]
             value = f"{len(value)} edits, {len(flagged)} flagged" + (f": {', '.join(flagged)}" if flagged else "")
         table.add_row(
-            key,
+            display_key(key, dispreferred),
             _literal("—" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))),
         )
     Console().print(table)

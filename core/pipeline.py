@@ -1,5 +1,5 @@
 """The whole method from one TOML file: pi_0, the expert, demonstrations, IRL, evaluation,
-IRL-RLHF, the toxicity harness, the projection, saliency, faithfulness and what the reward
+IRL-RLHF, the objective's harness, the projection, saliency, faithfulness and what the reward
 wants (lexicon, battery), stage by stage into one run.
 
 Each section of the file is the config of one stage (the same pydantic configs the CLI builds);
@@ -23,6 +23,7 @@ from core.faithfulness import FaithfulnessConfig
 from core.irl import IRLConfig, MaxMarginIRL
 from core.rlhf import RLHFConfig, SFTSettings, rlhf, supervised_pi0
 from core.run_store import Run
+from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import ToxicityConfig, measure_toxicity
 from core.wants import WantsConfig, what_it_wants
 
@@ -68,7 +69,10 @@ class PipelineConfig(BaseModel):
     irl_rlhf: RLHFConfig | None = Field(
         default=None, description="RLHF of pi_0 on the recovered reward"
     )
-    toxicity: ToxicityConfig | None = None
+    harness: ToxicityConfig | None = Field(
+        default=None, description="one harness for every policy: the rate of the dispreferred side by "
+        "R*, lengths, fluency, KL (section [harness]; [toxicity], its old name, is read as it)",
+    )
     implicit: ImplicitSettings | None = Field(
         default=None, description="the expert's implicit reward log pi_E - log pi_0, as a comparator"
     )
@@ -106,6 +110,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
             raise IrlLensError(f"--set {key}: {section!r} is a setting, not a section")
         else:
             raw[section][field] = value
+    if "toxicity" in raw:  # the harness's old section name
+        if "harness" in raw:
+            raise IrlLensError(f"{path}: both [harness] and [toxicity] (its old name): keep [harness]")
+        raw["harness"] = raw.pop("toxicity")
     base = path.resolve().parent
     for section, key in (
         ("pi0", "texts"),
@@ -192,13 +200,13 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
         log("stage irl_rlhf: RLHF of pi_0 on the recovered reward")
         rlhf(run, config.irl_rlhf.model_copy(update={"name": "irl_rlhf", "policy_adapters": _split(pi0_adapters), "reward": "recovered"}),
              progress=progress)  # fmt: skip
-    if config.toxicity and not done("toxicity") and run.has_ground_truth:
-        log("stage toxicity: one harness for every policy")
+    if config.harness and not done(HARNESS_STAGE) and run.has_ground_truth:
+        log("stage harness: one harness for every policy, by R*")
         models = run.manifest.models
         policies = {
             n: (models[n], run.adapters(n)) for n in ("pi0", "expert", "irl_rlhf") if n in models
         }
-        measure_toxicity(run, policies, config.toxicity, progress=progress)
+        measure_toxicity(run, policies, config.harness, progress=progress)
     if config.implicit and not done("implicit"):
         from core.implicit_reward import implicit_stage
 

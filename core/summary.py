@@ -27,6 +27,22 @@ the run does not have. The R* keys (best_heldout_auc ...) are test-split figures
 chosen by the selection rule."""
 
 
+STAGE_LABELS = {"toxicity": "harness", "rlhf_expert": "expert (RLHF)", "rlhf_irl_rlhf": "IRL-RLHF",
+                "sft_pi0": "π₀ (SFT)", "sample": "demonstrations"}  # fmt: skip
+"""Stage names of the run format as pages and the CLI show them (the harness measures any
+objective, whatever its stage was called when the format was made)."""
+
+
+def stage_label(stage: str) -> str:
+    return STAGE_LABELS.get(stage, stage)
+
+
+def display_key(key: str, dispreferred: str) -> str:
+    """A summary key as a person reads it: the contract's toxicity keys (kept in ``--json`` for
+    every objective) in the objective's own word for its dispreferred side."""
+    return key.replace("toxicity", f"{dispreferred}_rate").replace("toxic", dispreferred)
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {"name": run.name, "path": str(run.path)}
     out |= dict.fromkeys(SUMMARY_KEYS)

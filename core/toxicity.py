@@ -23,6 +23,8 @@ from core.ground_truth import dispreferred_label
 from core.run_store import Run
 
 STAGE = "toxicity"
+"""The harness's stage and table name in the run format (kept, so that every run reads alike);
+pages and the CLI call it the harness."""
 
 
 class ToxicityConfig(BaseModel):
@@ -74,7 +76,7 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
     config = config or ToxicityConfig()
     if "pi0" not in policies:
         raise IrlLensError(
-            "the toxicity harness needs pi0 among the policies (perplexity and KL are against it)"
+            "the harness needs pi0 among the policies (perplexity and KL are against it)"
         )
     demos = run.read_table("demonstrations")
     prompts = (
@@ -94,7 +96,7 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
     recorded = {k: [run.recorded(ref), run.recorded(adapters)] for k, (ref, adapters) in policies.items()}
     with run.stage(STAGE, config.model_dump() | {"policies": recorded}) as record:
         for name, (ref, adapters) in tqdm(
-            policies.items(), desc="toxicity harness", disable=not progress
+            policies.items(), desc="harness", disable=not progress
         ):
             model = pi0 if name == "pi0" else policy.load_causal_lm(ref, adapters)
             with torch.random.fork_rng(devices=[]):

@@ -225,7 +225,7 @@ CONFIG_COMMANDS = {
     "sample": ["SamplingConfig"], "extract": ["IRLConfig", "EquivalenceRule"], "evaluate": ["EvaluationConfig"],
     "saliency": ["SaliencySettings"], "implicit": ["ImplicitSettings"], "faithfulness": ["FaithfulnessConfig"],
     "wants": ["WantsConfig"], "readability": ["ReadabilitySettings"], "project": ["ProjectionSettings"],
-    "sft": ["SFTSettings"], "rlhf": ["RLHFConfig"], "toxicity": ["ToxicityConfig"],
+    "sft": ["SFTSettings"], "rlhf": ["RLHFConfig"], "harness": ["ToxicityConfig"],
 }  # fmt: skip
 
 
@@ -344,3 +344,14 @@ def test_rlhf_options_reach_grpo_settings_the_old_cli_could_not(tmp_path, monkey
     seen.clear()
     assert runner.invoke(app, [*args, "--policy-adapters", ""]).exit_code == 0
     assert seen["config"].policy_adapters == []
+
+
+def test_show_speaks_the_objectives_words():
+    """`--json` keeps the contract's toxicity keys for every objective; the table a person reads
+    says the objective's own word, and calls the harness stage the harness."""
+    from core.summary import display_key, stage_label
+
+    assert display_key("pi0_toxicity", "negative") == "pi0_negative_rate"
+    assert display_key("n_heldout_toxic", "negative") == "n_heldout_negative"
+    assert display_key("best_heldout_auc", "negative") == "best_heldout_auc"
+    assert stage_label("toxicity") == "harness" and stage_label("irl") == "irl"

@@ -66,7 +66,7 @@ calibration_size = 10
 [irl_rlhf]
 policy = "{model}"
 {grpo}
-[toxicity]
+[harness]
 samples_per_prompt = 1
 max_new_tokens = 4
 [projection]
@@ -125,6 +125,10 @@ def test_set_overrides_top_level_settings_and_sections(tmp_path):
     assert load_config(path, {"run": "relative"}).run == str(tmp_path / "relative")
     with pytest.raises(IrlLensError, match="'seed' is a setting, not a section"):
         load_config(path, {"seed.x": 1})
+    # the harness's old section name is read as [harness]; both at once is refused
+    assert load_config(path, {"toxicity.limit": 7}).harness.limit == 7
+    with pytest.raises(IrlLensError, match=r"both \[harness\] and \[toxicity\]"):
+        load_config(path, {"toxicity.limit": 7, "harness.limit": 8})
 
 
 def test_missing_ground_truth_stops_before_any_stage(tmp_path):

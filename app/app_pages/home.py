@@ -6,7 +6,7 @@ import streamlit as st
 from app.components import plain
 from app.state import run_table, selected_run
 from core.audit import COHERENT
-from core.summary import run_summary
+from core.summary import run_summary, stage_label
 
 st.title("irl-lens")
 st.caption(
@@ -133,5 +133,5 @@ if flagged is not None:
 
 st.markdown("**Stages**")
 st.dataframe(
-    [{"stage": k, "status": v} for k, v in s["stages"].items()], hide_index=True, width="content"
+    [{"stage": stage_label(k), "status": v} for k, v in s["stages"].items()], hide_index=True, width="content"
 )

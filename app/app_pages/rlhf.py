@@ -12,7 +12,7 @@ if harness is None:
     st.info(
         "This run has no harness comparison yet. It appears once π₀, the expert and a policy trained on "
         "the recovered reward have been measured by the same harness against the ground truth "
-        "(`irl-lens rlhf --reward recovered`, then `irl-lens toxicity RUN`). A run without a "
+        "(`irl-lens rlhf --reward recovered`, then `irl-lens harness RUN`). A run without a "
         "ground truth has nothing to measure them by."
     )
     st.stop()
