@@ -69,7 +69,14 @@ class ProbeQueue:
             raise IrlLensError("the scoring queue has stopped: restart the dashboard")
         request = _Request(texts, explain, Future())
         self._requests.put(request)
-        return request.future.result(timeout)
+        while True:  # a queue closed after the check above must not leave this session waiting
+            try:
+                return request.future.result(1.0 if timeout is None else timeout)
+            except TimeoutError:
+                if timeout is not None:
+                    raise
+                if not self._worker.is_alive() and not request.future.done():
+                    raise IrlLensError("the scoring queue has stopped: restart the dashboard") from None
 
     def waiting(self) -> int:
         """Probes waiting for the worker (not counting the batch it is scoring)."""
