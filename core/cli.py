@@ -53,8 +53,17 @@ def _print_json(obj) -> None:
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    device: Annotated[str | None, typer.Option(
+        help="auto|cpu|cuda|mps: where models run (auto: the accelerator when there is one; "
+        "default $IRL_LENS_DEVICE, else auto)")] = None,
+    dtype: Annotated[str | None, typer.Option(
+        help="auto|fp32|bf16|fp16: inference precision (auto: bf16 on an accelerator, fp32 on the CPU)")] = None,
 ) -> None:
     """irl-lens: what was a model taught to want?"""
+    if device is not None or dtype is not None:
+        from core import device as runtime
+
+        runtime.configure(device, dtype)
 
 
 def _objective(name: str | None):

@@ -16,6 +16,7 @@ run gives the same table as an uninterrupted one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import policy
+from core.device import model_device
 from core.errors import IrlLensError
 from core.ground_truth import GroundTruth, dispreferred_label, load_ground_truth
 from core.objective import Objective, objective_for
@@ -74,6 +76,9 @@ class SamplingConfig(BaseModel):
     chat_template: bool = Field(default=False, description="wrap prompts in the chat template")
     batch_size: int = Field(default=16, ge=1, description="prompts per generate() call")
     chunk_size: int = Field(default=64, ge=1, description="prompts per resumable chunk")
+    backend: Literal["transformers", "vllm"] = Field(
+        default="transformers", description="who generates: transformers, or vLLM on a CUDA GPU (irl-lens[vllm])"
+    )
     test_fraction: float = Field(
         default=0.25, gt=0, lt=1, description="share of prompts kept for the test split (R* evaluates)"
     )
@@ -166,7 +171,7 @@ def generate(
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
         batch = [format_prompt(tokenizer, p, chat_template) for p in batch]
-        inputs = tokenizer(batch, return_tensors="pt", padding=True)
+        inputs = tokenizer(batch, return_tensors="pt", padding=True).to(model_device(model))
         generated = model.generate(
             **inputs,
             **decoding,
@@ -221,6 +226,10 @@ def sample_demonstrations(
     """
     if run.stage_status(STAGE) == "complete" and run.has_table("demonstrations"):
         return run.read_table("demonstrations")
+    if config.backend == "vllm":
+        from core import device, vllm_sampler
+
+        vllm_sampler.check_available(device.current().device)
     prompts = load_prompts(config.prompts, prompt_column=config.prompt_column, limit=config.limit)
     split = split_prompts(
         len(prompts), config.test_fraction, config.selection_fraction, config.seed
@@ -245,7 +254,10 @@ def sample_demonstrations(
         if policy_name not in loaded:
             loaded.clear()  # one policy in memory at a time
             model_ref, adapters = specs[policy_name]
-            loaded[policy_name] = policy.load_causal_lm(model_ref, run.resolve_adapters(adapters))
+            if config.backend == "vllm":
+                loaded[policy_name] = vllm_sampler.VLLMSampler(model_ref, run.resolve_adapters(adapters))
+            else:
+                loaded[policy_name] = policy.load_causal_lm(model_ref, run.resolve_adapters(adapters))
         if "tokenizer" not in loaded:
             loaded["tokenizer"] = policy.load_tokenizer(config.pi0)
         ids = list(
@@ -254,18 +266,16 @@ def sample_demonstrations(
                 min(len(prompts), (int(chunk) + 1) * config.chunk_size),
             )
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_chunk_seed(config.seed, policy_name, int(chunk)))
-            completions = generate(
-                loaded[policy_name],
-                loaded["tokenizer"],
-                [prompts[i] for i in ids],
-                decoding=config.decoding(),
-                samples_per_prompt=config.samples_per_prompt,
-                batch_size=config.batch_size,
-                chat_template=config.chat_template,
-                with_ids=True,
-            )
+        seed = _chunk_seed(config.seed, policy_name, int(chunk))
+        settings = {"decoding": config.decoding(), "samples_per_prompt": config.samples_per_prompt,
+                    "chat_template": config.chat_template}  # fmt: skip
+        if config.backend == "vllm":
+            completions = loaded[policy_name].generate(loaded["tokenizer"], [prompts[i] for i in ids], seed=seed, **settings)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                completions = generate(loaded[policy_name], loaded["tokenizer"], [prompts[i] for i in ids],
+                                       batch_size=config.batch_size, with_ids=True, **settings)  # fmt: skip
         keys = [(i, k) for i in ids for k in range(config.samples_per_prompt)]
         rows = [
             demonstration(i, split[i], prompts[i], policy_name, k, text, n, ids)

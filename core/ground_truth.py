@@ -187,17 +187,17 @@ class SentimentGroundTruth:
 class ClassifierGroundTruth:
     """A ``transformers`` sequence classifier as a reward: minus the toxic class's logit."""
 
-    def __init__(self, model_ref: str, *, batch_size: int = 32, device: str = "cpu") -> None:
+    def __init__(self, model_ref: str, *, batch_size: int = 32, device: str | None = None) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from core import device as runtime
         from core.policy import from_pretrained
 
         self.ref = f"hf:{model_ref}"
+        self.device = device or runtime.current().device
         self.tokenizer = from_pretrained(AutoTokenizer, model_ref)
-        self.model = (
-            from_pretrained(AutoModelForSequenceClassification, model_ref).to(device).eval()
-        )
-        self.batch_size, self.device = batch_size, device
+        self.model = from_pretrained(AutoModelForSequenceClassification, model_ref).to(self.device).eval()
+        self.batch_size = batch_size
         self.toxic_index = self._toxic_index()
 
     def _toxic_index(self) -> int:

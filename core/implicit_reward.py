@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from core import policy
 from core.demonstrations import format_prompt
+from core.device import model_device
 from core.errors import IrlLensError
 from core.evaluation import auc, discrimination_auc
 from core.run_store import Run
@@ -66,10 +67,11 @@ def completion_log_probs(model, tokenizer, sequences: list[list[int]], starts: l
     """log p(token | everything before it) of each sequence's tokens from ``starts[i]`` on."""
     pad = tokenizer.pad_token_id or 0
     width = max(len(s) for s in sequences)
-    ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences])
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
+    where = model_device(model)
+    ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences], device=where)
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=where)
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
+    logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0].cpu()
     return [logp[i, start - 1 : len(s) - 1].numpy() for i, (s, start) in enumerate(zip(sequences, starts, strict=True))]
 
 

@@ -385,7 +385,7 @@ class MaxMarginIRL:
         stage = run.stage(STAGE, stage_config) if main else contextlib.nullcontext(StageRecord())
         with stage as record:
             tokenizer = policy.load_tokenizer(ref, padding_side="right")
-            model = self._build_backbone_model(policy.load_backbone(ref), layer)
+            model = self._build_backbone_model(policy.load_backbone(ref, training=True), layer)
             optimizer = torch.optim.Adam(
                 [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
             )

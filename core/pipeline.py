@@ -59,6 +59,9 @@ class PipelineConfig(BaseModel):
 
     run: str = Field(description="the run directory to build (or resume)")
     seed: int = 0
+    device: str | None = Field(default=None, description="auto|cpu|cuda|mps for every stage (core/device.py); "
+                               "unset: irl-lens --device, then auto; --set device=... overrides the file")
+    dtype: str | None = Field(default=None, description="auto|fp32|bf16|fp16 inference precision; unset: --dtype, then auto")
     pi0: SFTSettings | None = Field(default=None, description="LoRA SFT that makes pi_0")
     expert: RLHFConfig | None = Field(
         default=None, description="RLHF of pi_0 against the ground truth"
@@ -155,6 +158,10 @@ def check_ground_truths(config: PipelineConfig, done) -> None:
 
 
 def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) -> Run:
+    if config.device or config.dtype:
+        from core import device
+
+        device.configure(config.device, config.dtype)
     run = Run.create(config.run, seed=config.seed)
     done = lambda stage: run.stage_status(stage) == "complete"  # noqa: E731
     check_ground_truths(config, done)

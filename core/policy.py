@@ -179,16 +179,35 @@ def load_tokenizer(ref: str | ModelRef, padding_side: Literal["left", "right"] =
     return tokenizer
 
 
+def weight_bytes(ref: str | ModelRef) -> int | None:
+    """Bytes of a local model's weight files (None for a hub id: unknown offline)."""
+    location = Path(load_location(ref))
+    if not location.is_dir():
+        return None
+    return sum(f.stat().st_size for f in location.iterdir() if f.suffix in (".safetensors", ".bin"))
+
+
+def _load_kwargs(ref: str | ModelRef, training: bool) -> dict:
+    """fp32 on the CPU for a model that trains (its trainer places it); else the process's
+    runtime (core/device.py): its device and dtype, spread over devices when it does not fit."""
+    if training:
+        return {"dtype": "float32"}
+    from core import device
+
+    return device.current().load_kwargs(weight_bytes(ref))
+
+
 def load_causal_lm(
-    ref: str | ModelRef, adapter: str | None = None, *, trainable_adapter: bool = False
+    ref: str | ModelRef, adapter: str | None = None, *, trainable_adapter: bool = False, training: bool = False
 ):
     """A causal LM policy in eval mode, with its LoRA adapter applied when one is given.
 
     ``adapter`` may list several directories separated by commas: all but the last are merged.
+    ``training`` (or ``trainable_adapter``): fp32 weights on the CPU, for a trainer to place.
     """
     from transformers import AutoModelForCausalLM
 
-    model = from_pretrained(AutoModelForCausalLM, ref, dtype="float32")
+    model = from_pretrained(AutoModelForCausalLM, ref, **_load_kwargs(ref, training or trainable_adapter))
     if adapter:
         *merged, last = [a.strip() for a in adapter.split(",") if a.strip()]
         for earlier in merged:  # e.g. the SFT that made pi_0, under the RL adapter
@@ -197,7 +216,7 @@ def load_causal_lm(
     return model.eval()
 
 
-def load_backbone(ref: str | ModelRef):
+def load_backbone(ref: str | ModelRef, *, training: bool = False):
     """The base transformer (no LM head) whose hidden states are the reward features h(s)."""
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
@@ -205,7 +224,7 @@ def load_backbone(ref: str | ModelRef):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # loading a causal LM's body reports its unused lm_head
     try:
-        model = from_pretrained(AutoModel, ref, dtype="float32")
+        model = from_pretrained(AutoModel, ref, **_load_kwargs(ref, training))
     finally:
         hf_logging.set_verbosity(verbosity)
     return model.eval()

@@ -21,11 +21,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from core.device import model_device
+
 Pooling = Literal["mean", "last"]
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     """h(s) from the last hidden layer (B, T, d) and the mask (B, T): (B, d)."""
+    attention_mask = attention_mask.to(hidden.device)
     mask = attention_mask.to(hidden.dtype)
     if pooling == "mean":
         return (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
@@ -60,8 +63,9 @@ def hidden_layers(
     attention_mask: torch.Tensor,
     layers: Sequence[int],
 ) -> list[torch.Tensor]:
-    """The given hidden states (each (B, T, d)) from one forward pass."""
-    out = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    """The given hidden states (each (B, T, d)) from one forward pass, on the backbone's device."""
+    where = model_device(backbone)
+    out = backbone(input_ids=input_ids.to(where), attention_mask=attention_mask.to(where), output_hidden_states=True)
     states = out.hidden_states
     return [states[layer] for layer in layers]
 
@@ -110,7 +114,7 @@ def encode_layers(
         idx = order[start : start + batch_size]
         ids, mask = tokenize(tokenizer, [texts[i] for i in idx], max_length)
         states = hidden_layers(backbone, ids, mask, layers)
-        rows.append(torch.stack([pool(h, mask, pooling).float() for h in states]))
+        rows.append(torch.stack([pool(h, mask, pooling).float().cpu() for h in states]))
     if not rows:
         return torch.empty(len(layers), 0, backbone.config.hidden_size)
     stacked = torch.cat(rows, dim=1)
@@ -144,7 +148,7 @@ class RewardHead(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear(features).squeeze(-1)
+        return self.linear(features.to(self.linear.weight.device, self.linear.weight.dtype)).squeeze(-1)
 
 
 class RewardHeads(nn.Module):
@@ -174,7 +178,7 @@ class RewardHeads(nn.Module):
         self.names = list(names)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        features = features.float()
+        features = features.float().to(self.weight.device)  # heads stay where they were built
         if features.ndim == 2:
             return features @ self.weight.T + self.bias
         return per_layer_rewards(features, self.weight, self.bias, self.slot)

@@ -209,7 +209,7 @@ def _prompts(run: Run, config: RLHFConfig) -> list[str]:
 
 def load_policy(ref: str, adapters: Sequence[str] = ()):
     """A policy with its adapters merged in order (e.g. SFT, then RL): a plain model to train."""
-    model = policy.load_causal_lm(ref, ",".join(adapters) or None)
+    model = policy.load_causal_lm(ref, ",".join(adapters) or None, training=True)
     return model.merge_and_unload() if adapters else model
 
 
@@ -363,7 +363,7 @@ def supervised_pi0(run: Run, settings: SFTSettings, *, progress: bool = True) ->
     stage = "sft_pi0"
     with run.stage(stage, settings.model_dump()) as record:
         tokenizer = policy.load_tokenizer(settings.policy, padding_side="right")
-        model = policy.load_causal_lm(settings.policy)
+        model = policy.load_causal_lm(settings.policy, training=True)
         args = SFTConfig(
             output_dir=str(run.partial_dir(stage)), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, packing=True, max_length=settings.max_length, bf16=False,

@@ -115,6 +115,9 @@ class StageRecord(BaseModel):
     summary: dict[str, Any] = Field(
         default_factory=dict, description="the stage's headline figures"
     )
+    runtime: dict[str, str] | None = Field(
+        default=None, description="where it ran: device, dtype, torch (core/device.py)"
+    )
 
 
 class Manifest(BaseModel):
@@ -441,7 +444,10 @@ class Run:
                     "resume with the same settings or use a new run directory"
                 )
             self.manifest.config[stage] = config
+        from core import device
+
         record = self.manifest.stages.setdefault(stage, StageRecord())
+        record.runtime = device.current().describe()
         record.status, record.started_at, record.finished_at, record.message = (
             "running",
             _now(),

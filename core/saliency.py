@@ -279,7 +279,7 @@ class RewardSaliency:
     def _decomposition(self, backbone, heads, layers, ids, mask):
         """Token t's exact share wᵀhₜ/T of each mean-pooled member: (K, B, T), and R̂ (K, B)."""
         states = hidden_layers(backbone, ids, mask, layers)
-        hidden = torch.stack([h.float() for h in states])  # (L, B, T, d)
+        hidden = torch.stack([h.float().cpu() for h in states])  # (L, B, T, d), beside the heads
         keep = mask.float()
         shares = torch.einsum("kbtd,kd->kbt", hidden[heads.slot], heads.weight) * (keep / keep.sum(1, keepdim=True))
         rewards = shares.sum(-1) + heads.bias[:, None]

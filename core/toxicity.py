@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from core import policy
 from core.demonstrations import generate
+from core.device import model_device
 from core.errors import IrlLensError
 from core.ground_truth import dispreferred_label
 from core.run_store import Run
@@ -52,10 +53,11 @@ def completion_logprobs(
         batch = tokenizer(
             [a + b for a, b in zip(p, c, strict=True)], return_tensors="pt", padding=True
         )
+        batch = batch.to(model_device(model))
         logits = model(**batch).logits[:, :-1].float()
         targets = batch["input_ids"][:, 1:]
-        logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        mask = batch["attention_mask"][:, 1:].clone()
+        logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
+        mask = batch["attention_mask"][:, 1:].cpu().clone()
         for i, n in enumerate(prompt_lens):
             mask[i, : max(n - 1, 0)] = 0
         out.append((logp * mask).sum(1).numpy())

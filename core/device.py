@@ -1,0 +1,123 @@
+"""Where models run and in what precision: one policy for every stage.
+
+``--device auto|cpu|cuda|mps`` and ``--dtype auto|fp32|bf16|fp16`` (global CLI options; in a
+pipeline TOML the top-level ``device`` and ``dtype``; else $IRL_LENS_DEVICE / $IRL_LENS_DTYPE).
+``auto`` is the accelerator when there is one (CUDA, then Apple's MPS), else the CPU; its dtype
+is bf16 where the device computes in it, fp32 on the CPU. A model too large for the device's
+free memory is loaded with ``device_map="auto"`` (accelerate spreads it over the GPUs, then the
+CPU). Models that train (LoRA SFT, GRPO, LoRA IRL) keep fp32 weights: their trainers place and
+cast them. Every stage records the runtime it ran on in the run's manifest.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from core.errors import IrlLensError
+
+DeviceSpec = Literal["auto", "cpu", "cuda", "mps"]
+DtypeSpec = Literal["auto", "fp32", "bf16", "fp16"]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+FIT_FRACTION = 0.8
+"""A model whose weights take more than this share of the device's free memory is spread with
+``device_map="auto"``: activations, the KV cache and a second policy need the rest."""
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def resolve_device(spec: str = "auto", *, cuda: bool | None = None, mps: bool | None = None) -> str:
+    """'cpu', 'cuda' or 'mps' for a spec; an accelerator asked for and absent is an error."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    mps = _mps_available() if mps is None else mps
+    if spec == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if spec == "cuda" and not cuda:
+        raise IrlLensError("--device cuda: this machine has no CUDA device torch can use (torch.cuda.is_available() is False)")
+    if spec == "mps" and not mps:
+        raise IrlLensError("--device mps: this machine has no Apple MPS device torch can use")
+    if spec not in ("cpu", "cuda", "mps"):
+        raise IrlLensError(f"unknown device '{spec}': use auto, cpu, cuda or mps")
+    return spec
+
+
+def resolve_dtype(spec: str, device: str, *, bf16_supported: bool | None = None) -> torch.dtype:
+    """The inference dtype: auto = bf16 on a device that computes in it, else fp32 (the CPU:
+    bf16 matmuls there change rewards by up to 0.12 sd, see RecoveredReward.use_bf16_if_close)."""
+    if spec == "auto":
+        if device == "cuda":
+            supported = torch.cuda.is_bf16_supported() if bf16_supported is None else bf16_supported
+            return torch.bfloat16 if supported else torch.float16
+        return torch.bfloat16 if device == "mps" else torch.float32
+    if spec not in DTYPES:
+        raise IrlLensError(f"unknown dtype '{spec}': use auto, fp32, bf16 or fp16")
+    if spec == "fp16" and device == "cpu":
+        raise IrlLensError("--dtype fp16 on the CPU: most CPU kernels lack fp16; use fp32 or bf16")
+    return DTYPES[spec]
+
+
+def needs_device_map(weight_bytes: int, free_bytes: int | None) -> bool:
+    """Spread a model over devices (``device_map="auto"``) when it does not fit one."""
+    return free_bytes is not None and weight_bytes > FIT_FRACTION * free_bytes
+
+
+def free_memory(device: str) -> int | None:
+    """Free bytes on the device (None where torch cannot say: the CPU, MPS)."""
+    if device == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return int(free)
+    return None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str
+    dtype: torch.dtype
+
+    @property
+    def dtype_name(self) -> str:
+        return next(name for name, value in DTYPES.items() if value == self.dtype)
+
+    def describe(self) -> dict[str, str]:
+        """What the manifest records."""
+        out = {"device": self.device, "dtype": self.dtype_name, "torch": torch.__version__}
+        if self.device == "cuda":
+            out |= {"accelerator": torch.cuda.get_device_name(0), "n_devices": str(torch.cuda.device_count())}
+        return out
+
+    def load_kwargs(self, weight_bytes: int | None = None) -> dict:
+        """``from_pretrained`` arguments for an inference model of about ``weight_bytes``."""
+        kwargs: dict = {"dtype": self.dtype}
+        if self.device != "cpu":
+            spread = weight_bytes is not None and needs_device_map(weight_bytes, free_memory(self.device))
+            kwargs["device_map"] = "auto" if spread else self.device
+        return kwargs
+
+
+_current: Runtime | None = None
+
+
+def configure(device: str | None = None, dtype: str | None = None) -> Runtime:
+    """Set the process's runtime (None: $IRL_LENS_DEVICE / $IRL_LENS_DTYPE, else auto)."""
+    global _current
+    chosen = resolve_device(device or os.environ.get("IRL_LENS_DEVICE", "auto"))
+    _current = Runtime(chosen, resolve_dtype(dtype or os.environ.get("IRL_LENS_DTYPE", "auto"), chosen))
+    return _current
+
+
+def current() -> Runtime:
+    """The process's runtime, configured from the environment on first use."""
+    return _current or configure()
+
+
+def model_device(model) -> torch.device:
+    """Where a model's inputs go (its first parameter's device; the CPU for a model without any)."""
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")

@@ -1,0 +1,100 @@
+"""One device and dtype policy for every stage; the vLLM path's settings and its absence."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from core import device, policy, vllm_sampler
+from core.errors import IrlLensError
+from core.run_store import Run
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime(monkeypatch):
+    monkeypatch.delenv("IRL_LENS_DEVICE", raising=False)
+    monkeypatch.delenv("IRL_LENS_DTYPE", raising=False)
+    yield
+    device.configure("cpu", "fp32")
+
+
+def test_auto_is_the_accelerator_when_there_is_one():
+    assert device.resolve_device("auto", cuda=True, mps=True) == "cuda"
+    assert device.resolve_device("auto", cuda=False, mps=True) == "mps"
+    assert device.resolve_device("auto", cuda=False, mps=False) == "cpu"
+    with pytest.raises(IrlLensError, match="no CUDA device"):
+        device.resolve_device("cuda", cuda=False, mps=False)
+    with pytest.raises(IrlLensError, match="no Apple MPS"):
+        device.resolve_device("mps", cuda=False, mps=False)
+    with pytest.raises(IrlLensError, match="unknown device 'tpu'"):
+        device.resolve_device("tpu", cuda=False, mps=False)
+
+
+def test_auto_dtype_is_bf16_where_the_device_computes_in_it():
+    assert device.resolve_dtype("auto", "cuda", bf16_supported=True) == torch.bfloat16
+    assert device.resolve_dtype("auto", "cuda", bf16_supported=False) == torch.float16
+    assert device.resolve_dtype("auto", "cpu") == torch.float32
+    assert device.resolve_dtype("bf16", "cpu") == torch.bfloat16
+    with pytest.raises(IrlLensError, match="fp16 on the CPU"):
+        device.resolve_dtype("fp16", "cpu")
+    with pytest.raises(IrlLensError, match="unknown dtype"):
+        device.resolve_dtype("int4", "cuda")
+
+
+def test_a_model_that_does_not_fit_is_spread_over_devices(monkeypatch):
+    assert device.needs_device_map(10 * 2**30, 8 * 2**30)
+    assert not device.needs_device_map(1 * 2**30, 8 * 2**30) and not device.needs_device_map(10 * 2**30, None)
+    assert device.Runtime("cpu", torch.float32).load_kwargs(10**12) == {"dtype": torch.float32}
+    monkeypatch.setattr(device, "free_memory", lambda name: 16 * 2**30)
+    gpu = device.Runtime("cuda", torch.bfloat16)
+    assert gpu.load_kwargs(2 * 2**30) == {"dtype": torch.bfloat16, "device_map": "cuda"}
+    assert gpu.load_kwargs(15 * 2**30)["device_map"] == "auto"  # an 8B model in bf16 on a 16 GB card
+    assert gpu.load_kwargs(None)["device_map"] == "cuda"
+
+
+def test_runtime_from_the_environment_reaches_model_loading(monkeypatch, tiny_models):
+    monkeypatch.setenv("IRL_LENS_DEVICE", "cpu")
+    monkeypatch.setenv("IRL_LENS_DTYPE", "bf16")
+    device.configure()
+    assert device.current().describe()["dtype"] == "bf16"
+    assert next(policy.load_causal_lm(tiny_models["llama"]).parameters()).dtype == torch.bfloat16
+    assert next(policy.load_backbone(tiny_models["llama"]).parameters()).dtype == torch.bfloat16
+    trained = policy.load_causal_lm(tiny_models["llama"], training=True)  # its trainer places and casts it
+    assert next(trained.parameters()).dtype == torch.float32
+
+
+def test_every_stage_records_where_it_ran(tmp_path):
+    run = Run.create(tmp_path / "r")
+    with run.stage("sample", {}):
+        pass
+    runtime = Run.open(tmp_path / "r").manifest.stages["sample"].runtime
+    assert runtime["device"] == "cpu" and runtime["dtype"] == "fp32" and runtime["torch"] == torch.__version__
+
+
+def test_asking_for_an_absent_accelerator_is_one_line():
+    from core.cli import app
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    result = CliRunner().invoke(app, ["--device", "cuda", "runs"])
+    assert result.exit_code != 0 and "no CUDA device" in str(result.exception)
+
+
+def test_vllm_settings_match_the_transformers_path_and_its_absence_is_clear(tmp_path, tiny_models):
+    sampled = {"do_sample": True, "max_new_tokens": 24, "temperature": 0.8, "top_p": 0.95, "top_k": 0}
+    assert vllm_sampler.sampling_params(sampled, 2, seed=7) == {
+        "n": 2, "max_tokens": 24, "seed": 7, "temperature": 0.8, "top_p": 0.95, "top_k": -1}  # fmt: skip
+    greedy = vllm_sampler.sampling_params({"do_sample": False, "max_new_tokens": 5}, 1, seed=0)
+    assert greedy == {"n": 1, "max_tokens": 5, "seed": 0, "temperature": 0.0}
+    from importlib.util import find_spec
+
+    if find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    from core.demonstrations import SamplingConfig, sample_demonstrations
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("The cat\nThe dog\n")
+    config = SamplingConfig(prompts=str(prompts), pi0=tiny_models["llama"], expert=tiny_models["llama"], backend="vllm")
+    run = Run.create(tmp_path / "run")
+    with pytest.raises(IrlLensError, match=r"pip install 'irl-lens\[vllm\]'"):
+        sample_demonstrations(run, config, progress=False)
+    assert "sample" not in Run.open(run.path).manifest.stages, "nothing half-written"
