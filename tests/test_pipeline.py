@@ -1,6 +1,7 @@
 """The whole pipeline end to end on a reduced config: a change that breaks a stage fails here."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -168,3 +169,10 @@ def test_paths_are_relative_to_the_config_file(tmp_path):
     assert config.sample.pi0_adapter == str(other / "sft")
     assert config.sample.expert_adapter == f"{other / 'sft'},{other / 'rl'}"
     assert config.sample.prompts == "p.txt"  # not there: left as given (a datasets id, say)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.toml")))
+def test_every_shipped_config_validates(name):
+    """The configs users start from (demo, sentiment, rtp, paper) are valid as shipped."""
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert config.sample.prompts and config.irl.epochs >= 1
