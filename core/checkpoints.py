@@ -215,7 +215,9 @@ def compact(run, keep: set[str], keep_layers: set[int], feature_key: str | None)
     for relative in [f for f in run.manifest.files if f.startswith(f"weights/{CHECKPOINT_DIR}/") and "optimizer" in f]:
         run.remove(relative)  # training is over; resuming it would need every head anyway
     layers_kept: list[int] = []
-    if feature_key and run.has_weights(feature_key, folder="features"):
+    if feature_key and run.has_weights(feature_key, folder="features") and not keep_layers:
+        run.remove(f"features/{feature_key}.safetensors")  # re-encoded from the backbone on demand
+    elif feature_key and run.has_weights(feature_key, folder="features"):
         h, layers = read_features(run, feature_key)
         layers_kept = [layer for layer in layers if layer in keep_layers]
         write_features(run, feature_key, h[[layers.index(la) for la in layers_kept]], layers_kept,

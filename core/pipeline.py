@@ -95,6 +95,15 @@ class PipelineConfig(BaseModel):
         description="at the end, keep heads of the equivalent set and features of the shown "
         "members' layers only (for a run committed to a repository)",
     )
+    compact_heads: Literal["equivalent", "shown"] = Field(
+        default="equivalent",
+        description="compact keeps the heads of the equivalent set, or of the shown members and the "
+        "best only (where the equivalent set is most of the candidates); the candidates table keeps "
+        "every candidate's figures either way",
+    )
+    compact_features: bool = Field(
+        default=True, description="compact keeps the shown layers' features (else re-encoded on demand)"
+    )
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
@@ -251,21 +260,24 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
         log("stage wants: lexicon and behaviour battery")
         what_it_wants(run, config.wants, progress=progress, log=log)
     if config.compact and not done("compact"):
-        log("stage compact: heads of the equivalent set, features of the shown layers")
-        compact_run(run)
+        log(f"stage compact: heads of the {config.compact_heads} members"
+            + (", features of the shown layers" if config.compact_features else ", no features"))
+        compact_run(run, heads=config.compact_heads, features=config.compact_features)
     return run
 
 
-def compact_run(run: Run) -> dict:
+def compact_run(run: Run, *, heads: str = "equivalent", features: bool = True) -> dict:
     from core import checkpoints
     from core.irl import feature_key
 
     summary = run.stage_summary("evaluate")
     irl = IRLConfig.model_validate(run.manifest.config["irl"])
-    keep = set(summary["equivalent_set"]) | {summary["best_member_id"]}
+    members = summary["equivalent_set"] if heads == "equivalent" else summary["shown_members"]
+    keep = set(members) | {summary["best_member_id"]}
     layers = {checkpoints.Member.parse(m).layer for m in summary["shown_members"]}
-    layers |= {summary["best_member"]["layer"]}
-    with run.stage("compact", {"keep": "equivalent set", "layers": sorted(layers)}) as record:
+    layers = layers | {summary["best_member"]["layer"]} if features else set()
+    kept = "equivalent set" if heads == "equivalent" else "shown members and the best"
+    with run.stage("compact", {"keep": kept, "layers": sorted(layers)}) as record:
         key = feature_key(run.manifest.config["irl"]["backbone"], irl)
         record.summary = checkpoints.compact(run, keep, layers, key)
     return record.summary
