@@ -90,6 +90,9 @@ class RLHFConfig(BaseModel):
         default=0.5, ge=0, description="reward lost per token beyond length_max"
     )
     bf16: bool = Field(default=False, description="TRL's default is on; off keeps CPU runs exact")
+    use_vllm: bool = Field(
+        default=False, description="GRPO's generations by vLLM colocated on the GPU (irl-lens[vllm], CUDA)"
+    )
     gradient_checkpointing: bool = Field(
         default=False, description="TRL's default is on; off is faster here"
     )
@@ -207,6 +210,16 @@ def _prompts(run: Run, config: RLHFConfig) -> list[str]:
     return prompts[: config.limit] if config.limit else prompts
 
 
+def vllm_arguments(config: RLHFConfig) -> dict:
+    """GRPOConfig's vLLM settings: generation by vLLM on the training GPU (TRL's colocate mode)."""
+    if not config.use_vllm:
+        return {}
+    from core import device, vllm_sampler
+
+    vllm_sampler.check_available(device.current().device, "use_vllm", "use_vllm = false")
+    return {"use_vllm": True, "vllm_mode": "colocate"}
+
+
 def load_policy(ref: str, adapters: Sequence[str] = ()):
     """A policy with its adapters merged in order (e.g. SFT, then RL): a plain model to train."""
     model = policy.load_causal_lm(ref, ",".join(adapters) or None, training=True)
@@ -248,7 +261,7 @@ def rlhf(
             temperature=config.temperature, top_p=config.top_p, learning_rate=config.learning_rate, beta=config.beta,
             bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
             save_steps=config.save_steps, save_only_model=False, logging_steps=1, report_to="none", seed=config.seed,
-            disable_tqdm=not progress,
+            disable_tqdm=not progress, **vllm_arguments(config),
         )  # fmt: skip
         lora = None if config.full else policy.lora_config(config, task_type="CAUSAL_LM")
         trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, processing_class=tokenizer,

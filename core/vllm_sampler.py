@@ -17,17 +17,15 @@ from core.demonstrations import format_prompt
 from core.errors import IrlLensError
 
 
-def check_available(device: str) -> None:
+def check_available(device: str, what: str = "sampling backend 'vllm'", instead: str = "backend 'transformers'") -> None:
     """A clear line instead of an ImportError deep in a stage."""
     if importlib.util.find_spec("vllm") is None:
         raise IrlLensError(
-            "sampling backend 'vllm' needs vLLM, which is not installed: pip install 'irl-lens[vllm]' "
-            "(on a machine with a CUDA GPU), or use backend 'transformers'"
+            f"{what} needs vLLM, which is not installed: pip install 'irl-lens[vllm]' "
+            f"(on a machine with a CUDA GPU), or use {instead}"
         )
     if device != "cuda":
-        raise IrlLensError(
-            f"sampling backend 'vllm' needs a CUDA GPU (this process runs on {device}): use backend 'transformers'"
-        )
+        raise IrlLensError(f"{what} needs a CUDA GPU (this process runs on {device}): use {instead}")
 
 
 def sampling_params(decoding: dict, samples_per_prompt: int, seed: int) -> dict:

@@ -98,3 +98,15 @@ def test_vllm_settings_match_the_transformers_path_and_its_absence_is_clear(tmp_
     with pytest.raises(IrlLensError, match=r"pip install 'irl-lens\[vllm\]'"):
         sample_demonstrations(run, config, progress=False)
     assert "sample" not in Run.open(run.path).manifest.stages, "nothing half-written"
+
+
+def test_grpo_with_vllm_is_mapped_and_refused_plainly_without_it():
+    from importlib.util import find_spec
+
+    from core.rlhf import RLHFConfig, vllm_arguments
+
+    assert vllm_arguments(RLHFConfig()) == {}
+    if find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(IrlLensError, match=r"use_vllm needs vLLM.*pip install 'irl-lens\[vllm\]'"):
+        vllm_arguments(RLHFConfig(use_vllm=True))
