@@ -40,14 +40,38 @@ def test_sentiment_run_meets_its_floors(sentiment):
     assert s["implicit_reward_auc"] is not None
 
 
-def _words(at) -> str:
+def _data_items(run: Run) -> set[str]:
+    """The run's own text (prompts, completions and their words): pages show it as data, and a
+    completion may well say "toxic"; only the page's own words must not."""
+    demos = run.read_table("demonstrations")
+    texts = [str(t).strip() for c in ("prompt", "completion", "sentence") if c in demos for t in demos[c]]
+    words = {w.strip(".,!?;:\"'()").lower() for t in texts for w in t.split()}
+    return set(texts) | words
+
+
+def _chart_words(spec: str) -> list[str]:
+    """Titles, axis titles, legend and trace names and hover templates of a plotly spec: not its data."""
+    figure = json.loads(spec)
+    layout = figure.get("layout", {})
+    out = [str(layout.get(k, {}).get("title", {}).get("text", "")) for k in layout if k.startswith(("xaxis", "yaxis"))]
+    out += [str(layout.get("title", {}).get("text", "")), str(layout.get("legend", {}).get("title", {}).get("text", ""))]
+    return out + [str(trace.get(k, "")) for trace in figure.get("data", []) for k in ("name", "hovertemplate", "legendgroup")]
+
+
+def _words(at, data: set[str]) -> str:
+    """Everything a page says in its own words: text elements, labels, table headers and cells,
+    chart titles and legends; the run's own sentences and heatmap rows (data) left out."""
     elements = [*at.title, *at.header, *at.subheader, *at.markdown, *at.caption, *at.info, *at.warning,
                 *at.error, *at.success, *at.text]  # fmt: skip
-    labels = [w.label for w in [*at.selectbox, *at.radio, *at.checkbox, *at.multiselect, *at.expander]]
-    tables = [frame.value for frame in at.dataframe]
-    cells = [" ".join(map(str, t.columns)) + " " + t.select_dtypes("object").astype(str).to_string() for t in tables]
-    charts = [chart.proto.spec for chart in at.get("plotly_chart")]  # titles, axes, legends
-    return " ".join([*(str(e.value) for e in elements), *labels, *cells, *charts])
+    said = [str(e.value) for e in elements if str(e.value).strip() not in data and "<span" not in str(e.value)]
+    said += [w.label for w in [*at.selectbox, *at.radio, *at.checkbox, *at.multiselect, *at.expander]]
+    for frame in at.dataframe:
+        table = frame.value
+        said += [str(c) for c in table.columns]
+        said += [str(v) for c in table.select_dtypes("object") for v in table[c]
+                 if str(v).strip() not in data and str(v).strip().lower() not in data]  # fmt: skip
+    said += [w for chart in at.get("plotly_chart") for w in _chart_words(chart.proto.spec)]
+    return " ".join(said)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -56,6 +80,8 @@ def test_no_page_of_the_sentiment_run_speaks_of_toxicity(sentiment, monkeypatch,
     at = AppTest.from_file(ENTRY, default_timeout=300).run()
     at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, at.exception
-    shown = _words(at)
+    shown = _words(at, _data_items(sentiment))
     assert at.title and shown.strip()
+    if page in ("home", "distributions", "rlhf"):  # the objective's own words are what it says instead
+        assert "negative" in shown, page
     assert not re.search(r"toxic", shown, re.IGNORECASE), re.findall(r".{60}toxic.{60}", shown, re.IGNORECASE)[:3]
