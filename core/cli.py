@@ -517,9 +517,11 @@ def runs(
     if json_out:
         _print_json(listed)
         return
+    from core.summary import stage_label
+
     table = Table("run", "path", "stages")
     for item in listed:
-        stages = ", ".join(f"{k}: {v}" for k, v in item["stages"].items()) or item.get(
+        stages = ", ".join(f"{stage_label(k)}: {v}" for k, v in item["stages"].items()) or item.get(
             "error", "(empty)"
         )
         table.add_row(_literal(item["name"]), _literal(item["path"]), _literal(stages))
