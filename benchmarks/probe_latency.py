@@ -11,7 +11,15 @@ seconds the server and everything else (the browsers) used while the N sessions 
 browsers share the server's 2 cores. ``--nice-browsers`` runs them at nice 19, so that the
 server's work goes first, as when colleagues' browsers run on their own machines.
 
-    .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8] [--counterfactuals] [--nice-browsers]
+``--client protocol`` drives the same page without a browser: each session speaks Streamlit's own
+websocket protocol (the BackMsg/ForwardMsg protobufs its frontend sends and receives), submits the
+probe form with the widget ids the page announced, and times the click → the heatmaps' message →
+the script run finished. Nothing is rendered, so the figures are the server's alone: what a team
+whose browsers run on their own machines would see, plus drawing (the browser client's
+``p50_heatmaps_s_1`` minus this one's says what drawing costs).
+
+    .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8] [--counterfactuals]
+        [--nice-browsers] [--client browser|protocol]
 """
 
 from __future__ import annotations
@@ -92,6 +100,84 @@ async def session(browser, url: str, probes: list[str], counterfactuals: bool = 
     return out
 
 
+class ProtocolSession:
+    """One auditor without a browser: the probe page over Streamlit's websocket, as its frontend
+    drives it (one ``rerun_script`` per submit, carrying the form's widget states)."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.widgets: dict[str, tuple[str, object]] = {}  # label -> (element type, proto)
+
+    async def rerun(self, states: list, marker: str | None = None) -> dict:
+        """Send one rerun of the probe page; read until its script run finishes."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ClientState_pb2 import ClientState
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+        from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+        message = BackMsg(rerun_script=ClientState(page_name="probe", widget_states=WidgetStates(widgets=states)))
+        start = time.perf_counter()
+        await self.ws.send(message.SerializeToString())
+        drawn, errors = None, 0
+        while True:
+            raw = await self.ws.recv()
+            forward = ForwardMsg()
+            forward.ParseFromString(raw)
+            kind = forward.WhichOneof("type")
+            if kind == "delta" and forward.delta.WhichOneof("type") == "new_element":
+                element = forward.delta.new_element
+                which = element.WhichOneof("type")
+                if which in ("text_area", "text_input", "checkbox", "button"):
+                    widget = getattr(element, which)
+                    self.widgets[widget.label] = (which, widget)
+                errors += which == "exception" or (which == "alert" and element.alert.format == element.alert.ERROR)
+                if marker and drawn is None and which in ("html", "markdown") and marker.encode() in raw \
+                        and b"<span title" in raw:  # fmt: skip
+                    drawn = time.perf_counter() - start
+            if kind == "script_finished" and forward.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                return {"heatmaps_s": drawn, "done_s": time.perf_counter() - start, "errors": errors}
+
+    def submit(self, text: str, counterfactuals: bool) -> list:
+        """The form's widget states as the frontend sends them when "Score" is pressed."""
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+        states = []
+        for label, (which, widget) in self.widgets.items():
+            if not widget.form_id:
+                continue
+            state = WidgetState(id=widget.id)
+            if which == "text_area":
+                state.string_value = text
+            elif which == "text_input":
+                state.string_value = ""
+            elif which == "checkbox":
+                state.bool_value = widget.default or (counterfactuals and label.startswith("Counterfactuals"))
+            elif widget.is_form_submitter and label == "Score":
+                state.trigger_value = True
+            else:
+                continue
+            states.append(state)
+        return states
+
+
+async def protocol_session(url: str, probes: list[str], counterfactuals: bool = False) -> list[dict]:
+    from websockets.asyncio.client import connect
+
+    async with connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],
+                       max_size=None, open_timeout=180, ping_interval=None) as ws:  # fmt: skip
+        auditor = ProtocolSession(ws)
+        await auditor.rerun([])  # the page's first load announces the form's widgets
+        if "Score" not in auditor.widgets:
+            raise SystemExit(f"the probe page drew no Score button (widgets: {sorted(auditor.widgets)})")
+        out = []
+        for text in probes:
+            result = await auditor.rerun(auditor.submit(text, counterfactuals), marker=text.split()[0])
+            if result["heatmaps_s"] is None:
+                raise SystemExit(f"no heatmap of {text.split()[0]!r} came back from the server")
+            out.append(result)
+        return out
+
+
 def p(values: list[float], q: float) -> float:
     if len(values) == 1:
         return values[0]
@@ -108,22 +194,35 @@ def niced_chromium(folder: Path) -> str:
 
 
 async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: list[int], counterfactuals: bool,
-                  executable: str = CHROMIUM) -> dict:  # fmt: skip
+                  executable: str = CHROMIUM, client: str = "browser") -> dict:  # fmt: skip
+    if client == "protocol":
+        def auditor(probes, ticked=counterfactuals):
+            return protocol_session(url, probes, ticked)
+
+        return await timed_sessions(auditor, server_pid, sessions, rounds, sizes)
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=executable, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])  # fmt: skip
-        warm = await session(browser, url, [probe(8, "warmup")])  # models load once per server
-        one = []
-        for r in range(rounds):
-            one += await session(browser, url, [probe(n, f"solo{r}x{n}") for n in sizes], counterfactuals)
-        before = cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
-        many = await asyncio.gather(*[
-            session(browser, url, [probe(32, f"s{s}r{r}") for r in range(rounds)], counterfactuals)
-            for s in range(sessions)])  # fmt: skip
-        after = cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
+
+        def auditor(probes, ticked=counterfactuals):
+            return session(browser, url, probes, ticked)
+
+        figures = await timed_sessions(auditor, server_pid, sessions, rounds, sizes)
         await browser.close()
+    return figures
+
+
+async def timed_sessions(auditor, server_pid: int, sessions: int, rounds: int, sizes: list[int]) -> dict:
+    """A warm-up probe, ``rounds`` x ``sizes`` probes alone, then ``sessions`` auditors at once."""
+    warm = await auditor([probe(8, "warmup")], False)  # models load once per server
+    one = []
+    for r in range(rounds):
+        one += await auditor([probe(n, f"solo{r}x{n}") for n in sizes])
+    before = cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
+    many = await asyncio.gather(*[auditor([probe(32, f"s{s}r{r}") for r in range(rounds)]) for s in range(sessions)])
+    after = cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
     many = [item for items in many for item in items]
     figures = {"first_probe_s": round(warm[0]["done_s"], 2)}
     for n in sizes:  # `one` holds rounds x sizes, in that order
@@ -151,6 +250,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--counterfactuals", action="store_true", help="tick the on-demand counterfactual search")
+    parser.add_argument("--client", choices=["browser", "protocol"], default="browser",
+                        help="browser: headless Chromium; protocol: Streamlit's websocket, nothing rendered")
     parser.add_argument("--nice-browsers", action="store_true",
                         help="run Chromium at nice 19, so the server's work goes first (browsers elsewhere)")
     args = parser.parse_args()
@@ -159,13 +260,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             executable = niced_chromium(Path(folder)) if args.nice_browsers else CHROMIUM
-            figures = asyncio.run(measure(url, server.pid, sessions, rounds, sizes, args.counterfactuals, executable))
+            figures = asyncio.run(measure(url, server.pid, sessions, rounds, sizes, args.counterfactuals, executable,
+                                          args.client))
         figures["peak_rss_mb"] = round(peak_rss_mb(server.pid), 1)
     finally:
         server.terminate()
         server.wait(timeout=30)
     figures |= {"sessions": sessions, "rounds": rounds, "counterfactuals": args.counterfactuals,
-                "nice_browsers": args.nice_browsers,
+                "client": args.client, "nice_browsers": args.nice_browsers,
                 "run": Path(args.run).name, "machine": machine()}
     print(json.dumps(figures))
 

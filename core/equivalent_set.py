@@ -71,7 +71,8 @@ class EquivalenceRule(BaseModel):
         uses = " (uses R*)" if self.selection == "ground_truth" else " (no R*)"
         within = f"{self.delta:g}"
         if deltas:
-            errors = ", ".join(f"{CRITERION_WORDS[n]} {deltas[n]:.3f}" for n in (a, b) if n in deltas)
+            errors = ", ".join(f"{CRITERION_WORDS[n]}: SE {deltas[n]:.2g}, δ {max(self.delta, deltas[n]):.2g}"
+                               for n in (a, b) if n in deltas)  # fmt: skip
             within = (f"the larger of {self.delta:g} and the best's standard error over {self.bootstrap} "
                       f"resamples of the selection prompts ({errors})")  # fmt: skip
         return (

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.errors import IrlLensError
 from core.recovered_reward import RecoveredReward, check_probes
-from core.saliency import AttributionCache, AttributionResult
+from core.saliency import GROUND_TRUTH, AttributionCache, AttributionResult
 
 _STOP = object()
 
@@ -118,8 +118,8 @@ class ProbeQueue:
                     request.future.set_result(result)
 
     def _score(self, batch: list[_Request]) -> list[ProbeResult]:
-        """Attributions first: each carries its text's member rewards from the same fp32 pass, so
-        only the texts not explained need a scoring pass of their own."""
+        """Attributions first: each carries its text's member rewards (and R*'s) from the same
+        pass, so only the texts not explained need a scoring pass of their own."""
         texts = list(dict.fromkeys(t for r in batch for t in r.texts))
         wanted = list(dict.fromkeys(t for r in batch if r.explain for t in r.texts))
         explained = dict(zip(wanted, self.cache.get_many(wanted), strict=True)) if wanted else {}
@@ -129,7 +129,13 @@ class ProbeQueue:
         rest = [t for t in texts if t not in rows]
         if rest:
             rows |= dict(zip(rest, self.reward.score(rest), strict=True))
-        truth = dict(zip(texts, self.ground_truth.reward(texts), strict=True)) if self.ground_truth is not None else None
+        truth = None
+        if self.ground_truth is not None:  # R* too comes with each attribution that explains it
+            truth = {t: a.rewards[a.explained.index(GROUND_TRUTH)] for t, a in explained.items()
+                     if GROUND_TRUTH in a.explained}  # fmt: skip
+            unexplained = [t for t in texts if t not in truth]
+            if unexplained:
+                truth |= dict(zip(unexplained, self.ground_truth.reward(unexplained), strict=True))
         out = []
         for request in batch:
             out.append(ProbeResult(

@@ -125,7 +125,9 @@ def test_bootstrap_delta_follows_the_selection_splits_noise():
     rule = EquivalenceRule(bootstrap=200)
     assert select_members(candidates, rule)[1] == ["l1-r0-e2", "l2-r0-e3"]
     assert select_members(candidates, rule, deltas) == ("l2-r0-e3", ["l1-r0-e2", "l2-r0-e3", "l3-r0-e4"])
-    assert "standard error over 200 resamples" in rule.describe(deltas) and "0.040" in rule.describe(deltas)
+    assert "standard error over 200 resamples" in rule.describe(deltas) and "SE 0.04, δ 0.04" in rule.describe(deltas)
+    tiny = rule.describe({"selection_discrimination_auc": 0.00012, "selection_pair_accuracy": 0.004})
+    assert "SE 0.00012, δ 0.01" in tiny and "SE 0.004, δ 0.01" in tiny  # a saturated criterion's SE is not "0.000"
 
 
 def test_most_different_picks_farthest():

@@ -124,3 +124,24 @@ def test_probe_scores_and_shows_script_as_text(dashboard, browser):
     )
     page.screenshot(path=str(ARTIFACTS / "probe-scored.png"), full_page=True)
     page.close()
+
+
+def test_protocol_client_submits_the_probe_form_like_the_frontend(dashboard):
+    """benchmarks/probe_latency.py --client protocol: Streamlit's websocket without a browser. Two
+    sessions at once each get their own probe's heatmap back, with no error on the page."""
+    import asyncio
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from probe_latency import protocol_session
+
+    async def two():
+        return await asyncio.gather(protocol_session(dashboard, ["alphamarker was kind and patient."]),
+                                    protocol_session(dashboard, ["betamarker was rude to everyone."]))  # fmt: skip
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own: the sync Playwright fixtures hold this thread's
+        sessions = pool.submit(asyncio.run, two()).result(timeout=300)
+    results = [r for session in sessions for r in session]
+    assert len(results) == 2
+    assert all(r["errors"] == 0 and r["heatmaps_s"] is not None and r["done_s"] >= r["heatmaps_s"] for r in results)
