@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from core.rendering import attribution_rows, word_heatmap_html
+from core.rendering import attribution_rows, attribution_table_html, word_heatmap_html
 
-__all__ = ["CHART_POINTS", "STRIP_POINTS", "attribution_rows", "binned", "chart_sample", "plain", "word_heatmap_html"]
+__all__ = ["CHART_POINTS", "STRIP_POINTS", "attribution_rows", "attribution_table_html", "binned", "chart_sample", "plain", "word_heatmap_html"]
 
 CHART_POINTS = 20_000
 """Most points a WebGL chart that draws each one is sent: beyond it the browser slows down for nothing."""

@@ -62,6 +62,21 @@ def attribution_rows(result: AttributionResult, label) -> list[tuple[str, str, f
     return rows
 
 
+def attribution_table_html(rows: list[tuple[str, str, float | None]]) -> str:
+    """:func:`attribution_rows` as one HTML table (reward, agreement with R*, heatmap): a page
+    draws one element per sentence instead of three per reward, which is what a browser pays for
+    when colleagues probe at once."""
+    body = []
+    for name, heatmap, agreement in rows:
+        agree = "" if agreement is None else f"agreement with R*: {agreement:+.2f}"
+        body.append(
+            f'<tr><td style="padding:2px 8px;white-space:nowrap;vertical-align:top">{html.escape(name)}'
+            f'<br><small style="opacity:0.7">{html.escape(agree)}</small></td>'
+            f'<td style="padding:2px 4px">{heatmap}</td></tr>'
+        )
+    return '<table style="border-collapse:collapse;width:100%">' + "".join(body) + "</table>"
+
+
 def battery_figure(battery, rewards: list[str], words, label):
     """Grouped horizontal bars, one group per edit, one bar per reward, with the bootstrap CI."""
     import plotly.graph_objects as go

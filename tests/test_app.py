@@ -145,7 +145,7 @@ def test_live_probe_adds_the_implicit_reward(full_run, monkeypatch):
     history = at.dataframe[-1].value
     # the toy's expert is pi_0 itself: its implicit reward is exactly zero
     assert history["implicit (sum)"].iloc[0] == pytest.approx(0.0, abs=1e-5)
-    assert any(t.value == "implicit reward" for t in at.text)
+    assert any(">implicit reward<" in m.value for m in at.markdown)  # its row in the heatmap table
 
 
 def test_the_run_the_dashboard_was_opened_on_comes_first(full_run, monkeypatch):

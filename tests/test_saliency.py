@@ -255,3 +255,15 @@ def test_hf_ground_truth_words_by_occlusion(trained, tiny_models, tmp_path):
         without = -truth.model(**truth.tokenizer(" nurse was kind", return_tensors="pt")).logits[0, 1].item()
     assert words[0] == pytest.approx(full - without, abs=1e-4)
     assert result.rewards[-1] == pytest.approx(full, abs=1e-4)
+
+
+def test_attribution_table_is_one_escaped_table_with_every_row(saliency):
+    """The probe page draws a sentence's heatmaps as one table: every reward's row, names escaped."""
+    from core.rendering import attribution_rows, attribution_table_html
+
+    result = saliency.attribute("The mayor was a fucking idiot.")
+    rows = attribution_rows(result, lambda name: f"<b>{name}</b>")
+    table = attribution_table_html(rows)
+    assert table.count("<tr>") == len(rows) and "<b>" not in table and "&lt;b&gt;" in table
+    assert table.count("<span title=") == sum(row.count("<span title=") for _, row, _ in rows)
+    assert ("agreement with R*" in table) == any(a is not None for _, _, a in rows)

@@ -64,6 +64,9 @@ def _words(at, data: set[str]) -> str:
     elements = [*at.title, *at.header, *at.subheader, *at.markdown, *at.caption, *at.info, *at.warning,
                 *at.error, *at.success, *at.text]  # fmt: skip
     said = [str(e.value) for e in elements if str(e.value).strip() not in data and "<span" not in str(e.value)]
+    for e in elements:  # a heatmap table: its words are data, its reward names and captions are not
+        if "<span" in str(e.value):
+            said.append(re.sub(r"<[^>]+>", " ", re.sub(r"<span[^>]*>.*?</span>", " ", str(e.value))))
     said += [w.label for w in [*at.selectbox, *at.radio, *at.checkbox, *at.multiselect, *at.expander]]
     for frame in at.dataframe:
         table = frame.value

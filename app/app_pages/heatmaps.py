@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from app.components import attribution_rows, plain
+from app.components import attribution_rows, attribution_table_html, plain
 from app.state import (
     load_explainer,
     member_label,
@@ -91,12 +91,7 @@ st.markdown(
     f"{plain(words.dispreferred)}); hover a word for its score. In the members' row, dashed words are "
     "blamed with opposite signs by different members."
 )
-for name, html_row, agreement in attribution_rows(result, member_label):
-    left, right = st.columns([1, 6])
-    left.text(name)
-    if agreement is not None:
-        left.caption(f"agreement with R*: {agreement:+.2f}")
-    right.markdown(html_row, unsafe_allow_html=True)  # built from html.escape()d words only
+rows = attribution_rows(result, member_label)
 implicit = run_table(run, "implicit_rewards")
 if implicit is not None and "completion_ids" in demos:
     from app.components import word_heatmap_html
@@ -107,9 +102,7 @@ if implicit is not None and "completion_ids" in demos:
     text = text_of[row]
     start = len(text) - len(chosen["completion"])
     values = word_log_ratios(policy_tokenizer(run), text, start, chosen["completion_ids"], stored["token_log_ratios"])
-    left, right = st.columns([1, 6])
-    left.text("implicit reward")
-    left.caption("log π_E/π₀ per word (exact)")
-    right.markdown(word_heatmap_html(result.words, values), unsafe_allow_html=True)  # escaped words
+    rows.append(("implicit reward (log π_E/π₀ per word, exact)", word_heatmap_html(result.words, values), None))
+st.markdown(attribution_table_html(rows), unsafe_allow_html=True)  # built from html.escape()d words only
 for note in result.notes:
     st.caption(note)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.components import attribution_rows, plain
+from app.components import attribution_rows, attribution_table_html, plain
 from app.state import (
     implicit_scorer,
     load_explainer,
@@ -136,12 +136,7 @@ if "probe_last" in st.session_state:
         for i, (text, result) in enumerate(zip(texts, probed.explained, strict=True)):
             with st.expander(f"sentence {i + 1}", expanded=len(texts) <= 3):
                 st.text(text)
-                for name, html_row, agreement in attribution_rows(result, member_label):
-                    left, right = st.columns([1, 6])
-                    left.text(name)
-                    if agreement is not None:
-                        left.caption(f"agreement with R*: {agreement:+.2f}")
-                    right.markdown(html_row, unsafe_allow_html=True)  # escaped in word_heatmap_html
+                rows = attribution_rows(result, member_label)
                 implicit_rows = st.session_state.get("probe_implicit")
                 if implicit_rows:
                     from app.components import word_heatmap_html
@@ -150,9 +145,8 @@ if "probe_last" in st.session_state:
                     scorer, ratios = implicit_rows[i]
                     ids = scorer.tokenizer(text, add_special_tokens=False)["input_ids"]
                     values = word_log_ratios(scorer.tokenizer, text, 0, ids, ratios)
-                    left, right = st.columns([1, 6])
-                    left.text("implicit reward")
-                    right.markdown(word_heatmap_html(result.words, values), unsafe_allow_html=True)  # escaped
+                    rows.append(("implicit reward", word_heatmap_html(result.words, values), None))
+                st.markdown(attribution_table_html(rows), unsafe_allow_html=True)  # escaped in rendering
                 st.caption(f"method: {plain(result.method)}; green raises the reward (toward {plain(words.preferred)})")
                 if counterfactual:
                     flips_table(run, members, text, result)
