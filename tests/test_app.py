@@ -79,7 +79,8 @@ def test_distributions_widget_changes_the_numbers(full_run, monkeypatch):
 
 def test_heatmap_page_filters(full_run, monkeypatch):
     at = _app(monkeypatch, full_run, "heatmaps")
-    assert any("agreement with R*" in c.value for c in at.caption)
+    table = next(m.value for m in at.markdown if "<table" in m.value)  # one row per reward
+    assert "agreement with R*" in table and "<span title=" in table
     at.text_input[0].set_value("zzz-no-such-word").run()
     assert any("No sentence matches" in i.value for i in at.info)
 
