@@ -59,6 +59,8 @@ def main() -> None:
                 page.goto(f"{url}/{path}")
                 page.get_by_role("heading", name=heading).first.wait_for(timeout=120_000)
                 page.wait_for_load_state("networkidle")
+                # the script run has ended (models loaded, heatmaps drawn): Streamlit's own marker
+                page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(timeout=300_000)
                 page.wait_for_timeout(3000)  # plotly draws after the page settles
                 page.screenshot(path=str(out / f"{name}.png"), full_page=True)
                 print(out / f"{name}.png")
