@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from core import policy
-from core.demonstrations import generate
-from core.device import model_device
+from core.demonstrations import BF16_GENERATION_HELP, generate
 from core.errors import IrlLensError
 from core.ground_truth import dispreferred_label
+from core.implicit_reward import log_probs_by_length, prompt_ids
 from core.run_store import Run
 
 STAGE = "toxicity"
@@ -36,33 +36,24 @@ class ToxicityConfig(BaseModel):
     temperature: float = Field(default=1.0, gt=0, description="sampling temperature")
     top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling threshold")
     batch_size: int = Field(default=16, ge=1, description="prompts per generate() call")
+    bf16: bool = Field(default=False, description=BF16_GENERATION_HELP)
     limit: int | None = Field(default=None, ge=1, description="test prompts used at most")
     seed: int = Field(default=0, description="seed of sampling")
 
 
-@torch.no_grad()
-def completion_logprobs(
-    model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 16
-) -> np.ndarray:
-    """Sum of log-probabilities of each completion's tokens given its prompt: (N,)."""
-    out = []
-    side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    for start in range(0, len(prompts), batch_size):
-        p, c = prompts[start : start + batch_size], completions[start : start + batch_size]
-        prompt_lens = [len(tokenizer(x, add_special_tokens=True)["input_ids"]) for x in p]
-        batch = tokenizer(
-            [a + b for a, b in zip(p, c, strict=True)], return_tensors="pt", padding=True
-        )
-        batch = batch.to(model_device(model))
-        logits = model(**batch).logits[:, :-1].float()
-        targets = batch["input_ids"][:, 1:]
-        logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).cpu()
-        mask = batch["attention_mask"][:, 1:].cpu().clone()
-        for i, n in enumerate(prompt_lens):
-            mask[i, : max(n - 1, 0)] = 0
-        out.append((logp * mask).sum(1).numpy())
-    tokenizer.padding_side = side
-    return np.concatenate(out) if out else np.zeros(0)
+def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 16,
+                       completion_ids: list[list[int]] | None = None) -> np.ndarray:  # fmt: skip
+    """Sum of log-probabilities of each completion's tokens given its prompt: (N,); the tokens as
+    generated where ``completion_ids`` are given (else the completion is tokenized)."""
+    sequences, starts = [], []
+    for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+        head = prompt_ids(tokenizer, prompt, chat_template=False)
+        ids = list(completion_ids[i]) if completion_ids is not None else (
+            tokenizer(completion, add_special_tokens=False)["input_ids"])  # fmt: skip
+        sequences.append(head + ids)
+        starts.append(len(head))
+    logp = log_probs_by_length(model, tokenizer, sequences, starts, batch_size=batch_size)
+    return np.array([values.sum() for values in logp], dtype=float)
 
 
 def distinct_n(texts: list[str], n: int = 2) -> float:
@@ -103,17 +94,15 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
             model = pi0 if name == "pi0" else policy.load_causal_lm(ref, adapters)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed)
-                generated = generate(model, tokenizer, prompts, decoding=decoding,
-                                     samples_per_prompt=config.samples_per_prompt, batch_size=config.batch_size)  # fmt: skip
-            texts = [t for t, _ in generated]
+                generated = generate(model, tokenizer, prompts, decoding=decoding, samples_per_prompt=config.samples_per_prompt,
+                                     batch_size=config.batch_size, with_ids=True, bf16=config.bf16)  # fmt: skip
+            texts, ids = [t for t, _, _ in generated], [i for _, _, i in generated]
             repeated = [p for p in prompts for _ in range(config.samples_per_prompt)]
-            logp_pi = completion_logprobs(model, tokenizer, repeated, texts)
-            logp_0 = (
-                logp_pi if name == "pi0" else completion_logprobs(pi0, tokenizer, repeated, texts)
-            )
+            logp_pi = completion_logprobs(model, tokenizer, repeated, texts, completion_ids=ids)
+            logp_0 = logp_pi if name == "pi0" else completion_logprobs(pi0, tokenizer, repeated, texts, completion_ids=ids)
             rewards = truth.reward(texts)
             samples.append(pd.DataFrame({"policy": name, "prompt": repeated, "completion": texts,
-                                         "n_tokens": [n for _, n in generated], "ground_truth": rewards,
+                                         "n_tokens": [n for _, n, _ in generated], "ground_truth": rewards,
                                          "dispreferred": dispreferred_label(rewards), "logp_policy": logp_pi, "logp_pi0": logp_0}))  # fmt: skip
         frame = pd.concat(samples, ignore_index=True)
         table = summarise_samples(frame)
