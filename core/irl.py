@@ -10,11 +10,13 @@ Candidates come from a grid, as in the paper's own code, which repeats IRL 15-10
 - every configured hidden layer h(s) reads (by default all of them: which layer matters more
   than anything else we tuned);
 - ``repeats`` runs per layer: repeat 0 on the training pairs as they are, each further repeat on
-  a bootstrap resample of the training prompts with its own seed.
+  a bootstrap resample of the training prompts with its own seed (each pair weighed by how often
+  its prompt was drawn) and its own init.
 
 Frozen mode (default) trains only {w, b} over features computed once, every layer in one pass,
 and cached in the run; all K = layers × repeats heads train together as one (K, d) weight matrix
-(each head its own batch order and loss, no shared gradient), so K heads cost about what one does.
+(each head its own loss, no shared gradient; all read the same batches, so one gather of pair
+features per step serves every head of a layer), so K heads cost about what one does.
 LoRA and full modes train a backbone too: one layer, one repeat at a time.
 
 Evaluation per epoch: the demonstrations alone give the selection criteria (pair accuracy and
@@ -165,21 +167,27 @@ def repeat_seed(seed: int, repeat: int) -> int:
     return seed * 1_000_003 + repeat
 
 
-def bootstrap_pairs(
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The order of the training pairs in one epoch, the same for every head."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(repeat_seed(seed, 0) * 100_003 + epoch))
+
+
+def bootstrap_counts(
     demos: pd.DataFrame, train_pairs: np.ndarray, repeat: int, seed: int
 ) -> np.ndarray:
-    """Indices into ``train_pairs`` that repeat ``repeat`` trains on: all of them for repeat 0,
-    else the pairs of a bootstrap resample of the training prompts, cut to the same count so
-    every repeat takes the same number of steps."""
+    """(n,) how often each of ``train_pairs`` is in repeat ``repeat``'s training set: once for
+    repeat 0, else as often as its prompt is drawn in a bootstrap resample of the training
+    prompts (with replacement, as many draws as prompts). A pair drawn c times weighs c in the
+    loss, which is training on the resample; every repeat then reads the same batches, so all
+    heads of a layer share one gather of pair features per step."""
     n = len(train_pairs)
     if repeat == 0:
-        return np.arange(n)
+        return np.ones(n)
     prompt_of = demos["prompt_id"].to_numpy()[train_pairs[:, 0]]
     prompts, inverse = np.unique(prompt_of, return_inverse=True)
-    by_prompt = [np.flatnonzero(inverse == i) for i in range(len(prompts))]
     rng = np.random.default_rng(repeat_seed(seed, repeat))
-    drawn = np.concatenate([by_prompt[i] for i in rng.integers(0, len(prompts), len(prompts))])
-    return np.resize(drawn, n)
+    drawn = np.bincount(rng.integers(0, len(prompts), len(prompts)), minlength=len(prompts))
+    return drawn[inverse].astype(float)
 
 
 def init_head(hidden: int, seed: int, layer: int) -> torch.Tensor:
@@ -400,8 +408,7 @@ class MaxMarginIRL:
             bar = tqdm(range(start + 1, config.epochs + 1), desc="max-margin IRL", unit="epoch",
                        disable=not (progress and main))  # fmt: skip
             for epoch in bar:
-                order = torch.randperm(len(train), generator=torch.Generator().manual_seed(
-                    repeat_seed(config.seed, 0) * 100_003 + epoch))  # fmt: skip
+                order = epoch_order(config.seed, epoch, len(train))
                 loader = accelerator.prepare_data_loader(
                     torch.utils.data.DataLoader(order, batch_size=config.batch_size, shuffle=False)
                 )
@@ -516,9 +523,11 @@ class HeadTrainer:
     """K frozen-mode heads trained together: ``weight`` (K, d), ``bias`` (K,).
 
     Head k reads hidden layer ``specs[k][0]`` and trains in repeat ``specs[k][1]``: that repeat's
-    bootstrap resample and batch order, its own init. Each head's loss depends only on its own
-    row, and Adam is elementwise, so training K heads together gives each head what training it
-    alone gives (tests check this).
+    bootstrap weights, its own init. The specs are a grid, layers × repeats (layer-major). Every
+    head reads the same batches, so each step gathers one (L, B, 2, d) block of pair features and
+    scores it for the heads of each layer with one matrix product. Each head's loss depends only on
+    its own row, and Adam is elementwise, so training K heads together gives each head what
+    training it alone gives (tests check this).
     """
 
     def __init__(self, config: IRLConfig, features: torch.Tensor, layers: list[int],
@@ -529,11 +538,16 @@ class HeadTrainer:
         self.slot = torch.tensor([layers.index(layer) for layer, _ in specs])
         self.repeat_of = torch.tensor([r for _, r in specs])
         self.specs = specs
+        grid_layers = list(dict.fromkeys(layer for layer, _ in specs))
+        grid_repeats = list(dict.fromkeys(r for _, r in specs))
+        if specs != [(layer, r) for layer in grid_layers for r in grid_repeats]:
+            raise ValueError("HeadTrainer's specs must be a layers x repeats grid, layer-major")
+        self.grid = (len(grid_layers), len(grid_repeats))
+        self.grid_slots = torch.tensor([layers.index(layer) for layer in grid_layers])
         self.train_pairs = torch.as_tensor(train_pairs)
-        repeats = sorted({r for _, r in specs})
-        self.samples = {
-            r: torch.as_tensor(bootstrap_pairs(demos, train_pairs, r, config.seed)) for r in repeats
-        }
+        self.counts = torch.as_tensor(np.stack([
+            bootstrap_counts(demos, train_pairs, r, config.seed) for r in grid_repeats
+        ]), dtype=features.dtype)  # fmt: skip  (R, n)
         hidden = features.shape[-1]
         self.weight = torch.nn.Parameter(torch.stack([
             init_head(hidden, repeat_seed(config.seed, r), layer) for layer, r in specs
@@ -545,26 +559,26 @@ class HeadTrainer:
         self.adam = torch.optim.Adam(params, lr=config.learning_rate)
 
     def epoch(self, epoch: int) -> np.ndarray:
-        """One pass over each head's training pairs; the mean loss of each head."""
+        """One pass over the training pairs, each head weighing them by its bootstrap counts; the
+        mean loss of each head."""
         config, n = self.config, len(self.train_pairs)
-        orders = {
-            r: sample[torch.randperm(n, generator=torch.Generator().manual_seed(
-                repeat_seed(config.seed, r) * 100_003 + epoch))]
-            for r, sample in self.samples.items()
-        }  # fmt: skip
-        stacked = torch.stack([orders[int(r)] for r in self.repeat_of])  # (K, n)
+        (n_layers, n_repeats), n_rows = self.grid, self.features.shape[1]
+        order = epoch_order(config.seed, epoch, n)
         totals = torch.zeros(len(self.specs))
         steps = 0
         for start in range(0, n, config.batch_size):
-            rows = self.train_pairs[stacked[:, start : start + config.batch_size]]  # (K, B, 2)
-            flat = (self.slot[:, None, None] * self.features.shape[1] + rows).reshape(-1)
-            both = self._rows_of_layers.index_select(0, flat).view(*rows.shape, -1)  # (K, B, 2, d)
-            rewards = torch.einsum("kbsd,kd->kbs", both, self.weight) + self.bias[:, None, None]
-            r_pos, r_neg = rewards[..., 0], rewards[..., 1]
-            loss = pairwise_loss(r_pos - r_neg, config.loss, right_weight=config.right_weight,
-                                 wrong_weight=config.wrong_weight, margin=config.margin)  # fmt: skip
+            batch = order[start : start + config.batch_size]
+            rows = self.train_pairs[batch]  # (B, 2)
+            flat = (self.grid_slots[:, None, None] * n_rows + rows).reshape(-1)
+            both = self._rows_of_layers.index_select(0, flat).view(n_layers, -1, self.features.shape[-1])  # (L, 2B, d)
+            weight = self.weight.view(n_layers, n_repeats, -1)
+            rewards = torch.bmm(weight, both.transpose(1, 2)).view(len(self.specs), -1, 2) + self.bias[:, None, None]
+            r_pos, r_neg = rewards[..., 0], rewards[..., 1]  # (K, B)
+            counts = self.counts[:, batch].repeat(n_layers, 1)  # (K, B)
+            loss = pairwise_loss(r_pos - r_neg, config.loss, right_weight=config.right_weight, wrong_weight=config.wrong_weight,
+                                 margin=config.margin, weight=counts)  # fmt: skip
             if config.reward_l2:
-                loss = loss + config.reward_l2 * torch.cat([r_pos, r_neg], 1).pow(2).mean(-1)
+                loss = loss + config.reward_l2 * (counts * (r_pos.pow(2) + r_neg.pow(2))).mean(-1) / 2
             self.adam.zero_grad()
             loss.sum().backward()
             self.adam.step()

@@ -236,19 +236,19 @@ class RewardSaliency:
             raise IrlLensError("the batched decomposition needs a right-padding tokenizer")
         texts = check_probes(texts)
         reward = self.reward
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=reward.max_length)["input_ids"]]
+        encoded = self.tokenizer(texts, return_offsets_mapping=True, truncation=True, max_length=reward.max_length)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
         out: list[AttributionResult | None] = [None] * len(texts)
         group: list[int] = []
         for i in [*sorted(range(len(texts)), key=lengths.__getitem__), None]:
             if group and (i is None or (len(group) + 1) * lengths[i] > max_batch_tokens):
-                batch = self.tokenizer([texts[g] for g in group], return_tensors="pt", return_offsets_mapping=True,
-                                       truncation=True, padding=True, max_length=reward.max_length)  # fmt: skip
-                offsets = batch.pop("offset_mapping").tolist()
+                batch = self.tokenizer.pad({key: [encoded[key][g] for g in group] for key in ("input_ids", "attention_mask")},
+                                           return_tensors="pt")  # fmt: skip
                 shares, rewards = self._decomposition(reward.backbone, reward.heads, reward.layers,
                                                       batch["input_ids"], batch["attention_mask"])  # fmt: skip
                 for b, g in enumerate(group):
                     n = lengths[g]
-                    out[g] = self._result(texts[g], method, [tuple(o) for o in offsets[b][:n]], reward.names,
+                    out[g] = self._result(texts[g], method, [tuple(o) for o in encoded["offset_mapping"][g]], reward.names,
                                           shares[:, b, :n], rewards[:, b], include_ground_truth)  # fmt: skip
                 group = []
             if i is not None:

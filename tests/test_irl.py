@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -134,15 +135,18 @@ def test_batched_heads_equal_heads_trained_one_at_a_time(toy_run):
 
 
 def test_bootstrap_repeats_resample_training_prompts(toy_run):
-    from core.irl import bootstrap_pairs
+    from core.irl import bootstrap_counts
 
     demos = toy_run.read_table("demonstrations")
     pairs = make_pairs(demos, "train")
-    assert bootstrap_pairs(demos, pairs, 0, 0).tolist() == list(range(len(pairs)))
-    one, two = bootstrap_pairs(demos, pairs, 1, 0), bootstrap_pairs(demos, pairs, 2, 0)
-    assert len(one) == len(two) == len(pairs)
-    assert len(set(one)) < len(pairs) and not np.array_equal(one, two)  # with replacement
-    assert np.array_equal(one, bootstrap_pairs(demos, pairs, 1, 0))  # seeded
+    assert bootstrap_counts(demos, pairs, 0, 0).tolist() == [1.0] * len(pairs)
+    one, two = bootstrap_counts(demos, pairs, 1, 0), bootstrap_counts(demos, pairs, 2, 0)
+    assert (one == 0).any() and (one > 1).any() and not np.array_equal(one, two)  # with replacement
+    prompt_of = demos["prompt_id"].to_numpy()[pairs[:, 0]]
+    per_prompt = pd.Series(one).groupby(prompt_of)
+    assert (per_prompt.nunique() == 1).all()  # prompts are drawn, with all their pairs
+    assert per_prompt.first().sum() == len(set(prompt_of))  # as many draws as prompts
+    assert np.array_equal(one, bootstrap_counts(demos, pairs, 1, 0))  # seeded
 
 
 def test_only_the_layer_that_carries_the_signal_is_selected(tmp_path, tiny_models):

@@ -37,7 +37,7 @@ def config_file(tmp_path, tiny_models, prompts_file):
     grpo = (
         "steps = 2\nprompts_per_step = 2\ngenerations = 2\nmax_completion_length = 4\nlora_r = 2\n"
     )
-    grpo += 'lora_target_modules = ["q_proj", "v_proj"]'
+    grpo += 'lora_target_modules = ["q_proj", "v_proj"]\nbf16 = true'  # the demo's precision
     text = f"""
 run = "built"
 seed = 3
@@ -51,6 +51,7 @@ steps = 2
 batch_size = 2
 max_length = 16
 lora_r = 2
+bf16 = true
 [expert]
 policy = "{model}"
 {grpo}
@@ -60,6 +61,7 @@ pi0 = "{model}"
 expert = "{model}"
 max_new_tokens = 4
 samples_per_prompt = 2
+bf16 = true
 [irl]
 epochs = 3
 [evaluate]

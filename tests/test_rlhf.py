@@ -130,3 +130,28 @@ def test_clean_tweets_changes_what_the_sft_sees(tmp_path):
     clean = sorted(sft_texts(settings.model_copy(update={"clean_tweets": True})))
     assert all(has_markup_debris(raw)) and not any(has_markup_debris(clean))
     assert clean == ["you are a fool …", "💁 so lazy “"]  # entities decoded, twice-escaped ones too
+
+
+def test_bf16_generation_runs_under_autocast(tiny_models):
+    """bf16 is a speed option: GRPO's generations and the samplers then run under bf16 autocast
+    (which TRL does not do for generations), and still return well-formed completions."""
+    from core.demonstrations import generate
+    from core.rlhf import autocast_generation
+
+    model = policy.load_causal_lm(tiny_models["llama"])
+    tokenizer = policy.load_tokenizer(tiny_models["llama"])
+    seen = []
+    original = model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return original(*args, **kwargs)
+
+    model.generate = spy
+    decoding = {"do_sample": True, "max_new_tokens": 4}
+    plain = generate(model, tokenizer, ["the cat", "I"], decoding=decoding, with_ids=True)
+    fast = generate(model, tokenizer, ["the cat", "I"], decoding=decoding, with_ids=True, bf16=True)
+    autocast_generation(model)
+    model.generate(**tokenizer(["the cat"], return_tensors="pt"), max_new_tokens=2, pad_token_id=tokenizer.pad_token_id)
+    assert seen == [False, True, True]
+    assert [len(ids) for _, _, ids in fast] == [n for _, n, _ in fast] and len(fast) == len(plain) == 2
