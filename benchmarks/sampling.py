@@ -5,6 +5,8 @@ fixed seed and min_new_tokens so every sequence generates the same number of tok
 load time of the GGUF file (dequantise + write the safetensors cache) against a warm load
 from that cache.
 
+Each batch is timed in fp32 and under bf16 autocast (``bf16 = true`` in a sampling config).
+
     .venv/bin/python benchmarks/sampling.py [--quick]
 """
 
@@ -70,10 +72,11 @@ def main() -> None:
             prompts[:1],
             decoding=decoding | {"max_new_tokens": 2, "min_new_tokens": 2},
         )
-        start = time.perf_counter()
-        generate(model, tokenizer, prompts, decoding=decoding, batch_size=batch)
-        elapsed = time.perf_counter() - start
-        figures[f"tokens_per_s_batch{batch}"] = round(batch * new_tokens / elapsed, 1)
+        for bf16, key in ((False, "tokens_per_s"), (True, "bf16_tokens_per_s")):
+            start = time.perf_counter()
+            generate(model, tokenizer, prompts, decoding=decoding, batch_size=batch, bf16=bf16)
+            elapsed = time.perf_counter() - start
+            figures[f"{key}_batch{batch}"] = round(batch * new_tokens / elapsed, 1)
     figures |= {
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "torch_threads": torch.get_num_threads(),

@@ -4,7 +4,7 @@ Three measures per method and member, stored in ``tables/faithfulness``:
 
 - agreement with the ground truth's exact word contributions on test sentences of the
   dispreferred side (where the run has R*): mean Pearson of word scores, and top-1 match (the
-  member's most reward-lowering word is R*'s);
+  member's most reward-lowering word is R*'s, see :func:`top1_match`);
 - deletion (ERASER's comprehensiveness, needs no R*): remove the words with the highest
   attribution first (10%, 20% … 50% of the words) and measure how far the member's reward falls,
   in units of its standard deviation on the run; averaged over the fractions (area over the
@@ -130,10 +130,12 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
                     row = result.row(name)
                     if len(row) > 1 and np.ptp(row) > 0 and np.ptp(gt) > 0:
                         pearson[name].append(float(np.corrcoef(row, gt)[0, 1]))
-                    top1[name].append(int(np.argmin(row)) == int(np.argmin(gt)))
+                    hit = top1_match(row, gt)
+                    if hit is not None:
+                        top1[name].append(hit)
             for name in reward.names:
                 figures[name] |= {"ground_truth_pearson": float(np.mean(pearson[name])) if pearson[name] else None,
-                                  "top1_match": float(np.mean(top1[name]))}  # fmt: skip
+                                  "top1_match": float(np.mean(top1[name])) if top1[name] else None}  # fmt: skip
         sample_texts = sample[irl.text_column()].tolist()
         word_scores = [result.word_scores for result in attributions(sample_texts)]
         falls, random_falls = deletion(reward, sample_texts, word_scores, scale, rng)
@@ -164,6 +166,17 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
         if "localisation" in table else None,
     }  # fmt: skip
     return table, summary
+
+
+def top1_match(member_words: np.ndarray, truth_words: np.ndarray) -> bool | None:
+    """Is the member's most reward-lowering word one of R*'s? R* gives a repeated word the same
+    contribution at each occurrence ("bitch … so bitch"), so any word tied at R*'s minimum counts
+    (a first-occurrence argmin would call the second a miss). None where R* lowers no word: the
+    question does not apply."""
+    lowest = float(np.min(truth_words))
+    if lowest >= 0:
+        return None
+    return bool(np.isclose(truth_words[int(np.argmin(member_words))], lowest, rtol=1e-6, atol=1e-9))
 
 
 def faithfulness_stage(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True) -> dict:

@@ -45,3 +45,13 @@ def test_faithfulness_without_a_ground_truth(tmp_path, tiny_models):
     run = build_audited_toy_run(tmp_path / "g", tiny_models["toy"], ground_truth=False)
     summary = faithfulness_stage(run, FAST, progress=False)
     assert summary["saliency_top1_match"] is None and summary["saliency_method"] in FAST.methods
+
+
+def test_top1_match_counts_ties_of_a_repeated_word():
+    from core.faithfulness import top1_match
+
+    truth = np.array([-2.5, 0.0, -0.1, -2.5])  # "bitch ... so bitch": the same word, the same share
+    assert top1_match(np.array([0.1, 0.0, -0.2, -1.0]), truth)  # the second occurrence is R*'s too
+    assert top1_match(np.array([-1.0, 0.0, -0.2, 0.3]), truth)
+    assert not top1_match(np.array([0.1, 0.0, -0.9, 0.3]), truth)
+    assert top1_match(np.array([-1.0, 0.2]), np.array([0.0, 0.3])) is None  # R* lowers no word
