@@ -38,14 +38,15 @@ def auc(rewards: np.ndarray, dispreferred: np.ndarray) -> float | None:
 
 
 # -- many rewards at once: (n, K) columns, for every candidate of every epoch ---------------------
-def auc_columns(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+def auc_columns(scores: np.ndarray, positive: np.ndarray, ranks: np.ndarray | None = None) -> np.ndarray:
     """ROC-AUC of each column of ``scores`` (n, K) for the ``positive`` label (higher score =
-    more positive), by the Mann–Whitney rank sum (ties averaged, as sklearn); NaN with one class."""
+    more positive), by the Mann–Whitney rank sum (ties averaged, as sklearn); NaN with one class.
+    ``ranks``: ``scores``' column ranks, when the caller has them already."""
     positive = np.asarray(positive, bool)
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
         return np.full(scores.shape[1], np.nan)
-    ranks = stats.rankdata(scores, axis=0)
+    ranks = stats.rankdata(scores, axis=0) if ranks is None else ranks
     return (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
@@ -57,8 +58,8 @@ def pearson_columns(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, (x * y[:, None]).sum(0) / denominator, np.nan)
 
 
-def spearman_columns(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
-    return pearson_columns(stats.rankdata(scores, axis=0), stats.rankdata(target))
+def spearman_columns(scores: np.ndarray, target: np.ndarray, ranks: np.ndarray | None = None) -> np.ndarray:
+    return pearson_columns(stats.rankdata(scores, axis=0) if ranks is None else ranks, stats.rankdata(target))
 
 
 def pair_accuracy_columns(scores: np.ndarray, pairs: np.ndarray) -> np.ndarray:

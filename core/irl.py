@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy import stats
 from tqdm.auto import tqdm
 
 from core import checkpoints, policy
@@ -209,21 +210,22 @@ def candidate_metrics(
     split = demos["split"].to_numpy()
     is_expert = (demos["policy"] == "expert").to_numpy()
     out = {"train_pair_accuracy": pair_accuracy_columns(rewards, pairs["train"])}
-    for part in ("selection", "test"):
-        rows = np.flatnonzero(split == part)
+    rows = {part: np.flatnonzero(split == part) for part in ("selection", "test")}
+    ranks = {part: stats.rankdata(rewards[rows[part]], axis=0) for part in rows}  # every rank figure's
+    for part in rows:
         out[f"{part}_pair_accuracy"] = pair_accuracy_columns(rewards, pairs[part])
-        out[f"{part}_discrimination_auc"] = auc_columns(rewards[rows], is_expert[rows])
+        out[f"{part}_discrimination_auc"] = auc_columns(rewards[rows[part]], is_expert[rows[part]], ranks[part])
     gt_column = config.ground_truth_column()
     if gt_column in demos:
         gt = demos[gt_column].to_numpy()
-        for part in ("selection", "test"):
-            rows = np.flatnonzero(split == part)
-            r = rewards[rows]
-            out[f"{part}_auc"] = auc_columns(-r, gt[rows] < 0)
-            out[f"{part}_spearman"] = spearman_columns(r, gt[rows])
+        for part in rows:
+            r, truth = rewards[rows[part]], gt[rows[part]]
+            # AUC of −R̂ for R*'s dispreferred label: 1 − AUC of R̂ (ties count half either way)
+            out[f"{part}_auc"] = 1 - auc_columns(r, truth < 0, ranks[part])
+            out[f"{part}_spearman"] = spearman_columns(r, truth, ranks[part])
             if part == "test":
-                out["test_pearson"] = pearson_columns(r, gt[rows])
-                predicted, actual = r < 0, (gt[rows] < 0)[:, None]
+                out["test_pearson"] = pearson_columns(r, truth)
+                predicted, actual = r < 0, (truth < 0)[:, None]
                 out["test_accuracy"] = (predicted == actual).mean(0)
                 tp = (predicted & actual).sum(0)
                 with np.errstate(invalid="ignore", divide="ignore"):
