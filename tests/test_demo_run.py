@@ -55,6 +55,8 @@ def test_demo_meets_its_floors(demo):
     assert s["equivalent_min_spearman"] <= 0.90 and s["equivalent_verdict_disagreement"] >= 0.10
     assert s["pi0_toxicity"] >= 0.30 and s["expert_toxicity"] <= s["pi0_toxicity"] / 3
     assert s["irl_rlhf_toxicity"] is not None
+    assert s["saliency_method"] == "decomposition" and s["saliency_top1_match"] >= 0.80
+    assert s["implicit_reward_auc"] is not None
     tokens = demo.read_table("toxicity").set_index("policy")["mean_tokens"]
     assert abs(tokens["expert"] - tokens["pi0"]) <= 0.25 * tokens["pi0"], tokens.to_dict()
     assert abs(s["expert_mean_tokens"] - s["pi0_mean_tokens"]) <= 0.25 * s["pi0_mean_tokens"]
