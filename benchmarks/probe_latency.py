@@ -76,7 +76,23 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def session(browser, url: str, probes: list[str], counterfactuals: bool = False) -> list[dict]:
+class StartLine:
+    """Concurrent sessions load their pages first and start probing together, so that one
+    session's probes are not timed against another's page load (``open_s_8`` reports the loads);
+    the CPU figures are taken from the start."""
+
+    def __init__(self, sessions: int, server_pid: int) -> None:
+        self.barrier, self.server_pid = asyncio.Barrier(sessions), server_pid
+        self.opened = time.perf_counter()
+        self.mark: tuple[float, float, float] | None = None
+
+    async def wait(self) -> None:
+        if await self.barrier.wait() == 0:
+            self.mark = cpu_seconds(self.server_pid), cpu_seconds(), time.perf_counter()
+
+
+async def session(browser, url: str, probes: list[str], counterfactuals: bool = False,
+                  start: StartLine | None = None) -> list[dict]:  # fmt: skip
     """One auditor: open the probe page, score each probe in turn, time each."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
@@ -84,6 +100,8 @@ async def session(browser, url: str, probes: list[str], counterfactuals: bool = 
     await page.get_by_role("heading", name="Live probe").wait_for(timeout=180_000)
     if counterfactuals:
         await page.get_by_text("Counterfactuals: the smallest edit").click()
+    if start is not None:
+        await start.wait()
     out = []
     for text in probes:
         marker = text.split()[0]
@@ -160,7 +178,8 @@ class ProtocolSession:
         return states
 
 
-async def protocol_session(url: str, probes: list[str], counterfactuals: bool = False) -> list[dict]:
+async def protocol_session(url: str, probes: list[str], counterfactuals: bool = False,
+                           start: StartLine | None = None) -> list[dict]:  # fmt: skip
     from websockets.asyncio.client import connect
 
     async with connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],
@@ -169,6 +188,8 @@ async def protocol_session(url: str, probes: list[str], counterfactuals: bool = 
         await auditor.rerun([])  # the page's first load announces the form's widgets
         if "Score" not in auditor.widgets:
             raise SystemExit(f"the probe page drew no Score button (widgets: {sorted(auditor.widgets)})")
+        if start is not None:
+            await start.wait()
         out = []
         for text in probes:
             result = await auditor.rerun(auditor.submit(text, counterfactuals), marker=text.split()[0])
@@ -196,8 +217,8 @@ def niced_chromium(folder: Path) -> str:
 async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: list[int], counterfactuals: bool,
                   executable: str = CHROMIUM, client: str = "browser") -> dict:  # fmt: skip
     if client == "protocol":
-        def auditor(probes, ticked=counterfactuals):
-            return protocol_session(url, probes, ticked)
+        def auditor(probes, ticked=counterfactuals, start=None):
+            return protocol_session(url, probes, ticked, start)
 
         return await timed_sessions(auditor, server_pid, sessions, rounds, sizes)
     from playwright.async_api import async_playwright
@@ -206,8 +227,8 @@ async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: 
         browser = await pw.chromium.launch(executable_path=executable, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])  # fmt: skip
 
-        def auditor(probes, ticked=counterfactuals):
-            return session(browser, url, probes, ticked)
+        def auditor(probes, ticked=counterfactuals, start=None):
+            return session(browser, url, probes, ticked, start)
 
         figures = await timed_sessions(auditor, server_pid, sessions, rounds, sizes)
         await browser.close()
@@ -220,11 +241,13 @@ async def timed_sessions(auditor, server_pid: int, sessions: int, rounds: int, s
     one = []
     for r in range(rounds):
         one += await auditor([probe(n, f"solo{r}x{n}") for n in sizes])
-    before = cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
-    many = await asyncio.gather(*[auditor([probe(32, f"s{s}r{r}") for r in range(rounds)]) for s in range(sessions)])
+    start = StartLine(sessions, server_pid)
+    many = await asyncio.gather(*[auditor([probe(32, f"s{s}r{r}") for r in range(rounds)], start=start)
+                                  for s in range(sessions)])  # fmt: skip
     after = cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
+    before = start.mark
     many = [item for items in many for item in items]
-    figures = {"first_probe_s": round(warm[0]["done_s"], 2)}
+    figures = {"first_probe_s": round(warm[0]["done_s"], 2), "open_s_8": round(before[2] - start.opened, 2)}
     for n in sizes:  # `one` holds rounds x sizes, in that order
         times = [x["done_s"] for k, x in enumerate(one) if sizes[k % len(sizes)] == n]
         drawn = [x["heatmaps_s"] for k, x in enumerate(one) if sizes[k % len(sizes)] == n]
