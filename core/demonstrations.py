@@ -24,7 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import policy
-from core.device import model_device
+from core.device import BF16_GENERATION_HELP, bf16_autocast, model_device
 from core.errors import IrlLensError
 from core.ground_truth import GroundTruth, dispreferred_label, load_ground_truth
 from core.objective import Objective, objective_for
@@ -33,8 +33,6 @@ from core.text_sets import load_prompts
 
 POLICIES = ("pi0", "expert")
 STAGE = "sample"
-BF16_GENERATION_HELP = ("generate under bf16 autocast: about 1.7x faster on a CPU with AVX512-BF16 or AMX (slower "
-                        "on other CPUs); the samples differ from fp32 ones as another seed's would")
 SPLITS = ("train", "selection", "test")
 COLUMNS = (
     "prompt_id", "split", "prompt", "policy", "sample", "completion", "n_tokens", "sentence",
@@ -177,7 +175,7 @@ def generate(
         batch = prompts[start : start + batch_size]
         batch = [format_prompt(tokenizer, p, chat_template) for p in batch]
         inputs = tokenizer(batch, return_tensors="pt", padding=True).to(model_device(model))
-        with torch.autocast(model_device(model).type, dtype=torch.bfloat16, enabled=bf16):
+        with bf16_autocast(model, bf16):
             generated = model.generate(**inputs, **decoding, num_return_sequences=samples_per_prompt,
                                        pad_token_id=tokenizer.pad_token_id)  # fmt: skip
         new_tokens = generated[:, inputs["input_ids"].shape[1] :]

@@ -62,6 +62,21 @@ def prompt_ids(tokenizer, prompt: str, chat_template: bool) -> list[int]:
     return ids
 
 
+def completion_sequences(tokenizer, prompts: Sequence[str], completions: Sequence[str],
+                         completion_ids: Sequence[Sequence[int]] | None = None, *,
+                         chat_template: bool = False) -> tuple[list[list[int]], list[int]]:  # fmt: skip
+    """(prompt + completion token ids, where the completion starts) of each pair, the completion's
+    tokens as generated where ``completion_ids`` holds them (else the completion is tokenized)."""
+    sequences, starts = [], []
+    for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+        ids = list(completion_ids[i]) if completion_ids is not None and len(completion_ids[i]) else (
+            tokenizer(completion, add_special_tokens=False)["input_ids"])  # fmt: skip
+        head = prompt_ids(tokenizer, prompt, chat_template)
+        sequences.append(head + ids)
+        starts.append(len(head))
+    return sequences, starts
+
+
 @torch.inference_mode()
 def completion_log_probs(model, tokenizer, sequences: list[list[int]], starts: list[int]) -> list[np.ndarray]:
     """log p(token | everything before it) of each sequence's tokens from ``starts[i]`` on."""
@@ -121,13 +136,8 @@ class ImplicitReward:
     ) -> ImplicitScores:
         """The implicit reward of each (prompt, completion); ``completion_ids`` are the tokens as
         generated (else the completion is tokenized)."""
-        sequences, starts = [], []
-        for i in range(len(prompts)):
-            ids = list(completion_ids[i]) if completion_ids is not None and len(completion_ids[i]) else (
-                self.tokenizer(completions[i], add_special_tokens=False)["input_ids"])  # fmt: skip
-            prompt = prompt_ids(self.tokenizer, prompts[i], self.chat_template)
-            sequences.append(prompt + ids)
-            starts.append(len(prompt))
+        sequences, starts = completion_sequences(self.tokenizer, prompts, completions, completion_ids,
+                                                 chat_template=self.chat_template)  # fmt: skip
         kwargs = {"batch_size": self.batch_size, "progress": progress}
         expert = log_probs_by_length(self.expert, self.tokenizer, sequences, starts, desc="implicit reward: π_E", **kwargs)
         with self._pi0_context():

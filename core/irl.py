@@ -537,8 +537,6 @@ class HeadTrainer:
         self.config = config
         self.features = features  # (L, N, d)
         self._rows_of_layers = features.reshape(-1, features.shape[-1])  # (L·N, d): one index_select per step
-        self.slot = torch.tensor([layers.index(layer) for layer, _ in specs])
-        self.repeat_of = torch.tensor([r for _, r in specs])
         self.specs = specs
         grid_layers = list(dict.fromkeys(layer for layer, _ in specs))
         grid_repeats = list(dict.fromkeys(r for _, r in specs))
@@ -546,6 +544,7 @@ class HeadTrainer:
             raise ValueError("HeadTrainer's specs must be a layers x repeats grid, layer-major")
         self.grid = (len(grid_layers), len(grid_repeats))
         self.grid_slots = torch.tensor([layers.index(layer) for layer in grid_layers])
+        self.slot = self.grid_slots.repeat_interleave(len(grid_repeats))  # each head's layer
         self.train_pairs = torch.as_tensor(train_pairs)
         self.counts = torch.as_tensor(np.stack([
             bootstrap_counts(demos, train_pairs, r, config.seed) for r in grid_repeats

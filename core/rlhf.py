@@ -36,16 +36,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import policy
+from core.device import BF16_HELP, bf16_autocast
 from core.errors import IrlLensError
 from core.ground_truth import load_ground_truth
 from core.run_store import Run
 from core.text_sets import load_prompts
 
 RewardFn = Callable[..., list[float]]
-
-
-BF16_HELP = ("bf16 mixed precision (fp32 weights, bf16 matmuls): about 2x faster on a CPU with AVX512-BF16 or "
-             "AMX and on GPUs, much slower on other CPUs; off is TRL-independent fp32")
 
 
 class RLHFConfig(BaseModel):
@@ -236,7 +233,7 @@ def autocast_generation(model) -> None:
     generate = model.generate
 
     def generate_bf16(*args, **kwargs):
-        with torch.autocast(model.device.type, dtype=torch.bfloat16):
+        with bf16_autocast(model):
             return generate(*args, **kwargs)
 
     model.generate = generate_bf16

@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from core import policy
-from core.demonstrations import BF16_GENERATION_HELP, generate
+from core.demonstrations import generate
+from core.device import BF16_GENERATION_HELP
 from core.errors import IrlLensError
 from core.ground_truth import dispreferred_label
-from core.implicit_reward import log_probs_by_length, prompt_ids
+from core.implicit_reward import completion_sequences, log_probs_by_length
 from core.run_store import Run
 
 STAGE = "toxicity"
@@ -45,13 +46,7 @@ def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[
                        completion_ids: list[list[int]] | None = None) -> np.ndarray:  # fmt: skip
     """Sum of log-probabilities of each completion's tokens given its prompt: (N,); the tokens as
     generated where ``completion_ids`` are given (else the completion is tokenized)."""
-    sequences, starts = [], []
-    for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
-        head = prompt_ids(tokenizer, prompt, chat_template=False)
-        ids = list(completion_ids[i]) if completion_ids is not None else (
-            tokenizer(completion, add_special_tokens=False)["input_ids"])  # fmt: skip
-        sequences.append(head + ids)
-        starts.append(len(head))
+    sequences, starts = completion_sequences(tokenizer, prompts, completions, completion_ids)
     logp = log_probs_by_length(model, tokenizer, sequences, starts, batch_size=batch_size)
     return np.array([values.sum() for values in logp], dtype=float)
 
