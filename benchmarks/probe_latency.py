@@ -7,9 +7,15 @@ probe's words drawn in the heatmaps → the script run finished (with the page's
 counterfactuals are on demand, so off; ``--counterfactuals`` ticks them). One session, then N
 concurrent sessions (N browser contexts), whose probes the server's queue scores in batches. The
 server's peak resident memory is read from /proc (VmHWM of the server process), and the CPU
-seconds the server and everything else (the browsers) used while the N sessions ran: here the
-browsers share the server's 2 cores. ``--nice-browsers`` runs them at nice 19, so that the
-server's work goes first, as when colleagues' browsers run on their own machines.
+seconds the server and everything else (the browsers) used while the N sessions ran, the
+browsers' by process (renderers, the software compositor, browser and network, Playwright's
+driver): here the browsers share the server's 2 cores. Each page's first probe, which loads the
+code of its tables and heatmaps, is timed apart from the others (``page_first_*``).
+
+``--reduced-motion`` gives the browsers the OS's reduced-motion setting (Playwright emulates it),
+under which the dashboard animates nothing: no spinner turns while a probe waits.
+``--nice-browsers`` runs them at nice 19, so that the server's work goes first, as when
+colleagues' browsers run on their own machines.
 
 ``--client protocol`` drives the same page without a browser: each session speaks Streamlit's own
 websocket protocol (the BackMsg/ForwardMsg protobufs its frontend sends and receives), submits the
@@ -19,13 +25,14 @@ whose browsers run on their own machines would see, plus drawing (the browser cl
 ``p50_heatmaps_s_1`` minus this one's says what drawing costs).
 
     .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8] [--counterfactuals]
-        [--nice-browsers] [--client browser|protocol]
+        [--nice-browsers] [--reduced-motion] [--client browser|protocol]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -76,25 +83,63 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def process_kind(pid: int) -> str:
+    """What a process of the benchmark's tree is: a Chromium renderer (the page's JS, style, layout
+    and paint), its compositor (``gpu-process``: with no GPU, frames are composited in software),
+    its browser or network process, or Playwright's driver."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()  # Chromium rewrites its own
+    kind = next((a[7:].decode() for a in argv if a.startswith(b"--type=")), None)
+    if kind is None:
+        return "driver" if b"node" in argv[0] else "browser"
+    return {"gpu-process": "compositor", "renderer": "renderers"}.get(kind, "browser")
+
+
+def cpu_by_kind(exclude: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of every process below this one but ``exclude`` (the server), by pid."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = {}, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        if pid != exclude:
+            with contextlib.suppress(OSError):  # it has just exited
+                out[pid] = (process_kind(pid), cpu_seconds(pid))
+    return out
+
+
 class StartLine:
     """Concurrent sessions load their pages first and start probing together, so that one
-    session's probes are not timed against another's page load (``open_s_8`` reports the loads);
-    the CPU figures are taken from the start."""
+    session's probes are not timed against another's page load (``open_s_8`` reports the loads).
+    All score their page's first probe together, then wait for each other again: a page's first
+    probe loads the code of its tables and heatmaps (about 35 scripts, once per page load), and is
+    reported on its own. They close their pages only when all have finished, so that every
+    renderer's CPU is counted."""
 
     def __init__(self, sessions: int, server_pid: int) -> None:
         self.barrier, self.server_pid = asyncio.Barrier(sessions), server_pid
         self.opened = time.perf_counter()
-        self.mark: tuple[float, float, float] | None = None
+        self.marks: list[tuple[float, float, float, dict]] = []
 
     async def wait(self) -> None:
+        """Pages loaded, first probes done, all probes done: a mark of the CPU clocks at each."""
         if await self.barrier.wait() == 0:
-            self.mark = cpu_seconds(self.server_pid), cpu_seconds(), time.perf_counter()
+            self.marks.append((cpu_seconds(self.server_pid), cpu_seconds(), time.perf_counter(),
+                               cpu_by_kind(self.server_pid)))  # fmt: skip
 
 
 async def session(browser, url: str, probes: list[str], counterfactuals: bool = False,
-                  start: StartLine | None = None) -> list[dict]:  # fmt: skip
-    """One auditor: open the probe page, score each probe in turn, time each."""
-    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+                  start: StartLine | None = None, reduced_motion: bool = False) -> list[dict]:  # fmt: skip
+    """One auditor: open the probe page, score each probe in turn, time each (the first is the
+    page's first, see :class:`StartLine`)."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000},
+                                        reduced_motion="reduce" if reduced_motion else "no-preference")  # fmt: skip
     page = await context.new_page()
     await page.goto(f"{url}/probe")
     await page.get_by_role("heading", name="Live probe").wait_for(timeout=180_000)
@@ -103,17 +148,21 @@ async def session(browser, url: str, probes: list[str], counterfactuals: bool = 
     if start is not None:
         await start.wait()
     out = []
-    for text in probes:
+    for k, text in enumerate(probes):
+        if k == 1 and start is not None:
+            await start.wait()
         marker = text.split()[0]
         await page.locator("textarea").fill(text)
-        start = time.perf_counter()
+        clicked = time.perf_counter()
         await page.get_by_role("button", name="Score", exact=True).click()
         await page.locator("span[title]", has_text=marker).first.wait_for(timeout=300_000)
-        drawn = time.perf_counter() - start
+        drawn = time.perf_counter() - clicked
         await page.locator(IDLE).wait_for(timeout=300_000)  # the script run has ended
-        done = time.perf_counter() - start
+        done = time.perf_counter() - clicked
         errors = await page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count()
         out.append({"heatmaps_s": drawn, "done_s": done, "errors": errors})
+    if start is not None:
+        await start.wait()
     await context.close()
     return out
 
@@ -191,11 +240,15 @@ async def protocol_session(url: str, probes: list[str], counterfactuals: bool = 
         if start is not None:
             await start.wait()
         out = []
-        for text in probes:
+        for k, text in enumerate(probes):
+            if k == 1 and start is not None:
+                await start.wait()
             result = await auditor.rerun(auditor.submit(text, counterfactuals), marker=text.split()[0])
             if result["heatmaps_s"] is None:
                 raise SystemExit(f"no heatmap of {text.split()[0]!r} came back from the server")
             out.append(result)
+        if start is not None:
+            await start.wait()
         return out
 
 
@@ -215,7 +268,7 @@ def niced_chromium(folder: Path) -> str:
 
 
 async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: list[int], counterfactuals: bool,
-                  executable: str = CHROMIUM, client: str = "browser") -> dict:  # fmt: skip
+                  executable: str = CHROMIUM, client: str = "browser", reduced_motion: bool = False) -> dict:  # fmt: skip
     if client == "protocol":
         def auditor(probes, ticked=counterfactuals, start=None):
             return protocol_session(url, probes, ticked, start)
@@ -228,7 +281,7 @@ async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: 
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])  # fmt: skip
 
         def auditor(probes, ticked=counterfactuals, start=None):
-            return session(browser, url, probes, ticked, start)
+            return session(browser, url, probes, ticked, start, reduced_motion)
 
         figures = await timed_sessions(auditor, server_pid, sessions, rounds, sizes)
         await browser.close()
@@ -236,18 +289,19 @@ async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: 
 
 
 async def timed_sessions(auditor, server_pid: int, sessions: int, rounds: int, sizes: list[int]) -> dict:
-    """A warm-up probe, ``rounds`` x ``sizes`` probes alone, then ``sessions`` auditors at once."""
+    """A warm-up probe, then one auditor's page: its first probe, ``rounds`` x ``sizes`` probes;
+    then ``sessions`` auditors at once: their pages' first probes together, then ``rounds`` each."""
     warm = await auditor([probe(8, "warmup")], False)  # models load once per server
-    one = []
-    for r in range(rounds):
-        one += await auditor([probe(n, f"solo{r}x{n}") for n in sizes])
+    first, *one = await auditor([probe(32, "solofirst")] + [probe(n, f"solo{r}x{n}") for r in range(rounds)
+                                                            for n in sizes])  # fmt: skip
     start = StartLine(sessions, server_pid)
-    many = await asyncio.gather(*[auditor([probe(32, f"s{s}r{r}") for r in range(rounds)], start=start)
+    many = await asyncio.gather(*[auditor([probe(32, f"s{s}r{r}") for r in range(-1, rounds)], start=start)
                                   for s in range(sessions)])  # fmt: skip
-    after = cpu_seconds(server_pid), cpu_seconds(), time.perf_counter()
-    before = start.mark
-    many = [item for items in many for item in items]
-    figures = {"first_probe_s": round(warm[0]["done_s"], 2), "open_s_8": round(before[2] - start.opened, 2)}
+    (*opened, _), (*before, kinds_before), (*after, kinds_after) = start.marks
+    firsts = [items[0]["done_s"] for items in many]
+    many = [item for items in many for item in items[1:]]
+    figures = {"first_probe_s": round(warm[0]["done_s"], 2), "open_s_8": round(opened[2] - start.opened, 2),
+               "page_first_probe_s_1": round(first["done_s"], 2)}  # fmt: skip
     for n in sizes:  # `one` holds rounds x sizes, in that order
         times = [x["done_s"] for k, x in enumerate(one) if sizes[k % len(sizes)] == n]
         drawn = [x["heatmaps_s"] for k, x in enumerate(one) if sizes[k % len(sizes)] == n]
@@ -257,12 +311,17 @@ async def timed_sessions(auditor, server_pid: int, sessions: int, rounds: int, s
     figures["p95_s_1"] = figures["p95_s_1_32tok"]
     figures["p50_s_8"] = round(statistics.median([x["done_s"] for x in many]), 2)
     figures["p95_s_8"] = round(p([x["done_s"] for x in many], 95), 2)
-    figures["errors"] = sum(x["errors"] for x in [*one, *many])
+    figures["p50_page_first_s_8"] = round(statistics.median(firsts), 2)
+    figures["max_page_first_s_8"] = round(max(firsts), 2)
+    figures["errors"] = sum(x["errors"] for x in [first, *one, *many])
     # The browsers share the server's cores here; on a team's own machines they would not.
     server_cpu, machine_cpu, wall = (b - a for a, b in zip(before, after, strict=True))
     figures["cpu_s_8_server"] = round(server_cpu, 1)
     figures["cpu_s_8_other"] = round(machine_cpu - server_cpu, 1)
     figures["wall_s_8"] = round(wall, 1)
+    for kind in ("renderers", "compositor", "browser", "driver"):  # of the browsers' CPU, what for
+        used = [c - kinds_before.get(pid, (k, 0.0))[1] for pid, (k, c) in kinds_after.items() if k == kind]
+        figures[f"cpu_s_8_{kind}"] = round(sum(used), 1)
     return figures
 
 
@@ -275,6 +334,8 @@ def main() -> None:
     parser.add_argument("--counterfactuals", action="store_true", help="tick the on-demand counterfactual search")
     parser.add_argument("--client", choices=["browser", "protocol"], default="browser",
                         help="browser: headless Chromium; protocol: Streamlit's websocket, nothing rendered")
+    parser.add_argument("--reduced-motion", action="store_true",
+                        help="browsers that ask for reduced motion: the dashboard then animates nothing")
     parser.add_argument("--nice-browsers", action="store_true",
                         help="run Chromium at nice 19, so the server's work goes first (browsers elsewhere)")
     args = parser.parse_args()
@@ -284,13 +345,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             executable = niced_chromium(Path(folder)) if args.nice_browsers else CHROMIUM
             figures = asyncio.run(measure(url, server.pid, sessions, rounds, sizes, args.counterfactuals, executable,
-                                          args.client))
+                                          args.client, args.reduced_motion))
         figures["peak_rss_mb"] = round(peak_rss_mb(server.pid), 1)
     finally:
         server.terminate()
         server.wait(timeout=30)
     figures |= {"sessions": sessions, "rounds": rounds, "counterfactuals": args.counterfactuals,
                 "client": args.client, "nice_browsers": args.nice_browsers,
+                "reduced_motion": args.reduced_motion,
                 "run": Path(args.run).name, "machine": machine()}
     print(json.dumps(figures))
 

@@ -2,8 +2,8 @@
 
 `irl-lens run CONFIG` then skips the two slowest stages (LoRA SFT and GRPO, ~30 min on 2 cores)
 and builds everything after them afresh. The copied stages keep their config, timestamps and
-summary, so the new run still records how its policies were made. ``--only pi0`` copies pi_0
-alone (a new expert is trained on it).
+summary, and the expert keeps its training log, so the new run still records how its policies
+were made. ``--only pi0`` copies pi_0 alone (a new expert is trained on it).
 
     .venv/bin/python scripts/reuse_policies.py OLD_RUN NEW_RUN [--seed 0] [--only pi0]
 """
@@ -14,6 +14,8 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+
+import pandas as pd
 
 from core.run_store import Run, StageRecord
 
@@ -35,6 +37,9 @@ def main() -> None:
         new.manifest.stages[stage] = StageRecord.model_validate(old["stages"][stage])
         for key in (role, f"{role}_adapters"):
             new.manifest.models[key] = old["models"][key]
+        log = args.old / "tables" / f"{stage}_log.parquet"  # its training curve, for the Training page
+        if log.is_file():
+            new.write_table(f"{stage}_log", pd.read_parquet(log))
     for name in [{"pi0": "pi0_sft", "expert": "expert"}[role] for role in stages.values()]:
         shutil.copytree(args.old / "policies" / name, new.path / "policies" / name)
         for file in sorted((new.path / "policies" / name).iterdir()):

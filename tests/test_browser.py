@@ -126,6 +126,29 @@ def test_probe_scores_and_shows_script_as_text(dashboard, browser):
     page.close()
 
 
+def test_pages_animate_nothing_for_a_browser_that_asks_for_reduced_motion(dashboard, browser):
+    """Streamlit's spinners turn even under the OS's reduced-motion setting; the app's own rule
+    stops every animation and transition there, and only there."""
+    names = {}
+    for motion in ("reduce", "no-preference"):
+        context = browser.new_context(reduced_motion=motion)
+        page = context.new_page()
+        page.goto(f"{dashboard}/probe")
+        page.get_by_role("heading", name="Live probe").wait_for(timeout=60_000)
+        page.locator("[data-testid='stHtml'] style").wait_for(state="attached", timeout=60_000)
+        names[motion] = page.evaluate("""() => {
+            const probe = document.createElement("div");
+            probe.style.animation = "irl-spin 1s linear infinite";
+            probe.style.transition = "opacity 1s";
+            document.body.appendChild(probe);
+            const style = getComputedStyle(probe);
+            return [style.animationName, style.transitionDuration];
+        }""")
+        context.close()
+    assert names["reduce"] == ["none", "0s"], names
+    assert names["no-preference"] == ["irl-spin", "1s"], names
+
+
 def test_protocol_client_submits_the_probe_form_like_the_frontend(dashboard):
     """benchmarks/probe_latency.py --client protocol: Streamlit's websocket without a browser. Two
     sessions at once each get their own probe's heatmap back, with no error on the page."""
