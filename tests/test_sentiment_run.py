@@ -88,3 +88,18 @@ def test_no_page_of_the_sentiment_run_speaks_of_toxicity(sentiment, monkeypatch,
     if page in ("home", "distributions", "rlhf"):  # the objective's own words are what it says instead
         assert "negative" in shown, page
     assert not re.search(r"toxic", shown, re.IGNORECASE), re.findall(r".{60}toxic.{60}", shown, re.IGNORECASE)[:3]
+
+
+def test_the_rlhf_page_labels_the_harness_in_words(sentiment, monkeypatch):
+    """No raw column names (kl_to_pi0, distinct_2) on the page; rates as percentages of the table's."""
+    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    at.switch_page("app_pages/rlhf.py").run()
+    assert not at.exception, at.exception
+    shown = at.dataframe[0].value
+    assert {"negative rate (R*), %", "distinct-2", "KL to π₀", "perplexity under π₀"} <= set(shown.columns)
+    assert not [c for c in shown.columns if "_" in c], list(shown.columns)
+    harness = sentiment.read_table("toxicity").set_index("policy")
+    rates = shown.set_index("policy")["negative rate (R*), %"]
+    assert rates.round(2).to_dict() == (100 * harness["toxicity_rate"]).round(2).to_dict()
+    assert any("distinct-2" in str(c.value) for c in at.caption)

@@ -18,6 +18,19 @@ if harness is None:
     st.stop()
 words = run.objective
 rate = f"{words.dispreferred} rate (R*)"
-st.dataframe(harness.rename(columns={"toxicity_rate": rate}), hide_index=True)
-figure = px.bar(harness.rename(columns={"toxicity_rate": rate}), x="policy", y=rate, color="policy", text_auto=".1%")
+labels = {"toxicity_rate": f"{rate}, %", "mean_ground_truth": "mean R*", "mean_tokens": "mean tokens",
+          "share_under_5_tokens": "under 5 tokens, %", "perplexity_under_pi0": "perplexity under π₀",
+          "distinct_2": "distinct-2", "kl_to_pi0": "KL to π₀"}  # fmt: skip
+shown = harness.copy()
+for column in ("toxicity_rate", "share_under_5_tokens"):
+    if column in shown:
+        shown[column] = 100 * shown[column]
+st.dataframe(shown.rename(columns=labels).round(2), hide_index=True)
+st.caption(
+    "Each policy's completions of the same test prompts, measured by R*. Distinct-2: the share of "
+    "distinct word pairs among its completions (low: it repeats itself). KL to π₀: how far it moved "
+    "from π₀ (nats per completion). A policy that pays for the recovered reward with a collapse in "
+    "distinct-2 or a jump in perplexity has over-optimised it."
+)
+figure = px.bar(harness.rename(columns={"toxicity_rate": rate}), x="policy", y=rate, color="policy", text_auto=".2%")
 st.plotly_chart(figure)
