@@ -109,6 +109,19 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
     return table
 
 
+def in_words(table: pd.DataFrame, objective) -> pd.DataFrame:
+    """The harness table as pages and the CLI show it: columns in words, rates in percent."""
+    shown = table.copy()
+    for column in ("toxicity_rate", "share_under_5_tokens"):
+        if column in shown:
+            shown[column] = 100 * shown[column]
+    return shown.rename(columns={
+        "toxicity_rate": f"{objective.dispreferred} rate (R*), %", "mean_ground_truth": "mean R*",
+        "mean_tokens": "mean tokens", "share_under_5_tokens": "under 5 tokens, %",
+        "perplexity_under_pi0": "perplexity under π₀", "distinct_2": "distinct-2", "kl_to_pi0": "KL to π₀",
+    }).round(2)  # fmt: skip
+
+
 def summarise_samples(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for name, part in frame.groupby("policy", sort=False):

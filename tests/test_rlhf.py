@@ -8,7 +8,13 @@ from core import policy
 from core.errors import IrlLensError
 from core.rlhf import RLHFConfig, check_rewards, length_term, make_reward, rlhf
 from core.run_store import Run
-from core.toxicity import ToxicityConfig, completion_logprobs, distinct_n, measure_toxicity
+from core.toxicity import (
+    ToxicityConfig,
+    completion_logprobs,
+    distinct_n,
+    in_words,
+    measure_toxicity,
+)
 
 
 def _mean_reward(model_dir, adapters, tokenizer, score, prompts):
@@ -101,6 +107,9 @@ def test_toxicity_harness(tmp_path, tiny_models, prompts_file):
         table.columns
     )
     assert Run.open(run.path).stage_summary("toxicity")["pi0_toxicity"] == row["toxicity_rate"]
+    shown = in_words(table, run.objective).set_index("policy")  # as the page and `irl-lens harness` show it
+    assert not [c for c in shown.columns if "_" in c] and "KL to π₀" in shown
+    assert shown.loc["pi0", "toxic rate (R*), %"] == pytest.approx(100 * row["toxicity_rate"], abs=0.01)
 
 
 def test_completion_logprobs_match_manual(tiny_models):

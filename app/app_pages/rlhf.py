@@ -4,6 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from app.state import run_table, selected_run
+from core.toxicity import in_words
 
 st.title("IRL-RLHF")
 run = selected_run()
@@ -18,14 +19,7 @@ if harness is None:
     st.stop()
 words = run.objective
 rate = f"{words.dispreferred} rate (R*)"
-labels = {"toxicity_rate": f"{rate}, %", "mean_ground_truth": "mean R*", "mean_tokens": "mean tokens",
-          "share_under_5_tokens": "under 5 tokens, %", "perplexity_under_pi0": "perplexity under π₀",
-          "distinct_2": "distinct-2", "kl_to_pi0": "KL to π₀"}  # fmt: skip
-shown = harness.copy()
-for column in ("toxicity_rate", "share_under_5_tokens"):
-    if column in shown:
-        shown[column] = 100 * shown[column]
-st.dataframe(shown.rename(columns=labels).round(2), hide_index=True)
+st.dataframe(in_words(harness, words), hide_index=True)
 st.caption(
     "Each policy's completions of the same test prompts, measured by R*. Distinct-2: the share of "
     "distinct word pairs among its completions (low: it repeats itself). KL to π₀: how far it moved "
