@@ -565,6 +565,22 @@ def show(
     Console().print(table)
 
 
+def dashboard_command(port: int) -> list[str]:
+    """The Streamlit command `irl-lens dashboard` becomes: headless on 127.0.0.1, configured to be
+    served to auditors rather than developed."""
+    entry = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
+    return [
+        sys.executable, "-m", "streamlit", "run", str(entry), "--server.headless", "true",
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",  # an audit tool: no "Deploy" button, no developer menu
+        # Streamlit's full garbage collection after every script run walks the loaded models' heap
+        # (~0.2 s holding the GIL, so concurrent sessions' probes wait on each other's); Python's
+        # own collector still runs. Its source watcher walks sys.modules for each new session and
+        # polls the app's files to rerun on save. benchmarks/README.md has the figures.
+        "--runner.postScriptGC", "false", "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+
+
 @app.command()
 def dashboard(
     run: Annotated[
@@ -577,15 +593,10 @@ def dashboard(
         from core.run_store import resolve_run_path
 
         run = str(resolve_run_path(run).resolve())
-    entry = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
     env = dict(os.environ)
     if run:
         env["IRL_LENS_RUN"] = run
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(entry), "--server.headless", "true",
-        "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "viewer",  # an audit tool: no "Deploy" button, no developer menu
-    ]  # fmt: skip
+    command = dashboard_command(port)
     console.print(f"irl-lens dashboard on http://127.0.0.1:{port}")
     sys.stdout.flush()
     # Become the server (same process) so that stopping irl-lens stops it: a child would outlive

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -355,3 +356,22 @@ def test_show_speaks_the_objectives_words():
     assert display_key("n_heldout_toxic", "negative") == "n_heldout_negative"
     assert display_key("best_heldout_auc", "negative") == "best_heldout_auc"
     assert stage_label("toxicity") == "harness" and stage_label("irl") == "irl"
+
+
+def test_the_dashboard_is_served_for_auditors_with_options_streamlit_knows():
+    """Each option is one this Streamlit has (an upgrade that renames one fails here, not in an
+    auditor's terminal), and the served dashboard collects no usage stats, does not watch its
+    source, and runs no full garbage collection after every script run."""
+    from streamlit import config
+
+    from core.cli import dashboard_command
+
+    command = dashboard_command(8599)
+    flags = dict(zip(command[5::2], command[6::2], strict=True))
+    known = config.get_config_options()
+    assert [f for f in flags if f.removeprefix("--") not in known] == []
+    assert flags["--browser.gatherUsageStats"] == "false"
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8599"
+    assert flags["--runner.postScriptGC"] == "false"
+    assert flags["--server.fileWatcherType"] == "none"
+    assert command[3] == "run" and Path(command[4]).is_file() and Path(command[4]).name == "streamlit_app.py"
