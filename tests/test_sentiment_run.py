@@ -103,3 +103,14 @@ def test_the_rlhf_page_labels_the_harness_in_words(sentiment, monkeypatch):
     rates = shown.set_index("policy")["negative rate (R*), %"]
     assert rates.round(2).to_dict() == (100 * harness["toxicity_rate"]).round(2).to_dict()
     assert any("distinct-2" in str(c.value) for c in at.caption)
+
+
+def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment, monkeypatch):
+    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    assert not at.exception, at.exception
+    values = {m.label: m.value for m in at.metric}
+    summary = run_summary(sentiment)
+    for role, key in (("π₀", "pi0_toxicity"), ("Expert", "expert_toxicity"), ("IRL-RLHF", "irl_rlhf_toxicity")):
+        shown = next(v for label, v in values.items() if label.startswith(f"{role} "))
+        assert shown == f"{summary[key]:.2%}", (role, shown)

@@ -80,10 +80,10 @@ if s["best_heldout_auc"] is not None:
                    help="Uncalibrated: a pairwise loss never trains the offset")  # fmt: skip
     rate = plain(words.rate_name())  # a metric label is Markdown; the words come from the run
     cols = st.columns(4)
-    cols[0].metric(f"π₀ {rate}", fmt(s["pi0_toxicity"], ".1%"),
+    cols[0].metric(f"π₀ {rate}", fmt(s["pi0_toxicity"], ".2%"),
                    help="R* label of completions, test prompts")  # fmt: skip
-    cols[1].metric(f"Expert {rate}", fmt(s["expert_toxicity"], ".1%"))
-    cols[2].metric(f"IRL-RLHF {rate}", fmt(s["irl_rlhf_toxicity"], ".1%"))
+    cols[1].metric(f"Expert {rate}", fmt(s["expert_toxicity"], ".2%"))
+    cols[2].metric(f"IRL-RLHF {rate}", fmt(s["irl_rlhf_toxicity"], ".2%"))
     cols[3].metric("Ensemble test AUC", fmt(s.get("ensemble_heldout_auc")),
                    help="The mean of the shown members' standardised rewards, as a reward of its own")  # fmt: skip
     if s.get("implicit_reward_auc") is not None:
