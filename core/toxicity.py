@@ -109,6 +109,9 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
     return table
 
 
+RATE_FORMAT = ".2%"  # how pages show a harness rate: the two decimals of a percent that in_words keeps
+
+
 def in_words(table: pd.DataFrame, objective) -> pd.DataFrame:
     """The harness table as pages and the CLI show it: columns in words, rates in percent."""
     shown = table.copy()

@@ -7,6 +7,7 @@ from app.components import plain
 from app.state import run_table, selected_run
 from core.audit import COHERENT
 from core.summary import run_summary, stage_label
+from core.toxicity import RATE_FORMAT
 
 st.title("irl-lens")
 st.caption(
@@ -80,10 +81,10 @@ if s["best_heldout_auc"] is not None:
                    help="Uncalibrated: a pairwise loss never trains the offset")  # fmt: skip
     rate = plain(words.rate_name())  # a metric label is Markdown; the words come from the run
     cols = st.columns(4)
-    cols[0].metric(f"π₀ {rate}", fmt(s["pi0_toxicity"], ".2%"),
+    cols[0].metric(f"π₀ {rate}", fmt(s["pi0_toxicity"], RATE_FORMAT),
                    help="R* label of completions, test prompts")  # fmt: skip
-    cols[1].metric(f"Expert {rate}", fmt(s["expert_toxicity"], ".2%"))
-    cols[2].metric(f"IRL-RLHF {rate}", fmt(s["irl_rlhf_toxicity"], ".2%"))
+    cols[1].metric(f"Expert {rate}", fmt(s["expert_toxicity"], RATE_FORMAT))
+    cols[2].metric(f"IRL-RLHF {rate}", fmt(s["irl_rlhf_toxicity"], RATE_FORMAT))
     cols[3].metric("Ensemble test AUC", fmt(s.get("ensemble_heldout_auc")),
                    help="The mean of the shown members' standardised rewards, as a reward of its own")  # fmt: skip
     if s.get("implicit_reward_auc") is not None:

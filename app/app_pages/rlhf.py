@@ -4,7 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from app.state import run_table, selected_run
-from core.toxicity import in_words
+from core.toxicity import RATE_FORMAT, in_words
 
 st.title("IRL-RLHF")
 run = selected_run()
@@ -26,5 +26,5 @@ st.caption(
     "from π₀ (nats per completion). A policy that pays for the recovered reward with a collapse in "
     "distinct-2 or a jump in perplexity has over-optimised it."
 )
-figure = px.bar(harness.rename(columns={"toxicity_rate": rate}), x="policy", y=rate, color="policy", text_auto=".2%")
+figure = px.bar(harness.rename(columns={"toxicity_rate": rate}), x="policy", y=rate, color="policy", text_auto=RATE_FORMAT)
 st.plotly_chart(figure)
