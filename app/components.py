@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pandas as pd
 
-from core.rendering import attribution_rows, attribution_table_html, word_heatmap_html
+from core.rendering import attribution_rows, attribution_table_html, chart_text, word_heatmap_html
 
-__all__ = ["CHART_POINTS", "STRIP_POINTS", "attribution_rows", "attribution_table_html", "binned", "chart_sample", "plain", "word_heatmap_html"]
+__all__ = ["CHART_POINTS", "STRIP_POINTS", "attribution_rows", "attribution_table_html", "binned", "chart_sample", "chart_text", "plain", "side_labels", "side_palette", "word_heatmap_html"]
 
 CHART_POINTS = 20_000
 """Most points a WebGL chart that draws each one is sent: beyond it the browser slows down for nothing."""
@@ -17,13 +17,27 @@ STRIP_POINTS = 5_000
 """The same for charts drawn as SVG (strip plots), several times slower per point."""
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]()#!|<>~$:])")
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=@)|(?i:(?<=\bwww))(?=\.)")
+WORD_JOINER = "\u2060"
 
 
 def plain(text) -> str:
     """Text from a run or a user, safe inside Markdown-rendering calls (st.markdown, st.caption,
     st.error, ...): every Markdown and HTML character is backslash-escaped, so a crafted run name,
-    error or objective word shows as typed and fetches nothing."""
-    return _MARKDOWN.sub(r"\\\1", str(text))
+    error or objective word shows as typed and fetches nothing. Streamlit also turns bare URLs and
+    e-mail addresses into links after escapes are read (GFM autolink literals); an invisible word
+    joiner after '://', '@' and 'www' keeps them text."""
+    return _MARKDOWN.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, str(text)))
+
+
+def side_labels(dispreferred, words) -> np.ndarray:
+    """The objective's word for each sentence's R* side, as chart text (legend and colour keys)."""
+    return np.where(np.asarray(dispreferred, bool), chart_text(words.dispreferred), chart_text(words.preferred))
+
+
+def side_palette(words) -> dict[str, str]:
+    """Colours for :func:`side_labels`: red for the dispreferred side, green for the preferred."""
+    return {chart_text(words.dispreferred): "#dc2626", chart_text(words.preferred): "#16a34a"}
 
 
 def chart_sample(frame: pd.DataFrame, limit: int = CHART_POINTS, seed: int = 0) -> tuple[pd.DataFrame, str]:

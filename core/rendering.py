@@ -1,5 +1,6 @@
-"""Escaped HTML for word heatmaps, shared by the dashboard and the HTML report: every word and
-tooltip goes through ``html.escape``, so text from a run or a user is shown, never run."""
+"""Escaped HTML for word heatmaps and chart text, shared by the dashboard and the HTML report:
+every word, tooltip and chart label from a run or a user goes through ``html.escape``, so it is
+shown, never run or followed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import html
 import numpy as np
 
 from core.saliency import GROUND_TRUTH, AttributionResult
+
+
+def chart_text(text) -> str:
+    """Text from a run or a user, safe in a plotly title, legend, tick label or hover: plotly draws
+    a subset of HTML there (links, bold, line breaks) and decodes entities, so escaping it shows the
+    text exactly as typed and turns no objective word or sentence into a link."""
+    return html.escape(str(text), quote=False)
 
 
 def _colour(value: float, scale: float) -> str:
@@ -78,16 +86,17 @@ def attribution_table_html(rows: list[tuple[str, str, float | None]]) -> str:
 
 
 def battery_figure(battery, rewards: list[str], words, label):
-    """Grouped horizontal bars, one group per edit, one bar per reward, with the bootstrap CI."""
+    """Grouped horizontal bars, one group per edit, one bar per reward, with the bootstrap CI;
+    edit names, reward labels and the objective's word go in as chart text."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
     for name in rewards:
         part = battery[battery["reward"] == name]
-        figure.add_bar(y=part["edit"], x=part["effect"], orientation="h", name=label(name),
+        figure.add_bar(y=part["edit"].map(chart_text), x=part["effect"], orientation="h", name=chart_text(label(name)),
                        error_x={"type": "data", "symmetric": False, "array": part["high"] - part["effect"],
                                 "arrayminus": part["effect"] - part["low"]})  # fmt: skip
     figure.update_layout(barmode="group", height=80 + 12 * battery["edit"].nunique() * len(rewards),
-                         xaxis_title=f"change (sd); positive: toward {words.preferred}",
+                         xaxis_title=f"change (sd); positive: toward {chart_text(words.preferred)}",
                          yaxis={"autorange": "reversed"}, margin={"t": 30}, legend={"orientation": "h"})  # fmt: skip
     return figure

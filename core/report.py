@@ -26,7 +26,7 @@ from core.comparison import GROUND_TRUTH, IMPLICIT
 from core.errors import IrlLensError
 from core.lexicon import disagreements, extremes, headline
 from core.recovered_reward import irl_config
-from core.rendering import attribution_rows, battery_figure
+from core.rendering import attribution_rows, battery_figure, chart_text
 from core.run_store import Run, atomic_write
 from core.summary import run_summary
 
@@ -127,7 +127,7 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
         corr = run.read_table("member_correlations")
         if {"member_a", "member_b", "spearman"} <= set(corr.columns):
             matrix = corr.pivot(index="member_a", columns="member_b", values="spearman")
-            names = [label(n) for n in matrix.index]
+            names = [chart_text(label(n)) for n in matrix.index]
             figure = go.Figure(go.Heatmap(z=matrix.to_numpy(), x=names, y=names, zmin=0, zmax=1,
                                           colorscale="Viridis", colorbar={"title": "Spearman"}))  # fmt: skip
             figure.update_layout(height=420, margin={"t": 30}, title="Rank correlation between members (test)")
@@ -157,9 +157,9 @@ def _lexicon_section(run: Run, scripts: _Scripts) -> str:
         out += ("<h3>What it punishes or pays for that R* does not</h3>"
                 + _table(gaps[["word", main, GROUND_TRUTH, "gap"]]))  # fmt: skip
         figure = go.Figure(go.Scatter(x=lexicon[GROUND_TRUTH], y=lexicon[main], mode="markers",
-                                      text=[html.escape(w) for w in lexicon["word"]], marker={"size": 5, "opacity": 0.6}))  # fmt: skip
+                                      text=lexicon["word"].map(chart_text), marker={"size": 5, "opacity": 0.6}))  # fmt: skip
         figure.update_layout(height=380, margin={"t": 30}, xaxis_title="R* (sd)",
-                             yaxis_title=f"{label(main)} (sd)", title="Every word: recovered reward against R*")  # fmt: skip
+                             yaxis_title=f"{chart_text(label(main))} (sd)", title="Every word: recovered reward against R*")  # fmt: skip
         out += scripts.figure(figure, "fig-lexicon")
     return out
 

@@ -159,19 +159,21 @@ def test_the_run_the_dashboard_was_opened_on_comes_first(full_run, monkeypatch):
 
 
 def test_run_text_is_shown_as_text_not_markdown(full_run, tmp_path, monkeypatch):
-    """A crafted run's verdict and warnings must not become images, links or code spans."""
+    """A crafted run's verdict and warnings must not become images, links or code spans; a bare
+    URL or address stays text too (a word joiner after '://' and '@', which GFM would link)."""
     import shutil
 
     crafted = tmp_path / "crafted"
     shutil.copytree(full_run.path, crafted)
     run = Run.open(crafted)
     record = run.manifest.stages["evaluate"]
-    record.summary |= {"verdict": "no ![x](http://evil.example/x.png) [click](http://evil.example)",
+    record.summary |= {"verdict": "no ![x](http://evil.example/x.png) [click](http://evil.example) or mail a@evil.example",
                        "warnings": ["`code` <b>bold</b> :material/home:"]}  # fmt: skip
     run.save_manifest()
     at = _app(monkeypatch, run)
     shown = [e.value for e in [*at.error, *at.warning]]
-    assert any("\\!\\[x\\]\\(http\\://evil.example/x.png\\)" in v for v in shown), shown
+    assert any("\\!\\[x\\]\\(http\\:\u2060//evil.example/x.png\\)" in v for v in shown), shown
+    assert any("mail a@\u2060evil.example" in v for v in shown), shown
     assert any("\\`code\\` \\<b\\>bold\\</b\\> \\:material/home\\:" in v for v in shown), shown
 
 

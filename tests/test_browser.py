@@ -16,6 +16,12 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 PAGES = {"": "irl-lens", "distributions": "Reward distributions", "equivalent": "Equivalent models",
          "heatmaps": "Token heatmaps", "wants": "What it wants", "probe": "Live probe", "training": "Training",
          "rlhf": "IRL-RLHF"}  # fmt: skip
+BAITED = {"name": "kindness", "preferred": '<a href="http://attacker.invalid/">kind</a>', "dispreferred": "<b>rude</b>",
+          "ground_truth": "profanity"}  # fmt: skip
+"""The e2e run's objective: words a run's author chose, which every page must show as typed."""
+LINKS = """() => [...document.querySelectorAll('*')].flatMap(e => [...e.attributes])
+    .filter(a => a.name.endsWith('href') || a.name === 'src').map(a => a.value)
+    .filter(v => v.includes('attacker.invalid'))"""
 
 
 def _free_port() -> int:
@@ -27,6 +33,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory, tiny_models):
     run = build_audited_toy_run(tmp_path_factory.mktemp("e2e") / "toy", tiny_models["toy"], wants=True)
+    run.manifest.config["objective"] = BAITED
+    run.save_manifest()
     port = _free_port()
     env = dict(os.environ, IRL_LENS_RUNS=str(run.path.parent / "none"))
     server = subprocess.Popen([sys.executable, "-m", "core.cli", "dashboard", str(run.path), "--port", str(port)],
@@ -65,7 +73,8 @@ def browser():
 
 
 def test_every_page_opens(dashboard, browser):
-    """Every page renders without an exception and asks nothing of any host but the server."""
+    """Every page renders without an exception, asks nothing of any host but the server, and
+    turns none of the objective's words into a link or markup (Markdown and plotly alike)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     outside = []
@@ -76,6 +85,12 @@ def test_every_page_opens(dashboard, browser):
         page.wait_for_timeout(500)
         assert page.locator("[data-testid='stException']").count() == 0, f"exception on /{path}"
         assert page.get_by_role("button", name="Deploy").count() == 0, "an audit tool offers no Deploy button"
+        assert page.evaluate(LINKS) == [], f"/{path} links an objective word"
+        bold = page.locator(".js-plotly-plot tspan[style*='bold']").all_text_contents()  # titles are bold too
+        assert "rude" not in bold, f"/{path}: a chart drew the objective's <b> as markup"
+        if path == "distributions":
+            legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
+            assert BAITED["preferred"] in legend and BAITED["dispreferred"] in legend, legend
         page.screenshot(path=str(ARTIFACTS / f"{path or 'home'}.png"), full_page=True)
     page.close()
     assert outside == [], f"the pages requested other hosts: {sorted(set(outside))}"

@@ -1,11 +1,10 @@
 """Reward distributions: the ground truth and any shown member, by R* label or by policy."""
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app.components import CHART_POINTS, binned
+from app.components import CHART_POINTS, binned, side_labels, side_palette
 from app.state import member_label, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 
@@ -37,9 +36,9 @@ if split != "all":
     frame = frame[frame["split"] == split]
 frame = frame.assign(policy=frame["policy"].map({"pi0": "π₀", "expert": "expert"}))
 if has_truth:
-    frame["label"] = np.where(frame["dispreferred"], words.dispreferred, words.preferred)
+    frame["label"] = side_labels(frame["dispreferred"], words)
 colour = "label" if group == "R* label" else "policy"
-palette = {words.dispreferred: "#dc2626", words.preferred: "#16a34a"}
+palette = side_palette(words)
 if len(frame) <= CHART_POINTS:
     figure = px.histogram(frame, x="reward", color=colour, barmode="overlay", nbins=60, opacity=0.65,
                           marginal="violin", color_discrete_map=palette)  # fmt: skip

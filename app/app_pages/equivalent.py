@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.components import STRIP_POINTS, chart_sample, plain
+from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_labels, side_palette
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 from core.equivalent_set import standardise
@@ -80,12 +80,12 @@ test = np.flatnonzero((demos["split"] == "test").to_numpy())
 z = pd.DataFrame(standardise(scores.iloc[test][names].to_numpy()), columns=names)
 z["row"] = test
 if not no_truth:
-    z["label"] = np.where(demos["dispreferred"].to_numpy()[test], words.dispreferred, words.preferred)
+    z["label"] = side_labels(demos["dispreferred"].to_numpy()[test], words)
 long = z.melt(id_vars=[c for c in ("row", "label") if c in z], var_name="member", value_name="z-scored reward")
 long["member"] = long["member"].map(member_label)
 long, note = chart_sample(long, limit=STRIP_POINTS)
 strip = px.strip(long, x="member", y="z-scored reward", color="label" if not no_truth else None,
-                 color_discrete_map={words.dispreferred: "#dc2626", words.preferred: "#16a34a"})  # fmt: skip
+                 color_discrete_map=side_palette(words))  # fmt: skip
 strip.update_layout(height=460, margin=dict(t=30 if note else 10, b=10), xaxis_tickangle=-30, title=note or None)
 right.plotly_chart(strip)
 
@@ -98,7 +98,7 @@ profile = go.Figure()
 z_all = standardise(scores[names].to_numpy())
 for _, row in disputed.head(8).iterrows():
     profile.add_trace(go.Scatter(x=[member_label(n) for n in names], y=z_all[int(row["row"])],
-                                 mode="lines+markers", name=str(row["sentence"])[:40]))  # fmt: skip
+                                 mode="lines+markers", name=chart_text(str(row["sentence"])[:40])))  # fmt: skip
 profile.update_layout(height=380, yaxis_title="z-scored reward", margin=dict(t=10, b=10))
 st.plotly_chart(profile)
 
@@ -110,9 +110,9 @@ else:
     options = (["R* label"] if not no_truth else []) + ["policy", *[member_label(n) for n in names]]
     colour_by = st.selectbox("Colour by", options)
     data = projection.copy()
-    data["sentence"] = demos["sentence"].to_numpy()[data["row"]]
+    data["sentence"] = pd.Series(demos["sentence"].to_numpy()[data["row"]], index=data.index).map(chart_text)
     if colour_by == "R* label":
-        data["colour"] = np.where(data["dispreferred"], words.dispreferred, words.preferred)
+        data["colour"] = side_labels(data["dispreferred"], words)
     elif colour_by == "policy":
         data["colour"] = data["policy"]
     else:

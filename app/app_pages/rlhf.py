@@ -3,6 +3,7 @@
 import plotly.express as px
 import streamlit as st
 
+from app.components import chart_text
 from app.state import run_table, selected_run
 from core.toxicity import RATE_FORMAT, in_words
 
@@ -18,7 +19,7 @@ if harness is None:
     )
     st.stop()
 words = run.objective
-rate = f"{words.dispreferred} rate (R*)"
+rate = f"{chart_text(words.dispreferred)} rate (R*)"
 st.dataframe(in_words(harness, words), hide_index=True)
 st.caption(
     "Each policy's completions of the same test prompts, measured by R*. Distinct-2: the share of "

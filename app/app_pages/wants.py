@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.components import plain
+from app.components import chart_text, plain
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.battery import MOVES
 from core.comparison import GROUND_TRUTH, IMPLICIT
@@ -66,10 +66,10 @@ if not no_truth:
     st.dataframe(gaps[["word", chosen, GROUND_TRUTH, "gap", "reading"]].round(2), hide_index=True,
                  column_config={chosen: member_label(chosen), "gap": "gap (ranks, sd)"})  # fmt: skip
     figure = go.Figure(go.Scatter(
-        x=lexicon[GROUND_TRUTH], y=lexicon[chosen], mode="markers", text=lexicon["word"],
+        x=lexicon[GROUND_TRUTH], y=lexicon[chosen], mode="markers", text=lexicon["word"].map(chart_text),
         hovertemplate="%{text}<br>R* %{x:.2f}<br>reward %{y:.2f}<extra></extra>", marker={"size": 6, "opacity": 0.6},
     ))  # fmt: skip
-    figure.update_layout(xaxis_title="R* (sd)", yaxis_title=f"{member_label(chosen)} (sd)", height=420,
+    figure.update_layout(xaxis_title="R* (sd)", yaxis_title=f"{chart_text(member_label(chosen))} (sd)", height=420,
                          margin={"t": 20})  # fmt: skip
     st.plotly_chart(figure)
 
