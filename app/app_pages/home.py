@@ -127,9 +127,10 @@ if readable is not None:
     }).round(3), hide_index=True, width="content")  # fmt: skip
     st.caption("Slang counts as unknown; compare the policies with each other. High perplexity under "
                "the base model means text it would not write.")  # fmt: skip
-flagged = run.stage_summary("battery").get("battery_flagged")
+battery = run.stage_summary("battery")
+flagged = battery.get("battery_flagged")
 if flagged is not None:
-    st.markdown(f"**What it wants**: {len(flagged)} of {len(run.stage_summary('battery').get('battery', []))} "
+    st.markdown(f"**What it wants**: {len(flagged)} of {len(battery.get('battery', []))} "
                 "counterfactual edits flagged; see the page *What it wants*.")  # fmt: skip
 
 st.markdown("**Stages**")
