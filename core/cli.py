@@ -440,13 +440,16 @@ def harness(
     """Measure pi_0, the expert and (when trained) the IRL-RLHF policy with one harness, by R*: the
     rate of the objective's dispreferred side, lengths, fluency and KL to pi_0."""
     from core.run_store import open_run
-    from core.toxicity import in_words, measure_toxicity
+    from core.toxicity import in_words, measure_toxicity, reading
 
     target = open_run(run)
     roles = [n for n in ("pi0", "expert", "irl_rlhf") if n in target.manifest.models]
     policies = {n: target.policy(n) for n in roles}
     table = measure_toxicity(target, policies, config)
-    Console().print(in_words(table, target.objective).to_string(index=False))
+    console = Console()
+    console.print(in_words(table, target.objective).to_string(index=False), markup=False, highlight=False)
+    for line in reading(table, target.objective):
+        console.print(line, markup=False, highlight=False)
 
 
 app.command("toxicity", hidden=True, help="The harness's old name (toxicity runs): see `irl-lens harness`.")(harness)

@@ -29,6 +29,8 @@ from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
 from core.run_store import Run, atomic_write
 from core.summary import run_summary
+from core.toxicity import STAGE as HARNESS_STAGE
+from core.toxicity import in_words, reading
 
 HEADLINES = (
     ("objective", "objective"), ("n_demonstrations", "demonstrations"),
@@ -185,6 +187,15 @@ def _battery_section(run: Run, scripts: _Scripts) -> str:
             + "</p>" + scripts.figure(figure, "fig-battery") + _table(rows))  # fmt: skip
 
 
+def _harness_section(run: Run) -> str:
+    if not run.has_table(HARNESS_STAGE):
+        return _not_yet("IRL-RLHF", "irl-lens rlhf RUN --reward recovered, then irl-lens harness RUN") if run.has_ground_truth else ""
+    table = run.read_table(HARNESS_STAGE)
+    said = "".join(f"<p>{_e(line)}</p>" for line in reading(table, run.objective))
+    return ("<h2>IRL-RLHF</h2><p>π₀, the expert and a policy trained on the recovered reward, each "
+            "measured by R* on the same test prompts.</p>" + _table(in_words(table, run.objective)) + said)  # fmt: skip
+
+
 def _heatmap_section(run: Run, n: int = 6) -> str:
     from core.saliency import METHODS, from_records
 
@@ -233,6 +244,7 @@ def render_report(run: Run) -> str:
         _equivalent_section(run, scripts),
         _lexicon_section(run, scripts),
         _battery_section(run, scripts),
+        _harness_section(run),
         _heatmap_section(run),
         _provenance_section(run),
     ]

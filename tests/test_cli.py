@@ -375,3 +375,20 @@ def test_the_dashboard_is_served_for_auditors_with_options_streamlit_knows():
     assert flags["--runner.postScriptGC"] == "false"
     assert flags["--server.fileWatcherType"] == "none"
     assert command[3] == "run" and Path(command[4]).is_file() and Path(command[4]).name == "streamlit_app.py"
+
+
+def test_harness_prints_what_it_says_about_irl_rlhf(toy_run, monkeypatch):
+    """`irl-lens harness` ends with the same sentences as the IRL-RLHF page, in the run's words."""
+    import pandas as pd
+
+    import core.toxicity
+
+    rows = [{"policy": "pi0", "toxicity_rate": 0.6, "distinct_2": 0.6, "share_under_5_tokens": 0.0, "kl_to_pi0": 0.0},
+            {"policy": "expert", "toxicity_rate": 0.1, "distinct_2": 0.6, "share_under_5_tokens": 0.0, "kl_to_pi0": 4.0},
+            {"policy": "irl_rlhf", "toxicity_rate": 0.1, "distinct_2": 0.1, "share_under_5_tokens": 0.0, "kl_to_pi0": 4.0}]  # fmt: skip
+    monkeypatch.setattr(core.toxicity, "measure_toxicity", lambda *a, **k: pd.DataFrame(rows))
+    result = runner.invoke(app, ["harness", str(toy_run.path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "toxic rate (R*), %" in result.stdout
+    assert "reached the expert by R* (100% of the way)" in result.stdout
+    assert "It repeats itself: distinct-2 0.10 against the expert's 0.60" in result.stdout

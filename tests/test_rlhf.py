@@ -14,6 +14,7 @@ from core.toxicity import (
     distinct_n,
     in_words,
     measure_toxicity,
+    reading,
 )
 
 
@@ -110,6 +111,36 @@ def test_toxicity_harness(tmp_path, tiny_models, prompts_file):
     shown = in_words(table, run.objective).set_index("policy")  # as the page and `irl-lens harness` show it
     assert not [c for c in shown.columns if "_" in c] and "KL to π₀" in shown
     assert shown.loc["pi0", "toxic rate (R*), %"] == pytest.approx(100 * row["toxicity_rate"], abs=0.01)
+
+
+def _harness(**irl_rlhf):
+    import pandas as pd
+
+    base = {"toxicity_rate": 0.6, "distinct_2": 0.6, "share_under_5_tokens": 0.05, "kl_to_pi0": 0.0}
+    rows = {"pi0": base, "expert": base | {"toxicity_rate": 0.1, "kl_to_pi0": 4.0},
+            "irl_rlhf": base | {"toxicity_rate": 0.15, "kl_to_pi0": 5.0} | irl_rlhf}  # fmt: skip
+    return pd.DataFrame([{"policy": name, **row} for name, row in rows.items()])
+
+
+def test_the_harness_reading_says_how_far_irl_rlhf_went_and_how():
+    from core.objective import BUILT_IN
+
+    words = BUILT_IN["sentiment"]
+    healthy = " ".join(reading(_harness(), words))
+    assert "reached the expert by R* (90% of the way): negative rate 15.00% (π₀ 60.00%, the expert 10.00%)" in healthy
+    assert "no sign that it gamed" in healthy and "toxic" not in healthy
+    collapsed = reading(_harness(distinct_2=0.2, share_under_5_tokens=0.4, kl_to_pi0=9.0), words)
+    assert collapsed[1].startswith("It repeats itself: distinct-2 0.20 against the expert's 0.60")
+    assert collapsed[2].startswith("40% of its completions are under 5 tokens")
+    assert "further from π₀ than the expert did: KL 9.0 against 4.0" in collapsed[3]
+    assert "over-optimisation" in collapsed[4] and len(collapsed) == 5
+    stuck = " ".join(reading(_harness(toxicity_rate=0.58), words))
+    assert "barely moved from π₀" in stuck and "does not reproduce the expert" in stuck
+    assert "went past the expert" in reading(_harness(toxicity_rate=0.0), words)[0]
+    same = _harness()
+    same.loc[same["policy"] == "expert", "toxicity_rate"] = 0.58
+    assert reading(same, words)[0].startswith("By R* the harness barely tells π₀ and the expert apart")
+    assert reading(_harness().iloc[:2], words) == []  # no IRL-RLHF policy yet
 
 
 def test_completion_logprobs_match_manual(tiny_models):

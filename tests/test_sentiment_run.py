@@ -91,7 +91,8 @@ def test_no_page_of_the_sentiment_run_speaks_of_toxicity(sentiment, monkeypatch,
 
 
 def test_the_rlhf_page_labels_the_harness_in_words(sentiment, monkeypatch):
-    """No raw column names (kl_to_pi0, distinct_2) on the page; rates as percentages of the table's."""
+    """No raw column names (kl_to_pi0, distinct_2) on the page; rates as percentages of the table's;
+    the page says in words that IRL-RLHF reached the expert's rate by repeating itself."""
     monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
     at = AppTest.from_file(ENTRY, default_timeout=300).run()
     at.switch_page("app_pages/rlhf.py").run()
@@ -103,6 +104,16 @@ def test_the_rlhf_page_labels_the_harness_in_words(sentiment, monkeypatch):
     rates = shown.set_index("policy")["negative rate (R*), %"]
     assert rates.round(2).to_dict() == (100 * harness["toxicity_rate"]).round(2).to_dict()
     assert any("distinct-2" in str(c.value) for c in at.caption)
+    said = " ".join(m.value for m in at.markdown).replace("\\", "")
+    assert "It repeats itself: distinct-2" in said and "over-optimisation" in said, said
+
+
+def test_the_report_says_what_the_harness_says(sentiment):
+    from core.report import render_report
+
+    page = render_report(sentiment)
+    assert "<h2>IRL-RLHF</h2>" in page and "negative rate (R*), %" in page
+    assert "It repeats itself: distinct-2 0.08 against the expert&#x27;s 0.38" in page
 
 
 def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment, monkeypatch):

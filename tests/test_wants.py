@@ -151,7 +151,7 @@ def test_report_is_self_contained_and_escaped(wanted, tmp_path):
     page = out.read_text(encoding="utf-8")
     assert "<script>window.__pwned" not in page and "&lt;/script&gt;&lt;script&gt;window.__pwned" in page
     assert "<img src=http://evil.example" not in page
-    for heading in ("Headline", "Equivalent set", "Lexicon", "Behaviour battery", "Example heatmaps", "Provenance"):
+    for heading in ("Headline", "Equivalent set", "Lexicon", "Behaviour battery", "IRL-RLHF", "Example heatmaps", "Provenance"):
         assert f"<h2>{heading}</h2>" in page
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
 

@@ -3,9 +3,9 @@
 import plotly.express as px
 import streamlit as st
 
-from app.components import chart_text
+from app.components import chart_text, plain
 from app.state import run_table, selected_run
-from core.toxicity import RATE_FORMAT, in_words
+from core.toxicity import RATE_FORMAT, in_words, reading
 
 st.title("IRL-RLHF")
 run = selected_run()
@@ -20,6 +20,9 @@ if harness is None:
     st.stop()
 words = run.objective
 rate = f"{chart_text(words.dispreferred)} rate (R*)"
+said = reading(harness, words)
+if said:
+    st.markdown("\n".join(f"- {plain(line)}" for line in said))
 st.dataframe(in_words(harness, words), hide_index=True)
 st.caption(
     "Each policy's completions of the same test prompts, measured by R*. Distinct-2: the share of "
