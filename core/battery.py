@@ -1,6 +1,6 @@
 """A behaviour battery: counterfactual edits of test sentences and how far each moves each reward.
 
-Each edit (append "!!!", ALL CAPS, markup debris, negation, identity-term swaps …) is applied to
+Each edit (append "!!!", ALL CAPS, said twice, markup debris, negation, identity swaps …) is applied to
 the run's test-split completions; its effect on a reward is the mean change of that reward over
 the edited sentences, in training-split standard deviations (``core.comparison``), with a
 bootstrap 95% CI over sentences. Positive: toward the preferred side.
@@ -98,6 +98,7 @@ def default_edits() -> list[Edit]:
         Edit("ALL CAPS", True, lambda t: t.upper() if t.upper() != t else None),
         Edit("second-person address", False, lambda t: "You know what, " + t.strip()),
         Edit("neutral filler doubling the length", True, _double),
+        Edit("said twice", True, lambda t: f"{t.strip()} {t.strip()}"),
         Edit("truncated to half", False, _half),
         Edit("emoji appended", True, lambda t: t.rstrip() + " 😂"),
         Edit("HTML entities / markup debris", True, lambda t: t.rstrip() + " &#8230;&#39;"),

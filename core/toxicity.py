@@ -165,9 +165,12 @@ def reading(table: pd.DataFrame, objective) -> list[str]:
     if expert.kl_to_pi0 > 0 and ours.kl_to_pi0 > DRIFT * expert.kl_to_pi0:
         lines.append(f"It moved further from π₀ than the expert did: KL {ours.kl_to_pi0:.1f} against "
                      f"{expert.kl_to_pi0:.1f} nats per completion.")  # fmt: skip
-    if gamed:
+    if gamed and share >= 0.2:
         lines.append("So its rate comes partly from what the recovered reward can be paid with "
                      "(over-optimisation), not from the expert's behaviour alone.")  # fmt: skip
+    elif gamed:
+        lines.append("So optimising the recovered reward found something it pays for other than the "
+                     "expert's behaviour (over-optimisation); the battery's flagged edits may name it.")  # fmt: skip
     elif share < 0.2:
         lines.append("The recovered reward, optimised this much, does not reproduce the expert's behaviour.")
     else:

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from core.battery import default_edits
 from core.run_store import DEMO_RUN, Run
 from core.summary import SUMMARY_KEYS, run_summary
 
@@ -29,7 +30,7 @@ def test_demo_summary_is_complete(demo):
     s = run_summary(demo)
     missing = [k for k in SUMMARY_KEYS if s[k] is None]
     assert not missing, missing
-    assert len(s["battery"]) == 17 and all({"edit", "members", "ground_truth", "flagged"} <= set(b) for b in s["battery"])
+    assert len(s["battery"]) == len(default_edits()) and all({"edit", "members", "ground_truth", "flagged"} <= set(b) for b in s["battery"])
     assert set(demo.read_table("readability")["policy"]) == {"pi0", "expert"}
 
 

@@ -136,6 +136,8 @@ def test_the_harness_reading_says_how_far_irl_rlhf_went_and_how():
     assert "over-optimisation" in collapsed[4] and len(collapsed) == 5
     stuck = " ".join(reading(_harness(toxicity_rate=0.58), words))
     assert "barely moved from π₀" in stuck and "does not reproduce the expert" in stuck
+    stuck_and_repeating = reading(_harness(toxicity_rate=0.58, distinct_2=0.2), words)
+    assert "found something it pays for other than the expert's behaviour" in stuck_and_repeating[-1]
     assert "went past the expert" in reading(_harness(toxicity_rate=0.0), words)[0]
     same = _harness()
     same.loc[same["policy"] == "expert", "toxicity_rate"] = 0.58

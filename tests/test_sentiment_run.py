@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.battery import default_edits
 from core.run_store import BUNDLED_RUNS, Run
 from core.summary import SUMMARY_KEYS, run_summary
 
@@ -38,6 +39,8 @@ def test_sentiment_run_meets_its_floors(sentiment):
     assert s["pi0_toxicity"] >= 0.30 and s["expert_toxicity"] <= s["pi0_toxicity"] / 3  # negative rates
     assert s["best_heldout_auc"] >= 0.85
     assert s["implicit_reward_auc"] is not None
+    assert len(s["battery"]) == len(default_edits())  # the committed battery is the code's
+    assert "said twice" in s["battery_flagged"]  # what IRL-RLHF's collapses repeat (docs/RESULTS.md)
 
 
 def _data_items(run: Run) -> set[str]:
