@@ -107,6 +107,21 @@ def extremes(table: pd.DataFrame, column: str, n: int = 15) -> tuple[pd.DataFram
     return ranked.head(n), ranked.tail(n).iloc[::-1]
 
 
+def one_sided(table: pd.DataFrame, column: str) -> str | None:
+    """A sentence for a reward that scores every word on one side of its training mean (a word in
+    a short carrier is worth less, or more, to it than an average sentence, whatever the word), so
+    an auditor reads the lists by their order and not by their sign; None when the signs differ."""
+    values = table[column].dropna()
+    if values.empty or (values.min() < 0 < values.max()):
+        return None
+    edge = values.idxmax() if values.max() < 0 else values.idxmin()
+    below = values.max() < 0
+    return (f"Every word scores {'below' if below else 'above'} this reward's mean over the training "
+            f"sentences ({'the highest' if below else 'the lowest'}, “{table.loc[edge, 'word']}”, at "
+            f"{values[edge]:+.2f} sd): a word in a short carrier is worth {'less' if below else 'more'} "
+            f"to it than an average sentence, whatever the word. Read the lists by their order, not their sign.")
+
+
 def disagreements(table: pd.DataFrame, column: str, n: int = 15) -> pd.DataFrame:
     """Words the reward and R* rank furthest apart (both standardised over the list): what it
     punishes or pays for that R* does not."""

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT
 from core.errors import IrlLensError
-from core.lexicon import disagreements, extremes, headline
+from core.lexicon import disagreements, extremes, headline, one_sided
 from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
 from core.run_store import Run, atomic_write
@@ -148,10 +148,12 @@ def _lexicon_section(run: Run, scripts: _Scripts) -> str:
     keep = ["word", main, *[c for c in (IMPLICIT, GROUND_TRUTH) if c in lexicon]]
     summary = run.stage_summary("lexicon")
     agreement = summary.get("lexicon_agreement")
+    note = one_sided(lexicon, main)
     out = (f"<h2>Lexicon</h2><p>{len(lexicon)} words ({_e(summary.get('lexicon_source', ''))}), each "
            f"scored alone and in neutral carriers, in standard deviations (positive: toward "
            f"{_e(words.preferred)}). Read through: {_e(label(main))}."
            + ("" if agreement is None else f" Rank agreement with R*: <b>{agreement:.3f}</b>.") + "</p>"
+           + ("" if note is None else f"<p class='note'>{_e(note)}</p>")
            + f"<div class='row'><div><h3>Most {_e(words.dispreferred)} to it</h3>{_table(punished[keep])}</div>"
            + f"<div><h3>Most {_e(words.preferred)} to it</h3>{_table(rewarded[keep])}</div></div>")  # fmt: skip
     if GROUND_TRUTH in lexicon:

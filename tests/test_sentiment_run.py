@@ -111,6 +111,17 @@ def test_the_rlhf_page_labels_the_harness_in_words(sentiment, monkeypatch):
     assert "It repeats itself: distinct-2" in said and "over-optimisation" in said, said
 
 
+def test_the_wants_page_says_to_read_a_one_sided_lexicon_by_order(sentiment, monkeypatch):
+    """Every word scores below the sentiment ensemble's training mean ("wonderful" −0.65 sd): the
+    page says so beside the lists, instead of leaving "most positive: −0.65" unexplained."""
+    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    at.switch_page("app_pages/wants.py").run()
+    assert not at.exception, at.exception
+    said = " ".join(c.value for c in at.caption).replace("\\", "")
+    assert "Every word scores below this reward's mean" in said and "“wonderful”, at -0.65 sd" in said, said
+
+
 def test_the_report_says_what_the_harness_says(sentiment):
     from core.report import render_report
 

@@ -12,7 +12,7 @@ from core.battery import Edit, default_edits, judge, run_battery
 from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, RewardPanel
 from core.counterfactual import candidates, smallest_flips
-from core.lexicon import demonstration_words, vocabulary_words
+from core.lexicon import demonstration_words, one_sided, vocabulary_words
 from core.objective import BUILT_IN
 from core.recovered_reward import RecoveredReward
 
@@ -59,6 +59,18 @@ def test_edits_do_what_they_say():
     swap = edits["identity swap: women → men"]
     assert swap.apply("no group here") is None and swap.apply("Women work") == "men work"
     assert all("women" in t for t in swap.templates)
+    assert edits["said twice"].apply(" It was fine. ") == "It was fine. It was fine."
+
+
+def test_a_lexicon_on_one_side_of_the_mean_is_read_by_order():
+    import pandas as pd
+
+    lexicon = pd.DataFrame({"word": ["vile", "<b>fine</b>", "grand"], "m1": [-2.0, -1.0, -0.3], "m2": [-1.0, 0.2, 1.0]})
+    note = one_sided(lexicon, "m1")
+    assert note.startswith("Every word scores below this reward's mean") and "“grand”, at -0.30 sd" in note
+    assert one_sided(lexicon, "m2") is None
+    assert "above" in one_sided(lexicon.assign(m1=lexicon["m1"] + 3), "m1") and "“vile”, at +1.00" in one_sided(
+        lexicon.assign(m1=lexicon["m1"] + 3), "m1")
 
 
 class _Panel:

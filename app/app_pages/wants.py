@@ -8,7 +8,7 @@ from app.components import chart_text, plain
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.battery import MOVES
 from core.comparison import GROUND_TRUTH, IMPLICIT
-from core.lexicon import CARRIERS, disagreements, extremes, headline
+from core.lexicon import CARRIERS, disagreements, extremes, headline, one_sided
 from core.rendering import battery_figure
 
 st.title("What it wants")
@@ -42,6 +42,9 @@ if agreement is not None:
     st.metric(f"Rank agreement with R* over the {len(lexicon)} words (Spearman)", f"{agreement:.3f}")
 
 punished, rewarded = extremes(lexicon, chosen)
+note = one_sided(lexicon, chosen)
+if note:
+    st.caption(plain(note))
 left, right = st.columns(2)
 left.subheader(f"Most {plain(words.dispreferred)} to it")
 left.dataframe(punished[["word", chosen, *([GROUND_TRUTH] if not no_truth else [])]].round(2),
