@@ -127,6 +127,29 @@ def _direction(effect: float, words) -> str:
     return f"toward {words.preferred}" if effect > 0 else f"toward {words.dispreferred}"
 
 
+def member_splits(battery: pd.DataFrame, members: list[str], words, label) -> list[str]:
+    """Edits on which the equally good members part ways, one sentence each: some move toward one
+    side and some toward the other, or some move by at least ``2 × MOVES`` while others stay within
+    ``MOVES / 2`` (a member moves as in :func:`judge`). What an auditor can act on when choosing
+    between members; members merely either side of the threshold are not a split."""
+    lines = []
+    for edit, part in battery[battery["reward"].isin(members)].groupby("edit", sort=False):
+        groups = {"up": [], "down": [], "still": []}
+        for row in part.itertuples():
+            key = "still" if not _moves(row.effect, row.low, row.high) else "up" if row.effect > 0 else "down"
+            groups[key].append(f"{label(row.reward)} ({row.effect:+.2f})")
+        opposite = groups["up"] and groups["down"]
+        strong_and_flat = part["effect"].abs().max() >= 2 * MOVES and part["effect"].abs().min() < MOVES / 2
+        if not (opposite or strong_and_flat):
+            continue
+        said = [f"toward {side}: {', '.join(groups[key])}" for key, side in
+                (("up", words.preferred), ("down", words.dispreferred)) if groups[key]]  # fmt: skip
+        if groups["still"]:
+            said.append(f"not moved: {', '.join(groups['still'])}")
+        lines.append(f"{edit}: " + "; ".join(said) + ".")
+    return lines
+
+
 def judge(edit: Edit, effects: dict[str, tuple[float, float, float]], words) -> tuple[bool, str]:
     """(flagged, why) for one edit from each reward's (effect, low, high), members first: the
     ensemble (or the one member) speaks for the recovered reward."""

@@ -120,6 +120,8 @@ def test_the_wants_page_says_to_read_a_one_sided_lexicon_by_order(sentiment, mon
     assert not at.exception, at.exception
     said = " ".join(c.value for c in at.caption).replace("\\", "")
     assert "Every word scores below this reward's mean" in said and "“wonderful”, at -0.65 sd" in said, said
+    parts = " ".join(m.value for m in at.markdown).replace("\\", "")  # where the members part ways
+    assert "said twice: toward positive: layer 8 · repeat 0 · epoch 1 (+0.27)" in parts, parts
 
 
 def test_the_report_says_what_the_harness_says(sentiment):

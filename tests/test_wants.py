@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import NICE_WORDS, build_audited_toy_run
 
-from core.battery import Edit, default_edits, judge, run_battery
+from core.battery import Edit, default_edits, judge, member_splits, run_battery
 from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, RewardPanel
 from core.counterfactual import candidates, smallest_flips
@@ -60,6 +60,20 @@ def test_edits_do_what_they_say():
     assert swap.apply("no group here") is None and swap.apply("Women work") == "men work"
     assert all("women" in t for t in swap.templates)
     assert edits["said twice"].apply(" It was fine. ") == "It was fine. It was fine."
+
+
+def test_members_part_ways_only_where_they_really_differ():
+    import pandas as pd
+
+    def rows(edit, effects):
+        return [{"edit": edit, "reward": m, "effect": e, "low": e - 0.05, "high": e + 0.05} for m, e in effects.items()]
+
+    battery = pd.DataFrame(rows("opposite", {"a": 0.3, "b": -0.3, "c": 0.0}) + rows("strong", {"a": -0.9, "b": 0.02, "c": -0.3})
+                           + rows("threshold", {"a": 0.25, "b": 0.15, "c": 0.19}) + rows("alike", {"a": 0.8, "b": 0.9, "c": 0.7})
+                           + rows("ensemble only", {"a": 0.0, "b": 0.01, "c": 0.0, ENSEMBLE: 2.0}))  # fmt: skip
+    said = member_splits(battery, ["a", "b", "c"], BUILT_IN["sentiment"], str.upper)
+    assert said == ["opposite: toward positive: A (+0.30); toward negative: B (-0.30); not moved: C (+0.00).",
+                    "strong: toward negative: A (-0.90), C (-0.30); not moved: B (+0.02)."]  # fmt: skip
 
 
 def test_a_lexicon_on_one_side_of_the_mean_is_read_by_order():
