@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT
 from core.errors import IrlLensError
@@ -184,9 +185,12 @@ def _battery_section(run: Run, scripts: _Scripts) -> str:
                           "R*": b["ground_truth"] if b["ground_truth"] is not None else np.nan,
                           "flag": b["why"] or ""} for b in items])  # fmt: skip
     flagged = [b for b in items if b["flagged"]]
+    splits = member_splits(battery, [n for n in names if n != ENSEMBLE], words, label)
+    parts = ("" if not splits else f"<h3>Where the equally good members part ways ({len(splits)} of {len(items)} edits)</h3>"
+             "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in splits) + "</ul>")  # fmt: skip
     return ("<h2>Behaviour battery</h2><p>Counterfactual edits of test sentences; the change of each "
             "reward in standard deviations. " + (f"<span class='flag'>{len(flagged)} of {len(items)} edits flagged.</span>" if flagged else "No edit flagged.")
-            + "</p>" + scripts.figure(figure, "fig-battery") + _table(rows))  # fmt: skip
+            + "</p>" + scripts.figure(figure, "fig-battery") + _table(rows) + parts)  # fmt: skip
 
 
 def _harness_section(run: Run) -> str:
