@@ -139,7 +139,8 @@ def member_splits(battery: pd.DataFrame, members: list[str], words, label) -> li
             key = "still" if not _moves(row.effect, row.low, row.high) else "up" if row.effect > 0 else "down"
             groups[key].append(f"{label(row.reward)} ({row.effect:+.2f})")
         opposite = groups["up"] and groups["down"]
-        strong_and_flat = part["effect"].abs().max() >= 2 * MOVES and part["effect"].abs().min() < MOVES / 2
+        moved = [abs(r.effect) for r in part.itertuples() if _moves(r.effect, r.low, r.high)]
+        strong_and_flat = max(moved, default=0.0) >= 2 * MOVES and part["effect"].abs().min() < MOVES / 2
         if not (opposite or strong_and_flat):
             continue
         said = [f"toward {side}: {', '.join(groups[key])}" for key, side in
