@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import bootstrap
 from tqdm.auto import tqdm
 
+from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, IMPLICIT, RewardPanel
 from core.errors import IrlLensError
 from core.lexicon import headline
@@ -127,27 +128,25 @@ def _direction(effect: float, words) -> str:
     return f"toward {words.preferred}" if effect > 0 else f"toward {words.dispreferred}"
 
 
-def member_splits(battery: pd.DataFrame, members: list[str], words, label) -> list[str]:
-    """Edits on which the equally good members part ways, one sentence each: some move toward one
-    side and some toward the other, or some move by at least ``2 × MOVES`` while others stay within
-    ``MOVES / 2`` (a member moves as in :func:`judge`). What an auditor can act on when choosing
-    between members; members merely either side of the threshold are not a split."""
+def member_splits(battery: pd.DataFrame, words, label) -> list[str]:
+    """Edits on which the battery's members (not the ensemble, R* or the implicit reward) part ways,
+    one sentence each: some move toward one side and some toward the other, or one moves by at
+    least ``2 × MOVES`` while another stays within ``MOVES / 2`` (a member moves as in
+    :func:`judge`). What an auditor can act on when choosing between equally good members; members
+    merely either side of the threshold are not a split."""
+    members = battery[~battery["reward"].isin((ENSEMBLE, GROUND_TRUTH, IMPLICIT))]
     lines = []
-    for edit, part in battery[battery["reward"].isin(members)].groupby("edit", sort=False):
-        groups = {"up": [], "down": [], "still": []}
+    for edit, part in members.groupby("edit", sort=False):
+        up, down, still = _direction(1, words), _direction(-1, words), "not moved"
+        groups = {up: [], down: [], still: []}
         for row in part.itertuples():
-            key = "still" if not _moves(row.effect, row.low, row.high) else "up" if row.effect > 0 else "down"
-            groups[key].append(f"{label(row.reward)} ({row.effect:+.2f})")
-        opposite = groups["up"] and groups["down"]
-        moved = [abs(r.effect) for r in part.itertuples() if _moves(r.effect, r.low, r.high)]
-        strong_and_flat = max(moved, default=0.0) >= 2 * MOVES and part["effect"].abs().min() < MOVES / 2
-        if not (opposite or strong_and_flat):
-            continue
-        said = [f"toward {side}: {', '.join(groups[key])}" for key, side in
-                (("up", words.preferred), ("down", words.dispreferred)) if groups[key]]  # fmt: skip
-        if groups["still"]:
-            said.append(f"not moved: {', '.join(groups['still'])}")
-        lines.append(f"{edit}: " + "; ".join(said) + ".")
+            groups[_direction(row.effect, words) if _moves(row.effect, row.low, row.high) else still].append(row)
+        opposite = bool(groups[up] and groups[down])
+        strongest = max((abs(r.effect) for r in groups[up] + groups[down]), default=0.0)
+        if opposite or (strongest >= 2 * MOVES and part["effect"].abs().min() < MOVES / 2):
+            said = [f"{key}: " + ", ".join(f"{label(r.reward)} ({r.effect:+.2f})" for r in rows)
+                    for key, rows in groups.items() if rows]  # fmt: skip
+            lines.append(f"{edit}: " + "; ".join(said) + ".")
     return lines
 
 

@@ -114,8 +114,8 @@ def one_sided(table: pd.DataFrame, column: str) -> str | None:
     values = table[column].dropna()
     if values.empty or (values.min() < 0 < values.max()):
         return None
-    edge = values.idxmax() if values.max() < 0 else values.idxmin()
     below = values.max() < 0
+    edge = values.idxmax() if below else values.idxmin()
     return (f"Every word scores {'below' if below else 'above'} this reward's mean over the training "
             f"sentences ({'the highest' if below else 'the lowest'}, “{table.loc[edge, 'word']}”, at "
             f"{values[edge]:+.2f} sd): a word in a short carrier is worth {'less' if below else 'more'} "

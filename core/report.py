@@ -185,7 +185,7 @@ def _battery_section(run: Run, scripts: _Scripts) -> str:
                           "R*": b["ground_truth"] if b["ground_truth"] is not None else np.nan,
                           "flag": b["why"] or ""} for b in items])  # fmt: skip
     flagged = [b for b in items if b["flagged"]]
-    splits = member_splits(battery, [n for n in names if n != ENSEMBLE], words, label)
+    splits = member_splits(battery, words, label)
     parts = ("" if not splits else f"<h3>Where the equally good members part ways ({len(splits)} of {len(items)} edits)</h3>"
              "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in splits) + "</ul>")  # fmt: skip
     return ("<h2>Behaviour battery</h2><p>Counterfactual edits of test sentences; the change of each "

@@ -73,7 +73,7 @@ def test_members_part_ways_only_where_they_really_differ():
                            + rows("ensemble only", {"a": 0.0, "b": 0.01, "c": 0.0, ENSEMBLE: 2.0}))  # fmt: skip
     battery.loc[len(battery)] = {"edit": "noisy", "reward": "a", "effect": 0.9, "low": -0.2, "high": 2.0}  # CI holds 0
     battery.loc[len(battery)] = {"edit": "noisy", "reward": "b", "effect": 0.0, "low": -0.05, "high": 0.05}
-    said = member_splits(battery, ["a", "b", "c"], BUILT_IN["sentiment"], str.upper)
+    said = member_splits(battery, BUILT_IN["sentiment"], str.upper)
     assert said == ["opposite: toward positive: A (+0.30); toward negative: B (-0.30); not moved: C (+0.00).",
                     "strong: toward negative: A (-0.90), C (-0.30); not moved: B (+0.02)."]  # fmt: skip
 

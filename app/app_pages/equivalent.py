@@ -110,7 +110,7 @@ else:
     options = (["R* label"] if not no_truth else []) + ["policy", *[member_label(n) for n in names]]
     colour_by = st.selectbox("Colour by", options)
     data = projection.copy()
-    data["sentence"] = pd.Series(demos["sentence"].to_numpy()[data["row"]], index=data.index).map(chart_text)
+    data["sentence"] = demos["sentence"].to_numpy()[data["row"]]
     if colour_by == "R* label":
         data["colour"] = side_labels(data["dispreferred"], words)
     elif colour_by == "policy":
@@ -119,6 +119,7 @@ else:
         name = names[[member_label(n) for n in names].index(colour_by)]
         data["colour"] = scores[name].to_numpy()[data["row"]]
     data, note = chart_sample(data)
+    data = data.assign(sentence=data["sentence"].map(chart_text))  # the drawn points only
     umap = px.scatter(data, x="x", y="y", color="colour", hover_data={"sentence": True, "x": False, "y": False},
                       opacity=0.7, render_mode="webgl")  # fmt: skip
     umap.update_layout(height=520, margin=dict(t=30 if note else 10, b=10), title=note or None)

@@ -7,7 +7,6 @@ import streamlit as st
 from app.components import chart_text, plain
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.battery import MOVES, member_splits
-from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, IMPLICIT
 from core.lexicon import CARRIERS, disagreements, extremes, headline, one_sided
 from core.rendering import battery_figure
@@ -96,7 +95,7 @@ if flagged:
 else:
     st.success("No edit flagged: the recovered reward moves only where R* moves, and not on edits that keep the meaning.")
 
-splits = member_splits(battery, [m for m in members if m != ENSEMBLE], words, member_label)
+splits = member_splits(battery, words, member_label)
 if splits:
     st.subheader(f"Where the equally good members part ways: {len(splits)} of {len(summary)} edits")
     st.caption(f"Members that move toward opposite sides, or some by at least {2 * MOVES} sd while others "
