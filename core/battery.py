@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import bootstrap
 from tqdm.auto import tqdm
 
-from core.checkpoints import ENSEMBLE
+from core.checkpoints import ENSEMBLE, short_labels
 from core.comparison import GROUND_TRUTH, IMPLICIT, RewardPanel
 from core.errors import IrlLensError
 from core.lexicon import headline
@@ -128,13 +128,15 @@ def _direction(effect: float, words) -> str:
     return f"toward {words.preferred}" if effect > 0 else f"toward {words.dispreferred}"
 
 
-def member_splits(battery: pd.DataFrame, words, label) -> list[str]:
-    """Edits on which the battery's members (not the ensemble, R* or the implicit reward) part ways,
-    one sentence each: some move toward one side and some toward the other, or one moves by at
-    least ``2 × MOVES`` while another stays within ``MOVES / 2`` (a member moves as in
-    :func:`judge`). What an auditor can act on when choosing between equally good members; members
-    merely either side of the threshold are not a split."""
+def member_splits(battery: pd.DataFrame, words, label: Callable[[str], str] | None = None) -> list[tuple[str, str]]:
+    """(edit, what the members do) for the edits on which the battery's members (not the
+    ensemble, R* or the implicit reward) part ways: some move toward one side and some toward the
+    other, or one moves by at least ``2 × MOVES`` while another stays within ``MOVES / 2`` (a
+    member moves as in :func:`judge`). What an auditor can act on when choosing between equally
+    good members; members merely either side of the threshold are not a split. Members are named
+    by ``label``, by default the shortest names that tell them apart (:func:`short_labels`)."""
     members = battery[~battery["reward"].isin((ENSEMBLE, GROUND_TRUTH, IMPLICIT))]
+    label = label or short_labels(members["reward"].unique()).__getitem__
     lines = []
     for edit, part in members.groupby("edit", sort=False):
         up, down, still = _direction(1, words), _direction(-1, words), "not moved"
@@ -146,7 +148,7 @@ def member_splits(battery: pd.DataFrame, words, label) -> list[str]:
         if opposite or (strongest >= 2 * MOVES and part["effect"].abs().min() < MOVES / 2):
             said = [f"{key}: " + ", ".join(f"{label(r.reward)} ({r.effect:+.2f})" for r in rows)
                     for key, rows in groups.items() if rows]  # fmt: skip
-            lines.append(f"{edit}: " + "; ".join(said) + ".")
+            lines.append((edit, "; ".join(said) + "."))
     return lines
 
 
@@ -219,12 +221,44 @@ def run_battery(panel: RewardPanel, sentences: list[str], prompts: list[str], wo
     return pd.DataFrame(rows), summary
 
 
-def battery_sentences(run: Run, n: int, seed: int) -> tuple[list[str], list[str]]:
-    """Up to n non-empty test-split completions (both policies), with their prompts."""
+def battery_sentences(run: Run, n: int, seed: int, split: str = "test") -> tuple[list[str], list[str]]:
+    """Up to n non-empty completions (both policies) of one split, with their prompts."""
     demos = run.read_table("demonstrations")
-    test = demos[(demos["split"] == "test") & demos["completion"].astype(str).str.strip().astype(bool)]
-    test = test.sample(n=n, random_state=seed) if len(test) > n else test
-    return test["completion"].astype(str).tolist(), test["prompt"].astype(str).tolist()
+    rows = demos[(demos["split"] == split) & demos["completion"].astype(str).str.strip().astype(bool)]
+    rows = rows.sample(n=n, random_state=seed) if len(rows) > n else rows
+    return rows["completion"].astype(str).tolist(), rows["prompt"].astype(str).tolist()
+
+
+def moved_by_form(table: pd.DataFrame) -> pd.DataFrame:
+    """Per reward of a battery table: the edits that keep the meaning yet move it (as in
+    :func:`judge`), how many, and its largest effect on any of them. A reward that pays for the
+    form of a sentence (its length, its case, being said twice) is one an RL policy can satisfy
+    without changing what it says."""
+    rows = []
+    for reward, part in table[table["keeps_meaning"]].groupby("reward", sort=False):
+        moved = [r.edit for r in part.itertuples() if _moves(r.effect, r.low, r.high)]
+        rows.append({"reward": reward, "moved_by": len(moved), "edits": moved, "of": len(part),
+                     "largest": float(part["effect"].abs().max())})  # fmt: skip
+    return pd.DataFrame(rows, columns=["reward", "moved_by", "edits", "of", "largest"])
+
+
+def robust_members(run: Run, config: BatteryConfig | None = None,
+                   *, progress: bool = True) -> tuple[list[str], pd.DataFrame]:  # fmt: skip
+    """The shown members that the fewest meaning-keeping edits move, with every shown member's
+    :func:`moved_by_form` row. Measured on the selection split's completions, the split that
+    already chose the equivalent set, so the test split stays for evaluation; R* takes no part."""
+    from core.recovered_reward import RecoveredReward
+
+    config = config or BatteryConfig()
+    panel = RewardPanel(RecoveredReward(run))
+    sentences, prompts = battery_sentences(run, config.n_sentences, config.seed, split="selection")
+    if not sentences:
+        raise IrlLensError("choosing robust members needs the selection split's completions: it is empty")
+    edits = [e for e in default_edits() if e.keeps_meaning]
+    table, _ = run_battery(panel, sentences, prompts, run.objective, config, edits, progress=progress)
+    form = moved_by_form(table[table["reward"].isin(panel.members)])
+    form = form.sort_values(["moved_by", "largest"], kind="stable").reset_index(drop=True)
+    return form.loc[form["moved_by"] == form["moved_by"].min(), "reward"].tolist(), form
 
 
 def battery_stage(run: Run, panel: RewardPanel, config: BatteryConfig | None = None,

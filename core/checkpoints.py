@@ -82,6 +82,27 @@ def label(name: str) -> str:
         return name
 
 
+def short_labels(names) -> dict[str, str]:
+    """The shortest label that still tells these members apart: "layer 8" where no other shares
+    its layer, "layer 8 · repeat 0" where no other shares both, else the full label. Lines that
+    list several members read faster; a name that is not a member keeps :func:`label`."""
+    members = {name: Member.parse(name) for name in names if _MEMBER.match(str(name).strip())}
+    layers = [m.layer for m in members.values()]
+    pairs = [(m.layer, m.repeat) for m in members.values()]
+    out = {}
+    for name in names:
+        m = members.get(name)
+        if m is None:
+            out[name] = label(name)
+        elif layers.count(m.layer) == 1:
+            out[name] = f"layer {m.layer}"
+        elif pairs.count((m.layer, m.repeat)) == 1:
+            out[name] = f"layer {m.layer} · repeat {m.repeat}"
+        else:
+            out[name] = m.label
+    return out
+
+
 def heads_name(epoch: int) -> str:
     return f"{CHECKPOINT_DIR}/epoch-{epoch:03d}"
 

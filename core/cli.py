@@ -415,7 +415,6 @@ def rlhf_command(
     """RL fine-tuning with TRL's GRPO + LoRA against a ground truth (this builds the expert) or a
     recovered reward (IRL-RLHF). Resumable from its last checkpoint. Without --policy-adapters,
     the run's pi_0 SFT adapter is merged in first."""
-    from core.checkpoints import Member
     from core.rlhf import rlhf
     from core.run_store import Run
 
@@ -423,8 +422,6 @@ def rlhf_command(
     update = {}
     if "policy_adapters" not in config.model_fields_set:
         update["policy_adapters"] = [a for a in (target.manifest.models.get("pi0_adapters") or "").split(",") if a]
-    if config.members:
-        update["members"] = [Member.parse(m).id for m in config.members]
     log = rlhf(target, config.model_copy(update=update))
     console.print(
         f"[green]{config.name}[/green]: {len(log)} logged steps; adapter in {target.path / 'policies' / config.name}"

@@ -28,6 +28,7 @@ from core.errors import IrlLensError
 from core.lexicon import disagreements, extremes, headline, one_sided
 from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
+from core.rlhf import optimised_members
 from core.run_store import Run, atomic_write
 from core.summary import run_summary
 from core.toxicity import STAGE as HARNESS_STAGE
@@ -185,9 +186,9 @@ def _battery_section(run: Run, scripts: _Scripts) -> str:
                           "R*": b["ground_truth"] if b["ground_truth"] is not None else np.nan,
                           "flag": b["why"] or ""} for b in items])  # fmt: skip
     flagged = [b for b in items if b["flagged"]]
-    splits = member_splits(battery, words, label)
+    splits = member_splits(battery, words)
     parts = ("" if not splits else f"<h3>Where the equally good members part ways ({len(splits)} of {len(items)} edits)</h3>"
-             "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in splits) + "</ul>")  # fmt: skip
+             "<ul>" + "".join(f"<li><b>{_e(edit)}</b>: {_e(said)}</li>" for edit, said in splits) + "</ul>")  # fmt: skip
     return ("<h2>Behaviour battery</h2><p>Counterfactual edits of test sentences; the change of each "
             "reward in standard deviations. " + (f"<span class='flag'>{len(flagged)} of {len(items)} edits flagged.</span>" if flagged else "No edit flagged.")
             + "</p>" + scripts.figure(figure, "fig-battery") + _table(rows) + parts)  # fmt: skip
@@ -197,7 +198,8 @@ def _harness_section(run: Run) -> str:
     if not run.has_table(HARNESS_STAGE):
         return _not_yet("IRL-RLHF", "irl-lens rlhf RUN --reward recovered, then irl-lens harness RUN") if run.has_ground_truth else ""
     table = run.read_table(HARNESS_STAGE)
-    said = "".join(f"<p>{_e(line)}</p>" for line in reading(table, run.objective))
+    lines = [*reading(table, run.objective), optimised_members(run)]
+    said = "".join(f"<p>{_e(line)}</p>" for line in lines if line)
     return ("<h2>IRL-RLHF</h2><p>π₀, the expert and a policy trained on the recovered reward, each "
             "measured by R* on the same test prompts.</p>" + _table(in_words(table, run.objective)) + said)  # fmt: skip
 

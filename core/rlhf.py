@@ -8,6 +8,9 @@ The reward is one of
 - ``recovered``: the ensemble of the recovered reward's shown members (the mean of their
   standardised rewards, times their mean standard deviation so that it keeps a member's scale
   beside the length guard) over the sentence they were trained on, or one member: IRL-RLHF.
+  ``members`` names other members, or a set of them (:data:`MEMBER_SETS`): ``robust`` keeps the
+  members that edits which keep the meaning (said twice, ALL CAPS …) move least, since GRPO
+  finds whatever a reward pays for beside the meaning.
 
 Three traps seen on this machine are guarded. An empty completion scores as clean, so once a
 policy can stop, RL learns to say nothing (reward hacking by silence); and a TF-IDF classifier
@@ -33,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core import policy
 from core.device import BF16_HELP, bf16_autocast
@@ -61,7 +64,9 @@ class RLHFConfig(BaseModel):
         default="profanity", description="'profanity', 'hf:<classifier>' or 'recovered'"
     )
     members: list[str] | None = Field(
-        default=None, description="recovered: member ids to average (default: the shown set)"
+        default=None,
+        description="recovered: member ids to average, or one of 'shown' (the default), 'chosen' "
+        "(the best candidate) and 'robust' (the shown members the fewest meaning-keeping edits move)",
     )
     prompts: str | None = Field(
         default=None, description="prompt set; default: the run's training prompts"
@@ -99,6 +104,19 @@ class RLHFConfig(BaseModel):
     )
     save_steps: int = Field(default=25, ge=1, description="checkpoint every N steps (resume point)")
     seed: int = Field(default=0, description="seed of sampling and training")
+
+    @field_validator("members", mode="before")
+    @classmethod
+    def _one_name(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("members")
+    @classmethod
+    def _named_set_alone(cls, value):
+        named = [m for m in value or [] if m in MEMBER_SETS]
+        if named and len(value) > 1:
+            raise ValueError(f"members: {named[0]!r} names a set of members; give it alone, not with {value}")
+        return value
 
     @model_validator(mode="after")
     def _check_length_window(self) -> RLHFConfig:
@@ -163,6 +181,51 @@ def make_reward(
 
     reward.__name__ = "irl_lens_reward"
     return reward
+
+
+MEMBER_SETS = {
+    "shown": "the shown members of the equivalent set",
+    "chosen": "the chosen member (the best candidate on the selection split)",
+    "robust": "the shown members that the fewest meaning-keeping edits move on the selection split",
+}
+"""Named sets of members that IRL-RLHF can optimise; none is chosen by R*."""
+
+
+def recovered_members(run: Run, members: Sequence[str] | None, *, progress: bool = True) -> tuple[list[str], str]:
+    """(member ids, why those) for IRL-RLHF: a named set from :data:`MEMBER_SETS`, or ids as given."""
+    from core.checkpoints import Member
+    from core.recovered_reward import default_members
+
+    name = members[0] if members and members[0] in MEMBER_SETS else None
+    if members and name is None:
+        return [Member.parse(m).id for m in members], "the members named in the config"
+    if name == "chosen":
+        return [run.stage_summary("evaluate")["best_member_id"]], MEMBER_SETS[name]
+    if name == "robust":
+        from core.battery import robust_members
+
+        ids, form = robust_members(run, progress=progress)
+        fewest = int(form["moved_by"].min())
+        return ids, f"{MEMBER_SETS[name]} ({fewest} of {int(form['of'].max())} edits)"
+    return [m.id for m in default_members(run)], MEMBER_SETS["shown"]
+
+
+def optimised_members(run: Run, name: str = "irl_rlhf") -> str | None:
+    """In words: which members the IRL-RLHF policy was trained on, and why those (None: no
+    IRL-RLHF, or one on another reward). Runs from before the choice was recorded name theirs from
+    the config (none named: the shown members)."""
+    from core.checkpoints import short_labels
+
+    stage = f"rlhf_{name}"
+    config = run.manifest.config.get(stage) or {}
+    if run.stage_status(stage) != "complete" or config.get("reward") != "recovered":
+        return None
+    summary = run.stage_summary(stage)
+    ids = summary.get("members") or config.get("members") or run.stage_summary("evaluate").get("shown_members", [])
+    why = summary.get("members_why") or (MEMBER_SETS["shown"] if not config.get("members") else "the members named in the config")
+    labels = short_labels(ids)
+    return (f"IRL-RLHF was trained on {'the ensemble of ' if len(ids) > 1 else ''}{len(ids)} member"
+            f"{'s' if len(ids) > 1 else ''}: {', '.join(labels[i] for i in ids)}; {why}.")
 
 
 CONTROL_REWARDS = ("recovered", "random", "length")
@@ -263,6 +326,10 @@ def rlhf(
     prompts = prompts or _prompts(run, config)
     tokenizer = policy.load_tokenizer(config.policy)
     with run.stage(stage, config.model_dump()) as record:
+        chosen = {}
+        if score is None and config.reward == "recovered":
+            ids, why = recovered_members(run, config.members, progress=progress)
+            config, chosen = config.model_copy(update={"members": ids}), {"members": ids, "members_why": why}
         reward_fn = make_reward(score or reward_source(run, config), tokenizer, length_bonus=config.length_bonus,
                                 length_target=config.length_target, length_max=config.length_max,
                                 length_penalty=config.length_penalty)  # fmt: skip
@@ -301,7 +368,7 @@ def rlhf(
                 [*config.policy_adapters, f"policies/{config.name}"]
             )
         record.summary = {"steps": int(trainer.state.global_step), "n_prompts": len(prompts),
-                          "final_reward": float(log["reward"].iloc[-1]) if "reward" in log else None}  # fmt: skip
+                          "final_reward": float(log["reward"].iloc[-1]) if "reward" in log else None, **chosen}  # fmt: skip
     run.clear_partial(stage)
     return log
 

@@ -89,6 +89,7 @@ def test_every_page_opens(dashboard, browser):
         bold = page.locator(".js-plotly-plot tspan[style*='bold']").all_text_contents()  # titles are bold too
         assert "rude" not in bold, f"/{path}: a chart drew the objective's <b> as markup"
         if path == "distributions":
+            page.locator(".js-plotly-plot .legendtext").first.wait_for(timeout=30_000)  # drawn after the heading
             legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
             assert BAITED["preferred"] in legend and BAITED["dispreferred"] in legend, legend
         page.screenshot(path=str(ARTIFACTS / f"{path or 'home'}.png"), full_page=True)

@@ -76,6 +76,25 @@ def test_bad_reward_values_are_named(bad):
         check_rewards([0.5, bad], ["fine", "broken one"])
 
 
+def test_irl_rlhf_members_name_a_set_or_ids(tmp_path, tiny_models):
+    from conftest import build_audited_toy_run
+
+    from core.rlhf import recovered_members
+
+    assert RLHFConfig(members="robust").members == ["robust"]
+    with pytest.raises(ValueError, match="names a set of members; give it alone"):
+        RLHFConfig(members=["chosen", "l1-r0-e1"])
+    run = build_audited_toy_run(tmp_path / "toy", tiny_models["toy"])
+    summary = run.stage_summary("evaluate")
+    assert recovered_members(run, None) == (summary["shown_members"], "the shown members of the equivalent set")
+    assert recovered_members(run, ["chosen"])[0] == [summary["best_member_id"]]
+    ids, why = recovered_members(run, ["robust"], progress=False)
+    assert set(ids) <= set(summary["shown_members"]) and why.endswith("edits)")
+    assert recovered_members(run, [" l1-r0-e2 "])[0] == ["l1-r0-e2"]
+    with pytest.raises(IrlLensError):
+        recovered_members(run, ["layer one"])
+
+
 def test_length_guard(tiny_models):
     tokenizer = policy.load_tokenizer(tiny_models["llama"])
     reward = make_reward(lambda p, c: [1.0] * len(c), tokenizer, length_bonus=2.0, length_target=4)

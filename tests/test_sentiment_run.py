@@ -121,7 +121,7 @@ def test_the_wants_page_says_to_read_a_one_sided_lexicon_by_order(sentiment, mon
     said = " ".join(c.value for c in at.caption).replace("\\", "")
     assert "Every word scores below this reward's mean" in said and "“wonderful”, at -0.65 sd" in said, said
     parts = " ".join(m.value for m in at.markdown).replace("\\", "")  # where the members part ways
-    assert "said twice: toward positive: layer 8 · repeat 0 · epoch 1 (+0.27)" in parts, parts
+    assert "**said twice**: toward positive: layer 8 (+0.27)" in parts, parts
 
 
 def test_the_report_says_what_the_harness_says(sentiment):
@@ -130,7 +130,7 @@ def test_the_report_says_what_the_harness_says(sentiment):
     page = render_report(sentiment)
     assert "<h2>IRL-RLHF</h2>" in page and "negative rate (R*), %" in page
     assert "It repeats itself: distinct-2 0.08 against the expert&#x27;s 0.38" in page
-    assert "Where the equally good members part ways" in page and "<li>said twice: toward positive" in page
+    assert "Where the equally good members part ways" in page and "<li><b>said twice</b>: toward positive: layer 8 (+0.27)" in page
 
 
 def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment, monkeypatch):

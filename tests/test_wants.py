@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from conftest import NICE_WORDS, build_audited_toy_run
 
-from core.battery import Edit, default_edits, judge, member_splits, run_battery
+from core.battery import (
+    Edit,
+    default_edits,
+    judge,
+    member_splits,
+    moved_by_form,
+    robust_members,
+    run_battery,
+)
 from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, RewardPanel
 from core.counterfactual import candidates, smallest_flips
@@ -74,8 +82,40 @@ def test_members_part_ways_only_where_they_really_differ():
     battery.loc[len(battery)] = {"edit": "noisy", "reward": "a", "effect": 0.9, "low": -0.2, "high": 2.0}  # CI holds 0
     battery.loc[len(battery)] = {"edit": "noisy", "reward": "b", "effect": 0.0, "low": -0.05, "high": 0.05}
     said = member_splits(battery, BUILT_IN["sentiment"], str.upper)
-    assert said == ["opposite: toward positive: A (+0.30); toward negative: B (-0.30); not moved: C (+0.00).",
-                    "strong: toward negative: A (-0.90), C (-0.30); not moved: B (+0.02)."]  # fmt: skip
+    assert said == [("opposite", "toward positive: A (+0.30); toward negative: B (-0.30); not moved: C (+0.00)."),
+                    ("strong", "toward negative: A (-0.90), C (-0.30); not moved: B (+0.02).")]  # fmt: skip
+    named = battery.replace({"reward": {"a": "l8-r0-e1", "b": "l8-r1-e3", "c": "l12-r2-e5"}})
+    assert member_splits(named, BUILT_IN["sentiment"])[0][1] == (
+        "toward positive: layer 8 · repeat 0 (+0.30); toward negative: layer 8 · repeat 1 (-0.30); not moved: layer 12 (+0.00).")
+
+
+def test_moved_by_form_counts_only_edits_that_keep_the_meaning_and_move():
+    import pandas as pd
+
+    battery = pd.DataFrame([
+        {"edit": "caps", "reward": "a", "effect": 0.5, "low": 0.3, "high": 0.7, "keeps_meaning": True},
+        {"edit": "twice", "reward": "a", "effect": -0.9, "low": -1.5, "high": 0.1, "keeps_meaning": True},  # CI holds 0
+        {"edit": "negation", "reward": "a", "effect": 2.0, "low": 1.8, "high": 2.2, "keeps_meaning": False},
+        {"edit": "caps", "reward": "b", "effect": 0.1, "low": 0.05, "high": 0.15, "keeps_meaning": True},  # too small
+        {"edit": "twice", "reward": "b", "effect": -0.3, "low": -0.4, "high": -0.2, "keeps_meaning": True},
+    ])  # fmt: skip
+    form = moved_by_form(battery).set_index("reward")
+    assert form.loc["a", "edits"] == ["caps"] and form.loc["a", "of"] == 2 and form.loc["a", "largest"] == 0.9
+    assert form.loc["b", "edits"] == ["twice"] and form.loc["b", "moved_by"] == 1
+
+
+def test_robust_members_are_chosen_without_r_star_on_the_selection_split(wanted, monkeypatch):
+    from core import battery
+
+    splits = []
+    real = battery.battery_sentences
+    monkeypatch.setattr(battery, "battery_sentences", lambda *a, **k: splits.append(k.get("split")) or real(*a, **k))
+    monkeypatch.setattr(type(wanted), "ground_truth", lambda self: pytest.fail("R* was asked"))
+    ids, form = robust_members(wanted, battery.BatteryConfig(n_sentences=24, n_resamples=200), progress=False)
+    shown = wanted.stage_summary("evaluate")["shown_members"]
+    assert splits == ["selection"] and set(form["reward"]) == set(shown) and ids
+    assert set(ids) == set(form.loc[form["moved_by"] == form["moved_by"].min(), "reward"])
+    assert form["moved_by"].is_monotonic_increasing and (form["of"] == sum(e.keeps_meaning for e in default_edits())).all()
 
 
 def test_a_lexicon_on_one_side_of_the_mean_is_read_by_order():

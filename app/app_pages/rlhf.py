@@ -5,6 +5,7 @@ import streamlit as st
 
 from app.components import chart_text, plain
 from app.state import run_table, selected_run
+from core.rlhf import optimised_members
 from core.toxicity import RATE_FORMAT, in_words, reading
 
 st.title("IRL-RLHF")
@@ -21,6 +22,9 @@ if harness is None:
 words = run.objective
 rate = f"{chart_text(words.dispreferred)} rate (R*)"
 said = reading(harness, words)
+trained_on = optimised_members(run)
+if trained_on:
+    said = [*said, trained_on]
 if said:
     st.markdown("\n".join(f"- {plain(line)}" for line in said))
 st.dataframe(in_words(harness, words), hide_index=True)

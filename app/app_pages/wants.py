@@ -95,12 +95,12 @@ if flagged:
 else:
     st.success("No edit flagged: the recovered reward moves only where R* moves, and not on edits that keep the meaning.")
 
-splits = member_splits(battery, words, member_label)
+splits = member_splits(battery, words)
 if splits:
     st.subheader(f"Where the equally good members part ways: {len(splits)} of {len(summary)} edits")
     st.caption(f"Members that move toward opposite sides, or some by at least {2 * MOVES} sd while others "
                f"stay within {MOVES / 2} sd. Optimising one of them is not optimising another.")  # fmt: skip
-    st.markdown("\n".join(f"- {plain(line)}" for line in splits))
+    st.markdown("\n".join(f"- **{plain(edit)}**: {plain(said)}" for edit, said in splits))
 table = battery.pivot_table(index="edit", columns="reward", values="effect", sort=False)
 table = table.rename(columns=member_label)
 st.subheader("Every reward, every edit")
