@@ -170,6 +170,16 @@ def write_features(run, key: str, h: torch.Tensor, layers: list[int], metadata: 
     )
 
 
+def feature_cache_shape(run, key: str) -> tuple[int, list[int]] | None:
+    """(sentences, layers) of a run's feature cache from its header and layer list alone, or None."""
+    from safetensors import safe_open
+
+    if not run.has_weights(key, folder="features"):
+        return None
+    with safe_open(str(run.path / "features" / f"{key}.safetensors"), framework="pt") as handle:
+        return int(handle.get_slice("h").get_shape()[1]), [int(x) for x in handle.get_tensor("layers").tolist()]
+
+
 def read_features(run, key: str) -> tuple[torch.Tensor, list[int]]:
     """(h (L, N, d) float32, layers) of a feature cache."""
     tensors = run.read_weights(key, folder="features")

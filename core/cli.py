@@ -132,9 +132,12 @@ def extract(
     candidates = trainer.fit(target)
     if candidates.empty:  # a helper process of a data-parallel launch
         return
-    processes = trainer.accelerator.num_processes if config.mode != "frozen" else 1
+    from core.irl import world_size
+
+    where = ("IRL" if world_size() == 1 else f"IRL on {world_size()} process(es)" if config.mode != "frozen"
+             else f"IRL (h(s) encoded on {world_size()} process(es), the heads trained on one)")  # fmt: skip
     console.print(
-        f"IRL on {processes} process(es): {len(candidates)} candidates ({candidates['layer'].nunique()} layers x "
+        f"{where}: {len(candidates)} candidates ({candidates['layer'].nunique()} layers x "
         f"{candidates['repeat'].nunique()} repeats x {candidates['epoch'].nunique()} epochs); best "
         f"selection-split discrimination AUC {candidates['selection_discrimination_auc'].max():.3f}",
         markup=False, highlight=False,

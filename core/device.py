@@ -68,8 +68,8 @@ def needs_device_map(weight_bytes: int, free_bytes: int | None) -> bool:
 
 def free_memory(device: str) -> int | None:
     """Free bytes on the device (None where torch cannot say: the CPU, MPS)."""
-    if device == "cuda":
-        free, _ = torch.cuda.mem_get_info()
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
         return int(free)
     return None
 
@@ -90,12 +90,26 @@ class Runtime:
             out |= {"accelerator": torch.cuda.get_device_name(0), "n_devices": str(torch.cuda.device_count())}
         return out
 
+    @property
+    def target(self) -> str:
+        """Where a whole model goes: under ``accelerate launch`` / torchrun (LOCAL_RANK set), each
+        process's own GPU, so that the processes of a data-parallel launch do not share GPU 0."""
+        if self.device == "cuda" and "LOCAL_RANK" in os.environ:
+            return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        return self.device
+
     def load_kwargs(self, weight_bytes: int | None = None) -> dict:
         """``from_pretrained`` arguments for an inference model of about ``weight_bytes``."""
         kwargs: dict = {"dtype": self.dtype}
         if self.device != "cpu":
-            spread = weight_bytes is not None and needs_device_map(weight_bytes, free_memory(self.device))
-            kwargs["device_map"] = "auto" if spread else self.device
+            spread = weight_bytes is not None and needs_device_map(weight_bytes, free_memory(self.target))
+            if spread and "LOCAL_RANK" in os.environ:
+                raise IrlLensError(
+                    f"a model of {weight_bytes / 2**30:.1f} GiB does not fit one GPU per process of this launch: "
+                    "run this stage as one process (without accelerate launch), which spreads it over "
+                    "every GPU with device_map='auto'"
+                )
+            kwargs["device_map"] = "auto" if spread else self.target
         return kwargs
 
 

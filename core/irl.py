@@ -24,8 +24,10 @@ expert-vs-pi_0 discrimination AUC on the selection split) and the verdict's evid
 the test split); where the run has a ground truth, R* is compared on the test split (and on the
 selection split, only for the optional R*-based rule, which says it uses R*). IRL never reads R*.
 
-The loop runs under ``accelerate`` for LoRA / full training (``accelerate launch -m core.cli
-extract RUN``). Interrupted training resumes from the last complete epoch, bit-identically on CPU.
+Under ``accelerate launch -m core.cli extract RUN`` (several GPUs, several machines, or CPU
+processes), LoRA / full training is data-parallel; in frozen mode every process encodes a shard
+of the sentences (the costly part) and the main process trains the K heads (the cheap part).
+Interrupted training resumes from the last complete epoch, bit-identically on CPU.
 """
 
 from __future__ import annotations
@@ -159,6 +161,11 @@ def make_pairs(demos: pd.DataFrame, split: str) -> np.ndarray:
     return pairs[["row_pos", "row_neg"]].to_numpy(dtype=np.int64).reshape(-1, 2)
 
 
+def world_size() -> int:
+    """Processes of this launch (``accelerate launch`` / torchrun set WORLD_SIZE; 1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def feature_key(backbone: str, config: IRLConfig) -> str:
     raw = f"{backbone}|{config.pooling}|{config.sentence}|{config.max_length}"
     return "h-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
@@ -247,7 +254,7 @@ class MaxMarginIRL:
             from accelerate import Accelerator
 
             # Several processes and no GPU (``accelerate launch --multi_gpu`` on CPUs): gloo on CPU.
-            multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+            multi_cpu = world_size() > 1 and not torch.cuda.is_available()
             self._accelerator = Accelerator(cpu=multi_cpu)
         return self._accelerator
 
@@ -275,15 +282,53 @@ class MaxMarginIRL:
                 return h[[cached.index(layer) for layer in wanted]], list(wanted)
         backbone = backbone if backbone is not None else policy.load_backbone(ref)
         tokenizer = tokenizer or policy.load_tokenizer(ref, padding_side="right")
-        all_layers = resolve_layers(None, n_hidden_states(backbone))
-        wanted = all_layers if layers is None else layers
-        encode_at = sorted(set(all_layers if self.config.layers is None else wanted))
-        h = encode_layers(backbone, tokenizer, texts, layers=encode_at, pooling=self.config.pooling,
-                          batch_size=self.config.encode_batch_size, max_length=self.config.max_length,
-                          progress=progress)  # fmt: skip
+        encode_at = self._layers_to_encode(backbone, layers)
+        wanted = encode_at if layers is None else layers
+        h = self._encode(backbone, tokenizer, texts, encode_at, progress=progress)
         checkpoints.write_features(run, key, h, encode_at, {"backbone": ref})
         h, cached = checkpoints.read_features(run, key)  # what the cache gives: float16-rounded
         return h[[cached.index(layer) for layer in wanted]], list(wanted)
+
+    def encode_sharded(self, run: Run, *, progress: bool) -> None:
+        """h(s), data-parallel: each process of an ``accelerate launch`` encodes a contiguous shard
+        of the demonstrations, the main process gathers the shards in order and writes the run's
+        feature cache, which ``features`` then reads. Nothing is encoded when the cache holds them.
+
+        The shards travel as float16 (the cache's precision) through accelerate's all-gather, so
+        every process holds all features for a moment: layers × sentences × d × 2 bytes (3.6 GB for
+        all 31 layers of SmolLM2 and 100,000 sentences; name fewer ``layers`` when that is too much)."""
+        accelerator = self.accelerator  # first: under a GPU launch it sets this process's device
+        demos = run.read_table("demonstrations")
+        texts = demos[self.config.text_column()].tolist()
+        ref = self.backbone_ref(run)
+        key, layers = feature_key(ref, self.config), self.layers(run)
+        cached = checkpoints.feature_cache_shape(run, key)
+        if cached is not None and cached[0] == len(texts) and set(layers) <= set(cached[1]):
+            return
+        backbone = policy.load_backbone(ref)
+        tokenizer = policy.load_tokenizer(ref, padding_side="right")
+        encode_at = self._layers_to_encode(backbone, layers)
+        with accelerator.split_between_processes(texts) as shard:
+            h = self._encode(backbone, tokenizer, shard, encode_at, progress=progress and accelerator.is_main_process)
+        rows = h.to(torch.float16).transpose(0, 1).contiguous().to(accelerator.device)  # (n_shard, L, d)
+        sizes = accelerator.gather(torch.tensor([len(rows)], device=accelerator.device)).tolist()
+        gathered = accelerator.gather(accelerator.pad_across_processes(rows, dim=0))  # (P * longest, L, d)
+        if accelerator.is_main_process:
+            longest = gathered.shape[0] // len(sizes)
+            h = torch.cat([gathered[p * longest : p * longest + n] for p, n in enumerate(sizes)]).transpose(0, 1)
+            checkpoints.write_features(run, key, h.cpu(), encode_at,
+                                       {"backbone": ref, "encoded_by_processes": len(sizes)})  # fmt: skip
+        accelerator.wait_for_everyone()
+
+    def _layers_to_encode(self, backbone, layers: list[int] | None) -> list[int]:
+        """Every hidden state unless the config names layers: one pass gives them all."""
+        every = resolve_layers(None, n_hidden_states(backbone))
+        return every if self.config.layers is None or layers is None else sorted(set(layers))
+
+    def _encode(self, backbone, tokenizer, texts: list[str], layers: list[int], *, progress: bool) -> torch.Tensor:
+        return encode_layers(backbone, tokenizer, texts, layers=layers, pooling=self.config.pooling,
+                             batch_size=self.config.encode_batch_size, max_length=self.config.max_length,
+                             progress=progress)  # fmt: skip
 
     def layers(self, run: Run) -> list[int]:
         """The configured layers as hidden-state indices of the backbone."""
@@ -310,8 +355,10 @@ class MaxMarginIRL:
             )
         with torch.random.fork_rng(devices=[]):
             if self.config.mode == "frozen":
-                if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not self.accelerator.is_main_process:
-                    return pd.DataFrame()  # K frozen heads are cheap: the main process trains them
+                if world_size() > 1:
+                    self.encode_sharded(run, progress=progress)
+                    if not self.accelerator.is_main_process:
+                        return pd.DataFrame()  # K frozen heads are cheap: the main process trains them
                 return self._fit_frozen(run, progress=progress, on_epoch=on_epoch)
             return self._fit_backbone(run, progress=progress, on_epoch=on_epoch)
 
@@ -365,6 +412,7 @@ class MaxMarginIRL:
                 if on_epoch is not None:
                     on_epoch(epoch)
             record.summary = {"epochs": config.epochs, "n_heads": len(specs), "layers": layers,
+                              "launched_processes": world_size(),
                               "repeats": config.repeats, "n_candidates": len(candidates),
                               "n_train_pairs": len(pairs["train"]),
                               "n_selection_pairs": len(pairs["selection"]),

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import torch
 from typer.testing import CliRunner
 
 from core.cli import app
@@ -137,47 +139,57 @@ def test_bad_settings_are_one_line_errors(toy_run):
     assert result.returncode == 1 and "100,000 characters" in result.stderr
 
 
-def test_data_parallel_with_two_cpu_processes(toy_run):
+def _launch_two_cpu_processes(*args: str) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of the CLI on two CPU processes (gloo), as a user would type it."""
     import socket
 
     with socket.socket() as s:  # a free rendezvous port, not the default 29500 another job may hold
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--main_process_port",
-            str(port),
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "core.cli",
-            "extract",
-            str(toy_run.path),
-            "--epochs",
-            "2",
-            "--mode",
-            "lora",
-            "--no-evaluate",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no",
+         "--dynamo_backend", "no", "-m", "core.cli", *args],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     failure = [line for line in result.stderr.splitlines() if "terminate" in line or "Error" in line]
     assert result.returncode == 0, "\n".join(failure[:20]) + result.stderr[-2000:]
+    return result
+
+
+def test_data_parallel_with_two_cpu_processes(toy_run):
+    result = _launch_two_cpu_processes("extract", str(toy_run.path), "--epochs", "2", "--mode", "lora", "--no-evaluate")
     assert "on 2 process(es)" in result.stderr
     run = Run.open(toy_run.path)
     assert run.stage_status("irl") == "complete" and run.has_weights("irl/r0-epoch-002")
+
+
+def test_frozen_encoding_is_sharded_by_sentence_over_processes(toy_run, tmp_path):
+    """Two processes each encode half the sentences; the gathered cache is the one-process cache,
+    row for row (a shard out of place would pair sentences with other sentences' features)."""
+    import shutil
+
+    from safetensors import safe_open
+
+    from core import checkpoints
+    from core.irl import IRLConfig, MaxMarginIRL, feature_key
+
+    alone = Run.open(shutil.copytree(toy_run.path, tmp_path / "alone"))
+    MaxMarginIRL(IRLConfig(epochs=2)).fit(alone, progress=False)
+    result = _launch_two_cpu_processes("extract", str(toy_run.path), "--epochs", "2", "--no-evaluate")
+    assert "h(s) encoded on 2 process(es)" in result.stderr
+    run = Run.open(toy_run.path)
+    key = feature_key(run.manifest.models["reward_backbone"], IRLConfig())
+    sharded, layers = checkpoints.read_features(run, key)
+    reference, reference_layers = checkpoints.read_features(alone, key)
+    assert layers == reference_layers and sharded.shape == reference.shape
+    assert torch.allclose(sharded, reference, atol=1e-3, rtol=1e-2)
+    with safe_open(str(run.path / "features" / f"{key}.safetensors"), framework="pt") as handle:
+        assert handle.metadata()["encoded_by_processes"] == "2"
+    assert run.manifest.stages["irl"].summary["launched_processes"] == 2
+    ours, theirs = run.read_table("candidates"), alone.read_table("candidates")
+    assert len(ours) == len(theirs)
+    assert np.allclose(ours["selection_discrimination_auc"], theirs["selection_discrimination_auc"], atol=0.02)
 
 
 def test_score_with_saliency_json(toy_run):

@@ -51,6 +51,16 @@ def test_a_model_that_does_not_fit_is_spread_over_devices(monkeypatch):
     assert gpu.load_kwargs(None)["device_map"] == "cuda"
 
 
+def test_each_process_of_a_launch_loads_onto_its_own_gpu(monkeypatch):
+    gpu = device.Runtime("cuda", torch.bfloat16)
+    monkeypatch.setattr(device, "free_memory", lambda name: 16 * 2**30)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert gpu.target == "cuda:3" and gpu.load_kwargs(2 * 2**30)["device_map"] == "cuda:3"
+    with pytest.raises(IrlLensError, match="does not fit one GPU per process.*as one process"):
+        gpu.load_kwargs(15 * 2**30)  # spreading it would put every process's copy on every GPU
+    assert device.Runtime("cpu", torch.float32).target == "cpu"
+
+
 def test_runtime_from_the_environment_reaches_model_loading(monkeypatch, tiny_models):
     monkeypatch.setenv("IRL_LENS_DEVICE", "cpu")
     monkeypatch.setenv("IRL_LENS_DTYPE", "bf16")
