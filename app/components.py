@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
 
 from core.rendering import attribution_rows, attribution_table_html, chart_text, word_heatmap_html
 
-__all__ = ["CHART_POINTS", "STRIP_POINTS", "attribution_rows", "attribution_table_html", "binned", "chart_sample", "chart_text", "plain", "side_labels", "side_palette", "word_heatmap_html"]
+__all__ = ["CHART_POINTS", "STRIP_POINTS", "attribution_rows", "attribution_table_html", "binned", "chart_sample", "chart_text", "plain", "side_labels", "side_palette", "word_heatmap_html", "working"]
 
 CHART_POINTS = 20_000
 """Most points a WebGL chart that draws each one is sent: beyond it the browser slows down for nothing."""
@@ -59,3 +60,18 @@ def binned(values: pd.Series, groups: pd.Series, bins: int = 60) -> pd.DataFrame
         rows.append(pd.DataFrame({"group": group, "centre": (edges[:-1] + edges[1:]) / 2,
                                   "width": np.diff(edges), "count": counts}))  # fmt: skip
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["group", "centre", "width", "count"])
+
+
+@contextmanager
+def working(what: str):
+    """A still notice while something runs, instead of Streamlit's turning spinner: a spinner is
+    redrawn every frame, and where auditors' browsers share the server's CPU (a remote desktop on
+    the audit machine, or benchmarks/probe_latency.py) eight of them cost more than the scoring."""
+    import streamlit as st
+
+    notice = st.empty()
+    notice.caption(f":material/hourglass_top: {what}")  # Streamlit serves its icon font itself
+    try:
+        yield
+    finally:
+        notice.empty()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app.components import plain
+from app.components import plain, working
 from core.demonstrations import as_scored, scored_sentence
 from core.errors import IrlLensError
 from core.run_store import MANIFEST, Run, list_runs, resolve_run_path, runs_root
@@ -30,7 +30,7 @@ def model_turn():
     and the shared attribution cache is not safe to grow from two threads. The live probe's queue
     (:func:`probe_queue`) holds the same lock around each of its batches."""
     if not _MODELS.acquire(blocking=False):
-        with st.spinner("Another session is using the model: queued…"):
+        with working("Another session is using the model: queued…"):
             _MODELS.acquire()
     try:
         yield

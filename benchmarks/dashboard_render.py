@@ -2,7 +2,7 @@
 headless Chromium too).
 
 Builds a synthetic run (templated sentences, frozen features, 20 IRL epochs, evaluation,
-projection), then renders every page twice in one AppTest session and reports the second render:
+projection, what the reward wants: lexicon and battery), then renders every page twice in one AppTest session and reports the second render:
 what an auditor waits for when moving between pages once the run is loaded. With ``--browser``,
 `irl-lens dashboard` serves the run and Debian's Chromium loads each page twice; the second load
 is timed until the script run has finished and the page is drawn.
@@ -11,7 +11,7 @@ SmolLM2 encodes about 60 sentences/s on 2 cores, so runs past 10,000 sentences u
 tiny``: a 2-layer model built from a config with SmolLM2's tokenizer. The pages read tables, not
 the backbone, so what is timed is the same.
 
-    .venv/bin/python benchmarks/dashboard_render.py [--quick]     # --quick: 1,000 sentences
+    .venv/bin/python benchmarks/dashboard_render.py [--quick]     # --quick: 1,000 sentences, tiny backbone
     .venv/bin/python benchmarks/dashboard_render.py --sentences 100000 --backbone tiny --browser
 """
 
@@ -32,9 +32,11 @@ from _common import machine, synthetic_run  # noqa: E402
 from core.audit import EvaluationConfig, evaluate_run  # noqa: E402
 from core.irl import IRLConfig, MaxMarginIRL  # noqa: E402
 from core.projection import project_run  # noqa: E402
+from core.wants import WantsConfig, what_it_wants  # noqa: E402
 
 ENTRY = str(ROOT / "app" / "streamlit_app.py")
-PAGES = ["home", "distributions", "equivalent", "heatmaps", "training", "rlhf"]
+PAGES = ["home", "distributions", "equivalent", "heatmaps", "wants", "probe", "training", "rlhf"]
+"""Every page of the dashboard (the live probe's page load; its probes: benchmarks/probe_latency.py)."""
 
 
 def tiny_backbone(path: Path) -> str:
@@ -61,6 +63,7 @@ def build(root: Path, n_sentences: int, backbone: str):
     MaxMarginIRL(IRLConfig(epochs=20)).fit(run, progress=False)
     evaluate_run(run, EvaluationConfig(), progress=False)
     project_run(run, progress=False)
+    what_it_wants(run, WantsConfig(implicit=False), progress=False, log=lambda _: None)  # no policies to load
     return run, time.perf_counter() - started
 
 
@@ -111,11 +114,12 @@ def browser_times(run) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="1,000 sentences")
+    parser.add_argument("--quick", action="store_true", help="1,000 sentences, the tiny backbone")
     parser.add_argument("--sentences", type=int, default=10_000)
-    parser.add_argument("--backbone", default="smollm2-135m", help="a model reference, or 'tiny'")
+    parser.add_argument("--backbone", default=None, help="a model reference, or 'tiny' (default: smollm2-135m; tiny with --quick)")
     parser.add_argument("--browser", action="store_true", help="also time each page drawn in headless Chromium")
     args = parser.parse_args()
+    args.backbone = args.backbone or ("tiny" if args.quick else "smollm2-135m")
     n_sentences = 1_000 if args.quick else args.sentences
     with tempfile.TemporaryDirectory() as tmp:
         run, built_s = build(Path(tmp), n_sentences, args.backbone)

@@ -229,3 +229,22 @@ def test_a_summary_value_of_the_wrong_type_is_named_when_the_run_opens(full_run,
     assert not at.exception
     errors = [e.value.replace("\\", "") for e in at.error]  # plain() escapes Markdown characters
     assert any("summary.equivalent_min_spearman" in e and "must be a finite number" in e for e in errors), errors
+
+
+def test_work_in_a_page_shows_a_still_notice_not_a_spinner():
+    """A turning spinner is redrawn every frame; eight auditors' spinners on the server's cores
+    doubled the live probe's p95 (benchmarks/probe_latency.py). Pages say what runs in a still
+    notice (app.components.working), which is gone once the work ends."""
+    script = """
+import streamlit as st
+from app.components import working
+with working("Scoring…"):
+    st.session_state["inside"] = True
+st.write("done")
+"""
+    app_root = Path(__file__).resolve().parents[1] / "app"
+    at = AppTest.from_string(script).run()
+    assert not at.exception and at.session_state["inside"]
+    assert [m.value for m in at.markdown] == ["done"] and not at.caption  # the notice is gone
+    spinning = [str(p.relative_to(app_root)) for p in app_root.rglob("*.py") if "st.spinner(" in p.read_text()]
+    assert spinning == [], f"pages that turn a spinner while they work: {spinning}"

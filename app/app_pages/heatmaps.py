@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from app.components import attribution_rows, attribution_table_html, plain
+from app.components import attribution_rows, attribution_table_html, plain, working
 from app.state import (
     load_explainer,
     member_label,
@@ -84,7 +84,7 @@ if chosen["sentence"] != chosen["prompt"] + chosen["completion"]:  # a completio
     truth = f"; R* {chosen['ground_truth']:+.2f}" if has_truth else ""
     st.caption(f"{plain(chosen['policy'])}'s completion{truth}")
 
-with st.spinner("Attributing…"), model_turn():
+with working("Attributing…"), model_turn():
     result = cache.get(text_of[row], method)
 st.markdown(
     f"Green words raise the reward (toward {plain(words.preferred)}), red words lower it (toward "

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.components import attribution_rows, attribution_table_html, plain
+from app.components import attribution_rows, attribution_table_html, plain, working
 from app.state import (
     implicit_scorer,
     load_explainer,
@@ -44,7 +44,7 @@ def flips_table(run, members, text, result) -> None:
     found = st.session_state.setdefault("probe_flips", {})  # a rerun (any widget) must not search again
     key = (str(run.path), tuple(reward.names), text)
     if key not in found:
-        with st.spinner("Looking for the smallest edits…"), model_turn():
+        with working("Looking for the smallest edits…"), model_turn():
             found[key] = smallest_flips(reward, text, word_scores=scores, lexicon=lexicon,
                                         lexicon_column=column, ground_truth=truth)  # fmt: skip
     flips = found[key]
@@ -95,7 +95,7 @@ if submitted:
         reward = load_explainer(run, members)[0]
         scoring = probe_queue(run, members)
         ahead = scoring.waiting()
-        with st.spinner("Scoring…" + (f" ({ahead} probes of other sessions first, scored in one batch)" if ahead else "")):
+        with working("Scoring…" + (f" ({ahead} probes of other sessions first, scored in one batch)" if ahead else "")):
             probed = scoring.probe(texts, explain=explain)
         matrix, gt = probed.scores, probed.ground_truth
         ensemble = reward.ensemble(matrix) if len(members) > 1 else None
@@ -113,7 +113,7 @@ if submitted:
             if scorer is None:
                 st.warning(f"No implicit reward: {plain(why)}")
             else:
-                with st.spinner("Implicit reward…"), model_turn():
+                with working("Implicit reward…"), model_turn():
                     implicit = scorer.score([prompt] * len(texts), texts)
                 for i in range(len(texts)):
                     history[-len(texts) + i] |= {"implicit (sum)": float(implicit.total[i]),
