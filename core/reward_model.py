@@ -92,6 +92,23 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> tuple[torch.Te
     return batch["input_ids"], batch["attention_mask"]
 
 
+def token_batches(tokenizer, texts: Sequence[str], *, batch_size: int, max_tokens: int, max_length: int) -> list[list[int]]:
+    """Indices of ``texts`` in batches of similar token counts, each holding at most ``max_tokens``
+    padded tokens and ``batch_size`` texts (a text longer than ``max_tokens`` goes alone)."""
+    if not texts:
+        return []
+    ids = tokenizer(as_sentences(texts, tokenizer), truncation=True, max_length=max_length)["input_ids"]
+    lengths = [len(x) for x in ids]
+    batches: list[list[int]] = []
+    for i in sorted(range(len(texts)), key=lambda k: lengths[k]):
+        batch = batches[-1] if batches else None
+        if batch is None or len(batch) >= batch_size or (len(batch) + 1) * lengths[i] > max_tokens:
+            batches.append([i])
+        else:
+            batch.append(i)
+    return batches
+
+
 @torch.no_grad()  # not inference_mode: cached features feed autograd when the head trains
 def encode_layers(
     backbone: nn.Module,
@@ -103,15 +120,20 @@ def encode_layers(
     batch_size: int = 32,
     max_length: int = 256,
     progress: bool = False,
+    max_tokens: int | None = None,
 ) -> torch.Tensor:
     """h(s) of every text at every given hidden layer, (L, N, d) float32, from one pass per
-    batch. Texts are batched by length to waste little padding."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    batch. Texts are batched by length to waste little padding: ``batch_size`` at a time, or,
+    with ``max_tokens``, by token count, each batch at most that many padded tokens and
+    ``batch_size`` sentences (short sentences in large batches, a long one alone)."""
+    if max_tokens is None:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    else:
+        batches = token_batches(tokenizer, texts, batch_size=batch_size, max_tokens=max_tokens, max_length=max_length)
+    order = [i for batch in batches for i in batch]
     rows: list[torch.Tensor] = []
-    for start in tqdm(
-        range(0, len(order), batch_size), desc="encoding h(s)", unit="batch", disable=not progress
-    ):
-        idx = order[start : start + batch_size]
+    for idx in tqdm(batches, desc="encoding h(s)", unit="batch", disable=not progress):
         ids, mask = tokenize(tokenizer, [texts[i] for i in idx], max_length)
         states = hidden_layers(backbone, ids, mask, layers)
         rows.append(torch.stack([pool(h, mask, pooling).float().cpu() for h in states]))

@@ -60,6 +60,26 @@ def test_pooling_is_padding_side_invariant(tiny_models):
         torch.testing.assert_close(out["right"], single, atol=1e-4, rtol=1e-4)
 
 
+def test_token_budget_batches_keep_every_text_in_its_place(tiny_models):
+    """Scoring batches by token count: short texts share a batch, a long one goes alone, no batch
+    holds more padded tokens than the budget, and the features come back in the texts' order."""
+    from core import policy
+    from core.reward_model import encode_layers, token_batches
+
+    tok = policy.load_tokenizer(tiny_models["llama"], padding_side="right")
+    texts = ["a b c d e f g h i j k l m n o p", "hi", "the cat sat", "yo", "a b c d e f", ""]
+    lengths = [len(tok(t if t else tok.eos_token)["input_ids"]) for t in texts]
+    batches = token_batches(tok, texts, batch_size=3, max_tokens=12, max_length=64)
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    assert all(len(b) <= 3 and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 12) for b in batches)
+    assert [0] in batches  # the longest, alone
+    assert token_batches(tok, [], batch_size=3, max_tokens=12, max_length=64) == []
+    backbone = policy.load_backbone(tiny_models["llama"])
+    budget = encode_layers(backbone, tok, texts, layers=[1, 2], max_tokens=12, batch_size=3)
+    fixed = encode_layers(backbone, tok, texts, layers=[1, 2], batch_size=2)
+    torch.testing.assert_close(budget, fixed, atol=1e-4, rtol=1e-4)
+
+
 def test_last_pooling_gathers_at_mask():
     hidden = torch.arange(2 * 3 * 1, dtype=torch.float).view(2, 3, 1)
     mask = torch.tensor([[1, 1, 0], [0, 1, 1]])
