@@ -212,6 +212,12 @@ def score(
     """Score sentences with every member of the equivalent set (one backbone pass) and with R*;
     with --saliency, say which words drive each reward; with --prompt, add the implicit reward."""
     from core.checkpoints import parse_members
+    from core.comparison import (
+        VERDICT_FORMATS,
+        dispreferred_by_member,
+        probe_verdicts,
+        threshold_words,
+    )
     from core.recovered_reward import MAX_PROBES, RecoveredReward, check_probes
     from core.run_store import open_run
 
@@ -222,10 +228,16 @@ def score(
     truth_model = target.ground_truth()
     truth = truth_model.reward(texts) if truth_model is not None else None
     ensemble = reward.ensemble(matrix) if len(reward.names) > 1 else None
+    words = target.objective
+    verdicts = probe_verdicts(reward, texts, matrix, words, truth)
+    below = dispreferred_by_member(reward, matrix)
     items = []
     for i, t in enumerate(texts):
         item = {"text": t, "ground_truth": None if truth is None else float(truth[i]),
-                "members": {name: float(matrix[i, k]) for k, name in enumerate(reward.names)}}  # fmt: skip
+                "members": {name: float(matrix[i, k]) for k, name in enumerate(reward.names)},
+                "members_say": verdicts["members say"].iloc[i],
+                "verdicts": {name: words.dispreferred if below[i, k] else words.preferred
+                             for k, name in enumerate(reward.names)}}  # fmt: skip
         if ensemble is not None:
             item["ensemble"] = float(ensemble[i])
         items.append(item)
@@ -240,12 +252,18 @@ def score(
     if json_out:
         _print_json(items)
         return
-    table = Table("text", "R*", *reward.names, *(["ensemble"] if ensemble is not None else []))
-    for item in items:
-        gt = "—" if item["ground_truth"] is None else f"{item['ground_truth']:+.2f}"
-        extra = [f"{item['ensemble']:+.2f}"] if "ensemble" in item else []
-        table.add_row(_literal(item["text"][:60]), gt, *[f"{v:+.2f}" for v in item["members"].values()], *extra)
-    Console().print(table)
+    summary = Table("#", "text", *verdicts.columns[1:])
+    for i, row in verdicts.iterrows():
+        summary.add_row(str(i + 1), _literal(row["text"][:60]),
+                        *[_literal(VERDICT_FORMATS.get(c, "{}").format(row[c])) for c in verdicts.columns[1:]])  # fmt: skip
+    Console().print(summary)
+    by_member = Table("member", *[f"#{i + 1}" for i in range(len(texts))])
+    for k, name in enumerate(reward.names):
+        by_member.add_row(name, *[f"{matrix[i, k]:+.2f} {item['verdicts'][name]}" for i, item in enumerate(items)])
+    Console().print(by_member)
+    console.print(f"Each member's verdict line: {threshold_words(target)}. Member rewards are raw, each on "
+                  "its own scale; ensemble and spread in standard deviations of each member's training rewards.",
+                  markup=False, highlight=False)  # fmt: skip
 
 
 def _literal(text: str):

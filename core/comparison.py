@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from core.checkpoints import ENSEMBLE
 from core.recovered_reward import RecoveredReward, irl_config
@@ -108,3 +109,57 @@ def run_panel(run, *, implicit: bool = True, batch_size: int = 16) -> RewardPane
     panel = RewardPanel(RecoveredReward(run), ground_truth=run.ground_truth(), implicit=scorer)
     panel.implicit_missing = missing
     return panel
+
+
+THRESHOLD_WORDS = {
+    "ground_truth": "a threshold fitted on training sentences labelled by R*",
+    "labels": "a threshold fitted on training sentences labelled by people",
+    "share": "a threshold that flags a fixed share of training sentences (flag_share; no labels used)",
+    "none": "0, uncalibrated (the paper's sign rule)",
+}
+
+
+def threshold_words(run) -> str:
+    """Where the members' verdict lines come from, in words (the evaluate stage's calibration)."""
+    method = run.stage_summary("evaluate").get("calibration")
+    return THRESHOLD_WORDS.get(method, "0 (no evaluate stage: uncalibrated)")
+
+
+def members_say(dispreferred: int, k: int, objective) -> str:
+    """How many of ``k`` members put a text on each side, in the objective's words."""
+    if k == 1:
+        return objective.dispreferred if dispreferred else objective.preferred
+    if dispreferred == 0:
+        return f"{objective.preferred}: all {k}"
+    if dispreferred == k:
+        return f"{objective.dispreferred}: all {k}"
+    return f"split: {dispreferred} {objective.dispreferred}, {k - dispreferred} {objective.preferred}"
+
+
+VERDICT_FORMATS = {"ensemble (sd)": "{:+.2f}", "members' spread (sd)": "{:.2f}"}
+"""How :func:`probe_verdicts`' numbers are shown (a spread has no sign)."""
+
+
+def dispreferred_by_member(reward: RecoveredReward, matrix: np.ndarray) -> np.ndarray:
+    """(N, K) True where member k puts text n on the dispreferred side: below its threshold."""
+    return np.asarray(matrix) < reward.thresholds
+
+
+def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.ndarray, objective,
+                   ground_truth: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
+    """One row per probe, in words: what the members say (each at its own threshold, see
+    :func:`threshold_words`), what R* says beside them, and, with several members, the ensemble
+    and how far the members spread, in standard deviations of each member's training rewards,
+    so that members on different scales compare."""
+    below = dispreferred_by_member(reward, matrix)
+    k = matrix.shape[1]
+    frame = pd.DataFrame({"text": list(texts),
+                          "members say": [members_say(int(n), k, objective) for n in below.sum(1)]})  # fmt: skip
+    if ground_truth is not None:
+        frame["R* says"] = [f"{objective.dispreferred if v < 0 else objective.preferred} ({v:+.2f})"
+                            for v in np.asarray(ground_truth, float)]  # fmt: skip
+    if k > 1:
+        z = reward.standardised(matrix)
+        frame["ensemble (sd)"] = np.round(reward.ensemble(matrix), 2)
+        frame["members' spread (sd)"] = np.round(z.std(1), 2)
+    return frame

@@ -114,6 +114,11 @@ def test_extract_score_evaluate_export(toy_run, tmp_path):
     assert items[0]["ground_truth"] > 0 > items[1]["ground_truth"]
     member = next(iter(items[0]["members"]))
     assert items[0]["members"][member] > items[1]["members"][member]
+    assert set(items[0]["verdicts"]) == set(items[0]["members"]) and set(items[0]["verdicts"].values()) <= {"toxic", "non-toxic"}
+    said = [sum(side == "toxic" for side in item["verdicts"].values()) for item in items]
+    assert said[1] >= said[0] and items[1]["members_say"].startswith(("toxic", "split"))
+    text = runner.invoke(app, ["score", str(toy_run.path), "The judge was a bitch."])
+    assert text.exit_code == 0 and "members say" in text.stdout and items[1]["members_say"].split(":")[0] in text.stdout
     result = runner.invoke(
         app, ["evaluate", str(toy_run.path), "--selection", "ground_truth", "--calibration", "none"]
     )

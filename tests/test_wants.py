@@ -295,3 +295,22 @@ def test_counterfactual_deletions_are_capped_for_long_probes():
     edits = candidates(text, list(range(99, -1, -1)), [])
     deletions = [d for d, _, n in edits if n == 1]
     assert len(deletions) == DELETIONS and deletions[0] == 'delete "w99"'  # the most blamed first
+
+
+def test_probe_verdicts_count_members_on_each_side_in_the_objectives_words():
+    """Each member's verdict is its own threshold's; the words are the run's objective's."""
+    from types import SimpleNamespace
+
+    from core.comparison import probe_verdicts
+    from core.objective import BUILT_IN
+
+    matrix = np.array([[1.0, 5.0, -2.0], [-1.0, 0.5, -2.0], [2.0, 3.0, 0.0]])
+    reward = SimpleNamespace(thresholds=np.array([0.0, 1.0, -2.5]),  # member 2 puts -2.0 above its line
+                             standardised=lambda m: (m - m.mean(0)) / m.std(0),
+                             ensemble=lambda m: ((m - m.mean(0)) / m.std(0)).mean(1))  # fmt: skip
+    frame = probe_verdicts(reward, ["a", "b", "c"], matrix, BUILT_IN["sentiment"], ground_truth=np.array([2.0, -1.5, 0.3]))
+    assert list(frame["members say"]) == ["positive: all 3", "split: 2 negative, 1 positive", "positive: all 3"]
+    assert list(frame["R* says"]) == ["positive (+2.00)", "negative (-1.50)", "positive (+0.30)"]
+    assert frame["members' spread (sd)"].min() >= 0 and "ensemble (sd)" in frame
+    alone = probe_verdicts(SimpleNamespace(thresholds=np.array([0.0])), ["a"], np.array([[-1.0]]), BUILT_IN["sentiment"])
+    assert list(alone.columns) == ["text", "members say"] and alone["members say"][0] == "negative"

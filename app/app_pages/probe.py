@@ -17,6 +17,7 @@ from app.state import (
     shown_members,
 )
 from core.checkpoints import ENSEMBLE
+from core.comparison import VERDICT_FORMATS, dispreferred_by_member, probe_verdicts, threshold_words
 from core.errors import IrlLensError
 from core.recovered_reward import MAX_PROBE_CHARS, MAX_PROBES, check_probes
 
@@ -119,6 +120,7 @@ if submitted:
                     history[-len(texts) + i] |= {"implicit (sum)": float(implicit.total[i]),
                                                  "implicit (mean)": float(implicit.mean[i])}  # fmt: skip
                 implicit_rows = [(scorer, t) for t in implicit.tokens]
+        st.session_state["probe_verdicts"] = probe_verdicts(reward, texts, matrix, words, gt)
         st.session_state["probe_last"] = (texts, counterfactual, probed)
         st.session_state["probe_implicit"] = implicit_rows
     except IrlLensError as err:
@@ -128,15 +130,25 @@ if "probe_last" in st.session_state:
     texts, counterfactual, probed = st.session_state["probe_last"]
     latest = pd.DataFrame(history[-len(texts) :])
     st.subheader("Scores")
-    st.dataframe(latest.round(3), hide_index=True)
+    verdicts = st.session_state["probe_verdicts"]
+    # a table wraps the sentences (a dataframe cuts them)
+    st.table(verdicts.style.format({c: f for c, f in VERDICT_FORMATS.items() if c in verdicts}))
+    st.caption(f"Each member's verdict line: {plain(threshold_words(run))}. Ensemble and spread in standard "
+               "deviations of each member's rewards on training sentences (0 = its mean), so members on "
+               "different scales compare.")  # fmt: skip
+    with st.expander("Raw rewards (each member on its own scale, as in the CSV)"):
+        st.dataframe(latest.round(3), hide_index=True)
     check = load_explainer(run, members)[0].precision_check
     if probed.precision == "bf16" and check:
         st.caption(f"Members scored in bf16: {plain(check['why'])}. With heatmaps, scores come from their fp32 pass.")
     if probed.explained:
+        reward = load_explainer(run, members)[0]
+        below = dispreferred_by_member(reward, probed.scores)
         for i, (text, result) in enumerate(zip(texts, probed.explained, strict=True)):
             with st.expander(f"sentence {i + 1}", expanded=len(texts) <= 3):
                 st.text(text)
-                rows = attribution_rows(result, member_label)
+                says = {n: words.dispreferred if below[i, k] else words.preferred for k, n in enumerate(reward.names)}
+                rows = attribution_rows(result, lambda n, says=says: member_label(n) + (f" · says {says[n]}" if n in says else ""))
                 implicit_rows = st.session_state.get("probe_implicit")
                 if implicit_rows:
                     from app.components import word_heatmap_html
