@@ -304,6 +304,7 @@ class MaxMarginIRL:
         key, layers = feature_key(ref, self.config), self.layers(run)
         cached = checkpoints.feature_cache_shape(run, key)
         if cached is not None and cached[0] == len(texts) and set(layers) <= set(cached[1]):
+            torch.distributed.destroy_process_group()  # every process finds the same cache
             return
         backbone = policy.load_backbone(ref)
         tokenizer = policy.load_tokenizer(ref, padding_side="right")
@@ -319,6 +320,9 @@ class MaxMarginIRL:
             checkpoints.write_features(run, key, h.cpu(), encode_at,
                                        {"backbone": ref, "encoded_by_processes": len(sizes)})  # fmt: skip
         accelerator.wait_for_everyone()
+        # The rest is the main process's alone: leave the process group together now, so that the
+        # other processes do not exit under a live one (gloo aborts them: "terminate called ...").
+        torch.distributed.destroy_process_group()
 
     def _layers_to_encode(self, backbone, layers: list[int] | None) -> list[int]:
         """Every hidden state unless the config names layers: one pass gives them all."""
