@@ -270,3 +270,17 @@ st.write("done")
     assert [m.value for m in at.markdown] == ["done"] and not at.caption  # the notice is gone
     spinning = [str(p.relative_to(app_root)) for p in app_root.rglob("*.py") if "st.spinner(" in p.read_text()]
     assert spinning == [], f"pages that turn a spinner while they work: {spinning}"
+
+
+def test_disputed_sentences_say_how_the_members_split(full_run, monkeypatch):
+    at = _app(monkeypatch, full_run, "equivalent")
+    disputed = next(d.value for d in at.dataframe if "spread_std" in d.value)
+    members = full_run.read_table("members").set_index("member")
+    shown = list(full_run.stage_summary("evaluate")["shown_members"])
+    scores = full_run.read_table("member_scores")
+    spread = full_run.read_table("member_spread").sort_values("spread_std", ascending=False)
+    top = int(spread["row"].iloc[0])  # the most disputed sentence comes first
+    n = int((scores.loc[top, shown].to_numpy(float) < members.loc[shown, "threshold"].to_numpy(float)).sum())
+    k = len(shown)
+    assert disputed["members say"].iloc[0] == (
+        f"non-toxic: all {k}" if n == 0 else f"toxic: all {k}" if n == k else f"split: {n} toxic, {k - n} non-toxic")
