@@ -163,3 +163,14 @@ def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.nda
         frame["ensemble (sd)"] = np.round(reward.ensemble(matrix), 2)
         frame["members' spread (sd)"] = np.round(z.std(1), 2)
     return frame
+
+
+def members_say_of_rows(run, rows: Sequence[int]) -> list[str]:
+    """:func:`members_say` for demonstrations of the run (row numbers), from the rewards the
+    evaluate stage stored for its shown members and their thresholds."""
+    members = run.read_table("members")
+    shown = members[members["member"] != ENSEMBLE]
+    names = shown["member"].tolist()
+    scores = run.read_table("member_scores").set_index("row")
+    below = scores.loc[list(rows), names].to_numpy(float) < shown["threshold"].to_numpy(float)
+    return [members_say(int(n), len(names), run.objective) for n in below.sum(1)]

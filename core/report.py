@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 
 from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
-from core.comparison import GROUND_TRUTH, IMPLICIT
+from core.comparison import GROUND_TRUTH, IMPLICIT, members_say_of_rows
 from core.errors import IrlLensError
 from core.lexicon import disagreements, extremes, headline, one_sided
 from core.recovered_reward import irl_config
@@ -219,12 +219,19 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
     out = [f"<h2>Example heatmaps</h2><p class='note'>Method: {_e(method)}. Green raises the reward "
            f"(toward {_e(run.objective.preferred)}), red lowers it. Of the test sentences with at least "
            f"{MIN_WORDS} words, the {n - 2} the members score lowest on average and the 2 they score highest.</p>"]  # fmt: skip
-    for row in chosen:
+    says = members_say_of_rows(run, [int(r) for r in chosen]) if run.has_table("member_scores") else [""] * len(chosen)
+    truth, words = irl_config(run).ground_truth_column(), run.objective
+    for row, said in zip(chosen, says, strict=True):
         text = str(demos.loc[int(row), column])
         result = from_records(text, table[table["row"] == row].to_dict("records"))
         lines = "".join(f"<div class='line'><span class='label'>{_e(name)}</span>{row_html}</div>"
                         for name, row_html, _ in attribution_rows(result, label))  # fmt: skip
-        out.append(f"<div class='sentence'><div><b>{_e(text)}</b></div>{lines}</div>")
+        verdict = f"Members say {said}" if said else ""
+        if said and truth in demos:
+            value = float(demos.loc[int(row), truth])
+            verdict += f"; R* says {words.dispreferred if value < 0 else words.preferred} ({value:+.2f})"
+        out.append(f"<div class='sentence'><div><b>{_e(text)}</b></div>"
+                   f"<div class='note'>{_e(verdict)}</div>{lines}</div>")  # fmt: skip
     return "".join(out)
 
 

@@ -1,6 +1,7 @@
 """What the reward wants: lexicon, behaviour battery, counterfactual probes and the HTML report."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -222,6 +223,10 @@ def test_report_is_self_contained_and_escaped(wanted, tmp_path):
     for heading in ("Headline", "Equivalent set", "Lexicon", "Behaviour battery", "IRL-RLHF", "Example heatmaps", "Provenance"):
         assert f"<h2>{heading}</h2>" in page
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    said = re.findall(r"<div class='note'>Members say ([^<;]*)(?:; R\* says (toxic|non-toxic) \(([-+][\d.]+)\))?</div>", page)
+    assert said and all(s[0].startswith(("toxic", "non-toxic", "split")) for s in said)  # every example sentence
+    assert all((side == "toxic") == (float(value) < 0) for _, side, value in said if value)
+    assert any(value for _, _, value in said)  # the toy run has R*
 
 
 def test_report_refuses_a_path_that_is_not_html(wanted, tmp_path):

@@ -9,7 +9,7 @@ import streamlit as st
 from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_labels, side_palette
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
-from core.comparison import members_say, threshold_words
+from core.comparison import members_say_of_rows, threshold_words
 from core.equivalent_set import standardise
 
 st.title("Equivalent models")
@@ -93,9 +93,7 @@ right.plotly_chart(strip)
 st.subheader("Test sentences the members disagree on most")
 disputed = demos.assign(row=np.arange(len(demos))).merge(spread, on="row")
 disputed = disputed.sort_values("spread_std", ascending=False).head(15)
-lines = shown.set_index("member").loc[names, "threshold"].to_numpy(float)
-below = (scores.iloc[disputed["row"]][names].to_numpy() < lines).sum(1)
-disputed["members say"] = [members_say(int(n), len(names), words) for n in below]
+disputed["members say"] = members_say_of_rows(run, disputed["row"])
 columns = ["sentence", "policy", "members say", *(["dispreferred", "ground_truth"] if not no_truth else []),
            "spread_std", "spread_range"]  # fmt: skip
 st.dataframe(disputed[columns].rename(columns={"dispreferred": words.dispreferred}).round(3), hide_index=True)
