@@ -10,7 +10,7 @@ import pandas as pd
 
 from core.rendering import attribution_rows, attribution_table_html, chart_text, word_heatmap_html
 
-__all__ = ["CHART_POINTS", "STRIP_POINTS", "attribution_rows", "attribution_table_html", "binned", "chart_sample", "chart_text", "plain", "side_labels", "side_palette", "word_heatmap_html", "working"]
+__all__ = ["CHART_POINTS", "STRIP_POINTS", "attribution_rows", "attribution_table_html", "binned", "chart_sample", "chart_text", "markdown_cells", "plain", "side_labels", "side_palette", "word_heatmap_html", "working"]
 
 CHART_POINTS = 20_000
 """Most points a WebGL chart that draws each one is sent: beyond it the browser slows down for nothing."""
@@ -29,6 +29,12 @@ def plain(text) -> str:
     e-mail addresses into links after escapes are read (GFM autolink literals); an invisible word
     joiner after '://', '@' and 'www' keeps them text."""
     return _MARKDOWN.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, str(text)))
+
+
+def markdown_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame for ``st.table``, which renders every cell as Markdown: text cells through
+    :func:`plain`, so a probe's ``[link](...)`` or ``**bold**`` shows as typed."""
+    return frame.map(lambda value: plain(value) if isinstance(value, str) else value)
 
 
 def side_labels(dispreferred, words) -> np.ndarray:

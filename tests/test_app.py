@@ -190,6 +190,7 @@ def test_what_it_wants_page_reads_in_words(full_run, monkeypatch):
 
 
 def test_live_probe_says_each_members_verdict_in_the_objectives_words(full_run, monkeypatch):
+    from app.components import plain
     from core.recovered_reward import RecoveredReward
 
     texts = ["The judge was kind.", "The judge was a bitch."]
@@ -197,15 +198,15 @@ def test_live_probe_says_each_members_verdict_in_the_objectives_words(full_run, 
     at.text_area[0].set_value("\n".join(texts))
     at.button[0].click().run()
     assert not at.exception
-    verdicts = at.table[0].value
-    assert list(verdicts["text"]) == texts
+    verdicts = at.table[0].value  # Markdown source: st.table renders its cells, so text arrives escaped
+    assert list(verdicts["text"]) == [plain(t) for t in texts]
     reward = RecoveredReward(full_run)
     below = (reward.score(texts) < reward.thresholds).sum(1)
     k = len(reward.names)
     expected = [f"non-toxic: all {k}" if n == 0 else f"toxic: all {k}" if n == k else f"split: {n} toxic, {k - n} non-toxic"
                 for n in below]  # fmt: skip
-    assert list(verdicts["members say"]) == expected
-    assert verdicts["R* says"].iloc[1].startswith("toxic (-")
+    assert list(verdicts["members say"]) == [plain(e) for e in expected]
+    assert verdicts["R* says"].iloc[1].startswith(plain("toxic (-"))
     html = "".join(m.value for m in at.markdown)
     assert "· says toxic" in html or "· says non-toxic" in html  # each heatmap row names its member's verdict
     assert any("threshold fitted on training sentences labelled by R" in c.value for c in at.caption)

@@ -126,9 +126,14 @@ def test_probe_scores_and_shows_script_as_text(dashboard, browser):
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{dashboard}/probe")
     page.get_by_role("heading", name="Live probe").wait_for(timeout=60_000)
-    page.locator("textarea").fill("<script>alert(1)</script>\nThe judge was kind and patient.")
+    page.locator("textarea").fill("<script>alert(1)</script>\nThe judge was kind and patient.\n"
+                                  "[click](http://attacker.invalid/) **loud**")  # fmt: skip
     page.get_by_role("button", name="Score").click()
     page.get_by_text("Session history").wait_for(timeout=120_000)
+    # the scores table renders Markdown in its cells (st.table): a probe's link stays text
+    assert page.evaluate(LINKS) == [], "a probe's Markdown link became a link"
+    assert page.locator("[data-testid='stTable'] strong", has_text="loud").count() == 0
+    assert page.get_by_text("[click](http://attacker.invalid/) **loud**", exact=True).count() >= 1
     shown = page.get_by_text("<script>alert(1)</script>", exact=True)
     assert shown.count() >= 1, "the probe's script text must be displayed as text"
     page.get_by_text("patient.", exact=True).first.wait_for(timeout=60_000)

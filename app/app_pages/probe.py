@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.components import attribution_rows, attribution_table_html, plain, working
+from app.components import attribution_rows, attribution_table_html, markdown_cells, plain, working
 from app.state import (
     implicit_scorer,
     load_explainer,
@@ -132,7 +132,7 @@ if "probe_last" in st.session_state:
     st.subheader("Scores")
     verdicts = st.session_state["probe_verdicts"]
     # a table wraps the sentences (a dataframe cuts them)
-    st.table(verdicts.style.format({c: f for c, f in VERDICT_FORMATS.items() if c in verdicts}))
+    st.table(markdown_cells(verdicts).style.format({c: f for c, f in VERDICT_FORMATS.items() if c in verdicts}))
     st.caption(f"Each member's verdict line: {plain(threshold_words(run))}. Ensemble and spread in standard "
                "deviations of each member's rewards on training sentences (0 = its mean), so members on "
                "different scales compare.")  # fmt: skip
