@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
+import streamlit as st
 
 from core.rendering import attribution_rows, attribution_table_html, chart_text, word_heatmap_html
 
@@ -73,8 +74,6 @@ def working(what: str):
     """A still notice while something runs, instead of Streamlit's turning spinner: a spinner is
     redrawn every frame, and where auditors' browsers share the server's CPU (a remote desktop on
     the audit machine, or benchmarks/probe_latency.py) eight of them cost more than the scoring."""
-    import streamlit as st
-
     notice = st.empty()
     notice.caption(f":material/hourglass_top: {what}")  # Streamlit serves its icon font itself
     try:

@@ -134,8 +134,12 @@ def extract(
         return
     from core.irl import world_size
 
-    where = ("IRL" if world_size() == 1 else f"IRL on {world_size()} process(es)" if config.mode != "frozen"
-             else f"IRL (h(s) encoded on {world_size()} process(es), the heads trained on one)")  # fmt: skip
+    if world_size() == 1:
+        where = "IRL"
+    elif config.mode == "frozen":
+        where = f"IRL (h(s) encoded on {world_size()} process(es), the heads trained on one)"
+    else:
+        where = f"IRL on {world_size()} process(es)"
     console.print(
         f"{where}: {len(candidates)} candidates ({candidates['layer'].nunique()} layers x "
         f"{candidates['repeat'].nunique()} repeats x {candidates['epoch'].nunique()} epochs); best "
@@ -212,12 +216,7 @@ def score(
     """Score sentences with every member of the equivalent set (one backbone pass) and with R*;
     with --saliency, say which words drive each reward; with --prompt, add the implicit reward."""
     from core.checkpoints import parse_members
-    from core.comparison import (
-        VERDICT_FORMATS,
-        dispreferred_by_member,
-        probe_verdicts,
-        threshold_words,
-    )
+    from core.comparison import VERDICT_FORMATS, member_sides, probe_verdicts, threshold_words
     from core.recovered_reward import MAX_PROBES, RecoveredReward, check_probes
     from core.run_store import open_run
 
@@ -228,16 +227,13 @@ def score(
     truth_model = target.ground_truth()
     truth = truth_model.reward(texts) if truth_model is not None else None
     ensemble = reward.ensemble(matrix) if len(reward.names) > 1 else None
-    words = target.objective
-    verdicts = probe_verdicts(reward, texts, matrix, words, truth)
-    below = dispreferred_by_member(reward, matrix)
+    verdicts = probe_verdicts(reward, texts, matrix, target.objective, truth)
+    sides = member_sides(reward, matrix, target.objective)
     items = []
     for i, t in enumerate(texts):
         item = {"text": t, "ground_truth": None if truth is None else float(truth[i]),
                 "members": {name: float(matrix[i, k]) for k, name in enumerate(reward.names)},
-                "members_say": verdicts["members say"].iloc[i],
-                "verdicts": {name: words.dispreferred if below[i, k] else words.preferred
-                             for k, name in enumerate(reward.names)}}  # fmt: skip
+                "members_say": verdicts["members say"].iloc[i], "verdicts": sides[i]}  # fmt: skip
         if ensemble is not None:
             item["ensemble"] = float(ensemble[i])
         items.append(item)

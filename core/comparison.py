@@ -128,7 +128,7 @@ def threshold_words(run) -> str:
 def members_say(dispreferred: int, k: int, objective) -> str:
     """How many of ``k`` members put a text on each side, in the objective's words."""
     if k == 1:
-        return objective.dispreferred if dispreferred else objective.preferred
+        return objective.side(bool(dispreferred))
     if dispreferred == 0:
         return f"{objective.preferred}: all {k}"
     if dispreferred == k:
@@ -145,6 +145,17 @@ def dispreferred_by_member(reward: RecoveredReward, matrix: np.ndarray) -> np.nd
     return np.asarray(matrix) < reward.thresholds
 
 
+def member_sides(reward: RecoveredReward, matrix: np.ndarray, objective) -> list[dict[str, str]]:
+    """For each text, each member's verdict in the objective's words ({member id: side})."""
+    below = dispreferred_by_member(reward, matrix)
+    return [{name: objective.side(bool(flags[k])) for k, name in enumerate(reward.names)} for flags in below]
+
+
+def ground_truth_says(value: float, objective) -> str:
+    """R*'s verdict and value, as the probe, the CLI and the report print it."""
+    return f"{objective.side(value < 0)} ({value:+.2f})"
+
+
 def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.ndarray, objective,
                    ground_truth: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
     """One row per probe, in words: what the members say (each at its own threshold, see
@@ -156,8 +167,7 @@ def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.nda
     frame = pd.DataFrame({"text": list(texts),
                           "members say": [members_say(int(n), k, objective) for n in below.sum(1)]})  # fmt: skip
     if ground_truth is not None:
-        frame["R* says"] = [f"{objective.dispreferred if v < 0 else objective.preferred} ({v:+.2f})"
-                            for v in np.asarray(ground_truth, float)]  # fmt: skip
+        frame["R* says"] = [ground_truth_says(v, objective) for v in np.asarray(ground_truth, float)]
     if k > 1:
         z = reward.standardised(matrix)
         frame["ensemble (sd)"] = np.round(reward.ensemble(matrix), 2)

@@ -298,14 +298,21 @@ class MaxMarginIRL:
         every process holds all features for a moment: layers × sentences × d × 2 bytes (3.6 GB for
         all 31 layers of SmolLM2 and 100,000 sentences; name fewer ``layers`` when that is too much)."""
         accelerator = self.accelerator  # first: under a GPU launch it sets this process's device
+        try:
+            self._encode_shard(run, accelerator, progress=progress)
+        finally:
+            # The rest is the main process's alone: every process leaves the process group now, so
+            # that none exits under a live one (gloo aborts it: "terminate called ...").
+            torch.distributed.destroy_process_group()
+
+    def _encode_shard(self, run: Run, accelerator, *, progress: bool) -> None:
         demos = run.read_table("demonstrations")
         texts = demos[self.config.text_column()].tolist()
         ref = self.backbone_ref(run)
         key, layers = feature_key(ref, self.config), self.layers(run)
         cached = checkpoints.feature_cache_shape(run, key)
         if cached is not None and cached[0] == len(texts) and set(layers) <= set(cached[1]):
-            torch.distributed.destroy_process_group()  # every process finds the same cache
-            return
+            return  # every process finds the same cache
         backbone = policy.load_backbone(ref)
         tokenizer = policy.load_tokenizer(ref, padding_side="right")
         encode_at = self._layers_to_encode(backbone, layers)
@@ -320,9 +327,6 @@ class MaxMarginIRL:
             checkpoints.write_features(run, key, h.cpu(), encode_at,
                                        {"backbone": ref, "encoded_by_processes": len(sizes)})  # fmt: skip
         accelerator.wait_for_everyone()
-        # The rest is the main process's alone: leave the process group together now, so that the
-        # other processes do not exit under a live one (gloo aborts them: "terminate called ...").
-        torch.distributed.destroy_process_group()
 
     def _layers_to_encode(self, backbone, layers: list[int] | None) -> list[int]:
         """Every hidden state unless the config names layers: one pass gives them all."""

@@ -27,6 +27,10 @@ class Objective(BaseModel):
     def has_ground_truth(self) -> bool:
         return bool(self.ground_truth)
 
+    def side(self, dispreferred: bool) -> str:
+        """The word for one side: ``dispreferred`` (below R*'s zero, or a member's threshold) or not."""
+        return self.dispreferred if dispreferred else self.preferred
+
     def rate_name(self) -> str:
         """How the rate of the dispreferred side is called: 'toxicity', 'negative rate'."""
         return "toxicity" if self.dispreferred == "toxic" else f"{self.dispreferred} rate"

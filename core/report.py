@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 
 from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
-from core.comparison import GROUND_TRUTH, IMPLICIT, members_say_of_rows
+from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
 from core.errors import IrlLensError
 from core.lexicon import disagreements, extremes, headline, one_sided
 from core.recovered_reward import irl_config
@@ -228,8 +228,7 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
                         for name, row_html, _ in attribution_rows(result, label))  # fmt: skip
         verdict = f"Members say {said}" if said else ""
         if said and truth in demos:
-            value = float(demos.loc[int(row), truth])
-            verdict += f"; R* says {words.dispreferred if value < 0 else words.preferred} ({value:+.2f})"
+            verdict += f"; R* says {ground_truth_says(float(demos.loc[int(row), truth]), words)}"
         out.append(f"<div class='sentence'><div><b>{_e(text)}</b></div>"
                    f"<div class='note'>{_e(verdict)}</div>{lines}</div>")  # fmt: skip
     return "".join(out)

@@ -17,7 +17,7 @@ from app.state import (
     shown_members,
 )
 from core.checkpoints import ENSEMBLE
-from core.comparison import VERDICT_FORMATS, dispreferred_by_member, probe_verdicts, threshold_words
+from core.comparison import VERDICT_FORMATS, member_sides, probe_verdicts, threshold_words
 from core.errors import IrlLensError
 from core.recovered_reward import MAX_PROBE_CHARS, MAX_PROBES, check_probes
 
@@ -54,8 +54,7 @@ def flips_table(run, members, text, result) -> None:
         if flip is None:
             rows.append({"member": member_label(name), "edit": "none found (one or two words)"})
             continue
-        side = words.dispreferred if flip.before < threshold else words.preferred
-        other = words.preferred if side == words.dispreferred else words.dispreferred
+        side, other = words.side(flip.before < threshold), words.side(flip.before >= threshold)
         rows.append({"member": member_label(name), "verdict": f"{side} → {other}", "edit": flip.edit,
                      "edited sentence": flip.text, "reward": f"{flip.before:+.2f} → {flip.after:+.2f}",
                      **({} if flip.ground_truth_flips is None else
@@ -70,6 +69,7 @@ st.title("Live probe")
 run = require(selected_run(), "candidates")
 words = run.objective
 members = shown_members(run)
+scored_on = (str(run.path), tuple(members))
 st.caption(
     f"One sentence per line, at most {MAX_PROBES} lines of {MAX_PROBE_CHARS:,} characters each. "
     "Text is shown as text, never as HTML."
@@ -120,17 +120,18 @@ if submitted:
                     history[-len(texts) + i] |= {"implicit (sum)": float(implicit.total[i]),
                                                  "implicit (mean)": float(implicit.mean[i])}  # fmt: skip
                 implicit_rows = [(scorer, t) for t in implicit.tokens]
-        st.session_state["probe_verdicts"] = probe_verdicts(reward, texts, matrix, words, gt)
-        st.session_state["probe_last"] = (texts, counterfactual, probed)
+        st.session_state["probe_last"] = (scored_on, texts, counterfactual, probed)
         st.session_state["probe_implicit"] = implicit_rows
     except IrlLensError as err:
         st.error(plain(err))
 
-if "probe_last" in st.session_state:
-    texts, counterfactual, probed = st.session_state["probe_last"]
+last = st.session_state.get("probe_last")
+if last is not None and last[0] == scored_on:  # not a probe of another run or other members
+    _, texts, counterfactual, probed = last
     latest = pd.DataFrame(history[-len(texts) :])
+    reward = load_explainer(run, members)[0]
     st.subheader("Scores")
-    verdicts = st.session_state["probe_verdicts"]
+    verdicts = probe_verdicts(reward, texts, probed.scores, words, probed.ground_truth)
     # a table wraps the sentences (a dataframe cuts them)
     st.table(markdown_cells(verdicts).style.format({c: f for c, f in VERDICT_FORMATS.items() if c in verdicts}))
     st.caption(f"Each member's verdict line: {plain(threshold_words(run))}. Ensemble and spread in standard "
@@ -138,16 +139,15 @@ if "probe_last" in st.session_state:
                "different scales compare.")  # fmt: skip
     with st.expander("Raw rewards (each member on its own scale, as in the CSV)"):
         st.dataframe(latest.round(3), hide_index=True)
-    check = load_explainer(run, members)[0].precision_check
+    check = reward.precision_check
     if probed.precision == "bf16" and check:
         st.caption(f"Members scored in bf16: {plain(check['why'])}. With heatmaps, scores come from their fp32 pass.")
     if probed.explained:
-        reward = load_explainer(run, members)[0]
-        below = dispreferred_by_member(reward, probed.scores)
+        sides = member_sides(reward, probed.scores, words)
         for i, (text, result) in enumerate(zip(texts, probed.explained, strict=True)):
             with st.expander(f"sentence {i + 1}", expanded=len(texts) <= 3):
                 st.text(text)
-                says = {n: words.dispreferred if below[i, k] else words.preferred for k, n in enumerate(reward.names)}
+                says = sides[i]
                 rows = attribution_rows(result, lambda n, says=says: member_label(n) + (f" · says {says[n]}" if n in says else ""))
                 implicit_rows = st.session_state.get("probe_implicit")
                 if implicit_rows:
