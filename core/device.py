@@ -129,6 +129,12 @@ def current() -> Runtime:
     return _current or configure()
 
 
+def trains_on_cpu() -> bool:
+    """Whether trainers (TRL's, accelerate's) must keep to the CPU: ``--device cpu`` on a machine
+    with a GPU holds for training too, not only for the models this package places itself."""
+    return current().device == "cpu"
+
+
 BF16_HELP = ("bf16 mixed precision (fp32 weights, bf16 matmuls): about 2x faster on a CPU with AVX512-BF16 or "
              "AMX and on GPUs, much slower on other CPUs; off is TRL-independent fp32")
 BF16_GENERATION_HELP = ("generate under bf16 autocast: about 1.7x faster on a CPU with AVX512-BF16 or AMX (slower "

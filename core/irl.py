@@ -253,9 +253,10 @@ class MaxMarginIRL:
         if self._accelerator is None:
             from accelerate import Accelerator
 
-            # Several processes and no GPU (``accelerate launch --multi_gpu`` on CPUs): gloo on CPU.
-            multi_cpu = world_size() > 1 and not torch.cuda.is_available()
-            self._accelerator = Accelerator(cpu=multi_cpu)
+            from core.device import trains_on_cpu
+
+            # ``--device cpu`` holds on a GPU machine too; several CPU processes talk over gloo.
+            self._accelerator = Accelerator(cpu=trains_on_cpu())
         return self._accelerator
 
     # -- data ---------------------------------------------------------------------------------------

@@ -35,11 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core import policy
-from core.device import BF16_HELP, bf16_autocast
+from core.device import BF16_HELP, bf16_autocast, trains_on_cpu
 from core.errors import IrlLensError
 from core.ground_truth import load_ground_truth
 from core.run_store import Run
@@ -339,7 +338,7 @@ def rlhf(
             output_dir=str(output), max_steps=config.steps, per_device_train_batch_size=config.prompts_per_step * config.generations,
             num_generations=config.generations, max_completion_length=config.max_completion_length,
             temperature=config.temperature, top_p=config.top_p, learning_rate=config.learning_rate, beta=config.beta,
-            bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing, use_cpu=not torch.cuda.is_available(),
+            bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing, use_cpu=trains_on_cpu(),
             save_steps=config.save_steps, save_only_model=False, logging_steps=1, report_to="none", seed=config.seed,
             disable_tqdm=not progress, **vllm_arguments(config),
         )  # fmt: skip
@@ -463,7 +462,7 @@ def supervised_pi0(run: Run, settings: SFTSettings, *, progress: bool = True) ->
         args = SFTConfig(
             output_dir=str(run.partial_dir(stage)), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, packing=True, max_length=settings.max_length, bf16=settings.bf16,
-            gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(), logging_steps=10, save_steps=100,
+            gradient_checkpointing=False, use_cpu=trains_on_cpu(), logging_steps=10, save_steps=100,
             report_to="none", seed=settings.seed, disable_tqdm=not progress,
         )  # fmt: skip
         lora = policy.lora_config(settings, task_type="CAUSAL_LM")

@@ -120,3 +120,32 @@ def test_grpo_with_vllm_is_mapped_and_refused_plainly_without_it():
         pytest.skip("vLLM is installed here")
     with pytest.raises(IrlLensError, match=r"use_vllm needs vLLM.*pip install 'irl-lens\[vllm\]'"):
         vllm_arguments(RLHFConfig(use_vllm=True))
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_device_cpu_holds_for_the_trainers_on_a_gpu_machine(monkeypatch, tmp_path, tiny_models):
+    """TRL and accelerate pick the GPU whenever there is one; ``--device cpu`` must reach them too."""
+    import trl
+
+    from core.irl import IRLConfig, MaxMarginIRL
+    from core.rlhf import RLHFConfig, rlhf
+
+    seen = {}
+
+    def trainer(**kwargs):
+        seen["use_cpu"] = kwargs["args"].use_cpu
+        raise _Stop
+
+    monkeypatch.setattr(trl, "GRPOTrainer", trainer)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    device.configure("cpu", "fp32")
+    config = RLHFConfig(name="t", policy=tiny_models["llama"], steps=1, prompts_per_step=2, generations=2)
+    with pytest.raises(_Stop):
+        rlhf(Run.create(tmp_path / "r"), config, score=lambda p, c: [0.0] * len(c), prompts=["a", "b"], progress=False)
+    assert seen == {"use_cpu": True}
+    assert MaxMarginIRL(IRLConfig()).accelerator.device.type == "cpu"
+    monkeypatch.setattr(device, "_current", device.Runtime("cuda", torch.bfloat16))
+    assert not device.trains_on_cpu()
