@@ -351,13 +351,20 @@ def wants(
 ) -> None:
     """What the recovered reward wants, in words: its lexicon (words it punishes and pays for,
     beside R*) and a behaviour battery of counterfactual edits, flagged where it departs from R*."""
+    from core.lexicon import word_splits
     from core.run_store import open_run
     from core.wants import what_it_wants
 
-    summary = what_it_wants(open_run(run), config, redo=redo, log=lambda line: console.print(line, markup=False))
+    opened = open_run(run)
+    summary = what_it_wants(opened, config, redo=redo, log=lambda line: console.print(line, markup=False))
     figure = summary.get("lexicon_agreement")
     console.print(f"lexicon: {summary['lexicon_words']} words"
                   + ("" if figure is None else f", rank agreement with R* {figure:.3f}"), markup=False)  # fmt: skip
+    splits = word_splits(opened.read_table("lexicon"), opened.read_table("members"), opened.objective)
+    if len(splits):
+        console.print(f"the members put {len(splits)} words on different sides, most decided first: "
+                      + "; ".join(f"{w} ({said})" for w, said in zip(splits["word"][:5], splits["members say"][:5], strict=True)),
+                      markup=False)  # fmt: skip
     for item in summary["battery"]:
         mark = "FLAG" if item["flagged"] else "ok  "
         console.print(f"{mark} {item['edit']}: {item['why'] or 'not flagged'}", markup=False)

@@ -13,7 +13,8 @@ Word lists (``source``):
   only), in the tokenizer's merge order (roughly frequency), for words the policies never said.
 
 ``lexicon_agreement`` is the Spearman rank correlation between the ensemble's (or the one
-member's) word scores and R*'s on the shared list; R* only evaluates.
+member's) word scores and R*'s on the shared list; R* only evaluates. ``word_splits`` lists the
+words the equally good members put on different sides, each at its own threshold.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
-from core.checkpoints import ENSEMBLE
-from core.comparison import GROUND_TRUTH, RewardPanel
+from core.checkpoints import ENSEMBLE, short_labels
+from core.comparison import GROUND_TRUTH, RewardPanel, members_say
 from core.errors import IrlLensError
 from core.run_store import Run
 
@@ -131,6 +132,37 @@ def disagreements(table: pd.DataFrame, column: str, n: int = 15) -> pd.DataFrame
     gap = z(table[column]) - z(table[GROUND_TRUTH])
     order = gap.abs().sort_values(ascending=False).index[:n]
     return table.loc[order].assign(gap=gap.loc[order])
+
+
+SPLIT_MARGIN = 0.1
+"""A word splits the members only when it is at least this far (sd) below one member's threshold
+and this far above another's: a word on the line is not a disagreement."""
+
+
+def word_splits(table: pd.DataFrame, members: pd.DataFrame, objective) -> pd.DataFrame:
+    """Words the shown members put on different sides, as the live probe judges a text: a member
+    calls a word dispreferred when the word's mean score over the carriers is below the member's
+    calibrated threshold (both in that member's training sd). The most decided splits first: those
+    where one member is furthest below its threshold while another is as far above its own. Columns: word, count, members say, dispreferred by (the
+    shortest member names that tell them apart), spread (sd of the members' scores)."""
+    shown = members[(members["member"] != ENSEMBLE) & members["member"].isin(table.columns)]
+    names = shown["member"].tolist()
+    columns = ["word", "count", "members say", "dispreferred by", "spread"]
+    if len(names) < 2:
+        return pd.DataFrame(columns=columns)
+    std = shown["train_std"].to_numpy(float)
+    thresholds = (shown["threshold"].to_numpy(float) - shown["train_mean"].to_numpy(float)) / np.where(std == 0, 1, std)
+    scores = table[names].to_numpy(float)
+    gap = scores - thresholds
+    below = gap < 0
+    split = (gap < -SPLIT_MARGIN).any(1) & (gap > SPLIT_MARGIN).any(1)
+    k, label = len(names), short_labels(names)
+    out = table.loc[split, ["word", "count"]].copy()
+    out["members say"] = [members_say(int(d), k, objective) for d in below[split].sum(1)]
+    out["dispreferred by"] = [", ".join(label[m] for m, b in zip(names, row, strict=True) if b) for row in below[split]]
+    out["spread"] = scores[split].std(1)
+    out["_decided"] = np.minimum(-gap[split].min(1), gap[split].max(1))
+    return out.sort_values("_decided", ascending=False)[columns]
 
 
 def lexicon_stage(run: Run, panel: RewardPanel, config: LexiconConfig | None = None,

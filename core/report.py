@@ -25,7 +25,7 @@ from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
 from core.errors import IrlLensError
-from core.lexicon import disagreements, extremes, headline, one_sided
+from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
 from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
 from core.rlhf import optimised_members
@@ -167,6 +167,15 @@ def _lexicon_section(run: Run, scripts: _Scripts) -> str:
         figure.update_layout(height=380, margin={"t": 30}, xaxis_title="R* (sd)",
                              yaxis_title=f"{chart_text(label(main))} (sd)", title="Every word: recovered reward against R*")  # fmt: skip
         out += scripts.figure(figure, "fig-lexicon")
+    if len(names) > 2 and run.has_table("members"):  # members and their ensemble
+        splits = word_splits(lexicon, run.read_table("members"), words)
+        out += (f"<h3>Words the equally good members judge differently ({len(splits)} of {len(lexicon)})</h3>"
+                f"<p>Each member's verdict on a word's carriers at its own threshold; listed when the word is "
+                f"at least {SPLIT_MARGIN} sd below one member's threshold and as far above another's.</p>"
+                + (_table(splits.head(12).assign(spread=splits["spread"].map("{:.2f}".format))
+                          .join(lexicon[[c for c in (GROUND_TRUTH,) if c in lexicon]])
+                          .rename(columns={"dispreferred by": f"{words.dispreferred} to", GROUND_TRUTH: "R* (sd)"}))
+                   if len(splits) else "<p>The members put every word on the same side.</p>"))  # fmt: skip
     return out
 
 

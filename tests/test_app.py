@@ -187,6 +187,28 @@ def test_what_it_wants_page_reads_in_words(full_run, monkeypatch):
     effects = at.dataframe[-2].value
     edits = {b["edit"] for b in full_run.stage_summary("battery")["battery"]}
     assert set(effects.index) == edits
+    from core.lexicon import word_splits
+
+    splits = word_splits(full_run.read_table("lexicon"), full_run.read_table("members"), full_run.objective)
+    heading = f"Words the equally good members judge differently: {len(splits)} of {len(full_run.read_table('lexicon'))}"
+    assert heading in [h.value for h in at.subheader]
+    if len(splits):
+        shown = next(d.value for d in at.dataframe if "members say" in d.value)
+        assert list(shown["word"]) == list(splits["word"][:15])
+
+
+def test_what_it_wants_lists_the_words_the_demos_members_judge_differently(monkeypatch):
+    from core.lexicon import word_splits
+
+    demo = Run.open(Path(__file__).resolve().parents[1] / "data" / "demo-run")
+    at = _app(monkeypatch, demo, "wants")
+    lexicon = demo.read_table("lexicon")
+    splits = word_splits(lexicon, demo.read_table("members"), demo.objective)
+    assert len(splits) >= 20  # 72 of 600 on the demo as built on 2026-12-01
+    assert f"Words the equally good members judge differently: {len(splits)} of {len(lexicon)}" in [h.value for h in at.subheader]
+    shown = next(d.value for d in at.dataframe if "members say" in d.value)
+    assert list(shown["word"]) == list(splits["word"][:15])
+    assert all(said.startswith("split: ") for said in shown["members say"])
 
 
 def test_live_probe_says_each_members_verdict_in_the_objectives_words(full_run, monkeypatch):

@@ -1,5 +1,6 @@
 """What the reward wants: lexicon, behaviour battery, counterfactual probes and the HTML report."""
 
+import html
 import json
 import re
 import subprocess
@@ -21,7 +22,7 @@ from core.battery import (
 from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, RewardPanel
 from core.counterfactual import candidates, smallest_flips
-from core.lexicon import demonstration_words, one_sided, vocabulary_words
+from core.lexicon import demonstration_words, one_sided, vocabulary_words, word_splits
 from core.objective import BUILT_IN
 from core.recovered_reward import RecoveredReward
 
@@ -88,6 +89,24 @@ def test_members_part_ways_only_where_they_really_differ():
     named = battery.replace({"reward": {"a": "l8-r0-e1", "b": "l8-r1-e3", "c": "l12-r2-e5"}})
     assert member_splits(named, BUILT_IN["sentiment"])[0][1] == (
         "toward positive: layer 8 · repeat 0 (+0.30); toward negative: layer 8 · repeat 1 (-0.30); not moved: layer 12 (+0.00).")
+
+
+def test_words_split_the_members_only_when_decided_each_at_its_own_threshold():
+    import pandas as pd
+
+    # thresholds in each member's sd: a (0 - 0) / 1 = 0.0, b (2 - 1) / 2 = 0.5, c 0.0
+    members = pd.DataFrame({"member": ["l4-r0-e1", "l8-r0-e1", "l9-r0-e1", ENSEMBLE], "threshold": [0.0, 2.0, 0.0, 0.0],
+                            "train_mean": [0.0, 1.0, 0.0, 0.0], "train_std": [1.0, 2.0, 1.0, 1.0]})  # fmt: skip
+    lexicon = pd.DataFrame({"word": ["wide", "narrow", "scale", "on the line", "agreed"], "count": [3, 2, 2, 2, 5],
+                            "l4-r0-e1": [-0.8, -0.3, 0.3, -0.05, -1.0], "l8-r0-e1": [0.9, 0.4, 0.3, 0.05, -1.0],
+                            "l9-r0-e1": [0.7, 0.4, 0.3, 0.05, -1.0], ENSEMBLE: [0.0, 0.0, 0.0, 0.0, -1.0]})  # fmt: skip
+    splits = word_splits(lexicon, members, BUILT_IN["sentiment"])
+    # "scale": 0.3 is above a's and c's threshold (0) and 0.2 below b's (0.5): b alone says negative
+    assert list(splits["word"]) == ["wide", "narrow", "scale"]
+    assert list(splits["members say"]) == ["split: 1 negative, 2 positive", "split: 2 negative, 1 positive",
+                                           "split: 1 negative, 2 positive"]  # fmt: skip
+    assert list(splits["dispreferred by"]) == ["layer 4", "layer 4, layer 8", "layer 8"]
+    assert word_splits(lexicon[["word", "count", "l4-r0-e1"]], members, BUILT_IN["sentiment"]).empty
 
 
 def test_moved_by_form_counts_only_edits_that_keep_the_meaning_and_move():
@@ -227,6 +246,11 @@ def test_report_is_self_contained_and_escaped(wanted, tmp_path):
     assert said and all(s[0].startswith(("toxic", "non-toxic", "split")) for s in said)  # every example sentence
     assert all((side == "toxic") == (float(value) < 0) for _, side, value in said if value)
     assert any(value for _, _, value in said)  # the toy run has R*
+    from core.lexicon import word_splits
+
+    splits = word_splits(wanted.read_table("lexicon"), wanted.read_table("members"), wanted.objective)
+    assert f"judge differently ({len(splits)} of {len(wanted.read_table('lexicon'))})" in page
+    assert all(f"<td>{html.escape(w)}</td>" in page for w in splits["word"][:12])
 
 
 def test_report_refuses_a_path_that_is_not_html(wanted, tmp_path):

@@ -7,8 +7,17 @@ import streamlit as st
 from app.components import chart_text, plain
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.battery import MOVES, member_splits
-from core.comparison import GROUND_TRUTH, IMPLICIT
-from core.lexicon import CARRIERS, disagreements, extremes, headline, one_sided
+from core.checkpoints import ENSEMBLE
+from core.comparison import GROUND_TRUTH, IMPLICIT, threshold_words
+from core.lexicon import (
+    CARRIERS,
+    SPLIT_MARGIN,
+    disagreements,
+    extremes,
+    headline,
+    one_sided,
+    word_splits,
+)
 from core.rendering import battery_figure
 
 st.title("What it wants")
@@ -75,6 +84,22 @@ if not no_truth:
     figure.update_layout(xaxis_title="R* (sd)", yaxis_title=f"{chart_text(member_label(chosen))} (sd)", height=420,
                          margin={"t": 20})  # fmt: skip
     st.plotly_chart(figure)
+
+if sum(m != ENSEMBLE for m in members) > 1 and run.has_table("members"):
+    split_words = word_splits(lexicon, run_table(run, "members"), words)
+    st.subheader(f"Words the equally good members judge differently: {len(split_words)} of {len(lexicon)}")
+    st.caption(
+        f"Each member judges a word as the live probe judges a text: the word's mean score over the "
+        f"carriers against the member's own threshold ({plain(threshold_words(run))}). A word is listed "
+        f"when it is at least {SPLIT_MARGIN} sd below one member's threshold and as far above another's; "
+        "the most decided splits first. Spread: standard deviation of the members' scores."
+    )
+    if len(split_words):
+        shown = split_words.head(15).join(lexicon[[GROUND_TRUTH]] if not no_truth else lexicon[[]])
+        st.dataframe(shown.round(2), hide_index=True,
+                     column_config={"dispreferred by": f"{words.dispreferred} to", GROUND_TRUTH: "R* (sd)"})  # fmt: skip
+    else:
+        st.success("The members put every word on the same side.")
 
 st.header("Behaviour battery")
 st.caption(
