@@ -99,13 +99,22 @@ elif s["verdict"]:
         "(the expert's sentences against π₀'s). Nothing was compared with R*."
     )
 
+def layer_words(layers) -> str:
+    """'each of layers 0–30 (31)' for consecutive layers, else the list."""
+    if not layers:
+        return "each hidden layer"
+    if len(layers) > 2 and list(layers) == list(range(layers[0], layers[-1] + 1)):
+        return f"each of layers {layers[0]}–{layers[-1]} ({len(layers)})"
+    return ("each of layers " if len(layers) > 1 else "layer ") + ", ".join(map(str, layers))
+
+
 irl = run.manifest.config.get("irl")
 if irl:
     penalty = f" + {irl['reward_l2']} · mean R̂²" if irl.get("reward_l2") else ""
     st.caption(
         plain(f"R̂ scores the {'completion alone' if irl['sentence'] == 'completion' else 'prompt + completion'}; "
               f"loss {irl['loss']}{penalty}; {irl['mode']} {run.manifest.models.get('reward_backbone', '')} backbone, "
-              f"{irl['pooling']} pooling over layers {irl.get('layers')}; {irl.get('repeats', 1)} repeat(s) × {irl['epochs']} epochs.")
+              f"{irl['pooling']} pooling over tokens; a reward head on {layer_words(irl.get('layers'))}; {irl.get('repeats', 1)} repeat(s) × {irl['epochs']} epochs.")
     )
 if s["human_label_auc"] is not None:
     st.caption(
