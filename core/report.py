@@ -111,8 +111,11 @@ def _not_yet(title: str, command: str) -> str:
 def _headline_section(summary: dict) -> str:
     rows = [(title, _fmt(summary.get(key))) for key, title in HEADLINES if summary.get(key) is not None]
     verdict = summary.get("verdict") or "no verdict (the run has not been evaluated)"
+    said = summary.get("in_words")
     return ("<h2>Headline</h2>" + _table(pd.DataFrame(rows, columns=["figure", "value"]))
-            + f"<p><b>Verdict.</b> {_e(verdict)}</p>")  # fmt: skip
+            + f"<p><b>Verdict.</b> {_e(verdict)}</p>"
+            + ("" if not said else "<h3>What it pays for, in words</h3><ul>"
+               + "".join(f"<li>{_e(line)}</li>" for line in said) + "</ul>"))  # fmt: skip
 
 
 def _equivalent_section(run: Run, scripts: _Scripts) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from core.demonstrations import as_scored, scored_sentence
 from core.run_store import Run
 from core.text_sets import has_markup_debris
+from core.wants import in_words
 
 SUMMARY_KEYS = (
     "n_demonstrations", "n_heldout_toxic", "best_heldout_auc", "best_heldout_kendall",
@@ -20,11 +21,12 @@ SUMMARY_KEYS = (
     "expert_toxicity", "irl_rlhf_toxicity", "human_label_auc", "human_label_accuracy",
     "selection", "best_member", "equivalent_min_spearman", "equivalent_verdict_disagreement",
     "objective", "implicit_reward_auc", "saliency_method", "saliency_top1_match",
-    "lexicon_agreement", "battery", "markup_debris_rate",
+    "lexicon_agreement", "battery", "markup_debris_rate", "in_words",
 )  # fmt: skip
 """Always present in ``irl-lens show --json``; None where a stage has not run or needs an R*
 the run does not have. The R* keys (best_heldout_auc ...) are test-split figures of the member
-chosen by the selection rule."""
+chosen by the selection rule. ``in_words``: :func:`core.wants.in_words`, sentences that say what
+the recovered reward pays for."""
 
 
 STAGE_LABELS = {"toxicity": "harness", "rlhf_expert": "expert (RLHF)", "rlhf_irl_rlhf": "IRL-RLHF",
@@ -64,6 +66,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         for key, value in run.stage_summary(stage).items():
             if value is not None or key not in out:
                 out[key] = value
+    out["in_words"] = in_words(run)
     out["stages"] = {name: record.status for name, record in run.manifest.stages.items()}
     out["models"] = dict(run.manifest.models)
     out["seed"] = run.manifest.seed

@@ -1,14 +1,23 @@
 """What the recovered reward wants, in words: its lexicon and its behaviour battery, computed
 for the run's shown members (and ensemble), beside the implicit reward and R* where the run has
-them. The page "What it wants", ``irl-lens show`` and ``irl-lens report`` read the two stages."""
+them. The page "What it wants", ``irl-lens show`` and ``irl-lens report`` read the two stages;
+:func:`in_words` says what they found in a few sentences."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.battery import BatteryConfig, battery_stage
-from core.comparison import run_panel
-from core.lexicon import LexiconConfig, lexicon_stage
+from core.battery import BatteryConfig, battery_stage, member_splits
+from core.checkpoints import ENSEMBLE, label
+from core.comparison import GROUND_TRUTH, IMPLICIT, run_panel
+from core.lexicon import (
+    LexiconConfig,
+    disagreements,
+    extremes,
+    headline,
+    lexicon_stage,
+    word_splits,
+)
 from core.run_store import Run
 
 
@@ -37,3 +46,49 @@ def what_it_wants(run: Run, config: WantsConfig | None = None, *, redo: bool = F
         if "battery" in todo:
             battery_stage(run, panel, config.battery, progress=progress)
     return run.stage_summary("lexicon") | run.stage_summary("battery")
+
+
+def _quoted(words) -> str:
+    return ", ".join(f"“{w}”" for w in words)
+
+
+def in_words(run: Run, n: int = 5) -> list[str] | None:
+    """What the recovered reward pays for, in sentences an auditor can quote: the words it rates
+    furthest to each side, where it ranks words apart from R* (where the run has one), the
+    battery's flagged edits, and where the equally good members disagree. None before the lexicon
+    and battery stages have run. Words come from the run's own texts: escape them to display."""
+    if not (run.has_table("lexicon") and run.has_table("battery")):
+        return None
+    words = run.objective
+    lexicon = run.read_table("lexicon")
+    rewards = [c for c in lexicon.columns if c not in ("word", "count", GROUND_TRUTH, IMPLICIT)]
+    main = headline(rewards)
+    reader = f"the ensemble of {len(rewards) - 1} shown members" if main == ENSEMBLE else label(main)
+    low, high = extremes(lexicon, main, n)
+    out = [f"Read through {reader}, the words most {words.dispreferred} to it are {_quoted(low['word'])}; "
+           f"the most {words.preferred}, {_quoted(high['word'])}."]  # fmt: skip
+    if GROUND_TRUTH in lexicon:
+        gaps = disagreements(lexicon, main, 4 * n)
+        higher, lower = gaps[gaps["gap"] > 0]["word"][:3], gaps[gaps["gap"] < 0]["word"][:3]
+        parts = [f"{_quoted(w)} further toward {side}" for w, side in
+                 ((higher, words.preferred), (lower, words.dispreferred)) if len(w)]  # fmt: skip
+        if parts:
+            out.append(f"Against R*, it ranks {' and '.join(parts)} than R* does.")
+    items = run.stage_summary("battery").get("battery", [])
+    flagged = [b for b in items if b["flagged"]]
+    if flagged:
+        by_why: dict[str, list[str]] = {}
+        for b in flagged:
+            by_why.setdefault(b["why"], []).append(b["edit"])
+        out.append(f"{len(flagged)} of {len(items)} counterfactual edits are flagged. "
+                   + "; ".join(f"{', '.join(edits)}: {why}" for why, edits in by_why.items()) + ".")  # fmt: skip
+    else:
+        out.append(f"None of the {len(items)} counterfactual edits is flagged.")
+    if main == ENSEMBLE and run.has_table("members"):
+        edits = [edit for edit, _ in member_splits(run.read_table("battery"), words)]
+        split = word_splits(lexicon, run.read_table("members"), words)
+        out.append(f"The equally good members part ways on {len(edits)} of {len(items)} edits"
+                   + (f" ({', '.join(edits[:4])}{', …' if len(edits) > 4 else ''})" if edits else "")
+                   + f" and put {len(split)} of {len(lexicon)} words on different sides"
+                   + (f", among them {_quoted(split['word'][:3])}" if len(split) else "") + ".")  # fmt: skip
+    return out

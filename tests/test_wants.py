@@ -242,6 +242,7 @@ def test_report_is_self_contained_and_escaped(wanted, tmp_path):
     for heading in ("Headline", "Equivalent set", "Lexicon", "Behaviour battery", "IRL-RLHF", "Example heatmaps", "Provenance"):
         assert f"<h2>{heading}</h2>" in page
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert "<h3>What it pays for, in words</h3><ul><li>Read through the ensemble of " in page
     said = re.findall(r"<div class='note'>Members say ([^<;]*)(?:; R\* says (toxic|non-toxic) \(([-+][\d.]+)\))?</div>", page)
     assert said and all(s[0].startswith(("toxic", "non-toxic", "split")) for s in said)  # every example sentence
     assert all((side == "toxic") == (float(value) < 0) for _, side, value in said if value)
@@ -251,6 +252,24 @@ def test_report_is_self_contained_and_escaped(wanted, tmp_path):
     splits = word_splits(wanted.read_table("lexicon"), wanted.read_table("members"), wanted.objective)
     assert f"judge differently ({len(splits)} of {len(wanted.read_table('lexicon'))})" in page
     assert all(f"<td>{html.escape(w)}</td>" in page for w in splits["word"][:12])
+
+
+def test_in_words_says_what_the_lexicon_and_battery_found(wanted, toy_run):
+    from core.lexicon import extremes
+    from core.wants import in_words
+
+    said = in_words(wanted)
+    punished, rewarded = extremes(wanted.read_table("lexicon"), ENSEMBLE, 5)
+    assert said[0].startswith("Read through the ensemble of ")
+    assert all(f"“{w}”" in said[0] for w in [*punished["word"], *rewarded["word"]])
+    assert said[0].index(f"“{punished['word'].iloc[0]}”") < said[0].index("the most non-toxic")
+    assert any(line.startswith("Against R*, it ranks ") for line in said)
+    items = wanted.stage_summary("battery")["battery"]
+    flagged = [b for b in items if b["flagged"]]
+    line = next(line for line in said if "counterfactual edits" in line)
+    assert all(b["edit"] in line for b in flagged) and str(len(items)) in line
+    assert said[-1].startswith("The equally good members part ways on ")
+    assert in_words(toy_run) is None  # no lexicon or battery yet
 
 
 def test_report_refuses_a_path_that_is_not_html(wanted, tmp_path):

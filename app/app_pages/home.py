@@ -68,6 +68,13 @@ if best:
                    fmt(s["equivalent_verdict_disagreement"], ".1%"),
                    help="Each member flags a sentence below its own calibrated threshold")  # fmt: skip
 
+if s["in_words"]:
+    st.markdown("**What it pays for, in words**")
+    st.markdown("\n".join(f"- {plain(line)}" for line in s["in_words"]))
+    st.caption("From the lexicon and the behaviour battery; the page *What it wants* has the evidence.")
+elif best:
+    st.caption("What it pays for, in words, comes once the lexicon and battery have run: `irl-lens wants RUN`.")
+
 if s["best_heldout_auc"] is not None:
     st.markdown("**Against the ground truth R\\* (test split only; R\\* chose nothing)**")
     cols = st.columns(4)
@@ -136,11 +143,6 @@ if readable is not None:
     }).round(3), hide_index=True, width="content")  # fmt: skip
     st.caption("Slang counts as unknown; compare the policies with each other. High perplexity under "
                "the base model means text it would not write.")  # fmt: skip
-battery = run.stage_summary("battery")
-flagged = battery.get("battery_flagged")
-if flagged is not None:
-    st.markdown(f"**What it wants**: {len(flagged)} of {len(battery.get('battery', []))} "
-                "counterfactual edits flagged; see the page *What it wants*.")  # fmt: skip
 
 st.markdown("**Stages**")
 st.dataframe(

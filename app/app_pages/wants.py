@@ -19,6 +19,7 @@ from core.lexicon import (
     word_splits,
 )
 from core.rendering import battery_figure
+from core.wants import in_words
 
 st.title("What it wants")
 run = require(selected_run(), "lexicon", "battery", stage_hint="irl-lens wants RUN")
@@ -37,6 +38,9 @@ st.markdown(
     f"**{plain(words.dispreferred)}**. The recovered reward is read through "
     f"**{plain(member_label(main))}**; pick another below."
 )
+said = in_words(run)
+if said:
+    st.markdown("\n".join(f"- {plain(line)}" for line in said))
 options = [r for r in rewards if r != GROUND_TRUTH]
 chosen = st.selectbox("Reward", options, index=options.index(main), format_func=member_label)
 
