@@ -315,6 +315,10 @@ def test_without_ground_truth_nothing_speaks_of_r_star(tmp_path, tiny_models):
     assert all(b["ground_truth"] is None for b in run.stage_summary("battery")["battery"])
     page = render_report(run)
     assert "This run has no ground truth R*" in page and "What it punishes or pays for that R* does not" not in page
+    from core.wants import in_words
+
+    said = in_words(run)
+    assert said and not any("R*" in line for line in said)
 
 
 def test_readability_of_each_policy(tmp_path, tiny_models):
