@@ -4,9 +4,10 @@
 pipeline TOML the top-level ``device`` and ``dtype``; else $IRL_LENS_DEVICE / $IRL_LENS_DTYPE).
 ``auto`` is the accelerator when there is one (CUDA, then Apple's MPS), else the CPU; its dtype
 is bf16 where the device computes in it, fp32 on the CPU. A model too large for the device's
-free memory is loaded with ``device_map="auto"`` (accelerate spreads it over the GPUs, then the
-CPU). Models that train (LoRA SFT, GRPO, LoRA IRL) keep fp32 weights: their trainers place and
-cast them. Every stage records the runtime it ran on in the run's manifest.
+free memory (its size counted from its config, ``core.policy.weight_bytes``) is loaded with
+``device_map="auto"`` (accelerate spreads it over the GPUs, then the CPU). Models that train (LoRA
+SFT, GRPO, LoRA IRL) keep fp32 weights: their trainers place and cast them. Every stage records
+the runtime it ran on, and where each model it loaded went, in the run's manifest.
 """
 
 from __future__ import annotations
@@ -114,6 +115,15 @@ class Runtime:
 
 
 _current: Runtime | None = None
+placements: list[tuple[str, str]] = []
+"""(model reference, where) for each inference model this process loaded: its device, or "auto"
+where ``device_map="auto"`` spread it. A stage records the loads made while it ran."""
+
+
+def placement_since(start: int) -> str | None:
+    """The loads since ``start`` (an index into :data:`placements`), as the manifest records them."""
+    loads = dict.fromkeys(f"{ref} → {where}" for ref, where in placements[start:])
+    return "; ".join(loads) or None
 
 
 def configure(device: str | None = None, dtype: str | None = None) -> Runtime:

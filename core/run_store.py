@@ -105,6 +105,10 @@ class FileRecord(BaseModel):
     bytes: int
 
 
+def _with_placement(runtime: dict[str, str], placement: str | None) -> dict[str, str]:
+    return runtime if placement is None else runtime | {"placement": placement}
+
+
 class StageRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -116,7 +120,7 @@ class StageRecord(BaseModel):
         default_factory=dict, description="the stage's headline figures"
     )
     runtime: dict[str, str] | None = Field(
-        default=None, description="where it ran: device, dtype, torch (core/device.py)"
+        default=None, description="where it ran: device, dtype, torch, and where each model it loaded went (core/device.py)"
     )
 
 
@@ -448,6 +452,7 @@ class Run:
 
         record = self.manifest.stages.setdefault(stage, StageRecord())
         record.runtime = device.current().describe()
+        loads = len(device.placements)
         record.status, record.started_at, record.finished_at, record.message = (
             "running",
             _now(),
@@ -458,11 +463,13 @@ class Run:
         try:
             yield record
         except BaseException as err:
+            record.runtime = _with_placement(record.runtime, device.placement_since(loads))
             record.status = "failed"
             record.message = f"{type(err).__name__}: {err}"[:500]
             record.finished_at = _now()
             self.save_manifest()
             raise
+        record.runtime = _with_placement(record.runtime, device.placement_since(loads))
         record.status, record.finished_at = "complete", _now()
         self.save_manifest()
 

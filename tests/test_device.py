@@ -149,3 +149,38 @@ def test_device_cpu_holds_for_the_trainers_on_a_gpu_machine(monkeypatch, tmp_pat
     assert MaxMarginIRL(IRLConfig()).accelerator.device.type == "cpu"
     monkeypatch.setattr(device, "_current", device.Runtime("cuda", torch.bfloat16))
     assert not device.trains_on_cpu()
+
+
+def test_model_size_comes_from_its_config_in_the_dtype_it_loads_in(monkeypatch, tmp_path, tiny_models):
+    """A hub id has no weight files to measure before it is downloaded, and an fp32 file loaded in
+    bf16 takes half its size: the size that decides placement is counted from the config."""
+    from transformers import LlamaConfig
+
+    model = policy.load_causal_lm(tiny_models["llama"])
+    params = sum(p.numel() for p in model.parameters())
+    assert policy.weight_bytes(tiny_models["llama"], torch.bfloat16) == 2 * params
+    assert policy.weight_bytes(tiny_models["llama"], torch.float32) == 4 * params
+    # an 8B-sized model known only by its config (as a hub id is, before download): 16 GB in bf16
+    big = tmp_path / "big"
+    LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                num_key_value_heads=8, vocab_size=128256).save_pretrained(big)  # fmt: skip
+    assert 15e9 < policy.weight_bytes(str(big), torch.bfloat16) < 17e9
+    monkeypatch.setattr(device, "_current", device.Runtime("cuda", torch.bfloat16))
+    monkeypatch.setattr(device, "free_memory", lambda name: 16 * 2**30)  # a 16 GB card: spread it
+    assert policy._load_kwargs(str(big), training=False)["device_map"] == "auto"
+    monkeypatch.setattr(device, "free_memory", lambda name: 24 * 2**30)  # a 24 GB card: it fits
+    assert policy._load_kwargs(str(big), training=False)["device_map"] == "cuda"
+    assert policy._load_kwargs(tiny_models["llama"], training=False)["device_map"] == "cuda"
+
+
+def test_each_stage_records_where_its_models_went(tmp_path, tiny_models):
+    device.configure("cpu", "fp32")
+    run = Run.create(tmp_path / "r")
+    with run.stage("sample", {}):
+        policy.load_causal_lm(tiny_models["llama"])
+        policy.load_backbone(tiny_models["llama"])
+    with run.stage("evaluate", {}):
+        pass
+    stages = Run.open(tmp_path / "r").manifest.stages
+    assert stages["sample"].runtime["placement"] == f"{tiny_models['llama']} → cpu"
+    assert "placement" not in stages["evaluate"].runtime
