@@ -194,7 +194,7 @@ class ClassifierGroundTruth:
         from core.policy import from_pretrained
 
         self.ref = f"hf:{model_ref}"
-        self.device = device or runtime.current().device
+        self.device = device or runtime.current().target
         self.tokenizer = from_pretrained(AutoTokenizer, model_ref)
         self.model = from_pretrained(AutoModelForSequenceClassification, model_ref).to(self.device).eval()
         self.batch_size = batch_size
