@@ -64,7 +64,7 @@ def in_words(run: Run, n: int = 5) -> list[str] | None:
     rewards = [c for c in lexicon.columns if c not in ("word", "count", GROUND_TRUTH, IMPLICIT)]
     main = headline(rewards)
     reader = f"the ensemble of {len(rewards) - 1} shown members" if main == ENSEMBLE else label(main)
-    low, high = extremes(lexicon, main, n)
+    low, high = extremes(lexicon, main, min(n, len(lexicon) // 2))  # a short list: no word on both sides
     out = [f"Read through {reader}, the words most {words.dispreferred} to it are {_quoted(low['word'])}; "
            f"the most {words.preferred}, {_quoted(high['word'])}."]  # fmt: skip
     if GROUND_TRUTH in lexicon:
