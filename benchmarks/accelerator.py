@@ -178,6 +178,9 @@ def main() -> None:
                         help="also time the bundled real SmolLM2 beside its stand-in, on the CPU")
     parser.add_argument("--out", help="also write the JSON lines to this file")
     args = parser.parse_args()
+    unknown = set(args.architectures.split(",")) - set(ARCHITECTURES)
+    if unknown:
+        parser.error(f"unknown architecture {', '.join(sorted(unknown))}: choose from {', '.join(ARCHITECTURES)}")
     work = WORKLOADS["quick" if args.quick else "full"]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
