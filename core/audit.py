@@ -30,6 +30,7 @@ from core.equivalent_set import (
     EquivalenceRule,
     bootstrap_errors,
     character,
+    crowding,
     most_different,
     pairwise_correlations,
     select_members,
@@ -326,7 +327,7 @@ def evaluate_candidates(
         "n_test_sentences": len(test),
         "verdict_evidence": evidence,
         "verdict": verdict(evidence, words),
-        "warnings": [],
+        "warnings": [w for w in [crowding(candidates, best_id, len(equivalent), config.equivalence.selection)] if w],
     }
     tables = {"evaluation": evaluation_rows, "members": members_table, "member_scores": member_scores,
               "member_correlations": correlations,

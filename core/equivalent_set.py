@@ -48,6 +48,12 @@ CRITERION_WORDS = {
 }
 
 
+def _small(value: float) -> str:
+    """A standard error as a person reads it: floating-point noise (a criterion at its ceiling in
+    every resample) is 0."""
+    return "0" if abs(value) < 1e-9 else f"{value:.2g}"
+
+
 class EquivalenceRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -71,7 +77,7 @@ class EquivalenceRule(BaseModel):
         uses = " (uses R*)" if self.selection == "ground_truth" else " (no R*)"
         within = f"{self.delta:g}"
         if deltas:
-            errors = ", ".join(f"{CRITERION_WORDS[n]}: SE {deltas[n]:.2g}, δ {max(self.delta, deltas[n]):.2g}"
+            errors = ", ".join(f"{CRITERION_WORDS[n]}: SE {_small(deltas[n])}, δ {max(self.delta, deltas[n]):.2g}"
                                for n in (a, b) if n in deltas)  # fmt: skip
             within = (f"the larger of {self.delta:g} and the best's standard error over {self.bootstrap} "
                       f"resamples of the selection prompts ({errors})")  # fmt: skip
@@ -79,6 +85,26 @@ class EquivalenceRule(BaseModel):
             f"selection-split {CRITERION_WORDS[a]} and {CRITERION_WORDS[b]} each within "
             f"{within} of the best candidate's (best by {CRITERION_WORDS[a]}){uses}"
         )
+
+
+CROWDED = 0.5
+"""The share of candidates equally good above which the demonstrations are said not to tell them apart."""
+
+
+def crowding(candidates: pd.DataFrame, best_id: str, n_equivalent: int, selection: str) -> str | None:
+    """A warning where most candidates are equally good: the selection criteria are (near) their
+    ceiling for nearly all of them, so the demonstrations alone cannot tell these rewards apart and
+    the equivalent set is nearly everything trained."""
+    n_candidates = len(candidates)
+    if n_candidates < 10 or n_equivalent < CROWDED * n_candidates:
+        return None
+    row = candidates.set_index("member").loc[best_id]
+    values = " and ".join(f"{CRITERION_WORDS[name]} {float(row[name]):.3f}"
+                          for name in CRITERIA[selection] if name in row and pd.notna(row[name]))  # fmt: skip
+    return (f"{n_equivalent} of {n_candidates} candidates ({n_equivalent / n_candidates:.0%}) are equally good "
+            f"(the best: {values}): the demonstrations alone cannot tell these rewards apart. The shown members "
+            "are the most different of them; demonstrations whose expert and π₀ differ less plainly would "
+            "narrow the set.")  # fmt: skip
 
 
 def bootstrap_errors(

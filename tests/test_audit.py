@@ -14,7 +14,13 @@ from core.audit import (
     verdict,
 )
 from core.checkpoints import Member
-from core.equivalent_set import EquivalenceRule, bootstrap_errors, most_different, select_members
+from core.equivalent_set import (
+    EquivalenceRule,
+    bootstrap_errors,
+    crowding,
+    most_different,
+    select_members,
+)
 from core.errors import IrlLensError
 from core.evaluation import auc, epic_distance, evaluate, fit_threshold, sign_metrics
 from core.irl import IRLConfig, MaxMarginIRL
@@ -370,3 +376,20 @@ def test_calibration_with_human_labels_of_training_sentences(toy_run, tmp_path):
             EvaluationConfig(calibration="labels", calibration_labels=str(labels)),
             progress=False,
         )
+
+
+def test_a_crowded_equivalent_set_is_said_in_words():
+    candidates = pd.DataFrame({"member": [f"l{k}-r0-e1" for k in range(20)],
+                               "selection_discrimination_auc": [1.0] * 15 + [0.8] * 5,
+                               "selection_pair_accuracy": [1.0] * 15 + [0.7] * 5})  # fmt: skip
+    said = crowding(candidates, "l0-r0-e1", 15, "demonstrations")
+    assert said.startswith("15 of 20 candidates (75%) are equally good (the best: expert-vs-π₀ discrimination "
+                           "AUC 1.000 and pair accuracy 1.000)")  # fmt: skip
+    assert crowding(candidates, "l0-r0-e1", 9, "demonstrations") is None  # under half: a set, not everything
+    assert crowding(candidates.head(5), "l0-r0-e1", 5, "demonstrations") is None  # too few to speak of
+
+
+def test_a_standard_error_of_zero_reads_as_zero():
+    rule = EquivalenceRule(bootstrap=200)
+    said = rule.describe({"selection_discrimination_auc": 4.2e-17, "selection_pair_accuracy": 0.013})
+    assert "discrimination AUC: SE 0, δ 0.01" in said and "pair accuracy: SE 0.013, δ 0.013" in said

@@ -41,6 +41,9 @@ def test_sentiment_run_meets_its_floors(sentiment):
     assert s["implicit_reward_auc"] is not None
     assert len(s["battery"]) == len(default_edits())  # the committed battery is the code's
     assert "said twice" in s["battery_flagged"]  # what IRL-RLHF's collapses repeat (docs/RESULTS.md)
+    # its selection criteria sit at their ceiling for most candidates: said, not left to the count
+    assert any(w.startswith(f"{s['n_equivalent']} of {s['n_candidates']} candidates (91%) are equally good")
+               and "cannot tell these rewards apart" in w for w in s["warnings"])  # fmt: skip
 
 
 def _data_items(run: Run) -> set[str]:
@@ -142,3 +145,12 @@ def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment,
     for role, key in (("π₀", "pi0_toxicity"), ("Expert", "expert_toxicity"), ("IRL-RLHF", "irl_rlhf_toxicity")):
         shown = next(v for label, v in values.items() if label.startswith(f"{role} "))
         assert shown == f"{summary[key]:.2%}", (role, shown)
+
+
+def test_the_equivalent_page_says_the_demonstrations_cannot_tell_most_candidates_apart(sentiment, monkeypatch):
+    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    at.switch_page("app_pages/equivalent.py").run()
+    assert not at.exception, at.exception
+    said = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "6734 of 7440 candidates (91%) are equally good" in said and "cannot tell these rewards apart" in said
