@@ -114,6 +114,7 @@ def _headline_section(summary: dict) -> str:
     said = summary.get("in_words")
     return ("<h2>Headline</h2>" + _table(pd.DataFrame(rows, columns=["figure", "value"]))
             + f"<p><b>Verdict.</b> {_e(verdict)}</p>"
+            + "".join(f"<p class='note'><b>Warning.</b> {_e(w)}</p>" for w in summary.get("warnings") or [])
             + ("" if not said else "<h3>What it pays for, in words</h3><ul>"
                + "".join(f"<li>{_e(line)}</li>" for line in said) + "</ul>"))  # fmt: skip
 

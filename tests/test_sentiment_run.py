@@ -134,6 +134,7 @@ def test_the_report_says_what_the_harness_says(sentiment):
     assert "<h2>IRL-RLHF</h2>" in page and "negative rate (R*), %" in page
     assert "It repeats itself: distinct-2 0.08 against the expert&#x27;s 0.38" in page
     assert "Where the equally good members part ways" in page and "<li><b>said twice</b>: toward positive: layer 8 (+0.27)" in page
+    assert "<p class='note'><b>Warning.</b> 6734 of 7440 candidates (91%) are equally good" in page
 
 
 def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment, monkeypatch):
