@@ -13,6 +13,7 @@ the backbone, so what is timed is the same.
 
     .venv/bin/python benchmarks/dashboard_render.py [--quick]     # --quick: 1,000 sentences, tiny backbone
     .venv/bin/python benchmarks/dashboard_render.py --sentences 100000 --backbone tiny --browser
+    .venv/bin/python benchmarks/dashboard_render.py --sentences 100000 --backbone tiny --keep /tmp/r100k   # again: reuses it
 """
 
 from __future__ import annotations
@@ -118,12 +119,20 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=10_000)
     parser.add_argument("--backbone", default=None, help="a model reference, or 'tiny' (default: smollm2-135m; tiny with --quick)")
     parser.add_argument("--browser", action="store_true", help="also time each page drawn in headless Chromium")
+    parser.add_argument("--keep", help="build the run in this folder, or reuse the one built there (to time a change)")
     args = parser.parse_args()
     args.backbone = args.backbone or ("tiny" if args.quick else "smollm2-135m")
     n_sentences = 1_000 if args.quick else args.sentences
     with tempfile.TemporaryDirectory() as tmp:
-        run, built_s = build(Path(tmp), n_sentences, args.backbone)
-        first, second = apptest_times(run, Path(tmp))
+        root = Path(args.keep or tmp)
+        if args.keep and (root / "run" / "manifest.json").exists():
+            from core.run_store import Run
+
+            run, built_s = Run.open(root / "run"), 0.0
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            run, built_s = build(root, n_sentences, args.backbone)
+        first, second = apptest_times(run, root)
         figures = {"n_sentences": n_sentences, "backbone": args.backbone, "build_s": round(built_s, 1),
                    "first_render_s": first, "render_s_per_page": second, "render_s": max(second.values())}  # fmt: skip
         if args.browser:
