@@ -143,8 +143,9 @@ def word_splits(table: pd.DataFrame, members: pd.DataFrame, objective) -> pd.Dat
     """Words the shown members put on different sides, as the live probe judges a text: a member
     calls a word dispreferred when the word's mean score over the carriers is below the member's
     calibrated threshold (both in that member's training sd). The most decided splits first: those
-    where one member is furthest below its threshold while another is as far above its own. Columns: word, count, members say, dispreferred by (the
-    shortest member names that tell them apart), spread (sd of the members' scores)."""
+    where one member is furthest below its threshold while another is as far above its own.
+    Columns: word, count, members say, dispreferred by (the shortest member names that tell them
+    apart), spread (sd of the members' scores)."""
     shown = members[(members["member"] != ENSEMBLE) & members["member"].isin(table.columns)]
     names = shown["member"].tolist()
     columns = ["word", "count", "members say", "dispreferred by", "spread"]

@@ -32,6 +32,15 @@ def fmt(value, spec=".3f"):
     return "—" if value is None else format(value, spec)
 
 
+def layer_words(layers) -> str:
+    """'each of layers 0–30 (31)' for consecutive layers, else the list."""
+    if not layers:
+        return "each hidden layer"
+    if len(layers) > 2 and list(layers) == list(range(layers[0], layers[-1] + 1)):
+        return f"each of layers {layers[0]}–{layers[-1]} ({len(layers)})"
+    return ("each of layers " if len(layers) > 1 else "layer ") + ", ".join(map(str, layers))
+
+
 st.subheader("Run")
 st.text(f"{s['name']}: objective {words.name} ({words.preferred} vs {words.dispreferred})")
 models = s["models"]
@@ -105,15 +114,6 @@ elif s["verdict"]:
         "This run has no ground truth R*: the figures above come from the demonstrations alone "
         "(the expert's sentences against π₀'s). Nothing was compared with R*."
     )
-
-def layer_words(layers) -> str:
-    """'each of layers 0–30 (31)' for consecutive layers, else the list."""
-    if not layers:
-        return "each hidden layer"
-    if len(layers) > 2 and list(layers) == list(range(layers[0], layers[-1] + 1)):
-        return f"each of layers {layers[0]}–{layers[-1]} ({len(layers)})"
-    return ("each of layers " if len(layers) > 1 else "layer ") + ", ".join(map(str, layers))
-
 
 irl = run.manifest.config.get("irl")
 if irl:
