@@ -575,7 +575,7 @@ def show(
     table = Table("figure", "value", title=_literal(f"run {summary['name']}"))
     dispreferred = summary["objective_words"]["dispreferred"]
     for key, value in summary.items():
-        if key in ("name", "in_words"):
+        if key in ("name", "pays_for"):
             continue
         if key == "stages":
             value = {stage_label(k): v for k, v in value.items()}
@@ -587,8 +587,9 @@ def show(
             _literal("—" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))),
         )
     Console().print(table)
-    if summary["in_words"]:
-        Console().print("In words:\n" + "\n".join(f"- {line}" for line in summary["in_words"]), markup=False)
+    if summary["pays_for"]:
+        Console().print("What it pays for, in words:\n" + "\n".join(f"- {line}" for line in summary["pays_for"]),
+                        markup=False)
 
 
 def dashboard_command(port: int) -> list[str]:

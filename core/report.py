@@ -71,14 +71,17 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _table(frame: pd.DataFrame, *, digits: int = 2) -> str:
+def _table(frame: pd.DataFrame, *, digits: int = 2, signed: bool = True) -> str:
+    """An HTML table, every cell escaped; floats with a sign (rewards, gaps) unless ``signed`` is
+    False (AUCs, accuracies)."""
+    sign = "+" if signed else ""
     head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
     rows = []
     for record in frame.itertuples(index=False):
         cells = []
         for value in record:
             if isinstance(value, float | np.floating):
-                cells.append(f'<td class="num">{value:+.{digits}f}</td>' if np.isfinite(value) else "<td>—</td>")
+                cells.append(f'<td class="num">{value:{sign}.{digits}f}</td>' if np.isfinite(value) else "<td>—</td>")
             else:
                 cells.append(f"<td>{_e(value)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -111,7 +114,7 @@ def _not_yet(title: str, command: str) -> str:
 def _headline_section(summary: dict) -> str:
     rows = [(title, _fmt(summary.get(key))) for key, title in HEADLINES if summary.get(key) is not None]
     verdict = summary.get("verdict") or "no verdict (the run has not been evaluated)"
-    said = summary.get("in_words")
+    said = summary.get("pays_for")
     return ("<h2>Headline</h2>" + _table(pd.DataFrame(rows, columns=["figure", "value"]))
             + f"<p><b>Verdict.</b> {_e(verdict)}</p>"
             + "".join(f"<p class='note'><b>Warning.</b> {_e(w)}</p>" for w in summary.get("warnings") or [])
@@ -130,7 +133,10 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
     out = (f"<h2>Equivalent set</h2><p>{_e(summary.get('n_equivalent', len(members)))} of "
            f"{_e(summary.get('n_candidates', '?'))} candidates are equally good under the rule: "
            f"{_e(summary.get('equivalence_rule', ''))}. The {len(members)} most different are shown.</p>"
-           + _table(members[columns].rename(columns={"auc": "test AUC vs R*"}), digits=3))  # fmt: skip
+           + _table(members[columns].rename(columns={
+               "label": "member", "selection_discrimination_auc": "expert-vs-π₀ AUC (selection split)",
+               "test_discrimination_auc": "expert-vs-π₀ AUC (test split)", "auc": "test AUC vs R*",
+               "calibrated_accuracy": "calibrated accuracy (test)"}), digits=3, signed=False))  # fmt: skip
     if run.has_table("member_correlations"):
         corr = run.read_table("member_correlations")
         if {"member_a", "member_b", "spearman"} <= set(corr.columns):

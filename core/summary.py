@@ -13,7 +13,7 @@ from core.demonstrations import as_scored, scored_sentence
 from core.equivalent_set import crowding
 from core.run_store import Run
 from core.text_sets import has_markup_debris
-from core.wants import in_words
+from core.wants import pays_for
 
 SUMMARY_KEYS = (
     "n_demonstrations", "n_heldout_toxic", "best_heldout_auc", "best_heldout_kendall",
@@ -22,11 +22,11 @@ SUMMARY_KEYS = (
     "expert_toxicity", "irl_rlhf_toxicity", "human_label_auc", "human_label_accuracy",
     "selection", "best_member", "equivalent_min_spearman", "equivalent_verdict_disagreement",
     "objective", "implicit_reward_auc", "saliency_method", "saliency_top1_match",
-    "lexicon_agreement", "battery", "markup_debris_rate", "in_words",
+    "lexicon_agreement", "battery", "markup_debris_rate", "pays_for",
 )  # fmt: skip
 """Always present in ``irl-lens show --json``; None where a stage has not run or needs an R*
 the run does not have. The R* keys (best_heldout_auc ...) are test-split figures of the member
-chosen by the selection rule. ``in_words``: :func:`core.wants.in_words`, sentences that say what
+chosen by the selection rule. ``pays_for``: :func:`core.wants.pays_for`, sentences that say what
 the recovered reward pays for."""
 
 
@@ -72,7 +72,7 @@ def run_summary(run: Run) -> dict[str, Any]:
                            out.get("selection") or "demonstrations")  # fmt: skip
         if crowded and crowded not in (out.get("warnings") or []):
             out["warnings"] = [*(out.get("warnings") or []), crowded]
-    out["in_words"] = in_words(run)
+    out["pays_for"] = pays_for(run)
     out["stages"] = {name: record.status for name, record in run.manifest.stages.items()}
     out["models"] = dict(run.manifest.models)
     out["seed"] = run.manifest.seed

@@ -1,7 +1,7 @@
 """What the recovered reward wants, in words: its lexicon and its behaviour battery, computed
 for the run's shown members (and ensemble), beside the implicit reward and R* where the run has
 them. The page "What it wants", ``irl-lens show`` and ``irl-lens report`` read the two stages;
-:func:`in_words` says what they found in a few sentences."""
+`pays_for` says what they found in a few sentences."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _quoted(words) -> str:
     return ", ".join(f"“{w}”" for w in words)
 
 
-def in_words(run: Run, n: int = 5) -> list[str] | None:
+def pays_for(run: Run, n: int = 5) -> list[str] | None:
     """What the recovered reward pays for, in sentences an auditor can quote: the words it rates
     furthest to each side, where it ranks words apart from R* (where the run has one), the
     battery's flagged edits, and where the equally good members disagree. None before the lexicon

@@ -47,9 +47,9 @@ def test_home_summary(full_run, monkeypatch):
     layers = full_run.stage_summary("evaluate")["shown_layers"]
     assert values["Layers the shown members read"] == f"{len(layers)} ({min(layers)}–{max(layers)})"
     from app.components import plain
-    from core.wants import in_words
+    from core.wants import pays_for
 
-    assert plain(in_words(full_run)[0]) in "".join(m.value for m in at.markdown)
+    assert plain(pays_for(full_run)[0]) in "".join(m.value for m in at.markdown)
     said = next(c.value for c in at.caption if "R̂ scores" in c.value)
     assert "pooling over tokens; a reward head on " in said and "[" not in said
     models = at.dataframe[0].value.set_index("role")  # whole names, not cut off as metrics are

@@ -254,11 +254,11 @@ def test_report_is_self_contained_and_escaped(wanted, tmp_path):
     assert all(f"<td>{html.escape(w)}</td>" in page for w in splits["word"][:12])
 
 
-def test_in_words_says_what_the_lexicon_and_battery_found(wanted, toy_run):
+def test_pays_for_says_what_the_lexicon_and_battery_found(wanted, toy_run):
     from core.lexicon import extremes
-    from core.wants import in_words
+    from core.wants import pays_for
 
-    said = in_words(wanted)
+    said = pays_for(wanted)
     punished, rewarded = extremes(wanted.read_table("lexicon"), ENSEMBLE, 5)
     assert said[0].startswith("Read through the ensemble of ")
     assert all(f"“{w}”" in said[0] for w in [*punished["word"], *rewarded["word"]])
@@ -269,7 +269,7 @@ def test_in_words_says_what_the_lexicon_and_battery_found(wanted, toy_run):
     line = next(line for line in said if "counterfactual edits" in line)
     assert all(b["edit"] in line for b in flagged) and str(len(items)) in line
     assert said[-1].startswith("The equally good members part ways on ")
-    assert in_words(toy_run) is None  # no lexicon or battery yet
+    assert pays_for(toy_run) is None  # no lexicon or battery yet
 
 
 def test_report_refuses_a_path_that_is_not_html(wanted, tmp_path):
@@ -315,9 +315,9 @@ def test_without_ground_truth_nothing_speaks_of_r_star(tmp_path, tiny_models):
     assert all(b["ground_truth"] is None for b in run.stage_summary("battery")["battery"])
     page = render_report(run)
     assert "This run has no ground truth R*" in page and "What it punishes or pays for that R* does not" not in page
-    from core.wants import in_words
+    from core.wants import pays_for
 
-    said = in_words(run)
+    said = pays_for(run)
     assert said and not any("R*" in line for line in said)
 
 

@@ -77,9 +77,9 @@ if best:
                    fmt(s["equivalent_verdict_disagreement"], ".1%"),
                    help="Each member flags a sentence below its own calibrated threshold")  # fmt: skip
 
-if s["in_words"]:
+if s["pays_for"]:
     st.markdown("**What it pays for, in words**")
-    st.markdown("\n".join(f"- {plain(line)}" for line in s["in_words"]))
+    st.markdown("\n".join(f"- {plain(line)}" for line in s["pays_for"]))
     st.caption("From the lexicon and the behaviour battery; the page *What it wants* has the evidence.")
 elif best:
     st.caption("What it pays for, in words, comes once the lexicon and battery have run: `irl-lens wants RUN`.")

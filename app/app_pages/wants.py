@@ -19,7 +19,7 @@ from core.lexicon import (
     word_splits,
 )
 from core.rendering import battery_figure
-from core.wants import in_words
+from core.wants import pays_for
 
 st.title("What it wants")
 run = require(selected_run(), "lexicon", "battery", stage_hint="irl-lens wants RUN")
@@ -38,7 +38,7 @@ st.markdown(
     f"**{plain(words.dispreferred)}**. The recovered reward is read through "
     f"**{plain(member_label(main))}**; pick another below."
 )
-said = in_words(run)
+said = pays_for(run)
 if said:
     st.markdown("\n".join(f"- {plain(line)}" for line in said))
 options = [r for r in rewards if r != GROUND_TRUTH]
