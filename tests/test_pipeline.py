@@ -118,6 +118,14 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     assert summary["selection"] == "demonstrations" and summary["best_member"] is not None
     assert summary["battery"] and summary["lexicon_agreement"] is not None
     assert set(run.read_table("readability")["policy"]) == {"pi0", "expert"}
+    # every stage ran, and placed its models, where the runtime says (cuda under scripts/gpu_check)
+    from core import device
+
+    where = device.current().device
+    records = run.manifest.stages.values()
+    assert all(r.runtime["device"] == where for r in records)
+    placed = [p for r in records if r.runtime.get("placement") for p in r.runtime["placement"].split("; ")]
+    assert placed and all(p.endswith(f"→ {where}") for p in placed), placed
 
 
 def test_set_overrides_top_level_settings_and_sections(tmp_path):
