@@ -168,6 +168,25 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
     return table, summary
 
 
+TRUSTED_LOCALISATION = 0.7
+"""Below this share of one-word probes localised, a method's heatmaps come with a caution."""
+
+
+def caution(table: pd.DataFrame | None, method: str, objective) -> str | None:
+    """A sentence for heatmaps drawn by a method that often misses the planted word on the run's
+    one-word probes: they show which words move the reward, not which single word decides it.
+    None where the method localises well or was not measured."""
+    if table is None or "localisation" not in table or method not in set(table["method"]):
+        return None
+    share = float(table.loc[table["method"] == method, "localisation"].mean())
+    if not np.isfinite(share) or share >= TRUSTED_LOCALISATION:
+        return None
+    return (f"Read these heatmaps with care: on this project's probes (sentences with one "
+            f"{objective.dispreferred} word), {method} blames that word most in only {share:.0%} of them, "
+            "averaged over the members. They show which words move the reward, not reliably which single "
+            "word decides it.")  # fmt: skip
+
+
 def top1_match(member_words: np.ndarray, truth_words: np.ndarray) -> bool | None:
     """Is the member's most reward-lowering word one of R*'s? R* gives a repeated word the same
     contribution at each occurrence ("bitch … so bitch"), so any word tied at R*'s minimum counts

@@ -25,6 +25,7 @@ from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
 from core.errors import IrlLensError
+from core.faithfulness import caution
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
 from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
@@ -226,7 +227,8 @@ def _harness_section(run: Run) -> str:
 def _heatmap_section(run: Run, n: int = 6) -> str:
     from core.saliency import METHODS, from_records
 
-    method = next((m for m in METHODS if run.has_table(f"saliency_{m}")), None)
+    faithful = run.stage_summary("faithfulness").get("saliency_method")
+    method = next((m for m in [faithful, *METHODS] if m and run.has_table(f"saliency_{m}")), None)
     if method is None:
         return _not_yet("Example heatmaps", "irl-lens saliency RUN")
     table = run.read_table(f"saliency_{method}")
@@ -238,6 +240,12 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
     out = [f"<h2>Example heatmaps</h2><p class='note'>Method: {_e(method)}. Green raises the reward "
            f"(toward {_e(run.objective.preferred)}), red lowers it. Of the test sentences with at least "
            f"{MIN_WORDS} words, the {n - 2} the members score lowest on average and the 2 they score highest.</p>"]  # fmt: skip
+    careful = caution(run.read_table("faithfulness") if run.has_table("faithfulness") else None, method, run.objective)
+    if careful:
+        out.append(f"<p class='note'><b>Caution.</b> {_e(careful)}</p>")
+    if faithful and faithful != method:
+        out.append(f"<p class='note'>The most faithful method on this run is {_e(faithful)}; its heatmaps are not "
+                   f"stored (<code>irl-lens saliency RUN --method {_e(faithful)}</code>).</p>")  # fmt: skip
     says = members_say_of_rows(run, [int(r) for r in chosen]) if run.has_table("member_scores") else [""] * len(chosen)
     truth, words = irl_config(run).ground_truth_column(), run.objective
     for row, said in zip(chosen, says, strict=True):

@@ -55,3 +55,18 @@ def test_top1_match_counts_ties_of_a_repeated_word():
     assert top1_match(np.array([-1.0, 0.0, -0.2, 0.3]), truth)
     assert not top1_match(np.array([0.1, 0.0, -0.9, 0.3]), truth)
     assert top1_match(np.array([-1.0, 0.2]), np.array([0.0, 0.3])) is None  # R* lowers no word
+
+
+def test_heatmaps_of_a_method_that_misses_the_planted_word_come_with_a_caution():
+    import pandas as pd
+
+    from core.faithfulness import caution
+    from core.objective import BUILT_IN
+
+    table = pd.DataFrame({"method": ["occlusion", "occlusion", "gradient_x_input", "gradient_x_input"],
+                          "member": ["a", "b", "a", "b"], "localisation": [0.9, 0.8, 0.5, 0.3]})  # fmt: skip
+    assert caution(table, "occlusion", BUILT_IN["sentiment"]) is None  # 85%: trusted
+    said = caution(table, "gradient_x_input", BUILT_IN["sentiment"])
+    assert "sentences with one negative word" in said and "only 40% of them" in said
+    assert caution(table, "decomposition", BUILT_IN["sentiment"]) is None  # not measured: nothing to say
+    assert caution(None, "occlusion", BUILT_IN["sentiment"]) is None

@@ -135,6 +135,9 @@ def test_the_report_says_what_the_harness_says(sentiment):
     assert "It repeats itself: distinct-2 0.08 against the expert&#x27;s 0.38" in page
     assert "Where the equally good members part ways" in page and "<li><b>said twice</b>: toward positive: layer 8 (+0.27)" in page
     assert "<p class='note'><b>Warning.</b> 6734 of 7440 candidates (91%) are equally good" in page
+    # its heatmaps are stored for decomposition only, which misses the planted word on most probes
+    assert "<b>Caution.</b> Read these heatmaps with care" in page and "only 15% of them" in page
+    assert "The most faithful method on this run is occlusion; its heatmaps are not stored" in page
 
 
 def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment, monkeypatch):
@@ -155,3 +158,12 @@ def test_the_equivalent_page_says_the_demonstrations_cannot_tell_most_candidates
     assert not at.exception, at.exception
     said = " ".join(w.value for w in at.warning).replace("\\", "")
     assert "6734 of 7440 candidates (91%) are equally good" in said and "cannot tell these rewards apart" in said
+
+
+def test_the_heatmaps_page_cautions_where_its_method_misses_the_planted_word(sentiment, monkeypatch):
+    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    at.switch_page("app_pages/heatmaps.py").run()
+    assert not at.exception, at.exception
+    said = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "Read these heatmaps with care" in said and "only 43% of them" in said  # occlusion, the default

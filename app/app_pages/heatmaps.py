@@ -13,6 +13,7 @@ from app.state import (
     selected_run,
     shown_members,
 )
+from core.faithfulness import caution
 from core.saliency import METHODS, default_method, exact_available
 
 st.title("Token heatmaps")
@@ -68,6 +69,9 @@ st.caption(
        if best == "decomposition" else "exact removal of each token (the members are not mean-pooled frozen heads)."))
 )  # fmt: skip
 faithfulness = run_table(run, "faithfulness")
+careful = caution(faithfulness, method, words)
+if careful:
+    st.warning(plain(careful))
 if faithfulness is not None:
     with st.expander("How faithful is each method on this run?"):
         st.caption(
