@@ -151,19 +151,19 @@ def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment,
         assert shown == f"{summary[key]:.2%}", (role, shown)
 
 
-def test_the_equivalent_page_says_the_demonstrations_cannot_tell_most_candidates_apart(sentiment, monkeypatch):
-    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
+def _warnings_of(page: str, run, monkeypatch) -> str:
+    monkeypatch.setenv("IRL_LENS_RUN", str(run.path))
     at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/equivalent.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, at.exception
-    said = " ".join(w.value for w in at.warning).replace("\\", "")
+    return " ".join(w.value for w in at.warning).replace("\\", "")
+
+
+def test_the_equivalent_page_says_the_demonstrations_cannot_tell_most_candidates_apart(sentiment, monkeypatch):
+    said = _warnings_of("equivalent", sentiment, monkeypatch)
     assert "6734 of 7440 candidates (91%) are equally good" in said and "cannot tell these rewards apart" in said
 
 
 def test_the_heatmaps_page_cautions_where_its_method_misses_the_planted_word(sentiment, monkeypatch):
-    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
-    at = AppTest.from_file(ENTRY, default_timeout=300).run()
-    at.switch_page("app_pages/heatmaps.py").run()
-    assert not at.exception, at.exception
-    said = " ".join(w.value for w in at.warning).replace("\\", "")
+    said = _warnings_of("heatmaps", sentiment, monkeypatch)
     assert "Read these heatmaps with care" in said and "only 43% of them" in said  # occlusion, the default
