@@ -575,21 +575,30 @@ def show(
     table = Table("figure", "value", title=_literal(f"run {summary['name']}"))
     dispreferred = summary["objective_words"]["dispreferred"]
     for key, value in summary.items():
-        if key in ("name", "pays_for"):
+        if key in ("name", "pays_for", "warnings"):
             continue
         if key == "stages":
             value = {stage_label(k): v for k, v in value.items()}
         if key == "battery" and value:
             flagged = [b["edit"] for b in value if b["flagged"]]
             value = f"{len(value)} edits, {len(flagged)} flagged" + (f": {', '.join(flagged)}" if flagged else "")
+        if isinstance(value, list) and len(value) > SHOW_LIST:  # the equivalent set can hold thousands
+            value = f"{len(value)} items: {', '.join(map(str, value[:SHOW_LIST]))}, … (all of them in --json)"
         table.add_row(
             display_key(key, dispreferred),
             _literal("—" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for warning in summary.get("warnings") or []:
+        console.print(f"warning: {warning}", markup=False, highlight=False)
     if summary["pays_for"]:
-        Console().print("What it pays for, in words:\n" + "\n".join(f"- {line}" for line in summary["pays_for"]),
-                        markup=False)
+        console.print("What it pays for, in words:\n" + "\n".join(f"- {line}" for line in summary["pays_for"]),
+                      markup=False)
+
+
+SHOW_LIST = 12
+"""Items of a list that `irl-lens show` prints in its table (`--json` has them all)."""
 
 
 def dashboard_command(port: int) -> list[str]:
