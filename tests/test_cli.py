@@ -414,7 +414,6 @@ def test_harness_prints_what_it_says_about_irl_rlhf(toy_run, monkeypatch):
 def test_show_reads_as_a_summary_on_a_run_with_thousands_of_equivalent_candidates():
     """The sentiment run's equivalent set holds 6,734 ids: the table shows a count and a few, its
     warnings and what the reward pays for come as lines after it."""
-
     sentiment = Path(__file__).resolve().parents[1] / "data" / "sentiment-run"
     result = CliRunner().invoke(app, ["show", str(sentiment)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
