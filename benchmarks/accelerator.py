@@ -13,12 +13,14 @@ is larger than what travels to a GPU machine.
     .venv/bin/python benchmarks/accelerator.py --architectures smollm2-135m --devices cpu --against-bundled
 
 One JSON line per architecture and device as it is measured; the last line holds them all and each
-device's speedup over the CPU (``--out FILE`` also writes it there).
+device's speedup over the CPU. ``--out FILE`` gets the same lines as they come, so a run stopped by
+a time limit keeps what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -183,20 +185,23 @@ def main() -> None:
         parser.error(f"unknown architecture {', '.join(sorted(unknown))}: choose from {', '.join(ARCHITECTURES)}")
     work = WORKLOADS["quick" if args.quick else "full"]
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, open(args.out, "w") if args.out else contextlib.nullcontext() as out:
+
+        def emit(record: dict) -> None:  # line by line: a run stopped by a time limit keeps what it measured
+            print(json.dumps(record), flush=True)
+            if out:
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+
         for name in args.architectures.split(","):
             path = build(name, Path(folder))
             for on in args.devices.split(","):
-                row = measure(path, name, on, work) | {"workload": "quick" if args.quick else "full", "machine": machine()}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                rows.append(measure(path, name, on, work) | {"workload": "quick" if args.quick else "full", "machine": machine()})
+                emit(rows[-1])
             if args.against_bundled and name == "smollm2-135m":
                 rows.append(against_bundled(path, work))
-                print(json.dumps(rows[-1]), flush=True)
-    figures = {"measurements": rows, "speedups": speedups(rows)}
-    print(json.dumps(figures))
-    if args.out:
-        Path(args.out).write_text(json.dumps(figures, indent=1) + "\n")
+                emit(rows[-1])
+        emit({"measurements": rows, "speedups": speedups(rows)})
 
 
 if __name__ == "__main__":
