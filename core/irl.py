@@ -276,11 +276,10 @@ class MaxMarginIRL:
         run's cache or computed once, every layer in one pass, and cached."""
         ref = self.backbone_ref(run)
         key = feature_key(ref, self.config)
-        if run.has_weights(key, folder="features"):
+        if self._cache_holds(run, key, len(texts), layers):
             h, cached = checkpoints.read_features(run, key)
             wanted = cached if layers is None else layers
-            if h.shape[1] == len(texts) and set(wanted) <= set(cached):
-                return h[[cached.index(layer) for layer in wanted]], list(wanted)
+            return h[[cached.index(layer) for layer in wanted]], list(wanted)
         backbone = backbone if backbone is not None else policy.load_backbone(ref)
         tokenizer = tokenizer or policy.load_tokenizer(ref, padding_side="right")
         encode_at = self._layers_to_encode(backbone, layers)
@@ -311,8 +310,7 @@ class MaxMarginIRL:
         texts = demos[self.config.text_column()].tolist()
         ref = self.backbone_ref(run)
         key, layers = feature_key(ref, self.config), self.layers(run)
-        cached = checkpoints.feature_cache_shape(run, key)
-        if cached is not None and cached[0] == len(texts) and set(layers) <= set(cached[1]):
+        if self._cache_holds(run, key, len(texts), layers):
             return  # every process finds the same cache
         backbone = policy.load_backbone(ref)
         tokenizer = policy.load_tokenizer(ref, padding_side="right")
@@ -328,6 +326,13 @@ class MaxMarginIRL:
             checkpoints.write_features(run, key, h.cpu(), encode_at,
                                        {"backbone": ref, "encoded_by_processes": len(sizes)})  # fmt: skip
         accelerator.wait_for_everyone()
+
+    @staticmethod
+    def _cache_holds(run: Run, key: str, n_texts: int, layers: list[int] | None) -> bool:
+        """Whether the run's feature cache holds these sentences at these layers (None: any), read
+        from its header alone."""
+        shape = checkpoints.feature_cache_shape(run, key)
+        return shape is not None and shape[0] == n_texts and (layers is None or set(layers) <= set(shape[1]))
 
     def _layers_to_encode(self, backbone, layers: list[int] | None) -> list[int]:
         """Every hidden state unless the config names layers: one pass gives them all."""
