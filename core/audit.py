@@ -30,7 +30,6 @@ from core.equivalent_set import (
     EquivalenceRule,
     bootstrap_errors,
     character,
-    crowding,
     most_different,
     pairwise_correlations,
     select_members,
@@ -327,7 +326,7 @@ def evaluate_candidates(
         "n_test_sentences": len(test),
         "verdict_evidence": evidence,
         "verdict": verdict(evidence, words),
-        "warnings": [w for w in [crowding(candidates, best_id, len(equivalent), config.equivalence.selection)] if w],
+        "warnings": [],
     }
     tables = {"evaluation": evaluation_rows, "members": members_table, "member_scores": member_scores,
               "member_correlations": correlations,

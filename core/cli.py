@@ -165,7 +165,9 @@ def evaluate_command(
 
 
 def _print_evaluation(summary: dict, run) -> None:
-    for warning in summary.get("warnings", []):
+    from core.equivalent_set import crowding_of
+
+    for warning in [*summary.get("warnings", []), *filter(None, [crowding_of(run)])]:
         console.print(f"warning: {warning}", markup=False, highlight=False)
     best = summary["best_member_id"]
     lines = [

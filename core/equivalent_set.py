@@ -107,6 +107,16 @@ def crowding(candidates: pd.DataFrame, best_id: str, n_equivalent: int, selectio
             "narrow the set.")  # fmt: skip
 
 
+def crowding_of(run) -> str | None:
+    """:func:`crowding` of an evaluated run, derived from its candidates each time it is read (so
+    runs evaluated before the warning existed say it too); None before evaluation."""
+    summary = run.stage_summary("evaluate")
+    if "best_member_id" not in summary or not run.has_table("candidates"):
+        return None
+    return crowding(run.read_table("candidates"), summary["best_member_id"], summary.get("n_equivalent", 0),
+                    summary.get("selection", "demonstrations"))  # fmt: skip
+
+
 def bootstrap_errors(
     rewards: np.ndarray, prompt_ids: np.ndarray, rule: EquivalenceRule, *, is_expert: np.ndarray,
     pairs: np.ndarray, ground_truth: np.ndarray | None = None, seed: int = 0,

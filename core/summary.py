@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from core.demonstrations import as_scored, scored_sentence
-from core.equivalent_set import crowding
+from core.equivalent_set import crowding_of
 from core.run_store import Run
 from core.text_sets import has_markup_debris
 from core.wants import pays_for
@@ -67,11 +67,9 @@ def run_summary(run: Run) -> dict[str, Any]:
         for key, value in run.stage_summary(stage).items():
             if value is not None or key not in out:
                 out[key] = value
-    if run.has_table("candidates") and out.get("best_member_id"):  # runs evaluated before the warning existed
-        crowded = crowding(run.read_table("candidates"), out["best_member_id"], out["n_equivalent"],
-                           out.get("selection") or "demonstrations")  # fmt: skip
-        if crowded and crowded not in (out.get("warnings") or []):
-            out["warnings"] = [*(out.get("warnings") or []), crowded]
+    crowded = crowding_of(run)
+    if crowded:
+        out["warnings"] = [*(out.get("warnings") or []), crowded]
     out["pays_for"] = pays_for(run)
     out["stages"] = {name: record.status for name, record in run.manifest.stages.items()}
     out["models"] = dict(run.manifest.models)

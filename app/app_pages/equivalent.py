@@ -10,7 +10,7 @@ from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_l
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
-from core.equivalent_set import crowding, standardise
+from core.equivalent_set import crowding_of, standardise
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -30,9 +30,7 @@ st.markdown(
     f"(every layer × repeat × epoch) are equally good under the rule"
 )
 st.text(summary.get("equivalence_rule", ""))
-candidates = run_table(run, "candidates")
-crowded = None if candidates is None or "best_member_id" not in summary else crowding(
-    candidates, summary["best_member_id"], summary.get("n_equivalent", 0), summary.get("selection", "demonstrations"))  # fmt: skip
+crowded = crowding_of(run)
 if crowded:
     st.warning(plain(crowded))
 st.markdown(
