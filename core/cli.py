@@ -336,12 +336,17 @@ def faithfulness(
 ) -> None:
     """Measure every heatmap method (agreement with R*, deletion, localisation on one-word probes);
     the most faithful becomes the run's default."""
-    from core.faithfulness import faithfulness_stage
+    from core.faithfulness import TABLE, faithfulness_stage, indifferent_members
     from core.run_store import open_run
 
-    summary = faithfulness_stage(open_run(run), config)
+    opened = open_run(run)
+    summary = faithfulness_stage(opened, config)
     console.print(f"default heatmap method: {summary['saliency_method']} ({summary['saliency_method_reason']})",
                   markup=False)  # fmt: skip
+    resting = indifferent_members(opened.read_table(TABLE), opened.objective,
+                                  opened.read_table("lexicon") if opened.has_table("lexicon") else None)
+    if resting:
+        console.print(resting, markup=False)
 
 
 @app.command()

@@ -12,8 +12,14 @@ Three measures per method and member, stored in ``tables/faithfulness``:
 - localisation on this project's probe set for the objective (``assets/probes``: sentences with
   exactly one dispreferred word): the share whose most reward-lowering word is that word.
 
-The default method of the run's pages is chosen by localisation, then deletion, which need no
-R*: R* never selects anything, a heatmap method included. ``saliency_top1_match`` reports the
+A heatmap can only point at a word the reward punishes. So each member is first asked whether it
+punishes the planted word at all (removing the word raises its reward by ``PUNISHES_SD`` or
+more), and a method's localisation is counted on the probes its member punishes: a member that
+pays for other words is a finding about that reward (:func:`indifferent_members`), not a fault of
+the heatmap.
+
+The default method of the run's pages is chosen by that localisation, then deletion, which need
+no R*: R* never selects anything, a heatmap method included. ``saliency_top1_match`` reports the
 chosen method's agreement with R* where there is one.
 """
 
@@ -27,6 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from core.checkpoints import label
 from core.ground_truth import word_spans
 from core.recovered_reward import RecoveredReward
 from core.run_store import Run
@@ -36,6 +43,12 @@ STAGE = "faithfulness"
 TABLE = "faithfulness"
 PROBES = Path(__file__).resolve().parent.parent / "assets" / "probes"
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
+PUNISHES_SD = 0.1
+"""A member punishes a probe's planted word where removing it raises the member's reward by this
+many of its standard deviations on the run, or more."""
+HARDLY_PUNISHES = 0.5
+"""A member that punishes the planted word in fewer than this share of the probes is said to rest
+on other words."""
 
 
 class FaithfulnessConfig(BaseModel):
@@ -96,6 +109,14 @@ def deletion(reward: RecoveredReward, texts: list[str], word_scores: list[np.nda
     return falls.mean(0) / scale, random_falls.mean(0) / scale
 
 
+def planted_word_effects(reward: RecoveredReward, probes: list[dict], scale: np.ndarray) -> np.ndarray:
+    """(probes, K): how far each member's reward rises when the probe's planted word is removed,
+    in units of the member's std (positive: the member punishes the word)."""
+    texts = [p["text"] for p in probes]
+    without = [without_words(p["text"], {p["word_index"]}) for p in probes]
+    return (reward.score(without) - reward.score(texts)) / scale
+
+
 def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """(per method and member figures, summary) for the run's shown members."""
     from core.irl import IRLConfig
@@ -116,6 +137,9 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
     probes = probe_set(run.objective.name)
     scale = run.read_table("members").set_index("member").loc[reward.names, "scale"].to_numpy(float)
     methods = [m for m in config.methods if m in METHODS and (m != "decomposition" or exact_available(reward))]
+    if probes:
+        effects = planted_word_effects(reward, probes, scale)
+        punishes = effects >= PUNISHES_SD
     rows = []
     for method in tqdm(methods, desc="faithfulness", disable=not progress):
         def attributions(texts, with_truth=False, method=method):  # the decomposition: batched
@@ -142,30 +166,52 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
         for k, name in enumerate(reward.names):
             figures[name] |= {"deletion_fall": float(falls[k]), "deletion_fall_random": float(random_falls[k])}
         if probes:
-            hits = np.zeros(len(reward.names))
-            for probe, result in zip(probes, attributions(p["text"] for p in probes), strict=True):
-                hits += np.array([int(np.argmin(result.row(n))) == probe["word_index"] for n in reward.names])
+            hits = np.array([[int(np.argmin(result.row(n))) == probe["word_index"] for n in reward.names]
+                             for probe, result in zip(probes, attributions(p["text"] for p in probes), strict=True)])  # fmt: skip
             for k, name in enumerate(reward.names):
-                figures[name]["localisation"] = float(hits[k] / len(probes))
+                punished = punishes[:, k]
+                figures[name] |= {
+                    "localisation": float(hits[:, k].mean()),
+                    "localisation_punished": float(hits[punished, k].mean()) if punished.any() else None,
+                    "n_punished": int(punished.sum()),
+                    "punishes_planted_word": float(punished.mean()),
+                    "planted_word_effect": float(np.median(effects[:, k])),
+                }
         for name in reward.names:
             rows.append({"method": method, "member": name} | figures[name])
     table = pd.DataFrame(rows)
-    by_method = table.groupby("method").mean(numeric_only=True)
-    order = [c for c in ("localisation", "deletion_fall") if c in by_method]
-    best = by_method.sort_values(order, ascending=False).index[0]
+    methods_table = by_method(table)
+    order = [c for c in ("localisation_punished", "localisation", "deletion_fall") if c in methods_table]
+    best = methods_table.sort_values(order, ascending=False).index[0]
+    where = ("localisation {:.2f} on the project's one-word probes whose planted word the member punishes, "
+             if "localisation_punished" in methods_table else "localisation {:.2f} on the project's one-word probes, ")  # fmt: skip
     summary = {
         "saliency_method": best,
         "saliency_method_reason": (
-            f"most faithful of {', '.join(methods)} on this run: localisation "
-            f"{by_method.loc[best].get('localisation', float('nan')):.2f} on the project's one-word probes, "
-            f"deletion fall {by_method.loc[best, 'deletion_fall']:.2f} sd (random order "
-            f"{by_method.loc[best, 'deletion_fall_random']:.2f})"
+            f"most faithful of {', '.join(methods)} on this run: "
+            + where.format(methods_table.loc[best].get(order[0], float("nan")))
+            + f"deletion fall {methods_table.loc[best, 'deletion_fall']:.2f} sd (random order "
+            f"{methods_table.loc[best, 'deletion_fall_random']:.2f})"
         ),
-        "saliency_top1_match": float(by_method.loc[best, "top1_match"]) if "top1_match" in by_method else None,
+        "saliency_top1_match": float(methods_table.loc[best, "top1_match"]) if "top1_match" in methods_table else None,
         "saliency_localisation_best_member": float(table.loc[table["method"] == best, "localisation"].max())
         if "localisation" in table else None,
     }  # fmt: skip
+    if probes:
+        summary["punishes_planted_word"] = dict(zip(reward.names, punishes.mean(0).tolist(), strict=True))
     return table, summary
+
+
+def by_method(table: pd.DataFrame) -> pd.DataFrame:
+    """Each method's figures averaged over the members; its localisation on punished probes is
+    pooled over them (a member that punishes 2 probes weighs less than one that punishes 70)."""
+    means = table.groupby("method").mean(numeric_only=True)
+    if "n_punished" in table:
+        weighted = table.assign(_hits=table["localisation_punished"].fillna(0) * table["n_punished"])
+        sums = weighted.groupby("method")[["_hits", "n_punished"]].sum()
+        means["localisation_punished"] = (sums["_hits"] / sums["n_punished"].where(sums["n_punished"] > 0)).reindex(means.index)
+        means = means.drop(columns=["n_punished"])
+    return means
 
 
 TRUSTED_LOCALISATION = 0.7
@@ -174,17 +220,52 @@ TRUSTED_LOCALISATION = 0.7
 
 def caution(table: pd.DataFrame | None, method: str, objective) -> str | None:
     """A sentence for heatmaps drawn by a method that often misses the planted word on the run's
-    one-word probes: they show which words move the reward, not which single word decides it.
-    None where the method localises well or was not measured."""
+    one-word probes, counting only the probes whose member punishes that word: they show which
+    words move the reward, not which single word decides it. None where the method localises well
+    or was not measured."""
     if table is None or "localisation" not in table or method not in set(table["method"]):
         return None
-    share = float(table.loc[table["method"] == method, "localisation"].mean())
+    figures = by_method(table).loc[method]
+    punished = "localisation_punished" in figures
+    share = float(figures["localisation_punished" if punished else "localisation"])
     if not np.isfinite(share) or share >= TRUSTED_LOCALISATION:
         return None
-    return (f"Read these heatmaps with care: on this project's probes (sentences with one "
-            f"{objective.dispreferred} word), {method} blames that word most in only {share:.0%} of them, "
-            "averaged over the members. They show which words move the reward, not reliably which single "
+    which = (f"of the probes (sentences with one {objective.dispreferred} word) whose word the member punishes"
+             if punished else f"of this project's probes (sentences with one {objective.dispreferred} word)")  # fmt: skip
+    return (f"Read these heatmaps with care: {method} blames the planted word most in only {share:.0%} {which}, "
+            "pooled over the members. They show which words move the reward, not reliably which single "
             "word decides it.")  # fmt: skip
+
+
+def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataFrame | None = None,
+                        n: int = 5) -> str | None:  # fmt: skip
+    """A sentence naming the members that hardly punish the objective's dispreferred words on the
+    project's probes: equally good on the demonstrations, they rest on other words, and their
+    heatmaps rightly blame those; with the run's lexicon, the n words those members punish most.
+    None where every member punishes them or nothing was measured. Words come from the run's own
+    texts: escape them to display."""
+    if table is None or "punishes_planted_word" not in table:
+        return None
+    share = table.drop_duplicates("member").set_index("member")["punishes_planted_word"]
+    hardly = share[share < HARDLY_PUNISHES].sort_values()
+    if hardly.empty:
+        return None
+    others = share.drop(hardly.index)
+    named = ", ".join(f"{v:.0%} ({label(m)})" for m, v in hardly.items())
+    against = (f", against {others.min():.0%} to {others.max():.0%} for the others" if len(others) > 1
+               else f", against {others.iloc[0]:.0%} for the other" if len(others) else "")  # fmt: skip
+    return (f"{len(hardly)} of the {len(share)} shown members hardly punish {objective.dispreferred} words: "
+            f"removing the one {objective.dispreferred} word from this project's probes raises their reward "
+            f"(by {PUNISHES_SD} sd or more) in only {named} of them{against}. As good as the rest on the "
+            "demonstrations, they rest on other words, and their heatmaps rightly blame those."
+            + _punished_instead(lexicon, list(hardly.index), n))
+
+
+def _punished_instead(lexicon: pd.DataFrame | None, members: list[str], n: int) -> str:
+    if lexicon is None or not set(members) <= set(lexicon.columns):
+        return ""
+    words = lexicon.assign(_mean=lexicon[members].mean(axis=1)).nsmallest(n, "_mean")["word"]
+    return " The lexicon's words they punish most: " + ", ".join(f"“{w}”" for w in words) + "."
 
 
 def top1_match(member_words: np.ndarray, truth_words: np.ndarray) -> bool | None:

@@ -25,7 +25,7 @@ from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
 from core.errors import IrlLensError
-from core.faithfulness import caution
+from core.faithfulness import caution, indifferent_members
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
 from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
@@ -240,9 +240,14 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
     out = [f"<h2>Example heatmaps</h2><p class='note'>Method: {_e(method)}. Green raises the reward "
            f"(toward {_e(run.objective.preferred)}), red lowers it. Of the test sentences with at least "
            f"{MIN_WORDS} words, the {n - 2} the members score lowest on average and the 2 they score highest.</p>"]  # fmt: skip
-    careful = caution(run.read_table("faithfulness") if run.has_table("faithfulness") else None, method, run.objective)
+    faithfulness = run.read_table("faithfulness") if run.has_table("faithfulness") else None
+    careful = caution(faithfulness, method, run.objective)
     if careful:
         out.append(f"<p class='note'><b>Caution.</b> {_e(careful)}</p>")
+    resting = indifferent_members(faithfulness, run.objective,
+                                  run.read_table("lexicon") if run.has_table("lexicon") else None)
+    if resting:
+        out.append(f"<p class='note'>{_e(resting)}</p>")
     if faithful and faithful != method:
         out.append(f"<p class='note'>The most faithful method on this run is {_e(faithful)}; its heatmaps are not "
                    f"stored (<code>irl-lens saliency RUN --method {_e(faithful)}</code>).</p>")  # fmt: skip

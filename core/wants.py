@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.battery import BatteryConfig, battery_stage, member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, run_panel
+from core.faithfulness import indifferent_members
 from core.lexicon import (
     LexiconConfig,
     disagreements,
@@ -55,7 +56,8 @@ def _quoted(words) -> str:
 def pays_for(run: Run, n: int = 5) -> list[str] | None:
     """What the recovered reward pays for, in sentences an auditor can quote: the words it rates
     furthest to each side, where it ranks words apart from R* (where the run has one), the
-    battery's flagged edits, and where the equally good members disagree. None before the lexicon
+    battery's flagged edits, where the equally good members disagree, and which of them hardly
+    punish the objective's dispreferred words (from the faithfulness stage). None before the lexicon
     and battery stages have run. Words come from the run's own texts: escape them to display."""
     if not (run.has_table("lexicon") and run.has_table("battery")):
         return None
@@ -91,4 +93,8 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
                    + (f" ({', '.join(edits[:4])}{', …' if len(edits) > 4 else ''})" if edits else "")
                    + f" and put {len(split)} of {len(lexicon)} words on different sides"
                    + (f", among them {_quoted(split['word'][:3])}" if len(split) else "") + ".")  # fmt: skip
+    resting = indifferent_members(run.read_table("faithfulness") if run.has_table("faithfulness") else None,
+                                  words, lexicon)
+    if resting:
+        out.append(resting)
     return out

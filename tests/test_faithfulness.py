@@ -1,9 +1,21 @@
 """Faithfulness of heatmap methods: measured on the run, the most faithful becomes the default."""
 
 import numpy as np
+import pandas as pd
+import pytest
 from conftest import build_audited_toy_run
 
-from core.faithfulness import FaithfulnessConfig, faithfulness_stage, probe_set, without_words
+from core.faithfulness import (
+    FaithfulnessConfig,
+    by_method,
+    caution,
+    faithfulness_stage,
+    indifferent_members,
+    planted_word_effects,
+    probe_set,
+    without_words,
+)
+from core.objective import BUILT_IN
 from core.recovered_reward import RecoveredReward
 from core.run_store import Run
 from core.saliency import default_method
@@ -31,12 +43,21 @@ def test_faithfulness_stage_chooses_the_default_method(tmp_path, tiny_models):
     table = Run.open(run.path).read_table("faithfulness")
     members = RecoveredReward(run).names
     assert len(table) == 2 * len(members) and set(table["method"]) == {"decomposition", "occlusion"}
-    for column in ("top1_match", "localisation"):
+    for column in ("top1_match", "localisation", "punishes_planted_word"):
         assert table[column].between(0, 1).all()
     assert np.isfinite(table["deletion_fall"]).all() and np.isfinite(table["deletion_fall_random"]).all()
-    means = table.groupby("method")[["localisation", "deletion_fall"]].mean()
-    best = means.sort_values(["localisation", "deletion_fall"], ascending=False).index[0]
-    assert summary["saliency_method"] == best and "localisation" in summary["saliency_method_reason"]
+    # whether a member punishes the planted word is the member's, the same under every method
+    per_member = table.groupby("member")[["punishes_planted_word", "planted_word_effect", "n_punished"]].nunique()
+    assert (per_member == 1).all().all()
+    probes = len(probe_set(run.objective.name))
+    assert np.allclose(table["n_punished"], table["punishes_planted_word"] * probes)
+    assert (table["localisation_punished"].isna() == (table["n_punished"] == 0)).all()
+    assert summary["punishes_planted_word"] == pytest.approx(
+        table.drop_duplicates("member").set_index("member")["punishes_planted_word"].to_dict()
+    )
+    means = by_method(table)
+    best = means.sort_values(["localisation_punished", "localisation", "deletion_fall"], ascending=False).index[0]
+    assert summary["saliency_method"] == best and "whose planted word the member punishes" in summary["saliency_method_reason"]
     assert summary["saliency_top1_match"] == table.loc[table["method"] == best, "top1_match"].mean()
     assert default_method(RecoveredReward(Run.open(run.path))) == best
 
@@ -58,15 +79,58 @@ def test_top1_match_counts_ties_of_a_repeated_word():
 
 
 def test_heatmaps_of_a_method_that_misses_the_planted_word_come_with_a_caution():
-    import pandas as pd
-
-    from core.faithfulness import caution
-    from core.objective import BUILT_IN
-
     table = pd.DataFrame({"method": ["occlusion", "occlusion", "gradient_x_input", "gradient_x_input"],
                           "member": ["a", "b", "a", "b"], "localisation": [0.9, 0.8, 0.5, 0.3]})  # fmt: skip
     assert caution(table, "occlusion", BUILT_IN["sentiment"]) is None  # 85%: trusted
     said = caution(table, "gradient_x_input", BUILT_IN["sentiment"])
-    assert "sentences with one negative word" in said and "only 40% of them" in said
+    assert "only 40% of this project's probes (sentences with one negative word)" in said  # tables before n_punished
     assert caution(table, "decomposition", BUILT_IN["sentiment"]) is None  # not measured: nothing to say
     assert caution(None, "occlusion", BUILT_IN["sentiment"]) is None
+
+
+class _WordCounter:
+    """Member "punishes" loses a point per planted word; member "length" pays 0.1 per word."""
+
+    names = ["punishes", "length"]
+
+    def __init__(self, planted):
+        self.planted = planted
+
+    def score(self, texts):
+        return np.array([[-sum(w.strip(".,!?") in self.planted for w in t.split()), 0.1 * len(t.split())]
+                         for t in texts])  # fmt: skip
+
+
+def test_the_planted_words_effect_tells_a_member_that_punishes_it_from_one_that_rests_on_length():
+    probes = probe_set("sentiment")[:10]
+    effects = planted_word_effects(_WordCounter({p["word"] for p in probes}), probes, np.array([1.0, 0.5]))
+    assert effects.shape == (10, 2)
+    assert np.allclose(effects[:, 0], 1.0)  # removing the word gives back the point
+    assert np.allclose(effects[:, 1], -0.2)  # one word fewer: 0.1 less, in units of its std 0.5
+
+
+def test_members_that_hardly_punish_the_dispreferred_words_are_named():
+    table = pd.DataFrame({"method": ["occlusion"] * 3 + ["decomposition"] * 3, "member": ["l1-r0-e1", "l2-r0-e1", "l3-r0-e1"] * 2,
+                          "punishes_planted_word": [0.95, 0.2, 0.03] * 2})  # fmt: skip
+    said = indifferent_members(table, BUILT_IN["sentiment"])
+    assert said.startswith("2 of the 3 shown members hardly punish negative words")
+    assert "in only 3% (layer 3 · repeat 0 · epoch 1), 20% (layer 2 · repeat 0 · epoch 1) of them, against 95% for the other" in said
+    lexicon = pd.DataFrame({"word": ["awful", "price", "two", "nice"], "l1-r0-e1": [-2.0, 0.1, 0.0, 1.0],
+                            "l2-r0-e1": [0.0, -1.0, -0.5, 0.2], "l3-r0-e1": [0.1, -0.4, -0.6, 0.3]})  # fmt: skip
+    assert indifferent_members(table, BUILT_IN["sentiment"], lexicon, n=2).endswith(
+        "The lexicon's words they punish most: “price”, “two”.")
+    assert indifferent_members(table, BUILT_IN["sentiment"], lexicon.drop(columns="l3-r0-e1")) == said
+    assert indifferent_members(table.assign(punishes_planted_word=0.6), BUILT_IN["sentiment"]) is None
+    assert indifferent_members(table.drop(columns="punishes_planted_word"), BUILT_IN["sentiment"]) is None
+    assert indifferent_members(None, BUILT_IN["sentiment"]) is None
+
+
+def test_the_caution_counts_only_probes_whose_member_punishes_the_word():
+    # member b never punishes the planted word: its misses say nothing of the method
+    table = pd.DataFrame({"method": ["occlusion"] * 2 + ["decomposition"] * 2, "member": ["a", "b"] * 2,
+                          "localisation": [0.85, 0.0, 0.5, 0.1], "localisation_punished": [0.9, None, 0.5, 0.0],
+                          "n_punished": [60, 0, 60, 40]})  # fmt: skip
+    assert by_method(table).loc["occlusion", "localisation_punished"] == pytest.approx(0.9)
+    assert caution(table, "occlusion", BUILT_IN["sentiment"]) is None  # plain localisation, 43%, would caution
+    said = caution(table, "decomposition", BUILT_IN["sentiment"])
+    assert "only 30% of the probes (sentences with one negative word) whose word the member punishes" in said

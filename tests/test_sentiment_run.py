@@ -135,9 +135,14 @@ def test_the_report_says_what_the_harness_says(sentiment):
     assert "It repeats itself: distinct-2 0.08 against the expert&#x27;s 0.38" in page
     assert "Where the equally good members part ways" in page and "<li><b>said twice</b>: toward positive: layer 8 (+0.27)" in page
     assert "<p class='note'><b>Warning.</b> 6734 of 7440 candidates (91%) are equally good" in page
-    # its heatmaps are stored for decomposition only, which misses the planted word on most probes
-    assert "<b>Caution.</b> Read these heatmaps with care" in page and "only 15% of them" in page
-    assert "The most faithful method on this run is occlusion; its heatmaps are not stored" in page
+    # occlusion, the most faithful method, is stored and localises well on the punished probes;
+    # five members rest on other words than the negative ones, and the report says which
+    assert "Method: occlusion." in page and "Read these heatmaps with care" not in page
+    assert "5 of the 8 shown members hardly punish negative words" in page
+    assert "The lexicon&#x27;s words they punish most: “counter”, “two”, “nothing”" in page
+    from core.wants import pays_for
+
+    assert pays_for(sentiment)[-1].startswith("5 of the 8 shown members hardly punish negative words")
 
 
 def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment, monkeypatch):
@@ -164,6 +169,14 @@ def test_the_equivalent_page_says_the_demonstrations_cannot_tell_most_candidates
     assert "6734 of 7440 candidates (91%) are equally good" in said and "cannot tell these rewards apart" in said
 
 
-def test_the_heatmaps_page_cautions_where_its_method_misses_the_planted_word(sentiment, monkeypatch):
-    said = _warnings_of("heatmaps", sentiment, monkeypatch)
-    assert "Read these heatmaps with care" in said and "only 43% of them" in said  # occlusion, the default
+def test_the_heatmaps_page_names_the_members_that_rest_on_other_words(sentiment, monkeypatch):
+    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    at.switch_page("app_pages/heatmaps.py").run()
+    assert not at.exception, at.exception
+    said = " ".join(i.value for i in at.info).replace("\\", "")
+    assert "5 of the 8 shown members hardly punish negative words" in said and "layer 12 · repeat 2 · epoch 5" in said
+    assert not any("Read these heatmaps with care" in w.value for w in at.warning)  # occlusion, the default
+    at.radio[0].set_value("decomposition").run()  # which misses the planted word on most punished probes
+    said = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "Read these heatmaps with care: decomposition blames the planted word most in only 28%" in said

@@ -11,6 +11,7 @@ from app.state import member_label, no_ground_truth_note, require, run_table, se
 from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
 from core.equivalent_set import crowding_of, standardise
+from core.faithfulness import indifferent_members
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -66,10 +67,18 @@ st.subheader("How each member draws the line")
 st.caption(
     "Members agree on the selection criteria but differ in which sentences they prefer, in offset, "
     "scale and where their calibrated threshold falls. The ensemble (mean of the standardised "
-    "members) is a reference row, not a member."
+    "members) is a reference row, not a member. Where the faithfulness stage has run, the table's last "
+    "column is the share of this project's one-word probes whose planted word the member punishes."
 )
 for text in members["character"]:
     st.text(f"• {text}")
+faithfulness = run_table(run, "faithfulness")
+resting = indifferent_members(faithfulness, words, run_table(run, "lexicon"))
+if resting:
+    st.info(plain(resting))
+if faithfulness is not None and "punishes_planted_word" in faithfulness:  # the share of one-word probes
+    share = faithfulness.drop_duplicates("member").set_index("member")["punishes_planted_word"]
+    members = members.assign(**{f"punishes the {words.dispreferred} word": members["member"].map(share)})
 st.dataframe(members.drop(columns=["character", "shown", "label"]).round(3), hide_index=True)
 
 left, right = st.columns(2)

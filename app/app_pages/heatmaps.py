@@ -13,7 +13,7 @@ from app.state import (
     selected_run,
     shown_members,
 )
-from core.faithfulness import caution
+from core.faithfulness import by_method, caution, indifferent_members
 from core.saliency import METHODS, default_method, exact_available
 
 st.title("Token heatmaps")
@@ -72,15 +72,21 @@ faithfulness = run_table(run, "faithfulness")
 careful = caution(faithfulness, method, words)
 if careful:
     st.warning(plain(careful))
+resting = indifferent_members(faithfulness, words, run_table(run, "lexicon"))
+if resting:
+    st.info(plain(resting))
 if faithfulness is not None:
     with st.expander("How faithful is each method on this run?"):
         st.caption(
             "top1_match / ground_truth_pearson: agreement with R*'s exact word contributions on test "
             f"sentences of the {plain(words.dispreferred)} side; deletion_fall: how far a member's reward falls "
             "(in its std) when its most-credited words are removed, beside a random order; "
-            "localisation: share of the project's one-word probes whose planted word is blamed most."
+            "localisation: share of the project's one-word probes whose planted word is blamed most; "
+            "localisation_punished: the same on the probes whose member punishes the planted word (removing "
+            "it raises the reward), pooled over the members; punishes_planted_word: the share of probes "
+            "whose word the member punishes, planted_word_effect: the median rise in sd when it goes."
         )
-        st.dataframe(faithfulness.groupby("method").mean(numeric_only=True).round(3))
+        st.dataframe(by_method(faithfulness).round(3))
 
 chosen = view.set_index("row").loc[row]
 if chosen["sentence"] != chosen["prompt"] + chosen["completion"]:  # a completion-only reward
