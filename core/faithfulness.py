@@ -13,10 +13,12 @@ Three measures per method and member, stored in ``tables/faithfulness``:
   exactly one dispreferred word): the share whose most reward-lowering word is that word.
 
 A heatmap can only point at a word the reward punishes. So each member is first asked whether it
-punishes the planted word at all (removing the word raises its reward by ``PUNISHES_SD`` or
-more), and a method's localisation is counted on the probes its member punishes: a member that
-pays for other words is a finding about that reward (:func:`indifferent_members`), not a fault of
-the heatmap.
+punishes the planted word at all: whether removing it raises the member's reward by ``PUNISHES_SD``
+more than removing one of the probe's other words does (their median). Against the other words,
+not against zero: a member that pays for length loses reward with every word removed, and still
+punishes the planted word if it loses less there. A method's localisation is counted on the
+probes its member punishes: a member that pays for other things is a finding about that reward
+(:func:`indifferent_members`), not a fault of the heatmap.
 
 The default method of the run's pages is chosen by that localisation, then deletion, which need
 no R*: R* never selects anything, a heatmap method included. ``saliency_top1_match`` reports the
@@ -45,10 +47,10 @@ PROBES = Path(__file__).resolve().parent.parent / "assets" / "probes"
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 PUNISHES_SD = 0.1
 """A member punishes a probe's planted word where removing it raises the member's reward by this
-many of its standard deviations on the run, or more."""
+many of its standard deviations on the run more than removing one of the other words does."""
 HARDLY_PUNISHES = 0.5
-"""A member that punishes the planted word in fewer than this share of the probes is said to rest
-on other words."""
+"""A member that punishes the planted word in fewer than this share of the probes is said to pay
+for something else."""
 
 
 class FaithfulnessConfig(BaseModel):
@@ -110,11 +112,22 @@ def deletion(reward: RecoveredReward, texts: list[str], word_scores: list[np.nda
 
 
 def planted_word_effects(reward: RecoveredReward, probes: list[dict], scale: np.ndarray) -> np.ndarray:
-    """(probes, K): how far each member's reward rises when the probe's planted word is removed,
-    in units of the member's std (positive: the member punishes the word)."""
-    texts = [p["text"] for p in probes]
-    without = [without_words(p["text"], {p["word_index"]}) for p in probes]
-    return (reward.score(without) - reward.score(texts)) / scale
+    """(probes, K): how much further each member's reward rises when the probe's planted word is
+    removed than when one of its other words is (their median), in units of the member's std.
+    Positive: the member punishes that word more than the rest of the sentence."""
+    variants, owner = [], []  # every probe without each of its words, in order
+    for i, probe in enumerate(probes):
+        n_words = len(word_spans(probe["text"]))
+        variants += [without_words(probe["text"], {j}) for j in range(n_words)]
+        owner += [i] * n_words
+    owner = np.array(owner)
+    rises = reward.score(variants) - reward.score([p["text"] for p in probes])[owner]
+    effects = np.zeros((len(probes), rises.shape[1]))
+    for i, probe in enumerate(probes):
+        own = rises[owner == i]
+        others = np.delete(own, probe["word_index"], axis=0)
+        effects[i] = own[probe["word_index"]] - (np.median(others, axis=0) if len(others) else 0.0)
+    return effects / scale
 
 
 def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True) -> tuple[pd.DataFrame, dict]:
@@ -240,10 +253,10 @@ def caution(table: pd.DataFrame | None, method: str, objective) -> str | None:
 def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataFrame | None = None,
                         n: int = 5) -> str | None:  # fmt: skip
     """A sentence naming the members that hardly punish the objective's dispreferred words on the
-    project's probes: equally good on the demonstrations, they rest on other words, and their
-    heatmaps rightly blame those; with the run's lexicon, the n words those members punish most.
-    None where every member punishes them or nothing was measured. Words come from the run's own
-    texts: escape them to display."""
+    project's probes: equally good on the demonstrations, they pay for something else, and their
+    heatmaps rightly do not blame those words; with the run's lexicon, the n words those members
+    punish most. None where every member punishes them or nothing was measured. Words come from the
+    run's own texts: escape them to display."""
     if table is None or "punishes_planted_word" not in table:
         return None
     share = table.drop_duplicates("member").set_index("member")["punishes_planted_word"]
@@ -251,13 +264,15 @@ def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataF
     if hardly.empty:
         return None
     others = share.drop(hardly.index)
-    named = ", ".join(f"{v:.0%} ({label(m)})" for m, v in hardly.items())
-    against = (f", against {others.min():.0%} to {others.max():.0%} for the others" if len(others) > 1
-               else f", against {others.iloc[0]:.0%} for the other" if len(others) else "")  # fmt: skip
+    against = (f"; {others.min():.0%} to {others.max():.0%} for the others" if len(others) > 1
+               else f"; {others.iloc[0]:.0%} for the other" if len(others) else "")  # fmt: skip
+    span = f"{hardly.iloc[0]:.0%}" if len(hardly) == 1 else f"{hardly.iloc[0]:.0%} to {hardly.iloc[-1]:.0%}"
+    named = ", ".join(f"{label(m)} ({v:.0%})" for m, v in hardly.items())
     return (f"{len(hardly)} of the {len(share)} shown members hardly punish {objective.dispreferred} words: "
-            f"removing the one {objective.dispreferred} word from this project's probes raises their reward "
-            f"(by {PUNISHES_SD} sd or more) in only {named} of them{against}. As good as the rest on the "
-            "demonstrations, they rest on other words, and their heatmaps rightly blame those."
+            f"on this project's probes, removing the one {objective.dispreferred} word raises their reward more "
+            f"than removing another word (by {PUNISHES_SD} sd or more) in only {span} of them{against}. They are {named}. As good as the "
+            "rest on the demonstrations, they pay for something else, and where their heatmaps do not blame the "
+            f"{objective.dispreferred} word, they tell the truth about them."
             + _punished_instead(lexicon, list(hardly.index), n))
 
 
@@ -265,7 +280,8 @@ def _punished_instead(lexicon: pd.DataFrame | None, members: list[str], n: int) 
     if lexicon is None or not set(members) <= set(lexicon.columns):
         return ""
     words = lexicon.assign(_mean=lexicon[members].mean(axis=1)).nsmallest(n, "_mean")["word"]
-    return " The lexicon's words they punish most: " + ", ".join(f"“{w}”" for w in words) + "."
+    return (f" Of the run's {len(lexicon)} words scored alone, they punish most "
+            + ", ".join(f"“{w}”" for w in words) + ".")
 
 
 def top1_match(member_words: np.ndarray, truth_words: np.ndarray) -> bool | None:

@@ -105,8 +105,9 @@ def test_the_planted_words_effect_tells_a_member_that_punishes_it_from_one_that_
     probes = probe_set("sentiment")[:10]
     effects = planted_word_effects(_WordCounter({p["word"] for p in probes}), probes, np.array([1.0, 0.5]))
     assert effects.shape == (10, 2)
-    assert np.allclose(effects[:, 0], 1.0)  # removing the word gives back the point
-    assert np.allclose(effects[:, 1], -0.2)  # one word fewer: 0.1 less, in units of its std 0.5
+    assert np.allclose(effects[:, 0], 1.0)  # removing the word gives back the point, removing another nothing
+    # a member that pays for length loses 0.1 with every word removed: the planted word no more than the rest
+    assert np.allclose(effects[:, 1], 0.0)
 
 
 def test_members_that_hardly_punish_the_dispreferred_words_are_named():
@@ -114,11 +115,12 @@ def test_members_that_hardly_punish_the_dispreferred_words_are_named():
                           "punishes_planted_word": [0.95, 0.2, 0.03] * 2})  # fmt: skip
     said = indifferent_members(table, BUILT_IN["sentiment"])
     assert said.startswith("2 of the 3 shown members hardly punish negative words")
-    assert "in only 3% (layer 3 · repeat 0 · epoch 1), 20% (layer 2 · repeat 0 · epoch 1) of them, against 95% for the other" in said
+    assert "in only 3% to 20% of them; 95% for the other." in said
+    assert "They are layer 3 · repeat 0 · epoch 1 (3%), layer 2 · repeat 0 · epoch 1 (20%)." in said
     lexicon = pd.DataFrame({"word": ["awful", "price", "two", "nice"], "l1-r0-e1": [-2.0, 0.1, 0.0, 1.0],
                             "l2-r0-e1": [0.0, -1.0, -0.5, 0.2], "l3-r0-e1": [0.1, -0.4, -0.6, 0.3]})  # fmt: skip
     assert indifferent_members(table, BUILT_IN["sentiment"], lexicon, n=2).endswith(
-        "The lexicon's words they punish most: “price”, “two”.")
+        "Of the run's 4 words scored alone, they punish most “price”, “two”.")
     assert indifferent_members(table, BUILT_IN["sentiment"], lexicon.drop(columns="l3-r0-e1")) == said
     assert indifferent_members(table.assign(punishes_planted_word=0.6), BUILT_IN["sentiment"]) is None
     assert indifferent_members(table.drop(columns="punishes_planted_word"), BUILT_IN["sentiment"]) is None

@@ -135,14 +135,15 @@ def test_the_report_says_what_the_harness_says(sentiment):
     assert "It repeats itself: distinct-2 0.08 against the expert&#x27;s 0.38" in page
     assert "Where the equally good members part ways" in page and "<li><b>said twice</b>: toward positive: layer 8 (+0.27)" in page
     assert "<p class='note'><b>Warning.</b> 6734 of 7440 candidates (91%) are equally good" in page
-    # occlusion, the most faithful method, is stored and localises well on the punished probes;
-    # five members rest on other words than the negative ones, and the report says which
-    assert "Method: occlusion." in page and "Read these heatmaps with care" not in page
-    assert "5 of the 8 shown members hardly punish negative words" in page
-    assert "The lexicon&#x27;s words they punish most: “counter”, “two”, “nothing”" in page
+    # occlusion, the most faithful method, is stored; it misses the planted word on 31% of the probes
+    # whose member punishes it; three members hardly punish negative words, and the report says which
+    assert "Method: occlusion." in page and "occlusion blames the planted word most in only 69%" in page
+    assert "3 of the 8 shown members hardly punish negative words" in page
+    assert "They are layer 12 · repeat 2 · epoch 5 (10%), layer 15 · repeat 2 · epoch 3 (43%)" in page
+    assert "Of the run&#x27;s 600 words scored alone, they punish most “two”, “i”, “off”" in page
     from core.wants import pays_for
 
-    assert pays_for(sentiment)[-1].startswith("5 of the 8 shown members hardly punish negative words")
+    assert pays_for(sentiment)[-1].startswith("3 of the 8 shown members hardly punish negative words")
 
 
 def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment, monkeypatch):
@@ -169,14 +170,16 @@ def test_the_equivalent_page_says_the_demonstrations_cannot_tell_most_candidates
     assert "6734 of 7440 candidates (91%) are equally good" in said and "cannot tell these rewards apart" in said
 
 
-def test_the_heatmaps_page_names_the_members_that_rest_on_other_words(sentiment, monkeypatch):
+def test_the_heatmaps_page_names_the_members_that_hardly_punish_negative_words(sentiment, monkeypatch):
     monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
     at = AppTest.from_file(ENTRY, default_timeout=300).run()
     at.switch_page("app_pages/heatmaps.py").run()
     assert not at.exception, at.exception
     said = " ".join(i.value for i in at.info).replace("\\", "")
-    assert "5 of the 8 shown members hardly punish negative words" in said and "layer 12 · repeat 2 · epoch 5" in said
-    assert not any("Read these heatmaps with care" in w.value for w in at.warning)  # occlusion, the default
+    assert "3 of the 8 shown members hardly punish negative words" in said and "layer 12 · repeat 2 · epoch 5" in said
+    warned = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "Read these heatmaps with care: occlusion blames the planted word most in only 69%" in warned
+    assert at.radio[0].label == "Method"
     at.radio[0].set_value("decomposition").run()  # which misses the planted word on most punished probes
-    said = " ".join(w.value for w in at.warning).replace("\\", "")
-    assert "Read these heatmaps with care: decomposition blames the planted word most in only 28%" in said
+    warned = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "Read these heatmaps with care: decomposition blames the planted word most in only 25%" in warned

@@ -83,8 +83,10 @@ if faithfulness is not None:
             "(in its std) when its most-credited words are removed, beside a random order; "
             "localisation: share of the project's one-word probes whose planted word is blamed most; "
             "localisation_punished: the same on the probes whose member punishes the planted word (removing "
-            "it raises the reward), pooled over the members; punishes_planted_word: the share of probes "
-            "whose word the member punishes, planted_word_effect: the median rise in sd when it goes."
+            "it raises the reward more than removing another word of the probe), pooled over the members; "
+            "punishes_planted_word: the share of probes whose word the member punishes; planted_word_effect: "
+            "the median, over probes, of how much further (in sd) the reward rises when that word goes than "
+            "when another word does."
         )
         st.dataframe(by_method(faithfulness).round(3))
 
