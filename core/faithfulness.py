@@ -250,6 +250,14 @@ def caution(table: pd.DataFrame | None, method: str, objective) -> str | None:
             "word decides it.")  # fmt: skip
 
 
+def punishes_shares(table: pd.DataFrame | None) -> pd.Series | None:
+    """Member → the share of the project's probes whose planted word it punishes; None where the
+    faithfulness stage has not measured it."""
+    if table is None or "punishes_planted_word" not in table:
+        return None
+    return table.drop_duplicates("member").set_index("member")["punishes_planted_word"]
+
+
 def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataFrame | None = None,
                         n: int = 5) -> str | None:  # fmt: skip
     """A sentence naming the members that hardly punish the objective's dispreferred words on the
@@ -257,9 +265,9 @@ def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataF
     heatmaps rightly do not blame those words; with the run's lexicon, the n words those members
     punish most. None where every member punishes them or nothing was measured. Words come from the
     run's own texts: escape them to display."""
-    if table is None or "punishes_planted_word" not in table:
+    share = punishes_shares(table)
+    if share is None:
         return None
-    share = table.drop_duplicates("member").set_index("member")["punishes_planted_word"]
     hardly = share[share < HARDLY_PUNISHES].sort_values()
     if hardly.empty:
         return None

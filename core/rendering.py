@@ -70,16 +70,17 @@ def attribution_rows(result: AttributionResult, label) -> list[tuple[str, str, f
     return rows
 
 
-def attribution_table_html(rows: list[tuple[str, str, float | None]]) -> str:
+def attribution_table_html(rows: list[tuple[str, str, float | None]], notes: dict[str, str] | None = None) -> str:
     """:func:`attribution_rows` as one HTML table (reward, agreement with R*, heatmap): a page
     draws one element per sentence instead of three per reward, which is what a browser pays for
-    when colleagues probe at once."""
+    when colleagues probe at once. ``notes``: a line more under a row's label, by label."""
     body = []
     for name, heatmap, agreement in rows:
-        agree = "" if agreement is None else f"agreement with R*: {agreement:+.2f}"
+        small = [] if agreement is None else [f"agreement with R*: {agreement:+.2f}"]
+        small += [notes[name]] if notes and name in notes else []
         body.append(
             f'<tr><td style="padding:2px 8px;white-space:nowrap;vertical-align:top">{html.escape(name)}'
-            f'<br><small style="opacity:0.7">{html.escape(agree)}</small></td>'
+            f'<br><small style="opacity:0.7">{"<br>".join(html.escape(s) for s in small)}</small></td>'
             f'<td style="padding:2px 4px">{heatmap}</td></tr>'
         )
     return '<table style="border-collapse:collapse;width:100%">' + "".join(body) + "</table>"

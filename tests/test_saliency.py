@@ -267,3 +267,6 @@ def test_attribution_table_is_one_escaped_table_with_every_row(saliency):
     assert table.count("<tr>") == len(rows) and "<b>" not in table and "&lt;b&gt;" in table
     assert table.count("<span title=") == sum(row.count("<span title=") for _, row, _ in rows)
     assert ("agreement with R*" in table) == any(a is not None for _, _, a in rows)
+    first = rows[0][0]
+    noted = attribution_table_html(rows, {first: "punishes the <toxic> word in 10% of the probes"})
+    assert noted.count("punishes the &lt;toxic&gt; word in 10% of the probes") == 1 and "<toxic>" not in noted

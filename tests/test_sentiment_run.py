@@ -177,6 +177,8 @@ def test_the_heatmaps_page_names_the_members_that_hardly_punish_negative_words(s
     assert not at.exception, at.exception
     said = " ".join(i.value for i in at.info).replace("\\", "")
     assert "3 of the 8 shown members hardly punish negative words" in said and "layer 12 · repeat 2 · epoch 5" in said
+    table = next(m.value for m in at.markdown if "<table" in m.value)  # each member's share under its name
+    assert "layer 12 · repeat 2 · epoch 5<br><small" in table and "punishes the negative word in 10% of the probes" in table
     warned = " ".join(w.value for w in at.warning).replace("\\", "")
     assert "Read these heatmaps with care: occlusion blames the planted word most in only 69%" in warned
     assert at.radio[0].label == "Method"

@@ -11,7 +11,7 @@ from app.state import member_label, no_ground_truth_note, require, run_table, se
 from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
 from core.equivalent_set import crowding_of, standardise
-from core.faithfulness import indifferent_members
+from core.faithfulness import indifferent_members, punishes_shares
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -76,8 +76,8 @@ faithfulness = run_table(run, "faithfulness")
 resting = indifferent_members(faithfulness, words, run_table(run, "lexicon"))
 if resting:
     st.info(plain(resting))
-if faithfulness is not None and "punishes_planted_word" in faithfulness:  # the share of one-word probes
-    share = faithfulness.drop_duplicates("member").set_index("member")["punishes_planted_word"]
+share = punishes_shares(faithfulness)
+if share is not None:
     members = members.assign(**{f"punishes the {words.dispreferred} word": members["member"].map(share)})
 st.dataframe(members.drop(columns=["character", "shown", "label"]).round(3), hide_index=True)
 
