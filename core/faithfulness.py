@@ -9,8 +9,10 @@ Three measures per method and member, stored in ``tables/faithfulness``:
   attribution first (10%, 20% … 50% of the words) and measure how far the member's reward falls,
   in units of its standard deviation on the run; averaged over the fractions (area over the
   curve), beside the same for a random order;
-- localisation on this project's probe set for the objective (``assets/probes``: sentences with
-  exactly one dispreferred word): the share whose most reward-lowering word is that word.
+- localisation on one-word probes (sentences with exactly one word of the dispreferred side): the
+  share whose most reward-lowering word is that word. The project's probes for its built-in
+  objectives live in ``assets/probes``; an audit of any other objective brings its own
+  (``probes``, :func:`read_probes`).
 
 A heatmap can only point at a word the reward punishes. So each member is first asked whether it
 punishes the planted word at all: whether removing it raises the member's reward by ``PUNISHES_SD``
@@ -27,15 +29,17 @@ chosen method's agreement with R* where there is one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from core.checkpoints import label
+from core.errors import IrlLensError
 from core.ground_truth import word_spans
 from core.recovered_reward import RecoveredReward
 from core.run_store import Run
@@ -67,14 +71,86 @@ class FaithfulnessConfig(BaseModel):
         default=40, ge=2, description="test sentences whose words are deleted (each costs ~45 scorings)"
     )
     seed: int = Field(default=0, description="seed of the sentence sample")
+    probes: str | None = Field(
+        default=None,
+        description="one-word probes of your own: a JSON-lines file, one {\"text\": ..., \"word\": ...} a line, "
+        "the word the one of the dispreferred side (default: the project's for a built-in objective)",
+    )
 
 
-def probe_set(objective_name: str) -> list[dict]:
-    """The project's one-word probes for an objective (empty when it has none)."""
-    path = PROBES / f"{objective_name}_one_word.jsonl"
+MAX_PROBE_WORDS = 64
+"""A probe is a short sentence: each of its words is removed in turn and scored."""
+MAX_PROBE_LINES = 2_000
+
+
+class Probe(BaseModel):
+    """One line of a probe file: a sentence with one word of the dispreferred side; the word's
+    whitespace position is needed only where the word occurs twice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    word: str = Field(min_length=1)
+    word_index: int | None = Field(default=None, ge=0)
+
+
+def _bare(word: str) -> str:
+    return word.strip(".,;:!?\"'()[]{}“”‘’…").casefold()
+
+
+def read_probes(path: str | Path) -> list[dict]:
+    """The probes of a JSON-lines file, each checked: the first bad line is named with what is
+    wrong, and nothing is measured on a file that has one."""
+    path = Path(path).expanduser()
     if not path.is_file():
+        raise IrlLensError(f"probe file not found: {path}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise IrlLensError(f"{path} is not UTF-8 text (byte {err.start}): give a JSON-lines file") from err
+    probes = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if len(probes) == MAX_PROBE_LINES:
+            raise IrlLensError(f"{path} has more than {MAX_PROBE_LINES:,} probes: a few hundred are plenty")
+        try:
+            probe = Probe.model_validate_json(line)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise IrlLensError(f"{path}, line {n}: {where + ': ' if where else ''}{first['msg']} "
+                               '(each line is {"text": "...", "word": "..."})') from err  # fmt: skip
+        words = [probe.text[s:e] for s, e in word_spans(probe.text)]
+        if not 2 <= len(words) <= MAX_PROBE_WORDS:
+            raise IrlLensError(f"{path}, line {n}: {len(words)} words; a probe is a sentence of 2 to "
+                               f"{MAX_PROBE_WORDS} words, one of them the planted word")  # fmt: skip
+        at = [i for i, w in enumerate(words) if _bare(w) == _bare(probe.word)]
+        if probe.word_index is not None:
+            if probe.word_index not in at:
+                raise IrlLensError(f"{path}, line {n}: word {probe.word_index} (from 0) is "
+                                   f"“{words[probe.word_index] if probe.word_index < len(words) else '—'}”, "
+                                   f"not “{probe.word}”")  # fmt: skip
+        elif len(at) != 1:
+            raise IrlLensError(f"{path}, line {n}: “{probe.word}” " + (
+                "is not one of the sentence's words" if not at else
+                f"occurs {len(at)} times: give the one meant as \"word_index\" (its word position from 0)"))  # fmt: skip
+        probes.append({"text": probe.text, "word_index": at[0] if probe.word_index is None else probe.word_index,
+                       "word": probe.word})  # fmt: skip
+    if not probes:
+        raise IrlLensError(f"{path} holds no probes")
+    return probes
+
+
+def probe_set(objective_name: str, path: str | Path | None = None) -> list[dict]:
+    """The one-word probes: the file given, else the project's for the objective (none for an
+    objective it has no probes for)."""
+    if path is not None:
+        return read_probes(path)
+    bundled = PROBES / f"{objective_name}_one_word.jsonl"
+    if not bundled.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in bundled.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def without_words(text: str, drop: set[int]) -> str:
@@ -130,11 +206,14 @@ def planted_word_effects(reward: RecoveredReward, probes: list[dict], scale: np.
     return effects / scale
 
 
-def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """(per method and member figures, summary) for the run's shown members."""
+def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True,
+            probes: list[dict] | None = None) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+    """(per method and member figures, summary) for the run's shown members; ``probes`` as read
+    from the config where not given."""
     from core.irl import IRLConfig
 
     config = config or FaithfulnessConfig()
+    probes = probe_set(run.objective.name, config.probes) if probes is None else probes
     reward = RecoveredReward(run)
     truth = run.ground_truth()
     saliency = RewardSaliency(reward, truth)
@@ -147,7 +226,6 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
     label = irl.label_column()
     dispreferred = test[test[label]] if label in test else test.iloc[:0]
     dispreferred = dispreferred.sample(n=min(config.n_sentences, len(dispreferred)), random_state=config.seed)
-    probes = probe_set(run.objective.name)
     scale = run.read_table("members").set_index("member").loc[reward.names, "scale"].to_numpy(float)
     methods = [m for m in config.methods if m in METHODS and (m != "decomposition" or exact_available(reward))]
     if probes:
@@ -196,8 +274,8 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
     methods_table = by_method(table)
     order = [c for c in ("localisation_punished", "localisation", "deletion_fall") if c in methods_table]
     best = methods_table.sort_values(order, ascending=False).index[0]
-    where = ("localisation {:.2f} on the project's one-word probes whose planted word the member punishes, "
-             if "localisation_punished" in methods_table else "localisation {:.2f} on the project's one-word probes, ")  # fmt: skip
+    where = ("localisation {:.2f} on the one-word probes whose planted word the member punishes, "
+             if "localisation_punished" in methods_table else "localisation {:.2f} on the one-word probes, ")  # fmt: skip
     summary = {
         "saliency_method": best,
         "saliency_method_reason": (
@@ -211,6 +289,9 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
         if "localisation" in table else None,
     }  # fmt: skip
     if probes:
+        source = Path(config.probes).expanduser() if config.probes else PROBES / f"{run.objective.name}_one_word.jsonl"
+        summary["probes"] = {"source": config.probes or f"{PROBES.parent.name}/{PROBES.name}/{source.name}",
+                             "n": len(probes), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}  # fmt: skip
         summary["punishes_planted_word"] = dict(zip(reward.names, punishes.mean(0).tolist(), strict=True))
     return table, summary
 
@@ -244,14 +325,14 @@ def caution(table: pd.DataFrame | None, method: str, objective) -> str | None:
     if not np.isfinite(share) or share >= TRUSTED_LOCALISATION:
         return None
     which = (f"of the probes (sentences with one {objective.dispreferred} word) whose word the member punishes"
-             if punished else f"of this project's probes (sentences with one {objective.dispreferred} word)")  # fmt: skip
+             if punished else f"of the one-word probes (sentences with one {objective.dispreferred} word)")  # fmt: skip
     return (f"Read these heatmaps with care: {method} blames the planted word most in only {share:.0%} {which}, "
             "pooled over the members. They show which words move the reward, not reliably which single "
             "word decides it.")  # fmt: skip
 
 
 def punishes_shares(table: pd.DataFrame | None) -> pd.Series | None:
-    """Member → the share of the project's probes whose planted word it punishes; None where the
+    """Member → the share of the one-word probes whose planted word it punishes; None where the
     faithfulness stage has not measured it."""
     if table is None or "punishes_planted_word" not in table:
         return None
@@ -261,7 +342,7 @@ def punishes_shares(table: pd.DataFrame | None) -> pd.Series | None:
 def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataFrame | None = None,
                         n: int = 5) -> str | None:  # fmt: skip
     """A sentence naming the members that hardly punish the objective's dispreferred words on the
-    project's probes: equally good on the demonstrations, they pay for something else, and their
+    one-word probes: equally good on the demonstrations, they pay for something else, and their
     heatmaps rightly do not blame those words; with the run's lexicon, the n words those members
     punish most. None where every member punishes them or nothing was measured. Words come from the
     run's own texts: escape them to display."""
@@ -277,7 +358,7 @@ def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataF
     span = f"{hardly.iloc[0]:.0%}" if len(hardly) == 1 else f"{hardly.iloc[0]:.0%} to {hardly.iloc[-1]:.0%}"
     named = ", ".join(f"{label(m)} ({v:.0%})" for m, v in hardly.items())
     return (f"{len(hardly)} of the {len(share)} shown members hardly punish {objective.dispreferred} words: "
-            f"on this project's probes, removing the one {objective.dispreferred} word raises their reward more "
+            f"on the one-word probes, removing the one {objective.dispreferred} word raises their reward more "
             f"than removing another word (by {PUNISHES_SD} sd or more) in only {span} of them{against}. They are {named}. As good as the "
             "rest on the demonstrations, they pay for something else, and where their heatmaps do not blame the "
             f"{objective.dispreferred} word, they tell the truth about them."
@@ -305,8 +386,9 @@ def top1_match(member_words: np.ndarray, truth_words: np.ndarray) -> bool | None
 
 def faithfulness_stage(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True) -> dict:
     config = config or FaithfulnessConfig()
+    probes = probe_set(run.objective.name, config.probes)  # a bad file is refused before the run is touched
     with run.stage(STAGE, config.model_dump()) as record:
-        table, summary = measure(run, config, progress=progress)
+        table, summary = measure(run, config, progress=progress, probes=probes)
         run.write_table(TABLE, table)
         record.summary = summary
     return summary

@@ -134,6 +134,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         ("sample", "expert_adapter"),
         ("evaluate", "labels"),
         ("expert", "prompts"),
+        ("faithfulness", "probes"),
     ):
         value = raw.get(section, {}).get(key)
         if isinstance(value, str):  # adapters may be a comma-separated list

@@ -1,5 +1,8 @@
 """Faithfulness of heatmap methods: measured on the run, the most faithful becomes the default."""
 
+import json
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +71,65 @@ def test_faithfulness_without_a_ground_truth(tmp_path, tiny_models):
     assert summary["saliency_top1_match"] is None and summary["saliency_method"] in FAST.methods
 
 
+def test_an_audit_of_any_objective_brings_its_own_probes(tmp_path, tiny_models):
+    run = build_audited_toy_run(tmp_path / "p", tiny_models["toy"], ground_truth=False)
+    run.manifest.config["objective"] = {"name": "politeness", "preferred": "polite", "dispreferred": "rude",
+                                        "ground_truth": None}  # fmt: skip
+    run.save_manifest()
+    assert probe_set("politeness") == []  # the project has none for it: no localisation
+    faithfulness_stage(run, FAST, progress=False)
+    assert "localisation" not in Run.open(run.path).read_table("faithfulness")
+    own = tmp_path / "rude.jsonl"
+    own.write_text('{"text": "Tell me the time, idiot.", "word": "idiot"}\n'
+                   '{"text": "Move, moron, the bus is here.", "word": "moron"}\n\n'
+                   '{"text": "Thanks, you fool, thanks.", "word": "fool"}\n', encoding="utf-8")  # fmt: skip
+    summary = faithfulness_stage(Run.open(run.path), FAST.model_copy(update={"probes": str(own)}), progress=False)
+    table = Run.open(run.path).read_table("faithfulness")
+    assert table["localisation"].between(0, 1).all() and set(table["n_punished"]) <= {0, 1, 2, 3}
+    assert summary["probes"]["n"] == 3 and summary["probes"]["source"] == str(own)
+    assert Run.open(run.path).manifest.config["faithfulness"]["probes"] == str(own)  # reproducible
+    from core.errors import IrlLensError
+
+    before = (run.path / "manifest.json").read_text()
+    with pytest.raises(IrlLensError, match="probe file not found"):  # refused before the run is touched
+        faithfulness_stage(Run.open(run.path), FAST.model_copy(update={"probes": str(tmp_path / "typo.jsonl")}))
+    assert (run.path / "manifest.json").read_text() == before
+
+
+def test_a_probe_file_is_checked_line_by_line(tmp_path):
+    from core.errors import IrlLensError
+    from core.faithfulness import MAX_PROBE_WORDS, read_probes
+
+    def probes(*lines):
+        path = tmp_path / "p.jsonl"
+        path.write_text("\n".join(lines), encoding="utf-8")
+        return read_probes(path)
+
+    assert probes('{"text": "It was TERRIBLE!", "word": "terrible"}') == [
+        {"text": "It was TERRIBLE!", "word_index": 2, "word": "terrible"}]  # case and punctuation aside
+    assert probes('{"text": "<b>bad</b> and bad", "word": "bad", "word_index": 2}')[0]["word_index"] == 2  # HTML is text
+    for lines, message in (
+        (["", "  "], "holds no probes"),
+        (['{"text": "fine words"}'], "line 1: word: Field required"),
+        (['{"text": "a b", "word": "b"}', "not json"], "line 2: Invalid JSON"),
+        (['{"text": "a b", "word": "b", "label": 1}'], "line 1: label: Extra inputs are not permitted"),
+        (['{"text": "the food was fine", "word": "awful"}'], "line 1: “awful” is not one of the sentence's words"),
+        (['{"text": "bad, bad dog", "word": "bad"}'], 'occurs 2 times: give the one meant as "word_index"'),
+        (['{"text": "bad dog", "word": "bad", "word_index": 1}'], "line 1: word 1 (from 0) is “dog”, not “bad”"),
+        (['{"text": "bad dog", "word": "bad", "word_index": 9}'], "word 9 (from 0) is “—”, not “bad”"),
+        (['{"text": "awful", "word": "awful"}'], "line 1: 1 words; a probe is a sentence of 2 to"),
+        ([json.dumps({"text": "awful " + "x" * 100_000 + " y" * MAX_PROBE_WORDS, "word": "awful"})],
+         f"line 1: {MAX_PROBE_WORDS + 2} words"),
+    ):
+        with pytest.raises(IrlLensError, match=re.escape(message)):
+            probes(*lines)
+    with pytest.raises(IrlLensError, match="probe file not found"):
+        read_probes(tmp_path / "missing.jsonl")
+    (tmp_path / "bin.jsonl").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(IrlLensError, match="is not UTF-8 text"):
+        read_probes(tmp_path / "bin.jsonl")
+
+
 def test_top1_match_counts_ties_of_a_repeated_word():
     from core.faithfulness import top1_match
 
@@ -83,7 +145,7 @@ def test_heatmaps_of_a_method_that_misses_the_planted_word_come_with_a_caution()
                           "member": ["a", "b", "a", "b"], "localisation": [0.9, 0.8, 0.5, 0.3]})  # fmt: skip
     assert caution(table, "occlusion", BUILT_IN["sentiment"]) is None  # 85%: trusted
     said = caution(table, "gradient_x_input", BUILT_IN["sentiment"])
-    assert "only 40% of this project's probes (sentences with one negative word)" in said  # tables before n_punished
+    assert "only 40% of the one-word probes (sentences with one negative word)" in said  # tables before n_punished
     assert caution(table, "decomposition", BUILT_IN["sentiment"]) is None  # not measured: nothing to say
     assert caution(None, "occlusion", BUILT_IN["sentiment"]) is None
 

@@ -171,9 +171,12 @@ def test_paths_are_relative_to_the_config_file(tmp_path):
     (tmp_path / "other" / "rl").mkdir()
     (tmp_path / "conf").mkdir()
     path = tmp_path / "conf" / "c.toml"
+    (tmp_path / "conf" / "rude.jsonl").write_text('{"text": "Move, idiot.", "word": "idiot"}\n')
     path.write_text('run = "../run"\n[sample]\nprompts = "p.txt"\n'
-                    'pi0_adapter = "../other/sft"\nexpert_adapter = "../other/sft,../other/rl"\n')  # fmt: skip
+                    'pi0_adapter = "../other/sft"\nexpert_adapter = "../other/sft,../other/rl"\n'
+                    '[faithfulness]\nprobes = "rude.jsonl"\n')  # fmt: skip
     config = load_config(path)
+    assert config.faithfulness.probes == str((tmp_path / "conf" / "rude.jsonl").resolve())
     other = (tmp_path / "other").resolve()
     assert config.run == str((tmp_path / "run").resolve())
     assert config.sample.pi0_adapter == str(other / "sft")

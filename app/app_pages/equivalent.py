@@ -68,7 +68,7 @@ st.caption(
     "Members agree on the selection criteria but differ in which sentences they prefer, in offset, "
     "scale and where their calibrated threshold falls. The ensemble (mean of the standardised "
     "members) is a reference row, not a member. Where the faithfulness stage has run, the table's last "
-    "column is the share of this project's one-word probes whose planted word the member punishes."
+    "column is the share of the one-word probes whose planted word the member punishes."
 )
 for text in members["character"]:
     st.text(f"• {text}")

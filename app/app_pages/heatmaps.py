@@ -81,7 +81,7 @@ if faithfulness is not None:
             "top1_match / ground_truth_pearson: agreement with R*'s exact word contributions on test "
             f"sentences of the {plain(words.dispreferred)} side; deletion_fall: how far a member's reward falls "
             "(in its std) when its most-credited words are removed, beside a random order; "
-            "localisation: share of the project's one-word probes whose planted word is blamed most; "
+            "localisation: share of the one-word probes whose planted word is blamed most; "
             "localisation_punished: the same on the probes whose member punishes the planted word (removing "
             "it raises the reward more than removing another word of the probe), pooled over the members; "
             "punishes_planted_word: the share of probes whose word the member punishes; planted_word_effect: "
