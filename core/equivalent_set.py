@@ -222,6 +222,13 @@ def spread(matrix: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"row": rows, "spread_std": z.std(1), "spread_range": np.ptp(z, axis=1)})
 
 
+def apart(z: pd.DataFrame, member: str) -> pd.Series:
+    """How far one member rates each sentence from the other members: its standardised reward
+    minus the mean of theirs. Where an equally good reward parts from the rest, sentence by
+    sentence: what it pays for that they do not (positive) and what it punishes that they do not."""
+    return z[member] - z.drop(columns=member).mean(axis=1)
+
+
 def verdict_disagreement(matrix: np.ndarray, thresholds: np.ndarray) -> tuple[float, np.ndarray]:
     """(share of sentences on which the members' verdicts differ, per-sentence flag): each
     member flags a sentence where its reward falls below its own calibrated threshold."""

@@ -393,3 +393,11 @@ def test_a_standard_error_of_zero_reads_as_zero():
     rule = EquivalenceRule(bootstrap=200)
     said = rule.describe({"selection_discrimination_auc": 4.2e-17, "selection_pair_accuracy": 0.013})
     assert "discrimination AUC: SE 0, δ 0.01" in said and "pair accuracy: SE 0.013, δ 0.013" in said
+
+
+def test_apart_says_where_one_member_parts_from_the_rest():
+    from core.equivalent_set import apart
+
+    z = pd.DataFrame({"a": [1.0, 0.0, -1.0], "b": [1.0, 0.0, -1.0], "c": [-1.0, 0.0, 1.0]})
+    assert apart(z, "c").tolist() == [-2.0, 0.0, 2.0]  # c prefers what a and b punish
+    assert apart(z, "a").tolist() == [1.0, 0.0, -1.0]

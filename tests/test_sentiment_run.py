@@ -170,6 +170,23 @@ def test_the_equivalent_page_says_the_demonstrations_cannot_tell_most_candidates
     assert "6734 of 7440 candidates (91%) are equally good" in said and "cannot tell these rewards apart" in said
 
 
+def test_the_equivalent_page_shows_what_sets_the_least_punishing_member_apart(sentiment, monkeypatch):
+    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    at.switch_page("app_pages/equivalent.py").run()
+    assert not at.exception, at.exception
+    member = next(s for s in at.selectbox if s.label == "Member")
+    assert member.value == "l12-r2-e5"  # it punishes the negative word on 10% of the probes, the fewest
+    # the sentences it rates furthest above the others are mostly negative ones it lets off (R* only evaluates)
+    said = " ".join(c.value for c in at.caption)
+    assert "R* puts 7 of these 8 on the negative side (evaluation only, test split; 45% of all test sentences)" in said
+    higher = next(d.value for d in at.dataframe if "apart (sd)" in d.value)
+    assert higher["sentence"].iloc[0].strip() == "it was a waste of money. It was dull and slow."
+    assert higher["apart (sd)"].is_monotonic_decreasing and higher["apart (sd)"].iloc[0] > 1
+    member.set_value("l30-r3-e1").run()
+    assert not at.exception, at.exception
+
+
 def test_the_heatmaps_page_names_the_members_that_hardly_punish_negative_words(sentiment, monkeypatch):
     monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
     at = AppTest.from_file(ENTRY, default_timeout=300).run()

@@ -10,7 +10,7 @@ from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_l
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
-from core.equivalent_set import crowding_of, standardise
+from core.equivalent_set import apart, crowding_of, standardise
 from core.faithfulness import indifferent_members, punishes_shares
 
 st.title("Equivalent models")
@@ -76,9 +76,9 @@ faithfulness = run_table(run, "faithfulness")
 resting = indifferent_members(faithfulness, words, run_table(run, "lexicon"))
 if resting:
     st.info(plain(resting))
-share = punishes_shares(faithfulness)
-if share is not None:
-    members = members.assign(**{f"punishes the {words.dispreferred} word": members["member"].map(share)})
+punishes = punishes_shares(faithfulness)
+if punishes is not None:
+    members = members.assign(**{f"punishes the {words.dispreferred} word": members["member"].map(punishes)})
 st.dataframe(members.drop(columns=["character", "shown", "label"]).round(3), hide_index=True)
 
 left, right = st.columns(2)
@@ -118,6 +118,25 @@ for _, row in disputed.head(8).iterrows():
                                  mode="lines+markers", name=chart_text(str(row["sentence"])[:40])))  # fmt: skip
 profile.update_layout(height=380, yaxis_title="z-scored reward", margin=dict(t=10, b=10))
 st.plotly_chart(profile)
+
+st.subheader("What sets one member apart")
+st.caption("A member's standardised reward minus the mean of the other shown members', on the test sentences: "
+           "where this equally good reward parts from the rest, sentence by sentence.")  # fmt: skip
+first = int(np.argmin([punishes.get(n, 1.0) for n in names])) if punishes is not None else 0  # the least punishing
+chosen = st.selectbox("Member", names, index=first, format_func=member_label)
+gap = apart(z[names], chosen).rename("apart (sd)")
+sentences = demos["sentence"].to_numpy()[test]
+for title, rows in (("It rates higher than the others (pays for what they do not)", gap.nlargest(8).index),
+                    ("It rates lower than the others (punishes what they do not)", gap.nsmallest(8).index)):
+    table = pd.DataFrame({"sentence": sentences[rows], "apart (sd)": gap[rows].round(2)})
+    if not no_truth:
+        table[f"R*: {words.dispreferred}"] = demos["dispreferred"].to_numpy()[test][rows]
+    st.markdown(f"**{title}**")
+    st.dataframe(table, hide_index=True, column_config={"sentence": st.column_config.TextColumn(width="large")})
+    if not no_truth:
+        st.caption(f"R* puts {int(table[f'R*: {words.dispreferred}'].sum())} of these {len(table)} on the "
+                   f"{plain(words.dispreferred)} side (evaluation only, test split; "
+                   f"{demos['dispreferred'].to_numpy()[test].mean():.0%} of all test sentences).")  # fmt: skip
 
 st.subheader("Map of the sentences (UMAP of h(s) at the chosen member's layer)")
 projection = run_table(run, "projection")
