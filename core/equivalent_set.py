@@ -33,6 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
+from core.checkpoints import ENSEMBLE
 from core.evaluation import auc, discrimination_auc, epic_distance, pairwise_accuracy
 
 Selection = Literal["demonstrations", "ground_truth"]
@@ -227,6 +228,17 @@ def apart(z: pd.DataFrame, member: str) -> pd.Series:
     minus the mean of theirs. Where an equally good reward parts from the rest, sentence by
     sentence: what it pays for that they do not (positive) and what it punishes that they do not."""
     return z[member] - z.drop(columns=member).mean(axis=1)
+
+
+def apart_on_test(run) -> pd.DataFrame:
+    """:func:`apart` of every shown member on the run's test sentences (rows: demonstrations'
+    row numbers; columns: members), from the rewards the evaluate stage stored."""
+    members = run.read_table("members")
+    names = members.loc[members["member"] != ENSEMBLE, "member"].tolist()
+    scores = run.read_table("member_scores").set_index("row")
+    scores = scores[scores["split"] == "test"]
+    z = pd.DataFrame(standardise(scores[names].to_numpy(float)), index=scores.index, columns=names)
+    return pd.DataFrame({name: apart(z, name) for name in names})
 
 
 def verdict_disagreement(matrix: np.ndarray, thresholds: np.ndarray) -> tuple[float, np.ndarray]:

@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
+from core.equivalent_set import apart_on_test
 from core.errors import IrlLensError
 from core.faithfulness import caution, indifferent_members
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
@@ -147,7 +148,22 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
                                           colorscale="Viridis", colorbar={"title": "Spearman"}))  # fmt: skip
             figure.update_layout(height=420, margin={"t": 30}, title="Rank correlation between members (test)")
             out += scripts.figure(figure, "fig-correlations")
+    if run.has_table("member_scores"):
+        out += _apart_table(run)
     return out
+
+
+def _apart_table(run: Run) -> str:
+    """Each member's test sentence furthest above the other members' rating, and furthest below."""
+    gaps = apart_on_test(run)
+    sentences = run.read_table("demonstrations")[irl_config(run).text_column()]  # what the members score
+    rows = [(label(m), sentences[gaps[m].idxmax()], gaps[m].max(), sentences[gaps[m].idxmin()], gaps[m].min())
+            for m in gaps.columns]  # fmt: skip
+    return ("<h3>What sets each member apart</h3><p class='note'>Of the test sentences, the one each member rates "
+            "furthest above the other shown members (its standardised reward minus the mean of theirs, in sd) "
+            "and the one it rates furthest below: what it pays for, and punishes, that they do not.</p>"
+            + _table(pd.DataFrame(rows, columns=["member", "it rates higher than the others", "sd",
+                                                 "it rates lower than the others", "sd "])))  # fmt: skip
 
 
 def _lexicon_section(run: Run, scripts: _Scripts) -> str:

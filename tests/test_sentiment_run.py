@@ -141,6 +141,9 @@ def test_the_report_says_what_the_harness_says(sentiment):
     assert "3 of the 8 shown members hardly punish negative words" in page
     assert "They are layer 12 · repeat 2 · epoch 5 (10%), layer 15 · repeat 2 · epoch 3 (43%)" in page
     assert "Of the run&#x27;s 600 words scored alone, they punish most “two”, “i”, “off”" in page
+    # each member's sentence furthest above the others: layer 12 lets a plainly negative one off
+    assert "<h3>What sets each member apart</h3>" in page
+    assert "<td>layer 12 · repeat 2 · epoch 5</td><td> it was a waste of money. It was dull and slow.</td>" in page
     from core.wants import pays_for
 
     assert pays_for(sentiment)[-1].startswith("3 of the 8 shown members hardly punish negative words")
