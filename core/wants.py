@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.battery import BatteryConfig, battery_stage, member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, run_panel
-from core.faithfulness import indifferent_members
+from core.equivalent_set import apart_on_test
+from core.faithfulness import indifferent_members, punishes_shares
 from core.lexicon import (
     LexiconConfig,
     disagreements,
@@ -19,6 +20,7 @@ from core.lexicon import (
     lexicon_stage,
     word_splits,
 )
+from core.recovered_reward import irl_config
 from core.run_store import Run
 
 
@@ -93,8 +95,19 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
                    + (f" ({', '.join(edits[:4])}{', …' if len(edits) > 4 else ''})" if edits else "")
                    + f" and put {len(split)} of {len(lexicon)} words on different sides"
                    + (f", among them {_quoted(split['word'][:3])}" if len(split) else "") + ".")  # fmt: skip
-    resting = indifferent_members(run.read_table("faithfulness") if run.has_table("faithfulness") else None,
-                                  words, lexicon)
+    faithfulness = run.read_table("faithfulness") if run.has_table("faithfulness") else None
+    resting = indifferent_members(faithfulness, words, lexicon)
     if resting:
-        out.append(resting)
+        out.append(resting + _lets_off(run, punishes_shares(faithfulness).idxmin()))
     return out
+
+
+def _lets_off(run: Run, member: str, limit: int = 120) -> str:
+    """The test sentence a member rates furthest above the other members, as a sentence to quote."""
+    if not run.has_table("member_scores"):
+        return ""
+    gap = apart_on_test(run)[member]
+    text = " ".join(str(run.read_table("demonstrations")[irl_config(run).text_column()][gap.idxmax()]).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return (f" The test sentence {label(member)} rates furthest above the other members ({gap.max():+.2f} sd): "
+            f"“{text}”")

@@ -146,7 +146,10 @@ def test_the_report_says_what_the_harness_says(sentiment):
     assert "<td>layer 12 · repeat 2 · epoch 5</td><td> it was a waste of money. It was dull and slow.</td>" in page
     from core.wants import pays_for
 
-    assert pays_for(sentiment)[-1].startswith("3 of the 8 shown members hardly punish negative words")
+    said = pays_for(sentiment)[-1]
+    assert said.startswith("3 of the 8 shown members hardly punish negative words")
+    assert said.endswith("The test sentence layer 12 · repeat 2 · epoch 5 rates furthest above the other members "
+                         "(+1.19 sd): “it was a waste of money. It was dull and slow.”")
 
 
 def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment, monkeypatch):
