@@ -339,6 +339,14 @@ def punishes_shares(table: pd.DataFrame | None) -> pd.Series | None:
     return table.drop_duplicates("member").set_index("member")["punishes_planted_word"]
 
 
+def punishes_notes(table: pd.DataFrame | None, objective) -> dict[str, str]:
+    """Member → a line for beside its heatmap: how often it punishes the planted word."""
+    share = punishes_shares(table)
+    if share is None:
+        return {}
+    return {m: f"punishes the {objective.dispreferred} word in {v:.0%} of the probes" for m, v in share.items()}
+
+
 def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataFrame | None = None,
                         n: int = 5) -> str | None:  # fmt: skip
     """A sentence naming the members that hardly punish the objective's dispreferred words on the

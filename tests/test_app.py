@@ -105,6 +105,23 @@ def test_live_probe_escapes_html_and_keeps_history(full_run, monkeypatch):
     assert any("100,000 characters" in e.value for e in at.error)
 
 
+def test_live_probe_says_beside_each_heatmap_how_often_the_member_punishes_the_planted_word(full_run, tmp_path, monkeypatch):
+    import shutil
+
+    from core.faithfulness import FaithfulnessConfig, faithfulness_stage, punishes_shares
+
+    run = Run.open(shutil.copytree(full_run.path, tmp_path / "measured"))
+    faithfulness_stage(run, FaithfulnessConfig(methods=["decomposition"], n_sentences=4, deletion_sentences=2),
+                       progress=False)  # fmt: skip
+    at = _app(monkeypatch, run, "probe")
+    at.text_area[0].set_value("The judge was a moron.")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    html = "".join(m.value for m in at.markdown)
+    for member, share in punishes_shares(run.read_table("faithfulness")).items():
+        assert f"punishes the toxic word in {share:.0%} of the probes" in html, member
+
+
 def test_page_without_stage_says_what_to_run(tmp_path, tiny_models, monkeypatch, prompts_file):
     run = Run.create(tmp_path / "fresh", seed=1)
     sample_demonstrations(

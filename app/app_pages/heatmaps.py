@@ -13,7 +13,7 @@ from app.state import (
     selected_run,
     shown_members,
 )
-from core.faithfulness import by_method, caution, indifferent_members, punishes_shares
+from core.faithfulness import by_method, caution, indifferent_members, punishes_notes
 from core.saliency import METHODS, default_method, exact_available
 
 st.title("Token heatmaps")
@@ -115,9 +115,7 @@ if implicit is not None and "completion_ids" in demos:
     start = len(text) - len(chosen["completion"])
     values = word_log_ratios(policy_tokenizer(run), text, start, chosen["completion_ids"], stored["token_log_ratios"])
     rows.append(("implicit reward (log π_E/π₀ per word, exact)", word_heatmap_html(result.words, values), None))
-share = punishes_shares(faithfulness)
-notes = {} if share is None else {member_label(m): f"punishes the {words.dispreferred} word in {v:.0%} of the probes"
-                                  for m, v in share.items()}  # fmt: skip
+notes = {member_label(m): note for m, note in punishes_notes(faithfulness, words).items()}
 st.markdown(attribution_table_html(rows, notes), unsafe_allow_html=True)  # escaped in rendering
 for note in result.notes:
     st.caption(note)

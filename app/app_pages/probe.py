@@ -19,6 +19,7 @@ from app.state import (
 from core.checkpoints import ENSEMBLE
 from core.comparison import VERDICT_FORMATS, member_sides, probe_verdicts, threshold_words
 from core.errors import IrlLensError
+from core.faithfulness import punishes_notes
 from core.recovered_reward import MAX_PROBE_CHARS, MAX_PROBES, check_probes
 
 
@@ -148,7 +149,10 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
             with st.expander(f"sentence {i + 1}", expanded=len(texts) <= 3):
                 st.text(text)
                 says = sides[i]
-                rows = attribution_rows(result, lambda n, says=says: member_label(n) + (f" · says {says[n]}" if n in says else ""))
+                def name(n, says=says):
+                    return member_label(n) + (f" · says {says[n]}" if n in says else "")
+
+                rows = attribution_rows(result, name)
                 implicit_rows = st.session_state.get("probe_implicit")
                 if implicit_rows:
                     from app.components import word_heatmap_html
@@ -158,7 +162,8 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                     ids = scorer.tokenizer(text, add_special_tokens=False)["input_ids"]
                     values = word_log_ratios(scorer.tokenizer, text, 0, ids, ratios)
                     rows.append(("implicit reward", word_heatmap_html(result.words, values), None))
-                st.markdown(attribution_table_html(rows), unsafe_allow_html=True)  # escaped in rendering
+                notes = {name(m): note for m, note in punishes_notes(run_table(run, "faithfulness"), words).items()}
+                st.markdown(attribution_table_html(rows, notes), unsafe_allow_html=True)  # escaped in rendering
                 st.caption(f"method: {plain(result.method)}; green raises the reward (toward {plain(words.preferred)})")
                 if counterfactual:
                     flips_table(run, members, text, result)
