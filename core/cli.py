@@ -604,6 +604,37 @@ def show(
                       markup=False)
 
 
+@app.command()
+def apart(
+    run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
+    member: Annotated[str | None, typer.Option(help="A shown member's id (default: the one that punishes "
+                                                    "the dispreferred word on the fewest probes, else the first).")] = None,  # fmt: skip
+    n: Annotated[int, typer.Option(min=1, max=100, help="Sentences each way.")] = 8,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """What sets one equally good member apart: the test sentences it rates furthest above and
+    below the other shown members (its standardised reward minus the mean of theirs)."""
+    from core.equivalent_set import apart_on_test, apart_sentences
+    from core.faithfulness import TABLE, least_punishing
+    from core.run_store import open_run
+
+    opened = open_run(run)
+    if not (opened.has_table("members") and opened.has_table("member_scores")):
+        raise IrlLensError(f"run {opened.path} has no evaluated members yet: run 'irl-lens evaluate' first")
+    least = least_punishing(opened.read_table(TABLE) if opened.has_table(TABLE) else None)
+    member = member or least or str(apart_on_test(opened).columns[0])
+    found = apart_sentences(opened, member, n)
+    if json_out:
+        _print_json(found)
+        return
+    console = Console()
+    for side, title in (("higher", "rates higher than the others"), ("lower", "rates lower than the others")):
+        table = Table("sd", "sentence", title=_literal(f"{found['label']} {title}"))
+        for item in found[side]:
+            table.add_row(f"{item['apart_sd']:+.2f}", _literal(" ".join(item["sentence"].split())))
+        console.print(table)
+
+
 SHOW_LIST = 12
 """Items of a list that `irl-lens show` prints in its table (`--json` has them all)."""
 

@@ -33,7 +33,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from core.checkpoints import ENSEMBLE
+from core.checkpoints import ENSEMBLE, label
+from core.errors import IrlLensError
 from core.evaluation import auc, discrimination_auc, epic_distance, pairwise_accuracy
 
 Selection = Literal["demonstrations", "ground_truth"]
@@ -239,6 +240,21 @@ def apart_on_test(run) -> pd.DataFrame:
     scores = scores[scores["split"] == "test"]
     z = pd.DataFrame(standardise(scores[names].to_numpy(float)), index=scores.index, columns=names)
     return pd.DataFrame({name: apart(z, name) for name in names})
+
+
+def apart_sentences(run, member: str, n: int = 8) -> dict:
+    """The n test sentences a shown member rates furthest above the other members and the n
+    furthest below (:func:`apart`, in sd), with the text the members score. Sentences come from
+    the run's own texts: escape them to display."""
+    from core.recovered_reward import irl_config  # it reads the equivalent set itself
+
+    gaps = apart_on_test(run)
+    if member not in gaps:
+        raise IrlLensError(f"'{member}' is not a shown member of {run.path}: use one of {', '.join(gaps.columns)}")
+    gap, text = gaps[member], run.read_table("demonstrations")[irl_config(run).text_column()]
+    listed = {side: [{"row": int(r), "sentence": str(text[r]), "apart_sd": float(gap[r])} for r in rows]
+              for side, rows in (("higher", gap.nlargest(n).index), ("lower", gap.nsmallest(n).index))}  # fmt: skip
+    return {"member": member, "label": label(member)} | listed
 
 
 def verdict_disagreement(matrix: np.ndarray, thresholds: np.ndarray) -> tuple[float, np.ndarray]:

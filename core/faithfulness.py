@@ -339,6 +339,13 @@ def punishes_shares(table: pd.DataFrame | None) -> pd.Series | None:
     return table.drop_duplicates("member").set_index("member")["punishes_planted_word"]
 
 
+def least_punishing(table: pd.DataFrame | None) -> str | None:
+    """The member that punishes the planted word on the fewest probes: where an audit of the
+    equivalent set might look first. None where that was not measured."""
+    share = punishes_shares(table)
+    return None if share is None or share.empty else str(share.idxmin())
+
+
 def punishes_notes(table: pd.DataFrame | None, objective) -> dict[str, str]:
     """Member → a line for beside its heatmap: how often it punishes the planted word."""
     share = punishes_shares(table)

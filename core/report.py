@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
-from core.equivalent_set import apart_on_test
+from core.equivalent_set import apart_on_test, apart_sentences
 from core.errors import IrlLensError
 from core.faithfulness import caution, indifferent_members
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
@@ -155,10 +155,11 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
 
 def _apart_table(run: Run) -> str:
     """Each member's test sentence furthest above the other members' rating, and furthest below."""
-    gaps = apart_on_test(run)
-    sentences = run.read_table("demonstrations")[irl_config(run).text_column()]  # what the members score
-    rows = [(label(m), sentences[gaps[m].idxmax()], gaps[m].max(), sentences[gaps[m].idxmin()], gaps[m].min())
-            for m in gaps.columns]  # fmt: skip
+    rows = []
+    for member in apart_on_test(run).columns:
+        found = apart_sentences(run, member, n=1)
+        (higher,), (lower,) = found["higher"], found["lower"]
+        rows.append((found["label"], higher["sentence"], higher["apart_sd"], lower["sentence"], lower["apart_sd"]))
     return ("<h3>What sets each member apart</h3><p class='note'>Of the test sentences, the one each member rates "
             "furthest above the other shown members (its standardised reward minus the mean of theirs, in sd) "
             "and the one it rates furthest below: what it pays for, and punishes, that they do not.</p>"

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.battery import BatteryConfig, battery_stage, member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, run_panel
-from core.equivalent_set import apart_on_test
-from core.faithfulness import indifferent_members, punishes_shares
+from core.equivalent_set import apart_sentences
+from core.faithfulness import indifferent_members, least_punishing
 from core.lexicon import (
     LexiconConfig,
     disagreements,
@@ -20,7 +20,6 @@ from core.lexicon import (
     lexicon_stage,
     word_splits,
 )
-from core.recovered_reward import irl_config
 from core.run_store import Run
 
 
@@ -98,7 +97,7 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
     faithfulness = run.read_table("faithfulness") if run.has_table("faithfulness") else None
     resting = indifferent_members(faithfulness, words, lexicon)
     if resting:
-        out.append(resting + _lets_off(run, punishes_shares(faithfulness).idxmin()))
+        out.append(resting + _lets_off(run, least_punishing(faithfulness)))
     return out
 
 
@@ -106,8 +105,8 @@ def _lets_off(run: Run, member: str, limit: int = 120) -> str:
     """The test sentence a member rates furthest above the other members, as a sentence to quote."""
     if not run.has_table("member_scores"):
         return ""
-    gap = apart_on_test(run)[member]
-    text = " ".join(str(run.read_table("demonstrations")[irl_config(run).text_column()][gap.idxmax()]).split())
+    (top,) = apart_sentences(run, member, n=1)["higher"]
+    text = " ".join(top["sentence"].split())
     text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return (f" The test sentence {label(member)} rates furthest above the other members ({gap.max():+.2f} sd): "
+    return (f" The test sentence {label(member)} rates furthest above the other members ({top['apart_sd']:+.2f} sd): "
             f"“{text}”")

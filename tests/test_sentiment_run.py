@@ -208,3 +208,24 @@ def test_the_heatmaps_page_names_the_members_that_hardly_punish_negative_words(s
     at.radio[0].set_value("decomposition").run()  # which misses the planted word on most punished probes
     warned = " ".join(w.value for w in at.warning).replace("\\", "")
     assert "Read these heatmaps with care: decomposition blames the planted word most in only 25%" in warned
+
+
+def test_irl_lens_apart_lists_what_sets_a_member_apart(sentiment):
+    import json
+
+    from typer.testing import CliRunner
+
+    from core.cli import app
+    from core.errors import IrlLensError
+
+    runner = CliRunner()
+    found = json.loads(runner.invoke(app, ["apart", str(sentiment.path), "--n", "2", "--json"]).stdout)
+    assert found["member"] == "l12-r2-e5"  # the default: it punishes the negative word on the fewest probes
+    assert [item["sentence"].strip() for item in found["higher"]] == ["it was a waste of money. It was dull and slow.",
+                                                                       "it was a waste of my money."]  # fmt: skip
+    assert found["higher"][0]["apart_sd"] > found["higher"][1]["apart_sd"] > 0 > found["lower"][0]["apart_sd"]
+    other = json.loads(runner.invoke(app, ["apart", str(sentiment.path), "--member", "l30-r3-e1", "--json"]).stdout)
+    assert other["label"] == "layer 30 · repeat 3 · epoch 1" and len(other["lower"]) == 8
+    wrong = runner.invoke(app, ["apart", str(sentiment.path), "--member", "l99-r0-e1"])
+    assert isinstance(wrong.exception, IrlLensError)  # `irl-lens` prints it as one line and exits 1
+    assert "'l99-r0-e1' is not a shown member" in str(wrong.exception) and "l12-r2-e5" in str(wrong.exception)

@@ -10,8 +10,8 @@ from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_l
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
-from core.equivalent_set import apart_on_test, crowding_of, standardise
-from core.faithfulness import indifferent_members, punishes_shares
+from core.equivalent_set import apart_sentences, crowding_of, standardise
+from core.faithfulness import indifferent_members, least_punishing, punishes_shares
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -122,20 +122,22 @@ st.plotly_chart(profile)
 st.subheader("What sets one member apart")
 st.caption("A member's standardised reward minus the mean of the other shown members', on the test sentences: "
            "where this equally good reward parts from the rest, sentence by sentence.")  # fmt: skip
-first = int(np.argmin([punishes.get(n, 1.0) for n in names])) if punishes is not None else 0  # the least punishing
-chosen = st.selectbox("Member", names, index=first, format_func=member_label)
-gap = apart_on_test(run)[chosen]
-for title, rows in (("It rates higher than the others (pays for what they do not)", gap.nlargest(8).index),
-                    ("It rates lower than the others (punishes what they do not)", gap.nsmallest(8).index)):
-    table = pd.DataFrame({"sentence": demos.loc[rows, "sentence"], "apart (sd)": gap[rows].round(2)})
+least = least_punishing(faithfulness)
+chosen = st.selectbox("Member", names, index=names.index(least) if least in names else 0, format_func=member_label)
+found = apart_sentences(run, chosen)
+for title, side in (("It rates higher than the others (pays for what they do not)", "higher"),
+                    ("It rates lower than the others (punishes what they do not)", "lower")):
+    table = pd.DataFrame(found[side]).rename(columns={"apart_sd": "apart (sd)"}).round(2)
     if not no_truth:
-        table[f"R*: {words.dispreferred}"] = demos.loc[rows, "dispreferred"]
+        table[f"R*: {words.dispreferred}"] = demos.loc[table.pop("row"), "dispreferred"].to_numpy()
+    else:
+        table = table.drop(columns="row")
     st.markdown(f"**{title}**")
     st.dataframe(table, hide_index=True, column_config={"sentence": st.column_config.TextColumn(width="large")})
     if not no_truth:
         st.caption(f"R* puts {int(table[f'R*: {words.dispreferred}'].sum())} of these {len(table)} on the "
                    f"{plain(words.dispreferred)} side (evaluation only, test split; "
-                   f"{demos.loc[gap.index, 'dispreferred'].mean():.0%} of all test sentences).")  # fmt: skip
+                   f"{demos.loc[demos['split'] == 'test', 'dispreferred'].mean():.0%} of all test sentences).")  # fmt: skip
 
 st.subheader("Map of the sentences (UMAP of h(s) at the chosen member's layer)")
 projection = run_table(run, "projection")
