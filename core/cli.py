@@ -629,10 +629,10 @@ def apart(
         return
     console = Console()
     for side, title in (("higher", "rates higher than the others"), ("lower", "rates lower than the others")):
-        table = Table("sd", "sentence", title=_literal(f"{found['label']} {title}"))
+        table = Table("sd", "sentence")
         for item in found[side]:
             table.add_row(f"{item['apart_sd']:+.2f}", _literal(" ".join(item["sentence"].split())))
-        console.print(table)
+        console.print(_literal(f"{found['label']} {title}:"), table)
 
 
 SHOW_LIST = 12
