@@ -614,7 +614,7 @@ def apart(
 ) -> None:
     """What sets one equally good member apart: the test sentences it rates furthest above and
     below the other shown members (its standardised reward minus the mean of theirs)."""
-    from core.equivalent_set import apart_on_test, apart_sentences
+    from core.equivalent_set import apart_on_test, apart_sentences, says_apart
     from core.faithfulness import TABLE, least_punishing
     from core.run_store import open_run
 
@@ -628,6 +628,9 @@ def apart(
         _print_json(found)
         return
     console = Console()
+    in_words = says_apart(found, opened.objective)
+    if in_words:
+        console.print(in_words, markup=False, highlight=False)
     for side, title in (("higher", "rates higher than the others"), ("lower", "rates lower than the others")):
         table = Table("sd", "sentence")
         for item in found[side]:

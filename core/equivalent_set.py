@@ -254,7 +254,33 @@ def apart_sentences(run, member: str, n: int = 8) -> dict:
     gap, text = gaps[member], run.read_table("demonstrations")[irl_config(run).text_column()]
     listed = {side: [{"row": int(r), "sentence": str(text[r]), "apart_sd": float(gap[r])} for r in rows]
               for side, rows in (("higher", gap.nlargest(n).index), ("lower", gap.nsmallest(n).index))}  # fmt: skip
-    return {"member": member, "label": label(member)} | listed
+    found = {"member": member, "label": label(member)} | listed
+    if run.has_table("lexicon"):
+        lexicon = run.read_table("lexicon")
+        if set(gaps.columns) <= set(lexicon.columns):
+            found["words"] = apart_words(lexicon, member, list(gaps.columns))
+    return found
+
+
+def apart_words(lexicon: pd.DataFrame, member: str, members: list[str], n: int = 5) -> dict[str, list[str]]:
+    """The n words of the run's lexicon (each scored alone) that a member rates furthest above the
+    other members and the n furthest below, each member's scores standardised over the words
+    first: where its view of the words parts from theirs."""
+    z = pd.DataFrame(standardise(lexicon[members].to_numpy(float)), columns=members, index=lexicon.index)
+    gap = apart(z, member)
+    return {"higher": lexicon.loc[gap.nlargest(n).index, "word"].tolist(),
+            "lower": lexicon.loc[gap.nsmallest(n).index, "word"].tolist(), "of": len(lexicon)}  # fmt: skip
+
+
+def says_apart(found: dict, objective) -> str | None:
+    """:func:`apart_sentences`' words in a sentence; None where the run has no lexicon."""
+    words = found.get("words")
+    if not words:
+        return None
+    quoted = {side: ", ".join(f"“{w}”" for w in words[side]) for side in ("higher", "lower")}
+    return (f"Scored alone (the run's {words['of']} words), {found['label']} rates {quoted['higher']} further "
+            f"toward {objective.preferred} than the other members do, and {quoted['lower']} further toward "
+            f"{objective.dispreferred}.")
 
 
 def verdict_disagreement(matrix: np.ndarray, thresholds: np.ndarray) -> tuple[float, np.ndarray]:

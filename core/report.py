@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
-from core.equivalent_set import apart_on_test, apart_sentences
+from core.equivalent_set import apart_on_test, apart_sentences, says_apart
 from core.errors import IrlLensError
 from core.faithfulness import caution, indifferent_members
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
@@ -155,16 +155,18 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
 
 def _apart_table(run: Run) -> str:
     """Each member's test sentence furthest above the other members' rating, and furthest below."""
-    rows = []
+    rows, in_words = [], []
     for member in apart_on_test(run).columns:
         found = apart_sentences(run, member, n=1)
         (higher,), (lower,) = found["higher"], found["lower"]
         rows.append((found["label"], higher["sentence"], higher["apart_sd"], lower["sentence"], lower["apart_sd"]))
+        in_words.append(says_apart(found, run.objective))
     return ("<h3>What sets each member apart</h3><p class='note'>Of the test sentences, the one each member rates "
             "furthest above the other shown members (its standardised reward minus the mean of theirs, in sd) "
             "and the one it rates furthest below: what it pays for, and punishes, that they do not.</p>"
             + _table(pd.DataFrame(rows, columns=["member", "it rates higher than the others", "sd",
-                                                 "it rates lower than the others", "sd "])))  # fmt: skip
+                                                 "it rates lower than the others", "sd "]))
+            + ("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in in_words if line) + "</ul>" if any(in_words) else ""))  # fmt: skip
 
 
 def _lexicon_section(run: Run, scripts: _Scripts) -> str:

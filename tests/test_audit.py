@@ -401,3 +401,17 @@ def test_apart_says_where_one_member_parts_from_the_rest():
     z = pd.DataFrame({"a": [1.0, 0.0, -1.0], "b": [1.0, 0.0, -1.0], "c": [-1.0, 0.0, 1.0]})
     assert apart(z, "c").tolist() == [-2.0, 0.0, 2.0]  # c prefers what a and b punish
     assert apart(z, "a").tolist() == [1.0, 0.0, -1.0]
+
+
+def test_apart_words_are_the_words_one_member_rates_unlike_the_others():
+    from core.equivalent_set import apart_words, says_apart
+    from core.objective import BUILT_IN
+
+    lexicon = pd.DataFrame({"word": ["awful", "fine", "great", "two"], "a": [-2.0, 0.0, 2.0, 0.1],
+                            "b": [-2.1, 0.1, 1.9, 0.0], "c": [1.5, 0.0, 2.0, -2.0]})  # fmt: skip
+    words = apart_words(lexicon, "c", ["a", "b", "c"], n=1)
+    assert words == {"higher": ["awful"], "lower": ["two"], "of": 4}  # c lets "awful" off, punishes "two"
+    said = says_apart({"label": "member c", "words": words}, BUILT_IN["sentiment"])
+    assert said == ("Scored alone (the run's 4 words), member c rates “awful” further toward positive than the "
+                    "other members do, and “two” further toward negative.")
+    assert says_apart({"label": "member c"}, BUILT_IN["sentiment"]) is None

@@ -143,6 +143,7 @@ def test_the_report_says_what_the_harness_says(sentiment):
     assert "Of the run&#x27;s 600 words scored alone, they punish most “two”, “i”, “off”" in page
     # each member's sentence furthest above the others: layer 12 lets a plainly negative one off
     assert "<h3>What sets each member apart</h3>" in page
+    assert "layer 12 · repeat 2 · epoch 5 rates “wasted”, “dissatisfied”, “worst”" in page
     assert "<td>layer 12 · repeat 2 · epoch 5</td><td> it was a waste of money. It was dull and slow.</td>" in page
     from core.wants import pays_for
 
@@ -189,6 +190,8 @@ def test_the_equivalent_page_shows_what_sets_the_least_punishing_member_apart(se
     higher = next(d.value for d in at.dataframe if "apart (sd)" in d.value)
     assert higher["sentence"].iloc[0].strip() == "it was a waste of money. It was dull and slow."
     assert higher["apart (sd)"].is_monotonic_decreasing and higher["apart (sd)"].iloc[0] > 1
+    said = " ".join(m.value for m in at.markdown).replace("\\", "")
+    assert "layer 12 · repeat 2 · epoch 5 rates “wasted”, “dissatisfied”, “worst”" in said
     member.set_value("l30-r3-e1").run()
     assert not at.exception, at.exception
 
@@ -224,6 +227,7 @@ def test_irl_lens_apart_lists_what_sets_a_member_apart(sentiment):
     assert [item["sentence"].strip() for item in found["higher"]] == ["it was a waste of money. It was dull and slow.",
                                                                        "it was a waste of my money."]  # fmt: skip
     assert found["higher"][0]["apart_sd"] > found["higher"][1]["apart_sd"] > 0 > found["lower"][0]["apart_sd"]
+    assert found["words"]["higher"][:3] == ["wasted", "dissatisfied", "worst"]  # scored alone, it lets them off
     other = json.loads(runner.invoke(app, ["apart", str(sentiment.path), "--member", "l30-r3-e1", "--json"]).stdout)
     assert other["label"] == "layer 30 · repeat 3 · epoch 1" and len(other["lower"]) == 8
     wrong = runner.invoke(app, ["apart", str(sentiment.path), "--member", "l99-r0-e1"])

@@ -10,7 +10,7 @@ from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_l
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
-from core.equivalent_set import apart_sentences, crowding_of, standardise
+from core.equivalent_set import apart_sentences, crowding_of, says_apart, standardise
 from core.faithfulness import indifferent_members, least_punishing, punishes_shares
 
 st.title("Equivalent models")
@@ -125,6 +125,9 @@ st.caption("A member's standardised reward minus the mean of the other shown mem
 least = least_punishing(faithfulness)
 chosen = st.selectbox("Member", names, index=names.index(least) if least in names else 0, format_func=member_label)
 found = apart_sentences(run, chosen)
+in_words = says_apart(found, words)
+if in_words:
+    st.markdown(plain(in_words))
 for title, side in (("It rates higher than the others (pays for what they do not)", "higher"),
                     ("It rates lower than the others (punishes what they do not)", "lower")):
     table = pd.DataFrame(found[side]).rename(columns={"apart_sd": "apart (sd)"}).round(2)
