@@ -224,11 +224,13 @@ def spread(matrix: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"row": rows, "spread_std": z.std(1), "spread_range": np.ptp(z, axis=1)})
 
 
-def apart(z: pd.DataFrame, member: str) -> pd.Series:
-    """How far one member rates each sentence from the other members: its standardised reward
-    minus the mean of theirs. Where an equally good reward parts from the rest, sentence by
-    sentence: what it pays for that they do not (positive) and what it punishes that they do not."""
-    return z[member] - z.drop(columns=member).mean(axis=1)
+def apart(z: pd.DataFrame, member: str | list[str]) -> pd.Series:
+    """How far one member (or a group, by their mean) rates each sentence from the other members:
+    its standardised reward minus the mean of theirs. Where an equally good reward parts from the
+    rest, sentence by sentence: what it pays for that they do not (positive) and what it punishes
+    that they do not."""
+    chosen = [member] if isinstance(member, str) else list(member)
+    return z[chosen].mean(axis=1) - z.drop(columns=chosen).mean(axis=1)
 
 
 def apart_on_test(run) -> pd.DataFrame:
@@ -262,9 +264,9 @@ def apart_sentences(run, member: str, n: int = 8) -> dict:
     return found
 
 
-def apart_words(lexicon: pd.DataFrame, member: str, members: list[str], n: int = 5) -> dict[str, list[str]]:
-    """The n words of the run's lexicon (each scored alone) that a member rates furthest above the
-    other members and the n furthest below, each member's scores standardised over the words
+def apart_words(lexicon: pd.DataFrame, member: str | list[str], members: list[str], n: int = 5) -> dict:
+    """The n words of the run's lexicon (each scored alone) that a member (or a group) rates
+    furthest above the other members and the n furthest below, each member's scores standardised over the words
     first: where its view of the words parts from theirs."""
     z = pd.DataFrame(standardise(lexicon[members].to_numpy(float)), columns=members, index=lexicon.index)
     gap = apart(z, member)

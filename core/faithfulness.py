@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from core.checkpoints import label
+from core.equivalent_set import apart_words
 from core.errors import IrlLensError
 from core.ground_truth import word_spans
 from core.recovered_reward import RecoveredReward
@@ -359,7 +360,7 @@ def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataF
     """A sentence naming the members that hardly punish the objective's dispreferred words on the
     one-word probes: equally good on the demonstrations, they pay for something else, and their
     heatmaps rightly do not blame those words; with the run's lexicon, the n words those members
-    punish most. None where every member punishes them or nothing was measured. Words come from the
+    rate furthest above the others. None where every member punishes them or nothing was measured. Words come from the
     run's own texts: escape them to display."""
     share = punishes_shares(table)
     if share is None:
@@ -377,15 +378,16 @@ def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataF
             f"than removing another word (by {PUNISHES_SD} sd or more) in only {span} of them{against}. They are {named}. As good as the "
             "rest on the demonstrations, they pay for something else, and where their heatmaps do not blame the "
             f"{objective.dispreferred} word, they tell the truth about them."
-            + _punished_instead(lexicon, list(hardly.index), n))
+            + _let_off(lexicon, list(hardly.index), list(share.index), objective, n))
 
 
-def _punished_instead(lexicon: pd.DataFrame | None, members: list[str], n: int) -> str:
-    if lexicon is None or not set(members) <= set(lexicon.columns):
+def _let_off(lexicon: pd.DataFrame | None, hardly: list[str], members: list[str], objective, n: int) -> str:
+    """The lexicon's words those members rate furthest above the others: what they let off."""
+    if lexicon is None or not set(members) <= set(lexicon.columns) or len(hardly) == len(members):
         return ""
-    words = lexicon.assign(_mean=lexicon[members].mean(axis=1)).nsmallest(n, "_mean")["word"]
-    return (f" Of the run's {len(lexicon)} words scored alone, they punish most "
-            + ", ".join(f"“{w}”" for w in words) + ".")
+    words = apart_words(lexicon, hardly, members, n)["higher"]
+    return (f" Scored alone (the run's {len(lexicon)} words), they rate " + ", ".join(f"“{w}”" for w in words)
+            + f" further toward {objective.preferred} than the other members do.")
 
 
 def top1_match(member_words: np.ndarray, truth_words: np.ndarray) -> bool | None:

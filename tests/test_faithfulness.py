@@ -182,7 +182,7 @@ def test_members_that_hardly_punish_the_dispreferred_words_are_named():
     lexicon = pd.DataFrame({"word": ["awful", "price", "two", "nice"], "l1-r0-e1": [-2.0, 0.1, 0.0, 1.0],
                             "l2-r0-e1": [0.0, -1.0, -0.5, 0.2], "l3-r0-e1": [0.1, -0.4, -0.6, 0.3]})  # fmt: skip
     assert indifferent_members(table, BUILT_IN["sentiment"], lexicon, n=2).endswith(
-        "Of the run's 4 words scored alone, they punish most “price”, “two”.")
+        "Scored alone (the run's 4 words), they rate “awful”, “nice” further toward positive than the other members do.")
     assert indifferent_members(table, BUILT_IN["sentiment"], lexicon.drop(columns="l3-r0-e1")) == said
     assert indifferent_members(table.assign(punishes_planted_word=0.6), BUILT_IN["sentiment"]) is None
     assert indifferent_members(table.drop(columns="punishes_planted_word"), BUILT_IN["sentiment"]) is None

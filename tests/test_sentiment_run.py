@@ -140,7 +140,7 @@ def test_the_report_says_what_the_harness_says(sentiment):
     assert "Method: occlusion." in page and "occlusion blames the planted word most in only 69%" in page
     assert "3 of the 8 shown members hardly punish negative words" in page
     assert "They are layer 12 · repeat 2 · epoch 5 (10%), layer 15 · repeat 2 · epoch 3 (43%)" in page
-    assert "Of the run&#x27;s 600 words scored alone, they punish most “two”, “i”, “off”" in page
+    assert "Scored alone (the run&#x27;s 600 words), they rate “bad”, “disgusting”, “disaster”" in page
     # each member's sentence furthest above the others: layer 12 lets a plainly negative one off
     assert "<h3>What sets each member apart</h3>" in page
     assert "layer 12 · repeat 2 · epoch 5 rates “wasted”, “dissatisfied”, “worst”" in page
