@@ -36,6 +36,7 @@ from scipy import stats
 from core.checkpoints import ENSEMBLE, label
 from core.errors import IrlLensError
 from core.evaluation import auc, discrimination_auc, epic_distance, pairwise_accuracy
+from core.recovered_reward import irl_config
 
 Selection = Literal["demonstrations", "ground_truth"]
 CRITERIA: dict[str, tuple[str, str]] = {
@@ -248,8 +249,6 @@ def apart_sentences(run, member: str, n: int = 8) -> dict:
     """The n test sentences a shown member rates furthest above the other members and the n
     furthest below (:func:`apart`, in sd), with the text the members score. Sentences come from
     the run's own texts: escape them to display."""
-    from core.recovered_reward import irl_config  # it reads the equivalent set itself
-
     gaps = apart_on_test(run)
     if member not in gaps:
         raise IrlLensError(f"'{member}' is not a shown member of {run.path}: use one of {', '.join(gaps.columns)}")
@@ -266,8 +265,8 @@ def apart_sentences(run, member: str, n: int = 8) -> dict:
 
 def apart_words(lexicon: pd.DataFrame, member: str | list[str], members: list[str], n: int = 5) -> dict:
     """The n words of the run's lexicon (each scored alone) that a member (or a group) rates
-    furthest above the other members and the n furthest below, each member's scores standardised over the words
-    first: where its view of the words parts from theirs."""
+    furthest above the other members and the n furthest below, each member's scores standardised
+    over the words first: where its view of the words parts from theirs."""
     z = pd.DataFrame(standardise(lexicon[members].to_numpy(float)), columns=members, index=lexicon.index)
     gap = apart(z, member)
     return {"higher": lexicon.loc[gap.nlargest(n).index, "word"].tolist(),
