@@ -343,8 +343,7 @@ def faithfulness(
     summary = faithfulness_stage(opened, config)
     console.print(f"default heatmap method: {summary['saliency_method']} ({summary['saliency_method_reason']})",
                   markup=False)  # fmt: skip
-    resting = indifferent_members(opened.read_table(TABLE), opened.objective,
-                                  opened.read_table("lexicon") if opened.has_table("lexicon") else None)
+    resting = indifferent_members(opened.read_table(TABLE), opened.objective, opened.optional_table("lexicon"))
     if resting:
         console.print(resting, markup=False)
 
@@ -614,16 +613,13 @@ def apart(
 ) -> None:
     """What sets one equally good member apart: the test sentences it rates furthest above and
     below the other shown members (its standardised reward minus the mean of theirs)."""
-    from core.equivalent_set import apart_on_test, apart_sentences, says_apart
+    from core.equivalent_set import apart_sentences, says_apart
     from core.faithfulness import TABLE, least_punishing
     from core.run_store import open_run
 
     opened = open_run(run)
-    if not (opened.has_table("members") and opened.has_table("member_scores")):
-        raise IrlLensError(f"run {opened.path} has no evaluated members yet: run 'irl-lens evaluate' first")
-    least = least_punishing(opened.read_table(TABLE) if opened.has_table(TABLE) else None)
-    member = member or least or str(apart_on_test(opened).columns[0])
-    found = apart_sentences(opened, member, n)
+    member = member or least_punishing(opened.optional_table(TABLE))
+    found = apart_sentences(opened, [member] if member else None, n)[0]  # else the first shown member
     if json_out:
         _print_json(found)
         return

@@ -237,6 +237,8 @@ def apart(z: pd.DataFrame, member: str | list[str]) -> pd.Series:
 def apart_on_test(run) -> pd.DataFrame:
     """:func:`apart` of every shown member on the run's test sentences (rows: demonstrations'
     row numbers; columns: members), from the rewards the evaluate stage stored."""
+    if not (run.has_table("members") and run.has_table("member_scores")):
+        raise IrlLensError(f"run {run.path} has no evaluated members yet: run 'irl-lens evaluate' first")
     members = run.read_table("members")
     names = members.loc[members["member"] != ENSEMBLE, "member"].tolist()
     scores = run.read_table("member_scores").set_index("row")
@@ -245,22 +247,28 @@ def apart_on_test(run) -> pd.DataFrame:
     return pd.DataFrame({name: apart(z, name) for name in names})
 
 
-def apart_sentences(run, member: str, n: int = 8) -> dict:
-    """The n test sentences a shown member rates furthest above the other members and the n
-    furthest below (:func:`apart`, in sd), with the text the members score. Sentences come from
-    the run's own texts: escape them to display."""
+def apart_sentences(run, members: list[str] | None = None, n: int = 8) -> list[dict]:
+    """For each named shown member (default: all), the n test sentences it rates furthest above
+    the other members and the n furthest below (:func:`apart`, in sd), with the text the members
+    score, and with the run's lexicon the words it rates apart (:func:`apart_words`). Sentences
+    come from the run's own texts: escape them to display."""
     gaps = apart_on_test(run)
-    if member not in gaps:
-        raise IrlLensError(f"'{member}' is not a shown member of {run.path}: use one of {', '.join(gaps.columns)}")
-    gap, text = gaps[member], run.read_table("demonstrations")[irl_config(run).text_column()]
-    listed = {side: [{"row": int(r), "sentence": str(text[r]), "apart_sd": float(gap[r])} for r in rows]
-              for side, rows in (("higher", gap.nlargest(n).index), ("lower", gap.nsmallest(n).index))}  # fmt: skip
-    found = {"member": member, "label": label(member)} | listed
-    if run.has_table("lexicon"):
-        lexicon = run.read_table("lexicon")
-        if set(gaps.columns) <= set(lexicon.columns):
+    unknown = [m for m in members or [] if m not in gaps]
+    if unknown:
+        raise IrlLensError(f"'{unknown[0]}' is not a shown member of {run.path}: use one of {', '.join(gaps.columns)}")
+    text = run.read_table("demonstrations")[irl_config(run).text_column()]
+    lexicon = run.optional_table("lexicon")
+    with_words = lexicon is not None and set(gaps.columns) <= set(lexicon.columns)
+    out = []
+    for member in members or list(gaps.columns):
+        gap = gaps[member]
+        found = {"member": member, "label": label(member)} | {
+            side: [{"row": int(r), "sentence": str(text[r]), "apart_sd": float(gap[r])} for r in rows]
+            for side, rows in (("higher", gap.nlargest(n).index), ("lower", gap.nsmallest(n).index))}  # fmt: skip
+        if with_words:
             found["words"] = apart_words(lexicon, member, list(gaps.columns))
-    return found
+        out.append(found)
+    return out
 
 
 def apart_words(lexicon: pd.DataFrame, member: str | list[str], members: list[str], n: int = 5) -> dict:

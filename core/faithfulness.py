@@ -30,7 +30,6 @@ chosen method's agreement with R* where there is one.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -143,15 +142,19 @@ def read_probes(path: str | Path) -> list[dict]:
     return probes
 
 
-def probe_set(objective_name: str, path: str | Path | None = None) -> list[dict]:
-    """The one-word probes: the file given, else the project's for the objective (none for an
-    objective it has no probes for)."""
+def probe_file(objective_name: str, path: str | Path | None = None) -> Path | None:
+    """The file of one-word probes: the one given, else the project's for the objective (None
+    for an objective it has none for)."""
     if path is not None:
-        return read_probes(path)
+        return Path(path).expanduser()
     bundled = PROBES / f"{objective_name}_one_word.jsonl"
-    if not bundled.is_file():
-        return []
-    return [json.loads(line) for line in bundled.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return bundled if bundled.is_file() else None
+
+
+def probe_set(objective_name: str, path: str | Path | None = None) -> list[dict]:
+    """The one-word probes of :func:`probe_file`, checked (empty where there is none)."""
+    file = probe_file(objective_name, path)
+    return read_probes(file) if file is not None else []
 
 
 def without_words(text: str, drop: set[int]) -> str:
@@ -207,14 +210,12 @@ def planted_word_effects(reward: RecoveredReward, probes: list[dict], scale: np.
     return effects / scale
 
 
-def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True,
-            probes: list[dict] | None = None) -> tuple[pd.DataFrame, dict]:  # fmt: skip
-    """(per method and member figures, summary) for the run's shown members; ``probes`` as read
-    from the config where not given."""
+def measure(run: Run, config: FaithfulnessConfig, probes: list[dict], *, progress: bool = True
+            ) -> tuple[pd.DataFrame, dict]:  # fmt: skip
+    """(per method and member figures, summary) for the run's shown members, localised on
+    ``probes`` (:func:`probe_set`)."""
     from core.irl import IRLConfig
 
-    config = config or FaithfulnessConfig()
-    probes = probe_set(run.objective.name, config.probes) if probes is None else probes
     reward = RecoveredReward(run)
     truth = run.ground_truth()
     saliency = RewardSaliency(reward, truth)
@@ -290,7 +291,7 @@ def measure(run: Run, config: FaithfulnessConfig | None = None, *, progress: boo
         if "localisation" in table else None,
     }  # fmt: skip
     if probes:
-        source = Path(config.probes).expanduser() if config.probes else PROBES / f"{run.objective.name}_one_word.jsonl"
+        source = probe_file(run.objective.name, config.probes)
         summary["probes"] = {"source": config.probes or f"{PROBES.parent.name}/{PROBES.name}/{source.name}",
                              "n": len(probes), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}  # fmt: skip
         summary["punishes_planted_word"] = dict(zip(reward.names, punishes.mean(0).tolist(), strict=True))
@@ -304,7 +305,7 @@ def by_method(table: pd.DataFrame) -> pd.DataFrame:
     if "n_punished" in table:
         weighted = table.assign(_hits=table["localisation_punished"].fillna(0) * table["n_punished"])
         sums = weighted.groupby("method")[["_hits", "n_punished"]].sum()
-        means["localisation_punished"] = (sums["_hits"] / sums["n_punished"].where(sums["n_punished"] > 0)).reindex(means.index)
+        means["localisation_punished"] = sums["_hits"] / sums["n_punished"].where(sums["n_punished"] > 0)
         means = means.drop(columns=["n_punished"])
     return means
 
@@ -360,8 +361,8 @@ def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataF
     """A sentence naming the members that hardly punish the objective's dispreferred words on the
     one-word probes: equally good on the demonstrations, they pay for something else, and their
     heatmaps rightly do not blame those words; with the run's lexicon, the n words those members
-    rate furthest above the others. None where every member punishes them or nothing was measured. Words come from the
-    run's own texts: escape them to display."""
+    rate furthest above the others. None where every member punishes them or nothing was measured.
+    Words come from the run's own texts: escape them to display."""
     share = punishes_shares(table)
     if share is None:
         return None
@@ -375,9 +376,9 @@ def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataF
     named = ", ".join(f"{label(m)} ({v:.0%})" for m, v in hardly.items())
     return (f"{len(hardly)} of the {len(share)} shown members hardly punish {objective.dispreferred} words: "
             f"on the one-word probes, removing the one {objective.dispreferred} word raises their reward more "
-            f"than removing another word (by {PUNISHES_SD} sd or more) in only {span} of them{against}. They are {named}. As good as the "
-            "rest on the demonstrations, they pay for something else, and where their heatmaps do not blame the "
-            f"{objective.dispreferred} word, they tell the truth about them."
+            f"than removing another word (by {PUNISHES_SD} sd or more) in only {span} of them{against}. "
+            f"They are {named}. As good as the rest on the demonstrations, they pay for something else, and "
+            f"where their heatmaps do not blame the {objective.dispreferred} word, they tell the truth about them."
             + _let_off(lexicon, list(hardly.index), list(share.index), objective, n))
 
 
@@ -405,7 +406,7 @@ def faithfulness_stage(run: Run, config: FaithfulnessConfig | None = None, *, pr
     config = config or FaithfulnessConfig()
     probes = probe_set(run.objective.name, config.probes)  # a bad file is refused before the run is touched
     with run.stage(STAGE, config.model_dump()) as record:
-        table, summary = measure(run, config, progress=progress, probes=probes)
+        table, summary = measure(run, config, probes, progress=progress)
         run.write_table(TABLE, table)
         record.summary = summary
     return summary

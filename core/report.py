@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
-from core.equivalent_set import apart_on_test, apart_sentences, says_apart
+from core.equivalent_set import apart_sentences, says_apart
 from core.errors import IrlLensError
 from core.faithfulness import caution, indifferent_members
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
@@ -156,8 +156,7 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
 def _apart_table(run: Run) -> str:
     """Each member's test sentence furthest above the other members' rating, and furthest below."""
     rows, in_words = [], []
-    for member in apart_on_test(run).columns:
-        found = apart_sentences(run, member, n=1)
+    for found in apart_sentences(run, n=1):
         (higher,), (lower,) = found["higher"], found["lower"]
         rows.append((found["label"], higher["sentence"], higher["apart_sd"], lower["sentence"], lower["apart_sd"]))
         in_words.append(says_apart(found, run.objective))
@@ -259,12 +258,11 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
     out = [f"<h2>Example heatmaps</h2><p class='note'>Method: {_e(method)}. Green raises the reward "
            f"(toward {_e(run.objective.preferred)}), red lowers it. Of the test sentences with at least "
            f"{MIN_WORDS} words, the {n - 2} the members score lowest on average and the 2 they score highest.</p>"]  # fmt: skip
-    faithfulness = run.read_table("faithfulness") if run.has_table("faithfulness") else None
+    faithfulness = run.optional_table("faithfulness")
     careful = caution(faithfulness, method, run.objective)
     if careful:
         out.append(f"<p class='note'><b>Caution.</b> {_e(careful)}</p>")
-    resting = indifferent_members(faithfulness, run.objective,
-                                  run.read_table("lexicon") if run.has_table("lexicon") else None)
+    resting = indifferent_members(faithfulness, run.objective, run.optional_table("lexicon"))
     if resting:
         out.append(f"<p class='note'>{_e(resting)}</p>")
     if faithful and faithful != method:

@@ -500,6 +500,10 @@ class Run:
     def has_table(self, name: str) -> bool:
         return self.has(f"tables/{name}.parquet")
 
+    def optional_table(self, name: str) -> pd.DataFrame | None:
+        """The table, or None where its stage has not run: for what a stage adds when it has."""
+        return self.read_table(name) if self.has_table(name) else None
+
     def read_table(self, name: str) -> pd.DataFrame:
         relative = f"tables/{name}.parquet"
         if not self.has(relative):

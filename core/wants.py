@@ -94,7 +94,7 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
                    + (f" ({', '.join(edits[:4])}{', …' if len(edits) > 4 else ''})" if edits else "")
                    + f" and put {len(split)} of {len(lexicon)} words on different sides"
                    + (f", among them {_quoted(split['word'][:3])}" if len(split) else "") + ".")  # fmt: skip
-    faithfulness = run.read_table("faithfulness") if run.has_table("faithfulness") else None
+    faithfulness = run.optional_table("faithfulness")
     resting = indifferent_members(faithfulness, words, lexicon)
     if resting:
         out.append(resting + _lets_off(run, least_punishing(faithfulness)))
@@ -105,7 +105,7 @@ def _lets_off(run: Run, member: str, limit: int = 120) -> str:
     """The test sentence a member rates furthest above the other members, as a sentence to quote."""
     if not run.has_table("member_scores"):
         return ""
-    (top,) = apart_sentences(run, member, n=1)["higher"]
+    (top,) = apart_sentences(run, [member], n=1)[0]["higher"]
     text = " ".join(top["sentence"].split())
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return (f" The test sentence {label(member)} rates furthest above the other members ({top['apart_sd']:+.2f} sd): "

@@ -124,7 +124,7 @@ st.caption("A member's standardised reward minus the mean of the other shown mem
            "where this equally good reward parts from the rest, sentence by sentence.")  # fmt: skip
 least = least_punishing(faithfulness)
 chosen = st.selectbox("Member", names, index=names.index(least) if least in names else 0, format_func=member_label)
-found = apart_sentences(run, chosen)
+(found,) = apart_sentences(run, [chosen])
 in_words = says_apart(found, words)
 if in_words:
     st.markdown(plain(in_words))

@@ -145,6 +145,7 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
         st.caption(f"Members scored in bf16: {plain(check['why'])}. With heatmaps, scores come from their fp32 pass.")
     if probed.explained:
         sides = member_sides(reward, probed.scores, words)
+        punishing = punishes_notes(run_table(run, "faithfulness"), words)
         for i, (text, result) in enumerate(zip(texts, probed.explained, strict=True)):
             with st.expander(f"sentence {i + 1}", expanded=len(texts) <= 3):
                 st.text(text)
@@ -162,7 +163,7 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                     ids = scorer.tokenizer(text, add_special_tokens=False)["input_ids"]
                     values = word_log_ratios(scorer.tokenizer, text, 0, ids, ratios)
                     rows.append(("implicit reward", word_heatmap_html(result.words, values), None))
-                notes = {name(m): note for m, note in punishes_notes(run_table(run, "faithfulness"), words).items()}
+                notes = {name(m): note for m, note in punishing.items()}
                 st.markdown(attribution_table_html(rows, notes), unsafe_allow_html=True)  # escaped in rendering
                 st.caption(f"method: {plain(result.method)}; green raises the reward (toward {plain(words.preferred)})")
                 if counterfactual:
