@@ -204,7 +204,7 @@ def evaluate_candidates(
         raise IrlLensError(
             f"run {run.path} has no complete IRL stage: run 'irl-lens extract' first"
         )
-    irl_config = IRLConfig.model_validate(run.manifest.config["irl"])
+    irl_config = IRLConfig.recorded(run.manifest.config["irl"])
     words = run.objective
     demos, candidates = run.read_table("demonstrations"), run.read_table(CANDIDATES)
     gt_column, label_column = irl_config.ground_truth_column(), irl_config.label_column()

@@ -64,5 +64,26 @@ def export_member(run: Run, member: str, out: str | Path) -> Path:
     with torch.no_grad():
         model.score.weight.copy_(member.head.linear.weight)
     model.save_pretrained(out)
-    reward.tokenizer.save_pretrained(out)
+    tokenizer = reward.tokenizer
+    if reward.start_token is not None:
+        tokenizer = with_start_token(tokenizer, reward.start_token)
+    tokenizer.save_pretrained(out)
     return out
+
+
+def with_start_token(tokenizer, start_token: int):
+    """A copy of the tokenizer that puts the start token before every sentence, as the recovered
+    reward reads them (:func:`core.reward_model.hidden_layers`), so that the exported classifier
+    scores plain text as the member does."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+
+    if not getattr(tokenizer, "is_fast", False):
+        raise IrlLensError("exporting a reward that reads a start token needs a fast tokenizer")
+    tokenizer = copy.deepcopy(tokenizer)
+    token = tokenizer.convert_ids_to_tokens(start_token)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{token} $A", pair=f"{token} $A $B", special_tokens=[(token, start_token)]
+    )
+    return tokenizer

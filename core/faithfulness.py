@@ -219,7 +219,7 @@ def measure(run: Run, config: FaithfulnessConfig, probes: list[dict], *, progres
     reward = RecoveredReward(run)
     truth = run.ground_truth()
     saliency = RewardSaliency(reward, truth)
-    irl = IRLConfig.model_validate(run.manifest.config["irl"])
+    irl = IRLConfig.recorded(run.manifest.config["irl"])
     demos = run.read_table("demonstrations")
     texts = demos[irl.text_column()]
     test = demos[(demos["split"] == "test") & texts.str.strip().ne("")]

@@ -210,7 +210,7 @@ def implicit_stage(run: Run, *, batch_size: int = 16, progress: bool = True) -> 
                               "implicit_mean": scores.mean,
                               "token_log_ratios": [t.tolist() for t in scores.tokens]})  # fmt: skip
         run.write_table(TABLE, table)
-        irl = IRLConfig.model_validate(run.manifest.config["irl"]) if "irl" in run.manifest.config else IRLConfig()
+        irl = IRLConfig.recorded(run.manifest.config["irl"]) if "irl" in run.manifest.config else IRLConfig()
         summary = {"implicit_shared_model": scorer.shared}
         summary |= implicit_summary(demos, scores.total, scores.mean, irl.label_column())
         summary |= human_label_figures(run, scorer)

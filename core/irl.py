@@ -63,6 +63,7 @@ from core.reward_model import (
     n_hidden_states,
     per_layer_rewards,
     resolve_layers,
+    start_token_id,
     tokenize,
 )
 from core.run_store import Run, StageRecord
@@ -87,6 +88,11 @@ class IRLConfig(BaseModel):
     )
     pooling: Pooling = Field(
         default="mean", description="h(s): mean over tokens, or the last token"
+    )
+    start_token: bool = Field(
+        default=True,
+        description="the backbone reads each sentence after its BOS (else EOS) token, which takes "
+        "the attention sink and is left out of h(s); runs recorded without it read false",
     )
     layers: list[int] | None = Field(
         default=None,
@@ -138,6 +144,15 @@ class IRLConfig(BaseModel):
             )
         return self
 
+    @classmethod
+    def recorded(cls, stored: dict) -> IRLConfig:
+        """The settings a run recorded. Runs from before ``start_token`` existed read sentences
+        without one, and their heads only fit features made that way."""
+        return cls.model_validate({"start_token": False, **stored})
+
+    def start_token_id(self, tokenizer) -> int | None:
+        return start_token_id(tokenizer) if self.start_token else None
+
     def text_column(self) -> str:
         return "sentence" if self.sentence == "prompt+completion" else "completion"
 
@@ -167,7 +182,7 @@ def world_size() -> int:
 
 
 def feature_key(backbone: str, config: IRLConfig) -> str:
-    raw = f"{backbone}|{config.pooling}|{config.sentence}|{config.max_length}"
+    raw = f"{backbone}|{config.pooling}|{config.sentence}|{config.max_length}" + ("|start" if config.start_token else "")
     return "h-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
@@ -342,7 +357,7 @@ class MaxMarginIRL:
     def _encode(self, backbone, tokenizer, texts: list[str], layers: list[int], *, progress: bool) -> torch.Tensor:
         return encode_layers(backbone, tokenizer, texts, layers=layers, pooling=self.config.pooling,
                              batch_size=self.config.encode_batch_size, max_length=self.config.max_length,
-                             progress=progress)  # fmt: skip
+                             progress=progress, start_token=self.config.start_token_id(tokenizer))  # fmt: skip
 
     def layers(self, run: Run) -> list[int]:
         """The configured layers as hidden-state indices of the backbone."""
@@ -457,7 +472,8 @@ class MaxMarginIRL:
         stage = run.stage(STAGE, stage_config) if main else contextlib.nullcontext(StageRecord())
         with stage as record:
             tokenizer = policy.load_tokenizer(ref, padding_side="right")
-            model = self._build_backbone_model(policy.load_backbone(ref, training=True), layer)
+            model = self._build_backbone_model(policy.load_backbone(ref, training=True), layer,
+                                               self.config.start_token_id(tokenizer))  # fmt: skip
             optimizer = torch.optim.Adam(
                 [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
             )
@@ -511,7 +527,7 @@ class MaxMarginIRL:
                               "n_test_pairs": len(pairs["test"])}  # fmt: skip
         return candidates
 
-    def _build_backbone_model(self, backbone, layer: int) -> RewardModel:
+    def _build_backbone_model(self, backbone, layer: int, start_token: int | None) -> RewardModel:
         torch.manual_seed(self.config.seed)  # head init; inside fork_rng, see fit()
         head = RewardHead(backbone.config.hidden_size)
         # A pairwise loss gives b zero gradient in exact arithmetic; in floating point the cancelling
@@ -524,7 +540,7 @@ class MaxMarginIRL:
             backbone = get_peft_model(backbone, policy.lora_config(self.config))
         else:
             backbone.requires_grad_(True)
-        return RewardModel(backbone, head, self.config.pooling, layer).train()
+        return RewardModel(backbone, head, self.config.pooling, layer, start_token).train()
 
     @torch.no_grad()
     def _score_all(self, model, batch_tokens, n: int) -> np.ndarray:

@@ -272,7 +272,7 @@ def compact_run(run: Run, *, heads: str = "equivalent", features: bool = True) -
     from core.irl import feature_key
 
     summary = run.stage_summary("evaluate")
-    irl = IRLConfig.model_validate(run.manifest.config["irl"])
+    irl = IRLConfig.recorded(run.manifest.config["irl"])
     members = summary["equivalent_set"] if heads == "equivalent" else summary["shown_members"]
     keep = set(members) | {summary["best_member_id"]}
     layers = {checkpoints.Member.parse(m).layer for m in summary["shown_members"]}

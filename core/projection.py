@@ -39,7 +39,7 @@ def project_run(
         raise IrlLensError(
             f"run {run.path} has no recovered reward yet: run 'irl-lens extract' first"
         )
-    config = IRLConfig.model_validate(run.manifest.config["irl"])
+    config = IRLConfig.recorded(run.manifest.config["irl"])
     best = run.stage_summary("evaluate").get("best_member")
     layer = best["layer"] if best else default_members(run)[0].layer
     demos = run.read_table("demonstrations")

@@ -69,7 +69,7 @@ def irl_config(run: Run) -> IRLConfig:
             f"run {run.path} has no recovered reward yet: run 'irl-lens extract' first"
         )
     try:
-        return IRLConfig.model_validate(run.manifest.config["irl"])
+        return IRLConfig.recorded(run.manifest.config["irl"])
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -148,6 +148,7 @@ class RecoveredReward:
         )
         self.standardisation, self.thresholds = self._members_table()
         self.precision, self.precision_check = "fp32", None
+        self.start_token = self.config.start_token_id(self.tokenizer)
 
     def use_bf16_if_close(self, texts: Sequence[str]) -> dict:
         """Measure bf16 autocast against fp32 on ``texts`` (the run's own sentences) and keep it
@@ -204,7 +205,8 @@ class RecoveredReward:
         """h(s) of the texts at every layer the members read, (L, N, d)."""
         return encode_layers(self.backbone, self.tokenizer, list(texts), layers=self.layers,
                              pooling=self.config.pooling, batch_size=SCORE_BATCH_SENTENCES,
-                             max_tokens=SCORE_BATCH_TOKENS, max_length=self.max_length)  # fmt: skip
+                             max_tokens=SCORE_BATCH_TOKENS, max_length=self.max_length,
+                             start_token=self.start_token)  # fmt: skip
 
     @property
     def max_length(self) -> int:
@@ -260,7 +262,7 @@ class RecoveredReward:
         elif self.config.mode == "full":
             backbone = copy.deepcopy(self.backbone)
             backbone.load_state_dict(checkpoints.prefixed(extra, "backbone"))
-        return RewardModel(backbone, head, self.config.pooling, member.layer).eval()
+        return RewardModel(backbone, head, self.config.pooling, member.layer, self.start_token).eval()
 
 
 def with_ensemble(names: list[str]) -> list[str]:

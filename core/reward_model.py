@@ -57,24 +57,51 @@ def resolve_layers(layers: Sequence[int] | None, n_states: int) -> list[int]:
     return sorted(out)
 
 
+def start_token_id(tokenizer) -> int:
+    """The token the backbone reads every sentence after (its BOS, else its EOS): see
+    :func:`hidden_layers`."""
+    token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if token is None:
+        raise ValueError("the tokenizer has neither a BOS nor an EOS token to start sentences with")
+    return int(token)
+
+
 def hidden_layers(
     backbone: nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     layers: Sequence[int],
+    start_token: int | None = None,
 ) -> list[torch.Tensor]:
-    """The given hidden states (each (B, T, d)) from one forward pass, on the backbone's device."""
+    """The given hidden states (each (B, T, d)) from one forward pass, on the backbone's device.
+
+    With ``start_token`` the backbone reads each sentence after that token, whose state is left
+    out of what comes back. Causal LMs park their attention sink on the first position: at layer
+    12 of SmolLM2-135M its state has norm ~23,000 against ~150 for the other tokens, so without a
+    start token a mean-pooled h(s) is mostly the first word's sink divided by the length, and
+    every heatmap blames the first word. The start token takes the sink instead.
+    """
     where = model_device(backbone)
-    out = backbone(input_ids=input_ids.to(where), attention_mask=attention_mask.to(where), output_hidden_states=True)
-    states = out.hidden_states
-    return [states[layer] for layer in layers]
+    input_ids, attention_mask = input_ids.to(where), attention_mask.to(where)
+    if start_token is not None:
+        # One column more; the start token goes just before each row's first real token (column 0
+        # under right padding, the last pad under left padding), and column 0 is dropped after.
+        first = attention_mask.long().argmax(dim=1)
+        rows = torch.arange(input_ids.shape[0], device=where)
+        input_ids = torch.cat([input_ids[:, :1], input_ids], dim=1)
+        attention_mask = torch.cat([torch.zeros_like(attention_mask[:, :1]), attention_mask], dim=1)
+        input_ids[rows, first], attention_mask[rows, first] = start_token, 1
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    skip = 0 if start_token is None else 1
+    return [out.hidden_states[layer][:, skip:] for layer in layers]
 
 
 def backbone_hidden(
-    backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int = -1
+    backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int = -1,
+    start_token: int | None = None,
 ) -> torch.Tensor:
     """One hidden state (B, T, d) of the backbone; works for base models and causal LMs."""
-    return hidden_layers(backbone, input_ids, attention_mask, [layer])[0]
+    return hidden_layers(backbone, input_ids, attention_mask, [layer], start_token)[0]
 
 
 def as_sentences(texts: Sequence[str], tokenizer) -> list[str]:
@@ -121,6 +148,7 @@ def encode_layers(
     max_length: int = 256,
     progress: bool = False,
     max_tokens: int | None = None,
+    start_token: int | None = None,
 ) -> torch.Tensor:
     """h(s) of every text at every given hidden layer, (L, N, d) float32, from one pass per
     batch. Texts are batched by length to waste little padding: ``batch_size`` at a time, or,
@@ -135,7 +163,7 @@ def encode_layers(
     rows: list[torch.Tensor] = []
     for idx in tqdm(batches, desc="encoding h(s)", unit="batch", disable=not progress):
         ids, mask = tokenize(tokenizer, [texts[i] for i in idx], max_length)
-        states = hidden_layers(backbone, ids, mask, layers)
+        states = hidden_layers(backbone, ids, mask, layers, start_token)
         rows.append(torch.stack([pool(h, mask, pooling).float().cpu() for h in states]))
     if not rows:
         return torch.empty(len(layers), 0, backbone.config.hidden_size)
@@ -155,10 +183,11 @@ def encode(
     max_length: int = 256,
     progress: bool = False,
     layer: int = -1,
+    start_token: int | None = None,
 ) -> torch.Tensor:
     """h(s) of every text at one hidden layer (default the last), (N, d) float32."""
-    return encode_layers(backbone, tokenizer, texts, layers=[layer], pooling=pooling,
-                         batch_size=batch_size, max_length=max_length, progress=progress)[0]  # fmt: skip
+    return encode_layers(backbone, tokenizer, texts, layers=[layer], pooling=pooling, batch_size=batch_size,
+                         max_length=max_length, progress=progress, start_token=start_token)[0]  # fmt: skip
 
 
 class RewardHead(nn.Module):
@@ -222,13 +251,15 @@ class RewardModel(nn.Module):
     """Backbone + pooling + head, end to end (LoRA / full training, scoring, saliency)."""
 
     def __init__(
-        self, backbone: nn.Module, head: nn.Module, pooling: Pooling = "mean", layer: int = -1
+        self, backbone: nn.Module, head: nn.Module, pooling: Pooling = "mean", layer: int = -1,
+        start_token: int | None = None,
     ) -> None:
         super().__init__()
         self.backbone, self.head, self.pooling, self.layer = backbone, head, pooling, layer
+        self.start_token = start_token
 
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = backbone_hidden(self.backbone, input_ids, attention_mask, self.layer)
+        hidden = backbone_hidden(self.backbone, input_ids, attention_mask, self.layer, self.start_token)
         return pool(hidden, attention_mask, self.pooling)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

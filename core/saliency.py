@@ -161,7 +161,7 @@ class RewardSaliency:
             yield [member.id], model.backbone, model.head, [member.layer]
 
     def _rewards(self, backbone, heads, layers, input_ids, attention_mask) -> torch.Tensor:
-        states = hidden_layers(backbone, input_ids, attention_mask, layers)
+        states = hidden_layers(backbone, input_ids, attention_mask, layers, self.reward.start_token)
         pooling = self.reward.config.pooling
         features = torch.stack([pool(h, attention_mask, pooling) for h in states])  # (L, B, d)
         out = heads(features[0] if len(layers) == 1 else features)
@@ -278,7 +278,7 @@ class RewardSaliency:
     @torch.no_grad()
     def _decomposition(self, backbone, heads, layers, ids, mask):
         """Token t's exact share wᵀhₜ/T of each mean-pooled member: (K, B, T), and R̂ (K, B)."""
-        states = hidden_layers(backbone, ids, mask, layers)
+        states = hidden_layers(backbone, ids, mask, layers, self.reward.start_token)
         hidden = torch.stack([h.float().cpu() for h in states])  # (L, B, T, d), beside the heads
         keep = mask.float()
         shares = torch.einsum("kbtd,kd->kbt", hidden[heads.slot], heads.weight) * (keep / keep.sum(1, keepdim=True))
@@ -307,7 +307,7 @@ class RewardSaliency:
             return out[torch.arange(out.shape[0]), torch.arange(out.shape[0]) % k]
 
         if method == "gradient_x_input":
-            attr = LayerGradientXActivation(forward, embeddings).attribute(copies)
+            attr = LayerGradientXActivation(forward, embeddings).attribute(copies)[:, -ids.shape[1]:]  # no start token
             return attr.sum(-1).detach().float().numpy(), full.float().numpy(), None, None, None
         baseline = torch.full_like(copies, self.tokenizer.pad_token_id)
         with torch.no_grad():
@@ -324,6 +324,7 @@ class RewardSaliency:
             if converged or steps * 2 > max_steps:
                 break
             steps *= 2
+        attr = attr[:, -ids.shape[1]:]  # the start token's column (where there is one) is not the text's
         return attr.sum(-1).detach().float().numpy(), full.float().numpy(), delta, steps, converged
 
     # -- the ground truth ------------------------------------------------------------------------

@@ -35,6 +35,26 @@ def test_gguf_cache_gives_identical_logits(gguf_cache):
     assert tokenizer.pad_token_id == tokenizer.eos_token_id == 2
 
 
+def test_start_token_takes_smollm2s_attention_sink(gguf_cache):
+    """Why h(s) reads sentences after a start token: SmolLM2 parks its attention sink on the
+    first position, whose state dwarfs the others (without the start token, a mean-pooled h(s)
+    is mostly the first word's sink and every heatmap blames that word)."""
+    from core.reward_model import hidden_layers, start_token_id
+
+    tokenizer = policy.load_tokenizer("smollm2-135m", padding_side="right")
+    backbone = policy.load_backbone("smollm2-135m")
+    ids = tokenizer(["It was a waste of money and the staff were rude."], return_tensors="pt")["input_ids"]
+    mask = torch.ones_like(ids)
+    for start, bound in ((None, None), (start_token_id(tokenizer), 5.0)):
+        (states,) = hidden_layers(backbone, ids, mask, [12], start)
+        norms = states[0].norm(dim=-1)
+        ratio = (norms[0] / norms[1:].median()).item()
+        if start is None:
+            assert ratio > 50, ratio
+        else:
+            assert ratio < bound, ratio
+
+
 def test_sample_demonstrations_with_smollm2(gguf_cache, tmp_path, prompts_file):
     config = SamplingConfig(
         prompts=str(prompts_file),

@@ -45,8 +45,10 @@ def test_pairwise_loss_gives_bias_no_gradient():
     assert abs(head.linear.bias.grad.item()) < 1e-6 and head.linear.weight.grad.abs().sum() > 0.1
 
 
-def test_pooling_is_padding_side_invariant(tiny_models):
+@pytest.mark.parametrize("with_start", [False, True])
+def test_pooling_is_padding_side_invariant(tiny_models, with_start):
     from core import policy
+    from core.reward_model import start_token_id
 
     backbone = policy.load_backbone(tiny_models["llama"])
     texts = ["the cat sat on the mat", "I hate", "you are a wonderful friend"]
@@ -54,10 +56,40 @@ def test_pooling_is_padding_side_invariant(tiny_models):
         out = {}
         for side in ("left", "right"):
             tok = policy.load_tokenizer(tiny_models["llama"], padding_side=side)
-            out[side] = encode(backbone, tok, texts, pooling=pooling, batch_size=3)
+            start = start_token_id(tok) if with_start else None
+            out[side] = encode(backbone, tok, texts, pooling=pooling, batch_size=3, start_token=start)
         torch.testing.assert_close(out["left"], out["right"], atol=1e-4, rtol=1e-4)
-        single = torch.cat([encode(backbone, tok, [t], pooling=pooling) for t in texts])
+        single = torch.cat([encode(backbone, tok, [t], pooling=pooling, start_token=start) for t in texts])
         torch.testing.assert_close(out["right"], single, atol=1e-4, rtol=1e-4)
+
+
+def test_the_start_token_is_read_first_and_left_out_of_h(tiny_models):
+    """h(s) with a start token: the backbone reads [start, s], and what comes back is s's states
+    alone, so pooling, heatmaps and occlusion never see the start token."""
+    from core import policy
+    from core.reward_model import hidden_layers, start_token_id
+
+    backbone = policy.load_backbone(tiny_models["llama"])
+    tok = policy.load_tokenizer(tiny_models["llama"], padding_side="right")
+    start = start_token_id(tok)
+    assert start == tok.eos_token_id  # the tiny tokenizer has no BOS: its EOS starts sentences
+    ids = tok(["the cat sat"], return_tensors="pt")["input_ids"]
+    (states,) = hidden_layers(backbone, ids, torch.ones_like(ids), [2], start)
+    with torch.no_grad():
+        full = backbone(input_ids=torch.cat([torch.tensor([[start]]), ids], 1), output_hidden_states=True)
+    assert states.shape[1] == ids.shape[1]
+    torch.testing.assert_close(states, full.hidden_states[2][:, 1:])
+    (without,) = hidden_layers(backbone, ids, torch.ones_like(ids), [2])
+    assert not torch.allclose(states, without, atol=1e-3)  # the first word no longer opens the sequence
+
+
+def test_runs_recorded_before_the_start_token_read_without_it(tiny_models):
+    """A run's heads fit the features they were trained on: an old run's config has no
+    start_token and must go on reading sentences without one; new runs use it."""
+    assert IRLConfig().start_token and IRLConfig.recorded({"pooling": "mean"}).start_token is False
+    assert IRLConfig.recorded(IRLConfig().model_dump()).start_token is True
+    ref = tiny_models["llama"]
+    assert feature_key(ref, IRLConfig()) != feature_key(ref, IRLConfig(start_token=False))
 
 
 def test_token_budget_batches_keep_every_text_in_its_place(tiny_models):

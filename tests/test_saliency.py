@@ -139,8 +139,10 @@ def test_gradient_x_input_matches_captum_per_member(saliency):
             lambda ids, m=model: m(ids, batch["attention_mask"]),
             reward.backbone.get_input_embeddings(),
         ).attribute(batch["input_ids"])
+        text_columns = plain.sum(-1)[0, -batch["input_ids"].shape[1]:]  # not the start token's
+        assert plain.shape[1] == batch["input_ids"].shape[1] + (reward.start_token is not None)
         np.testing.assert_allclose(
-            result.token_scores[k], plain.sum(-1)[0].detach().numpy(), rtol=1e-3, atol=1e-5
+            result.token_scores[k], text_columns.detach().numpy(), rtol=1e-3, atol=1e-5
         )
 
 
