@@ -24,7 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import policy
-from core.device import BF16_GENERATION_HELP, bf16_autocast, model_device
+from core.device import BF16_GENERATION_HELP, bf16_autocast, bf16_here, model_device
 from core.errors import IrlLensError
 from core.ground_truth import GroundTruth, dispreferred_label, load_ground_truth
 from core.objective import Objective, objective_for
@@ -275,7 +275,7 @@ def sample_demonstrations(
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 completions = generate(loaded[policy_name], loaded["tokenizer"], [prompts[i] for i in ids],
-                                       batch_size=config.batch_size, with_ids=True, bf16=config.bf16, **settings)  # fmt: skip
+                                       batch_size=config.batch_size, with_ids=True, bf16=bf16, **settings)  # fmt: skip
         keys = [(i, k) for i in ids for k in range(config.samples_per_prompt)]
         rows = [
             demonstration(i, split[i], prompts[i], policy_name, k, text, n, ids)
@@ -285,6 +285,7 @@ def sample_demonstrations(
 
     names = [f"{name}-{c:05d}" for name in POLICIES for c in range(n_chunks)]
     with run.stage(STAGE, config.model_dump()) as record:
+        bf16 = bf16_here(config.bf16, record)
         callback = (
             None
             if on_chunk is None

@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 from pydantic import ValidationError
 
-from core import checkpoints, policy
+from core import checkpoints, device, policy
 from core.checkpoints import ENSEMBLE, Member
+from core.device import model_device
 from core.errors import IrlLensError
 from core.irl import CANDIDATE_SCORES, CANDIDATES, IRLConfig
 from core.reward_model import RewardHead, RewardHeads, RewardModel, encode_layers, tokenize
@@ -160,6 +161,9 @@ class RecoveredReward:
         if self.config.mode != "frozen" or len(texts) < 8:
             self.precision_check = {"precision": "fp32", "why": "bf16 is measured on frozen members and 8+ sentences only"}
             return self.precision_check
+        if model_device(self.backbone).type == "cpu" and device.cpu_computes_bf16() is False:
+            self.precision_check = {"precision": "fp32", "why": f"bf16 {device.BF16_EMULATED}"}
+            return self.precision_check
         exact = self.score(texts)
         self.precision = "bf16"
         fast = self.score(texts)
@@ -218,8 +222,7 @@ class RecoveredReward:
     def score(self, texts: Sequence[str]) -> np.ndarray:
         texts = check_probes(texts)
         if self.config.mode == "frozen":
-            device = next(self.backbone.parameters()).device.type
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            with torch.autocast(model_device(self.backbone).type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 h = self.features(texts)
             out = self.heads(h.float()).numpy()
         else:

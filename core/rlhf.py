@@ -38,7 +38,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core import policy
-from core.device import BF16_HELP, bf16_autocast, trains_on_cpu
+from core.device import BF16_HELP, bf16_autocast, bf16_here, trains_on_cpu
 from core.errors import IrlLensError
 from core.ground_truth import load_ground_truth
 from core.run_store import Run
@@ -334,16 +334,17 @@ def rlhf(
                                 length_penalty=config.length_penalty)  # fmt: skip
         model = load_policy(config.policy, [str(run.resolve(a)) for a in config.policy_adapters])
         output = run.partial_dir(stage)
+        bf16 = bf16_here(config.bf16, record)
         args = GRPOConfig(
             output_dir=str(output), max_steps=config.steps, per_device_train_batch_size=config.prompts_per_step * config.generations,
             num_generations=config.generations, max_completion_length=config.max_completion_length,
             temperature=config.temperature, top_p=config.top_p, learning_rate=config.learning_rate, beta=config.beta,
-            bf16=config.bf16, gradient_checkpointing=config.gradient_checkpointing, use_cpu=trains_on_cpu(),
+            bf16=bf16, gradient_checkpointing=config.gradient_checkpointing, use_cpu=trains_on_cpu(),
             save_steps=config.save_steps, save_only_model=False, logging_steps=1, report_to="none", seed=config.seed,
             disable_tqdm=not progress, **vllm_arguments(config),
         )  # fmt: skip
         lora = None if config.full else policy.lora_config(config, task_type="CAUSAL_LM")
-        if config.bf16:
+        if bf16:
             autocast_generation(model)
         trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, processing_class=tokenizer,
                               train_dataset=Dataset.from_dict({"prompt": prompts}), peft_config=lora)  # fmt: skip
@@ -461,7 +462,7 @@ def supervised_pi0(run: Run, settings: SFTSettings, *, progress: bool = True) ->
         model = policy.load_causal_lm(settings.policy, training=True)
         args = SFTConfig(
             output_dir=str(run.partial_dir(stage)), max_steps=settings.steps, per_device_train_batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate, packing=True, max_length=settings.max_length, bf16=settings.bf16,
+            learning_rate=settings.learning_rate, packing=True, max_length=settings.max_length, bf16=bf16_here(settings.bf16, record),
             gradient_checkpointing=False, use_cpu=trains_on_cpu(), logging_steps=10, save_steps=100,
             report_to="none", seed=settings.seed, disable_tqdm=not progress,
         )  # fmt: skip

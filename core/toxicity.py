@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from core import policy
 from core.demonstrations import generate
-from core.device import BF16_GENERATION_HELP
+from core.device import BF16_GENERATION_HELP, bf16_here
 from core.errors import IrlLensError
 from core.ground_truth import dispreferred_label
 from core.implicit_reward import completion_sequences, log_probs_by_length
@@ -83,6 +83,7 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
     pi0 = policy.load_causal_lm(*policies["pi0"])
     recorded = {k: [run.recorded(ref), run.recorded(adapters)] for k, (ref, adapters) in policies.items()}
     with run.stage(STAGE, config.model_dump() | {"policies": recorded}) as record:
+        bf16 = bf16_here(config.bf16, record)
         for name, (ref, adapters) in tqdm(
             policies.items(), desc="harness", disable=not progress
         ):
@@ -90,7 +91,7 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed)
                 generated = generate(model, tokenizer, prompts, decoding=decoding, samples_per_prompt=config.samples_per_prompt,
-                                     batch_size=config.batch_size, with_ids=True, bf16=config.bf16)  # fmt: skip
+                                     batch_size=config.batch_size, with_ids=True, bf16=bf16)  # fmt: skip
             texts, ids = [t for t, _, _ in generated], [i for _, _, i in generated]
             repeated = [p for p in prompts for _ in range(config.samples_per_prompt)]
             logp_pi = completion_logprobs(model, tokenizer, repeated, texts, completion_ids=ids)

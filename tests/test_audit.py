@@ -251,12 +251,16 @@ def test_recovered_reward_scores_match_training_scores(toy_run):
 
 
 def test_bf16_scoring_only_within_its_measured_tolerance(toy_run, monkeypatch):
-    from core import recovered_reward
+    from core import device, recovered_reward
 
     MaxMarginIRL(REPEATS).fit(toy_run, progress=False)
     texts = toy_run.read_table("demonstrations")["sentence"].tolist()[:32]
     reward = RecoveredReward(toy_run, ["l0-r1-e3", "l1-r2-e20"])
     exact = reward.score(texts)
+    monkeypatch.setattr(device, "cpu_computes_bf16", lambda: False)  # a CPU that only emulates bf16
+    check = reward.use_bf16_if_close(texts)
+    assert check["precision"] == reward.precision == "fp32" and "emulates" in check["why"]
+    monkeypatch.setattr(device, "cpu_computes_bf16", lambda: True)
     monkeypatch.setattr(recovered_reward, "BF16_TOLERANCE_SD", 0.0)
     check = reward.use_bf16_if_close(texts)
     assert check["precision"] == reward.precision == "fp32" and check["bf16_max_deviation_sd"] > 0

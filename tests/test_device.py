@@ -184,3 +184,28 @@ def test_each_stage_records_where_its_models_went(tmp_path, tiny_models):
     stages = Run.open(tmp_path / "r").manifest.stages
     assert stages["sample"].runtime["placement"] == f"{tiny_models['llama']} → cpu"
     assert "placement" not in stages["evaluate"].runtime
+
+
+def test_bf16_is_read_from_the_cpu_flags():
+    x86 = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile"
+    assert device.cpu_computes_bf16(x86) is True
+    assert device.cpu_computes_bf16("flags\t\t: fpu sse2 avx2 avx512f") is False  # AVX-512 without BF16
+    assert device.cpu_computes_bf16("Features\t: fp asimd bf16 i8mm") is True  # ARM (Graviton3, Neoverse V1)
+
+
+def test_bf16_asked_for_on_a_cpu_that_emulates_it_runs_fp32_and_says_so(monkeypatch):
+    """A config written on a machine with AVX512-BF16 (the bundled ones) must not run 7x slower
+    on one without: fp32 instead, recorded in the stage's runtime."""
+    from core.run_store import StageRecord
+
+    device.configure("cpu", "fp32")
+    record = StageRecord()
+    monkeypatch.setattr(device, "cpu_computes_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="emulates"):
+        assert device.bf16_here(True, record) is False
+    assert "fp32 instead" in record.runtime["bf16"]
+    assert device.bf16_here(False, record) is False
+    monkeypatch.setattr(device, "cpu_computes_bf16", lambda: True)
+    assert device.bf16_here(True) is True
+    monkeypatch.setattr(device, "cpu_computes_bf16", lambda: None)  # cannot tell (not Linux): as asked
+    assert device.bf16_here(True) is True
