@@ -135,6 +135,24 @@ def read_heads(run, epoch: int) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def member_heads(run, members, mode: str) -> dict[Member, tuple[torch.Tensor, torch.Tensor, dict]]:
+    """:func:`member_head` of many members, each epoch's file read once (the whole equivalent set
+    is thousands of heads over a few dozen files)."""
+    if mode != "frozen":
+        return {m: member_head(run, m, mode) for m in members}
+    out = {}
+    for epoch in sorted({m.epoch for m in members}):
+        tensors = read_heads(run, epoch)
+        where = {(int(layer), int(repeat)): k for k, (layer, repeat)
+                 in enumerate(zip(tensors["layer"].tolist(), tensors["repeat"].tolist(), strict=True))}  # fmt: skip
+        for m in (m for m in members if m.epoch == epoch):
+            if (m.layer, m.repeat) not in where:
+                raise IrlLensError(f"run {run.path} has no candidate {m.id}")
+            k = where[(m.layer, m.repeat)]
+            out[m] = (tensors["weight"][k].float(), tensors["bias"][k].float(), {})
+    return out
+
+
 def member_head(run, member: Member, mode: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(w (d,), b (), extra tensors) of one member; extra holds LoRA / backbone weights."""
     if mode == "frozen":

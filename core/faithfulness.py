@@ -41,7 +41,7 @@ from core.checkpoints import label
 from core.equivalent_set import apart_words
 from core.errors import IrlLensError
 from core.ground_truth import word_spans
-from core.recovered_reward import RecoveredReward
+from core.recovered_reward import RecoveredReward, irl_config
 from core.run_store import Run
 from core.saliency import METHODS, RewardSaliency, exact_available
 
@@ -210,6 +210,43 @@ def planted_word_effects(reward: RecoveredReward, probes: list[dict], scale: np.
     return effects / scale
 
 
+def equivalent_set_punishes(run: Run, probes: list[dict], *, backbone=None, tokenizer=None) -> dict | None:
+    """The punish test of :func:`planted_word_effects` over the whole equivalent set, not only the
+    shown members: how many of the equally good rewards hardly punish the planted word (on under
+    :data:`HARDLY_PUNISHES` of the probes), by layer too. One backbone pass over the probes' variants
+    scores every frozen head; a candidate's unit is its reward sd over the demonstrations (the
+    candidates table's). None where the run no longer holds those heads (compacted to the shown
+    members), trains backbones (a model per member) or has no probes."""
+    from core.irl import CANDIDATES
+
+    ids = run.stage_summary("evaluate").get("equivalent_set") or []
+    compacted = run.stage_status("compact") == "complete" and run.stage_summary("compact").get("keep") != "equivalent set"
+    if not probes or not ids or compacted or irl_config(run).mode != "frozen":
+        return None
+    reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
+    scale = run.read_table(CANDIDATES).set_index("member").loc[reward.names, "reward_std"].to_numpy(float)
+    shares = (planted_word_effects(reward, probes, scale) >= PUNISHES_SD).mean(0)
+    hardly = shares < HARDLY_PUNISHES
+    layers = np.array([m.layer for m in reward.members])
+    return {"n_members": len(shares), "n_hardly_punish": int(hardly.sum()), "median_share": float(np.median(shares)),
+            "hardly_punish_by_layer": {int(layer): float(hardly[layers == layer].mean()) for layer in np.unique(layers)},
+            "unit": "each candidate's reward sd over the demonstrations"}  # fmt: skip
+
+
+def whole_set_sentence(summary: dict | None, objective) -> str | None:
+    """The whole equivalent set's punish test in a sentence; None where it was not measured."""
+    whole = (summary or {}).get("equivalent_set_punishes")
+    if not whole:
+        return None
+    n, k = whole["n_members"], whole["n_hardly_punish"]
+    worst = sorted(((share, layer) for layer, share in whole["hardly_punish_by_layer"].items()), reverse=True)
+    where = ", ".join(f"layer {layer} ({share:.0%})" for share, layer in worst[:3] if share > 0)
+    share = f"{k / n:.1%}" if 0 < k / n < 0.1 else f"{k / n:.0%}"
+    return (f"Across the whole equivalent set, {k:,} of its {n:,} equally good rewards ({share}) hardly punish "
+            f"{objective.dispreferred} words on the one-word probes (a typical one punishes the word in "
+            f"{whole['median_share']:.0%} of them)" + (f"; most often those reading {where}." if k else "."))
+
+
 def measure(run: Run, config: FaithfulnessConfig, probes: list[dict], *, progress: bool = True
             ) -> tuple[pd.DataFrame, dict]:  # fmt: skip
     """(per method and member figures, summary) for the run's shown members, localised on
@@ -295,6 +332,9 @@ def measure(run: Run, config: FaithfulnessConfig, probes: list[dict], *, progres
         summary["probes"] = {"source": config.probes or f"{PROBES.parent.name}/{PROBES.name}/{source.name}",
                              "n": len(probes), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}  # fmt: skip
         summary["punishes_planted_word"] = dict(zip(reward.names, punishes.mean(0).tolist(), strict=True))
+        whole = equivalent_set_punishes(run, probes, backbone=reward.backbone, tokenizer=reward.tokenizer)
+        if whole is not None:
+            summary["equivalent_set_punishes"] = whole
     return table, summary
 
 

@@ -138,7 +138,7 @@ class RecoveredReward:
         self.backbone = (
             backbone if backbone is not None else policy.load_backbone(self.backbone_ref)
         )
-        self.weights = {m: checkpoints.member_head(run, m, self.config.mode) for m in self.members}
+        self.weights = checkpoints.member_heads(run, self.members, self.config.mode)
         self._check()
         self.layers = sorted({m.layer for m in self.members})
         self.heads = RewardHeads(

@@ -26,12 +26,13 @@ from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
 from core.equivalent_set import apart_sentences, says_apart
 from core.errors import IrlLensError
-from core.faithfulness import caution, indifferent_members
+from core.faithfulness import caution, indifferent_members, whole_set_sentence
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
 from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
 from core.rlhf import optimised_members
 from core.run_store import Run, atomic_write
+from core.saliency import first_word_caution
 from core.summary import run_summary
 from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import in_words, reading
@@ -259,12 +260,14 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
            f"(toward {_e(run.objective.preferred)}), red lowers it. Of the test sentences with at least "
            f"{MIN_WORDS} words, the {n - 2} the members score lowest on average and the 2 they score highest.</p>"]  # fmt: skip
     faithfulness = run.optional_table("faithfulness")
-    careful = caution(faithfulness, method, run.objective)
-    if careful:
-        out.append(f"<p class='note'><b>Caution.</b> {_e(careful)}</p>")
+    for careful in (first_word_caution(irl_config(run)), caution(faithfulness, method, run.objective)):
+        if careful:
+            out.append(f"<p class='note'><b>Caution.</b> {_e(careful)}</p>")
     resting = indifferent_members(faithfulness, run.objective, run.optional_table("lexicon"))
-    if resting:
-        out.append(f"<p class='note'>{_e(resting)}</p>")
+    whole = whole_set_sentence(run.stage_summary("faithfulness") if faithfulness is not None else None, run.objective)
+    for line in (resting, whole):
+        if line:
+            out.append(f"<p class='note'>{_e(line)}</p>")
     if faithful and faithful != method:
         out.append(f"<p class='note'>The most faithful method on this run is {_e(faithful)}; its heatmaps are not "
                    f"stored (<code>irl-lens saliency RUN --method {_e(faithful)}</code>).</p>")  # fmt: skip

@@ -34,6 +34,7 @@ from scipy import stats
 
 from core.errors import IrlLensError
 from core.ground_truth import GroundTruth, word_spans
+from core.irl import IRLConfig
 from core.recovered_reward import RecoveredReward, check_probes
 from core.reward_model import hidden_layers, pool
 
@@ -331,6 +332,19 @@ class RewardSaliency:
     def ground_truth_words(self, text: str) -> tuple[np.ndarray, float]:
         """(W,) word contributions of the ground truth, and its reward for the text."""
         return explain_ground_truth(self.ground_truth, text)
+
+
+def first_word_caution(config: IRLConfig) -> str | None:
+    """A caution for the heatmaps of a run recovered before h(s) read a start token
+    (:func:`core.reward_model.hidden_layers`): there a sentence's first word held the backbone's
+    attention sink, and heatmaps blame it for the sink's part (on the bundled sentiment run the
+    decomposition blamed the first word most in every sentence for two members). None otherwise."""
+    if config.start_token:
+        return None
+    return ("This run's rewards were recovered before irl-lens read each sentence after a start token, so a "
+            "sentence's first word held the backbone's attention sink: heatmaps often blame the first word for "
+            "what is the sink's doing. Re-run 'irl-lens extract' and the stages after it to recover rewards "
+            "that read a start token.")
 
 
 def token_occlusion(

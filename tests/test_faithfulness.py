@@ -8,14 +8,19 @@ import pandas as pd
 import pytest
 from conftest import build_audited_toy_run
 
+from core.checkpoints import Member
 from core.faithfulness import (
+    HARDLY_PUNISHES,
+    PUNISHES_SD,
     FaithfulnessConfig,
     by_method,
     caution,
+    equivalent_set_punishes,
     faithfulness_stage,
     indifferent_members,
     planted_word_effects,
     probe_set,
+    whole_set_sentence,
     without_words,
 )
 from core.objective import BUILT_IN
@@ -63,6 +68,31 @@ def test_faithfulness_stage_chooses_the_default_method(tmp_path, tiny_models):
     assert summary["saliency_method"] == best and "whose planted word the member punishes" in summary["saliency_method_reason"]
     assert summary["saliency_top1_match"] == table.loc[table["method"] == best, "top1_match"].mean()
     assert default_method(RecoveredReward(Run.open(run.path))) == best
+    # the punish test over the whole equivalent set, not only the shown members
+    whole, equivalent = summary["equivalent_set_punishes"], run.stage_summary("evaluate")["equivalent_set"]
+    assert whole["n_members"] == len(equivalent) and 0 <= whole["n_hardly_punish"] <= len(equivalent)
+    assert set(whole["hardly_punish_by_layer"]) == {Member.parse(m).layer for m in equivalent}
+    every = RecoveredReward(run, equivalent)
+    scale = run.read_table("candidates").set_index("member").loc[every.names, "reward_std"].to_numpy(float)
+    shares = (planted_word_effects(every, probe_set(run.objective.name), scale) >= PUNISHES_SD).mean(0)
+    assert whole["n_hardly_punish"] == int((shares < HARDLY_PUNISHES).sum())
+    from core.pipeline import compact_run
+
+    compact_run(run, heads="shown")  # the other heads are gone: nothing to measure, and no error
+    assert equivalent_set_punishes(Run.open(run.path), probe_set(run.objective.name)) is None
+
+
+def test_the_whole_equivalent_set_in_a_sentence():
+    words = BUILT_IN["sentiment"]
+    whole = {"n_members": 7052, "n_hardly_punish": 13, "median_share": 0.958, "unit": "",
+             "hardly_punish_by_layer": {1: 0.0, 9: 0.039, 12: 0.017}}
+    sentence = whole_set_sentence({"equivalent_set_punishes": whole}, words)
+    assert sentence.startswith("Across the whole equivalent set, 13 of its 7,052 equally good rewards (0.2%) "
+                               "hardly punish negative words")
+    assert sentence.endswith("most often those reading layer 9 (4%), layer 12 (2%).") and "96%" in sentence
+    none = whole | {"n_hardly_punish": 0, "hardly_punish_by_layer": {1: 0.0}}
+    assert "(0%)" in whole_set_sentence({"equivalent_set_punishes": none}, words)
+    assert whole_set_sentence({}, words) is None and whole_set_sentence(None, words) is None
 
 
 def test_faithfulness_without_a_ground_truth(tmp_path, tiny_models):

@@ -272,3 +272,11 @@ def test_attribution_table_is_one_escaped_table_with_every_row(saliency):
     first = rows[0][0]
     noted = attribution_table_html(rows, {first: "punishes the <toxic> word in 10% of the probes"})
     assert noted.count("punishes the &lt;toxic&gt; word in 10% of the probes") == 1 and "<toxic>" not in noted
+
+
+def test_heatmaps_of_a_run_recovered_without_a_start_token_come_with_a_caution():
+    from core.irl import IRLConfig
+    from core.saliency import first_word_caution
+
+    assert first_word_caution(IRLConfig()) is None
+    assert "attention sink" in first_word_caution(IRLConfig.recorded({"pooling": "mean"}))

@@ -139,6 +139,8 @@ def test_the_report_says_what_the_harness_says(sentiment):
     # whose member punishes it; three members hardly punish negative words, and the report says which
     assert "Method: occlusion." in page and "occlusion blames the planted word most in only 69%" in page
     assert "3 of the 8 shown members hardly punish negative words" in page
+    # recovered before h(s) read a start token: the heatmaps say the first word held the attention sink
+    assert "<b>Caution.</b> This run&#x27;s rewards were recovered before irl-lens read each sentence after a start token" in page
     assert "They are layer 12 · repeat 2 · epoch 5 (10%), layer 15 · repeat 2 · epoch 3 (43%)" in page
     assert "Scored alone (the run&#x27;s 600 words), they rate “bad”, “disgusting”, “disaster”" in page
     # each member's sentence furthest above the others: layer 12 lets a plainly negative one off

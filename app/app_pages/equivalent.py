@@ -11,7 +11,12 @@ from app.state import member_label, no_ground_truth_note, require, run_table, se
 from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
 from core.equivalent_set import apart_sentences, crowding_of, says_apart, standardise
-from core.faithfulness import indifferent_members, least_punishing, punishes_shares
+from core.faithfulness import (
+    indifferent_members,
+    least_punishing,
+    punishes_shares,
+    whole_set_sentence,
+)
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -74,8 +79,10 @@ for text in members["character"]:
     st.text(f"• {text}")
 faithfulness = run_table(run, "faithfulness")
 resting = indifferent_members(faithfulness, words, run_table(run, "lexicon"))
-if resting:
-    st.info(plain(resting))
+whole = whole_set_sentence(run.stage_summary("faithfulness") if faithfulness is not None else None, words)
+for line in (resting, whole):
+    if line:
+        st.info(plain(line))
 punishes = punishes_shares(faithfulness)
 if punishes is not None:
     members = members.assign(**{f"punishes the {words.dispreferred} word": members["member"].map(punishes)})

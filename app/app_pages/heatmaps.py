@@ -14,7 +14,7 @@ from app.state import (
     shown_members,
 )
 from core.faithfulness import by_method, caution, indifferent_members, punishes_notes
-from core.saliency import METHODS, default_method, exact_available
+from core.saliency import METHODS, default_method, exact_available, first_word_caution
 
 st.title("Token heatmaps")
 run = require(selected_run(), "demonstrations", "member_scores", stage_hint="irl-lens evaluate RUN")
@@ -69,9 +69,9 @@ st.caption(
        if best == "decomposition" else "exact removal of each token (the members are not mean-pooled frozen heads)."))
 )  # fmt: skip
 faithfulness = run_table(run, "faithfulness")
-careful = caution(faithfulness, method, words)
-if careful:
-    st.warning(plain(careful))
+for careful in (first_word_caution(reward.config), caution(faithfulness, method, words)):
+    if careful:
+        st.warning(plain(careful))
 resting = indifferent_members(faithfulness, words, run_table(run, "lexicon"))
 if resting:
     st.info(plain(resting))
