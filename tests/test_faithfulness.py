@@ -228,3 +228,17 @@ def test_the_caution_counts_only_probes_whose_member_punishes_the_word():
     assert caution(table, "occlusion", BUILT_IN["sentiment"]) is None  # plain localisation, 43%, would caution
     said = caution(table, "decomposition", BUILT_IN["sentiment"])
     assert "only 30% of the probes (sentences with one negative word) whose word the member punishes" in said
+
+
+def test_the_cli_says_how_much_of_the_whole_equivalent_set_punishes(tmp_path, tiny_models):
+    from typer.testing import CliRunner
+
+    from core.cli import app
+
+    run = build_audited_toy_run(tmp_path / "c", tiny_models["toy"])
+    result = CliRunner().invoke(app, ["faithfulness", str(run.path), "--methods", "decomposition",
+                                      "--n-sentences", "8", "--deletion-sentences", "4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    n = len(run.stage_summary("evaluate")["equivalent_set"])
+    assert "default heatmap method: decomposition" in result.output
+    assert "Across the whole equivalent set, " in result.output and f"of its {n:,} equally good rewards" in result.output
