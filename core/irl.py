@@ -413,11 +413,12 @@ class MaxMarginIRL:
         texts = demos[config.text_column()].tolist()
         layers = self.layers(run)
         stage_config = config.model_dump() | {"backbone": ref, "layers": layers}
+        superseded = _superseded(run, stage_config)
         with run.stage(STAGE, stage_config) as record:
             features, _ = self.features(run, texts, layers, progress=progress)
             specs = [(layer, repeat) for layer in layers for repeat in range(config.repeats)]
             trainer = HeadTrainer(config, features, layers, specs, pairs["train"], demos)
-            start, candidates = self._resume_frozen(run, trainer)
+            start, candidates = (0, pd.DataFrame()) if superseded else self._resume_frozen(run, trainer)
             bar = tqdm(range(start + 1, config.epochs + 1), desc=f"max-margin IRL, {len(specs)} heads",
                        unit="epoch", disable=not progress)  # fmt: skip
             for epoch in bar:
@@ -468,6 +469,7 @@ class MaxMarginIRL:
         (layer,) = self.layers(run)
         main = accelerator.is_main_process
         stage_config = config.model_dump() | {"backbone": ref, "layers": [layer]}
+        superseded = _superseded(run, stage_config)
         # Only the main process writes to the run; the others train on their shard of each batch.
         stage = run.stage(STAGE, stage_config) if main else contextlib.nullcontext(StageRecord())
         with stage as record:
@@ -477,7 +479,10 @@ class MaxMarginIRL:
             optimizer = torch.optim.Adam(
                 [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
             )
-            start, candidates, scores = self._resume_backbone(run, model, optimizer, len(texts))
+            start, candidates, scores = (
+                (0, pd.DataFrame(), pd.DataFrame({"row": np.arange(len(texts))})) if superseded
+                else self._resume_backbone(run, model, optimizer, len(texts))
+            )  # fmt: skip
             model, optimizer = accelerator.prepare(model, optimizer)
 
             def batch_tokens(rows: torch.Tensor):
@@ -597,6 +602,16 @@ class MaxMarginIRL:
         return last, kept, scores
 
 
+
+
+def _superseded(run: Run, stage_config: dict) -> bool:
+    """Whether the run holds a complete IRL stage of other settings: then Algorithm 1 starts over
+    instead of resuming, since those checkpoints belong to the other settings (a run recorded
+    before ``start_token`` existed read sentences without one). An unfinished stage of other
+    settings is refused by :meth:`Run.stage`."""
+    previous = run.manifest.config.get(STAGE)
+    return (run.stage_status(STAGE) == "complete" and previous is not None
+            and {"start_token": False, **previous} != stage_config)  # fmt: skip
 
 
 class HeadTrainer:

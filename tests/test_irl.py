@@ -313,3 +313,22 @@ def test_empty_completions_stand_as_end_of_sequence(tmp_path, tiny_models, mode)
                        encode_batch_size=4)  # fmt: skip
     metrics = MaxMarginIRL(config).fit(run, progress=False)
     assert np.isfinite(metrics["loss"]).all()
+
+
+def test_extract_with_other_settings_trains_afresh_instead_of_resuming(toy_run):
+    """Re-running IRL on a run whose stage is complete: with the same settings nothing is trained
+    again; with other settings (here a run recorded before the start token) Algorithm 1 starts
+    over, so no head trained on one kind of features is read with another."""
+    old = IRLConfig(epochs=2, learning_rate=0.05, batch_size=16, start_token=False)
+    MaxMarginIRL(old).fit(toy_run, progress=False)
+    legacy = {k: v for k, v in toy_run.manifest.config["irl"].items() if k != "start_token"}
+    toy_run.manifest.config["irl"] = legacy  # as a run recorded before the field existed
+    toy_run.save_manifest()
+    before = checkpoints.read_heads(toy_run, 2)["weight"].clone()
+    MaxMarginIRL(old).fit(Run.open(toy_run.path), progress=False)  # the same settings: nothing to do
+    torch.testing.assert_close(checkpoints.read_heads(toy_run, 2)["weight"], before, rtol=0, atol=0)
+    MaxMarginIRL(old.model_copy(update={"start_token": True})).fit(Run.open(toy_run.path), progress=False)
+    run = Run.open(toy_run.path)
+    assert run.manifest.config["irl"]["start_token"] is True
+    assert not torch.allclose(checkpoints.read_heads(run, 2)["weight"], before)
+    assert sorted(run.read_table(CANDIDATES)["epoch"].unique()) == [1, 2]
