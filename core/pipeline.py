@@ -173,7 +173,8 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
 
         device.configure(config.device, config.dtype)
     run = Run.create(config.run, seed=config.seed)
-    done = lambda stage: run.stage_status(stage) == "complete"  # noqa: E731
+    # complete and not stale: a stage whose input was re-run (irl-lens extract ...) runs again
+    done = lambda stage: run.stage_status(stage) == "complete" and stage not in run.stale_stages()  # noqa: E731
     check_ground_truths(config, done)
 
     if config.pi0 and not done("sft_pi0"):

@@ -49,6 +49,22 @@ TRACKED_PACKAGES = (
 )  # fmt: skip
 
 StageStatus = Literal["pending", "running", "complete", "failed"]
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "sample": ("sft_pi0", "rlhf_expert"),
+    "readability": ("sample",),
+    "irl": ("sample",),
+    "implicit": ("sample",),
+    "evaluate": ("irl",),
+    "rlhf_irl_rlhf": ("evaluate",),
+    "toxicity": ("sft_pi0", "rlhf_expert", "rlhf_irl_rlhf"),
+    "projection": ("evaluate",),
+    "saliency": ("evaluate",),
+    "faithfulness": ("evaluate",),
+    "lexicon": ("evaluate",),
+    "battery": ("evaluate",),
+}
+"""The earlier stages each stage reads: one re-run after it (say ``irl-lens extract`` with other
+settings) leaves it stale, and everything that reads it."""
 
 
 def _now() -> datetime:
@@ -425,6 +441,21 @@ class Run:
     def stage_status(self, stage: str) -> StageStatus:
         record = self.manifest.stages.get(stage)
         return record.status if record else "pending"
+
+    def stale_stages(self) -> dict[str, str]:
+        """Complete stages computed before a stage they read (:data:`STAGE_INPUTS`) was re-run, or
+        reading a stale one: stage → that input. Their results belong to the earlier input."""
+        stale: dict[str, str] = {}
+        for stage in STAGE_INPUTS:  # in pipeline order: a stage's inputs come before it
+            record = self.manifest.stages.get(stage)
+            if record is None or record.status != "complete" or record.finished_at is None:
+                continue
+            for source in STAGE_INPUTS[stage]:
+                earlier = self.manifest.stages.get(source)
+                if source in stale or (earlier and earlier.finished_at and earlier.finished_at > record.finished_at):
+                    stale[stage] = source
+                    break
+        return stale
 
     def stage_summary(self, stage: str) -> dict[str, Any]:
         record = self.manifest.stages.get(stage)

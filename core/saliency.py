@@ -345,8 +345,9 @@ def first_word_caution(config: IRLConfig) -> str | None:
             "sentence's first word held the backbone's attention sink: heatmaps often blame the first word for "
             "what is the sink's doing, and members can look indifferent to the objective's words for the same "
             "reason (on the bundled sentiment run's demonstrations, 3 of the 8 shown members hardly punished "
-            "negative words without a start token, none with one). Re-run 'irl-lens extract' and the stages "
-            "after it to recover rewards that read a start token.")
+            "negative words without a start token, none with one). 'irl-lens extract RUN' recovers rewards "
+            "that read a start token (it trains afresh), and 'irl-lens run CONFIG' then re-runs the stages that "
+            "read them.")
 
 
 def token_occlusion(

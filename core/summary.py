@@ -46,6 +46,13 @@ def display_key(key: str, dispreferred: str) -> str:
     return key.replace("toxicity", f"{dispreferred}_rate").replace("toxic", dispreferred)
 
 
+def stale_warning(stale: dict[str, str]) -> str:
+    """The stale stages (:meth:`Run.stale_stages`) in a sentence."""
+    named = ", ".join(f"{stage_label(s)} (reads {stage_label(src)})" for s, src in stale.items())
+    return (f"Stale stages: {named}. They were computed before what they read was re-run, so they show the "
+            "earlier results. Re-run them: 'irl-lens run CONFIG' re-runs stale stages.")
+
+
 def run_summary(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {"name": run.name, "path": str(run.path)}
     out |= dict.fromkeys(SUMMARY_KEYS)
@@ -70,6 +77,9 @@ def run_summary(run: Run) -> dict[str, Any]:
     crowded = crowding_of(run)
     if crowded:
         out["warnings"] = [*(out.get("warnings") or []), crowded]
+    stale = run.stale_stages()
+    if stale:
+        out["warnings"] = [*(out.get("warnings") or []), stale_warning(stale)]
     out["pays_for"] = pays_for(run)
     out["stages"] = {name: record.status for name, record in run.manifest.stages.items()}
     out["models"] = dict(run.manifest.models)

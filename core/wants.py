@@ -38,7 +38,8 @@ def what_it_wants(run: Run, config: WantsConfig | None = None, *, redo: bool = F
     """Run the lexicon and battery stages that are not complete (all with ``redo``); their
     summaries merged."""
     config = config or WantsConfig()
-    todo = [s for s in ("lexicon", "battery") if redo or run.stage_status(s) != "complete"]
+    stale = run.stale_stages()
+    todo = [s for s in ("lexicon", "battery") if redo or run.stage_status(s) != "complete" or s in stale]
     if todo:
         panel = run_panel(run, implicit=config.implicit)
         if panel.implicit_missing and config.implicit:

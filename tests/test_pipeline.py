@@ -126,6 +126,22 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     assert all(r.runtime["device"] == where for r in records)
     placed = [p for r in records if r.runtime.get("placement") for p in r.runtime["placement"].split("; ")]
     assert placed and all(p.endswith(f"→ {where}") for p in placed), placed
+    # IRL re-run with other settings: what reads it is stale, says so, and the pipeline re-runs it
+    from core.irl import MaxMarginIRL
+
+    config = load_config(config_file)
+    MaxMarginIRL(config.irl.model_copy(update={"start_token": False})).fit(Run.open(run.path), progress=False)
+    run = Run.open(run.path)
+    stale = run.stale_stages()
+    assert stale["evaluate"] == "irl" and stale["saliency"] == "evaluate" and stale["toxicity"] == "rlhf_irl_rlhf"
+    assert "implicit" not in stale and "readability" not in stale  # they read the demonstrations only
+    assert any(w.startswith("Stale stages: evaluate (reads irl)") for w in run_summary(run)["warnings"])
+    rerun = run_pipeline(config.model_copy(update={"irl": config.irl.model_copy(update={"start_token": False})}),
+                         progress=False, log=lambda m: None)  # fmt: skip
+    assert rerun.stale_stages() == {}
+    after = stage_times(rerun)
+    assert after["sample"] == times["sample"] and after["readability"] == times["readability"]
+    assert after["evaluate"] != times["evaluate"] and after["battery"] != times["battery"]
 
 
 def test_set_overrides_top_level_settings_and_sections(tmp_path):
