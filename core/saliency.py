@@ -342,7 +342,7 @@ def first_word_caution(config: IRLConfig) -> str | None:
     if config.start_token:
         return None
     return ("This run's rewards were recovered before irl-lens read each sentence after a start token, so a "
-            "sentence's first word held the backbone's attention sink: heatmaps often blame the first word for "
+            "sentence's first word held the backbone's attention sink: heatmaps can blame the first word for "
             "what is the sink's doing, and members can look indifferent to the objective's words for the same "
             "reason (on the bundled sentiment run's demonstrations, 3 of the 8 shown members hardly punished "
             "negative words without a start token, none with one). 'irl-lens extract RUN' recovers rewards "
