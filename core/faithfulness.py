@@ -41,6 +41,7 @@ from core.checkpoints import label
 from core.equivalent_set import apart_words
 from core.errors import IrlLensError
 from core.ground_truth import word_spans
+from core.irl import CANDIDATES
 from core.recovered_reward import RecoveredReward, irl_config
 from core.run_store import Run
 from core.saliency import METHODS, RewardSaliency, exact_available
@@ -217,10 +218,9 @@ def equivalent_set_punishes(run: Run, probes: list[dict], *, backbone=None, toke
     scores every frozen head; a candidate's unit is its reward sd over the demonstrations (the
     candidates table's). None where the run no longer holds those heads (compacted to the shown
     members), trains backbones (a model per member) or has no probes."""
-    from core.irl import CANDIDATES
-
     ids = run.stage_summary("evaluate").get("equivalent_set") or []
-    compacted = run.stage_status("compact") == "complete" and run.stage_summary("compact").get("keep") != "equivalent set"
+    # compact_run records what it kept in its stage config ("equivalent set" or the shown members)
+    compacted = run.stage_status("compact") == "complete" and run.manifest.config["compact"]["keep"] != "equivalent set"
     if not probes or not ids or compacted or irl_config(run).mode != "frozen":
         return None
     reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
@@ -251,12 +251,10 @@ def measure(run: Run, config: FaithfulnessConfig, probes: list[dict], *, progres
             ) -> tuple[pd.DataFrame, dict]:  # fmt: skip
     """(per method and member figures, summary) for the run's shown members, localised on
     ``probes`` (:func:`probe_set`)."""
-    from core.irl import IRLConfig
-
     reward = RecoveredReward(run)
     truth = run.ground_truth()
     saliency = RewardSaliency(reward, truth)
-    irl = IRLConfig.recorded(run.manifest.config["irl"])
+    irl = reward.config
     demos = run.read_table("demonstrations")
     texts = demos[irl.text_column()]
     test = demos[(demos["split"] == "test") & texts.str.strip().ne("")]

@@ -611,7 +611,7 @@ def _superseded(run: Run, stage_config: dict) -> bool:
     settings is refused by :meth:`Run.stage`."""
     previous = run.manifest.config.get(STAGE)
     return (run.stage_status(STAGE) == "complete" and previous is not None
-            and {"start_token": False, **previous} != stage_config)  # fmt: skip
+            and IRLConfig.recorded(previous).model_dump() != stage_config)  # fmt: skip
 
 
 class HeadTrainer:

@@ -271,9 +271,10 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
 def compact_run(run: Run, *, heads: str = "equivalent", features: bool = True) -> dict:
     from core import checkpoints
     from core.irl import feature_key
+    from core.recovered_reward import irl_config
 
     summary = run.stage_summary("evaluate")
-    irl = IRLConfig.recorded(run.manifest.config["irl"])
+    irl = irl_config(run)
     members = summary["equivalent_set"] if heads == "equivalent" else summary["shown_members"]
     keep = set(members) | {summary["best_member_id"]}
     layers = {checkpoints.Member.parse(m).layer for m in summary["shown_members"]}

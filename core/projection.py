@@ -32,14 +32,10 @@ def project_run(
     run: Run, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1, progress: bool = True
 ) -> pd.DataFrame:
     """The map of h(s) at the layer the best member reads (the layer that was chosen)."""
-    from core.irl import IRLConfig, MaxMarginIRL
-    from core.recovered_reward import default_members
+    from core.irl import MaxMarginIRL
+    from core.recovered_reward import default_members, irl_config
 
-    if "irl" not in run.manifest.config:
-        raise IrlLensError(
-            f"run {run.path} has no recovered reward yet: run 'irl-lens extract' first"
-        )
-    config = IRLConfig.recorded(run.manifest.config["irl"])
+    config = irl_config(run)  # "no recovered reward yet" before extract
     best = run.stage_summary("evaluate").get("best_member")
     layer = best["layer"] if best else default_members(run)[0].layer
     demos = run.read_table("demonstrations")

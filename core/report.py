@@ -264,8 +264,7 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
         if careful:
             out.append(f"<p class='note'><b>Caution.</b> {_e(careful)}</p>")
     resting = indifferent_members(faithfulness, run.objective, run.optional_table("lexicon"))
-    whole = whole_set_sentence(run.stage_summary("faithfulness") if faithfulness is not None else None, run.objective)
-    for line in (resting, whole):
+    for line in (resting, whole_set_sentence(run.stage_summary("faithfulness"), run.objective)):
         if line:
             out.append(f"<p class='note'>{_e(line)}</p>")
     if faithful and faithful != method:

@@ -78,7 +78,9 @@ def test_faithfulness_stage_chooses_the_default_method(tmp_path, tiny_models):
     assert whole["n_hardly_punish"] == int((shares < HARDLY_PUNISHES).sum())
     from core.pipeline import compact_run
 
-    compact_run(run, heads="shown")  # the other heads are gone: nothing to measure, and no error
+    compact_run(run, heads="equivalent")  # the equivalent set's heads are kept: still measured
+    assert equivalent_set_punishes(Run.open(run.path), probe_set(run.objective.name)) == whole
+    compact_run(Run.open(run.path), heads="shown")  # the other heads are gone: nothing to measure, and no error
     assert equivalent_set_punishes(Run.open(run.path), probe_set(run.objective.name)) is None
 
 

@@ -79,8 +79,7 @@ for text in members["character"]:
     st.text(f"• {text}")
 faithfulness = run_table(run, "faithfulness")
 resting = indifferent_members(faithfulness, words, run_table(run, "lexicon"))
-whole = whole_set_sentence(run.stage_summary("faithfulness") if faithfulness is not None else None, words)
-for line in (resting, whole):
+for line in (resting, whole_set_sentence(run.stage_summary("faithfulness"), words)):
     if line:
         st.info(plain(line))
 punishes = punishes_shares(faithfulness)
