@@ -336,14 +336,14 @@ def faithfulness(
 ) -> None:
     """Measure every heatmap method (agreement with R*, deletion, localisation on one-word probes);
     the most faithful becomes the run's default."""
-    from core.faithfulness import TABLE, faithfulness_stage, indifferent_members, whole_set_sentence
+    from core.faithfulness import TABLE, faithfulness_stage, punish_summary, whole_set_sentence
     from core.run_store import open_run
 
     opened = open_run(run)
     summary = faithfulness_stage(opened, config)
     console.print(f"default heatmap method: {summary['saliency_method']} ({summary['saliency_method_reason']})",
                   markup=False)  # fmt: skip
-    resting = indifferent_members(opened.read_table(TABLE), opened.objective, opened.optional_table("lexicon"))
+    resting = punish_summary(opened.read_table(TABLE), opened.objective, opened.optional_table("lexicon"))
     for line in (resting, whole_set_sentence(summary, opened.objective)):
         if line:
             console.print(line, markup=False)

@@ -220,7 +220,9 @@ def equivalent_set_punishes(run: Run, probes: list[dict], *, backbone=None, toke
     members), trains backbones (a model per member) or has no probes."""
     ids = run.stage_summary("evaluate").get("equivalent_set") or []
     # compact_run records what it kept in its stage config ("equivalent set" or the shown members)
-    compacted = run.stage_status("compact") == "complete" and run.manifest.config["compact"]["keep"] != "equivalent set"
+    # (a stale compact stage ran before the IRL stage was re-run: the heads are all there again)
+    compacted = (run.stage_status("compact") == "complete" and "compact" not in run.stale_stages()
+                 and run.manifest.config["compact"]["keep"] != "equivalent set")  # fmt: skip
     if not probes or not ids or compacted or irl_config(run).mode != "frozen":
         return None
     reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
@@ -418,6 +420,26 @@ def indifferent_members(table: pd.DataFrame | None, objective, lexicon: pd.DataF
             f"They are {named}. As good as the rest on the demonstrations, they pay for something else, and "
             f"where their heatmaps do not blame the {objective.dispreferred} word, they tell the truth about them."
             + _let_off(lexicon, list(hardly.index), list(share.index), objective, n))
+
+
+def punish_summary(table: pd.DataFrame | None, objective, lexicon: pd.DataFrame | None = None) -> str | None:
+    """How the shown members treat the objective's dispreferred words, in a sentence: the members
+    that hardly punish them (:func:`indifferent_members`), else that every member punishes them, and
+    how often. Saying so where all do is a finding too: it rules out a member that pays for
+    something else. None where nothing was measured."""
+    share = punishes_shares(table)
+    if share is None or share.empty:
+        return None
+    resting = indifferent_members(table, objective, lexicon)
+    if resting:
+        return resting
+    span = f"{share.min():.0%}" if share.min() == share.max() else f"{share.min():.0%} to {share.max():.0%}"
+    many = len(share) > 1
+    every = f"All {len(share)} shown members punish" if many else "The shown member punishes"
+    return (f"{every} {objective.dispreferred} words: on the one-word probes, removing the one "
+            f"{objective.dispreferred} word raises {'their' if many else 'its'} reward more than removing another "
+            f"word (by {PUNISHES_SD} sd or more) in {span} of them. "
+            + ("None of them pays for something else instead." if many else "It does not pay for something else instead."))
 
 
 def _let_off(lexicon: pd.DataFrame | None, hardly: list[str], members: list[str], objective, n: int) -> str:

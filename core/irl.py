@@ -359,6 +359,20 @@ class MaxMarginIRL:
                              batch_size=self.config.encode_batch_size, max_length=self.config.max_length,
                              progress=progress, start_token=self.config.start_token_id(tokenizer))  # fmt: skip
 
+    def stage_config(self, run: Run) -> dict:
+        """The settings the IRL stage records: the config, its backbone and layers resolved."""
+        return self.config.model_dump() | {"backbone": self.backbone_ref(run), "layers": self.layers(run)}
+
+    def superseded(self, run: Run) -> bool:
+        """Whether the run holds a complete IRL stage of other settings: then Algorithm 1 starts
+        over instead of resuming, since those checkpoints belong to the other settings (a run
+        recorded before ``start_token`` existed read sentences without one), and the pipeline does
+        not take that stage as done. An unfinished stage of other settings is refused by
+        :meth:`Run.stage`."""
+        previous = run.manifest.config.get(STAGE)
+        return (run.stage_status(STAGE) == "complete" and previous is not None
+                and IRLConfig.recorded(previous).model_dump() != self.stage_config(run))  # fmt: skip
+
     def layers(self, run: Run) -> list[int]:
         """The configured layers as hidden-state indices of the backbone."""
         from transformers import AutoConfig
@@ -411,9 +425,9 @@ class MaxMarginIRL:
         config = self.config
         demos, pairs, ref = self._setup(run)
         texts = demos[config.text_column()].tolist()
-        layers = self.layers(run)
-        stage_config = config.model_dump() | {"backbone": ref, "layers": layers}
-        superseded = _superseded(run, stage_config)
+        stage_config = self.stage_config(run)
+        layers = stage_config["layers"]
+        superseded = self.superseded(run)
         with run.stage(STAGE, stage_config) as record:
             features, _ = self.features(run, texts, layers, progress=progress)
             specs = [(layer, repeat) for layer in layers for repeat in range(config.repeats)]
@@ -466,10 +480,10 @@ class MaxMarginIRL:
         config, accelerator = self.config, self.accelerator
         demos, pairs, ref = self._setup(run)
         texts = demos[config.text_column()].tolist()
-        (layer,) = self.layers(run)
+        stage_config = self.stage_config(run)
+        (layer,) = stage_config["layers"]
         main = accelerator.is_main_process
-        stage_config = config.model_dump() | {"backbone": ref, "layers": [layer]}
-        superseded = _superseded(run, stage_config)
+        superseded = self.superseded(run)
         # Only the main process writes to the run; the others train on their shard of each batch.
         stage = run.stage(STAGE, stage_config) if main else contextlib.nullcontext(StageRecord())
         with stage as record:
@@ -602,16 +616,6 @@ class MaxMarginIRL:
         return last, kept, scores
 
 
-
-
-def _superseded(run: Run, stage_config: dict) -> bool:
-    """Whether the run holds a complete IRL stage of other settings: then Algorithm 1 starts over
-    instead of resuming, since those checkpoints belong to the other settings (a run recorded
-    before ``start_token`` existed read sentences without one). An unfinished stage of other
-    settings is refused by :meth:`Run.stage`."""
-    previous = run.manifest.config.get(STAGE)
-    return (run.stage_status(STAGE) == "complete" and previous is not None
-            and IRLConfig.recorded(previous).model_dump() != stage_config)  # fmt: skip
 
 
 class HeadTrainer:

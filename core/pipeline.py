@@ -208,9 +208,11 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) ->
 
         log("stage readability: can the demonstrations be read")
         readability_stage(run, base_model=config.readability.base_model, progress=progress)
-    if not done("irl"):
-        log("stage irl: Algorithm 1")
-        MaxMarginIRL(config.irl).fit(run, progress=progress)
+    irl = MaxMarginIRL(config.irl)
+    superseded = done("irl") and irl.superseded(run)
+    if not done("irl") or superseded:
+        log("stage irl: Algorithm 1" + (", afresh: the config's IRL settings differ from the run's" if superseded else ""))
+        irl.fit(run, progress=progress)
     if not done("evaluate"):
         log("stage evaluate: calibration, equivalent set, ceiling, verdict")
         evaluate_run(run, config.evaluate, progress=progress)

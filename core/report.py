@@ -26,7 +26,7 @@ from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
 from core.equivalent_set import apart_sentences, says_apart
 from core.errors import IrlLensError
-from core.faithfulness import caution, indifferent_members, whole_set_sentence
+from core.faithfulness import caution, punish_summary, whole_set_sentence
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
 from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
@@ -263,7 +263,7 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
     for careful in (first_word_caution(irl_config(run)), caution(faithfulness, method, run.objective)):
         if careful:
             out.append(f"<p class='note'><b>Caution.</b> {_e(careful)}</p>")
-    resting = indifferent_members(faithfulness, run.objective, run.optional_table("lexicon"))
+    resting = punish_summary(faithfulness, run.objective, run.optional_table("lexicon"))
     for line in (resting, whole_set_sentence(run.stage_summary("faithfulness"), run.objective)):
         if line:
             out.append(f"<p class='note'>{_e(line)}</p>")

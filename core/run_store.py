@@ -62,6 +62,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "faithfulness": ("evaluate",),
     "lexicon": ("evaluate",),
     "battery": ("evaluate",),
+    "compact": ("evaluate",),
 }
 """The earlier stages each stage reads: one re-run after it (say ``irl-lens extract`` with other
 settings) leaves it stale, and everything that reads it."""

@@ -11,7 +11,7 @@ from core.battery import BatteryConfig, battery_stage, member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, run_panel
 from core.equivalent_set import apart_sentences
-from core.faithfulness import indifferent_members, least_punishing
+from core.faithfulness import indifferent_members, least_punishing, punish_summary
 from core.lexicon import (
     LexiconConfig,
     disagreements,
@@ -99,6 +99,8 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
     resting = indifferent_members(faithfulness, words, lexicon)
     if resting:
         out.append(resting + _lets_off(run, least_punishing(faithfulness)))
+    elif every := punish_summary(faithfulness, words):
+        out.append(every)
     return out
 
 

@@ -20,6 +20,7 @@ from core.faithfulness import (
     indifferent_members,
     planted_word_effects,
     probe_set,
+    punish_summary,
     whole_set_sentence,
     without_words,
 )
@@ -219,6 +220,17 @@ def test_members_that_hardly_punish_the_dispreferred_words_are_named():
     assert indifferent_members(table.assign(punishes_planted_word=0.6), BUILT_IN["sentiment"]) is None
     assert indifferent_members(table.drop(columns="punishes_planted_word"), BUILT_IN["sentiment"]) is None
     assert indifferent_members(None, BUILT_IN["sentiment"]) is None
+
+
+def test_the_punish_summary_says_so_where_every_member_punishes_the_words_too():
+    table = pd.DataFrame({"method": ["occlusion"] * 3, "member": ["l1-r0-e1", "l2-r0-e1", "l3-r0-e1"],
+                          "punishes_planted_word": [0.95, 0.2, 0.85]})  # fmt: skip
+    words = BUILT_IN["sentiment"]
+    assert punish_summary(table, words) == indifferent_members(table, words)  # one hardly punishes: it is named
+    every = punish_summary(table.assign(punishes_planted_word=[0.95, 0.6, 1.0]), words)
+    assert every.startswith("All 3 shown members punish negative words") and "in 60% to 100% of them" in every
+    assert punish_summary(table.iloc[:1], words).startswith("The shown member punishes negative words")
+    assert punish_summary(None, words) is None and punish_summary(table.drop(columns="punishes_planted_word"), words) is None
 
 
 def test_the_caution_counts_only_probes_whose_member_punishes_the_word():

@@ -25,6 +25,7 @@ STAGES = [
     "readability",
     "lexicon",
     "battery",
+    "compact",
 ]
 
 
@@ -41,6 +42,7 @@ def config_file(tmp_path, tiny_models, prompts_file):
     text = f"""
 run = "built"
 seed = 3
+compact = true
 [pi0]
 policy = "{model}"
 texts = "corpus.csv"
@@ -142,6 +144,13 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     after = stage_times(rerun)
     assert after["sample"] == times["sample"] and after["readability"] == times["readability"]
     assert after["evaluate"] != times["evaluate"] and after["battery"] != times["battery"]
+    assert after["compact"] != times["compact"]  # the heads of the new IRL stage, compacted again
+    # the config's own IRL settings again: the run's differ, so Algorithm 1 runs afresh, not skipped
+    logs = []
+    back = run_pipeline(config, progress=False, log=logs.append)
+    assert any(m.startswith("stage irl: Algorithm 1, afresh") for m in logs), logs
+    assert back.manifest.config["irl"]["start_token"] is True and back.stale_stages() == {}
+    assert stage_times(back)["irl"] != after["irl"]
 
 
 def test_set_overrides_top_level_settings_and_sections(tmp_path):

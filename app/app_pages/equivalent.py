@@ -12,8 +12,8 @@ from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
 from core.equivalent_set import apart_sentences, crowding_of, says_apart, standardise
 from core.faithfulness import (
-    indifferent_members,
     least_punishing,
+    punish_summary,
     punishes_shares,
     whole_set_sentence,
 )
@@ -78,7 +78,7 @@ st.caption(
 for text in members["character"]:
     st.text(f"• {text}")
 faithfulness = run_table(run, "faithfulness")
-resting = indifferent_members(faithfulness, words, run_table(run, "lexicon"))
+resting = punish_summary(faithfulness, words, run_table(run, "lexicon"))
 for line in (resting, whole_set_sentence(run.stage_summary("faithfulness"), words)):
     if line:
         st.info(plain(line))

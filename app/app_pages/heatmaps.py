@@ -13,7 +13,7 @@ from app.state import (
     selected_run,
     shown_members,
 )
-from core.faithfulness import by_method, caution, indifferent_members, punishes_notes
+from core.faithfulness import by_method, caution, punish_summary, punishes_notes
 from core.saliency import METHODS, default_method, exact_available, first_word_caution
 
 st.title("Token heatmaps")
@@ -72,7 +72,7 @@ faithfulness = run_table(run, "faithfulness")
 for careful in (first_word_caution(reward.config), caution(faithfulness, method, words)):
     if careful:
         st.warning(plain(careful))
-resting = indifferent_members(faithfulness, words, run_table(run, "lexicon"))
+resting = punish_summary(faithfulness, words, run_table(run, "lexicon"))
 if resting:
     st.info(plain(resting))
 if faithfulness is not None:
