@@ -32,7 +32,7 @@ from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
 from core.rlhf import optimised_members
 from core.run_store import Run, atomic_write
-from core.saliency import first_word_caution
+from core.saliency import first_word_caution, stored_heatmaps
 from core.summary import run_summary
 from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import in_words, reading
@@ -244,13 +244,12 @@ def _harness_section(run: Run) -> str:
 
 
 def _heatmap_section(run: Run, n: int = 6) -> str:
-    from core.saliency import METHODS, from_records
+    from core.saliency import from_records
 
     faithful = run.stage_summary("faithfulness").get("saliency_method")
-    method = next((m for m in [faithful, *METHODS] if m and run.has_table(f"saliency_{m}")), None)
+    method, table = stored_heatmaps(run)
     if method is None:
         return _not_yet("Example heatmaps", "irl-lens saliency RUN")
-    table = run.read_table(f"saliency_{method}")
     demos = run.read_table("demonstrations")
     column = irl_config(run).text_column()
     lengths = table.groupby("row")["words"].first().map(len)
@@ -260,7 +259,7 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
            f"(toward {_e(run.objective.preferred)}), red lowers it. Of the test sentences with at least "
            f"{MIN_WORDS} words, the {n - 2} the members score lowest on average and the 2 they score highest.</p>"]  # fmt: skip
     faithfulness = run.optional_table("faithfulness")
-    for careful in (first_word_caution(irl_config(run)), caution(faithfulness, method, run.objective)):
+    for careful in (first_word_caution(irl_config(run), *stored_heatmaps(run, prefer="decomposition")), caution(faithfulness, method, run.objective)):
         if careful:
             out.append(f"<p class='note'><b>Caution.</b> {_e(careful)}</p>")
     resting = punish_summary(faithfulness, run.objective, run.optional_table("lexicon"))

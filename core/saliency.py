@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import stats
 
+from core.checkpoints import label
 from core.errors import IrlLensError
 from core.ground_truth import GroundTruth, word_spans
 from core.irl import IRLConfig
@@ -334,20 +336,52 @@ class RewardSaliency:
         return explain_ground_truth(self.ground_truth, text)
 
 
-def first_word_caution(config: IRLConfig) -> str | None:
-    """A caution for the heatmaps of a run recovered before h(s) read a start token
+def stored_heatmaps(run, prefer: str | None = None) -> tuple[str, pd.DataFrame] | tuple[None, None]:
+    """(method, table) of the heatmaps the run stores: ``prefer``'s where stored, else the
+    faithfulness stage's most faithful method's, else the first stored; (None, None) where none is."""
+    faithful = run.stage_summary("faithfulness").get("saliency_method")
+    method = next((m for m in [prefer, faithful, *METHODS] if m and run.has_table(f"saliency_{m}")), None)
+    return (method, run.read_table(f"saliency_{method}")) if method else (None, None)
+
+
+def first_word_blame(heatmaps: pd.DataFrame, min_words: int = 3) -> tuple[pd.Series, float]:
+    """(member → share of the sentences of ``min_words`` words or more whose largest |word score|
+    is the first word's, the share a word picked at random would give) over stored heatmaps."""
+    rows = heatmaps[heatmaps["words"].map(len) >= min_words]
+    first = rows["word_scores"].map(lambda scores: bool(np.argmax(np.abs(scores)) == 0))
+    shares = first.groupby(rows["explained"]).mean().drop([GROUND_TRUTH, "implicit", "ensemble"], errors="ignore")
+    chance = float(rows.drop_duplicates("row")["words"].map(lambda w: 1 / len(w)).mean()) if len(rows) else float("nan")
+    return shares, chance
+
+
+def first_word_caution(config: IRLConfig, method: str | None = None, heatmaps: pd.DataFrame | None = None) -> str | None:
+    """A caution for a run recovered before h(s) read a start token
     (:func:`core.reward_model.hidden_layers`): there a sentence's first word held the backbone's
-    attention sink, and heatmaps blame it for the sink's part (on the bundled sentiment run the
-    decomposition blamed the first word most in every sentence for two members). None otherwise."""
+    attention sink, and heatmaps can blame it for the sink's part. With the run's stored
+    ``heatmaps`` (the decomposition's show it best: each token's exact share of h(s)), the caution
+    names the members whose heatmaps blame the first word most at least twice as often as a word
+    picked at random would be, and in over a quarter of the sentences; None where none does (early
+    layers, before the sink forms, are spared). None for a run that read a start token."""
     if config.start_token:
         return None
-    return ("This run's rewards were recovered before irl-lens read each sentence after a start token, so a "
-            "sentence's first word held the backbone's attention sink: heatmaps can blame the first word for "
-            "what is the sink's doing, and members can look indifferent to the objective's words for the same "
-            "reason (on the bundled sentiment run's demonstrations, 3 of the 8 shown members hardly punished "
-            "negative words without a start token, none with one). 'irl-lens extract RUN' recovers rewards "
-            "that read a start token (it trains afresh), and 'irl-lens run CONFIG' then re-runs the stages that "
-            "read them.")
+    lead = "This run's rewards were recovered before irl-lens read each sentence after a start token, so a "
+    fix = ("'irl-lens extract RUN' recovers rewards that read a start token (it trains afresh), and 'irl-lens "
+           "run CONFIG' then re-runs the stages that read them.")
+    if heatmaps is None or heatmaps.empty:
+        return (lead + "sentence's first word held the backbone's attention sink: heatmaps can blame the first word "
+                "for what is the sink's doing, and members can look indifferent to the objective's words for the "
+                "same reason (on the bundled sentiment run's demonstrations, 3 of the 8 shown members hardly "
+                "punished negative words without a start token, none with one). " + fix)
+    shares, chance = first_word_blame(heatmaps)
+    flagged = shares[shares >= max(2 * chance, 0.25)].sort_values(ascending=False)
+    if flagged.empty:
+        return None
+    named = ", ".join(f"{label(m)} ({v:.0%})" for m, v in flagged.items())
+    return (lead + f"sentence's first word held the backbone's attention sink, and the stored {method} heatmaps show "
+            f"it. For {len(flagged)} of the {len(shares)} shown members they blame the first word most in far more "
+            f"of the sentences (three words or more) than the {chance:.0%} a word picked at random would get: "
+            f"{named}. Those members' rewards rest largely on the first word's sink state: read their heatmaps, "
+            f"and how little they punish the objective's words, with care. " + fix)
 
 
 def token_occlusion(

@@ -279,4 +279,28 @@ def test_heatmaps_of_a_run_recovered_without_a_start_token_come_with_a_caution()
     from core.saliency import first_word_caution
 
     assert first_word_caution(IRLConfig()) is None
-    assert "attention sink" in first_word_caution(IRLConfig.recorded({"pooling": "mean"}))
+    legacy = IRLConfig.recorded({"pooling": "mean"})
+    assert "attention sink" in first_word_caution(legacy)  # no stored heatmaps to measure: the general caution
+
+
+def test_the_first_word_caution_names_the_members_whose_stored_heatmaps_blame_the_first_word():
+    import pandas as pd
+
+    from core.irl import IRLConfig
+    from core.saliency import first_word_blame, first_word_caution
+
+    words = [["a", "b", "c", "d"]] * 10  # a word picked at random: 25%
+    sink = [[-5.0, 1.0, -1.0, 0.5]] * 9 + [[0.1, -3.0, 0.0, 0.0]]  # the first word is the largest in 9 of 10
+    fair = [[0.1, -3.0, 0.0, 0.0]] * 8 + [[-5.0, 1.0, -1.0, 0.5]] * 2
+    table = pd.concat([pd.DataFrame({"row": range(10), "explained": name, "words": words, "word_scores": scores})
+                       for name, scores in (("l12-r0-e5", sink), ("l4-r1-e9", fair), ("ground_truth", fair))])  # fmt: skip
+    shares, chance = first_word_blame(table)
+    assert shares.to_dict() == {"l12-r0-e5": 0.9, "l4-r1-e9": 0.2} and chance == 0.25  # R* is no member
+    legacy = IRLConfig.recorded({"pooling": "mean"})
+    said = first_word_caution(legacy, "decomposition", table)
+    assert "the stored decomposition heatmaps show it" in said and "than the 25% a word picked at random" in said
+    assert "For 1 of the 2 shown members" in said and "get: layer 12 · repeat 0 · epoch 5 (90%)." in said
+    assert "layer 4" not in said
+    spared = table[table["explained"] != "l12-r0-e5"]  # early layers, before the sink forms: nothing to caution
+    assert first_word_caution(legacy, "decomposition", spared) is None
+    assert first_word_caution(IRLConfig(), "decomposition", table) is None  # read after a start token

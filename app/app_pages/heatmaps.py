@@ -14,7 +14,13 @@ from app.state import (
     shown_members,
 )
 from core.faithfulness import by_method, caution, punish_summary, punishes_notes
-from core.saliency import METHODS, default_method, exact_available, first_word_caution
+from core.saliency import (
+    METHODS,
+    default_method,
+    exact_available,
+    first_word_caution,
+    stored_heatmaps,
+)
 
 st.title("Token heatmaps")
 run = require(selected_run(), "demonstrations", "member_scores", stage_hint="irl-lens evaluate RUN")
@@ -69,7 +75,8 @@ st.caption(
        if best == "decomposition" else "exact removal of each token (the members are not mean-pooled frozen heads)."))
 )  # fmt: skip
 faithfulness = run_table(run, "faithfulness")
-for careful in (first_word_caution(reward.config), caution(faithfulness, method, words)):
+sink = first_word_caution(reward.config, *stored_heatmaps(run, prefer="decomposition"))
+for careful in (sink, caution(faithfulness, method, words)):
     if careful:
         st.warning(plain(careful))
 resting = punish_summary(faithfulness, words, run_table(run, "lexicon"))

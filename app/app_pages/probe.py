@@ -21,7 +21,7 @@ from core.comparison import VERDICT_FORMATS, member_sides, probe_verdicts, thres
 from core.errors import IrlLensError
 from core.faithfulness import punishes_notes
 from core.recovered_reward import MAX_PROBE_CHARS, MAX_PROBES, check_probes
-from core.saliency import first_word_caution
+from core.saliency import first_word_caution, stored_heatmaps
 
 
 def safe_csv(frame: pd.DataFrame) -> bytes:
@@ -147,7 +147,7 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     if probed.explained:
         sides = member_sides(reward, probed.scores, words)
         punishing = punishes_notes(run_table(run, "faithfulness"), words)
-        sink = first_word_caution(reward.config)
+        sink = first_word_caution(reward.config, *stored_heatmaps(run, prefer="decomposition"))
         if sink:
             st.warning(sink)
         for i, (text, result) in enumerate(zip(texts, probed.explained, strict=True)):
