@@ -616,8 +616,6 @@ class MaxMarginIRL:
         return last, kept, scores
 
 
-
-
 class HeadTrainer:
     """K frozen-mode heads trained together: ``weight`` (K, d), ``bias`` (K,).
 

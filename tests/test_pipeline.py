@@ -138,6 +138,8 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     assert stale["evaluate"] == "irl" and stale["saliency"] == "evaluate" and stale["toxicity"] == "rlhf_irl_rlhf"
     assert "implicit" not in stale and "readability" not in stale  # they read the demonstrations only
     assert any(w.startswith("Stale stages: evaluate (reads irl)") for w in run_summary(run)["warnings"])
+    # heatmaps of another method, stored beside the stage's own: they explain the earlier reward too
+    run.write_table("saliency_occlusion", run.read_table("saliency_gradient_x_input"))
     rerun = run_pipeline(config.model_copy(update={"irl": config.irl.model_copy(update={"start_token": False})}),
                          progress=False, log=lambda m: None)  # fmt: skip
     assert rerun.stale_stages() == {}
@@ -145,6 +147,7 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     assert after["sample"] == times["sample"] and after["readability"] == times["readability"]
     assert after["evaluate"] != times["evaluate"] and after["battery"] != times["battery"]
     assert after["compact"] != times["compact"]  # the heads of the new IRL stage, compacted again
+    assert rerun.has_table("saliency_gradient_x_input") and not rerun.has_table("saliency_occlusion")
     # the config's own IRL settings again: the run's differ, so Algorithm 1 runs afresh, not skipped
     logs = []
     back = run_pipeline(config, progress=False, log=logs.append)

@@ -40,9 +40,10 @@ def test_sentiment_run_meets_its_floors(sentiment):
     assert s["best_heldout_auc"] >= 0.85
     assert s["implicit_reward_auc"] is not None
     assert len(s["battery"]) == len(default_edits())  # the committed battery is the code's
-    assert "said twice" in s["battery_flagged"]  # what IRL-RLHF's collapses repeat (docs/RESULTS.md)
+    # shouting and padding, which R* ignores, lower the recovered reward (docs/RESULTS.md)
+    assert {"ALL CAPS", "neutral filler doubling the length"} <= set(s["battery_flagged"])
     # its selection criteria sit at their ceiling for most candidates: said, not left to the count
-    assert any(w.startswith(f"{s['n_equivalent']} of {s['n_candidates']} candidates (91%) are equally good")
+    assert any(w.startswith(f"{s['n_equivalent']} of {s['n_candidates']} candidates (95%) are equally good")
                and "cannot tell these rewards apart" in w for w in s["warnings"])  # fmt: skip
 
 
@@ -114,17 +115,19 @@ def test_the_rlhf_page_labels_the_harness_in_words(sentiment, monkeypatch):
     assert "It repeats itself: distinct-2" in said and "over-optimisation" in said, said
 
 
-def test_the_wants_page_says_to_read_a_one_sided_lexicon_by_order(sentiment, monkeypatch):
-    """Every word scores below the sentiment ensemble's training mean ("wonderful" −0.65 sd): the
-    page says so beside the lists, instead of leaving "most positive: −0.65" unexplained."""
+def test_the_wants_page_reads_a_two_sided_lexicon_and_where_the_members_part_ways(sentiment, monkeypatch):
+    """Before h(s) read a start token, every word scored alone sat below the ensemble's training mean
+    (the sink's doing: docs/RESULTS.md) and the page had to say so; now the lexicon has two sides."""
     monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
     at = AppTest.from_file(ENTRY, default_timeout=300).run()
     at.switch_page("app_pages/wants.py").run()
     assert not at.exception, at.exception
     said = " ".join(c.value for c in at.caption).replace("\\", "")
-    assert "Every word scores below this reward's mean" in said and "“wonderful”, at -0.65 sd" in said, said
-    parts = " ".join(m.value for m in at.markdown).replace("\\", "")  # where the members part ways
-    assert "**said twice**: toward positive: layer 8 (+0.27)" in parts, parts
+    assert "Every word scores below this reward's mean" not in said, said
+    parts = " ".join(m.value for m in at.markdown).replace("\\", "")
+    assert "the most positive, “great”, “best”, “beautiful”, “excellent”, “wonderful”" in parts, parts
+    # where the members part ways: shouting moves one equally good reward up and another down
+    assert "**ALL CAPS**: toward positive: layer 27 (+0.22), layer 30 · repeat 1 (+1.86); toward negative:" in parts, parts
 
 
 def test_the_report_says_what_the_harness_says(sentiment):
@@ -133,26 +136,24 @@ def test_the_report_says_what_the_harness_says(sentiment):
     page = render_report(sentiment)
     assert "<h2>IRL-RLHF</h2>" in page and "negative rate (R*), %" in page
     assert "It repeats itself: distinct-2 0.08 against the expert&#x27;s 0.38" in page
-    assert "Where the equally good members part ways" in page and "<li><b>said twice</b>: toward positive: layer 8 (+0.27)" in page
-    assert "<p class='note'><b>Warning.</b> 6734 of 7440 candidates (91%) are equally good" in page
-    # occlusion, the most faithful method, is stored; it misses the planted word on 31% of the probes
-    # whose member punishes it; three members hardly punish negative words, and the report says which
-    assert "Method: occlusion." in page and "occlusion blames the planted word most in only 69%" in page
-    assert "3 of the 8 shown members hardly punish negative words" in page
-    # recovered before h(s) read a start token: the heatmaps say the first word held the attention sink
-    assert "<b>Caution.</b> This run&#x27;s rewards were recovered before irl-lens read each sentence after a start token" in page
-    assert "They are layer 12 · repeat 2 · epoch 5 (10%), layer 15 · repeat 2 · epoch 3 (43%)" in page
-    assert "Scored alone (the run&#x27;s 600 words), they rate “bad”, “disgusting”, “disaster”" in page
-    # each member's sentence furthest above the others: layer 12 lets a plainly negative one off
+    assert "Where the equally good members part ways" in page
+    assert "<li><b>ALL CAPS</b>: toward positive: layer 27 (+0.22), layer 30 · repeat 1 (+1.86)" in page
+    assert "<p class='note'><b>Warning.</b> 7052 of 7440 candidates (95%) are equally good" in page
+    # occlusion, the most faithful method, is stored and blames the planted word most on 76% of the
+    # probes whose member punishes it: no caution; every shown member punishes negative words, and
+    # across the whole equivalent set all but 13 of 7,052 do
+    assert "Method: occlusion." in page and "Read these heatmaps with care" not in page
+    assert "All 8 shown members punish negative words" in page and "in 85% to 100% of them" in page
+    assert "13 of its 7,052 equally good rewards (0.2%) hardly punish negative words" in page
+    assert "attention sink" not in page  # recovered after a start token: no first-word caution
+    # each member's sentence furthest above the others: layer 1 lets a plainly negative one off
     assert "<h3>What sets each member apart</h3>" in page
-    assert "layer 12 · repeat 2 · epoch 5 rates “wasted”, “dissatisfied”, “worst”" in page
-    assert "<td>layer 12 · repeat 2 · epoch 5</td><td> it was a waste of money. It was dull and slow.</td>" in page
+    assert "Scored alone (the run&#x27;s 600 words), layer 1 · repeat 3 · epoch 1 rates “menu”, “only”, “answer”" in page
+    assert "<td>layer 1 · repeat 3 · epoch 1</td><td> hate it. I’ve lost money, and it was ugly.</td>" in page
     from core.wants import pays_for
 
     said = pays_for(sentiment)[-1]
-    assert said.startswith("3 of the 8 shown members hardly punish negative words")
-    assert said.endswith("The test sentence layer 12 · repeat 2 · epoch 5 rates furthest above the other members "
-                         "(+1.19 sd): “it was a waste of money. It was dull and slow.”")
+    assert said.startswith("All 8 shown members punish negative words") and said.endswith("something else instead.")
 
 
 def test_the_home_page_rounds_the_harness_rates_as_the_rlhf_page_does(sentiment, monkeypatch):
@@ -176,7 +177,7 @@ def _warnings_of(page: str, run, monkeypatch) -> str:
 
 def test_the_equivalent_page_says_the_demonstrations_cannot_tell_most_candidates_apart(sentiment, monkeypatch):
     said = _warnings_of("equivalent", sentiment, monkeypatch)
-    assert "6734 of 7440 candidates (91%) are equally good" in said and "cannot tell these rewards apart" in said
+    assert "7052 of 7440 candidates (95%) are equally good" in said and "cannot tell these rewards apart" in said
 
 
 def test_the_equivalent_page_shows_what_sets_the_least_punishing_member_apart(sentiment, monkeypatch):
@@ -185,34 +186,34 @@ def test_the_equivalent_page_shows_what_sets_the_least_punishing_member_apart(se
     at.switch_page("app_pages/equivalent.py").run()
     assert not at.exception, at.exception
     member = next(s for s in at.selectbox if s.label == "Member")
-    assert member.value == "l12-r2-e5"  # it punishes the negative word on 10% of the probes, the fewest
-    # the sentences it rates furthest above the others are mostly negative ones it lets off (R* only evaluates)
+    assert member.value == "l1-r3-e1"  # it punishes the negative word on 85% of the probes, the fewest
+    # the sentence it rates furthest above the others is a negative one it lets off (R* only evaluates)
     said = " ".join(c.value for c in at.caption)
-    assert "R* puts 7 of these 8 on the negative side (evaluation only, test split; 45% of all test sentences)" in said
+    assert "R* puts 3 of these 8 on the negative side (evaluation only, test split; 45% of all test sentences)" in said
     higher = next(d.value for d in at.dataframe if "apart (sd)" in d.value)
-    assert higher["sentence"].iloc[0].strip() == "it was a waste of money. It was dull and slow."
+    assert higher["sentence"].iloc[0].strip() == "hate it. I’ve lost money, and it was ugly."
     assert higher["apart (sd)"].is_monotonic_decreasing and higher["apart (sd)"].iloc[0] > 1
     said = " ".join(m.value for m in at.markdown).replace("\\", "")
-    assert "layer 12 · repeat 2 · epoch 5 rates “wasted”, “dissatisfied”, “worst”" in said
+    assert "layer 1 · repeat 3 · epoch 1 rates “menu”, “only”, “answer”" in said
     member.set_value("l30-r3-e1").run()
     assert not at.exception, at.exception
 
 
-def test_the_heatmaps_page_names_the_members_that_hardly_punish_negative_words(sentiment, monkeypatch):
+def test_the_heatmaps_page_says_every_member_punishes_negative_words(sentiment, monkeypatch):
     monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
     at = AppTest.from_file(ENTRY, default_timeout=300).run()
     at.switch_page("app_pages/heatmaps.py").run()
     assert not at.exception, at.exception
     said = " ".join(i.value for i in at.info).replace("\\", "")
-    assert "3 of the 8 shown members hardly punish negative words" in said and "layer 12 · repeat 2 · epoch 5" in said
+    assert "All 8 shown members punish negative words" in said and "in 85% to 100% of them" in said
     table = next(m.value for m in at.markdown if "<table" in m.value)  # each member's share under its name
-    assert "layer 12 · repeat 2 · epoch 5<br><small" in table and "punishes the negative word in 10% of the probes" in table
+    assert "layer 1 · repeat 3 · epoch 1<br><small" in table and "punishes the negative word in 85% of the probes" in table
     warned = " ".join(w.value for w in at.warning).replace("\\", "")
-    assert "Read these heatmaps with care: occlusion blames the planted word most in only 69%" in warned
+    assert "Read these heatmaps with care" not in warned and "attention sink" not in warned  # occlusion: 76%
     assert at.radio[0].label == "Method"
-    at.radio[0].set_value("decomposition").run()  # which misses the planted word on most punished probes
+    at.radio[0].set_value("decomposition").run()  # which misses the planted word on 41% of the punished probes
     warned = " ".join(w.value for w in at.warning).replace("\\", "")
-    assert "Read these heatmaps with care: decomposition blames the planted word most in only 25%" in warned
+    assert "Read these heatmaps with care: decomposition blames the planted word most in only 59%" in warned
 
 
 def test_irl_lens_apart_lists_what_sets_a_member_apart(sentiment):
@@ -225,13 +226,12 @@ def test_irl_lens_apart_lists_what_sets_a_member_apart(sentiment):
 
     runner = CliRunner()
     found = json.loads(runner.invoke(app, ["apart", str(sentiment.path), "--n", "2", "--json"]).stdout)
-    assert found["member"] == "l12-r2-e5"  # the default: it punishes the negative word on the fewest probes
-    assert [item["sentence"].strip() for item in found["higher"]] == ["it was a waste of money. It was dull and slow.",
-                                                                       "it was a waste of my money."]  # fmt: skip
+    assert found["member"] == "l1-r3-e1"  # the default: it punishes the negative word on the fewest probes
+    assert found["higher"][0]["sentence"].strip() == "hate it. I’ve lost money, and it was ugly."
     assert found["higher"][0]["apart_sd"] > found["higher"][1]["apart_sd"] > 0 > found["lower"][0]["apart_sd"]
-    assert found["words"]["higher"][:3] == ["wasted", "dissatisfied", "worst"]  # scored alone, it lets them off
+    assert found["words"]["higher"][:3] == ["menu", "only", "answer"]  # scored alone, it rates them higher
     other = json.loads(runner.invoke(app, ["apart", str(sentiment.path), "--member", "l30-r3-e1", "--json"]).stdout)
     assert other["label"] == "layer 30 · repeat 3 · epoch 1" and len(other["lower"]) == 8
     wrong = runner.invoke(app, ["apart", str(sentiment.path), "--member", "l99-r0-e1"])
     assert isinstance(wrong.exception, IrlLensError)  # `irl-lens` prints it as one line and exits 1
-    assert "'l99-r0-e1' is not a shown member" in str(wrong.exception) and "l12-r2-e5" in str(wrong.exception)
+    assert "'l99-r0-e1' is not a shown member" in str(wrong.exception) and "l1-r3-e1" in str(wrong.exception)
