@@ -412,12 +412,12 @@ def test_harness_prints_what_it_says_about_irl_rlhf(toy_run, monkeypatch):
 
 
 def test_show_reads_as_a_summary_on_a_run_with_thousands_of_equivalent_candidates():
-    """The sentiment run's equivalent set holds 6,734 ids: the table shows a count and a few, its
+    """The sentiment run's equivalent set holds 7,052 ids: the table shows a count and a few, its
     warnings and what the reward pays for come as lines after it."""
     sentiment = Path(__file__).resolve().parents[1] / "data" / "sentiment-run"
     result = CliRunner().invoke(app, ["show", str(sentiment)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "6734 items: l1-r0-e1" in result.output and "(all of them in --json)" in result.output
+    assert "7052 items: l1-r0-e1" in result.output and "(all of them in --json)" in result.output
     assert len(result.output.splitlines()) < 200
-    assert "\nwarning: 6734 of 7440 candidates (91%) are equally good" in result.output
+    assert "\nwarning: 7052 of 7440 candidates (95%) are equally good" in result.output
     assert "What it pays for, in words:\n- Read through the ensemble of 8 shown members" in result.output
