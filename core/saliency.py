@@ -360,8 +360,8 @@ def first_word_caution(config: IRLConfig, method: str | None = None, heatmaps: p
     attention sink, and heatmaps can blame it for the sink's part. With the run's stored
     ``heatmaps`` (the decomposition's show it best: each token's exact share of h(s)), the caution
     names the members whose heatmaps blame the first word most at least twice as often as a word
-    picked at random would be, and in over a quarter of the sentences; None where none does (early
-    layers, before the sink forms, are spared). None for a run that read a start token."""
+    picked at random would be, and in over a quarter of the sentences; None where none does (none
+    of the bundled demo run's members does). None for a run that read a start token."""
     if config.start_token:
         return None
     lead = "This run's rewards were recovered before irl-lens read each sentence after a start token, so a "
