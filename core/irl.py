@@ -363,7 +363,7 @@ class MaxMarginIRL:
         """The settings the IRL stage records: the config, its backbone and layers resolved."""
         return self.config.model_dump() | {"backbone": self.backbone_ref(run), "layers": self.layers(run)}
 
-    def superseded(self, run: Run) -> bool:
+    def superseded(self, run: Run, stage_config: dict | None = None) -> bool:
         """Whether the run holds a complete IRL stage of other settings: then Algorithm 1 starts
         over instead of resuming, since those checkpoints belong to the other settings (a run
         recorded before ``start_token`` existed read sentences without one), and the pipeline does
@@ -371,7 +371,7 @@ class MaxMarginIRL:
         :meth:`Run.stage`."""
         previous = run.manifest.config.get(STAGE)
         return (run.stage_status(STAGE) == "complete" and previous is not None
-                and IRLConfig.recorded(previous).model_dump() != self.stage_config(run))  # fmt: skip
+                and IRLConfig.recorded(previous).model_dump() != (stage_config or self.stage_config(run)))  # fmt: skip
 
     def layers(self, run: Run) -> list[int]:
         """The configured layers as hidden-state indices of the backbone."""
@@ -427,7 +427,7 @@ class MaxMarginIRL:
         texts = demos[config.text_column()].tolist()
         stage_config = self.stage_config(run)
         layers = stage_config["layers"]
-        superseded = self.superseded(run)
+        superseded = self.superseded(run, stage_config)
         with run.stage(STAGE, stage_config) as record:
             features, _ = self.features(run, texts, layers, progress=progress)
             specs = [(layer, repeat) for layer in layers for repeat in range(config.repeats)]
@@ -483,7 +483,7 @@ class MaxMarginIRL:
         stage_config = self.stage_config(run)
         (layer,) = stage_config["layers"]
         main = accelerator.is_main_process
-        superseded = self.superseded(run)
+        superseded = self.superseded(run, stage_config)
         # Only the main process writes to the run; the others train on their shard of each batch.
         stage = run.stage(STAGE, stage_config) if main else contextlib.nullcontext(StageRecord())
         with stage as record:

@@ -32,7 +32,7 @@ from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
 from core.rlhf import optimised_members
 from core.run_store import Run, atomic_write
-from core.saliency import first_word_caution, stored_heatmaps
+from core.saliency import run_first_word_caution, stored_heatmaps
 from core.summary import run_summary
 from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import in_words, reading
@@ -259,7 +259,7 @@ def _heatmap_section(run: Run, n: int = 6) -> str:
            f"(toward {_e(run.objective.preferred)}), red lowers it. Of the test sentences with at least "
            f"{MIN_WORDS} words, the {n - 2} the members score lowest on average and the 2 they score highest.</p>"]  # fmt: skip
     faithfulness = run.optional_table("faithfulness")
-    for careful in (first_word_caution(irl_config(run), *stored_heatmaps(run, prefer="decomposition")), caution(faithfulness, method, run.objective)):
+    for careful in (run_first_word_caution(run, irl_config(run)), caution(faithfulness, method, run.objective)):
         if careful:
             out.append(f"<p class='note'><b>Caution.</b> {_e(careful)}</p>")
     resting = punish_summary(faithfulness, run.objective, run.optional_table("lexicon"))

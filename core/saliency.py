@@ -384,6 +384,12 @@ def first_word_caution(config: IRLConfig, method: str | None = None, heatmaps: p
             f"and how little they punish the objective's words, with care. " + fix)
 
 
+def run_first_word_caution(run, config: IRLConfig) -> str | None:
+    """:func:`first_word_caution` for a run, measured on its stored heatmaps (the decomposition's
+    where stored); nothing is read for a run that read a start token."""
+    return None if config.start_token else first_word_caution(config, *stored_heatmaps(run, prefer="decomposition"))
+
+
 def token_occlusion(
     score, tokenizer, ids: torch.Tensor, mask: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray]:

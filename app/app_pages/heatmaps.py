@@ -18,8 +18,7 @@ from core.saliency import (
     METHODS,
     default_method,
     exact_available,
-    first_word_caution,
-    stored_heatmaps,
+    run_first_word_caution,
 )
 
 st.title("Token heatmaps")
@@ -75,7 +74,7 @@ st.caption(
        if best == "decomposition" else "exact removal of each token (the members are not mean-pooled frozen heads)."))
 )  # fmt: skip
 faithfulness = run_table(run, "faithfulness")
-sink = first_word_caution(reward.config, *stored_heatmaps(run, prefer="decomposition"))
+sink = run_first_word_caution(run, reward.config)
 for careful in (sink, caution(faithfulness, method, words)):
     if careful:
         st.warning(plain(careful))

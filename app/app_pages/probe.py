@@ -21,7 +21,7 @@ from core.comparison import VERDICT_FORMATS, member_sides, probe_verdicts, thres
 from core.errors import IrlLensError
 from core.faithfulness import punishes_notes
 from core.recovered_reward import MAX_PROBE_CHARS, MAX_PROBES, check_probes
-from core.saliency import first_word_caution, stored_heatmaps
+from core.saliency import run_first_word_caution
 
 
 def safe_csv(frame: pd.DataFrame) -> bytes:
@@ -147,9 +147,9 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     if probed.explained:
         sides = member_sides(reward, probed.scores, words)
         punishing = punishes_notes(run_table(run, "faithfulness"), words)
-        sink = first_word_caution(reward.config, *stored_heatmaps(run, prefer="decomposition"))
+        sink = run_first_word_caution(run, reward.config)
         if sink:
-            st.warning(sink)
+            st.warning(plain(sink))
         for i, (text, result) in enumerate(zip(texts, probed.explained, strict=True)):
             with st.expander(f"sentence {i + 1}", expanded=len(texts) <= 3):
                 st.text(text)
