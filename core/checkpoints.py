@@ -245,7 +245,7 @@ def header_problem(relative: str, file) -> str | None:
 
 def compact(run, keep: set[str], keep_layers: set[int], feature_key: str | None) -> dict:
     """Shrink a finished run for committing: heads of the ``keep`` candidates only (the equivalent
-    set), features of ``keep_layers`` only. The candidates table keeps every candidate's figures;
+    set), features of ``keep_layers`` only, none made under other IRL settings. The candidates table keeps every candidate's figures;
     what was removed is re-computed on demand (features are re-encoded from the backbone)."""
     kept_heads = removed_heads = 0
     for relative in sorted(f for f in run.manifest.files if f.startswith(f"weights/{CHECKPOINT_DIR}/epoch-")):
@@ -271,4 +271,8 @@ def compact(run, keep: set[str], keep_layers: set[int], feature_key: str | None)
         layers_kept = [layer for layer in layers if layer in keep_layers]
         write_features(run, feature_key, h[[layers.index(la) for la in layers_kept]], layers_kept,
                        {"compacted": "layers of the shown members only"})  # fmt: skip
-    return {"heads_kept": kept_heads, "heads_removed": removed_heads, "feature_layers_kept": layers_kept}
+    foreign = [f for f in run.manifest.files if f.startswith("features/") and f != f"features/{feature_key}.safetensors"]
+    for relative in foreign:  # features of other IRL settings (an earlier build's): no head reads them
+        run.remove(relative)
+    return {"heads_kept": kept_heads, "heads_removed": removed_heads, "feature_layers_kept": layers_kept,
+            "feature_files_removed": len(foreign)}  # fmt: skip

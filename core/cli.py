@@ -490,6 +490,9 @@ def run_command(
         list[str] | None,
         typer.Option("--set", help="Override a setting: section.key=value (TOML value)."),
     ] = None,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Build nothing: say which stages would run, and why.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline from one file, stage by stage, resuming whatever was interrupted."""
     import tomllib
@@ -503,9 +506,9 @@ def run_command(
             overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
             overrides[key.strip()] = value
-    built = run_pipeline(
-        load_config(config, overrides), log=lambda m: console.print(f"[bold]{m}[/bold]")
-    )
+    built = run_pipeline(load_config(config, overrides), plan=plan, log=lambda m: console.print(m, style="bold", markup=False))
+    if built is None:
+        return
     for stage, seconds in stage_times(built).items():
         console.print(f"  {stage}: {seconds:.0f} s")
     console.print(f"[green]run complete[/green]: {built.path}")

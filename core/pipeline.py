@@ -4,8 +4,11 @@ wants (lexicon, battery), stage by stage into one run.
 
 Each section of the file is the config of one stage (the same pydantic configs the CLI builds);
 a section left out skips its stage. Every stage resumes: a complete stage is skipped, an
-interrupted one continues from its last chunk, epoch or checkpoint. Wall time per stage is
-recorded in the run's manifest (each stage's start and finish).
+interrupted one continues from its last chunk, epoch or checkpoint. A complete stage whose
+recorded settings differ from the file's runs again when it only measures (IRL included); one
+that trains or samples is kept, and the log says which settings differ. ``plan`` makes the same
+decisions and builds nothing (``irl-lens run --plan``). Wall time per stage is recorded in the
+run's manifest (each stage's start and finish).
 """
 
 from __future__ import annotations
@@ -22,10 +25,35 @@ from core.errors import IrlLensError
 from core.faithfulness import FaithfulnessConfig
 from core.irl import IRLConfig, MaxMarginIRL
 from core.rlhf import RLHFConfig, SFTSettings, rlhf, supervised_pi0
-from core.run_store import Run
+from core.run_store import STAGE_INPUTS, Run
 from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import ToxicityConfig, measure_toxicity
 from core.wants import WantsConfig, what_it_wants
+
+KEPT_STAGES = ("sft_pi0", "rlhf_expert", "sample", "rlhf_irl_rlhf", "toxicity")
+"""Stages that train or sample. Where the file's settings differ from a complete one's, the run keeps
+it and says so: everything after reads it, so building it again is a new run, in a new directory."""
+
+
+SECTIONS = {"sft_pi0": "pi0", "rlhf_expert": "expert", "rlhf_irl_rlhf": "irl_rlhf", HARNESS_STAGE: "harness"}
+"""The file's section of each stage whose name differs: the log speaks of the file's sections."""
+
+
+def changed_settings(recorded: dict | None, wanted: dict) -> dict[str, tuple[Any, Any]]:
+    """The settings both record whose values differ: name → (the run's, the file's). A path compares
+    by its file names, since a run built on another machine records that machine's paths."""
+
+    def names(value):
+        if isinstance(value, str) and "/" in value:
+            return [Path(part).name for part in value.split(",")]
+        return value
+
+    return {key: (recorded[key], value) for key, value in wanted.items()
+            if key in (recorded or {}) and names(recorded[key]) != names(value)}  # fmt: skip
+
+
+def describe_changes(changed: dict[str, tuple[Any, Any]]) -> str:
+    return "; ".join(f"{key} {old!r} → {new!r}" for key, (old, new) in changed.items())
 
 
 class SaliencySettings(BaseModel):
@@ -167,107 +195,139 @@ def check_ground_truths(config: PipelineConfig, done) -> None:
         load_ground_truth(ref)
 
 
-def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print) -> Run:
+def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print, plan: bool = False) -> Run | None:
+    """Build the run stage by stage. With ``plan``, build nothing: log what each stage would do and
+    why (the same decisions), and return None."""
     if config.device or config.dtype:
         from core import device
 
         device.configure(config.device, config.dtype)
-    run = Run.create(config.run, seed=config.seed)
-    # complete and not stale: a stage whose input was re-run (irl-lens extract ...) runs again
-    done = lambda stage: run.stage_status(stage) == "complete" and stage not in run.stale_stages()  # noqa: E731
-    check_ground_truths(config, done)
+    if plan and not (Path(config.run) / "manifest.json").is_file():
+        log(f"{config.run} holds no run yet: every stage of the file runs")
+        return None
+    run = Run.open(config.run, verify_hashes=False) if plan else Run.create(config.run, seed=config.seed)
+    ran: set[str] = set()  # stages run (or, with plan, to run) by this call: what reads them runs again
 
-    if config.pi0 and not done("sft_pi0"):
-        log("stage pi0: LoRA SFT of the pre-RLHF policy")
-        supervised_pi0(run, config.pi0, progress=progress)
+    def due(stage: str, wanted=None, recorded: dict | None = None) -> str | None:
+        """Why ``stage`` runs, or None: not complete, stale (a stage it reads ran since), or, for
+        a stage that measures, of other settings than the file's (``wanted``, a dict or a callable
+        that makes one). A stage that trains or samples keeps its settings, and the log says so."""
+        status = run.stage_status(stage)
+        if status != "complete":
+            return {"pending": "not built yet", "running": "interrupted: resumed"}.get(status, f"{status}: resumed")
+        read = next((s for s in STAGE_INPUTS.get(stage, ()) if s in ran), None) or run.stale_stages().get(stage)
+        if read:
+            return f"it reads {SECTIONS.get(read, read)}, built again since"
+        wanted = wanted() if callable(wanted) else wanted
+        changed = changed_settings(recorded or run.manifest.config.get(stage), wanted or {})
+        if changed and stage in KEPT_STAGES:
+            log(f"stage {SECTIONS.get(stage, stage)}: kept, though the file's settings differ from the run's ({describe_changes(changed)}); "
+                "a new run directory builds it with them")  # fmt: skip
+        elif changed:
+            return f"afresh: the file's settings differ from the run's ({describe_changes(changed)})"
+        elif plan:
+            log(f"stage {SECTIONS.get(stage, stage)}: complete, kept")
+        return None
+
+    def step(stage: str, why: str, what: str, work) -> None:
+        ran.add(stage)
+        name = SECTIONS.get(stage, stage)
+        if plan:
+            took = stage_times(run).get(stage)
+            log(f"stage {name}: would run — {why}" + (f"; it took {took / 60:.1f} min when last built" if took else ""))
+        else:
+            log(f"stage {name}: {what} — {why}")
+        if work and not plan:
+            work()
+
+    if not plan:
+        check_ground_truths(config, lambda stage: due(stage) is None)
+    if config.pi0 and (why := due("sft_pi0", config.pi0.model_dump())):
+        step("sft_pi0", why, "LoRA SFT of the pre-RLHF policy", lambda: supervised_pi0(run, config.pi0, progress=progress))
     pi0_adapters = (
         run.manifest.models.get("pi0_adapters") if config.pi0 else config.sample.pi0_adapter
     )
-    if config.expert and not done("rlhf_expert"):
-        log("stage expert: RLHF of pi_0 against the ground truth")
+    if config.expert:
         expert = config.expert.model_copy(
             update={"name": "expert", "policy_adapters": _split(pi0_adapters)}
         )
-        rlhf(
-            run,
-            expert,
-            prompts=None if expert.prompts else training_prompts(config.sample),
-            progress=progress,
-        )
+        if why := due("rlhf_expert", expert.model_dump):
+            prompts = lambda: None if expert.prompts else training_prompts(config.sample)  # noqa: E731
+            step("rlhf_expert", why, "RLHF of pi_0 against the ground truth",
+                 lambda: rlhf(run, expert, prompts=prompts(), progress=progress))  # fmt: skip
     sample = config.sample
     if config.pi0 or config.expert:
         sample = sample.model_copy(update={
             "pi0_adapter": pi0_adapters,
             "expert_adapter": run.manifest.models.get("expert_adapters") if config.expert else sample.expert_adapter,
         })  # fmt: skip
-    if not done("sample"):
-        log("stage sample: demonstrations from pi_0 and the expert")
-        sample_demonstrations(run, sample, progress=progress)
-    if config.readability and not done("readability"):
+    if why := due("sample", sample.model_dump):
+        step("sample", why, "demonstrations from pi_0 and the expert",
+             lambda: sample_demonstrations(run, sample, progress=progress))  # fmt: skip
+    if config.readability:
         from core.readability import readability_stage
 
-        log("stage readability: can the demonstrations be read")
-        readability_stage(run, base_model=config.readability.base_model, progress=progress)
+        base = config.readability.base_model or run.manifest.models.get("pi0")
+        if why := due("readability", {"base_model": base}):
+            step("readability", why, "can the demonstrations be read",
+                 lambda: readability_stage(run, base_model=config.readability.base_model, progress=progress))  # fmt: skip
     irl = MaxMarginIRL(config.irl)
-    superseded = done("irl") and irl.superseded(run)
-    if not done("irl") or superseded:
-        log("stage irl: Algorithm 1" + (", afresh: the config's IRL settings differ from the run's" if superseded else ""))
-        irl.fit(run, progress=progress)
-    if not done("evaluate"):
-        log("stage evaluate: calibration, equivalent set, ceiling, verdict")
-        evaluate_run(run, config.evaluate, progress=progress)
-    if config.irl_rlhf and not done("rlhf_irl_rlhf"):
-        log("stage irl_rlhf: RLHF of pi_0 on the recovered reward")
-        rlhf(run, config.irl_rlhf.model_copy(update={"name": "irl_rlhf", "policy_adapters": _split(pi0_adapters), "reward": "recovered"}),
-             progress=progress)  # fmt: skip
-    if config.harness and not done(HARNESS_STAGE) and run.has_ground_truth:
-        log("stage harness: one harness for every policy, by R*")
-        models = run.manifest.models
-        policies = {
-            n: (models[n], run.adapters(n)) for n in ("pi0", "expert", "irl_rlhf") if n in models
-        }
-        measure_toxicity(run, policies, config.harness, progress=progress)
-    if config.implicit and not done("implicit"):
+    recorded_irl = run.manifest.config.get("irl")  # older runs lack later settings: their defaults then
+    if why := due("irl", lambda: irl.stage_config(run), recorded_irl and IRLConfig.recorded(recorded_irl).model_dump()):
+        step("irl", why, "Algorithm 1", lambda: irl.fit(run, progress=progress))
+    if why := due("evaluate", config.evaluate.model_dump()):
+        step("evaluate", why, "calibration, equivalent set, ceiling, verdict",
+             lambda: evaluate_run(run, config.evaluate, progress=progress))  # fmt: skip
+    if config.irl_rlhf:
+        irl_rlhf = config.irl_rlhf.model_copy(
+            update={"name": "irl_rlhf", "policy_adapters": _split(pi0_adapters), "reward": "recovered"}
+        )
+        if why := due("rlhf_irl_rlhf", irl_rlhf.model_dump):
+            step("rlhf_irl_rlhf", why, "RLHF of pi_0 on the recovered reward",
+                 lambda: rlhf(run, irl_rlhf, progress=progress))  # fmt: skip
+    if config.harness and run.has_ground_truth and (why := due(HARNESS_STAGE, config.harness.model_dump())):
+        def harness() -> None:
+            models = run.manifest.models
+            policies = {n: (models[n], run.adapters(n)) for n in ("pi0", "expert", "irl_rlhf") if n in models}
+            measure_toxicity(run, policies, config.harness, progress=progress)
+
+        step(HARNESS_STAGE, why, "one harness for every policy, by R*", harness)
+    if config.implicit and (why := due("implicit")):  # its one setting, the batch size, changes no score
         from core.implicit_reward import implicit_stage
 
-        log("stage implicit: the expert's implicit reward, as a comparator")
-        implicit_stage(run, batch_size=config.implicit.batch_size, progress=progress)
-    if config.projection and not done("projection"):
+        step("implicit", why, "the expert's implicit reward, as a comparator",
+             lambda: implicit_stage(run, batch_size=config.implicit.batch_size, progress=progress))  # fmt: skip
+    if config.projection and (why := due("projection", config.projection.model_dump())):
         from core.projection import project_run
 
-        log("stage projection: UMAP of h(s)")
-        project_run(
-            run,
-            seed=config.projection.seed,
-            n_neighbors=config.projection.n_neighbors,
-            progress=progress,
-        )
-    if config.saliency and not done("saliency"):
-        from core.recovered_reward import RecoveredReward
-        from core.saliency import RewardSaliency, precompute
+        settings = config.projection
+        step("projection", why, "UMAP of h(s)",
+             lambda: project_run(run, seed=settings.seed, n_neighbors=settings.n_neighbors, progress=progress))  # fmt: skip
+    if config.saliency and (why := due("saliency", config.saliency.model_dump(exclude_none=True))):  # no method: the run's
+        def saliency() -> None:
+            from core.recovered_reward import RecoveredReward
+            from core.saliency import RewardSaliency, precompute
 
-        log("stage saliency: token attributions of the run's sentences")
-        explainer = RewardSaliency(RecoveredReward(run), run.ground_truth())
-        precompute(
-            run,
-            explainer,
-            method=config.saliency.method,
-            split=config.saliency.split,
-            progress=progress,
-        )  # type: ignore[arg-type]
-    if config.faithfulness and not done("faithfulness"):
+            explainer = RewardSaliency(RecoveredReward(run), run.ground_truth())
+            precompute(run, explainer, method=config.saliency.method, split=config.saliency.split, progress=progress)  # type: ignore[arg-type]
+
+        step("saliency", why, "token attributions of the run's sentences", saliency)
+    if config.faithfulness and (why := due("faithfulness", config.faithfulness.model_dump())):
         from core.faithfulness import faithfulness_stage
 
-        log("stage faithfulness: how far each heatmap method can be trusted")
-        faithfulness_stage(run, config.faithfulness, progress=progress)
-    if config.wants and not (done("lexicon") and done("battery")):
-        log("stage wants: lexicon and behaviour battery")
-        what_it_wants(run, config.wants, progress=progress, log=log)
-    if config.compact and not done("compact"):
-        log(f"stage compact: heads of the {config.compact_heads} members"
-            + (", features of the shown layers" if config.compact_features else ", no features"))
-        compact_run(run, heads=config.compact_heads, features=config.compact_features)
-    return run
+        step("faithfulness", why, "how far each heatmap method can be trusted",
+             lambda: faithfulness_stage(run, config.faithfulness, progress=progress))  # fmt: skip
+    if config.wants:
+        whys = {s: why for s in ("lexicon", "battery") if (why := due(s, getattr(config.wants, s).model_dump()))}
+        work = lambda: what_it_wants(run, config.wants, stages=list(whys), progress=progress, log=log)  # noqa: E731
+        for stage, why in whys.items():  # one call runs both: they share the loaded rewards
+            step(stage, why, "what the reward wants, in words", work)
+            work = None
+    if config.compact and (why := due("compact")):
+        kept = f"heads of the {config.compact_heads} members" + (
+            ", features of the shown layers" if config.compact_features else ", no features")
+        step("compact", why, kept, lambda: compact_run(run, heads=config.compact_heads, features=config.compact_features))
+    return None if plan else run
 
 
 def compact_run(run: Run, *, heads: str = "equivalent", features: bool = True) -> dict:

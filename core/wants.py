@@ -34,12 +34,13 @@ class WantsConfig(BaseModel):
 
 
 def what_it_wants(run: Run, config: WantsConfig | None = None, *, redo: bool = False,
-                  progress: bool = True, log=print) -> dict:  # fmt: skip
-    """Run the lexicon and battery stages that are not complete (all with ``redo``); their
-    summaries merged."""
+                  stages: tuple[str, ...] | list[str] = (), progress: bool = True, log=print) -> dict:  # fmt: skip
+    """Run the lexicon and battery stages that are not complete or stale, and those named in
+    ``stages`` (all with ``redo``); their summaries merged."""
     config = config or WantsConfig()
     stale = run.stale_stages()
-    todo = [s for s in ("lexicon", "battery") if redo or run.stage_status(s) != "complete" or s in stale]
+    todo = [s for s in ("lexicon", "battery")
+            if redo or s in stages or run.stage_status(s) != "complete" or s in stale]  # fmt: skip
     if todo:
         panel = run_panel(run, implicit=config.implicit)
         if panel.implicit_missing and config.implicit:

@@ -129,7 +129,8 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     placed = [p for r in records if r.runtime.get("placement") for p in r.runtime["placement"].split("; ")]
     assert placed and all(p.endswith(f"→ {where}") for p in placed), placed
     # IRL re-run with other settings: what reads it is stale, says so, and the pipeline re-runs it
-    from core.irl import MaxMarginIRL
+    from core.irl import MaxMarginIRL, feature_key
+    from core.recovered_reward import irl_config
 
     config = load_config(config_file)
     MaxMarginIRL(config.irl.model_copy(update={"start_token": False})).fit(Run.open(run.path), progress=False)
@@ -147,13 +148,32 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     assert after["sample"] == times["sample"] and after["readability"] == times["readability"]
     assert after["evaluate"] != times["evaluate"] and after["battery"] != times["battery"]
     assert after["compact"] != times["compact"]  # the heads of the new IRL stage, compacted again
+    assert [f for f in rerun.manifest.files if f.startswith("features/")] == [  # not the earlier build's too
+        f"features/{feature_key(rerun.manifest.config['irl']['backbone'], irl_config(rerun))}.safetensors"]
     assert rerun.has_table("saliency_gradient_x_input") and not rerun.has_table("saliency_occlusion")
     # the config's own IRL settings again: the run's differ, so Algorithm 1 runs afresh, not skipped
     logs = []
     back = run_pipeline(config, progress=False, log=logs.append)
-    assert any(m.startswith("stage irl: Algorithm 1, afresh") for m in logs), logs
+    assert "stage irl: Algorithm 1 — afresh: the file's settings differ from the run's (start_token False → True)" in logs, logs
     assert back.manifest.config["irl"]["start_token"] is True and back.stale_stages() == {}
     assert stage_times(back)["irl"] != after["irl"]
+    # other settings in the file: a measuring stage runs again, one that trains is kept and named
+    logs, before = [], stage_times(back)
+    edited = config.model_copy(update={"projection": config.projection.model_copy(update={"n_neighbors": 5}),
+                                       "expert": config.expert.model_copy(update={"steps": 3})})  # fmt: skip
+    planned = []
+    assert run_pipeline(edited, plan=True, log=planned.append) is None
+    assert stage_times(Run.open(back.path)) == before, "a plan builds nothing"
+    assert any(m.startswith("stage projection: would run — afresh: the file's settings differ from the run's "
+                            "(n_neighbors 4 → 5); it took ") for m in planned), planned  # fmt: skip
+    assert "stage evaluate: complete, kept" in planned and not any(m.startswith("stage saliency: would") for m in planned)
+    assert any(m.startswith("stage expert: kept, though") for m in planned), planned
+    moved = stage_times(run_pipeline(edited, progress=False, log=logs.append))
+    assert "stage projection: UMAP of h(s) — afresh: the file's settings differ from the run's (n_neighbors 4 → 5)" in logs
+    assert any(m.startswith("stage expert: kept, though the file's settings differ from the run's (steps 2 → 3)")
+               for m in logs), logs  # fmt: skip
+    assert moved["projection"] != before["projection"]
+    assert {k: v for k, v in moved.items() if k != "projection"} == {k: v for k, v in before.items() if k != "projection"}
 
 
 def test_set_overrides_top_level_settings_and_sections(tmp_path):
@@ -217,3 +237,23 @@ def test_every_shipped_config_validates(name):
     """The configs users start from (demo, sentiment, rtp, paper) are valid as shipped."""
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert config.sample.prompts and config.irl.epochs >= 1
+
+
+def test_changed_settings_compare_paths_by_file_name_and_shared_keys_only():
+    from core.pipeline import changed_settings, describe_changes
+
+    recorded = {"prompts": "/home/a/irl-lens/data/prompts.txt", "steps": 120, "adapters": "p/pi0_sft,p/expert"}
+    same = {"prompts": "/tmp/ci/data/prompts.txt", "steps": 120, "adapters": "/x/p/pi0_sft,/x/p/expert", "new": 1}
+    assert changed_settings(recorded, same) == {}
+    other = same | {"prompts": "/tmp/ci/data/other.txt", "steps": 200}
+    changed = changed_settings(recorded, other)
+    assert changed == {"prompts": ("/home/a/irl-lens/data/prompts.txt", "/tmp/ci/data/other.txt"), "steps": (120, 200)}
+    assert describe_changes({"steps": (120, 200)}) == "steps 120 → 200"
+    assert changed_settings(None, other) == {}
+
+
+def test_a_plan_for_a_run_not_built_yet_creates_nothing(config_file, tmp_path):
+    logs = []
+    assert run_pipeline(load_config(config_file), plan=True, log=logs.append) is None
+    assert logs == [f"{tmp_path / 'built'} holds no run yet: every stage of the file runs"]
+    assert not (tmp_path / "built").exists()
