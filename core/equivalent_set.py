@@ -120,6 +120,31 @@ def crowding_of(run) -> str | None:
                     summary.get("selection", "demonstrations"))  # fmt: skip
 
 
+def people_apart(run) -> str | None:
+    """How far people's labels rate the shown members apart, beside how close the selection split
+    put them: the equally good members can differ on what the demonstrations never asked. None
+    where the run was not checked against human labels (``[evaluate] labels``)."""
+    if not run.has_table("human_labels"):
+        return None
+    table = run.read_table("human_labels")
+    rated = table[table["member"].notna() & table["auc"].notna()]
+    if len(rated) < 2:
+        return None
+    low, high = rated.loc[rated["auc"].idxmin()], rated.loc[rated["auc"].idxmax()]
+    n = run.stage_summary("evaluate").get("human_label_n")
+    out = (f"Against {f'{n:,}' if n else 'the'} sentences labelled by people, the shown members' AUC runs from {low['auc']:.3f} "
+           f"({low['who']}) to {high['auc']:.3f} ({high['who']})")  # fmt: skip
+    truth = table[table["member"].isna() & table["auc"].notna()]
+    if len(truth):
+        out += f"; R* itself {truth['auc'].iloc[0]:.3f}"
+    members = run.read_table("members") if run.has_table("members") else None
+    if members is not None and "selection_discrimination_auc" in members:
+        chosen = members[members["member"].isin(rated["member"])]["selection_discrimination_auc"]
+        out += (f". On the demonstrations' selection split they were equally good "
+                f"(discrimination AUC {chosen.min():.3f} to {chosen.max():.3f})")  # fmt: skip
+    return out + "."
+
+
 def bootstrap_errors(
     rewards: np.ndarray, prompt_ids: np.ndarray, rule: EquivalenceRule, *, is_expert: np.ndarray,
     pairs: np.ndarray, ground_truth: np.ndarray | None = None, seed: int = 0,

@@ -7,6 +7,7 @@ import pytest
 from conftest import build_audited_toy_run
 from streamlit.testing.v1 import AppTest
 
+from core.checkpoints import label
 from core.demonstrations import SamplingConfig, sample_demonstrations
 from core.run_store import Run
 
@@ -330,3 +331,20 @@ def test_disputed_sentences_say_how_the_members_split(full_run, monkeypatch):
     k = len(shown)
     assert disputed["members say"].iloc[0] == (
         f"non-toxic: all {k}" if n == 0 else f"toxic: all {k}" if n == k else f"split: {n} toxic, {k - n} non-toxic")
+
+
+def test_equivalent_page_shows_how_far_people_rate_the_demos_members_apart(monkeypatch):
+    """The demonstrations cannot tell the shown members apart; the run's human labels can."""
+    from app.components import plain
+
+    demo = Run.open(Path(__file__).resolve().parents[1] / "data" / "demo-run")
+    at = _app(monkeypatch, demo, "equivalent")
+    people = demo.read_table("human_labels").dropna(subset=["member"]).set_index("member")["auc"]
+    low, high = people.idxmin(), people.idxmax()
+    said = [i.value for i in at.info if "labelled by people" in i.value]
+    assert said, [i.value for i in at.info]
+    assert plain(f"from {people[low]:.3f} ({label(low)}) to {people[high]:.3f} ({label(high)})") in said[0]
+    assert high != low and people[high] - people[low] >= 0.05  # 0.731 to 0.827 on the demo as built 2026-12-07
+    table = next(d.value for d in at.dataframe if "AUC against people's labels" in d.value)
+    shown = table[table["member"].isin(people.index)]
+    assert (shown.set_index("member")["AUC against people's labels"] - people.round(3)).abs().max() < 1e-9

@@ -75,3 +75,29 @@ def test_stored_checkpoints_reproduce_stored_scores(demo):
     matrix = reward.score(demos[reward.config.text_column()].iloc[rows].tolist())
     for k, member in enumerate(members):  # stored scores come from float16 features
         np.testing.assert_allclose(matrix[:, k], scores[member].to_numpy()[rows], rtol=2e-2, atol=2e-2)
+
+
+def test_demo_was_recovered_after_a_start_token(demo):
+    """The bundled demo shows what `irl-lens run configs/demo.toml` builds today."""
+    from core.pipeline import load_config, run_pipeline
+    from core.recovered_reward import irl_config
+
+    assert irl_config(demo).start_token is True
+    config = load_config(DEMO_RUN.parents[1] / "configs" / "demo.toml")
+    assert config.run == str(DEMO_RUN)
+    logs = []
+    run_pipeline(config, plan=True, log=logs.append)
+    would = [m for m in logs if not m.endswith("complete, kept")]
+    assert len(logs) == 15 and not would, would
+
+
+def test_the_report_rates_the_demos_members_against_people(demo):
+    from html import escape
+
+    from core.equivalent_set import people_apart
+    from core.report import render_report
+
+    page = render_report(demo)
+    apart = people_apart(demo)
+    assert apart and apart.startswith("Against 1,000 sentences labelled by people, the shown members' AUC runs from 0.731")
+    assert escape(apart) in page and "AUC vs people&#x27;s labels" in page

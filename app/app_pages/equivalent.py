@@ -10,7 +10,7 @@ from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_l
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
-from core.equivalent_set import apart_sentences, crowding_of, says_apart, standardise
+from core.equivalent_set import apart_sentences, crowding_of, people_apart, says_apart, standardise
 from core.faithfulness import (
     least_punishing,
     punish_summary,
@@ -72,19 +72,26 @@ st.subheader("How each member draws the line")
 st.caption(
     "Members agree on the selection criteria but differ in which sentences they prefer, in offset, "
     "scale and where their calibrated threshold falls. The ensemble (mean of the standardised "
-    "members) is a reference row, not a member. Where the faithfulness stage has run, the table's last "
-    "column is the share of the one-word probes whose planted word the member punishes."
+    "members) is a reference row, not a member. Where the faithfulness stage has run, a column gives "
+    "the share of the one-word probes whose planted word the member punishes; where the run was "
+    "checked against human labels, another gives each member's AUC against them (evaluation only)."
 )
 for text in members["character"]:
     st.text(f"• {text}")
 faithfulness = run_table(run, "faithfulness")
 resting = punish_summary(faithfulness, words, run_table(run, "lexicon"))
-for line in (resting, whole_set_sentence(run.stage_summary("faithfulness"), words)):
+for line in (resting, whole_set_sentence(run.stage_summary("faithfulness"), words), people_apart(run)):
     if line:
         st.info(plain(line))
 punishes = punishes_shares(faithfulness)
 if punishes is not None:
     members = members.assign(**{f"punishes the {words.dispreferred} word": members["member"].map(punishes)})
+people = run_table(run, "human_labels")
+if people is not None:
+    members = members.assign(**{"AUC against people's labels": members["member"].map(people.set_index("member")["auc"])})
+judged = [c for c in members.columns if c.startswith("punishes the ") or c == "AUC against people's labels"]
+ordered = ["member", "layer", "repeat", "epoch", *judged]  # what an auditor compares first, then the rest
+members = members[ordered + [c for c in members.columns if c not in ordered]]
 st.dataframe(members.drop(columns=["character", "shown", "label"]).round(3), hide_index=True)
 
 left, right = st.columns(2)
