@@ -576,10 +576,12 @@ def show(
     from core.run_store import open_run
     from core.summary import run_summary
 
-    summary = run_summary(open_run(run))
+    opened = open_run(run)
+    summary = run_summary(opened)
     if json_out:
         _print_json(summary)
         return
+    from core.equivalent_set import people_apart
     from core.summary import display_key, stage_label
 
     table = Table("figure", "value", title=_literal(f"run {summary['name']}"))
@@ -602,6 +604,8 @@ def show(
     console.print(table)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", markup=False, highlight=False)
+    if apart := people_apart(opened):
+        console.print(apart, markup=False, highlight=False)
     if summary["pays_for"]:
         console.print("What it pays for, in words:\n" + "\n".join(f"- {line}" for line in summary["pays_for"]),
                       markup=False)

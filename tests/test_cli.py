@@ -421,3 +421,13 @@ def test_show_reads_as_a_summary_on_a_run_with_thousands_of_equivalent_candidate
     assert len(result.output.splitlines()) < 200
     assert "\nwarning: 7052 of 7440 candidates (95%) are equally good" in result.output
     assert "What it pays for, in words:\n- Read through the ensemble of 8 shown members" in result.output
+
+
+def test_show_says_how_far_people_rate_the_demos_members_apart():
+    from core.equivalent_set import people_apart
+    from core.run_store import DEMO_RUN, Run
+
+    result = runner.invoke(app, ["show", "demo"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    apart = people_apart(Run.open(DEMO_RUN))
+    assert apart and apart in result.stdout

@@ -6,6 +6,7 @@ import streamlit as st
 from app.components import plain
 from app.state import run_table, selected_run
 from core.audit import COHERENT
+from core.equivalent_set import people_apart
 from core.summary import run_summary, stage_label
 from core.toxicity import RATE_FORMAT
 
@@ -125,12 +126,15 @@ if irl:
     )
 if s["human_label_auc"] is not None:
     st.caption(
-        f"Against {plain(s.get('human_label_n', '?'))} human-labelled sentences: AUC {fmt(s['human_label_auc'])} "
+        f"Against {plain(s.get('human_label_n', '?'))} human-labelled sentences: the chosen member's AUC {fmt(s['human_label_auc'])} "
         f"(the ground truth itself: {fmt(s.get('ground_truth_human_label_auc'))}"
         + (f"; the expert's implicit reward: {fmt(s['implicit_human_label_auc_mean'])} per-token mean, "
            f"{fmt(s.get('implicit_human_label_auc_sum'))} summed" if s.get("implicit_human_label_auc_mean") is not None else "")
         + ")."
     )  # fmt: skip
+    apart = people_apart(run)
+    if apart:
+        st.caption(plain(apart))
 for warning in s.get("warnings") or []:
     st.warning(plain(warning))
 
