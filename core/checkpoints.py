@@ -245,8 +245,9 @@ def header_problem(relative: str, file) -> str | None:
 
 def compact(run, keep: set[str], keep_layers: set[int], feature_key: str | None) -> dict:
     """Shrink a finished run for committing: heads of the ``keep`` candidates only (the equivalent
-    set), features of ``keep_layers`` only, none made under other IRL settings. The candidates table keeps every candidate's figures;
-    what was removed is re-computed on demand (features are re-encoded from the backbone)."""
+    set), features of ``keep_layers`` only, none made under other IRL settings. The candidates table
+    keeps every candidate's figures; what was removed is re-computed on demand (features are
+    re-encoded from the backbone)."""
     kept_heads = removed_heads = 0
     for relative in sorted(f for f in run.manifest.files if f.startswith(f"weights/{CHECKPOINT_DIR}/epoch-")):
         epoch = int(relative.rsplit("-", 1)[1].split(".")[0])

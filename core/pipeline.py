@@ -30,10 +30,9 @@ from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import ToxicityConfig, measure_toxicity
 from core.wants import WantsConfig, what_it_wants
 
-KEPT_STAGES = ("sft_pi0", "rlhf_expert", "sample", "rlhf_irl_rlhf", "toxicity")
+KEPT_STAGES = ("sft_pi0", "rlhf_expert", "sample", "rlhf_irl_rlhf", HARNESS_STAGE)
 """Stages that train or sample. Where the file's settings differ from a complete one's, the run keeps
 it and says so: everything after reads it, so building it again is a new run, in a new directory."""
-
 
 SECTIONS = {"sft_pi0": "pi0", "rlhf_expert": "expert", "rlhf_irl_rlhf": "irl_rlhf", HARNESS_STAGE: "harness"}
 """The file's section of each stage whose name differs: the log speaks of the file's sections."""
