@@ -604,7 +604,8 @@ def show(
     console.print(table)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", markup=False, highlight=False)
-    if apart := people_apart(opened):
+    if apart := people_apart(opened.optional_table("human_labels"), opened.optional_table("members"),
+                             summary.get("human_label_n")):  # fmt: skip
         console.print(apart, markup=False, highlight=False)
     if summary["pays_for"]:
         console.print("What it pays for, in words:\n" + "\n".join(f"- {line}" for line in summary["pays_for"]),

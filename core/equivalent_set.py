@@ -120,24 +120,27 @@ def crowding_of(run) -> str | None:
                     summary.get("selection", "demonstrations"))  # fmt: skip
 
 
-def people_apart(run) -> str | None:
-    """How far people's labels rate the shown members apart, beside how close the selection split
-    put them: the equally good members can differ on what the demonstrations never asked. None
-    where the run was not checked against human labels (``[evaluate] labels``)."""
-    if not run.has_table("human_labels"):
+def people_aucs(people: pd.DataFrame) -> pd.Series:
+    """Each shown member's AUC against the run's human labels (``tables/human_labels``)."""
+    return people.dropna(subset=["member"]).set_index("member")["auc"]
+
+
+def people_apart(people: pd.DataFrame | None, members: pd.DataFrame | None, n_labelled: int | None = None) -> str | None:
+    """How far people's labels rate the shown members apart (the ``human_labels`` table), beside how
+    close the selection split put them (the ``members`` table): the equally good members can differ
+    on what the demonstrations never asked. None where the run was not checked against human labels
+    (``[evaluate] labels``)."""
+    if people is None:
         return None
-    table = run.read_table("human_labels")
-    rated = table[table["member"].notna() & table["auc"].notna()]
+    rated = people[people["member"].notna() & people["auc"].notna()]
     if len(rated) < 2:
         return None
     low, high = rated.loc[rated["auc"].idxmin()], rated.loc[rated["auc"].idxmax()]
-    n = run.stage_summary("evaluate").get("human_label_n")
-    out = (f"Against {f'{n:,}' if n else 'the'} sentences labelled by people, the shown members' AUC runs from {low['auc']:.3f} "
-           f"({low['who']}) to {high['auc']:.3f} ({high['who']})")  # fmt: skip
-    truth = table[table["member"].isna() & table["auc"].notna()]
+    out = (f"Against {f'{n_labelled:,}' if n_labelled else 'the'} sentences labelled by people, the shown members' "
+           f"AUC runs from {low['auc']:.3f} ({low['who']}) to {high['auc']:.3f} ({high['who']})")  # fmt: skip
+    truth = people[people["member"].isna() & people["auc"].notna()]
     if len(truth):
         out += f"; R* itself {truth['auc'].iloc[0]:.3f}"
-    members = run.read_table("members") if run.has_table("members") else None
     if members is not None and "selection_discrimination_auc" in members:
         chosen = members[members["member"].isin(rated["member"])]["selection_discrimination_auc"]
         out += (f". On the demonstrations' selection split they were equally good "

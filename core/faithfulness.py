@@ -241,15 +241,15 @@ def whole_set_sentence(summary: dict | None, objective) -> str | None:
     if not whole:
         return None
     n, k = whole["n_members"], whole["n_hardly_punish"]
-    worst = sorted(((share, layer) for layer, share in whole["hardly_punish_by_layer"].items()), reverse=True)
-    where = ", ".join(f"layer {layer} ({share:.0%})" for share, layer in worst[:3] if share > 0)
-    share = f"{k / n:.1%}" if 0 < k / n < 0.1 else f"{k / n:.0%}"
     if k == 0:
         return (f"Across the whole equivalent set, every one of its {n:,} equally good rewards punishes "
                 f"{objective.dispreferred} words on the one-word probes (a typical one in {whole['median_share']:.0%} of them).")  # fmt: skip
+    worst = sorted(((share, layer) for layer, share in whole["hardly_punish_by_layer"].items()), reverse=True)
+    where = ", ".join(f"layer {layer} ({share:.0%})" for share, layer in worst[:3] if share > 0)
+    share = f"{k / n:.1%}" if k / n < 0.1 else f"{k / n:.0%}"
     return (f"Across the whole equivalent set, {k:,} of its {n:,} equally good rewards ({share}) hardly punish "
             f"{objective.dispreferred} words on the one-word probes (a typical one punishes the word in "
-            f"{whole['median_share']:.0%} of them)" + (f"; most often those reading {where}." if k else "."))
+            f"{whole['median_share']:.0%} of them); most often those reading {where}.")
 
 
 def measure(run: Run, config: FaithfulnessConfig, probes: list[dict], *, progress: bool = True

@@ -66,7 +66,7 @@ from core.reward_model import (
     start_token_id,
     tokenize,
 )
-from core.run_store import Run, StageRecord
+from core.run_store import Run, StageRecord, changed_settings
 
 STAGE = "irl"
 CANDIDATES = "candidates"
@@ -371,7 +371,7 @@ class MaxMarginIRL:
         :meth:`Run.stage`."""
         previous = run.manifest.config.get(STAGE)
         return (run.stage_status(STAGE) == "complete" and previous is not None
-                and IRLConfig.recorded(previous).model_dump() != (stage_config or self.stage_config(run)))  # fmt: skip
+                and bool(changed_settings(IRLConfig.recorded(previous).model_dump(), stage_config or self.stage_config(run))))  # fmt: skip
 
     def layers(self, run: Run) -> list[int]:
         """The configured layers as hidden-state indices of the backbone."""

@@ -25,7 +25,7 @@ from core.errors import IrlLensError
 from core.faithfulness import FaithfulnessConfig
 from core.irl import IRLConfig, MaxMarginIRL
 from core.rlhf import RLHFConfig, SFTSettings, rlhf, supervised_pi0
-from core.run_store import STAGE_INPUTS, Run
+from core.run_store import STAGE_INPUTS, Run, changed_settings, describe_changes
 from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import ToxicityConfig, measure_toxicity
 from core.wants import WantsConfig, what_it_wants
@@ -36,23 +36,6 @@ it and says so: everything after reads it, so building it again is a new run, in
 
 SECTIONS = {"sft_pi0": "pi0", "rlhf_expert": "expert", "rlhf_irl_rlhf": "irl_rlhf", HARNESS_STAGE: "harness"}
 """The file's section of each stage whose name differs: the log speaks of the file's sections."""
-
-
-def changed_settings(recorded: dict | None, wanted: dict) -> dict[str, tuple[Any, Any]]:
-    """The settings both record whose values differ: name → (the run's, the file's). A path compares
-    by its file names, since a run built on another machine records that machine's paths."""
-
-    def names(value):
-        if isinstance(value, str) and "/" in value:
-            return [Path(part).name for part in value.split(",")]
-        return value
-
-    return {key: (recorded[key], value) for key, value in wanted.items()
-            if key in (recorded or {}) and names(recorded[key]) != names(value)}  # fmt: skip
-
-
-def describe_changes(changed: dict[str, tuple[Any, Any]]) -> str:
-    return "; ".join(f"{key} {old!r} → {new!r}" for key, (old, new) in changed.items())
 
 
 class SaliencySettings(BaseModel):

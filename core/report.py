@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
-from core.equivalent_set import apart_sentences, people_apart, says_apart
+from core.equivalent_set import apart_sentences, people_apart, people_aucs, says_apart
 from core.errors import IrlLensError
 from core.faithfulness import caution, punish_summary, whole_set_sentence
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
@@ -133,7 +133,7 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
     members = members[members["member"] != ENSEMBLE]
     people = run.optional_table("human_labels")
     if people is not None:
-        members = members.assign(people=members["member"].map(people.set_index("member")["auc"]))
+        members = members.assign(people=members["member"].map(people_aucs(people)))
     columns = [c for c in ("label", "selection_discrimination_auc", "test_discrimination_auc", "auc",
                            "people", "calibrated_accuracy", "character") if c in members]  # fmt: skip
     out = (f"<h2>Equivalent set</h2><p>{_e(summary.get('n_equivalent', len(members)))} of "
@@ -144,7 +144,7 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
                "test_discrimination_auc": "expert-vs-π₀ AUC (test split)", "auc": "test AUC vs R*",
                "people": "AUC vs people's labels", "calibrated_accuracy": "calibrated accuracy (test)"}),
                   digits=3, signed=False))  # fmt: skip
-    if apart := people_apart(run):
+    if apart := people_apart(people, members, summary.get("human_label_n")):
         out += f"<p class='note'>{_e(apart)}</p>"
     if run.has_table("member_correlations"):
         corr = run.read_table("member_correlations")

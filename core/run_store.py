@@ -68,6 +68,24 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
 settings) leaves it stale, and everything that reads it."""
 
 
+def changed_settings(recorded: dict | None, wanted: dict) -> dict[str, tuple[Any, Any]]:
+    """The settings of a stage that both record whose values differ: name → (the run's, the wanted).
+    A path compares by its file names, since a run built on another machine records that machine's
+    paths."""
+
+    def names(value):  # a hub id ("hf:org/model") is not a path: compared whole
+        if isinstance(value, str) and "/" in value and ":" not in value:
+            return [Path(part).name for part in value.split(",")]
+        return value
+
+    return {key: (recorded[key], value) for key, value in wanted.items()
+            if key in (recorded or {}) and names(recorded[key]) != names(value)}  # fmt: skip
+
+
+def describe_changes(changed: dict[str, tuple[Any, Any]]) -> str:
+    return "; ".join(f"{key} {old!r} → {new!r}" for key, (old, new) in changed.items())
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -429,5 +429,6 @@ def test_show_says_how_far_people_rate_the_demos_members_apart():
 
     result = runner.invoke(app, ["show", "demo"], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
-    apart = people_apart(Run.open(DEMO_RUN))
+    demo = Run.open(DEMO_RUN)
+    apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), 1000)
     assert apart and apart in result.stdout

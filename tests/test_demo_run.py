@@ -98,6 +98,6 @@ def test_the_report_rates_the_demos_members_against_people(demo):
     from core.report import render_report
 
     page = render_report(demo)
-    apart = people_apart(demo)
+    apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), 1000)
     assert apart and apart.startswith("Against 1,000 sentences labelled by people, the shown members' AUC runs from 0.731")
     assert escape(apart) in page and "AUC vs people&#x27;s labels" in page

@@ -240,7 +240,7 @@ def test_every_shipped_config_validates(name):
 
 
 def test_changed_settings_compare_paths_by_file_name_and_shared_keys_only():
-    from core.pipeline import changed_settings, describe_changes
+    from core.run_store import changed_settings, describe_changes
 
     recorded = {"prompts": "/home/a/irl-lens/data/prompts.txt", "steps": 120, "adapters": "p/pi0_sft,p/expert"}
     same = {"prompts": "/tmp/ci/data/prompts.txt", "steps": 120, "adapters": "/x/p/pi0_sft,/x/p/expert", "new": 1}
@@ -250,6 +250,8 @@ def test_changed_settings_compare_paths_by_file_name_and_shared_keys_only():
     assert changed == {"prompts": ("/home/a/irl-lens/data/prompts.txt", "/tmp/ci/data/other.txt"), "steps": (120, 200)}
     assert describe_changes({"steps": (120, 200)}) == "steps 120 → 200"
     assert changed_settings(None, other) == {}
+    hub = {"reward": "hf:org-a/roberta"}  # a hub id is not a path: another organisation's model differs
+    assert changed_settings(hub, {"reward": "hf:org-b/roberta"}) == {"reward": ("hf:org-a/roberta", "hf:org-b/roberta")}
 
 
 def test_a_plan_for_a_run_not_built_yet_creates_nothing(config_file, tmp_path):

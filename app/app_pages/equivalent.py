@@ -10,7 +10,14 @@ from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_l
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
 from core.checkpoints import ENSEMBLE
 from core.comparison import members_say_of_rows, threshold_words
-from core.equivalent_set import apart_sentences, crowding_of, people_apart, says_apart, standardise
+from core.equivalent_set import (
+    apart_sentences,
+    crowding_of,
+    people_apart,
+    people_aucs,
+    says_apart,
+    standardise,
+)
 from core.faithfulness import (
     least_punishing,
     punish_summary,
@@ -79,16 +86,17 @@ st.caption(
 for text in members["character"]:
     st.text(f"• {text}")
 faithfulness = run_table(run, "faithfulness")
+people = run_table(run, "human_labels")
 resting = punish_summary(faithfulness, words, run_table(run, "lexicon"))
-for line in (resting, whole_set_sentence(run.stage_summary("faithfulness"), words), people_apart(run)):
+for line in (resting, whole_set_sentence(run.stage_summary("faithfulness"), words),
+             people_apart(people, members, summary.get("human_label_n"))):  # fmt: skip
     if line:
         st.info(plain(line))
 punishes = punishes_shares(faithfulness)
 if punishes is not None:
     members = members.assign(**{f"punishes the {words.dispreferred} word": members["member"].map(punishes)})
-people = run_table(run, "human_labels")
 if people is not None:
-    members = members.assign(**{"AUC against people's labels": members["member"].map(people.set_index("member")["auc"])})
+    members = members.assign(**{"AUC against people's labels": members["member"].map(people_aucs(people))})
 judged = [c for c in members.columns if c.startswith("punishes the ") or c == "AUC against people's labels"]
 ordered = ["member", "layer", "repeat", "epoch", *judged]  # what an auditor compares first, then the rest
 members = members[ordered + [c for c in members.columns if c not in ordered]]
