@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from scipy import stats
 
 from core import checkpoints
@@ -46,8 +46,10 @@ from core.evaluation import (
     evaluate,
     fit_threshold,
     pairwise_accuracy,
-    sign_metrics,
 )
+from core.human_labels import STAGE as PEOPLE_STAGE
+from core.human_labels import TABLE as PEOPLE_TABLE
+from core.human_labels import LabelledSet
 from core.irl import CANDIDATES, IRLConfig, feature_key, make_pairs
 from core.objective import Objective
 from core.recovered_reward import candidate_rewards
@@ -59,8 +61,10 @@ COHERENT = "coherent reward recovered"
 INCOHERENT = "no coherent reward recovered"
 
 
-class EvaluationConfig(BaseModel):
-    """How candidates are chosen, calibrated, compared and judged. Recorded in the run."""
+class EvaluationConfig(LabelledSet):
+    """How candidates are chosen, calibrated, compared and judged. Recorded in the run. The
+    human-labelled set (:class:`LabelledSet`) is checked by its own stage, ``core.human_labels``;
+    a human-labelled calibration (``calibration_labels``) reads its columns."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -85,19 +89,15 @@ class EvaluationConfig(BaseModel):
     alpha: float = Field(
         default=0.01, gt=0, lt=0.5, description="significance of the verdict's chance bounds"
     )
-    labels: str | None = Field(
-        default=None, description="human-labelled sentences (file or datasets id)"
-    )
-    label_text_column: str = Field(default="text", description="text column of the labelled set")
-    label_column: str = Field(default="label", description="label column of the labelled set")
-    toxic_values: list[str | int | bool] = Field(
-        default_factory=lambda: [1, True, "toxic"],
-        description="label values that mean the dispreferred side",
-    )
-    label_limit: int | None = Field(
-        default=2000, ge=1, description="seeded sample of the labelled set"
-    )
-    seed: int = Field(default=0, description="seed of the labelled-set sample")
+
+    def stage_settings(self) -> dict:
+        """The settings evaluate records. The labelled set's are left out (its own stage records them),
+        so a new labelled set checks the members without choosing them again; its columns stay
+        where a human-labelled calibration reads them."""
+        own = set(LabelledSet.model_fields) - {"seed"}
+        if self.calibration == "labels":
+            own -= {"label_text_column", "label_column", "dispreferred_values"}
+        return self.model_dump(exclude=own)
 
 
 def human_calibration(
@@ -109,7 +109,7 @@ def human_calibration(
             "calibration 'labels' needs calibration_labels: a file of labelled training sentences"
         )
     labelled = load_labelled(config.calibration_labels, text_column=config.label_text_column,
-                             label_column=config.label_column, toxic_values=config.toxic_values)  # fmt: skip
+                             label_column=config.label_column, dispreferred_values=config.dispreferred_values)  # fmt: skip
     train = demos[demos["split"] == "train"]
     index = dict(zip(train[text_column].str.strip(), train.index, strict=False))
     rows = []
@@ -120,7 +120,7 @@ def human_calibration(
                 "(calibration may only use the training split)"
             )
         rows.append(index[text])
-    return np.asarray(rows), labelled["toxic"].to_numpy()
+    return np.asarray(rows), labelled["dispreferred"].to_numpy()
 
 
 def calibration_rows(demos: pd.DataFrame, size: int, seed: int) -> np.ndarray:
@@ -362,20 +362,18 @@ def evaluate_candidates(
         summary |= {"n_heldout_toxic": None, "best_heldout_auc": None, "best_heldout_kendall": None,
                     "best_heldout_accuracy": None, "best_heldout_f1": None, "calibrated_accuracy": None,
                     "calibrated_f1": None, "supervised_ceiling_auc": None}  # fmt: skip
-    if config.labels:
-        human, table = _human_labels(run, config, [*shown, best_id], best_id)
-        summary |= human
-        tables["human_labels"] = table
     return Evaluation(summary, tables)
 
 
 def evaluate_run(run: Run, config: EvaluationConfig | None = None, *, progress: bool = True) -> dict:
     """Run the evaluate stage; returns (and records) its summary."""
     config = config or EvaluationConfig()
-    with run.stage(STAGE, config.model_dump()) as record:
+    with run.stage(STAGE, config.stage_settings()) as record:
         result = evaluate_candidates(run, config, progress=progress)
         for name, table in result.tables.items():
             run.write_table(name, table)
+        if run.has_table(PEOPLE_TABLE) and PEOPLE_STAGE not in run.manifest.stages:
+            run.remove(run.table_path(PEOPLE_TABLE).relative_to(run.path).as_posix())  # an earlier evaluate's: of its members
         record.summary = result.summary
     return result.summary
 
@@ -418,42 +416,3 @@ def _ceilings(run, irl_config, labels, train, test, candidates, *, progress) -> 
                      "best_selection_discrimination_auc": float(part["selection_discrimination_auc"].max()),
                      "best_test_auc": float(part["test_auc"].max())})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def _human_labels(run: Run, config: EvaluationConfig, members: list[str], best_id: str):
-    """AUC and accuracy of each shown member, and of R* itself, against human labels.
-
-    Only metrics are stored: a committed run must not carry third-party sentences.
-    """
-    from core.recovered_reward import RecoveredReward
-
-    labelled = load_labelled(config.labels, text_column=config.label_text_column, label_column=config.label_column,
-                             toxic_values=config.toxic_values)  # fmt: skip
-    if config.label_limit and len(labelled) > config.label_limit:
-        labelled = labelled.sample(n=config.label_limit, random_state=config.seed).reset_index(drop=True)
-    texts = [t[:2000] for t in labelled["text"]]
-    labels = labelled["toxic"].to_numpy()
-    names = list(dict.fromkeys(members))
-    reward = RecoveredReward(run, names)
-    matrix = reward.score(texts)
-    rows = []
-    for k, name in enumerate(reward.names):
-        rows.append({"who": checkpoints.label(name), "member": name, "auc": auc(matrix[:, k], labels),
-                     "accuracy_at_zero": sign_metrics(matrix[:, k], labels, 0.0)["accuracy"]})  # fmt: skip
-    truth = run.ground_truth()
-    if truth is not None:
-        gt = truth.reward(texts)
-        rows.append({"who": "ground truth R*", "member": None, "auc": auc(gt, labels),
-                     "accuracy_at_zero": sign_metrics(gt, labels, 0.0)["accuracy"]})  # fmt: skip
-    table = pd.DataFrame(rows)
-    best = table[table["member"] == best_id].iloc[0]
-    out = {
-        "human_label_source": config.labels,
-        "human_label_n": len(labelled),
-        "human_label_auc": best["auc"],
-        "human_label_accuracy": best["accuracy_at_zero"],
-    }
-    if truth is not None:
-        out |= {"ground_truth_human_label_auc": rows[-1]["auc"],
-                "ground_truth_human_label_accuracy": rows[-1]["accuracy_at_zero"]}  # fmt: skip
-    return out, table

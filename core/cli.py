@@ -22,6 +22,7 @@ from core.demonstrations import SamplingConfig
 from core.equivalent_set import EquivalenceRule
 from core.errors import IrlLensError
 from core.faithfulness import FaithfulnessConfig
+from core.human_labels import LabelledSet
 from core.irl import IRLConfig
 from core.pipeline import (
     ImplicitSettings,
@@ -158,10 +159,51 @@ def evaluate_command(
 ) -> None:
     """Evaluate every checkpoint against R* (and human labels), pick the equivalent set, give a verdict."""
     from core.audit import evaluate_run
+    from core.human_labels import check_against_people
     from core.run_store import open_run
 
     target = open_run(run)
     _print_evaluation(evaluate_run(target, config), target)
+    if config.labels:
+        check_against_people(target, config)
+        _print_people(target)
+
+
+@app.command("human-labels")
+@config_options(config=LabelledSet)
+def human_labels_command(
+    run: Annotated[str, typer.Argument(help="Run with a complete evaluate stage.")],
+    config: LabelledSet,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Check the shown members (and R*) against a human-labelled set: each one's AUC with a bootstrap
+    interval, and whether people's labels tell the equally good members apart beyond chance.
+    Evaluation only: nothing is chosen again, and no stage that reads evaluate is stale after it."""
+    from core.human_labels import TABLE, check_against_people
+    from core.run_store import open_run
+
+    target = open_run(run)
+    figures = check_against_people(target, config, progress=not json_out)
+    if json_out:
+        rows = target.read_table(TABLE).astype(object)
+        _print_json({**figures, "rewards": rows.where(rows.notna(), None).to_dict("records")})
+        return
+    _print_people(target)
+
+
+def _print_people(run) -> None:
+    from core.equivalent_set import people_apart
+    from core.human_labels import TABLE, people_figures
+
+    people = run.read_table(TABLE)
+    table = Table("who", "AUC vs people's labels", "95% interval", "accuracy at 0", "minus the chosen member")
+    for row in people.itertuples():
+        table.add_row(_literal(row.who), _fmt(row.auc), f"{_fmt(row.auc_low)} to {_fmt(row.auc_high)}",
+                      _fmt(row.accuracy_at_zero), _fmt(row.minus_chosen, "+.3f"))  # fmt: skip
+    out = Console()
+    out.print(table)
+    if apart := people_apart(people, run.optional_table("members"), people_figures(run)):
+        out.print(apart, markup=False, highlight=False)
 
 
 def _print_evaluation(summary: dict, run) -> None:
@@ -190,7 +232,7 @@ def _print_evaluation(summary: dict, run) -> None:
 
 
 def _fmt(value, spec: str = ".3f") -> str:
-    return "—" if value is None else format(value, spec)
+    return "—" if value is None or value != value else format(value, spec)  # None or NaN
 
 
 
@@ -604,8 +646,7 @@ def show(
     console.print(table)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", markup=False, highlight=False)
-    if apart := people_apart(opened.optional_table("human_labels"), opened.optional_table("members"),
-                             summary.get("human_label_n")):  # fmt: skip
+    if apart := people_apart(opened.optional_table("human_labels"), opened.optional_table("members"), summary):
         console.print(apart, markup=False, highlight=False)
     if summary["pays_for"]:
         console.print("What it pays for, in words:\n" + "\n".join(f"- {line}" for line in summary["pays_for"]),

@@ -125,22 +125,42 @@ def people_aucs(people: pd.DataFrame) -> pd.Series:
     return people.dropna(subset=["member"]).set_index("member")["auc"]
 
 
-def people_apart(people: pd.DataFrame | None, members: pd.DataFrame | None, n_labelled: int | None = None) -> str | None:
-    """How far people's labels rate the shown members apart (the ``human_labels`` table), beside how
-    close the selection split put them (the ``members`` table): the equally good members can differ
-    on what the demonstrations never asked. None where the run was not checked against human labels
-    (``[evaluate] labels``)."""
+def people_intervals(people: pd.DataFrame) -> pd.Series | None:
+    """Each shown member's 95% bootstrap interval of that AUC, as text; None in runs checked before
+    intervals were stored."""
+    if "auc_low" not in people:
+        return None
+    rated = people.dropna(subset=["member"]).set_index("member")
+    return rated["auc_low"].map("{:.3f}".format) + " to " + rated["auc_high"].map("{:.3f}".format)
+
+
+def people_apart(people: pd.DataFrame | None, members: pd.DataFrame | None, figures: dict | None = None) -> str | None:
+    """How far people's labels rate the shown members apart (the ``human_labels`` table), and
+    whether beyond chance (``figures``: the run's summary, with the paired bootstrap's margin for
+    every pair at once), beside how close the selection split put them (the ``members`` table):
+    the equally good members can differ on what the demonstrations never asked. None where the run
+    was not checked against human labels."""
     if people is None:
         return None
+    figures = figures or {}
     rated = people[people["member"].notna() & people["auc"].notna()]
     if len(rated) < 2:
         return None
     low, high = rated.loc[rated["auc"].idxmin()], rated.loc[rated["auc"].idxmax()]
+    n_labelled = figures.get("human_label_n")
     out = (f"Against {f'{n_labelled:,}' if n_labelled else 'the'} sentences labelled by people, the shown members' "
            f"AUC runs from {low['auc']:.3f} ({low['who']}) to {high['auc']:.3f} ({high['who']})")  # fmt: skip
     truth = people[people["member"].isna() & people["auc"].notna()]
     if len(truth):
         out += f"; R* itself {truth['auc'].iloc[0]:.3f}"
+    margin = figures.get("human_label_margin")
+    if margin is not None and not np.isnan(margin):
+        gap = high["auc"] - low["auc"]
+        interval = (f"the gap, {gap:.3f}, has a 95% interval of {gap - margin:.3f} to {gap + margin:.3f}, one that "
+                    f"holds for every pair of them at once (paired bootstrap over the same sentences, "
+                    f"{figures.get('human_label_bootstrap') or 0:,} resamples)")  # fmt: skip
+        out += (f". People's labels tell them apart beyond chance: {interval}" if gap > margin else
+                f". People's labels do not tell them apart beyond chance: {interval}")  # fmt: skip
     if members is not None and "selection_discrimination_auc" in members:
         chosen = members[members["member"].isin(rated["member"])]["selection_discrimination_auc"]
         out += (f". On the demonstrations' selection split they were equally good "

@@ -219,23 +219,20 @@ def implicit_stage(run: Run, *, batch_size: int = 16, progress: bool = True) -> 
 
 
 def human_label_figures(run: Run, scorer: ImplicitReward) -> dict:
-    """AUC of the implicit reward (summed and per-token mean) against the run's human-labelled
-    set, where ``evaluate`` names one that is at hand; each sentence is a completion of no prompt."""
-    from core.audit import EvaluationConfig
-    from core.text_sets import load_labelled
+    """AUC of the implicit reward (summed and per-token mean) against the run's human-labelled set
+    (:func:`core.human_labels.recorded_set`), where it is at hand; each sentence is a completion of
+    no prompt."""
+    from core.human_labels import recorded_set
 
-    config = EvaluationConfig.model_validate(run.manifest.config.get("evaluate", {}))
-    if not config.labels:
+    config = recorded_set(run)
+    if config is None:
         return {}
     try:
-        labelled = load_labelled(config.labels, text_column=config.label_text_column,
-                                 label_column=config.label_column, toxic_values=config.toxic_values)  # fmt: skip
+        labelled = config.load()  # the same sentences as the members were checked on
     except IrlLensError as err:
         return {"implicit_human_label_note": f"labelled set not at hand: {err}"}
-    if config.label_limit and len(labelled) > config.label_limit:  # the same sentences as evaluate's
-        labelled = labelled.sample(n=config.label_limit, random_state=config.seed).reset_index(drop=True)
     texts = [t[:2000] for t in labelled["text"]]
     scores = scorer.score([""] * len(texts), texts)
-    labels = labelled["toxic"].to_numpy()
+    labels = labelled["dispreferred"].to_numpy()
     return {"implicit_human_label_auc_sum": auc(scores.total, labels),
             "implicit_human_label_auc_mean": auc(scores.mean, labels), "implicit_human_label_n": len(texts)}  # fmt: skip

@@ -23,6 +23,8 @@ from core.audit import EvaluationConfig, evaluate_run
 from core.demonstrations import SamplingConfig, sample_demonstrations
 from core.errors import IrlLensError
 from core.faithfulness import FaithfulnessConfig
+from core.human_labels import STAGE as PEOPLE_STAGE
+from core.human_labels import check_against_people
 from core.irl import IRLConfig, MaxMarginIRL
 from core.rlhf import RLHFConfig, SFTSettings, rlhf, supervised_pi0
 from core.run_store import STAGE_INPUTS, Run, changed_settings, describe_changes
@@ -257,9 +259,12 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print, pl
     recorded_irl = run.manifest.config.get("irl")  # older runs lack later settings: their defaults then
     if why := due("irl", lambda: irl.stage_config(run), recorded_irl and IRLConfig.recorded(recorded_irl).model_dump()):
         step("irl", why, "Algorithm 1", lambda: irl.fit(run, progress=progress))
-    if why := due("evaluate", config.evaluate.model_dump()):
+    if why := due("evaluate", config.evaluate.stage_settings()):
         step("evaluate", why, "calibration, equivalent set, ceiling, verdict",
              lambda: evaluate_run(run, config.evaluate, progress=progress))  # fmt: skip
+    if config.evaluate.labels and (why := due(PEOPLE_STAGE, config.evaluate.settings())):
+        step(PEOPLE_STAGE, why, "the shown members against people's labels",
+             lambda: check_against_people(run, config.evaluate, progress=progress))  # fmt: skip
     if config.irl_rlhf:
         irl_rlhf = config.irl_rlhf.model_copy(
             update={"name": "irl_rlhf", "policy_adapters": _split(pi0_adapters), "reward": "recovered"}

@@ -24,9 +24,16 @@ import plotly.graph_objects as go
 from core.battery import member_splits
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
-from core.equivalent_set import apart_sentences, people_apart, people_aucs, says_apart
+from core.equivalent_set import (
+    apart_sentences,
+    people_apart,
+    people_aucs,
+    people_intervals,
+    says_apart,
+)
 from core.errors import IrlLensError
 from core.faithfulness import caution, punish_summary, whole_set_sentence
+from core.human_labels import people_figures
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
 from core.recovered_reward import irl_config
 from core.rendering import attribution_rows, battery_figure, chart_text
@@ -134,17 +141,19 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
     people = run.optional_table("human_labels")
     if people is not None:
         members = members.assign(people=members["member"].map(people_aucs(people)))
+        if (intervals := people_intervals(people)) is not None:
+            members = members.assign(people_interval=members["member"].map(intervals))
     columns = [c for c in ("label", "selection_discrimination_auc", "test_discrimination_auc", "auc",
-                           "people", "calibrated_accuracy", "character") if c in members]  # fmt: skip
+                           "people", "people_interval", "calibrated_accuracy", "character") if c in members]  # fmt: skip
     out = (f"<h2>Equivalent set</h2><p>{_e(summary.get('n_equivalent', len(members)))} of "
            f"{_e(summary.get('n_candidates', '?'))} candidates are equally good under the rule: "
            f"{_e(summary.get('equivalence_rule', ''))}. The {len(members)} most different are shown.</p>"
            + _table(members[columns].rename(columns={
                "label": "member", "selection_discrimination_auc": "expert-vs-π₀ AUC (selection split)",
                "test_discrimination_auc": "expert-vs-π₀ AUC (test split)", "auc": "test AUC vs R*",
-               "people": "AUC vs people's labels", "calibrated_accuracy": "calibrated accuracy (test)"}),
+               "people": "AUC vs people's labels", "people_interval": "its 95% interval", "calibrated_accuracy": "calibrated accuracy (test)"}),
                   digits=3, signed=False))  # fmt: skip
-    if apart := people_apart(people, members, summary.get("human_label_n")):
+    if apart := people_apart(people, members, people_figures(run)):
         out += f"<p class='note'>{_e(apart)}</p>"
     if run.has_table("member_correlations"):
         corr = run.read_table("member_correlations")

@@ -55,6 +55,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "irl": ("sample",),
     "implicit": ("sample",),
     "evaluate": ("irl",),
+    "human_labels": ("evaluate",),
     "rlhf_irl_rlhf": ("evaluate",),
     "toxicity": ("sft_pi0", "rlhf_expert", "rlhf_irl_rlhf"),
     "projection": ("evaluate",),

@@ -70,7 +70,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         for key in ("pi0_toxicity", "expert_toxicity", "contrast", "pi0_mean_tokens",
                     "expert_mean_tokens"):  # fmt: skip
             out[key] = sample.get(key)
-    for stage in ("evaluate", "toxicity", "saliency", "implicit", "faithfulness", "lexicon", "battery"):
+    for stage in ("evaluate", "human_labels", "toxicity", "saliency", "implicit", "faithfulness", "lexicon", "battery"):
         for key, value in run.stage_summary(stage).items():
             if value is not None or key not in out:
                 out[key] = value

@@ -107,32 +107,32 @@ def load_labelled(
     *,
     text_column: str = "text",
     label_column: str = "label",
-    toxic_values: Sequence[object] = (1, True, "toxic"),
+    dispreferred_values: Sequence[object] = (1, True, "toxic"),
     limit: int | None = None,
     split: str = "train",
 ) -> pd.DataFrame:
-    """A labelled sentence set as ``(text, toxic)``: human labels for checking a recovered reward.
+    """A labelled sentence set as ``(text, dispreferred)``: human labels for checking a recovered reward.
 
-    Davidson et al. (2017): ``text_column='tweet', label_column='class', toxic_values=(0, 1)``.
+    Davidson et al. (2017): ``text_column='tweet', label_column='class', dispreferred_values=(0, 1)``.
     """
     frame = read_table(source, split=split)
     texts = column(frame, text_column, source=source)
     labels = column(frame, label_column, source=source)
     out = pd.DataFrame(
-        {"text": texts.astype(str).str.strip(), "toxic": labels.isin(list(toxic_values))}
+        {"text": texts.astype(str).str.strip(), "dispreferred": labels.isin(list(dispreferred_values))}
     )
     out = out[out["text"] != ""].reset_index(drop=True)
     if limit is not None:
         out = out.iloc[:limit]
     if out.empty:
         raise IrlLensError(f"{source}: the labelled set is empty")
-    if out["toxic"].all() or not out["toxic"].any():
+    if out["dispreferred"].all() or not out["dispreferred"].any():
         found = ", ".join(repr(v) for v in sorted({str(v) for v in labels.dropna().unique()})[:8])
-        side = "every" if out["toxic"].all() else "no"
+        side = "every" if out["dispreferred"].all() else "no"
         raise IrlLensError(
-            f"{source}: {side} label in column '{label_column}' is one of {list(toxic_values)} (the "
+            f"{source}: {side} label in column '{label_column}' is one of {list(dispreferred_values)} (the "
             f"dispreferred side), so the set cannot measure a reward; the column holds {found}: "
-            "name the dispreferred labels (toxic_values / --toxic-values)"
+            "name the dispreferred labels (dispreferred_values / --dispreferred-values)"
         )
     return out
 

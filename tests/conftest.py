@@ -209,6 +209,17 @@ def build_toy_run(
     return run
 
 
+def write_labelled_set(path: Path) -> Path:
+    """40 sentences labelled as Davidson et al. label tweets (column ``class``: 0 hate, 1 offensive,
+    2 neither; text in ``tweet``): the toy's insults and kind words about 20 nouns."""
+    import pandas as pd
+
+    rows = [row for k, noun in enumerate(NOUNS[:20])
+            for row in ((f"the {noun} was {TOXIC_WORDS[k % 10]}.", k % 2), (f"the {noun} was {NICE_WORDS[k % 10]}.", 2))]  # fmt: skip
+    pd.DataFrame(rows, columns=["tweet", "class"]).to_csv(path, index=False)
+    return path
+
+
 @pytest.fixture()
 def toy_run(tmp_path, tiny_models):
     return build_toy_run(tmp_path / "toy", tiny_models["toy"])

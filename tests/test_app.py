@@ -348,5 +348,6 @@ def test_equivalent_page_shows_how_far_people_rate_the_demos_members_apart(monke
     table = next(d.value for d in at.dataframe if "AUC against people's labels" in d.value)
     shown = table[table["member"].isin(people.index)]
     assert (shown.set_index("member")["AUC against people's labels"] - people.round(3)).abs().max() < 1e-9
+    assert "beyond chance" in said[0] and shown["its 95% interval"].str.fullmatch(r"0\.\d{3} to 0\.\d{3}").all()
     home = _app(monkeypatch, demo)
     assert said[0] in [c.value for c in home.caption]  # the home page says it too

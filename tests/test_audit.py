@@ -296,33 +296,66 @@ def test_probe_limits(toy_run):
     assert np.isfinite(reward.score(["<script>alert(1)</script>"])).all()
 
 
-def test_human_labels_store_metrics_not_sentences(toy_run, tmp_path):
+def test_human_labels_are_their_own_stage_with_intervals_and_store_metrics_not_sentences(toy_run, tmp_path):
+    from conftest import write_labelled_set
+
+    from core.human_labels import check_against_people
+    from core.summary import run_summary
+
     MaxMarginIRL(FAST).fit(toy_run, progress=False)
-    labels = tmp_path / "labels.csv"
-    pd.DataFrame(
-        {
-            "tweet": [
-                "the judge was fucking stupid.",
-                "the judge was kind.",
-                "the nurse was a bitch.",
-                "the nurse was honest.",
-            ],
-            "class": [1, 2, 0, 2],
-        }
-    ).to_csv(labels, index=False)
-    config = EvaluationConfig(
-        calibration_size=50,
-        labels=str(labels),
-        label_text_column="tweet",
-        label_column="class",
-        toxic_values=[0, 1],
-    )
+    labels = write_labelled_set(tmp_path / "labels.csv")
+    config = EvaluationConfig(calibration_size=50, labels=str(labels), label_text_column="tweet",
+                              label_column="class", dispreferred_values=[0, 1], label_bootstrap=200)  # fmt: skip
+    toy_run.write_table("human_labels", pd.DataFrame({"who": ["an earlier evaluate's member"], "auc": [0.5]}))
     summary = evaluate_run(toy_run, config, progress=False)
-    assert summary["human_label_auc"] is not None and summary["ground_truth_human_label_auc"] == 1.0
-    table = Run.open(toy_run.path).read_table("human_labels")
+    assert "human_label_auc" not in summary and not toy_run.has_table("human_labels")  # of other members
+    assert "labels" not in toy_run.manifest.config["evaluate"]  # a new labelled set does not choose again
+    evaluated = toy_run.manifest.stages["evaluate"].finished_at
+    figures = check_against_people(toy_run, config, progress=False)
+    run = Run.open(toy_run.path)
+    assert run.manifest.stages["evaluate"].finished_at == evaluated and run.stale_stages() == {}
+    assert run.manifest.config["human_labels"]["labels"] == str(labels)
+    assert figures["ground_truth_human_label_auc"] == 1.0 and figures["human_label_n"] == 40
+    assert figures["human_label_bootstrap"] == 200 and figures["human_label_margin"] >= 0
+    table = run.read_table("human_labels")
     assert "text" not in table.columns and "ground truth R*" in set(table["who"])
+    assert (table["auc_low"] <= table["auc"] + 1e-9).all() and (table["auc"] <= table["auc_high"] + 1e-9).all()
+    chosen = table["member"] == summary["best_member_id"]
+    assert table.loc[chosen, "minus_chosen"].tolist() == [0.0]
+    assert run_summary(run)["human_label_auc"] == figures["human_label_auc"]
     blob = b"".join(p.read_bytes() for p in toy_run.path.rglob("*.parquet"))
-    assert b"the nurse was honest" not in blob
+    assert b"the nurse was honest" not in blob and b"was kind." not in blob
+
+
+def test_paired_bootstrap_tells_apart_only_what_differs():
+    from core.human_labels import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    dispreferred = rng.random(400) < 0.4
+    good = np.where(dispreferred, -1.0, 1.0) + rng.normal(0, 1.0, 400)  # the preferred side scores higher
+    twin = good + rng.normal(0, 0.1, 400)
+    noise = rng.normal(size=400)
+    boot = paired_bootstrap(np.column_stack([good, twin, noise]), dispreferred, n_resamples=500)
+    assert (boot.low <= boot.auc).all() and (boot.auc <= boot.high).all()
+    assert abs(boot.auc[0] - boot.auc[1]) < boot.margin < boot.auc[0] - boot.auc[2]
+    assert paired_bootstrap(np.column_stack([good, good]), dispreferred, n_resamples=100).margin == 0.0
+    # the margin holds for every pair at once: wider than for the one pair alone
+    pair = paired_bootstrap(np.column_stack([good, twin]), dispreferred, n_resamples=500)
+    assert pair.margin < boot.margin
+
+
+def test_people_apart_says_whether_beyond_chance():
+    from core.equivalent_set import people_apart
+
+    people = pd.DataFrame({"who": ["a", "b", "ground truth R*"], "member": ["l1-r0-e1", "l2-r0-e1", None],
+                           "auc": [0.70, 0.80, 0.90]})  # fmt: skip
+    figures = {"human_label_n": 1000, "human_label_bootstrap": 2000}
+    apart = people_apart(people, None, figures | {"human_label_margin": 0.04})
+    assert "tell them apart beyond chance: the gap, 0.100, has a 95% interval of 0.060 to 0.140" in apart
+    assert "2,000 resamples" in apart and "R* itself 0.900" in apart
+    near = people_apart(people, None, figures | {"human_label_margin": 0.12})
+    assert "do not tell them apart beyond chance: the gap, 0.100, has a 95% interval of -0.020 to 0.220" in near
+    assert "chance" not in people_apart(people, None, {"human_label_n": 1000})  # checked before intervals
 
 
 def test_export_matches_scores(tmp_path, tiny_models):

@@ -238,12 +238,37 @@ def test_show_json_on_a_run_without_ground_truth(tmp_path, tiny_models):
     assert result.exit_code == 1 and "no ground truth" in str(result.exception)
 
 
+def test_human_labels_checks_a_finished_run_without_choosing_again(tmp_path, tiny_models):
+    from conftest import build_audited_toy_run, write_labelled_set
+
+    run = build_audited_toy_run(tmp_path / "audit", tiny_models["toy"])
+    labels = write_labelled_set(tmp_path / "labels.csv")
+    before = {stage: record.finished_at for stage, record in run.manifest.stages.items()}
+    args = ["human-labels", str(run.path), "--labels", str(labels), "--label-text-column", "tweet",
+            "--label-column", "class", "--dispreferred-values", "0,1", "--label-bootstrap", "200"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    evaluated = run.stage_summary("evaluate")
+    assert got["human_label_n"] == 40 and got["ground_truth_human_label_auc"] == 1.0
+    members = list(dict.fromkeys([*evaluated["shown_members"], evaluated["best_member_id"]]))
+    assert [r["member"] for r in got["rewards"]] == [*members, None]  # R* last
+    assert all(r["auc_low"] <= r["auc"] <= r["auc_high"] for r in got["rewards"])
+    after = Run.open(run.path)
+    assert {s: after.manifest.stages[s].finished_at for s in before} == before and after.stale_stages() == {}
+    text = runner.invoke(app, args[:-2], env={"COLUMNS": "200"})
+    assert "Against 40 sentences labelled by people, the shown members' AUC runs from" in text.stdout
+    assert "ground truth R*" in text.stdout and "95% interval" in text.stdout
+    wrong = runner.invoke(app, [*args[:6], "--label-column", "nope"])
+    assert wrong.exit_code == 1 and "nope" in str(wrong.exception)
+
+
 # Each command and the configs its options are generated from (pipeline TOML sections alike).
 CONFIG_COMMANDS = {
     "sample": ["SamplingConfig"], "extract": ["IRLConfig", "EquivalenceRule"], "evaluate": ["EvaluationConfig"],
     "saliency": ["SaliencySettings"], "implicit": ["ImplicitSettings"], "faithfulness": ["FaithfulnessConfig"],
     "wants": ["WantsConfig"], "readability": ["ReadabilitySettings"], "project": ["ProjectionSettings"],
-    "sft": ["SFTSettings"], "rlhf": ["RLHFConfig"], "harness": ["ToxicityConfig"],
+    "sft": ["SFTSettings"], "rlhf": ["RLHFConfig"], "harness": ["ToxicityConfig"], "human-labels": ["LabelledSet"],
 }  # fmt: skip
 
 
@@ -323,10 +348,10 @@ def test_options_reach_the_config_and_only_given_ones_are_set(tmp_path):
     assert got["irl"].layers == [2, -1] and got["irl"].margin == 0.5 and got["irl"].sentence == "completion"
     assert got["irl"].lora_target_modules == ["q_proj", "v_proj"]
     assert got["irl"].model_fields_set == {"layers", "margin", "lora_target_modules", "sentence"}
-    done = runner.invoke(probe, ["evaluate", "R", "--delta", "0.05", "--max-shown", "4", "--toxic-values", "0,1"])
+    done = runner.invoke(probe, ["evaluate", "R", "--delta", "0.05", "--max-shown", "4", "--dispreferred-values", "0,1"])
     assert done.exit_code == 0, done.output
     assert got["evaluate"].equivalence.delta == 0.05 and got["evaluate"].equivalence.max_shown == 4
-    assert got["evaluate"].toxic_values == [0, 1] and got["evaluate"].calibration == "auto"
+    assert got["evaluate"].dispreferred_values == [0, 1] and got["evaluate"].calibration == "auto"
     done = runner.invoke(probe, ["sample", "R", "--prompts", "p.txt", "--greedy", "--objective", "sentiment"])
     assert done.exit_code == 0 and got["sample"].do_sample is False and got["sample"].prompts == "p.txt"
     assert got["sample"].objective.name == "sentiment"
@@ -425,10 +450,11 @@ def test_show_reads_as_a_summary_on_a_run_with_thousands_of_equivalent_candidate
 
 def test_show_says_how_far_people_rate_the_demos_members_apart():
     from core.equivalent_set import people_apart
+    from core.human_labels import people_figures
     from core.run_store import DEMO_RUN, Run
 
     result = runner.invoke(app, ["show", "demo"], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     demo = Run.open(DEMO_RUN)
-    apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), 1000)
-    assert apart and apart in result.stdout
+    apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), people_figures(demo))
+    assert apart and " ".join(apart.split()) in " ".join(result.stdout.split())  # a long line wraps

@@ -40,7 +40,8 @@ def test_demo_holds_only_our_own_text(demo):
 
     ours = set(load_prompts(str(DEMO_RUN.parent / "prompts.txt")))
     assert set(demo.read_table("demonstrations")["prompt"]) <= ours
-    assert set(demo.read_table("human_labels").columns) == {"who", "member", "auc", "accuracy_at_zero"}
+    assert set(demo.read_table("human_labels").columns) == {"who", "member", "auc", "auc_low", "auc_high",
+                                                             "accuracy_at_zero", "minus_chosen"}
 
 
 def test_demo_meets_its_floors(demo):
@@ -88,16 +89,18 @@ def test_demo_was_recovered_after_a_start_token(demo):
     logs = []
     run_pipeline(config, plan=True, log=logs.append)
     would = [m for m in logs if not m.endswith("complete, kept")]
-    assert len(logs) == 15 and not would, would
+    assert len(logs) == 16 and not would, would
 
 
 def test_the_report_rates_the_demos_members_against_people(demo):
     from html import escape
 
     from core.equivalent_set import people_apart
+    from core.human_labels import people_figures
     from core.report import render_report
 
     page = render_report(demo)
-    apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), 1000)
+    apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), people_figures(demo))
     assert apart and apart.startswith("Against 1,000 sentences labelled by people, the shown members' AUC runs from 0.731")
-    assert escape(apart) in page and "AUC vs people&#x27;s labels" in page
+    assert "tell them apart beyond chance: the gap, 0.096, has a 95% interval of 0.043 to 0.148" in apart  # as built 2026-12-07
+    assert escape(apart) in page and "AUC vs people&#x27;s labels" in page and "its 95% interval" in page

@@ -18,6 +18,7 @@ STAGES = [
     "sample",
     "irl",
     "evaluate",
+    "human_labels",
     "rlhf_irl_rlhf",
     "toxicity",
     "projection",
@@ -31,6 +32,9 @@ STAGES = [
 
 @pytest.fixture()
 def config_file(tmp_path, tiny_models, prompts_file):
+    from conftest import write_labelled_set
+
+    write_labelled_set(tmp_path / "labels.csv")
     pd.DataFrame({"body": CORPUS[:60], "kind": [1, 2] * 30}).to_csv(
         tmp_path / "corpus.csv", index=False
     )
@@ -68,6 +72,11 @@ bf16 = true
 epochs = 3
 [evaluate]
 calibration_size = 10
+labels = "labels.csv"
+label_text_column = "tweet"
+label_column = "class"
+dispreferred_values = [0, 1]
+label_bootstrap = 100
 [irl_rlhf]
 policy = "{model}"
 {grpo}
@@ -119,6 +128,7 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     assert run.has_table("saliency_gradient_x_input") and summary["saliency_method"] == "gradient_x_input"
     assert summary["selection"] == "demonstrations" and summary["best_member"] is not None
     assert summary["battery"] and summary["lexicon_agreement"] is not None
+    assert summary["human_label_n"] == 40 and summary["human_label_margin"] is not None
     assert set(run.read_table("readability")["policy"]) == {"pi0", "expert"}
     # every stage ran, and placed its models, where the runtime says (cuda under scripts/gpu_check)
     from core import device
@@ -160,7 +170,8 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     # other settings in the file: a measuring stage runs again, one that trains is kept and named
     logs, before = [], stage_times(back)
     edited = config.model_copy(update={"projection": config.projection.model_copy(update={"n_neighbors": 5}),
-                                       "expert": config.expert.model_copy(update={"steps": 3})})  # fmt: skip
+                                       "expert": config.expert.model_copy(update={"steps": 3}),
+                                       "evaluate": config.evaluate.model_copy(update={"label_limit": 30})})  # fmt: skip
     planned = []
     assert run_pipeline(edited, plan=True, log=planned.append) is None
     assert stage_times(Run.open(back.path)) == before, "a plan builds nothing"
@@ -168,12 +179,16 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
                             "(n_neighbors 4 → 5); it took ") for m in planned), planned  # fmt: skip
     assert "stage evaluate: complete, kept" in planned and not any(m.startswith("stage saliency: would") for m in planned)
     assert any(m.startswith("stage expert: kept, though") for m in planned), planned
+    assert any(m.startswith("stage human_labels: would run — afresh: the file's settings differ from the run's "
+                            "(label_limit 2000 → 30)") for m in planned), planned  # a new labelled set: not chosen again
     moved = stage_times(run_pipeline(edited, progress=False, log=logs.append))
     assert "stage projection: UMAP of h(s) — afresh: the file's settings differ from the run's (n_neighbors 4 → 5)" in logs
     assert any(m.startswith("stage expert: kept, though the file's settings differ from the run's (steps 2 → 3)")
                for m in logs), logs  # fmt: skip
-    assert moved["projection"] != before["projection"]
-    assert {k: v for k, v in moved.items() if k != "projection"} == {k: v for k, v in before.items() if k != "projection"}
+    assert moved["projection"] != before["projection"] and moved["human_labels"] != before["human_labels"]
+    again = ("projection", "human_labels")
+    assert {k: v for k, v in moved.items() if k not in again} == {k: v for k, v in before.items() if k not in again}
+    assert run_summary(Run.open(back.path))["human_label_n"] == 30
 
 
 def test_set_overrides_top_level_settings_and_sections(tmp_path):

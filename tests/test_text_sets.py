@@ -62,8 +62,8 @@ def test_dataset_id_offline():
 def test_labelled_davidson_style(tmp_path):
     path = tmp_path / "d.csv"
     pd.DataFrame({"tweet": ["a", "b", "c"], "class": [0, 1, 2]}).to_csv(path, index=False)
-    frame = load_labelled(str(path), text_column="tweet", label_column="class", toxic_values=(0, 1))
-    assert frame["toxic"].tolist() == [True, True, False]
+    frame = load_labelled(str(path), text_column="tweet", label_column="class", dispreferred_values=(0, 1))
+    assert frame["dispreferred"].tolist() == [True, True, False]
 
 
 @pytest.mark.parametrize("values, side", [(("toxic",), "no"), (("negative", "positive"), "every")])
@@ -71,4 +71,4 @@ def test_labels_that_do_not_name_both_sides_are_refused(tmp_path, values, side):
     path = tmp_path / "sentiment.csv"
     pd.DataFrame({"text": ["good", "bad"], "label": ["positive", "negative"]}).to_csv(path, index=False)
     with pytest.raises(IrlLensError, match=f"{side} label in column 'label'.*'negative', 'positive'"):
-        load_labelled(str(path), toxic_values=values)
+        load_labelled(str(path), dispreferred_values=values)

@@ -15,6 +15,7 @@ from core.equivalent_set import (
     crowding_of,
     people_apart,
     people_aucs,
+    people_intervals,
     says_apart,
     standardise,
 )
@@ -24,6 +25,7 @@ from core.faithfulness import (
     punishes_shares,
     whole_set_sentence,
 )
+from core.human_labels import people_figures
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -89,7 +91,7 @@ faithfulness = run_table(run, "faithfulness")
 people = run_table(run, "human_labels")
 resting = punish_summary(faithfulness, words, run_table(run, "lexicon"))
 for line in (resting, whole_set_sentence(run.stage_summary("faithfulness"), words),
-             people_apart(people, members, summary.get("human_label_n"))):  # fmt: skip
+             people_apart(people, members, people_figures(run))):  # fmt: skip
     if line:
         st.info(plain(line))
 punishes = punishes_shares(faithfulness)
@@ -97,7 +99,9 @@ if punishes is not None:
     members = members.assign(**{f"punishes the {words.dispreferred} word": members["member"].map(punishes)})
 if people is not None:
     members = members.assign(**{"AUC against people's labels": members["member"].map(people_aucs(people))})
-judged = [c for c in members.columns if c.startswith("punishes the ") or c == "AUC against people's labels"]
+    if (intervals := people_intervals(people)) is not None:
+        members = members.assign(**{"its 95% interval": members["member"].map(intervals)})
+judged = [c for c in members.columns if c.startswith("punishes the ") or c in ("AUC against people's labels", "its 95% interval")]
 ordered = ["member", "layer", "repeat", "epoch", *judged]  # what an auditor compares first, then the rest
 members = members[ordered + [c for c in members.columns if c not in ordered]]
 st.dataframe(members.drop(columns=["character", "shown", "label"]).round(3), hide_index=True)

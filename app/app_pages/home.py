@@ -132,7 +132,7 @@ if s["human_label_auc"] is not None:
            f"{fmt(s.get('implicit_human_label_auc_sum'))} summed" if s.get("implicit_human_label_auc_mean") is not None else "")
         + ")."
     )  # fmt: skip
-    apart = people_apart(run_table(run, "human_labels"), run_table(run, "members"), s.get("human_label_n"))
+    apart = people_apart(run_table(run, "human_labels"), run_table(run, "members"), s)
     if apart:
         st.caption(plain(apart))
 for warning in s.get("warnings") or []:

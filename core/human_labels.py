@@ -1,0 +1,198 @@
+"""People's labels as a second judge of the equally good rewards.
+
+The shown members are equally good on the demonstrations; on what the demonstrations never asked
+they can still differ. This stage scores a human-labelled set with each shown member (and with R*,
+where the run has one) and measures:
+
+- each one's AUC against people's labels, with a bootstrap interval;
+- how far apart the members are: every pair's difference, with one margin that holds for all pairs
+  at once (so the widest gap, picked after looking, is not flattered).
+
+Both come from one paired bootstrap over the labelled sentences: every resample rescores the same
+sentences for every member. Evaluation only: nothing is chosen by it. Only metrics are stored, since
+a committed run must not carry third-party sentences.
+
+It is a stage of its own, which reads evaluate's shown members and is read by nothing. A labelled
+set that arrives after the audit is checked without building anything again
+(``irl-lens human-labels RUN --labels FILE``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from scipy import stats
+from tqdm.auto import tqdm
+
+from core import checkpoints
+from core.errors import IrlLensError
+from core.evaluation import auc_columns, sign_metrics
+from core.run_store import Run
+from core.text_sets import load_labelled
+
+STAGE = "human_labels"
+TABLE = "human_labels"
+CONFIDENCE = 0.95
+OLD_VALUES_NAME = "toxic_values"  # dispreferred_values in configs and runs made before it was renamed
+CHUNK = 128  # labelled sentences scored per step of the progress bar
+
+
+class LabelledSet(BaseModel):
+    """Where the human-labelled sentences are, how to read them and how to resample them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: str | None = Field(default=None, description="human-labelled sentences (file or datasets id)")
+    label_text_column: str = Field(default="text", description="text column of the labelled set")
+    label_column: str = Field(default="label", description="label column of the labelled set")
+    dispreferred_values: list[str | int | bool] = Field(
+        default_factory=lambda: [1, True, "toxic"],
+        validation_alias=AliasChoices("dispreferred_values", OLD_VALUES_NAME),
+        description="label values that mean the dispreferred side",
+    )
+    label_limit: int | None = Field(default=2000, ge=1, description="seeded sample of the labelled set")
+    seed: int = Field(default=0, description="seed of the labelled-set sample and of the bootstrap")
+    label_bootstrap: int = Field(
+        default=2000, ge=100, description="paired bootstrap resamples of the labelled set (members' intervals)"
+    )
+
+    def settings(self) -> dict:
+        """This set's settings alone, as the stage records them (a config that extends it has more)."""
+        return {name: getattr(self, name) for name in LabelledSet.model_fields}
+
+    def load(self) -> pd.DataFrame:
+        """The labelled sentences (``text``, ``dispreferred``), the seeded sample of
+        ``label_limit`` of them: every stage that reads the set scores the same sentences."""
+        labelled = load_labelled(self.labels, text_column=self.label_text_column, label_column=self.label_column,
+                                 dispreferred_values=self.dispreferred_values)  # fmt: skip
+        if self.label_limit and len(labelled) > self.label_limit:
+            labelled = labelled.sample(n=self.label_limit, random_state=self.seed).reset_index(drop=True)
+        return labelled
+
+
+def recorded_set(run: Run) -> LabelledSet | None:
+    """The labelled set the run was checked against: its stage's, or evaluate's in runs made before
+    the stage was its own; None where there is none."""
+    recorded = run.manifest.config.get(STAGE) or run.manifest.config.get("evaluate") or {}
+    own = {*LabelledSet.model_fields, OLD_VALUES_NAME}
+    labelled = LabelledSet.model_validate({k: v for k, v in recorded.items() if k in own})
+    return labelled if labelled.labels else None
+
+
+@dataclass
+class PairedBootstrap:
+    """AUCs of K rewards on the same labelled sentences, resampled together.
+
+    ``auc``, ``low``, ``high``: each reward's AUC and its interval. ``margin``: a half-width such
+    that every difference ``auc[i] - auc[j]`` among ``compared`` lies within ``margin`` of its
+    resampled values at ``confidence`` for all pairs at once (the max-statistic over pairs)."""
+
+    auc: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    margin: float
+    n_resamples: int
+
+
+def paired_bootstrap(
+    scores: np.ndarray, dispreferred: np.ndarray, *, compared: list[int] | None = None,
+    n_resamples: int = 2000, seed: int = 0, confidence: float = CONFIDENCE,
+) -> PairedBootstrap:  # fmt: skip
+    """Resample sentences (rows of ``scores`` (n, K), one column a reward; higher = preferred) with
+    replacement; every column sees the same resample, so differences between them are paired."""
+    dispreferred = np.asarray(dispreferred, bool)
+    compared = list(range(scores.shape[1])) if compared is None else compared
+
+    def aucs(rows, axis=-1):
+        rows = np.atleast_2d(rows)
+        return np.stack([auc_columns(-scores[r], dispreferred[r]) for r in rows], axis=-1).squeeze()
+
+    result = stats.bootstrap(
+        (np.arange(len(scores)),), aucs, n_resamples=n_resamples, vectorized=True,
+        method="percentile", confidence_level=confidence, random_state=seed,
+    )  # fmt: skip
+    resampled = np.atleast_2d(result.bootstrap_distribution)  # (K, n_resamples)
+    point = auc_columns(-scores, dispreferred)
+    tail = (1 - confidence) / 2  # percentiles by hand: a resample that holds one class has no AUC, skipped here
+    low, high = np.nanquantile(resampled, [tail, 1 - tail], axis=1)
+    margin = float("nan")
+    if len(compared) > 1:
+        i, j = np.triu_indices(len(compared), 1)
+        picked = resampled[compared]
+        moved = (picked[i] - picked[j]) - (point[compared][i] - point[compared][j])[:, None]
+        margin = float(np.nanquantile(np.nanmax(np.abs(moved), axis=0), confidence))
+    return PairedBootstrap(point, low, high, margin, n_resamples)
+
+
+def people_figures(run: Run) -> dict:
+    """The stage's summary (``human_label_*``); evaluate's in runs made before the stage was its own."""
+    return run.stage_summary(STAGE) or run.stage_summary("evaluate")
+
+
+def check_against_people(run: Run, config: LabelledSet, *, progress: bool = True) -> dict:
+    """Run the stage: score ``config.labels`` with evaluate's shown members (and the chosen one, and
+    R*), write the ``human_labels`` table, and return (and record) the summary."""
+    evaluated = run.stage_summary("evaluate")
+    if "best_member_id" not in evaluated or run.stage_status("evaluate") != "complete":
+        raise IrlLensError(f"{run.path}: evaluate first: people's labels are checked against its shown members")
+    if not config.labels:
+        raise IrlLensError("no labelled set given: set labels (a file or a datasets id)")
+    best_id = evaluated["best_member_id"]
+    with run.stage(STAGE, config.settings()) as record:
+        summary, table = measure(run, config, [*evaluated["shown_members"], best_id], best_id, progress=progress)
+        run.write_table(TABLE, table)
+        record.summary = summary
+    return summary
+
+
+def measure(run: Run, config: LabelledSet, members: list[str], best_id: str, *, progress: bool = True):
+    """(summary, table): AUC, accuracy at zero and intervals of each member and of R*."""
+    from core.recovered_reward import RecoveredReward
+
+    labelled = config.load()
+    texts = [t[:2000] for t in labelled["text"]]
+    dispreferred = labelled["dispreferred"].to_numpy(bool)
+    if dispreferred.all() or not dispreferred.any():
+        raise IrlLensError(f"{config.labels}: every sentence has the same label (values meaning the dispreferred "
+                           f"side: {config.dispreferred_values}); an AUC needs both")  # fmt: skip
+    reward = RecoveredReward(run, list(dict.fromkeys(members)))
+    chunks = range(0, len(texts), CHUNK)
+    scored = [reward.score(texts[i:i + CHUNK]) for i in tqdm(chunks, desc="people's labels", unit="chunk", disable=not progress)]
+    columns, who = [np.concatenate(scored)], [checkpoints.label(n) for n in reward.names]
+    truth = run.ground_truth()
+    if truth is not None:
+        columns.append(np.asarray(truth.reward(texts), float)[:, None])
+        who.append("ground truth R*")
+    scores = np.concatenate(columns, axis=1)
+    n_members, best = len(reward.names), reward.names.index(best_id)
+    boot = paired_bootstrap(scores, dispreferred, compared=list(range(n_members)),
+                            n_resamples=config.label_bootstrap, seed=config.seed)  # fmt: skip
+    table = pd.DataFrame({
+        "who": who,
+        "member": [*reward.names, *([None] if truth is not None else [])],
+        "auc": boot.auc,
+        "auc_low": boot.low, "auc_high": boot.high,
+        "accuracy_at_zero": [sign_metrics(scores[:, k], dispreferred, 0.0)["accuracy"] for k in range(scores.shape[1])],
+        "minus_chosen": [*(boot.auc[:n_members] - boot.auc[best]), *([np.nan] if truth is not None else [])],
+    })  # fmt: skip
+    rated = table.iloc[:n_members]
+    low, high = rated["auc"].idxmin(), rated["auc"].idxmax()
+    spread = float(rated["auc"].max() - rated["auc"].min())
+    summary = {
+        "human_label_source": config.labels,
+        "human_label_n": len(labelled),
+        "human_label_auc": float(table["auc"][best]),
+        "human_label_accuracy": float(table["accuracy_at_zero"][best]),
+        "human_label_bootstrap": boot.n_resamples,
+        "human_label_margin": None if np.isnan(boot.margin) else boot.margin,
+        "human_label_spread": spread if n_members > 1 else None,
+        "human_label_lowest": rated["member"][low],
+        "human_label_highest": rated["member"][high],
+    }
+    if truth is not None:
+        summary |= {"ground_truth_human_label_auc": float(table["auc"].iloc[-1]),
+                    "ground_truth_human_label_accuracy": float(table["accuracy_at_zero"].iloc[-1])}  # fmt: skip
+    return summary, table
