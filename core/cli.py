@@ -192,7 +192,7 @@ def human_labels_command(
 
 
 def _print_people(run) -> None:
-    from core.equivalent_set import people_apart
+    from core.equivalent_set import people_apart, people_whole_set
     from core.human_labels import TABLE, people_figures
 
     people = run.read_table(TABLE)
@@ -202,8 +202,10 @@ def _print_people(run) -> None:
                       _fmt(row.accuracy_at_zero), _fmt(row.minus_chosen, "+.3f"))  # fmt: skip
     out = Console()
     out.print(table)
-    if apart := people_apart(people, run.optional_table("members"), people_figures(run)):
-        out.print(apart, markup=False, highlight=False)
+    for line in (people_apart(people, run.optional_table("members"), people_figures(run)),
+                 people_whole_set(people_figures(run))):  # fmt: skip
+        if line:
+            out.print(line, markup=False, highlight=False)
 
 
 def _print_evaluation(summary: dict, run) -> None:
@@ -623,7 +625,7 @@ def show(
     if json_out:
         _print_json(summary)
         return
-    from core.equivalent_set import people_apart
+    from core.equivalent_set import people_apart, people_whole_set
     from core.summary import display_key, stage_label
 
     table = Table("figure", "value", title=_literal(f"run {summary['name']}"))
@@ -646,8 +648,10 @@ def show(
     console.print(table)
     for warning in summary.get("warnings") or []:
         console.print(f"warning: {warning}", markup=False, highlight=False)
-    if apart := people_apart(opened.optional_table("human_labels"), opened.optional_table("members"), summary):
-        console.print(apart, markup=False, highlight=False)
+    for line in (people_apart(opened.optional_table("human_labels"), opened.optional_table("members"), summary),
+                 people_whole_set(summary)):  # fmt: skip
+        if line:
+            console.print(line, markup=False, highlight=False)
     if summary["pays_for"]:
         console.print("What it pays for, in words:\n" + "\n".join(f"- {line}" for line in summary["pays_for"]),
                       markup=False)

@@ -120,6 +120,18 @@ def crowding_of(run) -> str | None:
                     summary.get("selection", "demonstrations"))  # fmt: skip
 
 
+def equivalent_heads(run) -> list[str]:
+    """Ids of the whole equivalent set, where the run still holds every one's frozen head (one
+    backbone pass then scores them all); [] where it was compacted to the shown members, trains a
+    backbone per member, or is not evaluated."""
+    ids = run.stage_summary("evaluate").get("equivalent_set") or []
+    # compact_run records what it kept in its stage config ("equivalent set" or the shown members)
+    # (a stale compact stage ran before the IRL stage was re-run: the heads are all there again)
+    compacted = (run.stage_status("compact") == "complete" and "compact" not in run.stale_stages()
+                 and run.manifest.config["compact"]["keep"] != "equivalent set")  # fmt: skip
+    return [] if compacted or irl_config(run).mode != "frozen" else list(ids)
+
+
 def people_aucs(people: pd.DataFrame) -> pd.Series:
     """Each shown member's AUC against the run's human labels (``tables/human_labels``)."""
     return people.dropna(subset=["member"]).set_index("member")["auc"]
@@ -166,6 +178,23 @@ def people_apart(people: pd.DataFrame | None, members: pd.DataFrame | None, figu
         out += (f". On the demonstrations' selection split they were equally good "
                 f"(discrimination AUC {chosen.min():.3f} to {chosen.max():.3f})")  # fmt: skip
     return out + "."
+
+
+def people_whole_set(figures: dict | None) -> str | None:
+    """How people's labels rate the whole equivalent set, not only the shown members, in a sentence
+    (``human_label_equivalent`` of the run's summary); None where it was not measured."""
+    whole = (figures or {}).get("human_label_equivalent")
+    if not whole:
+        return None
+    out = (f"Across the whole equivalent set, people's labels rate its {whole['n_members']:,} equally good rewards "
+           f"from {whole['min']:.3f} to {whole['max']:.3f} (median {whole['median']:.3f}); the chosen member is "
+           f"above {whole['below_chosen']:.0%} of them.")  # fmt: skip
+    by_layer = whole["median_by_layer"]
+    if len(by_layer) > 1:
+        low, high = min(by_layer, key=by_layer.get), max(by_layer, key=by_layer.get)
+        out += (f" By the layer a reward reads, the median runs from {by_layer[low]:.3f} (layer {low}) to "
+                f"{by_layer[high]:.3f} (layer {high}).")  # fmt: skip
+    return out
 
 
 def bootstrap_errors(

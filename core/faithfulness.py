@@ -38,11 +38,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from core.checkpoints import label
-from core.equivalent_set import apart_words
+from core.equivalent_set import apart_words, equivalent_heads
 from core.errors import IrlLensError
 from core.ground_truth import word_spans
 from core.irl import CANDIDATES
-from core.recovered_reward import RecoveredReward, irl_config
+from core.recovered_reward import RecoveredReward
 from core.run_store import Run
 from core.saliency import METHODS, RewardSaliency, exact_available
 
@@ -216,14 +216,10 @@ def equivalent_set_punishes(run: Run, probes: list[dict], *, backbone=None, toke
     shown members: how many of the equally good rewards hardly punish the planted word (on under
     :data:`HARDLY_PUNISHES` of the probes), by layer too. One backbone pass over the probes' variants
     scores every frozen head; a candidate's unit is its reward sd over the demonstrations (the
-    candidates table's). None where the run no longer holds those heads (compacted to the shown
-    members), trains backbones (a model per member) or has no probes."""
-    ids = run.stage_summary("evaluate").get("equivalent_set") or []
-    # compact_run records what it kept in its stage config ("equivalent set" or the shown members)
-    # (a stale compact stage ran before the IRL stage was re-run: the heads are all there again)
-    compacted = (run.stage_status("compact") == "complete" and "compact" not in run.stale_stages()
-                 and run.manifest.config["compact"]["keep"] != "equivalent set")  # fmt: skip
-    if not probes or not ids or compacted or irl_config(run).mode != "frozen":
+    candidates table's). None where the run no longer holds those heads (:func:`equivalent_heads`) or
+    has no probes."""
+    ids = equivalent_heads(run)
+    if not probes or not ids:
         return None
     reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
     scale = run.read_table(CANDIDATES).set_index("member").loc[reward.names, "reward_std"].to_numpy(float)

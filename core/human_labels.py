@@ -28,6 +28,8 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from core import checkpoints
+from core.checkpoints import Member
+from core.equivalent_set import equivalent_heads
 from core.errors import IrlLensError
 from core.evaluation import auc_columns, sign_metrics
 from core.run_store import Run
@@ -35,6 +37,7 @@ from core.text_sets import load_labelled
 
 STAGE = "human_labels"
 TABLE = "human_labels"
+SET_TABLE = "human_labels_equivalent"  # every member of the equivalent set: its AUC alone
 CONFIDENCE = 0.95
 OLD_VALUES_NAME = "toxic_values"  # dispreferred_values in configs and runs made before it was renamed
 CHUNK = 128  # labelled sentences scored per step of the progress bar
@@ -134,7 +137,8 @@ def people_figures(run: Run) -> dict:
 
 def check_against_people(run: Run, config: LabelledSet, *, progress: bool = True) -> dict:
     """Run the stage: score ``config.labels`` with evaluate's shown members (and the chosen one, and
-    R*), write the ``human_labels`` table, and return (and record) the summary."""
+    R*) and, where its heads are at hand, the whole equivalent set; write the tables and return (and
+    record) the summary."""
     evaluated = run.stage_summary("evaluate")
     if "best_member_id" not in evaluated or run.stage_status("evaluate") != "complete":
         raise IrlLensError(f"{run.path}: evaluate first: people's labels are checked against its shown members")
@@ -142,14 +146,24 @@ def check_against_people(run: Run, config: LabelledSet, *, progress: bool = True
         raise IrlLensError("no labelled set given: set labels (a file or a datasets id)")
     best_id = evaluated["best_member_id"]
     with run.stage(STAGE, config.settings()) as record:
-        summary, table = measure(run, config, [*evaluated["shown_members"], best_id], best_id, progress=progress)
-        run.write_table(TABLE, table)
+        summary, tables = measure(run, config, [*evaluated["shown_members"], best_id], best_id,
+                                  whole_set=equivalent_heads(run), progress=progress)  # fmt: skip
+        for name in (TABLE, SET_TABLE):
+            if name in tables:
+                run.write_table(name, tables[name])
+            elif run.has_table(name):  # an earlier check's, of another equivalent set
+                run.remove(run.table_path(name).relative_to(run.path).as_posix())
         record.summary = summary
     return summary
 
 
-def measure(run: Run, config: LabelledSet, members: list[str], best_id: str, *, progress: bool = True):
-    """(summary, table): AUC, accuracy at zero and intervals of each member and of R*."""
+def measure(
+    run: Run, config: LabelledSet, members: list[str], best_id: str, *, whole_set: list[str] = (),
+    progress: bool = True,
+) -> tuple[dict, dict[str, pd.DataFrame]]:  # fmt: skip
+    """(summary, tables): AUC, accuracy at zero and intervals of each of ``members`` and of R*
+    (:data:`TABLE`); the AUC of each of ``whole_set`` (:data:`SET_TABLE`), scored in the same
+    backbone pass."""
     from core.recovered_reward import RecoveredReward
 
     labelled = config.load()
@@ -158,21 +172,23 @@ def measure(run: Run, config: LabelledSet, members: list[str], best_id: str, *, 
     if dispreferred.all() or not dispreferred.any():
         raise IrlLensError(f"{config.labels}: every sentence has the same label (values meaning the dispreferred "
                            f"side: {config.dispreferred_values}); an AUC needs both")  # fmt: skip
-    reward = RecoveredReward(run, list(dict.fromkeys(members)))
+    shown = list(dict.fromkeys(members))
+    reward = RecoveredReward(run, list(dict.fromkeys([*shown, *whole_set])))
     chunks = range(0, len(texts), CHUNK)
-    scored = [reward.score(texts[i:i + CHUNK]) for i in tqdm(chunks, desc="people's labels", unit="chunk", disable=not progress)]
-    columns, who = [np.concatenate(scored)], [checkpoints.label(n) for n in reward.names]
+    scored = np.concatenate([reward.score(texts[i:i + CHUNK])
+                             for i in tqdm(chunks, desc="people's labels", unit="chunk", disable=not progress)])  # fmt: skip
+    columns, who = [scored[:, [reward.names.index(m) for m in shown]]], [checkpoints.label(n) for n in shown]
     truth = run.ground_truth()
     if truth is not None:
         columns.append(np.asarray(truth.reward(texts), float)[:, None])
         who.append("ground truth R*")
     scores = np.concatenate(columns, axis=1)
-    n_members, best = len(reward.names), reward.names.index(best_id)
+    n_members, best = len(shown), shown.index(best_id)
     boot = paired_bootstrap(scores, dispreferred, compared=list(range(n_members)),
                             n_resamples=config.label_bootstrap, seed=config.seed)  # fmt: skip
     table = pd.DataFrame({
         "who": who,
-        "member": [*reward.names, *([None] if truth is not None else [])],
+        "member": [*shown, *([None] if truth is not None else [])],
         "auc": boot.auc,
         "auc_low": boot.low, "auc_high": boot.high,
         "accuracy_at_zero": [sign_metrics(scores[:, k], dispreferred, 0.0)["accuracy"] for k in range(scores.shape[1])],
@@ -180,19 +196,33 @@ def measure(run: Run, config: LabelledSet, members: list[str], best_id: str, *, 
     })  # fmt: skip
     rated = table.iloc[:n_members]
     low, high = rated["auc"].idxmin(), rated["auc"].idxmax()
-    spread = float(rated["auc"].max() - rated["auc"].min())
     summary = {
         "human_label_source": config.labels,
         "human_label_n": len(labelled),
-        "human_label_auc": float(table["auc"][best]),
+        "human_label_auc": float(boot.auc[best]),
         "human_label_accuracy": float(table["accuracy_at_zero"][best]),
         "human_label_bootstrap": boot.n_resamples,
         "human_label_margin": None if np.isnan(boot.margin) else boot.margin,
-        "human_label_spread": spread if n_members > 1 else None,
+        "human_label_spread": float(rated["auc"].max() - rated["auc"].min()) if n_members > 1 else None,
         "human_label_lowest": rated["member"][low],
         "human_label_highest": rated["member"][high],
     }
     if truth is not None:
         summary |= {"ground_truth_human_label_auc": float(table["auc"].iloc[-1]),
                     "ground_truth_human_label_accuracy": float(table["accuracy_at_zero"].iloc[-1])}  # fmt: skip
-    return summary, table
+    tables = {TABLE: table}
+    if whole_set:
+        in_set = auc_columns(-scored[:, [reward.names.index(m) for m in whole_set]], dispreferred)
+        tables[SET_TABLE] = pd.DataFrame({"member": list(whole_set), "layer": [Member.parse(m).layer for m in whole_set],
+                                          "auc": in_set})  # fmt: skip
+        summary["human_label_equivalent"] = whole_set_figures(tables[SET_TABLE], float(boot.auc[best]))
+    return summary, tables
+
+
+def whole_set_figures(people_set: pd.DataFrame, chosen_auc: float) -> dict:
+    """How people's labels rate the whole equivalent set (:data:`SET_TABLE`): its range, median, the
+    share of it below the chosen member, and each layer's median (keyed by the layer as text, as JSON keeps it)."""
+    aucs = people_set["auc"].to_numpy(float)
+    return {"n_members": len(aucs), "min": float(aucs.min()), "median": float(np.median(aucs)), "max": float(aucs.max()),
+            "below_chosen": float((aucs < chosen_auc).mean()),
+            "median_by_layer": {str(k): float(v) for k, v in people_set.groupby("layer")["auc"].median().items()}}  # fmt: skip

@@ -101,3 +101,24 @@ def battery_figure(battery, rewards: list[str], words, label):
                          xaxis_title=f"change (sd); positive: toward {chart_text(words.preferred)}",
                          yaxis={"autorange": "reversed"}, margin={"t": 30}, legend={"orientation": "h"})  # fmt: skip
     return figure
+
+
+def people_set_figure(people_set, shown: list[str], chosen: str, label):
+    """The whole equivalent set against people's labels (``human_labels_equivalent``): one point per
+    member, by the layer it reads; the shown members and the chosen one marked."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    rest = people_set[~people_set["member"].isin(shown)]
+    figure.add_scatter(x=rest["layer"], y=rest["auc"], mode="markers", name="equally good",
+                       marker={"color": "rgba(100,116,139,0.45)", "size": 6}, text=rest["member"].map(lambda m: chart_text(label(m))),
+                       hovertemplate="%{text}: %{y:.3f}<extra></extra>")  # fmt: skip
+    for name, part, style in (("shown", people_set[people_set["member"].isin(shown) & (people_set["member"] != chosen)],
+                               {"color": "#2563eb", "size": 10}),
+                              ("chosen", people_set[people_set["member"] == chosen],
+                               {"color": "#dc2626", "size": 14, "symbol": "star"})):  # fmt: skip
+        figure.add_scatter(x=part["layer"], y=part["auc"], mode="markers", name=name, marker=style,
+                           text=part["member"].map(lambda m: chart_text(label(m))), hovertemplate="%{text}: %{y:.3f}<extra></extra>")  # fmt: skip
+    figure.update_layout(height=360, xaxis_title="layer the member reads", yaxis_title="AUC against people's labels",
+                         margin={"t": 10, "b": 10}, legend={"orientation": "h"})  # fmt: skip
+    return figure

@@ -29,14 +29,16 @@ from core.equivalent_set import (
     people_apart,
     people_aucs,
     people_intervals,
+    people_whole_set,
     says_apart,
 )
 from core.errors import IrlLensError
 from core.faithfulness import caution, punish_summary, whole_set_sentence
+from core.human_labels import SET_TABLE as PEOPLE_SET_TABLE
 from core.human_labels import people_figures
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
 from core.recovered_reward import irl_config
-from core.rendering import attribution_rows, battery_figure, chart_text
+from core.rendering import attribution_rows, battery_figure, chart_text, people_set_figure
 from core.rlhf import optimised_members
 from core.run_store import Run, atomic_write
 from core.saliency import run_first_word_caution, stored_heatmaps
@@ -155,6 +157,10 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
                   digits=3, signed=False))  # fmt: skip
     if apart := people_apart(people, members, people_figures(run)):
         out += f"<p class='note'>{_e(apart)}</p>"
+    if (people_set := run.optional_table(PEOPLE_SET_TABLE)) is not None:
+        figure = people_set_figure(people_set, members["member"].tolist(), summary["best_member_id"], label)
+        out += (f"<h3>People's labels across the whole equivalent set</h3><p>{_e(people_whole_set(people_figures(run)) or '')}"
+                " Evaluation only: nothing is chosen by it.</p>" + scripts.figure(figure, "fig-people-set"))  # fmt: skip
     if run.has_table("member_correlations"):
         corr = run.read_table("member_correlations")
         if {"member_a", "member_b", "spearman"} <= set(corr.columns):

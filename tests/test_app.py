@@ -349,5 +349,7 @@ def test_equivalent_page_shows_how_far_people_rate_the_demos_members_apart(monke
     shown = table[table["member"].isin(people.index)]
     assert (shown.set_index("member")["AUC against people's labels"] - people.round(3)).abs().max() < 1e-9
     assert "beyond chance" in said[0] and shown["its 95% interval"].str.fullmatch(r"0\.\d{3} to 0\.\d{3}").all()
+    assert "People's labels across the whole equivalent set" in [h.value for h in at.subheader]
+    assert any("the chosen member is above 9% of them" in c.value for c in at.caption)
     home = _app(monkeypatch, demo)
     assert said[0] in [c.value for c in home.caption]  # the home page says it too

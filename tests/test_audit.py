@@ -323,6 +323,12 @@ def test_human_labels_are_their_own_stage_with_intervals_and_store_metrics_not_s
     chosen = table["member"] == summary["best_member_id"]
     assert table.loc[chosen, "minus_chosen"].tolist() == [0.0]
     assert run_summary(run)["human_label_auc"] == figures["human_label_auc"]
+    whole = run.read_table("human_labels_equivalent")  # every equally good reward, scored in the same pass
+    assert sorted(whole["member"]) == sorted(summary["equivalent_set"])
+    assert figures["human_label_equivalent"]["n_members"] == len(whole)
+    assert figures["human_label_equivalent"]["below_chosen"] == (whole["auc"] < figures["human_label_auc"]).mean()
+    shown_in_set = table.dropna(subset=["member"]).merge(whole, on="member", suffixes=("", "_set"))
+    assert len(shown_in_set) and ((shown_in_set["auc"] - shown_in_set["auc_set"]).abs() < 1e-12).all()
     blob = b"".join(p.read_bytes() for p in toy_run.path.rglob("*.parquet"))
     assert b"the nurse was honest" not in blob and b"was kind." not in blob
 
@@ -356,6 +362,18 @@ def test_people_apart_says_whether_beyond_chance():
     near = people_apart(people, None, figures | {"human_label_margin": 0.12})
     assert "do not tell them apart beyond chance: the gap, 0.100, has a 95% interval of -0.020 to 0.220" in near
     assert "chance" not in people_apart(people, None, {"human_label_n": 1000})  # checked before intervals
+
+
+def test_people_whole_set_in_words():
+    from core.equivalent_set import people_whole_set
+
+    whole = {"n_members": 366, "min": 0.731, "median": 0.812, "max": 0.851, "below_chosen": 0.09,
+             "median_by_layer": {"1": 0.753, "10": 0.837, "13": 0.798}}  # as the manifest stores it (JSON keys)
+    said = people_whole_set({"human_label_equivalent": whole})
+    assert said == ("Across the whole equivalent set, people's labels rate its 366 equally good rewards from 0.731 "
+                    "to 0.851 (median 0.812); the chosen member is above 9% of them. By the layer a reward reads, "
+                    "the median runs from 0.753 (layer 1) to 0.837 (layer 10).")
+    assert people_whole_set({}) is None
 
 
 def test_export_matches_scores(tmp_path, tiny_models):

@@ -458,3 +458,4 @@ def test_show_says_how_far_people_rate_the_demos_members_apart():
     demo = Run.open(DEMO_RUN)
     apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), people_figures(demo))
     assert apart and " ".join(apart.split()) in " ".join(result.stdout.split())  # a long line wraps
+    assert "Across the whole equivalent set, people's labels rate its 366 equally good rewards" in " ".join(result.stdout.split())

@@ -42,6 +42,7 @@ def test_demo_holds_only_our_own_text(demo):
     assert set(demo.read_table("demonstrations")["prompt"]) <= ours
     assert set(demo.read_table("human_labels").columns) == {"who", "member", "auc", "auc_low", "auc_high",
                                                              "accuracy_at_zero", "minus_chosen"}
+    assert set(demo.read_table("human_labels_equivalent").columns) == {"member", "layer", "auc"}
 
 
 def test_demo_meets_its_floors(demo):
@@ -95,7 +96,7 @@ def test_demo_was_recovered_after_a_start_token(demo):
 def test_the_report_rates_the_demos_members_against_people(demo):
     from html import escape
 
-    from core.equivalent_set import people_apart
+    from core.equivalent_set import people_apart, people_whole_set
     from core.human_labels import people_figures
     from core.report import render_report
 
@@ -103,4 +104,7 @@ def test_the_report_rates_the_demos_members_against_people(demo):
     apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), people_figures(demo))
     assert apart and apart.startswith("Against 1,000 sentences labelled by people, the shown members' AUC runs from 0.731")
     assert "tell them apart beyond chance: the gap, 0.096, has a 95% interval of 0.043 to 0.148" in apart  # as built 2026-12-07
+    whole = people_whole_set(people_figures(demo))
+    assert whole and "its 366 equally good rewards from 0.731 to 0.851 (median 0.812); the chosen member is above 9%" in whole
+    assert escape(whole) in page and 'id="fig-people-set"' in page
     assert escape(apart) in page and "AUC vs people&#x27;s labels" in page and "its 95% interval" in page

@@ -16,6 +16,7 @@ from core.equivalent_set import (
     people_apart,
     people_aucs,
     people_intervals,
+    people_whole_set,
     says_apart,
     standardise,
 )
@@ -26,6 +27,7 @@ from core.faithfulness import (
     whole_set_sentence,
 )
 from core.human_labels import people_figures
+from core.rendering import people_set_figure
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -126,6 +128,12 @@ strip = px.strip(long, x="member", y="z-scored reward", color="label" if not no_
                  color_discrete_map=side_palette(words))  # fmt: skip
 strip.update_layout(height=460, margin=dict(t=30 if note else 10, b=10), xaxis_tickangle=-30, title=note or None)
 right.plotly_chart(strip)
+
+people_set = run_table(run, "human_labels_equivalent")
+if people_set is not None:
+    st.subheader("People's labels across the whole equivalent set")
+    st.caption(plain(people_whole_set(people_figures(run)) or "") + " Evaluation only: nothing is chosen by it.")
+    st.plotly_chart(people_set_figure(people_set, names, summary["best_member_id"], member_label))
 
 st.subheader("Test sentences the members disagree on most")
 disputed = demos.assign(row=np.arange(len(demos))).merge(spread, on="row")

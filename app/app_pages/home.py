@@ -6,7 +6,7 @@ import streamlit as st
 from app.components import plain
 from app.state import run_table, selected_run
 from core.audit import COHERENT
-from core.equivalent_set import people_apart
+from core.equivalent_set import people_apart, people_whole_set
 from core.summary import run_summary, stage_label
 from core.toxicity import RATE_FORMAT
 
@@ -126,15 +126,15 @@ if irl:
     )
 if s["human_label_auc"] is not None:
     st.caption(
-        f"Against {plain(s.get('human_label_n', '?'))} human-labelled sentences: the chosen member's AUC {fmt(s['human_label_auc'])} "
+        f"Against {s.get('human_label_n') or 0:,} human-labelled sentences: the chosen member's AUC {fmt(s['human_label_auc'])} "
         f"(the ground truth itself: {fmt(s.get('ground_truth_human_label_auc'))}"
         + (f"; the expert's implicit reward: {fmt(s['implicit_human_label_auc_mean'])} per-token mean, "
            f"{fmt(s.get('implicit_human_label_auc_sum'))} summed" if s.get("implicit_human_label_auc_mean") is not None else "")
         + ")."
     )  # fmt: skip
-    apart = people_apart(run_table(run, "human_labels"), run_table(run, "members"), s)
-    if apart:
-        st.caption(plain(apart))
+    for line in (people_apart(run_table(run, "human_labels"), run_table(run, "members"), s), people_whole_set(s)):
+        if line:
+            st.caption(plain(line))
 for warning in s.get("warnings") or []:
     st.warning(plain(warning))
 
