@@ -142,6 +142,9 @@ def check_against_people(run: Run, config: LabelledSet, *, progress: bool = True
     evaluated = run.stage_summary("evaluate")
     if "best_member_id" not in evaluated or run.stage_status("evaluate") != "complete":
         raise IrlLensError(f"{run.path}: evaluate first: people's labels are checked against its shown members")
+    if "evaluate" in (stale := run.stale_stages()):
+        raise IrlLensError(f"{run.path}: evaluate reads {stale['evaluate']}, built again since: its shown members "
+                           "are of the earlier build; run 'irl-lens evaluate RUN' (or 'irl-lens run CONFIG') first")  # fmt: skip
     if not config.labels:
         raise IrlLensError("no labelled set given: set labels (a file or a datasets id)")
     best_id = evaluated["best_member_id"]

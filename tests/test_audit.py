@@ -333,6 +333,29 @@ def test_human_labels_are_their_own_stage_with_intervals_and_store_metrics_not_s
     assert b"the nurse was honest" not in blob and b"was kind." not in blob
 
 
+def test_human_labels_without_ground_truth_and_after_compacting_to_the_shown_members(tmp_path, tiny_models):
+    from conftest import build_audited_toy_run, write_labelled_set
+
+    from core.equivalent_set import people_apart
+    from core.human_labels import LabelledSet, check_against_people
+    from core.pipeline import compact_run
+
+    run = build_audited_toy_run(tmp_path / "blind", tiny_models["toy"], ground_truth=False)
+    config = LabelledSet(labels=str(write_labelled_set(tmp_path / "labels.csv")), label_text_column="tweet",
+                         label_column="class", dispreferred_values=[0, 1], label_bootstrap=100)  # fmt: skip
+    figures = check_against_people(run, config, progress=False)
+    people = run.read_table("human_labels")
+    assert people["member"].notna().all() and "ground_truth_human_label_auc" not in figures
+    assert "R* itself" not in (people_apart(people, None, figures) or "")
+    assert run.has_table("human_labels_equivalent")
+    compact_run(run, heads="shown")  # the whole set's heads are gone: its table goes with them
+    figures = check_against_people(Run.open(run.path), config, progress=False)
+    assert "human_label_equivalent" not in figures and not Run.open(run.path).has_table("human_labels_equivalent")
+    MaxMarginIRL(FAST).fit(Run.open(run.path), progress=False)  # evaluate's shown members are of the earlier build
+    with pytest.raises(IrlLensError, match="evaluate reads irl, built again since"):
+        check_against_people(Run.open(run.path), config, progress=False)
+
+
 def test_paired_bootstrap_tells_apart_only_what_differs():
     from core.human_labels import paired_bootstrap
 
