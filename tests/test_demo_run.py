@@ -107,4 +107,5 @@ def test_the_report_rates_the_demos_members_against_people(demo):
     whole = people_whole_set(people_figures(demo))
     assert whole and "its 366 equally good rewards from 0.731 to 0.851 (median 0.812); the chosen member is above 9%" in whole
     assert escape(whole) in page and 'id="fig-people-set"' in page
+    assert "<td>AUC vs people&#x27;s labels (chosen member)</td><td>0.751</td>" in page
     assert escape(apart) in page and "AUC vs people&#x27;s labels" in page and "its 95% interval" in page
