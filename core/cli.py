@@ -177,8 +177,9 @@ def human_labels_command(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Check the shown members (and R*) against a human-labelled set: each one's AUC with a bootstrap
-    interval, and whether people's labels tell the equally good members apart beyond chance.
-    Evaluation only: nothing is chosen again, and no stage that reads evaluate is stale after it."""
+    interval, and whether people's labels tell the equally good members apart beyond chance; where
+    the run holds their heads, every reward of the equivalent set too. Evaluation only: nothing is
+    chosen again, and no stage that reads evaluate is stale after it."""
     from core.human_labels import TABLE, check_against_people
     from core.run_store import open_run
 

@@ -6,7 +6,9 @@ where the run has one) and measures:
 
 - each one's AUC against people's labels, with a bootstrap interval;
 - how far apart the members are: every pair's difference, with one margin that holds for all pairs
-  at once (so the widest gap, picked after looking, is not flattered).
+  at once (so the widest gap, picked after looking, is not flattered);
+- where the run still holds their heads, every reward of the equivalent set (its AUC alone, scored
+  in the same backbone pass): where the chosen member sits among them, and how it moves by layer.
 
 Both come from one paired bootstrap over the labelled sentences: every resample rescores the same
 sentences for every member. Evaluation only: nothing is chosen by it. Only metrics are stored, since
@@ -28,7 +30,6 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from core import checkpoints
-from core.checkpoints import Member
 from core.equivalent_set import equivalent_heads
 from core.errors import IrlLensError
 from core.evaluation import auc_columns, sign_metrics
@@ -216,7 +217,7 @@ def measure(
     tables = {TABLE: table}
     if whole_set:
         in_set = auc_columns(-scored[:, [reward.names.index(m) for m in whole_set]], dispreferred)
-        tables[SET_TABLE] = pd.DataFrame({"member": list(whole_set), "layer": [Member.parse(m).layer for m in whole_set],
+        tables[SET_TABLE] = pd.DataFrame({"member": list(whole_set), "layer": [checkpoints.Member.parse(m).layer for m in whole_set],
                                           "auc": in_set})  # fmt: skip
         summary["human_label_equivalent"] = whole_set_figures(tables[SET_TABLE], float(boot.auc[best]))
     return summary, tables
