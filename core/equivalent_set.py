@@ -167,12 +167,16 @@ def people_apart(people: pd.DataFrame | None, members: pd.DataFrame | None, figu
         out += f"; R* itself {truth['auc'].iloc[0]:.3f}"
     margin = figures.get("human_label_margin")
     if margin is not None and not np.isnan(margin):
+        aucs = rated["auc"].to_numpy(float)
+        gaps = np.abs(aucs[:, None] - aucs[None, :])[np.triu_indices(len(aucs), 1)]
+        apart = int((gaps > margin).sum())
         gap = high["auc"] - low["auc"]
-        interval = (f"the gap, {gap:.3f}, has a 95% interval of {gap - margin:.3f} to {gap + margin:.3f}, one that "
-                    f"holds for every pair of them at once (paired bootstrap over the same sentences, "
-                    f"{figures.get('human_label_bootstrap') or 0:,} resamples)")  # fmt: skip
-        out += (f". People's labels tell them apart beyond chance: {interval}" if gap > margin else
-                f". People's labels do not tell them apart beyond chance: {interval}")  # fmt: skip
+        told = (("tell the two apart" if apart else "do not tell the two apart") if len(gaps) == 1
+                else f"tell {apart or 'none'} of their {len(gaps)} pairs apart")  # fmt: skip
+        out += (f". People's labels {told} beyond chance: the {'widest ' if len(gaps) > 1 else ''}gap, {gap:.3f}, "
+                f"has a 95% interval of {gap - margin:.3f} to {gap + margin:.3f}, and the margin, ±{margin:.3f}, "
+                f"holds for every pair at once (paired bootstrap over the same sentences, "
+                f"{figures.get('human_label_bootstrap') or 0:,} resamples)")  # fmt: skip
     if members is not None and "selection_discrimination_auc" in members:
         chosen = members[members["member"].isin(rated["member"])]["selection_discrimination_auc"]
         out += (f". On the demonstrations' selection split they were equally good "

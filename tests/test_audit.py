@@ -380,10 +380,13 @@ def test_people_apart_says_whether_beyond_chance():
                            "auc": [0.70, 0.80, 0.90]})  # fmt: skip
     figures = {"human_label_n": 1000, "human_label_bootstrap": 2000}
     apart = people_apart(people, None, figures | {"human_label_margin": 0.04})
-    assert "tell them apart beyond chance: the gap, 0.100, has a 95% interval of 0.060 to 0.140" in apart
+    assert "tell the two apart beyond chance: the gap, 0.100, has a 95% interval of 0.060 to 0.140" in apart
     assert "2,000 resamples" in apart and "R* itself 0.900" in apart
     near = people_apart(people, None, figures | {"human_label_margin": 0.12})
-    assert "do not tell them apart beyond chance: the gap, 0.100, has a 95% interval of -0.020 to 0.220" in near
+    assert "do not tell the two apart beyond chance: the gap, 0.100, has a 95% interval of -0.020 to 0.220" in near
+    three = people_apart(pd.concat([people.iloc[:2], people.iloc[:1].assign(who="c", member="l3-r0-e1", auc=0.79),
+                                    people.iloc[2:]], ignore_index=True), None, figures | {"human_label_margin": 0.05})  # fmt: skip
+    assert "tell 2 of their 3 pairs apart beyond chance: the widest gap, 0.100" in three  # 0.70 from 0.79 and 0.80
     assert "chance" not in people_apart(people, None, {"human_label_n": 1000})  # checked before intervals
 
 

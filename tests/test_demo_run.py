@@ -103,7 +103,8 @@ def test_the_report_rates_the_demos_members_against_people(demo):
     page = render_report(demo)
     apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), people_figures(demo))
     assert apart and apart.startswith("Against 1,000 sentences labelled by people, the shown members' AUC runs from 0.731")
-    assert "tell them apart beyond chance: the gap, 0.096, has a 95% interval of 0.043 to 0.148" in apart  # as built 2026-12-07
+    assert ("tell 10 of their 28 pairs apart beyond chance: the widest gap, 0.096, has a 95% interval of 0.043 to "
+            "0.148, and the margin, ±0.052, holds for every pair at once") in apart  # as built 2026-12-07
     whole = people_whole_set(people_figures(demo))
     assert whole and "its 366 equally good rewards from 0.731 to 0.851 (median 0.812); the chosen member is above 9%" in whole
     assert escape(whole) in page and 'id="fig-people-set"' in page
