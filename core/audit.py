@@ -368,7 +368,7 @@ def evaluate_candidates(
 def evaluate_run(run: Run, config: EvaluationConfig | None = None, *, progress: bool = True) -> dict:
     """Run the evaluate stage; returns (and records) its summary."""
     config = config or EvaluationConfig()
-    with run.stage(STAGE, config.stage_settings()) as record:
+    with run.stage(STAGE, config.stage_settings(), resumable=False) as record:
         result = evaluate_candidates(run, config, progress=progress)
         for name, table in result.tables.items():
             run.write_table(name, table)

@@ -74,6 +74,9 @@ class LabelledSet(BaseModel):
                                  dispreferred_values=self.dispreferred_values)  # fmt: skip
         if self.label_limit and len(labelled) > self.label_limit:
             labelled = labelled.sample(n=self.label_limit, random_state=self.seed).reset_index(drop=True)
+            if labelled["dispreferred"].nunique() < 2:
+                raise IrlLensError(f"{self.labels}: the seeded sample of {self.label_limit} sentences holds one label "
+                                   "only; an AUC needs both: raise label_limit")  # fmt: skip
         return labelled
 
 
@@ -149,8 +152,9 @@ def check_against_people(run: Run, config: LabelledSet, *, progress: bool = True
     if not config.labels:
         raise IrlLensError("no labelled set given: set labels (a file or a datasets id)")
     best_id = evaluated["best_member_id"]
-    with run.stage(STAGE, config.settings()) as record:
-        summary, tables = measure(run, config, [*evaluated["shown_members"], best_id], best_id,
+    labelled = config.load()  # before the stage starts: a wrong path or column leaves the last check as it was
+    with run.stage(STAGE, config.settings(), resumable=False) as record:
+        summary, tables = measure(run, config, labelled, [*evaluated["shown_members"], best_id], best_id,
                                   whole_set=equivalent_heads(run), progress=progress)  # fmt: skip
         for name in (TABLE, SET_TABLE):
             if name in tables:
@@ -162,20 +166,16 @@ def check_against_people(run: Run, config: LabelledSet, *, progress: bool = True
 
 
 def measure(
-    run: Run, config: LabelledSet, members: list[str], best_id: str, *, whole_set: list[str] = (),
-    progress: bool = True,
+    run: Run, config: LabelledSet, labelled: pd.DataFrame, members: list[str], best_id: str, *,
+    whole_set: list[str] = (), progress: bool = True,
 ) -> tuple[dict, dict[str, pd.DataFrame]]:  # fmt: skip
-    """(summary, tables): AUC, accuracy at zero and intervals of each of ``members`` and of R*
-    (:data:`TABLE`); the AUC of each of ``whole_set`` (:data:`SET_TABLE`), scored in the same
-    backbone pass."""
+    """(summary, tables) of the ``labelled`` sentences (:meth:`LabelledSet.load`): AUC, accuracy at
+    zero and intervals of each of ``members`` and of R* (:data:`TABLE`); the AUC of each of
+    ``whole_set`` (:data:`SET_TABLE`), scored in the same backbone pass."""
     from core.recovered_reward import RecoveredReward
 
-    labelled = config.load()
     texts = [t[:2000] for t in labelled["text"]]
     dispreferred = labelled["dispreferred"].to_numpy(bool)
-    if dispreferred.all() or not dispreferred.any():
-        raise IrlLensError(f"{config.labels}: every sentence has the same label (values meaning the dispreferred "
-                           f"side: {config.dispreferred_values}); an AUC needs both")  # fmt: skip
     shown = list(dict.fromkeys(members))
     reward = RecoveredReward(run, list(dict.fromkeys([*shown, *whole_set])))
     chunks = range(0, len(texts), CHUNK)

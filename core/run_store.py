@@ -482,15 +482,18 @@ class Run:
         return dict(record.summary) if record else {}
 
     @contextlib.contextmanager
-    def stage(self, stage: str, config: dict[str, Any] | None = None) -> Iterator[StageRecord]:
+    def stage(self, stage: str, config: dict[str, Any] | None = None, *, resumable: bool = True) -> Iterator[StageRecord]:
         """Mark ``stage`` running; complete on success, failed (with the reason) on error.
 
-        A stage resumed with a different config is refused: its partial results would mix.
+        A stage resumed with a different config is refused: its partial results would mix. A stage
+        that keeps nothing partial (``resumable=False``: it measures in one go) starts afresh, so a
+        run that failed on a wrong setting is not stuck with it.
         """
         if config is not None:
             previous = self.manifest.config.get(stage)
             if (
-                previous is not None
+                resumable
+                and previous is not None
                 and previous != config
                 and self.stage_status(stage) != "complete"
             ):

@@ -341,12 +341,16 @@ def test_human_labels_without_ground_truth_and_after_compacting_to_the_shown_mem
     from core.pipeline import compact_run
 
     run = build_audited_toy_run(tmp_path / "blind", tiny_models["toy"], ground_truth=False)
-    config = LabelledSet(labels=str(write_labelled_set(tmp_path / "labels.csv")), label_text_column="tweet",
-                         label_column="class", dispreferred_values=[0, 1], label_bootstrap=100)  # fmt: skip
+    labels = write_labelled_set(tmp_path / "labels.csv")
+    hostile = pd.DataFrame({"tweet": ["<script>alert(1)</script> you idiot", "so kind " * 12_500], "class": [1, 2]})
+    hostile.to_csv(labels, mode="a", header=False, index=False)  # markup and a 100k-character sentence: scored, never kept
+    config = LabelledSet(labels=str(labels), label_text_column="tweet", label_column="class",
+                         dispreferred_values=[0, 1], label_bootstrap=100)  # fmt: skip
     figures = check_against_people(run, config, progress=False)
     people = run.read_table("human_labels")
     assert people["member"].notna().all() and "ground_truth_human_label_auc" not in figures
     assert "R* itself" not in (people_apart(people, None, figures) or "")
+    assert figures["human_label_n"] == 42 and b"<script>" not in b"".join(p.read_bytes() for p in run.path.rglob("*.parquet"))
     assert run.has_table("human_labels_equivalent")
     compact_run(run, heads="shown")  # the whole set's heads are gone: its table goes with them
     figures = check_against_people(Run.open(run.path), config, progress=False)

@@ -261,6 +261,11 @@ def test_human_labels_checks_a_finished_run_without_choosing_again(tmp_path, tin
     assert "ground truth R*" in text.stdout and "95% interval" in text.stdout
     wrong = runner.invoke(app, [*args[:6], "--label-column", "nope"])
     assert wrong.exit_code == 1 and "nope" in str(wrong.exception)
+    missing = runner.invoke(app, [*args[:3], str(tmp_path / "nowhere.csv"), *args[4:]])
+    assert missing.exit_code == 1 and "nowhere.csv" in str(missing.exception)
+    kept = Run.open(run.path)  # the last good check stands: no failed stage, no other settings recorded
+    assert kept.stage_status("human_labels") == "complete" and kept.manifest.config["human_labels"]["label_column"] == "class"
+    assert runner.invoke(app, args).exit_code == 0  # and the next good check runs
 
 
 # Each command and the configs its options are generated from (pipeline TOML sections alike).

@@ -92,6 +92,12 @@ def test_failed_stage_is_recorded(tmp_path):
     assert "bad thing" in reopened.manifest.stages["sample"].message
     with pytest.raises(IrlLensError, match="different config"), reopened.stage("sample", {"a": 2}):
         pass
+    # a stage that keeps nothing partial starts afresh with other settings: a wrong one does not stick
+    with pytest.raises(ValueError), reopened.stage("evaluate", {"labels": "typo.csv"}, resumable=False):
+        raise ValueError("no such file")
+    with reopened.stage("evaluate", {"labels": "labels.csv"}, resumable=False):
+        pass
+    assert reopened.stage_status("evaluate") == "complete" and reopened.manifest.config["evaluate"] == {"labels": "labels.csv"}
 
 
 def test_names_and_listing(tmp_path, runs_root):
