@@ -264,7 +264,7 @@ def robust_members(run: Run, config: BatteryConfig | None = None,
 def battery_stage(run: Run, panel: RewardPanel, config: BatteryConfig | None = None,
                   *, progress: bool = True) -> dict:  # fmt: skip
     config = config or BatteryConfig()
-    with run.stage(STAGE, config.model_dump()) as record:
+    with run.stage(STAGE, config.model_dump(), resumable=False) as record:
         sentences, prompts = battery_sentences(run, config.n_sentences, config.seed)
         table, summary = run_battery(panel, sentences, prompts, run.objective, config, progress=progress)
         run.write_table(TABLE, table)

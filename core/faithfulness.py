@@ -464,7 +464,7 @@ def top1_match(member_words: np.ndarray, truth_words: np.ndarray) -> bool | None
 def faithfulness_stage(run: Run, config: FaithfulnessConfig | None = None, *, progress: bool = True) -> dict:
     config = config or FaithfulnessConfig()
     probes = probe_set(run.objective.name, config.probes)  # a bad file is refused before the run is touched
-    with run.stage(STAGE, config.model_dump()) as record:
+    with run.stage(STAGE, config.model_dump(), resumable=False) as record:
         table, summary = measure(run, config, probes, progress=progress)
         run.write_table(TABLE, table)
         record.summary = summary

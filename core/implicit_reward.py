@@ -202,7 +202,7 @@ def implicit_stage(run: Run, *, batch_size: int = 16, progress: bool = True) -> 
     from core.irl import IRLConfig
 
     demos = run.read_table("demonstrations")
-    with run.stage(STAGE, {"beta": 1.0, "batch_size": batch_size}) as record:
+    with run.stage(STAGE, {"beta": 1.0, "batch_size": batch_size}, resumable=False) as record:
         scorer = ImplicitReward(run, batch_size=batch_size)
         ids = demos["completion_ids"].tolist() if "completion_ids" in demos else None
         scores = scorer.score(demos["prompt"].tolist(), demos["completion"].tolist(), ids, progress=progress)

@@ -169,7 +169,7 @@ def word_splits(table: pd.DataFrame, members: pd.DataFrame, objective) -> pd.Dat
 def lexicon_stage(run: Run, panel: RewardPanel, config: LexiconConfig | None = None,
                   *, progress: bool = True) -> dict:  # fmt: skip
     config = config or LexiconConfig()
-    with run.stage(STAGE, config.model_dump()) as record:
+    with run.stage(STAGE, config.model_dump(), resumable=False) as record:
         if config.source == "demonstrations":
             demos = run.read_table("demonstrations")
             listed = demonstration_words(demos["completion"], max_words=config.max_words, min_count=config.min_count)

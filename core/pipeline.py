@@ -329,7 +329,7 @@ def compact_run(run: Run, *, heads: str = "equivalent", features: bool = True) -
     layers = {checkpoints.Member.parse(m).layer for m in summary["shown_members"]}
     layers = layers | {summary["best_member"]["layer"]} if features else set()
     kept = "equivalent set" if heads == "equivalent" else "shown members and the best"
-    with run.stage("compact", {"keep": kept, "layers": sorted(layers)}) as record:
+    with run.stage("compact", {"keep": kept, "layers": sorted(layers)}, resumable=False) as record:
         key = feature_key(run.manifest.config["irl"]["backbone"], irl)
         record.summary = checkpoints.compact(run, keep, layers, key)
     return record.summary

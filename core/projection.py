@@ -41,7 +41,7 @@ def project_run(
     demos = run.read_table("demonstrations")
     texts = demos[config.text_column()].tolist()
     with run.stage(
-        STAGE, {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "layer": layer}
+        STAGE, {"seed": seed, "n_neighbors": n_neighbors, "min_dist": min_dist, "layer": layer}, resumable=False
     ) as record:
         trainer = MaxMarginIRL(config.model_copy(update={"mode": "frozen"}))
         features, _ = trainer.features(run, texts, [layer], progress=progress)

@@ -82,7 +82,7 @@ def readability_stage(run: Run, *, base_model: str | None = None, progress: bool
     """Readability of every policy's demonstrations; perplexity under the policies' base model."""
     demos = run.read_table("demonstrations")
     base = base_model or run.manifest.models.get("pi0")
-    with run.stage(STAGE, {"base_model": base}) as record:
+    with run.stage(STAGE, {"base_model": base}, resumable=False) as record:
         model = tokenizer = None
         if base:
             tokenizer = policy.load_tokenizer(base, padding_side="right")

@@ -82,7 +82,7 @@ def measure_toxicity(run: Run, policies: dict[str, tuple[str, str | None]], conf
     samples = []
     pi0 = policy.load_causal_lm(*policies["pi0"])
     recorded = {k: [run.recorded(ref), run.recorded(adapters)] for k, (ref, adapters) in policies.items()}
-    with run.stage(STAGE, config.model_dump() | {"policies": recorded}) as record:
+    with run.stage(STAGE, config.model_dump() | {"policies": recorded}, resumable=False) as record:
         bf16 = bf16_here(config.bf16, record)
         for name, (ref, adapters) in tqdm(
             policies.items(), desc="harness", disable=not progress
