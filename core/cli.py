@@ -234,6 +234,17 @@ def _print_evaluation(summary: dict, run) -> None:
     console.print("\n".join(lines), markup=False, highlight=False)
 
 
+def _shown(value) -> str:
+    """A summary value in the text table: floats to 4 significant digits, dicts as ``key: value``."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: " + (f"({_shown(v)})" if isinstance(v, dict) else _shown(v)) for k, v in value.items())
+    return str(value)
+
+
 def _fmt(value, spec: str = ".3f") -> str:
     return "—" if value is None or value != value else format(value, spec)  # None or NaN
 
@@ -641,10 +652,7 @@ def show(
             value = f"{len(value)} edits, {len(flagged)} flagged" + (f": {', '.join(flagged)}" if flagged else "")
         if isinstance(value, list) and len(value) > SHOW_LIST:  # the equivalent set can hold thousands
             value = f"{len(value)} items: {', '.join(map(str, value[:SHOW_LIST]))}, … (all of them in --json)"
-        table.add_row(
-            display_key(key, dispreferred),
-            _literal("—" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))),
-        )
+        table.add_row(display_key(key, dispreferred), _literal(_shown(value)))
     console = Console()
     console.print(table)
     for warning in summary.get("warnings") or []:

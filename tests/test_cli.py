@@ -464,3 +464,5 @@ def test_show_says_how_far_people_rate_the_demos_members_apart():
     apart = people_apart(demo.read_table("human_labels"), demo.read_table("members"), people_figures(demo))
     assert apart and " ".join(apart.split()) in " ".join(result.stdout.split())  # a long line wraps
     assert "Across the whole equivalent set, people's labels rate its 366 equally good rewards" in " ".join(result.stdout.split())
+    assert "n_members: 366, min: 0.7309, median: 0.8122, max: 0.8512, below_chosen: 0.09016, median_by_layer: (1: 0.7526," in result.stdout
+    assert "{'" not in result.stdout  # no dict printed as Python writes it
