@@ -333,6 +333,16 @@ def test_disputed_sentences_say_how_the_members_split(full_run, monkeypatch):
         f"non-toxic: all {k}" if n == 0 else f"toxic: all {k}" if n == k else f"split: {n} toxic, {k - n} non-toxic")
 
 
+def test_training_page_sets_people_beside_r_star_by_layer(monkeypatch):
+    PEOPLE_BY_LAYER = "people's labels (median AUC of its equally good members)"  # the page's column
+    demo = Run.open(Path(__file__).resolve().parents[1] / "data" / "demo-run")
+    at = _app(monkeypatch, demo, "training")
+    table = next(d.value for d in at.dataframe if PEOPLE_BY_LAYER in d.value)
+    by_layer = table.set_index("layer")[PEOPLE_BY_LAYER]
+    assert by_layer[1] == 0.753 and by_layer[10] == 0.837  # as built 2026-12-07: people agree with mid layers more
+    assert by_layer.isna().any()  # layers with no equally good member: None
+
+
 def test_equivalent_page_shows_how_far_people_rate_the_demos_members_apart(monkeypatch):
     """The demonstrations cannot tell the shown members apart; the run's human labels can."""
     from app.components import plain

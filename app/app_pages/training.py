@@ -7,6 +7,8 @@ import streamlit as st
 from app.state import require, run_table, selected_run
 from core.equivalent_set import CRITERION_WORDS
 
+PEOPLE_BY_LAYER = "people's labels (median AUC of its equally good members)"
+
 st.title("Training")
 run = require(selected_run(), "candidates")
 candidates = run_table(run, "evaluation")
@@ -54,4 +56,10 @@ st.plotly_chart(curve)
 ceiling = run_table(run, "layer_ceiling")
 if ceiling is not None:
     st.subheader("By layer: what the demonstrations chose from, and what R* says (evaluation)")
+    people_set = run_table(run, "human_labels_equivalent")
+    if people_set is not None:
+        by_layer = people_set.groupby("layer")["auc"].median().rename(PEOPLE_BY_LAYER).reset_index()
+        ceiling = ceiling.merge(by_layer, on="layer", how="left")
+        st.caption("The last column: the median AUC against people's labels of the layer's equally good "
+                   "members (None where the layer has none). Evaluation only, like R*'s columns.")  # fmt: skip
     st.dataframe(ceiling.round(3), hide_index=True)
