@@ -198,7 +198,9 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print, pl
         that makes one). A stage that trains or samples keeps its settings, and the log says so."""
         status = run.stage_status(stage)
         if status != "complete":
-            return {"pending": "not built yet", "running": "interrupted: resumed"}.get(status, f"{status}: resumed")
+            if status == "pending":
+                return "not built yet"
+            return f"{'interrupted' if status == 'running' else f'{status} before'}: run again, from its partial results where it keeps them"
         read = next((s for s in STAGE_INPUTS.get(stage, ()) if s in ran), None) or run.stale_stages().get(stage)
         if read:
             return f"it reads {SECTIONS.get(read, read)}, built again since"
