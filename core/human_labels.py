@@ -42,6 +42,7 @@ SET_TABLE = "human_labels_equivalent"  # every member of the equivalent set: its
 CONFIDENCE = 0.95
 OLD_VALUES_NAME = "toxic_values"  # dispreferred_values in configs and runs made before it was renamed
 CHUNK = 128  # labelled sentences scored per step of the progress bar
+MAX_CHARS = 2000  # a labelled sentence is scored up to here: tweets and comments fit, a pasted page does not
 
 
 class LabelledSet(BaseModel):
@@ -68,8 +69,8 @@ class LabelledSet(BaseModel):
         return {name: getattr(self, name) for name in LabelledSet.model_fields}
 
     def load(self) -> pd.DataFrame:
-        """The labelled sentences (``text``, ``dispreferred``), the seeded sample of
-        ``label_limit`` of them: every stage that reads the set scores the same sentences."""
+        """The labelled sentences (``text``, cut at :data:`MAX_CHARS`; ``dispreferred``), the seeded
+        sample of ``label_limit`` of them: every stage that reads the set scores the same sentences."""
         labelled = load_labelled(self.labels, text_column=self.label_text_column, label_column=self.label_column,
                                  dispreferred_values=self.dispreferred_values)  # fmt: skip
         if self.label_limit and len(labelled) > self.label_limit:
@@ -77,7 +78,7 @@ class LabelledSet(BaseModel):
             if labelled["dispreferred"].nunique() < 2:
                 raise IrlLensError(f"{self.labels}: the seeded sample of {self.label_limit} sentences holds one label "
                                    "only; an AUC needs both: raise label_limit")  # fmt: skip
-        return labelled
+        return labelled.assign(text=labelled["text"].str[:MAX_CHARS])
 
 
 def recorded_set(run: Run) -> LabelledSet | None:
@@ -174,7 +175,7 @@ def measure(
     ``whole_set`` (:data:`SET_TABLE`), scored in the same backbone pass."""
     from core.recovered_reward import RecoveredReward
 
-    texts = [t[:2000] for t in labelled["text"]]
+    texts = labelled["text"].tolist()
     dispreferred = labelled["dispreferred"].to_numpy(bool)
     shown = list(dict.fromkeys(members))
     reward = RecoveredReward(run, list(dict.fromkeys([*shown, *whole_set])))

@@ -231,7 +231,7 @@ def human_label_figures(run: Run, scorer: ImplicitReward) -> dict:
         labelled = config.load()  # the same sentences as the members were checked on
     except IrlLensError as err:
         return {"implicit_human_label_note": f"labelled set not at hand: {err}"}
-    texts = [t[:2000] for t in labelled["text"]]
+    texts = labelled["text"].tolist()
     scores = scorer.score([""] * len(texts), texts)
     labels = labelled["dispreferred"].to_numpy()
     return {"implicit_human_label_auc_sum": auc(scores.total, labels),
