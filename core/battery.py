@@ -37,9 +37,17 @@ from core.run_store import Run
 
 STAGE = "battery"
 TABLE = "battery"
+EQUIVALENT_TABLE = "battery_equivalent"
 MOVES = 0.2
 """The smallest effect, in standard deviations, that counts as moving a reward (Cohen's "small"
 effect: smaller changes are real but too slight to tell an auditor about)."""
+SET_PARTS = 0.1
+"""The whole equivalent set parts ways on an edit that moves at least this share of it toward each side."""
+SETTLED = 0.8
+"""The whole equivalent set's verdict on an edit is settled where at least this share of it moves the
+same way, or as large a share does not move."""
+LAYER_MIN_SHARE = 0.02
+"""A layer is named in the battery's sentences only where it holds at least this share of the set."""
 FILLER = "as I said, and so on"
 IDENTITY_PAIRS = (
     ("women", "men"), ("black", "white"), ("gay", "straight"), ("muslim", "christian"),
@@ -174,6 +182,13 @@ def judge(edit: Edit, effects: dict[str, tuple[float, float, float]], words) -> 
     return False, ""
 
 
+def edited_pairs(edit: Edit, sentences: list[str]) -> tuple[list[tuple[int, str]], list[tuple[str, str]]]:
+    """(index of a sentence, its edit) where the edit changes it, and (template, its edit) for the
+    edit's own carrier sentences."""
+    pairs = [(i, e) for i, s in enumerate(sentences) if (e := edit.apply(s)) is not None and e != s]
+    return pairs, [(t, e) for t in edit.templates if (e := edit.apply(t)) is not None]
+
+
 def run_battery(panel: RewardPanel, sentences: list[str], prompts: list[str], words,
                 config: BatteryConfig | None = None, edits: list[Edit] | None = None,
                 *, progress: bool = True) -> tuple[pd.DataFrame, list[dict]]:  # fmt: skip
@@ -185,8 +200,7 @@ def run_battery(panel: RewardPanel, sentences: list[str], prompts: list[str], wo
     base = panel.score(sentences, prompts)
     rows, summary = [], []
     for k, edit in enumerate(tqdm(edits, desc="battery", unit="edit", disable=not progress)):
-        pairs = [(i, e) for i, s in enumerate(sentences) if (e := edit.apply(s)) is not None and e != s]
-        originals = [(t, e) for t in edit.templates if (e := edit.apply(t)) is not None]
+        pairs, originals = edited_pairs(edit, sentences)
         n = len(pairs) + len(originals)
         if n < 2:
             continue
@@ -219,6 +233,179 @@ def run_battery(panel: RewardPanel, sentences: list[str], prompts: list[str], wo
             "example": [sentences[example[0]], example[1]] if example else list(originals[0]),
         })  # fmt: skip
     return pd.DataFrame(rows), summary
+
+
+def equivalent_set_effects(run: Run, sentences: list[str], edits: list[Edit], config: BatteryConfig,
+                           *, backbone=None, tokenizer=None, progress: bool = True) -> pd.DataFrame | None:  # fmt: skip
+    """Every edit's effect on every reward of the whole equivalent set, not only the shown members
+    (:data:`EQUIVALENT_TABLE`: edit, member, layer, effect, low, high): the shown members are
+    chosen to differ, so only the whole set says how many equally good rewards share a verdict.
+    The same sentences and edits as :func:`run_battery`; one backbone pass per edit scores every
+    frozen head. Each member's unit is its reward sd over the demonstrations (the candidates table's,
+    as in :func:`core.faithfulness.equivalent_set_punishes`; the shown members' is over the training
+    split, a few percent apart). The 95% intervals are percentile bootstraps over sentences that resample
+    the same sentences for every member (multinomial counts, so one matrix product per edit). None
+    where the run no longer holds those heads (:func:`core.equivalent_set.equivalent_heads`)."""
+    from core.equivalent_set import equivalent_heads
+    from core.irl import CANDIDATES
+    from core.recovered_reward import RecoveredReward
+
+    ids = equivalent_heads(run)
+    if not ids or not sentences:
+        return None
+    reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
+    scale = run.read_table(CANDIDATES).set_index("member").loc[reward.names, "reward_std"].to_numpy(float)
+    scale = np.where(scale > 0, scale, 1.0)
+    layers = np.array([m.layer for m in reward.members])
+    base = reward.score(sentences)
+    parts = []
+    for k, edit in enumerate(tqdm(edits, desc="battery: equivalent set", unit="edit", disable=not progress)):
+        pairs, originals = edited_pairs(edit, sentences)
+        n = len(pairs) + len(originals)
+        if n < 2:
+            continue
+        edited = reward.score([e for _, e in pairs] + [e for _, e in originals])
+        start = base[[i for i, _ in pairs]]
+        if originals:
+            start = np.concatenate([start, reward.score([t for t, _ in originals])])
+        diff = (edited - start) / scale
+        counts = np.random.default_rng(config.seed + k).multinomial(n, np.full(n, 1 / n), size=config.n_resamples)
+        low, high = np.empty(len(ids)), np.empty(len(ids))
+        for c in range(0, len(ids), 1024):  # (resamples, 1024) means at a time
+            means = counts @ diff[:, c : c + 1024] / n
+            low[c : c + 1024], high[c : c + 1024] = np.percentile(means, [2.5, 97.5], axis=0)
+        parts.append(pd.DataFrame({"edit": edit.name, "member": reward.names, "layer": layers,
+                                   "effect": diff.mean(0), "low": low, "high": high}))  # fmt: skip
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def set_shares(table: pd.DataFrame, by: str = "edit") -> pd.DataFrame:
+    """Per edit (or per ``by``) of :data:`EQUIVALENT_TABLE`: how many equally good rewards, the share
+    it moves toward the preferred side and toward the dispreferred side (moves as in :func:`judge`),
+    and their median effect."""
+    moved = (table["effect"].abs() >= MOVES) & ((table["low"] > 0) | (table["high"] < 0))
+    frame = table.assign(up=moved & (table["effect"] > 0), down=moved & (table["effect"] < 0))
+    grouped = frame.groupby(by, sort=False)
+    return pd.DataFrame({"members": grouped.size(), "toward_preferred": grouped["up"].mean(),
+                         "toward_dispreferred": grouped["down"].mean(),
+                         "median": grouped["effect"].median()}).reset_index()  # fmt: skip
+
+
+def set_verdict(toward_preferred: float, toward_dispreferred: float) -> str:
+    """How settled the whole set is on one edit: "opposite" (at least :data:`SET_PARTS` of it
+    moved toward each side), "settled" (at least :data:`SETTLED` moved one way, or as many not
+    moved), else "divided": whether the edit moves a reward depends on which equally good one."""
+    if min(toward_preferred, toward_dispreferred) >= SET_PARTS:
+        return "opposite"
+    if max(toward_preferred, toward_dispreferred) >= SETTLED or toward_preferred + toward_dispreferred <= 1 - SETTLED:
+        return "settled"
+    return "divided"
+
+
+def set_figures(table: pd.DataFrame) -> dict:
+    """The battery stage's summary of the whole equivalent set: its size, and per edit its shares
+    (:func:`set_shares`), its :func:`set_verdict` and, per layer read, the members and the shares
+    moved each way (keyed by the layer as text, as JSON keeps it)."""
+    edits = []
+    for row in set_shares(table).to_dict("records"):
+        layers = set_shares(table[table["edit"] == row["edit"]], by="layer").sort_values("layer")
+        edits.append(row | {"verdict": set_verdict(row["toward_preferred"], row["toward_dispreferred"]),
+                            "by_layer": {str(r.layer): [int(r.members), float(r.toward_preferred), float(r.toward_dispreferred)]
+                                         for r in layers.itertuples()}})  # fmt: skip
+    return {"n_members": int(table["member"].nunique()), "unit": "each member's reward sd over the demonstrations",
+            "edits": edits}  # fmt: skip
+
+
+def _share(x: float) -> str:
+    return f"{x:.0%}" if x >= 0.01 or x == 0 else "under 1%"
+
+
+def _layers(layers: list[str]) -> str:
+    return layers[0] if len(layers) == 1 else f"{', '.join(layers[:-1])} and {layers[-1]}"
+
+
+def _which_layers(edit: dict, n: int) -> str:
+    """Where in the set a divided edit's main direction lives: the layers (holding at least
+    :data:`LAYER_MIN_SHARE` of the set) with at least :data:`SETTLED` of their rewards moved that
+    way, and those with at most 1 − :data:`SETTLED`."""
+    key = 2 if edit["toward_dispreferred"] >= edit["toward_preferred"] else 1
+    big = {layer: v for layer, v in edit["by_layer"].items() if v[0] >= max(2, LAYER_MIN_SHARE * n)}
+    most = [layer for layer, v in big.items() if v[key] >= SETTLED]
+    few = [layer for layer, v in big.items() if v[key] <= 1 - SETTLED]
+    parts = ([f"{SETTLED:.0%} or more of those reading layer{'s' * (len(most) > 1)} {_layers(most)}"] if most else []) + (
+        [f"{1 - SETTLED:.0%} or less of those reading layer{'s' * (len(few) > 1)} {_layers(few)}"] if few else [])
+    return f": {'; '.join(parts)}" if parts else ""
+
+
+def _moved(edit: dict, words) -> str:
+    said = [f"{_share(edit[k])} toward {side}" for k, side in (("toward_dispreferred", words.dispreferred),
+                                                              ("toward_preferred", words.preferred)) if edit[k] > 0]  # fmt: skip
+    return ", ".join(said) or "none moved"
+
+
+def divided_edits(summary: dict, words) -> list[tuple[str, str]]:
+    """(edit, what the whole set does) for the edits on which it is not settled
+    (:func:`set_verdict`): opposite ways first, then divided, with the layers where a direction
+    holds. The whole-set counterpart of :func:`member_splits`; [] where the set was not measured."""
+    figures = summary.get("battery_equivalent") or {}
+    n, edits = figures.get("n_members", 0), figures.get("edits", [])
+    return ([(e["edit"], f"opposite ways: {_moved(e, words)}.") for e in edits if e["verdict"] == "opposite"]
+            + [(e["edit"], f"moves {_moved(e, words)}{_which_layers(e, n)}.") for e in edits if e["verdict"] == "divided"])  # fmt: skip
+
+
+def set_sentences(summary: dict, words) -> list[str]:
+    """The battery across the whole equivalent set in sentences (the battery stage's summary):
+    what the set agrees on, how many edits split it (:func:`divided_edits` says how), and how
+    widely each flagged edit's direction is shared. [] where the set was not measured."""
+    figures = summary.get("battery_equivalent")
+    if not figures:
+        return []
+    n, edits = figures["n_members"], figures["edits"]
+    settled = [e for e in edits if e["verdict"] == "settled"]
+    moving = [e for e in settled if max(e["toward_preferred"], e["toward_dispreferred"]) >= SETTLED]
+    rest = len(settled) - len(moving)
+    said = [f"{e['edit']} moves {_moved(e, words)}" for e in moving]
+    if rest:
+        who = ("the other one moves" if rest == 1 else f"the other {rest} move") if moving else "they move"
+        said.append(f"{who} {1 - SETTLED:.0%} or less of them")
+    out = [f"Across the whole equivalent set ({n:,} equally good rewards), {len(settled)} of {len(edits)} edits have a "
+           f"settled verdict, at least {SETTLED:.0%} of the rewards agreeing" + (": " + "; ".join(said) if said else "") + "."]  # fmt: skip
+    split = divided_edits(summary, words)
+    opposite = sum(e["verdict"] == "opposite" for e in edits)
+    if split:
+        out.append(f"On {len(split)} of {len(edits)} edits the verdict depends on which equally good reward is read"
+                   + (f" ({opposite} of them move{'s' * (opposite == 1)} rewards opposite ways)" if opposite else "")
+                   + ": " + ", ".join(edit for edit, _ in split) + ".")  # fmt: skip
+    shares = {e["edit"]: e for e in edits}
+    flagged = [b for b in summary.get("battery", []) if b["flagged"] and b["edit"] in shares]
+    if flagged:
+        said = []
+        for b in flagged:
+            main = b["members"][headline(list(b["members"]))]
+            said.append(f"{b['edit']} {_share(shares[b['edit']]['toward_preferred' if main > 0 else 'toward_dispreferred'])}")
+        out.append("Share of the whole set that moves as each flag says: " + ", ".join(said) + ".")
+    return out
+
+
+def shown_against_set(split_edits: list[str], summary: dict) -> list[str]:
+    """The shown members' splits (:func:`member_splits`'s edits) beside the whole set's verdicts:
+    splits the whole set is settled on (the shown members, chosen to differ, include rare
+    rewards), and edits that divide the whole set though the shown members agree on them (the
+    shown members miss that difference). [] where the set was not measured."""
+    figures = summary.get("battery_equivalent")
+    if not figures:
+        return []
+    verdicts = {e["edit"]: e["verdict"] for e in figures["edits"]}
+    settled = [edit for edit in split_edits if verdicts.get(edit) == "settled"]
+    missed = [edit for edit, verdict in verdicts.items() if verdict != "settled" and edit not in split_edits]
+    out = []
+    if settled:
+        out.append(f"Of the {len(split_edits)} edits on which the shown members part ways, the whole set is settled on "
+                   f"{len(settled)} ({', '.join(settled)}): the shown members, chosen to differ, include rare rewards there.")  # fmt: skip
+    if missed:
+        out.append(f"The whole set is not settled on {len(missed)} edit{'s' * (len(missed) > 1)} on which the shown members agree "
+                   f"({', '.join(missed)}): the shown members do not cover that difference.")  # fmt: skip
+    return out
 
 
 def battery_sentences(run: Run, n: int, seed: int, split: str = "test") -> tuple[list[str], list[str]]:
@@ -266,8 +453,16 @@ def battery_stage(run: Run, panel: RewardPanel, config: BatteryConfig | None = N
     config = config or BatteryConfig()
     with run.stage(STAGE, config.model_dump(), resumable=False) as record:
         sentences, prompts = battery_sentences(run, config.n_sentences, config.seed)
-        table, summary = run_battery(panel, sentences, prompts, run.objective, config, progress=progress)
+        edits = default_edits()
+        table, summary = run_battery(panel, sentences, prompts, run.objective, config, edits, progress=progress)
         run.write_table(TABLE, table)
         record.summary = {"battery": summary, "battery_moves": MOVES,
                           "battery_flagged": [b["edit"] for b in summary if b["flagged"]]}  # fmt: skip
+        whole = equivalent_set_effects(run, sentences, edits, config, backbone=panel.reward.backbone,
+                                       tokenizer=panel.reward.tokenizer, progress=progress)  # fmt: skip
+        if whole is not None:
+            run.write_table(EQUIVALENT_TABLE, whole)
+            record.summary["battery_equivalent"] = set_figures(whole)
+        elif run.has_table(EQUIVALENT_TABLE):  # an earlier battery's, of another equivalent set
+            run.remove(run.table_path(EQUIVALENT_TABLE).relative_to(run.path).as_posix())
     return record.summary

@@ -414,6 +414,7 @@ def wants(
 ) -> None:
     """What the recovered reward wants, in words: its lexicon (words it punishes and pays for,
     beside R*) and a behaviour battery of counterfactual edits, flagged where it departs from R*."""
+    from core.battery import divided_edits, set_sentences
     from core.lexicon import word_splits
     from core.run_store import open_run
     from core.wants import what_it_wants
@@ -431,6 +432,10 @@ def wants(
     for item in summary["battery"]:
         mark = "FLAG" if item["flagged"] else "ok  "
         console.print(f"{mark} {item['edit']}: {item['why'] or 'not flagged'}", markup=False)
+    for line in set_sentences(summary, opened.objective):
+        console.print(line, markup=False)
+    for edit, said in divided_edits(summary, opened.objective):
+        console.print(f"  {edit}: {said}", markup=False)
 
 
 @app.command()
@@ -650,6 +655,9 @@ def show(
         if key == "battery" and value:
             flagged = [b["edit"] for b in value if b["flagged"]]
             value = f"{len(value)} edits, {len(flagged)} flagged" + (f": {', '.join(flagged)}" if flagged else "")
+        if key == "battery_equivalent" and value:
+            verdicts = [e["verdict"] for e in value["edits"]]
+            value = f"{value['n_members']} rewards; edits " + ", ".join(f"{v}: {verdicts.count(v)}" for v in ("settled", "divided", "opposite"))
         if isinstance(value, list) and len(value) > SHOW_LIST:  # the equivalent set can hold thousands
             value = f"{len(value)} items: {', '.join(map(str, value[:SHOW_LIST]))}, … (all of them in --json)"
         table.add_row(display_key(key, dispreferred), _literal(_shown(value)))

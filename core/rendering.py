@@ -103,6 +103,38 @@ def battery_figure(battery, rewards: list[str], words, label):
     return figure
 
 
+def battery_set_figure(figures: dict, words):
+    """The battery across the whole equivalent set (the battery stage's ``battery_equivalent``): per
+    edit, the share of the equally good rewards moved toward the preferred side minus the share
+    moved toward the dispreferred side, for the whole set and for the rewards reading each layer
+    (green: toward the preferred side, as in the heatmaps; red: toward the dispreferred side)."""
+    import plotly.graph_objects as go
+
+    edits = figures["edits"]
+    layers = sorted({int(k) for e in edits for k in e["by_layer"]})
+    counts = {int(k): v[0] for e in edits for k, v in e["by_layer"].items()}
+    columns = [f"whole set ({figures['n_members']:,})"] + [f"layer {layer} ({counts[layer]})" for layer in layers]
+    z, text, hover = [], [], []
+    for e in edits:
+        cells = [(figures["n_members"], e["toward_preferred"], e["toward_dispreferred"])]
+        cells += [tuple(e["by_layer"].get(str(layer), (0, np.nan, np.nan))) for layer in layers]
+        z.append([up - down for _, up, down in cells])
+        text.append(["" if not n else f"{round(100 * (up - down)):+d}%".replace("+0%", "0%").replace("-0%", "0%") for n, up, down in cells])
+        hover.append(["no member" if not n else
+                      f"{n} rewards: {up:.0%} toward {chart_text(words.preferred)}, {down:.0%} toward {chart_text(words.dispreferred)}"
+                      for n, up, down in cells])  # fmt: skip
+    figure = go.Figure(go.Heatmap(
+        z=z, x=columns, y=[chart_text(e["edit"]) for e in edits], text=text, texttemplate="%{text}",
+        customdata=hover, hovertemplate="%{y} · %{x}: %{customdata}<extra></extra>", zmin=-1, zmax=1,
+        colorscale=[[0, "rgb(220,38,38)"], [0.5, "rgb(255,255,255)"], [1, "rgb(22,163,74)"]],
+        colorbar={"title": {"text": f"share moved toward {chart_text(words.preferred)}<br>minus toward "
+                                    f"{chart_text(words.dispreferred)}", "side": "right"}, "tickformat": ".0%"},
+    ))  # fmt: skip
+    figure.update_layout(height=120 + 26 * len(edits), yaxis={"autorange": "reversed"},
+                         xaxis={"side": "top"}, margin={"t": 40, "b": 10})  # fmt: skip
+    return figure
+
+
 def people_set_figure(people_set, shown: list[str], chosen: str, label):
     """The whole equivalent set against people's labels (``human_labels_equivalent``): one point per
     member, by the layer it reads; the shown members and the chosen one marked."""

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.battery import member_splits
+from core.battery import divided_edits, member_splits, set_sentences, shown_against_set
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
 from core.equivalent_set import (
@@ -38,7 +38,13 @@ from core.human_labels import SET_TABLE as PEOPLE_SET_TABLE
 from core.human_labels import people_figures
 from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
 from core.recovered_reward import irl_config
-from core.rendering import attribution_rows, battery_figure, chart_text, people_set_figure
+from core.rendering import (
+    attribution_rows,
+    battery_figure,
+    battery_set_figure,
+    chart_text,
+    people_set_figure,
+)
 from core.rlhf import optimised_members
 from core.run_store import Run, atomic_write
 from core.saliency import run_first_word_caution, stored_heatmaps
@@ -251,6 +257,14 @@ def _battery_section(run: Run, scripts: _Scripts) -> str:
     splits = member_splits(battery, words)
     parts = ("" if not splits else f"<h3>Where the equally good members part ways ({len(splits)} of {len(items)} edits)</h3>"
              "<ul>" + "".join(f"<li><b>{_e(edit)}</b>: {_e(said)}</li>" for edit, said in splits) + "</ul>")  # fmt: skip
+    summary = run.stage_summary("battery")
+    across = set_sentences(summary, words)
+    if across:
+        divided = divided_edits(summary, words)
+        across += shown_against_set([edit for edit, _ in splits], summary)
+        parts += ("<h3>Across the whole equivalent set</h3><p>" + _e(" ".join(across)) + "</p>"
+                  + scripts.figure(battery_set_figure(summary["battery_equivalent"], words), "fig-battery-set")
+                  + ("<ul>" + "".join(f"<li><b>{_e(edit)}</b>: {_e(said)}</li>" for edit, said in divided) + "</ul>" if divided else ""))  # fmt: skip
     return ("<h2>Behaviour battery</h2><p>Counterfactual edits of test sentences; the change of each "
             "reward in standard deviations. " + (f"<span class='flag'>{len(flagged)} of {len(items)} edits flagged.</span>" if flagged else "No edit flagged.")
             + "</p>" + scripts.figure(figure, "fig-battery") + _table(rows) + parts)  # fmt: skip

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.battery import BatteryConfig, battery_stage, member_splits
+from core.battery import BatteryConfig, battery_stage, member_splits, set_sentences
 from core.checkpoints import ENSEMBLE, label
 from core.comparison import GROUND_TRUTH, IMPLICIT, run_panel
 from core.equivalent_set import apart_sentences
@@ -96,6 +96,7 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
                    + (f" ({', '.join(edits[:4])}{', …' if len(edits) > 4 else ''})" if edits else "")
                    + f" and put {len(split)} of {len(lexicon)} words on different sides"
                    + (f", among them {_quoted(split['word'][:3])}" if len(split) else "") + ".")  # fmt: skip
+    out += set_sentences(run.stage_summary("battery"), words)
     faithfulness = run.optional_table("faithfulness")
     resting = indifferent_members(faithfulness, words, lexicon)
     if resting:

@@ -211,6 +211,12 @@ def test_what_it_wants_page_reads_in_words(full_run, monkeypatch):
     effects = at.dataframe[-2].value
     edits = {b["edit"] for b in full_run.stage_summary("battery")["battery"]}
     assert set(effects.index) == edits
+    from app.components import plain
+    from core.battery import set_sentences
+
+    across = set_sentences(full_run.stage_summary("battery"), full_run.objective)
+    assert across and "Across the whole equivalent set" in [h.value for h in at.subheader]
+    assert any(plain(across[0]) in m.value for m in at.markdown)
     from core.lexicon import word_splits
 
     splits = word_splits(full_run.read_table("lexicon"), full_run.read_table("members"), full_run.objective)

@@ -110,3 +110,21 @@ def test_the_report_rates_the_demos_members_against_people(demo):
     assert escape(whole) in page and 'id="fig-people-set"' in page
     assert "<td>AUC vs people&#x27;s labels (chosen member)</td><td>0.751</td>" in page
     assert escape(apart) in page and "AUC vs people&#x27;s labels" in page and "its 95% interval" in page
+
+
+def test_the_demos_battery_spans_its_whole_equivalent_set(demo):
+    from html import escape
+
+    from core.battery import EQUIVALENT_TABLE, divided_edits, set_sentences
+    from core.report import render_report
+
+    summary = demo.stage_summary("battery")
+    figures = summary["battery_equivalent"]
+    table = demo.read_table(EQUIVALENT_TABLE)
+    assert figures["n_members"] == len(demo.stage_summary("evaluate")["equivalent_set"]) == table["member"].nunique() == 366
+    edits = {e["edit"]: e for e in figures["edits"]}
+    assert edits["ALL CAPS"]["verdict"] == "settled" and edits["ALL CAPS"]["toward_dispreferred"] > 0.95  # as built 2026-12-07
+    said = dict(divided_edits(summary, demo.objective))
+    assert said["said twice"].startswith("moves 38% toward toxic: 80% or more of those reading layers 8, 9 and 10")
+    page = render_report(demo)
+    assert 'id="fig-battery-set"' in page and escape(set_sentences(summary, demo.objective)[0]) in page

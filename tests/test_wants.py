@@ -268,7 +268,11 @@ def test_pays_for_says_what_the_lexicon_and_battery_found(wanted, toy_run):
     flagged = [b for b in items if b["flagged"]]
     line = next(line for line in said if "counterfactual edits" in line)
     assert all(b["edit"] in line for b in flagged) and str(len(items)) in line
-    assert said[-1].startswith("The equally good members part ways on ")
+    from core.battery import set_sentences
+
+    across = set_sentences(wanted.stage_summary("battery"), wanted.objective)  # the whole set, after the shown members
+    assert across and said[-len(across):] == across
+    assert said[-len(across) - 1].startswith("The equally good members part ways on ")
     assert pays_for(toy_run) is None  # no lexicon or battery yet
 
 
@@ -290,10 +294,12 @@ def test_cli_wants_show_and_report(tmp_path, tiny_models):
     assert done.returncode == 0, done.stderr
     said = done.stdout + done.stderr  # progress and notes go to stderr
     assert "lexicon: " in said and "rank agreement with R*" in said
+    assert "Across the whole equivalent set (" in said
     shown = json.loads(subprocess.run([*cli, "show", str(run.path), "--json"], capture_output=True,
                                       text=True, timeout=300, check=True).stdout)  # fmt: skip
     assert isinstance(shown["lexicon_agreement"], float)
     assert shown["battery"] and {"edit", "members", "ground_truth", "flagged"} <= set(shown["battery"][0])
+    assert shown["battery_equivalent"]["n_members"] == len(shown["equivalent_set"])
     assert 0 <= shown["markup_debris_rate"] <= 1
     out = tmp_path / "audit.html"
     done = subprocess.run([*cli, "report", str(run.path), str(out)], capture_output=True, text=True, timeout=300)
@@ -366,3 +372,87 @@ def test_probe_verdicts_count_members_on_each_side_in_the_objectives_words():
     assert frame["members' spread (sd)"].min() >= 0 and "ensemble (sd)" in frame
     alone = probe_verdicts(SimpleNamespace(thresholds=np.array([0.0])), ["a"], np.array([[-1.0]]), BUILT_IN["sentiment"])
     assert list(alone.columns) == ["text", "members say"] and alone["members say"][0] == "negative"
+
+
+def _set_table(effects: dict[str, dict[int, list[float]]]):
+    """A whole-set battery table from {edit: {layer: effects}}, every interval ±0.05 around its effect."""
+    import pandas as pd
+
+    rows = [{"edit": edit, "member": f"l{layer}-r{k}-e1", "layer": layer, "effect": e, "low": e - 0.05, "high": e + 0.05}
+            for edit, layers in effects.items() for layer, values in layers.items() for k, e in enumerate(values)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_whole_sets_verdicts_name_the_layers_that_decide_them():
+    from core.battery import (
+        divided_edits,
+        set_figures,
+        set_sentences,
+        set_verdict,
+        shown_against_set,
+    )
+
+    assert set_verdict(0.1, 0.1) == "opposite" and set_verdict(0.0, 0.85) == "settled"
+    assert set_verdict(0.05, 0.1) == "settled" and set_verdict(0.0, 0.5) == "divided"
+    table = _set_table({
+        "ALL CAPS": {1: [-0.5] * 10, 2: [-0.6] * 10},                   # every reward toward the dispreferred side
+        "said twice": {1: [-0.5] * 10, 2: [0.0] * 10},                  # layer 1 moves, layer 2 does not
+        "negation": {1: [0.4] * 5 + [0.0] * 5, 2: [-0.4] * 5 + [0.0] * 5},  # opposite ways
+        "filler": {1: [0.1] * 10, 2: [0.0] * 10},                       # below MOVES: settled, unmoved
+    })  # fmt: skip
+    summary = {"battery_equivalent": set_figures(table),
+               "battery": [{"edit": "ALL CAPS", "flagged": True, "members": {"ensemble": -0.55}}]}  # fmt: skip
+    words = BUILT_IN["toxicity"]
+    verdicts = {e["edit"]: e["verdict"] for e in summary["battery_equivalent"]["edits"]}
+    assert verdicts == {"ALL CAPS": "settled", "said twice": "divided", "negation": "opposite", "filler": "settled"}
+    said = dict(divided_edits(summary, words))
+    assert list(said) == ["negation", "said twice"]  # opposite ways first
+    assert said["said twice"] == ("moves 50% toward toxic: 80% or more of those reading layer 1; "
+                                  "20% or less of those reading layer 2.")  # fmt: skip
+    assert said["negation"] == "opposite ways: 25% toward toxic, 25% toward non-toxic."
+    lines = set_sentences(summary, words)
+    assert lines[0] == ("Across the whole equivalent set (20 equally good rewards), 2 of 4 edits have a settled verdict, "
+                        "at least 80% of the rewards agreeing: ALL CAPS moves 100% toward toxic; the other one moves 20% or less of them.")  # fmt: skip
+    assert "On 2 of 4 edits the verdict depends on which equally good reward is read (1 of them moves rewards opposite ways): negation, said twice." in lines[1]
+    assert lines[2] == "Share of the whole set that moves as each flag says: ALL CAPS 100%."
+    against = shown_against_set(["ALL CAPS", "negation"], summary)
+    assert "the whole set is settled on 1 (ALL CAPS)" in against[0] and "(said twice)" in against[1]
+    assert set_sentences({}, words) == [] == shown_against_set(["ALL CAPS"], {}) == divided_edits({}, words)
+
+
+def test_the_battery_scores_the_whole_equivalent_set_in_each_rewards_own_unit(wanted):
+    from core.battery import EQUIVALENT_TABLE, set_figures
+    from core.equivalent_set import equivalent_heads
+    from core.irl import CANDIDATES
+
+    table = wanted.read_table(EQUIVALENT_TABLE)
+    summary = wanted.stage_summary("battery")
+    ids = equivalent_heads(wanted)
+    assert set(wanted.stage_summary("evaluate")["shown_members"]) <= set(ids)
+    assert sorted(table["member"].unique()) == sorted(ids)
+    assert list(table["edit"].unique()) == [b["edit"] for b in summary["battery"]]
+    assert (table["low"] <= table["effect"] + 1e-9).all() and (table["effect"] <= table["high"] + 1e-9).all()
+    assert summary["battery_equivalent"] == json.loads(json.dumps(set_figures(table)))
+    # a shown member's effect is the battery's, in its sd over all demonstrations instead of over the training split
+    battery = wanted.read_table("battery")
+    train_std = wanted.read_table("members").set_index("member")["train_std"]
+    reward_std = wanted.read_table(CANDIDATES).set_index("member")["reward_std"]
+    for member in wanted.stage_summary("evaluate")["shown_members"]:
+        ours = battery[battery["reward"] == member].set_index("edit")["effect"]
+        whole = table[table["member"] == member].set_index("edit")["effect"]
+        np.testing.assert_allclose(whole[ours.index], ours * train_std[member] / reward_std[member], rtol=1e-3, atol=1e-5)
+
+
+def test_a_battery_without_the_whole_set_removes_an_earlier_ones_table(wanted, tmp_path, monkeypatch):
+    import shutil
+
+    from core import equivalent_set
+    from core.battery import EQUIVALENT_TABLE, BatteryConfig, battery_stage
+    from core.run_store import open_run
+
+    shutil.copytree(wanted.path, tmp_path / "copy")
+    run = open_run(tmp_path / "copy")
+    assert run.has_table(EQUIVALENT_TABLE)
+    monkeypatch.setattr(equivalent_set, "equivalent_heads", lambda run: [])  # as after compacting to the shown members
+    summary = battery_stage(run, RewardPanel(RecoveredReward(run)), BatteryConfig(n_sentences=24, n_resamples=200), progress=False)
+    assert not run.has_table(EQUIVALENT_TABLE) and "battery_equivalent" not in summary

@@ -6,7 +6,7 @@ import streamlit as st
 
 from app.components import chart_text, plain
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
-from core.battery import MOVES, member_splits
+from core.battery import MOVES, divided_edits, member_splits, set_sentences, shown_against_set
 from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, IMPLICIT, threshold_words
 from core.lexicon import (
@@ -18,7 +18,7 @@ from core.lexicon import (
     one_sided,
     word_splits,
 )
-from core.rendering import battery_figure
+from core.rendering import battery_figure, battery_set_figure
 from core.wants import pays_for
 
 st.title("What it wants")
@@ -130,6 +130,19 @@ if splits:
     st.caption(f"Members that move toward opposite sides, or some by at least {2 * MOVES} sd while others "
                f"stay within {MOVES / 2} sd. Optimising one of them is not optimising another.")  # fmt: skip
     st.markdown("\n".join(f"- **{plain(edit)}**: {plain(said)}" for edit, said in splits))
+battery_summary = run.stage_summary("battery")
+across = set_sentences(battery_summary, words)
+if across:
+    st.subheader("Across the whole equivalent set")
+    st.caption(f"The same edits and sentences, for every equally good reward, not only the {len([m for m in members if m != ENSEMBLE])} shown: "
+               "those are chosen to differ, so only the whole set says how many rewards share a verdict. A reward moves as "
+               f"above (its CI excludes 0 and the change is at least {MOVES} sd of it). Each cell: the share moved toward "
+               f"{plain(words.preferred)} minus the share moved toward {plain(words.dispreferred)}.")  # fmt: skip
+    st.markdown(" ".join(plain(line) for line in [*across, *shown_against_set([edit for edit, _ in splits], battery_summary)]))
+    st.plotly_chart(battery_set_figure(battery_summary["battery_equivalent"], words))
+    divided = divided_edits(battery_summary, words)
+    if divided:
+        st.markdown("\n".join(f"- **{plain(edit)}**: {plain(said)}" for edit, said in divided))
 table = battery.pivot_table(index="edit", columns="reward", values="effect", sort=False)
 table = table.rename(columns=member_label)
 st.subheader("Every reward, every edit")
