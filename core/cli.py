@@ -705,6 +705,28 @@ def apart(
         console.print(_literal(f"{found['label']} {title}:"), table)
 
 
+@app.command()
+def member(
+    run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
+    member_id: Annotated[str, typer.Argument(metavar="MEMBER", help="Any member of the equivalent set, e.g. l8-r0-e41.")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Any one equally good reward beside the whole equivalent set: how the demonstrations rate it
+    and, where measured, people's labels, R* and every battery edit (evaluation only)."""
+    from core.equivalent_set import member_profile, profile_lines
+    from core.run_store import open_run
+
+    opened = open_run(run)
+    found = member_profile(opened, member_id)
+    if json_out:
+        _print_json(found)
+        return
+    for line in profile_lines(found, opened.objective):
+        console.print(line, markup=False, highlight=False)
+    console.print(f"To optimise it alone: irl-lens rlhf {opened.path} --reward recovered --members {found['member']} --name NAME",
+                  markup=False, highlight=False)
+
+
 SHOW_LIST = 12
 """Items of a list that `irl-lens show` prints in its table (`--json` has them all)."""
 

@@ -33,7 +33,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from core.checkpoints import ENSEMBLE, label
+from core.checkpoints import ENSEMBLE, Member, label
 from core.errors import IrlLensError
 from core.evaluation import auc, discrimination_auc, epic_distance, pairwise_accuracy
 from core.recovered_reward import irl_config
@@ -405,3 +405,84 @@ def character(member: dict, words) -> str:
         )
     parts.append(f"flags {member['flag_rate']:.0%} of test sentences")
     return "; ".join(parts) + "."
+
+
+def member_profile(run, member: str) -> dict:
+    """What the run knows of any one equally good reward, beside the whole set: how well the
+    demonstrations rate it (what made it equally good), and, where measured, people's labels, R*
+    on the test split and each battery edit, with the share of the set it stands with. Nothing here
+    selects: an auditor reads it to weigh a reward the shown members do not include, and
+    ``irl-lens rlhf --members`` optimises whichever reward they settle on."""
+    from core.battery import EQUIVALENT_TABLE, MOVES
+    from core.human_labels import SET_TABLE
+    from core.irl import CANDIDATES
+
+    evaluated = run.stage_summary("evaluate")
+    ids = evaluated.get("equivalent_set") or []
+    if not ids:
+        raise IrlLensError(f"run {run.path} has no equivalent set yet: run 'irl-lens evaluate' first")
+    try:
+        member = Member.parse(member).id
+    except IrlLensError as err:
+        raise IrlLensError(f"{err}; give a member of the equivalent set, e.g. {ids[0]}") from None
+    if member not in ids:
+        raise IrlLensError(f"{member} is not one of the run's {len(ids):,} equally good rewards, e.g. {ids[0]}")
+    candidates = run.read_table(CANDIDATES).drop_duplicates("member").set_index("member").loc[ids]
+    row = candidates.loc[member]
+
+    def standing(values: pd.Series, value: float) -> dict:
+        return {"value": float(value), "below": float((values < value).mean()), "min": float(values.min()),
+                "median": float(values.median()), "max": float(values.max())}  # fmt: skip
+
+    out = {"member": member, "label": label(member), "layer": int(row["layer"]), "repeat": int(row["repeat"]),
+           "epoch": int(row["epoch"]), "n_equivalent": len(ids), "shown": member in (evaluated.get("shown_members") or []),
+           "chosen": member == evaluated.get("best_member_id"),
+           "selection_discrimination_auc": standing(candidates["selection_discrimination_auc"], row["selection_discrimination_auc"]),
+           "selection_pair_accuracy": standing(candidates["selection_pair_accuracy"], row["selection_pair_accuracy"]),
+           "people_auc": None, "ground_truth_test_auc": None, "battery": None}  # fmt: skip
+    people = run.optional_table(SET_TABLE)
+    if people is not None and member in set(people["member"]):
+        aucs = people.set_index("member")["auc"]
+        out["people_auc"] = standing(aucs, aucs[member])
+    if run.has_ground_truth and "test_auc" in candidates and pd.notna(row["test_auc"]):
+        out["ground_truth_test_auc"] = standing(candidates["test_auc"], row["test_auc"])
+    battery = run.optional_table(EQUIVALENT_TABLE)
+    if battery is not None and member in set(battery["member"]):
+        moved = (battery["effect"].abs() >= MOVES) & ((battery["low"] > 0) | (battery["high"] < 0))
+        way = np.where(moved, np.sign(battery["effect"]), 0)
+        frame = battery.assign(way=way)
+        out["battery"] = [{"edit": edit, "effect": float(own["effect"].iloc[0]), "low": float(own["low"].iloc[0]),
+                           "high": float(own["high"].iloc[0]), "moves": int(own["way"].iloc[0]),
+                           "with_share": float((part["way"] == own["way"].iloc[0]).mean())}
+                          for edit, part in frame.groupby("edit", sort=False)
+                          for own in [part[part["member"] == member]]]  # fmt: skip
+    return out
+
+
+def profile_lines(profile: dict, words) -> list[str]:
+    """:func:`member_profile` in sentences an auditor can quote."""
+    n = profile["n_equivalent"]
+    role = "the chosen member" if profile["chosen"] else "a shown member" if profile["shown"] else "not among the shown members"
+    sel, pairs = profile["selection_discrimination_auc"], profile["selection_pair_accuracy"]
+    out = [f"{profile['label']} is one of {n:,} equally good rewards ({role}). On the selection split it tells the "
+           f"expert's completions from π₀'s with AUC {sel['value']:.3f} (the set: {sel['min']:.3f} to {sel['max']:.3f}) "
+           f"and orders {pairs['value']:.1%} of the pairs (the set: {pairs['min']:.1%} to {pairs['max']:.1%})."]  # fmt: skip
+    for key, what in (("people_auc", "Against people's labels"), ("ground_truth_test_auc", "Against R* on the test split")):
+        figure = profile[key]
+        if figure:
+            out.append(f"{what}: AUC {figure['value']:.3f}, above {figure['below']:.0%} of the set (median "
+                       f"{figure['median']:.3f}, range {figure['min']:.3f} to {figure['max']:.3f}). Evaluation only.")  # fmt: skip
+    battery = profile["battery"]
+    if battery:
+        side = {1: words.preferred, -1: words.dispreferred}
+        moves = [f"{b['edit']} ({b['effect']:+.2f} sd toward {side[b['moves']]}, as {b['with_share']:.0%} of the set)"
+                 for b in battery if b["moves"]]  # fmt: skip
+        out.append("Edits that move it: " + ("; ".join(moves) if moves else "none") + ".")
+        alone = []
+        for b in battery:
+            if b["with_share"] < 0.5:
+                does = f"moves toward {side[b['moves']]}" if b["moves"] else "does not move"
+                alone.append(f"{b['edit']} (it {does}, as only {b['with_share']:.0%} of the set do)")
+        if alone:
+            out.append("Where it is in the set's minority: " + "; ".join(alone) + ".")
+    return out

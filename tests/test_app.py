@@ -339,6 +339,22 @@ def test_disputed_sentences_say_how_the_members_split(full_run, monkeypatch):
         f"non-toxic: all {k}" if n == 0 else f"toxic: all {k}" if n == k else f"split: {n} toxic, {k - n} non-toxic")
 
 
+def test_any_equally_good_reward_can_be_looked_up_on_the_equivalent_page(monkeypatch):
+    from app.components import plain
+    from core.equivalent_set import member_profile, profile_lines
+
+    demo = Run.open(Path(__file__).resolve().parents[1] / "data" / "demo-run")
+    at = _app(monkeypatch, demo, "equivalent")
+    assert "Look up any equally good reward" in [h.value for h in at.subheader]
+    picker = next(s for s in at.selectbox if s.label == "Equally good reward")
+    assert picker.value == demo.stage_summary("evaluate")["best_member_id"] and len(picker.options) == 366
+    other = [m for m in demo.stage_summary("evaluate")["equivalent_set"] if m not in demo.stage_summary("evaluate")["shown_members"]][0]
+    at = picker.set_value(other).run(timeout=120)
+    first = profile_lines(member_profile(demo, other), demo.objective)[0]
+    assert "not among the shown members" in first and any(plain(first) in m.value for m in at.markdown)
+    assert any("it is" in d.value and "share of the set with it (%)" in d.value for d in at.dataframe)
+
+
 def test_training_page_sets_people_beside_r_star_by_layer(monkeypatch):
     PEOPLE_BY_LAYER = "people's labels (median AUC of its equally good members)"  # the page's column
     demo = Run.open(Path(__file__).resolve().parents[1] / "data" / "demo-run")

@@ -128,3 +128,25 @@ def test_the_demos_battery_spans_its_whole_equivalent_set(demo):
     assert said["said twice"].startswith("moves 38% toward toxic: 80% or more of those reading layers 8, 9 and 10")
     page = render_report(demo)
     assert 'id="fig-battery-set"' in page and escape(set_sentences(summary, demo.objective)[0]) in page
+
+
+def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
+    import json
+    import subprocess
+    import sys
+
+    from core.equivalent_set import member_profile, profile_lines
+
+    chosen = member_profile(demo, demo.stage_summary("evaluate")["best_member_id"])
+    assert chosen["chosen"] and chosen["people_auc"]["value"] == pytest.approx(0.751, abs=5e-4)  # as built 2026-12-07
+    assert chosen["people_auc"]["below"] == pytest.approx(0.09, abs=0.005)  # the chosen member is above 9% of the set
+    caps = next(b for b in chosen["battery"] if b["edit"] == "ALL CAPS")
+    assert caps["moves"] == -1 and caps["with_share"] > 0.95
+    lines = profile_lines(chosen, demo.objective)
+    assert "Against people's labels: AUC 0.751, above 9% of the set (median 0.812, range 0.731 to 0.851)" in lines[1]
+    cli = [sys.executable, "-m", "core.cli", "member", str(demo.path)]
+    other = [m for m in demo.stage_summary("evaluate")["equivalent_set"] if m not in demo.stage_summary("evaluate")["shown_members"]][0]
+    done = subprocess.run([*cli, other, "--json"], capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(done.stdout)["member"] == other and not json.loads(done.stdout)["shown"]
+    bad = subprocess.run([*cli, "l40-r0-e1"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "is not one of the run's 366 equally good rewards" in bad.stderr and "Traceback" not in bad.stderr

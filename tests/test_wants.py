@@ -325,6 +325,11 @@ def test_without_ground_truth_nothing_speaks_of_r_star(tmp_path, tiny_models):
 
     said = pays_for(run)
     assert said and not any("R*" in line for line in said)
+    from core.equivalent_set import member_profile, profile_lines
+
+    profile = member_profile(run, run.stage_summary("evaluate")["best_member_id"])
+    assert profile["ground_truth_test_auc"] is None and profile["battery"]
+    assert not any("R*" in line for line in profile_lines(profile, run.objective))
 
 
 def test_readability_of_each_policy(tmp_path, tiny_models):
@@ -456,3 +461,31 @@ def test_a_battery_without_the_whole_set_removes_an_earlier_ones_table(wanted, t
     monkeypatch.setattr(equivalent_set, "equivalent_heads", lambda run: [])  # as after compacting to the shown members
     summary = battery_stage(run, RewardPanel(RecoveredReward(run)), BatteryConfig(n_sentences=24, n_resamples=200), progress=False)
     assert not run.has_table(EQUIVALENT_TABLE) and "battery_equivalent" not in summary
+
+
+def test_any_equally_good_reward_stands_beside_the_whole_set(wanted):
+    from core.battery import EQUIVALENT_TABLE, MOVES
+    from core.equivalent_set import member_profile, profile_lines
+    from core.errors import IrlLensError
+
+    evaluated = wanted.stage_summary("evaluate")
+    table = wanted.read_table(EQUIVALENT_TABLE)
+    for member in evaluated["equivalent_set"]:
+        profile = member_profile(wanted, member)
+        assert profile["n_equivalent"] == len(evaluated["equivalent_set"]) and profile["chosen"] == (member == evaluated["best_member_id"])
+        sel = profile["selection_discrimination_auc"]
+        assert sel["min"] <= sel["value"] <= sel["max"] and 0 <= sel["below"] < 1
+        assert 0 < profile["ground_truth_test_auc"]["value"] <= 1
+        for b in profile["battery"]:  # each edit's verdict on it, and how many of the set share that verdict
+            part = table[table["edit"] == b["edit"]]
+            moved = (part["effect"].abs() >= MOVES) & ((part["low"] > 0) | (part["high"] < 0))
+            ways = np.where(moved, np.sign(part["effect"]), 0)
+            own = int(ways[(part["member"] == member).to_numpy()][0])
+            assert b["moves"] == own and b["with_share"] == pytest.approx((ways == own).mean())
+        lines = profile_lines(profile, wanted.objective)
+        assert lines[0].startswith(f"{profile['label']} is one of {profile['n_equivalent']:,} equally good rewards")
+        assert any(line.startswith("Edits that move it: ") for line in lines)
+    with pytest.raises(IrlLensError, match="is not one of the run's"):
+        member_profile(wanted, "l0-r9-e99")
+    with pytest.raises(IrlLensError, match="not a member id"):
+        member_profile(wanted, "<b>bogus</b>")

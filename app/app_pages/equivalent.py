@@ -8,15 +8,17 @@ import streamlit as st
 
 from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_labels, side_palette
 from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
-from core.checkpoints import ENSEMBLE
+from core.checkpoints import ENSEMBLE, Member
 from core.comparison import members_say_of_rows, threshold_words
 from core.equivalent_set import (
     apart_sentences,
     crowding_of,
+    member_profile,
     people_apart,
     people_aucs,
     people_intervals,
     people_whole_set,
+    profile_lines,
     says_apart,
     standardise,
 )
@@ -174,6 +176,24 @@ for title, side in (("It rates higher than the others (pays for what they do not
         st.caption(f"R* puts {int(table[f'R*: {words.dispreferred}'].sum())} of these {len(table)} on the "
                    f"{plain(words.dispreferred)} side (evaluation only, test split; "
                    f"{demos.loc[demos['split'] == 'test', 'dispreferred'].mean():.0%} of all test sentences).")  # fmt: skip
+
+everyone = summary.get("equivalent_set") or []
+if everyone:
+    st.subheader("Look up any equally good reward")
+    st.caption(f"All {len(everyone):,} rewards of the equivalent set, not only the {len(names)} shown: how the "
+               "demonstrations rate it (what made it equally good) and, where measured, people's labels, R* and the "
+               "behaviour battery, each beside the whole set. Evaluation only: nothing here selects a member.")  # fmt: skip
+    ordered_ids = sorted(everyone, key=lambda m: (Member.parse(m).layer, Member.parse(m).repeat, Member.parse(m).epoch))
+    picked = st.selectbox("Equally good reward", ordered_ids, index=ordered_ids.index(summary["best_member_id"])
+                          if summary.get("best_member_id") in ordered_ids else 0, format_func=member_label)  # fmt: skip
+    found = member_profile(run, picked)
+    st.markdown("\n".join(f"- {plain(line)}" for line in profile_lines(found, words)))
+    if found["battery"]:
+        sides = {1: f"toward {words.preferred}", -1: f"toward {words.dispreferred}", 0: "not moved"}
+        st.dataframe(pd.DataFrame([{"edit": b["edit"], "change (sd)": b["effect"], "95% CI": f"{b['low']:+.2f} to {b['high']:+.2f}",
+                                    "it is": sides[b["moves"]], "share of the set with it (%)": round(100 * b["with_share"])}
+                                   for b in found["battery"]]).round(2), hide_index=True)  # fmt: skip
+    st.caption(f"To optimise this reward alone: `irl-lens rlhf RUN --reward recovered --members {found['member']} --name NAME` (a member id is letters, digits and dashes only).")
 
 st.subheader("Map of the sentences (UMAP of h(s) at the chosen member's layer)")
 projection = run_table(run, "projection")
