@@ -410,10 +410,12 @@ def character(member: dict, words) -> str:
 def member_profile(run, member: str) -> dict:
     """What the run knows of any one equally good reward, beside the whole set: how well the
     demonstrations rate it (what made it equally good), and, where measured, people's labels, R*
-    on the test split and each battery edit, with the share of the set it stands with. Nothing here
+    on the test split, the one-word punish test and each battery edit, each with where it stands in
+    the set. Nothing here
     selects: an auditor reads it to weigh a reward the shown members do not include, and
     ``irl-lens rlhf --members`` optimises whichever reward they settle on."""
     from core.battery import EQUIVALENT_TABLE, MOVES
+    from core.faithfulness import SET_TABLE as PUNISH_TABLE
     from core.human_labels import SET_TABLE
     from core.irl import CANDIDATES
 
@@ -439,13 +441,17 @@ def member_profile(run, member: str) -> dict:
            "chosen": member == evaluated.get("best_member_id"),
            "selection_discrimination_auc": standing(candidates["selection_discrimination_auc"], row["selection_discrimination_auc"]),
            "selection_pair_accuracy": standing(candidates["selection_pair_accuracy"], row["selection_pair_accuracy"]),
-           "people_auc": None, "ground_truth_test_auc": None, "battery": None}  # fmt: skip
+           "people_auc": None, "ground_truth_test_auc": None, "punishes_planted_word": None, "battery": None}  # fmt: skip
     people = run.optional_table(SET_TABLE)
     if people is not None and member in set(people["member"]):
         aucs = people.set_index("member")["auc"]
         out["people_auc"] = standing(aucs, aucs[member])
     if run.has_ground_truth and "test_auc" in candidates and pd.notna(row["test_auc"]):
         out["ground_truth_test_auc"] = standing(candidates["test_auc"], row["test_auc"])
+    punishes = run.optional_table(PUNISH_TABLE)
+    if punishes is not None and member in set(punishes["member"]):
+        shares = punishes.set_index("member")["punishes_planted_word"]
+        out["punishes_planted_word"] = standing(shares, shares[member])
     battery = run.optional_table(EQUIVALENT_TABLE)
     if battery is not None and member in set(battery["member"]):
         moved = (battery["effect"].abs() >= MOVES) & ((battery["low"] > 0) | (battery["high"] < 0))
@@ -472,6 +478,10 @@ def profile_lines(profile: dict, words) -> list[str]:
         if figure:
             out.append(f"{what}: AUC {figure['value']:.3f}, above {figure['below']:.0%} of the set (median "
                        f"{figure['median']:.3f}, range {figure['min']:.3f} to {figure['max']:.3f}). Evaluation only.")  # fmt: skip
+    punishes = profile.get("punishes_planted_word")
+    if punishes:
+        out.append(f"On the one-word probes, it punishes the planted {words.dispreferred} word in {punishes['value']:.0%} of "
+                   f"them (the set: median {punishes['median']:.0%}, {punishes['min']:.0%} to {punishes['max']:.0%}).")  # fmt: skip
     battery = profile["battery"]
     if battery:
         side = {1: words.preferred, -1: words.dispreferred}

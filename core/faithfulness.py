@@ -48,6 +48,7 @@ from core.saliency import METHODS, RewardSaliency, exact_available
 
 STAGE = "faithfulness"
 TABLE = "faithfulness"
+SET_TABLE = "faithfulness_equivalent"  # every member of the equivalent set: the share of probes it punishes
 PROBES = Path(__file__).resolve().parent.parent / "assets" / "probes"
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 PUNISHES_SD = 0.1
@@ -211,24 +212,35 @@ def planted_word_effects(reward: RecoveredReward, probes: list[dict], scale: np.
     return effects / scale
 
 
-def equivalent_set_punishes(run: Run, probes: list[dict], *, backbone=None, tokenizer=None) -> dict | None:
+def equivalent_set_shares(run: Run, probes: list[dict], *, backbone=None, tokenizer=None) -> pd.DataFrame | None:
     """The punish test of :func:`planted_word_effects` over the whole equivalent set, not only the
-    shown members: how many of the equally good rewards hardly punish the planted word (on under
-    :data:`HARDLY_PUNISHES` of the probes), by layer too. One backbone pass over the probes' variants
-    scores every frozen head; a candidate's unit is its reward sd over the demonstrations (the
-    candidates table's). None where the run no longer holds those heads (:func:`equivalent_heads`) or
-    has no probes."""
+    shown members (:data:`SET_TABLE`: member, layer, the share of the probes whose planted word it
+    punishes). One backbone pass over the probes' variants scores every frozen head; a candidate's
+    unit is its reward sd over the demonstrations (the candidates table's). None where the run no
+    longer holds those heads (:func:`equivalent_heads`) or has no probes."""
     ids = equivalent_heads(run)
     if not probes or not ids:
         return None
     reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
     scale = run.read_table(CANDIDATES).set_index("member").loc[reward.names, "reward_std"].to_numpy(float)
     shares = (planted_word_effects(reward, probes, scale) >= PUNISHES_SD).mean(0)
-    hardly = shares < HARDLY_PUNISHES
-    layers = np.array([m.layer for m in reward.members])
-    return {"n_members": len(shares), "n_hardly_punish": int(hardly.sum()), "median_share": float(np.median(shares)),
+    return pd.DataFrame({"member": reward.names, "layer": [m.layer for m in reward.members], "punishes_planted_word": shares})
+
+
+def set_punish_figures(shares: pd.DataFrame) -> dict:
+    """The stage's summary of :func:`equivalent_set_shares`: how many of the equally good rewards
+    hardly punish the planted word (on under :data:`HARDLY_PUNISHES` of the probes), by layer too."""
+    share, layers = shares["punishes_planted_word"].to_numpy(float), shares["layer"].to_numpy(int)
+    hardly = share < HARDLY_PUNISHES
+    return {"n_members": len(share), "n_hardly_punish": int(hardly.sum()), "median_share": float(np.median(share)),
             "hardly_punish_by_layer": {int(layer): float(hardly[layers == layer].mean()) for layer in np.unique(layers)},
             "unit": "each candidate's reward sd over the demonstrations"}  # fmt: skip
+
+
+def equivalent_set_punishes(run: Run, probes: list[dict], *, backbone=None, tokenizer=None) -> dict | None:
+    """:func:`set_punish_figures` of :func:`equivalent_set_shares`; None where that is None."""
+    shares = equivalent_set_shares(run, probes, backbone=backbone, tokenizer=tokenizer)
+    return None if shares is None else set_punish_figures(shares)
 
 
 def whole_set_sentence(summary: dict | None, objective) -> str | None:
@@ -249,9 +261,9 @@ def whole_set_sentence(summary: dict | None, objective) -> str | None:
 
 
 def measure(run: Run, config: FaithfulnessConfig, probes: list[dict], *, progress: bool = True
-            ) -> tuple[pd.DataFrame, dict]:  # fmt: skip
-    """(per method and member figures, summary) for the run's shown members, localised on
-    ``probes`` (:func:`probe_set`)."""
+            ) -> tuple[pd.DataFrame, dict, pd.DataFrame | None]:  # fmt: skip
+    """(per method and member figures, summary, :func:`equivalent_set_shares`) for the run's shown
+    members, localised on ``probes`` (:func:`probe_set`)."""
     reward = RecoveredReward(run)
     truth = run.ground_truth()
     saliency = RewardSaliency(reward, truth)
@@ -326,15 +338,16 @@ def measure(run: Run, config: FaithfulnessConfig, probes: list[dict], *, progres
         "saliency_localisation_best_member": float(table.loc[table["method"] == best, "localisation"].max())
         if "localisation" in table else None,
     }  # fmt: skip
+    shares = None
     if probes:
         source = probe_file(run.objective.name, config.probes)
         summary["probes"] = {"source": config.probes or f"{PROBES.parent.name}/{PROBES.name}/{source.name}",
                              "n": len(probes), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}  # fmt: skip
         summary["punishes_planted_word"] = dict(zip(reward.names, punishes.mean(0).tolist(), strict=True))
-        whole = equivalent_set_punishes(run, probes, backbone=reward.backbone, tokenizer=reward.tokenizer)
-        if whole is not None:
-            summary["equivalent_set_punishes"] = whole
-    return table, summary
+        shares = equivalent_set_shares(run, probes, backbone=reward.backbone, tokenizer=reward.tokenizer)
+        if shares is not None:
+            summary["equivalent_set_punishes"] = set_punish_figures(shares)
+    return table, summary, shares
 
 
 def by_method(table: pd.DataFrame) -> pd.DataFrame:
@@ -465,7 +478,11 @@ def faithfulness_stage(run: Run, config: FaithfulnessConfig | None = None, *, pr
     config = config or FaithfulnessConfig()
     probes = probe_set(run.objective.name, config.probes)  # a bad file is refused before the run is touched
     with run.stage(STAGE, config.model_dump(), resumable=False) as record:
-        table, summary = measure(run, config, probes, progress=progress)
+        table, summary, shares = measure(run, config, probes, progress=progress)
         run.write_table(TABLE, table)
+        if shares is not None:
+            run.write_table(SET_TABLE, shares)
+        elif run.has_table(SET_TABLE):  # an earlier stage's, of another equivalent set
+            run.remove(run.table_path(SET_TABLE).relative_to(run.path).as_posix())
         record.summary = summary
     return summary

@@ -140,6 +140,7 @@ def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
     chosen = member_profile(demo, demo.stage_summary("evaluate")["best_member_id"])
     assert chosen["chosen"] and chosen["people_auc"]["value"] == pytest.approx(0.751, abs=5e-4)  # as built 2026-12-07
     assert chosen["people_auc"]["below"] == pytest.approx(0.09, abs=0.005)  # the chosen member is above 9% of the set
+    assert chosen["punishes_planted_word"]["min"] > 0.85  # every one of the 366 punishes the planted insult
     caps = next(b for b in chosen["battery"] if b["edit"] == "ALL CAPS")
     assert caps["moves"] == -1 and caps["with_share"] > 0.95
     lines = profile_lines(chosen, demo.objective)

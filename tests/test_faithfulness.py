@@ -12,6 +12,7 @@ from core.checkpoints import Member
 from core.faithfulness import (
     HARDLY_PUNISHES,
     PUNISHES_SD,
+    SET_TABLE,
     FaithfulnessConfig,
     by_method,
     caution,
@@ -77,12 +78,20 @@ def test_faithfulness_stage_chooses_the_default_method(tmp_path, tiny_models):
     scale = run.read_table("candidates").set_index("member").loc[every.names, "reward_std"].to_numpy(float)
     shares = (planted_word_effects(every, probe_set(run.objective.name), scale) >= PUNISHES_SD).mean(0)
     assert whole["n_hardly_punish"] == int((shares < HARDLY_PUNISHES).sum())
+    kept = Run.open(run.path).read_table(SET_TABLE).set_index("member")  # each reward's share, for looking one up
+    np.testing.assert_allclose(kept.loc[every.names, "punishes_planted_word"], shares)
+    from core.equivalent_set import member_profile
+
+    punishes = member_profile(run, equivalent[-1])["punishes_planted_word"]
+    assert punishes["value"] == pytest.approx(shares[-1]) and punishes["median"] == pytest.approx(np.median(shares))
     from core.pipeline import compact_run
 
     compact_run(run, heads="equivalent")  # the equivalent set's heads are kept: still measured
     assert equivalent_set_punishes(Run.open(run.path), probe_set(run.objective.name)) == whole
     compact_run(Run.open(run.path), heads="shown")  # the other heads are gone: nothing to measure, and no error
     assert equivalent_set_punishes(Run.open(run.path), probe_set(run.objective.name)) is None
+    faithfulness_stage(Run.open(run.path), FAST, progress=False)  # and an earlier stage's table goes with them
+    assert not Run.open(run.path).has_table(SET_TABLE)
 
 
 def test_the_whole_equivalent_set_in_a_sentence():
