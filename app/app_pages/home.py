@@ -125,16 +125,14 @@ if irl:
               f"{irl['pooling']} pooling over tokens; a reward head on {layer_words(irl.get('layers'))}; {irl.get('repeats', 1)} repeat(s) × {irl['epochs']} epochs.")
     )
 if s["human_label_auc"] is not None:
-    st.caption(
-        f"Against {s.get('human_label_n') or 0:,} human-labelled sentences: the chosen member's AUC {fmt(s['human_label_auc'])} "
-        f"(the ground truth itself: {fmt(s.get('ground_truth_human_label_auc'))}"
-        + (f"; the expert's implicit reward: {fmt(s['implicit_human_label_auc_mean'])} per-token mean, "
-           f"{fmt(s.get('implicit_human_label_auc_sum'))} summed" if s.get("implicit_human_label_auc_mean") is not None else "")
-        + ")."
-    )  # fmt: skip
-    for line in (people_apart(run_table(run, "human_labels"), run_table(run, "members"), s), people_whole_set(s)):
-        if line:
-            st.caption(plain(line))
+    apart = people_apart(run_table(run, "human_labels"), run_table(run, "members"), s)  # names R*'s figure itself
+    beside = [f"R* itself: {fmt(s['ground_truth_human_label_auc'])}"] if s.get("ground_truth_human_label_auc") is not None and not apart else []
+    if s.get("implicit_human_label_auc_mean") is not None:
+        beside.append(f"the expert's implicit reward: {fmt(s['implicit_human_label_auc_mean'])} per-token mean, "
+                      f"{fmt(s.get('implicit_human_label_auc_sum'))} summed")  # fmt: skip
+    lines = [f"The chosen member's AUC: {fmt(s['human_label_auc'])}" + (f" ({'; '.join(beside)})" if beside else "") + "."]
+    st.markdown(f"**Against {s.get('human_label_n') or 0:,} sentences labelled by people** (evaluation only: they choose nothing)")
+    st.caption("\n".join(f"- {plain(line)}" for line in [*lines, *(x for x in (apart, people_whole_set(s)) if x)]))
 for warning in s.get("warnings") or []:
     st.warning(plain(warning))
 
