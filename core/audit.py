@@ -372,8 +372,8 @@ def evaluate_run(run: Run, config: EvaluationConfig | None = None, *, progress: 
         result = evaluate_candidates(run, config, progress=progress)
         for name, table in result.tables.items():
             run.write_table(name, table)
-        if run.has_table(PEOPLE_TABLE) and PEOPLE_STAGE not in run.manifest.stages:
-            run.remove(run.table_path(PEOPLE_TABLE).relative_to(run.path).as_posix())  # an earlier evaluate's: of its members
+        if PEOPLE_STAGE not in run.manifest.stages:
+            run.remove_table(PEOPLE_TABLE)  # an earlier evaluate's: of its members
         record.summary = result.summary
     return result.summary
 

@@ -132,6 +132,14 @@ def _moves(effect: float, low: float, high: float) -> bool:
     return abs(effect) >= MOVES and (low > 0 or high < 0)
 
 
+def moved_way(table: pd.DataFrame) -> np.ndarray:
+    """Per row of a table of effects (``effect``, ``low``, ``high``): +1 where the reward moves
+    toward the preferred side, −1 toward the dispreferred side, 0 where it does not move (as
+    :func:`_moves` says of one effect)."""
+    moved = (table["effect"].abs() >= MOVES) & ((table["low"] > 0) | (table["high"] < 0))
+    return np.where(moved, np.sign(table["effect"]), 0).astype(int)
+
+
 def _direction(effect: float, words) -> str:
     return f"toward {words.preferred}" if effect > 0 else f"toward {words.dispreferred}"
 
@@ -283,8 +291,8 @@ def set_shares(table: pd.DataFrame, by: str = "edit") -> pd.DataFrame:
     """Per edit (or per ``by``) of :data:`EQUIVALENT_TABLE`: how many equally good rewards, the share
     it moves toward the preferred side and toward the dispreferred side (moves as in :func:`judge`),
     and their median effect."""
-    moved = (table["effect"].abs() >= MOVES) & ((table["low"] > 0) | (table["high"] < 0))
-    frame = table.assign(up=moved & (table["effect"] > 0), down=moved & (table["effect"] < 0))
+    way = moved_way(table)
+    frame = table.assign(up=way == 1, down=way == -1)
     grouped = frame.groupby(by, sort=False)
     return pd.DataFrame({"members": grouped.size(), "toward_preferred": grouped["up"].mean(),
                          "toward_dispreferred": grouped["down"].mean(),
@@ -460,9 +468,7 @@ def battery_stage(run: Run, panel: RewardPanel, config: BatteryConfig | None = N
                           "battery_flagged": [b["edit"] for b in summary if b["flagged"]]}  # fmt: skip
         whole = equivalent_set_effects(run, sentences, edits, config, backbone=panel.reward.backbone,
                                        tokenizer=panel.reward.tokenizer, progress=progress)  # fmt: skip
+        run.write_or_remove_table(EQUIVALENT_TABLE, whole)
         if whole is not None:
-            run.write_table(EQUIVALENT_TABLE, whole)
             record.summary["battery_equivalent"] = set_figures(whole)
-        elif run.has_table(EQUIVALENT_TABLE):  # an earlier battery's, of another equivalent set
-            run.remove(run.table_path(EQUIVALENT_TABLE).relative_to(run.path).as_posix())
     return record.summary

@@ -407,6 +407,14 @@ def character(member: dict, words) -> str:
     return "; ".join(parts) + "."
 
 
+def standing(values, value: float) -> dict:
+    """Where one reward's figure stands in the whole set's: the share of the set below it, and the
+    set's range and median."""
+    values = np.asarray(values, float)
+    return {"value": float(value), "below": float((values < value).mean()), "min": float(values.min()),
+            "median": float(np.median(values)), "max": float(values.max())}  # fmt: skip
+
+
 def member_profile(run, member: str) -> dict:
     """What the run knows of any one equally good reward, beside the whole set: how well the
     demonstrations rate it (what made it equally good), and, where measured, people's labels, R*
@@ -414,7 +422,7 @@ def member_profile(run, member: str) -> dict:
     the set. Nothing here
     selects: an auditor reads it to weigh a reward the shown members do not include, and
     ``irl-lens rlhf --members`` optimises whichever reward they settle on."""
-    from core.battery import EQUIVALENT_TABLE, MOVES
+    from core.battery import EQUIVALENT_TABLE, moved_way
     from core.faithfulness import SET_TABLE as PUNISH_TABLE
     from core.human_labels import SET_TABLE
     from core.irl import CANDIDATES
@@ -431,10 +439,6 @@ def member_profile(run, member: str) -> dict:
         raise IrlLensError(f"{member} is not one of the run's {len(ids):,} equally good rewards, e.g. {ids[0]}")
     candidates = run.read_table(CANDIDATES).drop_duplicates("member").set_index("member").loc[ids]
     row = candidates.loc[member]
-
-    def standing(values: pd.Series, value: float) -> dict:
-        return {"value": float(value), "below": float((values < value).mean()), "min": float(values.min()),
-                "median": float(values.median()), "max": float(values.max())}  # fmt: skip
 
     out = {"member": member, "label": label(member), "layer": int(row["layer"]), "repeat": int(row["repeat"]),
            "epoch": int(row["epoch"]), "n_equivalent": len(ids), "shown": member in (evaluated.get("shown_members") or []),
@@ -454,9 +458,7 @@ def member_profile(run, member: str) -> dict:
         out["punishes_planted_word"] = standing(shares, shares[member])
     battery = run.optional_table(EQUIVALENT_TABLE)
     if battery is not None and member in set(battery["member"]):
-        moved = (battery["effect"].abs() >= MOVES) & ((battery["low"] > 0) | (battery["high"] < 0))
-        way = np.where(moved, np.sign(battery["effect"]), 0)
-        frame = battery.assign(way=way)
+        frame = battery.assign(way=moved_way(battery))
         out["battery"] = [{"edit": edit, "effect": float(own["effect"].iloc[0]), "low": float(own["low"].iloc[0]),
                            "high": float(own["high"].iloc[0]), "moves": int(own["way"].iloc[0]),
                            "with_share": float((part["way"] == own["way"].iloc[0]).mean())}

@@ -480,9 +480,6 @@ def faithfulness_stage(run: Run, config: FaithfulnessConfig | None = None, *, pr
     with run.stage(STAGE, config.model_dump(), resumable=False) as record:
         table, summary, shares = measure(run, config, probes, progress=progress)
         run.write_table(TABLE, table)
-        if shares is not None:
-            run.write_table(SET_TABLE, shares)
-        elif run.has_table(SET_TABLE):  # an earlier stage's, of another equivalent set
-            run.remove(run.table_path(SET_TABLE).relative_to(run.path).as_posix())
+        run.write_or_remove_table(SET_TABLE, shares)
         record.summary = summary
     return summary

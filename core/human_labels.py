@@ -30,7 +30,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from core import checkpoints
-from core.equivalent_set import equivalent_heads
+from core.equivalent_set import equivalent_heads, standing
 from core.errors import IrlLensError
 from core.evaluation import auc_columns, sign_metrics
 from core.run_store import Run
@@ -158,10 +158,7 @@ def check_against_people(run: Run, config: LabelledSet, *, progress: bool = True
         summary, tables = measure(run, config, labelled, [*evaluated["shown_members"], best_id], best_id,
                                   whole_set=equivalent_heads(run), progress=progress)  # fmt: skip
         for name in (TABLE, SET_TABLE):
-            if name in tables:
-                run.write_table(name, tables[name])
-            elif run.has_table(name):  # an earlier check's, of another equivalent set
-                run.remove(run.table_path(name).relative_to(run.path).as_posix())
+            run.write_or_remove_table(name, tables.get(name))
         record.summary = summary
     return summary
 
@@ -227,7 +224,7 @@ def measure(
 def whole_set_figures(people_set: pd.DataFrame, chosen_auc: float) -> dict:
     """How people's labels rate the whole equivalent set (:data:`SET_TABLE`): its range, median, the
     share of it below the chosen member, and each layer's median (keyed by the layer as text, as JSON keeps it)."""
-    aucs = people_set["auc"].to_numpy(float)
-    return {"n_members": len(aucs), "min": float(aucs.min()), "median": float(np.median(aucs)), "max": float(aucs.max()),
-            "below_chosen": float((aucs < chosen_auc).mean()),
+    chosen = standing(people_set["auc"], chosen_auc)
+    return {"n_members": len(people_set), "min": chosen["min"], "median": chosen["median"], "max": chosen["max"],
+            "below_chosen": chosen["below"],
             "median_by_layer": {str(k): float(v) for k, v in people_set.groupby("layer")["auc"].median().items()}}  # fmt: skip

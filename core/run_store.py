@@ -111,6 +111,10 @@ TABLE_COLUMNS = {
     "implicit_rewards": ("row", "implicit_sum", "implicit_mean"),
     "lexicon": ("word", "count"),
     "battery": ("edit", "reward", "effect", "low", "high", "n", "keeps_meaning"),
+    "battery_equivalent": ("edit", "member", "layer", "effect", "low", "high"),
+    "faithfulness_equivalent": ("member", "layer", "punishes_planted_word"),
+    "human_labels": ("who", "auc"),
+    "human_labels_equivalent": ("member", "layer", "auc"),
 }
 """Columns every page and command relies on, checked when a run is opened: a table that lacks
 one is named with what it lacks, instead of failing later on a page."""
@@ -125,7 +129,7 @@ NUMERIC_SUMMARY = {
     "best_heldout_accuracy", "best_heldout_f1", "calibrated_accuracy", "calibrated_f1",
     "calibrated_precision", "calibrated_recall", "supervised_ceiling_auc", "ensemble_heldout_auc",
     "pi0_toxicity", "expert_toxicity", "irl_rlhf_toxicity", "pi0_dispreferred_rate",
-    "expert_dispreferred_rate", "contrast", "human_label_auc", "human_label_accuracy",
+    "expert_dispreferred_rate", "contrast", "human_label_auc", "human_label_accuracy", "human_label_n",
     "equivalent_min_spearman", "equivalent_verdict_disagreement", "implicit_reward_auc",
     "implicit_human_label_auc_mean", "saliency_top1_match", "lexicon_agreement",
     "mean_reward_preferred", "mean_reward_dispreferred",
@@ -535,6 +539,19 @@ class Run:
         path = self.table_path(name)
         self._write_recorded(path, lambda tmp: frame.to_parquet(tmp, index=False))
         return path
+
+    def remove_table(self, name: str) -> None:
+        """Forget and delete a table (nothing where there is none)."""
+        self.remove(f"tables/{name}.parquet")
+
+    def write_or_remove_table(self, name: str, frame: pd.DataFrame | None) -> None:
+        """Write a stage's optional table, or, given None, remove the one an earlier run of the stage
+        wrote: a table never outlives the stage that no longer writes it (say, a whole-set table after
+        the run was compacted to the shown members)."""
+        if frame is None:
+            self.remove_table(name)
+        else:
+            self.write_table(name, frame)
 
     def _write_recorded(self, path: Path, write) -> None:
         """Write a file the manifest records so that a kill at any instant leaves a readable run:

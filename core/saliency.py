@@ -499,8 +499,7 @@ def precompute(
     config = {"method": method, "split": split, "members": saliency.reward.names}
     if STAGE in run.stale_stages():  # every method's stored heatmaps explain the earlier reward
         for stale in METHODS:
-            if run.has_table(f"saliency_{stale}"):
-                run.remove(str(run.table_path(f"saliency_{stale}").relative_to(run.path)))
+            run.remove_table(f"saliency_{stale}")
     with run.stage(STAGE, config) as record:
         frame = run.in_chunks(STAGE, names, make, desc=f"saliency ({method})", progress=progress)
         run.write_table(f"saliency_{method}", frame)

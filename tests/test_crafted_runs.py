@@ -100,6 +100,8 @@ CRAFTED = {  # name: (how the run is crafted, what the error must say; None: the
                            "summary.best_heldout_auc is 'high'; it must be a finite number"),
     "summary_not_finite": (lambda _, m: m["stages"]["evaluate"]["summary"].update({"calibrated_accuracy": float("nan")}),
                            "summary.calibrated_accuracy is nan; it must be a finite number"),
+    "people_count_text": (lambda _, m: m["stages"]["evaluate"]["summary"].update({"human_label_n": "1,000"}),
+                          "summary.human_label_n is '1,000'; it must be a finite number"),
     "equivalent_set_wrong_type": (lambda _, m: m["stages"]["evaluate"]["summary"].update({"equivalent_set": 7}),
                                   "equivalent_set is 7; it must be a list of member ids"),
     "heads_without_bias": (heads_without_bias, "lacks bias"),

@@ -25,6 +25,17 @@ def test_round_trip_and_manifest(tmp_path):
     assert set(manifest["files"]) == {"tables/t.parquet", "weights/head.safetensors"}
 
 
+def test_an_optional_table_is_written_or_removed(tmp_path):
+    run = _run(tmp_path)
+    run.write_or_remove_table("whole", pd.DataFrame({"a": [1]}))
+    assert Run.open(run.path).read_table("whole")["a"].tolist() == [1]
+    run.write_or_remove_table("whole", None)  # the stage no longer writes it: the earlier one goes
+    reopened = Run.open(run.path)
+    assert not reopened.has_table("whole") and not (run.path / "tables" / "whole.parquet").exists()
+    reopened.remove_table("never written")  # nothing to remove, no error
+    assert set(reopened.manifest.files) == {"tables/t.parquet", "weights/head.safetensors"}
+
+
 def test_missing_file_named(tmp_path):
     run = _run(tmp_path)
     (run.path / "tables" / "t.parquet").unlink()
