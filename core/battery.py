@@ -332,8 +332,8 @@ def _layers(layers: list[str]) -> str:
     return layers[0] if len(layers) == 1 else f"{', '.join(layers[:-1])} and {layers[-1]}"
 
 
-def _which_layers(edit: dict, n: int) -> str:
-    """Where in the set a divided edit's main direction lives: the layers (holding at least
+def which_layers(edit: dict, n: int) -> str:
+    """Where in the set a divided edit's (or a lexicon word's) main direction lives: the layers (holding at least
     :data:`LAYER_MIN_SHARE` of the set) with at least :data:`SETTLED` of their rewards moved that
     way, and those with at most 1 − :data:`SETTLED`."""
     key = 2 if edit["toward_dispreferred"] >= edit["toward_preferred"] else 1
@@ -358,7 +358,7 @@ def divided_edits(summary: dict, words) -> list[tuple[str, str]]:
     figures = summary.get("battery_equivalent") or {}
     n, edits = figures.get("n_members", 0), figures.get("edits", [])
     return ([(e["edit"], f"opposite ways: {_moved(e, words)}.") for e in edits if e["verdict"] == "opposite"]
-            + [(e["edit"], f"moves {_moved(e, words)}{_which_layers(e, n)}.") for e in edits if e["verdict"] == "divided"])  # fmt: skip
+            + [(e["edit"], f"moves {_moved(e, words)}{which_layers(e, n)}.") for e in edits if e["verdict"] == "divided"])  # fmt: skip
 
 
 def set_sentences(summary: dict, words) -> list[str]:

@@ -415,7 +415,7 @@ def wants(
     """What the recovered reward wants, in words: its lexicon (words it punishes and pays for,
     beside R*) and a behaviour battery of counterfactual edits, flagged where it departs from R*."""
     from core.battery import divided_edits, set_sentences
-    from core.lexicon import word_splits
+    from core.lexicon import divided_words, set_word_sentences, word_splits
     from core.run_store import open_run
     from core.wants import what_it_wants
 
@@ -429,6 +429,10 @@ def wants(
         console.print(f"the members put {len(splits)} words on different sides, most decided first: "
                       + "; ".join(f"{w} ({said})" for w, said in zip(splits["word"][:5], splits["members say"][:5], strict=True)),
                       markup=False)  # fmt: skip
+    for line in set_word_sentences(summary, opened.objective):
+        console.print(line, markup=False)
+    for word, said in divided_words(summary, opened.objective):
+        console.print(f"  {word}: {said}", markup=False)
     for item in summary["battery"]:
         mark = "FLAG" if item["flagged"] else "ok  "
         console.print(f"{mark} {item['edit']}: {item['why'] or 'not flagged'}", markup=False)
@@ -658,6 +662,10 @@ def show(
         if key == "battery_equivalent" and value:
             verdicts = [e["verdict"] for e in value["edits"]]
             value = f"{value['n_members']} rewards; edits " + ", ".join(f"{v}: {verdicts.count(v)}" for v in ("settled", "divided", "opposite"))
+        if key == "lexicon_equivalent" and value:
+            value = (f"{value['n_members']} rewards, {value['n_words']} words, median rank agreement ρ "
+                     f"{value['rank_agreement']['median']:.2f}; among the {value['extreme']:.0%} most {dispreferred} for 80%+: "
+                     f"{value['n_settled_dispreferred']}; divided: {value['n_divided']}; opposite: {value['n_opposite']}")  # fmt: skip
         if isinstance(value, list) and len(value) > SHOW_LIST:  # the equivalent set can hold thousands
             value = f"{len(value)} items: {', '.join(map(str, value[:SHOW_LIST]))}, … (all of them in --json)"
         table.add_row(display_key(key, dispreferred), _literal(_shown(value)))

@@ -418,8 +418,8 @@ def standing(values, value: float) -> dict:
 def member_profile(run, member: str) -> dict:
     """What the run knows of any one equally good reward, beside the whole set: how well the
     demonstrations rate it (what made it equally good), and, where measured, people's labels, R*
-    on the test split, the one-word punish test and each battery edit, each with where it stands in
-    the set. Nothing here
+    on the test split, the one-word punish test, each battery edit and its words (``lexicon``), each
+    with where it stands in the set. Nothing here
     selects: an auditor reads it to weigh a reward the shown members do not include, and
     ``irl-lens rlhf --members`` optimises whichever reward they settle on."""
     from core.battery import EQUIVALENT_TABLE, moved_way
@@ -464,6 +464,43 @@ def member_profile(run, member: str) -> dict:
                            "with_share": float((part["way"] == own["way"].iloc[0]).mean())}
                           for edit, part in frame.groupby("edit", sort=False)
                           for own in [part[part["member"] == member]]]  # fmt: skip
+    out["lexicon"] = _profile_words(run, member)
+    return out
+
+
+def _profile_words(run, member: str, n: int = 5) -> dict | None:
+    """One reward's lexicon beside the whole set's (``lexicon_equivalent``): its n most dispreferred
+    and most preferred words, each with the share of the set that ranks it among its most
+    dispreferred (preferred) words; up to n of its own most dispreferred (preferred) words that less
+    than half the set ranks so (``minority_*``, the rarest first); and how closely its word ranking follows the rest of the set's
+    (median Spearman ρ) and, where the run has one, R*'s, each with where it stands in the set."""
+    from core.comparison import GROUND_TRUTH
+    from core.lexicon import EXTREME, SET_TABLE, rank_correlations, set_ranks
+
+    table = run.optional_table(SET_TABLE)
+    lexicon = run.optional_table("lexicon")
+    if table is None or lexicon is None or member not in set(table["member"]):
+        return None
+    ranks = set_ranks(table, lexicon["word"].tolist())
+    own = ranks[member].sort_values()
+    low_share, high_share = (ranks <= EXTREME).mean(1), (ranks > 1 - EXTREME).mean(1)
+    rho = rank_correlations(ranks)
+    np.fill_diagonal(rho, np.nan)
+    typical = pd.Series(np.nanmedian(rho, axis=1), index=ranks.columns)
+    out = {"n_words": len(ranks), "extreme": EXTREME, "set_agreement": standing(typical, typical[member]),
+           "dispreferred": [{"word": w, "with_share": float(low_share[w])} for w in own.index[:n]],
+           "preferred": [{"word": w, "with_share": float(high_share[w])} for w in own.index[::-1][:n]],
+           "ground_truth_agreement": None}  # fmt: skip
+    for side, shares, mine in (("dispreferred", low_share, own <= EXTREME), ("preferred", high_share, own > 1 - EXTREME)):
+        few = shares[mine[mine].index]
+        few = few[few < 0.5].sort_values(kind="stable")[:n]  # its own: most of the set does not share them
+        out[f"minority_{side}"] = [{"word": w, "with_share": float(v)} for w, v in few.items()]
+    if GROUND_TRUTH in lexicon:
+        truth = lexicon.set_index("word")[GROUND_TRUTH].reindex(ranks.index).rank(pct=True)
+        with np.errstate(invalid="ignore"):
+            agree = ranks.corrwith(truth)
+        if np.isfinite(agree[member]):
+            out["ground_truth_agreement"] = standing(agree.dropna(), agree[member])
     return out
 
 
@@ -497,4 +534,27 @@ def profile_lines(profile: dict, words) -> list[str]:
                 alone.append(f"{b['edit']} (it {does}, as only {b['with_share']:.0%} of the set do)")
         if alone:
             out.append("Where it is in the set's minority: " + "; ".join(alone) + ".")
+    lexicon = profile.get("lexicon")
+    if lexicon:
+        out += _words_lines(lexicon, words)
     return out
+
+
+def _words_lines(lexicon: dict, words) -> list[str]:
+    """A profile's lexicon in sentences: its most dispreferred and preferred words, each with how
+    widely the set shares that, how closely its ranking follows the set's and R*'s, and the words
+    where it is in the set's minority."""
+    said = lambda items: ", ".join(f"“{w['word']}” ({w['with_share']:.0%})" for w in items)  # noqa: E731
+    agree = lexicon["set_agreement"]
+    out = (f"Of the run's {lexicon['n_words']} words, it ranks {said(lexicon['dispreferred'])} as the most {words.dispreferred} and "
+           f"{said(lexicon['preferred'])} as the most {words.preferred} (in brackets: the share of the set with that word among its "
+           f"{lexicon['extreme']:.0%} most {words.dispreferred}, or {words.preferred}). Its ranking follows the rest of the set's "
+           f"at a median Spearman ρ of {agree['value']:.2f} (the set: {agree['min']:.2f} to {agree['max']:.2f})")  # fmt: skip
+    truth = lexicon.get("ground_truth_agreement")
+    if truth:
+        out += (f"; R*'s at ρ {truth['value']:.2f}, above {truth['below']:.0%} of the set (median {truth['median']:.2f}; "
+                "evaluation only)")
+    own = [f"{said(lexicon[f'minority_{key}'])} among its {lexicon['extreme']:.0%} most {side}" for key, side in
+           (("dispreferred", words.dispreferred), ("preferred", words.preferred)) if lexicon.get(f"minority_{key}")]  # fmt: skip
+    return [out + "."] + ([f"Words where it is in the set's minority: it ranks {' and '.join(own)}, as less than half "
+                           "of the set does."] if own else [])  # fmt: skip

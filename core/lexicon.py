@@ -15,6 +15,12 @@ Word lists (``source``):
 ``lexicon_agreement`` is the Spearman rank correlation between the ensemble's (or the one
 member's) word scores and R*'s on the shared list; R* only evaluates. ``word_splits`` lists the
 words the equally good members put on different sides, each at its own threshold.
+
+The whole equivalent set (not only the shown members) scores the same words where the run still
+holds every frozen head (:data:`SET_TABLE`). Its members have no calibrated thresholds, so the
+whole-set view is by rank: a word is among a reward's most dispreferred (preferred) words where it
+ranks in the lowest (highest) :data:`EXTREME` of the list under that reward, and the set's verdict on
+a word is settled, divided or opposite as for a battery edit (``core.battery.set_verdict``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ from core.run_store import Run
 
 STAGE = "lexicon"
 TABLE = "lexicon"
+SET_TABLE = "lexicon_equivalent"
+EXTREME = 0.1
+"""A word is among a reward's most dispreferred (preferred) words where it ranks in the lowest
+(highest) tenth of the list under that reward."""
+SET_LISTED = 12
+"""Words of each kind the lexicon stage's summary names (the table holds them all)."""
 CARRIERS = ("{word}", "It was {word}.", "They said {word} again.", "And then, {word}, as usual.")
 """The contexts a word is scored in: alone, then neutral sentences with one slot."""
 WORD = re.compile(r"[a-z][a-z']*[a-z]|[a-z]")
@@ -166,6 +178,201 @@ def word_splits(table: pd.DataFrame, members: pd.DataFrame, objective) -> pd.Dat
     return out.sort_values("_decided", ascending=False)[columns]
 
 
+def equivalent_set_scores(run: Run, words: list[str], *, backbone=None, tokenizer=None,
+                          progress: bool = True) -> pd.DataFrame | None:  # fmt: skip
+    """Every word's score under every reward of the whole equivalent set (:data:`SET_TABLE`: word,
+    member, layer, score), over the same carriers as :func:`score_words`: the shown members are
+    chosen to differ, so only the whole set says how many equally good rewards punish a word. One
+    backbone pass scores every frozen head. Each member's unit is its reward mean and sd over the
+    demonstrations (the candidates table's, as in the battery's whole-set view). None where the run
+    no longer holds those heads (:func:`core.equivalent_set.equivalent_heads`)."""
+    from core.equivalent_set import equivalent_heads
+    from core.irl import CANDIDATES
+    from core.recovered_reward import RecoveredReward
+
+    ids = equivalent_heads(run)
+    if not ids or len(words) < 2:
+        return None
+    reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
+    candidates = run.read_table(CANDIDATES).drop_duplicates("member", keep="last").set_index("member").loc[reward.names]
+    mean, std = candidates["reward_mean"].to_numpy(float), candidates["reward_std"].to_numpy(float)
+    texts = [carrier.format(word=w) for w in words for carrier in CARRIERS]
+    step = 64 * len(CARRIERS)
+    parts = [reward.score(texts[start : start + step]) for start in
+             tqdm(range(0, len(texts), step), desc="lexicon: equivalent set", unit="batch", disable=not progress)]  # fmt: skip
+    raw = np.concatenate(parts).reshape(len(words), len(CARRIERS), len(ids)).mean(1)
+    scores = (raw - mean) / np.where(std > 0, std, 1.0)
+    k = len(ids)
+    return pd.DataFrame({"word": np.repeat(words, k), "member": np.tile(reward.names, len(words)),
+                         "layer": np.tile([m.layer for m in reward.members], len(words)),
+                         "score": scores.ravel().astype(np.float32)})  # fmt: skip
+
+
+def set_ranks(table: pd.DataFrame, words: list[str] | None = None) -> pd.DataFrame:
+    """(words, members) each word's rank among the list under each reward of :data:`SET_TABLE`, as
+    a share of the list (1/W: its most dispreferred word, 1: its most preferred), in ``words``' order."""
+    wide = table.pivot(index="word", columns="member", values="score")
+    if words is not None:
+        wide = wide.reindex(words)
+    return wide.rank(pct=True)
+
+
+def set_word_shares(table: pd.DataFrame, words: list[str] | None = None) -> pd.DataFrame:
+    """Per word of :data:`SET_TABLE`: how many rewards, the share that rank it among their
+    :data:`EXTREME` most preferred words and the share among their most dispreferred (named as the
+    battery's shares, so ``core.battery``'s verdict and figure read them), the median rank (a share of
+    the list) and the verdict."""
+    from core.battery import set_verdict
+
+    ranks = set_ranks(table, words)
+    out = pd.DataFrame({"word": ranks.index, "members": ranks.notna().sum(1).to_numpy(),
+                        "toward_preferred": (ranks > 1 - EXTREME).mean(1).to_numpy(),
+                        "toward_dispreferred": (ranks <= EXTREME).mean(1).to_numpy(),
+                        "median_rank": ranks.median(1).to_numpy()})  # fmt: skip
+    out["verdict"] = [set_verdict(up, down) for up, down in zip(out["toward_preferred"], out["toward_dispreferred"], strict=True)]
+    return out
+
+
+def rank_correlations(ranks: pd.DataFrame) -> np.ndarray:
+    """(K, K) Spearman correlations between the rewards' word rankings (Pearson of the ranks)."""
+    return np.corrcoef(ranks.to_numpy(float).T)
+
+
+def set_word_figures(table: pd.DataFrame, lexicon: pd.DataFrame) -> dict:
+    """The lexicon stage's summary of the whole equivalent set: its size; how far the rewards' word
+    rankings agree (Spearman, every pair, within a layer and across layers); with R* in ``lexicon``,
+    the range of their agreement with R*'s ranking (evaluation only); the words at least
+    :data:`~core.battery.SETTLED` of the set ranks among its most dispreferred or preferred; and the
+    words it is divided or opposite on, with the shares per layer (keyed by the layer as text)."""
+    from core.battery import SETTLED
+
+    words = lexicon["word"].tolist()
+    ranks = set_ranks(table, words)
+    layer_of = table.drop_duplicates("member").set_index("member")["layer"].reindex(ranks.columns).to_numpy()
+    rho = rank_correlations(ranks)
+    upper = np.triu_indices(len(rho), 1)
+    same = layer_of[upper[0]] == layer_of[upper[1]]
+    pairs = rho[upper]
+    agreement = {"median": float(np.median(pairs)), "p5": float(np.percentile(pairs, 5)), "min": float(pairs.min()),
+                 "within_layer_median": float(np.median(pairs[same])) if same.any() else None,
+                 "across_layers_median": float(np.median(pairs[~same])) if (~same).any() else None}  # fmt: skip
+    shares = set_word_shares(table, words).assign(count=lexicon["count"].to_numpy())
+    out = {"n_members": int(ranks.shape[1]), "n_words": len(words), "extreme": EXTREME,
+           "unit": "each member's reward mean and sd over the demonstrations", "rank_agreement": agreement}  # fmt: skip
+    if GROUND_TRUTH in lexicon:
+        truth = lexicon[GROUND_TRUTH].rank(pct=True).to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            per = np.array([np.corrcoef(ranks[m].to_numpy(float), truth)[0, 1] for m in ranks.columns])
+        per = per[np.isfinite(per)]
+        if len(per):
+            out["ground_truth_agreement"] = {"min": float(per.min()), "median": float(np.median(per)), "max": float(per.max())}
+    settled = shares[shares["verdict"] == "settled"]
+    for key, low_first in (("dispreferred", True), ("preferred", False)):  # the widest shared, then the most extreme, first
+        agreed = settled[settled[f"toward_{key}"] >= SETTLED]
+        ranked = agreed.sort_values([f"toward_{key}", "median_rank"], ascending=[False, low_first], kind="stable")
+        out[f"settled_{key}"] = _records(ranked.head(SET_LISTED))
+    out["n_settled_dispreferred"] = int((settled["toward_dispreferred"] >= SETTLED).sum())
+    out["n_settled_preferred"] = int((settled["toward_preferred"] >= SETTLED).sum())
+    split = shares[shares["verdict"] != "settled"].assign(  # the most evenly split first
+        least=lambda f: f[["toward_preferred", "toward_dispreferred"]].min(1),
+        uneven=lambda f: (f[["toward_preferred", "toward_dispreferred"]].max(1) - 0.5).abs())
+    opposite = split[split["verdict"] == "opposite"].sort_values("least", ascending=False, kind="stable").head(SET_LISTED)
+    divided = split[split["verdict"] == "divided"].sort_values("uneven", kind="stable").head(SET_LISTED)
+    out["n_opposite"], out["n_divided"] = int((split["verdict"] == "opposite").sum()), int((split["verdict"] == "divided").sum())
+    for key, frame in (("opposite", opposite), ("divided", divided)):
+        out[key] = [r | {"by_layer": _by_layer(ranks.loc[r["word"]], layer_of)} for r in _records(frame)]
+    return out
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return [{"word": r.word, "count": int(r.count), "toward_preferred": float(r.toward_preferred),
+             "toward_dispreferred": float(r.toward_dispreferred), "median_rank": float(r.median_rank)}
+            for r in frame.itertuples()]  # fmt: skip
+
+
+def _by_layer(ranks: pd.Series, layer_of: np.ndarray) -> dict:
+    """One word's rewards per layer read: [members, share among the most preferred, share among the
+    most dispreferred], as :func:`core.battery.set_figures` keeps an edit's."""
+    frame = pd.DataFrame({"layer": layer_of, "high": ranks.to_numpy() > 1 - EXTREME, "low": ranks.to_numpy() <= EXTREME})
+    return {str(layer): [int(len(part)), float(part["high"].mean()), float(part["low"].mean())]
+            for layer, part in frame.groupby("layer")}  # fmt: skip
+
+
+def quoted(words) -> str:
+    return ", ".join(f"“{w}”" for w in words)
+
+
+def _sides(record: dict, words) -> list[tuple[float, str]]:
+    """(share, side) of a word's record, dispreferred side first, where the share is not 0."""
+    return [(share, side) for share, side in ((record["toward_dispreferred"], words.dispreferred),
+                                              (record["toward_preferred"], words.preferred)) if share > 0]  # fmt: skip
+
+
+def _among(record: dict, words, extreme: float) -> str:
+    return " and ".join(f"the {extreme:.0%} most {side}{' words' * (k == 0)} of {share:.0%} of the rewards"
+                        for k, (share, side) in enumerate(_sides(record, words)))
+
+
+def _split_word(record: dict, words) -> str:
+    """“word” (most dispreferred for 50%), or with both sides where both hold a share."""
+    return f"“{record['word']}” ({', '.join(f'most {side} for {share:.0%}' for share, side in _sides(record, words))})"
+
+
+def divided_words(summary: dict, words) -> list[tuple[str, str]]:
+    """(word, what the whole set does with it) for the words the lexicon stage's summary lists as
+    opposite, then divided, with the layers where a side holds (``core.battery.which_layers``).
+    [] where the set was not measured."""
+    from core.battery import which_layers
+
+    figures = summary.get("lexicon_equivalent") or {}
+    n, extreme = figures.get("n_members", 0), figures.get("extreme", EXTREME)
+    return [(r["word"], f"among {_among(r, words, extreme)}{which_layers(r, n) if kind == 'divided' else ''}.")
+            for kind in ("opposite", "divided") for r in figures.get(kind, [])]  # fmt: skip
+
+
+def set_word_sentences(summary: dict, words, *, brief: bool = False) -> list[str]:
+    """The lexicon across the whole equivalent set in sentences (the lexicon stage's summary): how
+    far the rewards' word rankings agree (and with R*, where the run has one), the words the set
+    agrees it punishes or pays for, and how many words split it. ``brief``: the last two only.
+    [] where the set was not measured. Words come from the run's own texts: escape them to display."""
+    from core.battery import SET_PARTS, SETTLED
+
+    figures = summary.get("lexicon_equivalent")
+    if not figures:
+        return []
+    n, extreme, out = figures["n_members"], figures["extreme"], []
+    if not brief:
+        rho = figures["rank_agreement"]
+        layers = (f" ({rho['within_layer_median']:.2f} between two reading the same layer, {rho['across_layers_median']:.2f} "
+                  "across layers)") if rho["within_layer_median"] is not None and rho["across_layers_median"] is not None else ""  # fmt: skip
+        out.append(f"Across the whole equivalent set ({n:,} equally good rewards), two rewards rank the {figures['n_words']} "
+                   f"words alike at a median Spearman ρ of {rho['median']:.2f}{layers}; 5% of pairs agree less than "
+                   f"{rho['p5']:.2f}.")  # fmt: skip
+        truth = figures.get("ground_truth_agreement")
+        if truth:
+            out.append(f"Against R*'s ranking of the same words, their ρ runs from {truth['min']:.2f} to {truth['max']:.2f} "
+                       f"(median {truth['median']:.2f}). Evaluation only.")  # fmt: skip
+    said = []
+    for side, key in ((words.dispreferred, "dispreferred"), (words.preferred, "preferred")):
+        listed, total = figures[f"settled_{key}"], figures[f"n_settled_{key}"]
+        if listed:
+            more = f", … ({total} words)" if total > 6 else ""
+            said.append(f"{quoted(r['word'] for r in listed[:6])}{more} among their {extreme:.0%} most {side}")
+    out.append(f"At least {SETTLED:.0%} of the {n:,} equally good rewards rank " + " and ".join(said) + "."
+               if said else f"No word is among the {extreme:.0%} most {words.dispreferred} or {words.preferred} of "
+               f"{SETTLED:.0%} of the {n:,} equally good rewards.")  # fmt: skip
+    n_opposite, n_divided = figures["n_opposite"], figures["n_divided"]
+    if n_opposite + n_divided:
+        first = [*figures["opposite"], *figures["divided"]][:5]
+        out.append(f"For {n_opposite + n_divided} words it depends on which equally good reward is read"
+                   + (f"; {n_opposite} go{'es' * (n_opposite == 1)} opposite ways (among the {extreme:.0%} most {words.dispreferred} for at least "
+                      f"{SET_PARTS:.0%} of the set, and the most {words.preferred} for as many)" if n_opposite else "")
+                   + f". The most evenly split: {', '.join(_split_word(r, words) for r in first)}.")  # fmt: skip
+    else:
+        out.append("No word depends on which equally good reward is read: the set is settled on every one.")
+    return out
+
+
 def lexicon_stage(run: Run, panel: RewardPanel, config: LexiconConfig | None = None,
                   *, progress: bool = True) -> dict:  # fmt: skip
     config = config or LexiconConfig()
@@ -186,4 +393,9 @@ def lexicon_stage(run: Run, panel: RewardPanel, config: LexiconConfig | None = N
         record.summary = {"lexicon_words": len(table), "lexicon_source": config.source,
                           "lexicon_rewards": panel.names, "implicit_missing": panel.implicit_missing}
         record.summary |= agreement(table, panel.members)
+        whole = equivalent_set_scores(run, table["word"].tolist(), backbone=panel.reward.backbone,
+                                      tokenizer=panel.reward.tokenizer, progress=progress)  # fmt: skip
+        run.write_or_remove_table(SET_TABLE, whole)
+        if whole is not None:
+            record.summary["lexicon_equivalent"] = set_word_figures(whole, table)
     return record.summary

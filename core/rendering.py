@@ -108,29 +108,45 @@ def battery_set_figure(figures: dict, words):
     edit, the share of the equally good rewards moved toward the preferred side minus the share
     moved toward the dispreferred side, for the whole set and for the rewards reading each layer
     (green: toward the preferred side, as in the heatmaps; red: toward the dispreferred side)."""
+    return set_share_figure(figures["edits"], figures["n_members"], words, name="edit", verb="moved toward")
+
+
+def lexicon_set_figure(figures: dict, words):
+    """The words the whole equivalent set does not settle (the lexicon stage's ``lexicon_equivalent``):
+    per word, the share of the equally good rewards that rank it among their most preferred words
+    minus the share among their most dispreferred, for the whole set and per layer read."""
+    rows = [*figures["opposite"], *figures["divided"]]
+    return set_share_figure(rows, figures["n_members"], words, name="word",
+                            verb=f"rank it among their {figures['extreme']:.0%} most")  # fmt: skip
+
+
+def set_share_figure(rows: list[dict], n_members: int, words, *, name: str, verb: str):
+    """Per row (an edit, a word: ``rows[i][name]``), the share of the whole equivalent set toward the
+    preferred side minus the share toward the dispreferred side (``toward_preferred``,
+    ``toward_dispreferred``), for the whole set and per layer read (``by_layer``: layer → [members,
+    toward preferred, toward dispreferred])."""
     import plotly.graph_objects as go
 
-    edits = figures["edits"]
-    layers = sorted({int(k) for e in edits for k in e["by_layer"]})
-    counts = {int(k): v[0] for e in edits for k, v in e["by_layer"].items()}
-    columns = [f"whole set ({figures['n_members']:,})"] + [f"layer {layer} ({counts[layer]})" for layer in layers]
+    layers = sorted({int(k) for r in rows for k in r["by_layer"]})
+    counts = {int(k): v[0] for r in rows for k, v in r["by_layer"].items()}
+    columns = [f"whole set ({n_members:,})"] + [f"layer {layer} ({counts[layer]})" for layer in layers]
     z, text, hover = [], [], []
-    for e in edits:
-        cells = [(figures["n_members"], e["toward_preferred"], e["toward_dispreferred"])]
-        cells += [tuple(e["by_layer"].get(str(layer), (0, np.nan, np.nan))) for layer in layers]
+    for r in rows:
+        cells = [(n_members, r["toward_preferred"], r["toward_dispreferred"])]
+        cells += [tuple(r["by_layer"].get(str(layer), (0, np.nan, np.nan))) for layer in layers]
         z.append([up - down for _, up, down in cells])
         text.append(["" if not n else f"{round(100 * (up - down)):+d}%".replace("+0%", "0%").replace("-0%", "0%") for n, up, down in cells])
         hover.append(["no member" if not n else
-                      f"{n} rewards: {up:.0%} toward {chart_text(words.preferred)}, {down:.0%} toward {chart_text(words.dispreferred)}"
+                      f"{n} rewards: {up:.0%} {verb} {chart_text(words.preferred)}, {down:.0%} {verb} {chart_text(words.dispreferred)}"
                       for n, up, down in cells])  # fmt: skip
     figure = go.Figure(go.Heatmap(
-        z=z, x=columns, y=[chart_text(e["edit"]) for e in edits], text=text, texttemplate="%{text}",
+        z=z, x=columns, y=[chart_text(r[name]) for r in rows], text=text, texttemplate="%{text}",
         customdata=hover, hovertemplate="%{y} · %{x}: %{customdata}<extra></extra>", zmin=-1, zmax=1,
         colorscale=[[0, "rgb(220,38,38)"], [0.5, "rgb(255,255,255)"], [1, "rgb(22,163,74)"]],
-        colorbar={"title": {"text": f"share moved toward {chart_text(words.preferred)}<br>minus toward "
+        colorbar={"title": {"text": f"share that {verb}<br>{chart_text(words.preferred)} minus<br>"
                                     f"{chart_text(words.dispreferred)}", "side": "right"}, "tickformat": ".0%"},
     ))  # fmt: skip
-    figure.update_layout(height=120 + 26 * len(edits), yaxis={"autorange": "reversed"},
+    figure.update_layout(height=120 + 26 * len(rows), yaxis={"autorange": "reversed", "type": "category"},
                          xaxis={"side": "top"}, margin={"t": 40, "b": 10})  # fmt: skip
     return figure
 

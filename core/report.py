@@ -36,13 +36,23 @@ from core.errors import IrlLensError
 from core.faithfulness import caution, punish_summary, whole_set_sentence
 from core.human_labels import SET_TABLE as PEOPLE_SET_TABLE
 from core.human_labels import people_figures
-from core.lexicon import SPLIT_MARGIN, disagreements, extremes, headline, one_sided, word_splits
+from core.lexicon import (
+    SPLIT_MARGIN,
+    disagreements,
+    divided_words,
+    extremes,
+    headline,
+    one_sided,
+    set_word_sentences,
+    word_splits,
+)
 from core.recovered_reward import irl_config
 from core.rendering import (
     attribution_rows,
     battery_figure,
     battery_set_figure,
     chart_text,
+    lexicon_set_figure,
     people_set_figure,
 )
 from core.rlhf import optimised_members
@@ -235,6 +245,13 @@ def _lexicon_section(run: Run, scripts: _Scripts) -> str:
                           .join(lexicon[[c for c in (GROUND_TRUTH,) if c in lexicon]])
                           .rename(columns={"dispreferred by": f"{words.dispreferred} to", GROUND_TRUTH: "R* (sd)"}))
                    if len(splits) else "<p>The members put every word on the same side.</p>"))  # fmt: skip
+    across = set_word_sentences(summary, words)
+    if across:
+        figures = summary["lexicon_equivalent"]
+        divided = divided_words(summary, words)
+        out += ("<h3>The lexicon across the whole equivalent set</h3><p>" + _e(" ".join(across)) + "</p>"
+                + (scripts.figure(lexicon_set_figure(figures, words), "fig-lexicon-set") if divided else "")
+                + ("<ul>" + "".join(f"<li><b>{_e(word)}</b>: {_e(said)}</li>" for word, said in divided) + "</ul>" if divided else ""))  # fmt: skip
     return out
 
 

@@ -112,6 +112,7 @@ TABLE_COLUMNS = {
     "lexicon": ("word", "count"),
     "battery": ("edit", "reward", "effect", "low", "high", "n", "keeps_meaning"),
     "battery_equivalent": ("edit", "member", "layer", "effect", "low", "high"),
+    "lexicon_equivalent": ("word", "member", "layer", "score"),
     "faithfulness_equivalent": ("member", "layer", "punishes_planted_word"),
     "human_labels": ("who", "auc"),
     "human_labels_equivalent": ("member", "layer", "auc"),

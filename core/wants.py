@@ -18,6 +18,8 @@ from core.lexicon import (
     extremes,
     headline,
     lexicon_stage,
+    quoted,
+    set_word_sentences,
     word_splits,
 )
 from core.run_store import Run
@@ -52,10 +54,6 @@ def what_it_wants(run: Run, config: WantsConfig | None = None, *, redo: bool = F
     return run.stage_summary("lexicon") | run.stage_summary("battery")
 
 
-def _quoted(words) -> str:
-    return ", ".join(f"“{w}”" for w in words)
-
-
 def pays_for(run: Run, n: int = 5) -> list[str] | None:
     """What the recovered reward pays for, in sentences an auditor can quote: the words it rates
     furthest to each side, where it ranks words apart from R* (where the run has one), the
@@ -70,12 +68,12 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
     main = headline(rewards)
     reader = f"the ensemble of {len(rewards) - 1} shown members" if main == ENSEMBLE else label(main)
     low, high = extremes(lexicon, main, min(n, len(lexicon) // 2))  # a short list: no word on both sides
-    out = [f"Read through {reader}, the words most {words.dispreferred} to it are {_quoted(low['word'])}; "
-           f"the most {words.preferred}, {_quoted(high['word'])}."]  # fmt: skip
+    out = [f"Read through {reader}, the words most {words.dispreferred} to it are {quoted(low['word'])}; "
+           f"the most {words.preferred}, {quoted(high['word'])}."]  # fmt: skip
     if GROUND_TRUTH in lexicon:
         gaps = disagreements(lexicon, main, 4 * n)
         higher, lower = gaps[gaps["gap"] > 0]["word"][:3], gaps[gaps["gap"] < 0]["word"][:3]
-        parts = [f"{_quoted(w)} further toward {side}" for w, side in
+        parts = [f"{quoted(w)} further toward {side}" for w, side in
                  ((higher, words.preferred), (lower, words.dispreferred)) if len(w)]  # fmt: skip
         if parts:
             out.append(f"Against R*, it ranks {' and '.join(parts)} than R* does.")
@@ -95,7 +93,8 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
         out.append(f"The equally good members part ways on {len(edits)} of {len(items)} edits"
                    + (f" ({', '.join(edits[:4])}{', …' if len(edits) > 4 else ''})" if edits else "")
                    + f" and put {len(split)} of {len(lexicon)} words on different sides"
-                   + (f", among them {_quoted(split['word'][:3])}" if len(split) else "") + ".")  # fmt: skip
+                   + (f", among them {quoted(split['word'][:3])}" if len(split) else "") + ".")  # fmt: skip
+    out += set_word_sentences(run.stage_summary("lexicon"), words, brief=True)
     out += set_sentences(run.stage_summary("battery"), words)
     faithfulness = run.optional_table("faithfulness")
     resting = indifferent_members(faithfulness, words, lexicon)

@@ -217,7 +217,11 @@ def test_what_it_wants_page_reads_in_words(full_run, monkeypatch):
     across = set_sentences(full_run.stage_summary("battery"), full_run.objective)
     assert across and "Across the whole equivalent set" in [h.value for h in at.subheader]
     assert any(plain(across[0]) in m.value for m in at.markdown)
-    from core.lexicon import word_splits
+    from core.lexicon import set_word_sentences, word_splits
+
+    words_across = set_word_sentences(full_run.stage_summary("lexicon"), full_run.objective)
+    assert words_across and "The lexicon across the whole equivalent set" in [h.value for h in at.subheader]
+    assert any(plain(words_across[0]) in m.value for m in at.markdown)
 
     splits = word_splits(full_run.read_table("lexicon"), full_run.read_table("members"), full_run.objective)
     heading = f"Words the equally good members judge differently: {len(splits)} of {len(full_run.read_table('lexicon'))}"
@@ -239,6 +243,15 @@ def test_what_it_wants_lists_the_words_the_demos_members_judge_differently(monke
     shown = next(d.value for d in at.dataframe if "members say" in d.value)
     assert list(shown["word"]) == list(splits["word"][:15])
     assert all(said.startswith("split: ") for said in shown["members say"])
+    from app.components import plain
+    from core.lexicon import set_word_sentences
+
+    assert "The lexicon across the whole equivalent set" in [h.value for h in at.subheader]
+    said = set_word_sentences(demo.stage_summary("lexicon"), demo.objective)
+    assert any(" ".join(plain(line) for line in said) in m.value for m in at.markdown)
+    unsettled = next(d.value for d in at.dataframe if "median_rank" in d.value)
+    assert len(unsettled) == demo.stage_summary("lexicon")["lexicon_equivalent"]["n_divided"]
+    assert (unsettled["verdict"] != "settled").all() and unsettled["toward_dispreferred"].is_monotonic_decreasing
 
 
 def test_live_probe_says_each_members_verdict_in_the_objectives_words(full_run, monkeypatch):

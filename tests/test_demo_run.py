@@ -130,6 +130,30 @@ def test_the_demos_battery_spans_its_whole_equivalent_set(demo):
     assert 'id="fig-battery-set"' in page and escape(set_sentences(summary, demo.objective)[0]) in page
 
 
+def test_the_demos_lexicon_spans_its_whole_equivalent_set(demo):
+    from html import escape
+
+    from core.lexicon import SET_TABLE, divided_words, set_word_sentences
+    from core.report import render_report
+
+    summary = demo.stage_summary("lexicon")
+    figures = summary["lexicon_equivalent"]
+    table = demo.read_table(SET_TABLE)
+    assert figures["n_members"] == table["member"].nunique() == 366 and figures["n_words"] == 600
+    assert figures["rank_agreement"]["median"] == pytest.approx(0.85, abs=0.005)  # as built 2026-12-07
+    assert figures["rank_agreement"]["within_layer_median"] > figures["rank_agreement"]["across_layers_median"]
+    assert figures["n_settled_dispreferred"] == 42 and figures["n_divided"] == 115 and figures["n_opposite"] == 0
+    assert {"fuck", "bitch", "bullshit"} <= {r["word"] for r in figures["settled_dispreferred"]}
+    said = dict(divided_words(summary, demo.objective))
+    assert said["didn't"] == ("among the 10% most toxic words of 50% of the rewards: 80% or more of those reading "
+                              "layers 5, 7, 8 and 10; 20% or less of those reading layers 1, 2, 12 and 13.")  # fmt: skip
+    lines = set_word_sentences(summary, demo.objective)
+    assert lines[3].startswith("For 115 words it depends on which equally good reward is read. The most evenly split: "
+                               "“didn't” (most toxic for 50%)")  # fmt: skip
+    page = render_report(demo)
+    assert 'id="fig-lexicon-set"' in page and escape(lines[0]) in page
+
+
 def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
     import json
     import subprocess
@@ -145,6 +169,9 @@ def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
     assert caps["moves"] == -1 and caps["with_share"] > 0.95
     lines = profile_lines(chosen, demo.objective)
     assert "Against people's labels: AUC 0.751, above 9% of the set (median 0.812, range 0.731 to 0.851)" in lines[1]
+    assert lines[-2].startswith("Of the run's 600 words, it ranks “fuck” (100%)")
+    assert "Its ranking follows the rest of the set's at a median Spearman ρ of 0.83" in lines[-2]
+    assert lines[-1].startswith("Words where it is in the set's minority: it ranks “sick” (11%), “angie” (14%), “idiots” (18%)")
     cli = [sys.executable, "-m", "core.cli", "member", str(demo.path)]
     other = [m for m in demo.stage_summary("evaluate")["equivalent_set"] if m not in demo.stage_summary("evaluate")["shown_members"]][0]
     done = subprocess.run([*cli, other, "--json"], capture_output=True, text=True, timeout=300, check=True)

@@ -2,6 +2,7 @@
 
 import html
 import json
+import os
 import re
 import subprocess
 import sys
@@ -269,10 +270,13 @@ def test_pays_for_says_what_the_lexicon_and_battery_found(wanted, toy_run):
     line = next(line for line in said if "counterfactual edits" in line)
     assert all(b["edit"] in line for b in flagged) and str(len(items)) in line
     from core.battery import set_sentences
+    from core.lexicon import set_word_sentences
 
     across = set_sentences(wanted.stage_summary("battery"), wanted.objective)  # the whole set, after the shown members
+    words_across = set_word_sentences(wanted.stage_summary("lexicon"), wanted.objective, brief=True)
     assert across and said[-len(across):] == across
-    assert said[-len(across) - 1].startswith("The equally good members part ways on ")
+    assert len(words_across) == 2 and said[-len(across) - 2 : -len(across)] == words_across
+    assert said[-len(across) - 3].startswith("The equally good members part ways on ")
     assert pays_for(toy_run) is None  # no lexicon or battery yet
 
 
@@ -294,12 +298,17 @@ def test_cli_wants_show_and_report(tmp_path, tiny_models):
     assert done.returncode == 0, done.stderr
     said = done.stdout + done.stderr  # progress and notes go to stderr
     assert "lexicon: " in said and "rank agreement with R*" in said
-    assert "Across the whole equivalent set (" in said
+    assert "Across the whole equivalent set (" in said and "words alike at a median Spearman ρ of" in said
     shown = json.loads(subprocess.run([*cli, "show", str(run.path), "--json"], capture_output=True,
                                       text=True, timeout=300, check=True).stdout)  # fmt: skip
     assert isinstance(shown["lexicon_agreement"], float)
     assert shown["battery"] and {"edit", "members", "ground_truth", "flagged"} <= set(shown["battery"][0])
     assert shown["battery_equivalent"]["n_members"] == len(shown["equivalent_set"])
+    assert shown["lexicon_equivalent"]["n_members"] == len(shown["equivalent_set"])
+    wide = {**os.environ, "COLUMNS": "400"}  # each row of the table on one line
+    table = subprocess.run([*cli, "show", str(run.path)], capture_output=True, text=True, timeout=300, check=True, env=wide).stdout
+    figures = shown["lexicon_equivalent"]
+    assert f"{figures['n_members']} rewards, {figures['n_words']} words, median rank agreement ρ" in table, table
     assert 0 <= shown["markup_debris_rate"] <= 1
     out = tmp_path / "audit.html"
     done = subprocess.run([*cli, "report", str(run.path), str(out)], capture_output=True, text=True, timeout=300)
@@ -489,3 +498,106 @@ def test_any_equally_good_reward_stands_beside_the_whole_set(wanted):
         member_profile(wanted, "l0-r9-e99")
     with pytest.raises(IrlLensError, match="not a member id"):
         member_profile(wanted, "<b>bogus</b>")
+
+
+def _word_set_table():
+    """A whole-set lexicon table: 20 rewards (layers 1 and 2, ten each) over 26 filler words and
+    four telling ones, with a lexicon table beside it whose R* ranks as the first reward does."""
+    import pandas as pd
+
+    fillers = [f"filler{i}" for i in range(26)]
+    rows = []
+    for layer in (1, 2):
+        for k in range(10):
+            member = f"l{layer}-r{k}-e1"
+            scores = {w: 0.6 * (i - 13) + 0.01 * k for i, w in enumerate(fillers)}
+            scores["insult"], scores["kind"] = -10.0, 10.0  # every reward: its most dispreferred, its most preferred
+            scores["split"] = -9.0 if layer == 1 else 0.5  # layer 1 punishes it, layer 2 does not
+            scores["flip"] = (-9.5 if layer == 1 else 9.5) if k < 5 else 0.2  # a quarter each way
+            rows += [{"word": w, "member": member, "layer": layer, "score": s} for w, s in scores.items()]
+    table = pd.DataFrame(rows)
+    first = table[table["member"] == "l1-r0-e1"]
+    lexicon = pd.DataFrame({"word": first["word"], "count": 3, GROUND_TRUTH: first["score"].to_numpy()}).reset_index(drop=True)
+    return table, lexicon
+
+
+def test_the_whole_set_settles_or_divides_on_each_word_by_rank():
+    from core.lexicon import divided_words, set_word_figures, set_word_sentences, set_word_shares
+
+    table, lexicon = _word_set_table()
+    shares = set_word_shares(table, lexicon["word"].tolist()).set_index("word")
+    assert shares.loc["insult", "toward_dispreferred"] == 1 and shares.loc["insult", "verdict"] == "settled"
+    assert shares.loc["kind", "toward_preferred"] == 1 and shares.loc["kind", "verdict"] == "settled"
+    assert shares.loc["split", "toward_dispreferred"] == 0.5 and shares.loc["split", "verdict"] == "divided"
+    assert (shares.loc["flip", ["toward_dispreferred", "toward_preferred"]] == 0.25).all()
+    assert shares.loc["flip", "verdict"] == "opposite"
+    figures = json.loads(json.dumps(set_word_figures(table, lexicon)))  # as the manifest keeps it
+    assert figures["n_members"] == 20 and figures["n_words"] == 30
+    assert [r["word"] for r in figures["settled_dispreferred"]] == ["insult"]
+    assert "kind" in [r["word"] for r in figures["settled_preferred"]]
+    assert [r["word"] for r in figures["opposite"]] == ["flip"] and "split" in [r["word"] for r in figures["divided"]]
+    assert figures["ground_truth_agreement"]["max"] == pytest.approx(1.0)
+    rho = figures["rank_agreement"]
+    assert rho["min"] < rho["median"] <= 1 and rho["within_layer_median"] > rho["across_layers_median"]
+    words = BUILT_IN["toxicity"]
+    said = dict(divided_words({"lexicon_equivalent": figures}, words))
+    assert list(said)[0] == "flip"  # opposite ways first
+    assert said["flip"] == "among the 10% most toxic words of 25% of the rewards and the 10% most non-toxic of 25% of the rewards."
+    assert said["split"] == ("among the 10% most toxic words of 50% of the rewards: 80% or more of those reading layer 1; "
+                             "20% or less of those reading layer 2.")  # fmt: skip
+    lines = set_word_sentences({"lexicon_equivalent": figures}, words)
+    assert lines[0].startswith("Across the whole equivalent set (20 equally good rewards), two rewards rank the 30 words alike")
+    assert lines[1].startswith("Against R*'s ranking of the same words, their ρ runs from ")
+    assert lines[2].startswith("At least 80% of the 20 equally good rewards rank “insult” among their 10% most toxic and “kind”, “filler25” among")
+    assert "; 1 goes opposite ways" in lines[3] and "The most evenly split: “flip” (most toxic for 25%, most non-toxic for 25%), " in lines[3]
+    assert "“split” (most toxic for 50%)" in lines[3]
+    assert set_word_sentences({"lexicon_equivalent": figures}, words, brief=True) == lines[2:]
+    assert set_word_sentences({}, words) == [] == divided_words({}, words)
+
+
+def test_the_lexicon_scores_the_whole_equivalent_set_in_each_rewards_own_unit(wanted):
+    from core.equivalent_set import equivalent_heads, member_profile, profile_lines
+    from core.irl import CANDIDATES
+    from core.lexicon import EXTREME, SET_TABLE, set_word_figures
+
+    table, lexicon = wanted.read_table(SET_TABLE), wanted.read_table("lexicon")
+    summary = wanted.stage_summary("lexicon")
+    assert sorted(table["member"].unique()) == sorted(equivalent_heads(wanted))
+    assert len(table) == len(lexicon) * table["member"].nunique()
+    assert summary["lexicon_equivalent"] == json.loads(json.dumps(set_word_figures(table, lexicon)))
+    # a shown member's raw reward of each word is the same through either unit
+    members = wanted.read_table("members").set_index("member")
+    candidates = wanted.read_table(CANDIDATES).set_index("member")
+    for member in wanted.stage_summary("evaluate")["shown_members"]:
+        shown = lexicon[member] * members.loc[member, "train_std"] + members.loc[member, "train_mean"]
+        whole = table[table["member"] == member].set_index("word").loc[lexicon["word"], "score"]
+        whole = whole * candidates.loc[member, "reward_std"] + candidates.loc[member, "reward_mean"]
+        np.testing.assert_allclose(whole.to_numpy(), shown.to_numpy(), rtol=1e-3, atol=1e-4)
+    chosen = wanted.stage_summary("evaluate")["best_member_id"]
+    profile = member_profile(wanted, chosen)["lexicon"]
+    own = table[table["member"] == chosen].sort_values("score")["word"].tolist()
+    assert [w["word"] for w in profile["dispreferred"]] == own[:5] and [w["word"] for w in profile["preferred"]] == own[::-1][:5]
+    inside = int(EXTREME * len(lexicon))  # its own lowest words count among the set's
+    assert inside >= 1 and all(0 < w["with_share"] <= 1 for w in profile["dispreferred"][:inside])
+    lowest = set(own[:inside])  # its minority words are its own and less than half the set's
+    assert all(w["word"] in lowest and w["with_share"] < 0.5 for w in profile["minority_dispreferred"])
+    assert any(line.startswith(f"Of the run's {len(lexicon)} words, it ranks “{own[0]}”")
+               for line in profile_lines(member_profile(wanted, chosen), wanted.objective))  # fmt: skip
+
+
+def test_a_lexicon_without_the_whole_set_removes_an_earlier_ones_table(wanted, tmp_path, monkeypatch):
+    import shutil
+
+    from core import equivalent_set
+    from core.equivalent_set import member_profile
+    from core.lexicon import SET_TABLE, LexiconConfig, lexicon_stage
+    from core.run_store import open_run
+
+    shutil.copytree(wanted.path, tmp_path / "copy")
+    run = open_run(tmp_path / "copy")
+    assert run.has_table(SET_TABLE)
+    monkeypatch.setattr(equivalent_set, "equivalent_heads", lambda run: [])  # as after compacting to the shown members
+    summary = lexicon_stage(run, RewardPanel(RecoveredReward(run)), LexiconConfig(max_words=30), progress=False)
+    assert not run.has_table(SET_TABLE) and "lexicon_equivalent" not in summary
+    assert member_profile(run, run.stage_summary("evaluate")["best_member_id"])["lexicon"] is None
+

@@ -181,8 +181,8 @@ everyone = summary.get("equivalent_set") or []
 if everyone:
     st.subheader("Look up any equally good reward")
     st.caption(f"All {len(everyone):,} rewards of the equivalent set, not only the {len(names)} shown: how the "
-               "demonstrations rate it (what made it equally good) and, where measured, people's labels, R* and the "
-               "behaviour battery, each beside the whole set. Evaluation only: nothing here selects a member.")  # fmt: skip
+               "demonstrations rate it (what made it equally good) and, where measured, people's labels, R*, the "
+               "one-word probes, the behaviour battery and the lexicon, each beside the whole set. Evaluation only: nothing here selects a member.")  # fmt: skip
     ordered_ids = sorted(everyone, key=lambda m: (Member.parse(m).layer, Member.parse(m).repeat, Member.parse(m).epoch))
     picked = st.selectbox("Equally good reward", ordered_ids, index=ordered_ids.index(summary["best_member_id"])
                           if summary.get("best_member_id") in ordered_ids else 0, format_func=member_label)  # fmt: skip

@@ -11,14 +11,18 @@ from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, IMPLICIT, threshold_words
 from core.lexicon import (
     CARRIERS,
+    SET_TABLE,
     SPLIT_MARGIN,
     disagreements,
+    divided_words,
     extremes,
     headline,
     one_sided,
+    set_word_sentences,
+    set_word_shares,
     word_splits,
 )
-from core.rendering import battery_figure, battery_set_figure
+from core.rendering import battery_figure, battery_set_figure, lexicon_set_figure
 from core.wants import pays_for
 
 st.title("What it wants")
@@ -104,6 +108,32 @@ if sum(m != ENSEMBLE for m in members) > 1 and run.has_table("members"):
                      column_config={"dispreferred by": f"{words.dispreferred} to", GROUND_TRUTH: "R* (sd)"})  # fmt: skip
     else:
         st.success("The members put every word on the same side.")
+
+lexicon_set = lex_summary.get("lexicon_equivalent")
+if lexicon_set and run.has_table(SET_TABLE):
+    n_shown = len([m for m in members if m != ENSEMBLE])
+    st.subheader("The lexicon across the whole equivalent set")
+    st.caption(
+        f"The same words and carriers, scored by every equally good reward, not only the {n_shown} shown. Those "
+        f"rewards have no calibrated thresholds, so this view goes by rank: a word is among a reward's most "
+        f"{plain(words.dispreferred)} (or {plain(words.preferred)}) words where it ranks in that reward's lowest "
+        f"(highest) {lexicon_set['extreme']:.0%} of the {lexicon_set['n_words']}. The heatmap shows the words the set "
+        f"does not settle; each cell is the share ranking the word among the most {plain(words.preferred)} minus "
+        f"the share ranking it among the most {plain(words.dispreferred)}."
+    )
+    st.markdown(" ".join(plain(line) for line in set_word_sentences(lex_summary, words)))
+    if lexicon_set["opposite"] or lexicon_set["divided"]:
+        st.plotly_chart(lexicon_set_figure(lexicon_set, words))
+        st.markdown("\n".join(f"- **{plain(word)}**: {plain(said)}" for word, said in divided_words(lex_summary, words)))
+    shares = set_word_shares(run_table(run, SET_TABLE), lexicon["word"].tolist()).merge(lexicon[["word", "count"]], on="word")
+    unsettled = shares[shares["verdict"] != "settled"].sort_values("toward_dispreferred", ascending=False)
+    if len(unsettled):
+        with st.expander(f"Every word the set does not settle ({len(unsettled)})"):
+            st.dataframe(unsettled[["word", "count", "toward_dispreferred", "toward_preferred", "median_rank", "verdict"]],
+                         hide_index=True, column_config={
+                             "toward_dispreferred": st.column_config.NumberColumn(f"share: most {words.dispreferred}", format="percent"),
+                             "toward_preferred": st.column_config.NumberColumn(f"share: most {words.preferred}", format="percent"),
+                             "median_rank": st.column_config.NumberColumn(f"median rank (0%: most {words.dispreferred})", format="percent")})  # fmt: skip
 
 st.header("Behaviour battery")
 st.caption(
