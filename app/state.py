@@ -127,6 +127,45 @@ def load_explainer(run: Run, members: list[str]):
     return explainer(str(run.path), _version(str(run.path)), tuple(members))
 
 
+@st.cache_resource(max_entries=4, show_spinner="Loading the whole equivalent set…")
+def _set_explainer(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
+    from core.equivalent_set import equivalent_heads
+    from core.recovered_reward import RecoveredReward
+    from core.saliency import RewardSaliency, exact_available
+
+    run = Run.open(path, verify_hashes=False)
+    ids = equivalent_heads(run)
+    if not ids:
+        return None
+    shown, _, _ = explainer(path, manifest_mtime_ns, members)  # its backbone: one copy in memory
+    whole = RecoveredReward(run, ids, backbone=shown.backbone, tokenizer=shown.tokenizer)
+    return RewardSaliency(whole) if exact_available(whole) else None
+
+
+def load_set_explainer(run: Run, members: list[str]):
+    """The whole equivalent set's explainer (every frozen head on the shown members' backbone), or
+    None where the run no longer holds the heads or they are not mean-pooled."""
+    return _set_explainer(str(run.path), _version(str(run.path)), tuple(members))
+
+
+def add_whole_set_row(run: Run, members: list[str], result, rows: list) -> str | None:
+    """Insert the whole equivalent set's heatmap row after the members' (and their mean) in
+    ``rows`` (:func:`core.rendering.attribution_rows` of ``result``), and return which word the set
+    blames most, in a sentence escaped for Markdown; None where the run has no whole set to read."""
+    from core.rendering import set_blame_row
+    from core.saliency import GROUND_TRUTH, set_blame_sentence, whole_set_blame
+
+    explainer = load_set_explainer(run, members)
+    if explainer is None:
+        return None
+    with working("Explaining every equally good reward…"), model_turn():
+        blame = whole_set_blame(explainer, result.text)
+    shown = len(result.members)
+    rows.insert(shown + (shown > 1), set_blame_row(blame))
+    said = set_blame_sentence(blame, result.row(GROUND_TRUTH) if GROUND_TRUTH in result.explained else None)
+    return None if said is None else plain(said) + " Dashed in the whole set's row: words it puts on opposite sides."
+
+
 @st.cache_resource(max_entries=4, show_spinner=False, on_release=lambda q: q.close())
 def _probe_queue(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
     from core.serving import ProbeQueue

@@ -318,6 +318,9 @@ def score(
     console.print(f"Each member's verdict line: {threshold_words(target)}. Member rewards are raw, each on "
                   "its own scale; ensemble and spread in standard deviations of each member's training rewards.",
                   markup=False, highlight=False)  # fmt: skip
+    for i, item in enumerate(items):
+        if (item.get("whole_set") or {}).get("said"):
+            console.print(f"#{i + 1}: {item['whole_set']['said']}", markup=False, highlight=False)
 
 
 def _literal(text: str):
@@ -342,6 +345,26 @@ def _add_saliency(items: list[dict], reward, truth, method: str | None) -> None:
         item["saliency_method"] = result.method
         if truth is not None:
             item["agreement_with_ground_truth"] = {name: result.agreement(name) for name in reward.names}
+    _add_set_blame(items, reward, truth is not None)
+
+
+def _add_set_blame(items: list[dict], reward, has_truth: bool) -> None:
+    """Each text's words across the whole equivalent set (``whole_set``), where the run holds its heads."""
+    from core.equivalent_set import equivalent_heads
+    from core.recovered_reward import RecoveredReward
+    from core.saliency import RewardSaliency, exact_available, set_blame_sentence, whole_set_blame
+
+    ids = equivalent_heads(reward.run)
+    if not ids or not exact_available(reward):
+        return
+    explainer = RewardSaliency(RecoveredReward(reward.run, ids, backbone=reward.backbone, tokenizer=reward.tokenizer))
+    for item in items:
+        blame = whole_set_blame(explainer, item["text"])
+        truth = [w["ground_truth"] for w in item["words"]] if has_truth else None
+        item["whole_set"] = {"n_members": blame.n_members, "said": set_blame_sentence(blame, truth),
+                             "words": [{"word": w, "median": float(m), "blamed_most": float(b), "lowered": float(lo), "raised": float(hi)}
+                                       for w, m, b, lo, hi in zip(blame.words, blame.median, blame.blamed_most, blame.lowered,
+                                                                  blame.raised, strict=True)]}  # fmt: skip
 
 
 @app.command("saliency")

@@ -70,6 +70,15 @@ def attribution_rows(result: AttributionResult, label) -> list[tuple[str, str, f
     return rows
 
 
+def set_blame_row(blame) -> tuple[str, str, None]:
+    """A row of :func:`attribution_table_html` for the whole equivalent set (``core.saliency.SetBlame``):
+    each word's median over the set, dashed where the set puts it on opposite sides."""
+    tips = [f"median {m:+.2f} (each reward scaled to its largest word) · blamed most by {b:.0%}, lowers the reward for "
+            f"{lo:.0%}, raises it for {hi:.0%}" for m, b, lo, hi in zip(blame.median, blame.blamed_most, blame.lowered, blame.raised, strict=True)]  # fmt: skip
+    return (f"whole equivalent set ({blame.n_members:,}): median, exact",
+            word_heatmap_html(blame.words, blame.median, scale=1.0, marks=blame.split, tips=tips), None)  # fmt: skip
+
+
 def attribution_table_html(rows: list[tuple[str, str, float | None]], notes: dict[str, str] | None = None) -> str:
     """:func:`attribution_rows` as one HTML table (reward, agreement with R*, heatmap): a page
     draws one element per sentence instead of three per reward, which is what a browser pays for

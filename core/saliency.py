@@ -390,6 +390,67 @@ def run_first_word_caution(run, config: IRLConfig) -> str | None:
     return None if config.start_token else first_word_caution(config, *stored_heatmaps(run, prefer="decomposition"))
 
 
+SPLIT_SIGN = 0.1
+"""The whole equivalent set splits on a word's sign where at least this share of it raises the reward
+with the word and as large a share lowers it."""
+
+
+@dataclass(frozen=True)
+class SetBlame:
+    """How the whole equivalent set explains one text word by word (the exact decomposition): per
+    word, the median over the set of its score (each reward divided by its largest |word score|, as in
+    :meth:`AttributionResult.member_spread`), the share of the set that blames it most (its lowest
+    score), and the shares it lowers and raises."""
+
+    text: str
+    words: tuple[str, ...]
+    n_members: int
+    median: np.ndarray
+    blamed_most: np.ndarray
+    lowered: np.ndarray
+    raised: np.ndarray
+
+    @property
+    def split(self) -> np.ndarray:
+        """Words the set puts on opposite signs (at least :data:`SPLIT_SIGN` of it each way)."""
+        return (self.lowered >= SPLIT_SIGN) & (self.raised >= SPLIT_SIGN)
+
+
+def whole_set_blame(saliency: RewardSaliency, text: str) -> SetBlame:
+    """:class:`SetBlame` of one text, ``saliency`` explaining the whole equivalent set (a
+    :class:`RecoveredReward` of :func:`core.equivalent_set.equivalent_heads`): one backbone pass,
+    every head read by the exact decomposition. The set is chosen by the demonstrations alone; this
+    shows how far its equally good rewards agree on which word to blame, not which is right."""
+    if not exact_available(saliency.reward):
+        raise IrlLensError("the whole set's word scores need mean-pooled frozen members (the exact decomposition)")
+    result = saliency.attribute(text, method="decomposition", include_ground_truth=False)
+    rows = result.word_scores
+    scale = np.abs(rows).max(1, keepdims=True)
+    rows = rows / np.where(scale == 0, 1, scale)
+    most = np.bincount(rows.argmin(1), minlength=rows.shape[1]) / len(rows) if rows.shape[1] else np.zeros(0)
+    return SetBlame(text=result.text, words=result.words, n_members=len(rows), median=np.median(rows, 0),
+                    blamed_most=most, lowered=(rows < -0.05).mean(0), raised=(rows > 0.05).mean(0))  # fmt: skip
+
+
+def set_blame_sentence(blame: SetBlame, truth_words=None, n: int = 3) -> str | None:
+    """Which words the whole equivalent set blames most, in a sentence, with the words it puts on
+    opposite signs and, given R*'s word contributions (evaluation only), the word R* blames most.
+    None for a text of fewer than two words. Words come from the text: escape them to display."""
+    if len(blame.words) < 2:
+        return None
+    order = [i for i in np.argsort(-blame.blamed_most, kind="stable")[:n] if blame.blamed_most[i] > 0]
+    said = ", ".join(f"“{blame.words[i]}” by {blame.blamed_most[i]:.0%}" for i in order)
+    out = f"Across the whole equivalent set ({blame.n_members:,} equally good rewards), the word blamed most is {said}"
+    split = [blame.words[i] for i in np.flatnonzero(blame.split)]
+    if split:
+        out += (f"; the set puts {', '.join(f'“{w}”' for w in split[:n])}{', …' if len(split) > n else ''} on opposite "
+                f"sides (at least {SPLIT_SIGN:.0%} of it raises the reward with the word, as many lower it)")
+    truth = None if truth_words is None else np.asarray(truth_words, float)
+    if truth is not None and len(truth) == len(blame.words) and np.nanmin(truth) < 0:
+        out += f". R* blames “{blame.words[int(np.nanargmin(truth))]}” most (evaluation only)"
+    return out + "."
+
+
 def token_occlusion(
     score, tokenizer, ids: torch.Tensor, mask: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -88,6 +88,12 @@ def test_heatmap_page_filters(full_run, monkeypatch):
     at = _app(monkeypatch, full_run, "heatmaps")
     table = next(m.value for m in at.markdown if "<table" in m.value)  # one row per reward
     assert "agreement with R*" in table and "<span title=" in table
+    n = len(full_run.stage_summary("evaluate")["equivalent_set"])
+    assert f"whole equivalent set ({n:,}): median, exact" in table  # every equally good reward, one row
+    from app.components import plain
+
+    said = plain(f"Across the whole equivalent set ({n:,} equally good rewards), the word blamed most is")
+    assert any(m.value.startswith(said) for m in at.markdown)
     at.text_input[0].set_value("zzz-no-such-word").run()
     assert any("No sentence matches" in i.value for i in at.info)
 
@@ -101,6 +107,7 @@ def test_live_probe_escapes_html_and_keeps_history(full_run, monkeypatch):
     assert list(history["text"]) == ["<script>alert(1)</script>", "The judge was kind."]
     html = "".join(m.value for m in at.markdown)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    assert "whole equivalent set (" in html  # the whole set's row, on the probe's words too
     at.text_area[0].set_value("x" * 100_000)
     at.button[0].click().run()
     assert any("100,000 characters" in e.value for e in at.error)

@@ -601,3 +601,40 @@ def test_a_lexicon_without_the_whole_set_removes_an_earlier_ones_table(wanted, t
     assert not run.has_table(SET_TABLE) and "lexicon_equivalent" not in summary
     assert member_profile(run, run.stage_summary("evaluate")["best_member_id"])["lexicon"] is None
 
+
+
+def test_the_whole_set_says_which_word_it_blames_most(wanted):
+    from typer.testing import CliRunner
+
+    from core.cli import app
+    from core.equivalent_set import equivalent_heads
+    from core.saliency import RewardSaliency, SetBlame, set_blame_sentence, whole_set_blame
+
+    ids = equivalent_heads(wanted)
+    shown = RecoveredReward(wanted)
+    whole = RewardSaliency(RecoveredReward(wanted, ids, backbone=shown.backbone, tokenizer=shown.tokenizer))
+    text = "The judge was a stupid bitch today."
+    blame = whole_set_blame(whole, text)
+    assert blame.n_members == len(ids) and blame.blamed_most.sum() == pytest.approx(1.0)
+    assert ((blame.lowered + blame.raised) <= 1 + 1e-9).all() and (np.abs(blame.median) <= 1).all()
+    # each shown member blames most the word its own heatmap does
+    result = RewardSaliency(shown).attribute(text, method="decomposition", include_ground_truth=False)
+    assert result.words == blame.words
+    own = {name: result.row(name).argmin() for name in shown.names}
+    full = whole.attribute(text, method="decomposition", include_ground_truth=False)
+    assert all(full.row(name).argmin() == k for name, k in own.items())
+    top = int(blame.blamed_most.argmax())
+    said = set_blame_sentence(blame, np.where(np.arange(len(blame.words)) == 1, -1.0, 0.0))
+    assert said.startswith(f"Across the whole equivalent set ({len(ids):,} equally good rewards), the word blamed most is "
+                           f"“{blame.words[top]}” by {blame.blamed_most[top]:.0%}")  # fmt: skip
+    assert said.endswith("R* blames “judge” most (evaluation only).")
+    split = SetBlame(text="a b", words=("a", "b"), n_members=10, median=np.zeros(2), blamed_most=np.array([0.5, 0.5]),
+                     lowered=np.array([0.5, 0.0]), raised=np.array([0.4, 0.05]))  # fmt: skip
+    assert "the set puts “a” on opposite sides" in set_blame_sentence(split)
+    assert set_blame_sentence(SetBlame(text="a", words=("a",), n_members=3, median=np.zeros(1), blamed_most=np.ones(1),
+                                       lowered=np.ones(1), raised=np.zeros(1))) is None  # fmt: skip
+    out = CliRunner().invoke(app, ["score", str(wanted.path), text, "--saliency", "--json"])
+    assert out.exit_code == 0, out.output
+    (item,) = json.loads(out.stdout)
+    assert item["whole_set"]["n_members"] == len(ids) and [w["word"] for w in item["whole_set"]["words"]] == list(blame.words)
+    assert item["whole_set"]["said"].startswith("Across the whole equivalent set (")

@@ -5,6 +5,7 @@ import streamlit as st
 
 from app.components import attribution_rows, attribution_table_html, plain, working
 from app.state import (
+    add_whole_set_row,
     load_explainer,
     member_label,
     model_turn,
@@ -121,6 +122,9 @@ if implicit is not None and "completion_ids" in demos:
     start = len(text) - len(chosen["completion"])
     values = word_log_ratios(policy_tokenizer(run), text, start, chosen["completion_ids"], stored["token_log_ratios"])
     rows.append(("implicit reward (log π_E/π₀ per word, exact)", word_heatmap_html(result.words, values), None))
+said = add_whole_set_row(run, members, result, rows)
+if said:
+    st.markdown(said)
 notes = {member_label(m): note for m, note in punishes_notes(faithfulness, words).items()}
 st.markdown(attribution_table_html(rows, notes), unsafe_allow_html=True)  # escaped in rendering
 for note in result.notes:

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app.components import attribution_rows, attribution_table_html, markdown_cells, plain, working
 from app.state import (
+    add_whole_set_row,
     implicit_scorer,
     load_explainer,
     member_label,
@@ -167,6 +168,9 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                     ids = scorer.tokenizer(text, add_special_tokens=False)["input_ids"]
                     values = word_log_ratios(scorer.tokenizer, text, 0, ids, ratios)
                     rows.append(("implicit reward", word_heatmap_html(result.words, values), None))
+                said = add_whole_set_row(run, members, result, rows)
+                if said:
+                    st.markdown(said)
                 notes = {name(m): note for m, note in punishing.items()}
                 st.markdown(attribution_table_html(rows, notes), unsafe_allow_html=True)  # escaped in rendering
                 st.caption(f"method: {plain(result.method)}; green raises the reward (toward {plain(words.preferred)})")
