@@ -148,6 +148,28 @@ def load_set_explainer(run: Run, members: list[str]):
     return _set_explainer(str(run.path), _version(str(run.path)), tuple(members))
 
 
+@st.cache_resource(max_entries=4, show_spinner="Calibrating every equally good reward…")
+def _whole_set(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
+    from core.comparison import WholeSet
+
+    shown, _, _ = explainer(path, manifest_mtime_ns, members)  # its backbone: one copy in memory
+    return WholeSet.load(Run.open(path, verify_hashes=False), backbone=shown.backbone, tokenizer=shown.tokenizer)
+
+
+def whole_set_says(run: Run, members: list[str], texts: list[str]) -> list[str] | None:
+    """What the whole equivalent set says of each text (``core.comparison.WholeSet``), each reward at
+    its own calibrated threshold; None where the run no longer holds the heads."""
+    try:
+        whole = _whole_set(str(run.path), _version(str(run.path)), tuple(members))
+    except IrlLensError as err:  # e.g. a human-labelled calibration whose file is not on this machine
+        st.caption(f"The whole set's verdicts are not available: {plain(err)}")
+        return None
+    if whole is None:
+        return None
+    with working("Scoring every equally good reward…"), model_turn():
+        return whole.says(whole.dispreferred_share(texts), run.objective)
+
+
 def add_whole_set_row(run: Run, members: list[str], result, rows: list) -> str | None:
     """Insert the whole equivalent set's heatmap row after the members' (and their mean) in
     ``rows`` (:func:`core.rendering.attribution_rows` of ``result``), and return which word the set

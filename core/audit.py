@@ -195,6 +195,31 @@ def calibrate(
     return fit_threshold(rewards[rows], labels)
 
 
+def recalibrate(run: Run, reward) -> np.ndarray:
+    """A threshold for each member of ``reward`` (a frozen :class:`~core.recovered_reward.RecoveredReward`,
+    say of the whole equivalent set), calibrated as the evaluate stage calibrated the shown members:
+    its recorded method, calibration sentences and seed. Only the shown members' thresholds are
+    stored; this gives any equally good reward a verdict on the same terms. One backbone pass over
+    the calibration sentences (200 by default) scores every head."""
+    method = run.stage_summary("evaluate").get("calibration")
+    if method is None:
+        raise IrlLensError(f"run {run.path} is not evaluated yet: run 'irl-lens evaluate' first")
+    if method == "none":
+        return np.zeros(len(reward.names))
+    recorded = run.manifest.config.get("evaluate", {})
+    config = EvaluationConfig(**{k: v for k, v in recorded.items() if k in EvaluationConfig.model_fields})
+    demos, irl = run.read_table("demonstrations"), reward.config
+    if method == "labels":
+        rows, labels = human_calibration(demos, irl.text_column(), config)
+    else:
+        rows = calibration_rows(demos, config.calibration_size, config.seed)
+        labels = demos[irl.label_column()].to_numpy(bool)[rows] if method == "ground_truth" else None
+    texts = demos[irl.text_column()].to_numpy()[rows].tolist()  # as encoded for IRL: an empty completion too
+    scores = reward.heads(reward.features(texts).float()).numpy()
+    every = np.arange(len(rows))
+    return np.array([calibrate(scores[:, k], method, every, labels, config.flag_share) for k in range(scores.shape[1])])
+
+
 def evaluate_candidates(
     run: Run, config: EvaluationConfig | None = None, *, progress: bool = True
 ) -> Evaluation:

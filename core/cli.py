@@ -274,7 +274,13 @@ def score(
     """Score sentences with every member of the equivalent set (one backbone pass) and with R*;
     with --saliency, say which words drive each reward; with --prompt, add the implicit reward."""
     from core.checkpoints import parse_members
-    from core.comparison import VERDICT_FORMATS, member_sides, probe_verdicts, threshold_words
+    from core.comparison import (
+        VERDICT_FORMATS,
+        WholeSet,
+        member_sides,
+        probe_verdicts,
+        threshold_words,
+    )
     from core.recovered_reward import MAX_PROBES, RecoveredReward, check_probes
     from core.run_store import open_run
 
@@ -285,7 +291,14 @@ def score(
     truth_model = target.ground_truth()
     truth = truth_model.reward(texts) if truth_model is not None else None
     ensemble = reward.ensemble(matrix) if len(reward.names) > 1 else None
-    verdicts = probe_verdicts(reward, texts, matrix, target.objective, truth)
+    try:
+        whole = WholeSet.load(target, backbone=reward.backbone, tokenizer=reward.tokenizer)
+    except IrlLensError as err:  # e.g. a human-labelled calibration whose file is not on this machine
+        whole = None
+        Console(stderr=True).print(f"no whole-set verdicts: {err}", markup=False, highlight=False)
+    set_shares = whole.dispreferred_share(texts) if whole is not None else None
+    verdicts = probe_verdicts(reward, texts, matrix, target.objective, truth,
+                              whole.says(set_shares, target.objective) if whole is not None else None)  # fmt: skip
     sides = member_sides(reward, matrix, target.objective)
     items = []
     for i, t in enumerate(texts):
@@ -294,9 +307,14 @@ def score(
                 "members_say": verdicts["members say"].iloc[i], "verdicts": sides[i]}  # fmt: skip
         if ensemble is not None:
             item["ensemble"] = float(ensemble[i])
+        if whole is not None:
+            item["whole_set_says"] = {"n_members": len(whole.reward.names), "dispreferred_share": float(set_shares[i]),
+                                      "said": verdicts["whole set says"].iloc[i]}  # fmt: skip
         items.append(item)
     if saliency:
         _add_saliency(items, reward, truth_model, method)
+        if whole is not None:
+            _add_set_blame(items, whole.reward, truth_model is not None)
     if prompt is not None:
         from core.implicit_reward import ImplicitReward
 
@@ -345,19 +363,15 @@ def _add_saliency(items: list[dict], reward, truth, method: str | None) -> None:
         item["saliency_method"] = result.method
         if truth is not None:
             item["agreement_with_ground_truth"] = {name: result.agreement(name) for name in reward.names}
-    _add_set_blame(items, reward, truth is not None)
 
 
-def _add_set_blame(items: list[dict], reward, has_truth: bool) -> None:
-    """Each text's words across the whole equivalent set (``whole_set``), where the run holds its heads."""
-    from core.equivalent_set import equivalent_heads
-    from core.recovered_reward import RecoveredReward
+def _add_set_blame(items: list[dict], whole, has_truth: bool) -> None:
+    """Each text's words across the whole equivalent set (``whole``: its reward), by the exact decomposition."""
     from core.saliency import RewardSaliency, exact_available, set_blame_sentence, whole_set_blame
 
-    ids = equivalent_heads(reward.run)
-    if not ids or not exact_available(reward):
+    if not exact_available(whole):
         return
-    explainer = RewardSaliency(RecoveredReward(reward.run, ids, backbone=reward.backbone, tokenizer=reward.tokenizer))
+    explainer = RewardSaliency(whole)
     for item in items:
         blame = whole_set_blame(explainer, item["text"])
         truth = [w["ground_truth"] for w in item["words"]] if has_truth else None

@@ -156,16 +156,50 @@ def ground_truth_says(value: float, objective) -> str:
     return f"{objective.side(value < 0)} ({value:+.2f})"
 
 
+class WholeSet:
+    """Every reward of the whole equivalent set, each with its own threshold calibrated as the
+    evaluate stage calibrated the shown members (``core.audit.recalibrate``), so that a verdict on
+    new text can say how many equally good rewards put it on each side, not only the shown ones.
+    :meth:`load` gives None where the run no longer holds the heads (compacted, LoRA / full)."""
+
+    def __init__(self, reward: RecoveredReward, thresholds: np.ndarray) -> None:
+        self.reward, self.thresholds = reward, np.asarray(thresholds, float)
+
+    @classmethod
+    def load(cls, run, *, backbone=None, tokenizer=None) -> WholeSet | None:
+        from core.audit import recalibrate
+        from core.equivalent_set import equivalent_heads
+
+        ids = equivalent_heads(run)
+        if not ids:
+            return None
+        reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
+        return cls(reward, recalibrate(run, reward))
+
+    def dispreferred_share(self, texts: Sequence[str]) -> np.ndarray:
+        """Per text, the share of the set that puts it on the dispreferred side."""
+        return (self.reward.score(texts) < self.thresholds).mean(1)
+
+    def says(self, shares: np.ndarray, objective) -> list[str]:
+        """Per text, what the whole set says, in the objective's words."""
+        n = len(self.reward.names)
+        return [f"{objective.dispreferred}: {share:.0%} of {n:,}" if 0 < share < 1 else
+                f"{objective.side(bool(share))}: all {n:,}" for share in np.asarray(shares, float)]  # fmt: skip
+
+
 def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.ndarray, objective,
-                   ground_truth: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
+                   ground_truth: np.ndarray | None = None, whole_set: list[str] | None = None) -> pd.DataFrame:  # fmt: skip
     """One row per probe, in words: what the members say (each at its own threshold, see
-    :func:`threshold_words`), what R* says beside them, and, with several members, the ensemble
-    and how far the members spread, in standard deviations of each member's training rewards,
-    so that members on different scales compare."""
+    :func:`threshold_words`), what the whole equivalent set says (:meth:`WholeSet.says`, where
+    given), what R* says beside them, and, with several members, the ensemble and how far the
+    members spread, in standard deviations of each member's training rewards, so that members on
+    different scales compare."""
     below = dispreferred_by_member(reward, matrix)
     k = matrix.shape[1]
     frame = pd.DataFrame({"text": list(texts),
                           "members say": [members_say(int(n), k, objective) for n in below.sum(1)]})  # fmt: skip
+    if whole_set is not None:
+        frame["whole set says"] = whole_set
     if ground_truth is not None:
         frame["R* says"] = [ground_truth_says(v, objective) for v in np.asarray(ground_truth, float)]
     if k > 1:

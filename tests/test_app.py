@@ -101,6 +101,7 @@ def test_heatmap_page_filters(full_run, monkeypatch):
 def test_live_probe_escapes_html_and_keeps_history(full_run, monkeypatch):
     at = _app(monkeypatch, full_run, "probe")
     at.text_area[0].set_value("<script>alert(1)</script>\nThe judge was kind.")  # inside a form:
+    at.checkbox(key="probe_with_set").check()
     at.button[0].click().run()  # submitted with the button, no run in between
     assert not at.exception
     history = at.dataframe[-1].value
@@ -108,6 +109,9 @@ def test_live_probe_escapes_html_and_keeps_history(full_run, monkeypatch):
     html = "".join(m.value for m in at.markdown)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
     assert "whole equivalent set (" in html  # the whole set's row, on the probe's words too
+    n = len(full_run.stage_summary("evaluate")["equivalent_set"])
+    says = at.table[0].value["whole set says"]  # every equally good reward's verdict, at its own line
+    assert len(says) == 2 and all(v.endswith(f"of {n}") or v.endswith(f"all {n}") for v in says)
     at.text_area[0].set_value("x" * 100_000)
     at.button[0].click().run()
     assert any("100,000 characters" in e.value for e in at.error)
@@ -272,6 +276,7 @@ def test_live_probe_says_each_members_verdict_in_the_objectives_words(full_run, 
     assert not at.exception
     verdicts = at.table[0].value  # Markdown source: st.table renders its cells, so text arrives escaped
     assert list(verdicts["text"]) == [plain(t) for t in texts]
+    assert "whole set says" not in verdicts  # on demand: two more passes per probe
     reward = RecoveredReward(full_run)
     below = (reward.score(texts) < reward.thresholds).sum(1)
     k = len(reward.names)

@@ -154,6 +154,22 @@ def test_the_demos_lexicon_spans_its_whole_equivalent_set(demo):
     assert 'id="fig-lexicon-set"' in page and escape(lines[0]) in page
 
 
+def test_the_demos_whole_set_gives_verdicts_at_thresholds_calibrated_as_evaluate_did(demo):
+    import numpy as np
+
+    from core.audit import recalibrate
+    from core.comparison import WholeSet
+    from core.recovered_reward import RecoveredReward
+
+    shown = RecoveredReward(demo)
+    train_std = demo.read_table("members").set_index("member").loc[shown.names, "train_std"].to_numpy()
+    assert np.all(np.abs(recalibrate(demo, shown) - shown.thresholds) <= 0.005 * train_std)  # 200 R*-labelled training sentences
+    whole = WholeSet.load(demo, backbone=shown.backbone, tokenizer=shown.tokenizer)
+    texts = ["You are all stupid", "The nurse was kind and patient with everyone."]
+    says = whole.says(whole.dispreferred_share(texts), demo.objective)
+    assert says == ["toxic: 42% of 366", "non-toxic: all 366"]  # as built 2026-12-07; the shown 8 split 3 to 5 on the first
+
+
 def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
     import json
     import subprocess

@@ -638,3 +638,48 @@ def test_the_whole_set_says_which_word_it_blames_most(wanted):
     (item,) = json.loads(out.stdout)
     assert item["whole_set"]["n_members"] == len(ids) and [w["word"] for w in item["whole_set"]["words"]] == list(blame.words)
     assert item["whole_set"]["said"].startswith("Across the whole equivalent set (")
+    assert item["whole_set_says"]["n_members"] == len(ids) and 0 <= item["whole_set_says"]["dispreferred_share"] <= 1
+
+
+def test_any_equally_good_reward_gives_a_verdict_at_its_own_calibrated_threshold(wanted):
+    from core.audit import recalibrate
+    from core.comparison import WholeSet
+    from core.objective import BUILT_IN
+
+    shown = RecoveredReward(wanted)
+    members = wanted.read_table("members").set_index("member")
+    again = recalibrate(wanted, shown)  # as evaluate calibrated the shown members, from the recorded settings
+    assert np.all(np.abs(again - shown.thresholds) <= 0.01 * members.loc[shown.names, "train_std"].to_numpy())
+    whole = WholeSet.load(wanted, backbone=shown.backbone, tokenizer=shown.tokenizer)
+    assert sorted(whole.reward.names) == sorted(wanted.stage_summary("evaluate")["equivalent_set"])
+    texts = ["The judge was kind.", "The judge was a stupid bitch.", "You idiot."]
+    shares = whole.dispreferred_share(texts)
+    assert ((shares >= 0) & (shares <= 1)).all() and shares[1] > shares[0]  # the insult, more of the set than the kind words
+    at = [whole.reward.names.index(name) for name in shown.names]  # the shown members' lines within the set's
+    assert np.all(np.abs(whole.thresholds[at] - shown.thresholds) <= 0.01 * members.loc[shown.names, "train_std"].to_numpy())
+    words = BUILT_IN["toxicity"]
+    n = len(whole.reward.names)
+    assert whole.says(np.array([0.0, 1.0, 0.25]), words) == [f"non-toxic: all {n}", f"toxic: all {n}", f"toxic: 25% of {n}"]
+
+
+def test_a_whole_set_that_cannot_be_calibrated_here_leaves_the_probe_working(wanted, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from core.cli import app
+    from core.comparison import WholeSet
+    from core.errors import IrlLensError
+    from core.run_store import open_run
+
+    shutil.copytree(wanted.path, tmp_path / "copy")
+    manifest = json.loads((tmp_path / "copy" / "manifest.json").read_text())
+    manifest["stages"]["evaluate"]["summary"]["calibration"] = "labels"  # calibrated on people's labels elsewhere
+    manifest["config"]["evaluate"]["calibration_labels"] = str(tmp_path / "not-on-this-machine.csv")
+    (tmp_path / "copy" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IrlLensError, match="not-on-this-machine.csv"):
+        WholeSet.load(open_run(tmp_path / "copy"))
+    out = CliRunner().invoke(app, ["score", str(tmp_path / "copy"), "The judge was kind.", "--json"])
+    assert out.exit_code == 0, out.output
+    (item,) = json.loads(out.stdout)
+    assert "whole_set_says" not in item and "no whole-set verdicts: " in out.stderr
