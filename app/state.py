@@ -148,40 +148,20 @@ def load_set_explainer(run: Run, members: list[str]):
     return _set_explainer(str(run.path), _version(str(run.path)), tuple(members))
 
 
-@st.cache_resource(max_entries=4, show_spinner="Calibrating every equally good reward…")
-def _whole_set(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
-    from core.comparison import WholeSet
-
-    shown, _, _ = explainer(path, manifest_mtime_ns, members)  # its backbone: one copy in memory
-    return WholeSet.load(Run.open(path, verify_hashes=False), backbone=shown.backbone, tokenizer=shown.tokenizer)
-
-
-def whole_set_says(run: Run, members: list[str], texts: list[str]) -> list[str] | None:
-    """What the whole equivalent set says of each text (``core.comparison.WholeSet``), each reward at
-    its own calibrated threshold; None where the run no longer holds the heads."""
-    try:
-        whole = _whole_set(str(run.path), _version(str(run.path)), tuple(members))
-    except IrlLensError as err:  # e.g. a human-labelled calibration whose file is not on this machine
-        st.caption(f"The whole set's verdicts are not available: {plain(err)}")
-        return None
-    if whole is None:
-        return None
-    with working("Scoring every equally good reward…"), model_turn():
-        return whole.says(whole.dispreferred_share(texts), run.objective)
-
-
-def add_whole_set_row(run: Run, members: list[str], result, rows: list) -> str | None:
+def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=None) -> str | None:
     """Insert the whole equivalent set's heatmap row after the members' (and their mean) in
     ``rows`` (:func:`core.rendering.attribution_rows` of ``result``), and return which word the set
-    blames most, in a sentence escaped for Markdown; None where the run has no whole set to read."""
+    blames most, in a sentence escaped for Markdown; None where the run has no whole set to read.
+    ``blame``: the set's :class:`core.saliency.SetBlame` where the probe queue computed it already."""
     from core.rendering import set_blame_row
     from core.saliency import GROUND_TRUTH, set_blame_sentence, whole_set_blame
 
-    explainer = load_set_explainer(run, members)
-    if explainer is None:
-        return None
-    with working("Explaining every equally good reward…"), model_turn():
-        blame = whole_set_blame(explainer, result.text)
+    if blame is None:
+        explainer = load_set_explainer(run, members)
+        if explainer is None:
+            return None
+        with working("Explaining every equally good reward…"), model_turn():
+            blame = whole_set_blame(explainer, result.text)
     shown = len(result.members)
     rows.insert(shown + (shown > 1), set_blame_row(blame))
     said = set_blame_sentence(blame, result.row(GROUND_TRUTH) if GROUND_TRUTH in result.explained else None)
@@ -190,10 +170,13 @@ def add_whole_set_row(run: Run, members: list[str], result, rows: list) -> str |
 
 @st.cache_resource(max_entries=4, show_spinner=False, on_release=lambda q: q.close())
 def _probe_queue(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
+    from core.comparison import WholeSet
     from core.serving import ProbeQueue
 
     reward, truth, cache = explainer(path, manifest_mtime_ns, members)
-    return ProbeQueue(reward, truth, cache, lock=_MODELS)
+    run = Run.open(path, verify_hashes=False)
+    return ProbeQueue(reward, truth, cache, lock=_MODELS,
+                      whole_set=lambda: WholeSet.load(run, backbone=reward.backbone, tokenizer=reward.tokenizer))  # fmt: skip
 
 
 def probe_queue(run: Run, members: list[str]):

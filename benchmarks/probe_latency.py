@@ -4,7 +4,8 @@ every member's heatmap are drawn, alone and with colleagues on the same server.
 Starts `irl-lens dashboard` on a run (default: the bundled demo), drives Debian's headless
 Chromium through Playwright, types probes of about 8, 32 and 128 tokens and times click → the
 probe's words drawn in the heatmaps → the script run finished (with the page's defaults:
-counterfactuals are on demand, so off; ``--counterfactuals`` ticks them). One session, then N
+counterfactuals and the whole equivalent set are on demand, so off; ``--counterfactuals`` and
+``--whole-set`` tick them). One session, then N
 concurrent sessions (N browser contexts), whose probes the server's queue scores in batches. The
 server's peak resident memory is read from /proc (VmHWM of the server process), and the CPU
 seconds the server and everything else (the browsers) used while the N sessions ran, the
@@ -24,7 +25,7 @@ the script run finished. Nothing is rendered, so the figures are the server's al
 whose browsers run on their own machines would see, plus drawing (the browser client's
 ``p50_heatmaps_s_1`` minus this one's says what drawing costs).
 
-    .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8] [--counterfactuals]
+    .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8] [--counterfactuals] [--whole-set]
         [--nice-browsers] [--reduced-motion] [--client browser|protocol]
 """
 
@@ -48,6 +49,9 @@ from screenshots import serve  # noqa: E402  (the dashboard on a free port, once
 
 CHROMIUM = "/usr/bin/chromium"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+COUNTERFACTUALS = "Counterfactuals: the smallest edit"
+WHOLE_SET = "The whole equivalent set"
+"""The probe form's on-demand boxes, by the start of their labels."""
 """Streamlit's own marker of a finished script run (its status widget may never show for a fast one)."""
 
 
@@ -134,7 +138,7 @@ class StartLine:
                                cpu_by_kind(self.server_pid)))  # fmt: skip
 
 
-async def session(browser, url: str, probes: list[str], counterfactuals: bool = False,
+async def session(browser, url: str, probes: list[str], ticks: tuple[str, ...] = (),
                   start: StartLine | None = None, reduced_motion: bool = False) -> list[dict]:  # fmt: skip
     """One auditor: open the probe page, score each probe in turn, time each (the first is the
     page's first, see :class:`StartLine`)."""
@@ -143,8 +147,8 @@ async def session(browser, url: str, probes: list[str], counterfactuals: bool = 
     page = await context.new_page()
     await page.goto(f"{url}/probe")
     await page.get_by_role("heading", name="Live probe").wait_for(timeout=180_000)
-    if counterfactuals:
-        await page.get_by_text("Counterfactuals: the smallest edit").click()
+    for tick in ticks:
+        await page.get_by_text(tick).first.click()
     if start is not None:
         await start.wait()
     out = []
@@ -204,7 +208,7 @@ class ProtocolSession:
             if kind == "script_finished" and forward.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                 return {"heatmaps_s": drawn, "done_s": time.perf_counter() - start, "errors": errors}
 
-    def submit(self, text: str, counterfactuals: bool) -> list:
+    def submit(self, text: str, ticks: tuple[str, ...]) -> list:
         """The form's widget states as the frontend sends them when "Score" is pressed."""
         from streamlit.proto.WidgetStates_pb2 import WidgetState
 
@@ -218,7 +222,7 @@ class ProtocolSession:
             elif which == "text_input":
                 state.string_value = ""
             elif which == "checkbox":
-                state.bool_value = widget.default or (counterfactuals and label.startswith("Counterfactuals"))
+                state.bool_value = widget.default or (bool(ticks) and label.startswith(ticks))
             elif widget.is_form_submitter and label == "Score":
                 state.trigger_value = True
             else:
@@ -227,7 +231,7 @@ class ProtocolSession:
         return states
 
 
-async def protocol_session(url: str, probes: list[str], counterfactuals: bool = False,
+async def protocol_session(url: str, probes: list[str], ticks: tuple[str, ...] = (),
                            start: StartLine | None = None) -> list[dict]:  # fmt: skip
     from websockets.asyncio.client import connect
 
@@ -243,7 +247,7 @@ async def protocol_session(url: str, probes: list[str], counterfactuals: bool = 
         for k, text in enumerate(probes):
             if k == 1 and start is not None:
                 await start.wait()
-            result = await auditor.rerun(auditor.submit(text, counterfactuals), marker=text.split()[0])
+            result = await auditor.rerun(auditor.submit(text, ticks), marker=text.split()[0])
             if result["heatmaps_s"] is None:
                 raise SystemExit(f"no heatmap of {text.split()[0]!r} came back from the server")
             out.append(result)
@@ -267,31 +271,32 @@ def niced_chromium(folder: Path) -> str:
     return str(wrapper)
 
 
-async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: list[int], counterfactuals: bool,
+async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: list[int], ticks: tuple[str, ...],
                   executable: str = CHROMIUM, client: str = "browser", reduced_motion: bool = False) -> dict:  # fmt: skip
     if client == "protocol":
-        def auditor(probes, ticked=counterfactuals, start=None):
+        def auditor(probes, ticked=ticks, start=None):
             return protocol_session(url, probes, ticked, start)
 
-        return await timed_sessions(auditor, server_pid, sessions, rounds, sizes)
+        return await timed_sessions(auditor, server_pid, sessions, rounds, sizes, ticks)
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=executable, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])  # fmt: skip
 
-        def auditor(probes, ticked=counterfactuals, start=None):
+        def auditor(probes, ticked=ticks, start=None):
             return session(browser, url, probes, ticked, start, reduced_motion)
 
-        figures = await timed_sessions(auditor, server_pid, sessions, rounds, sizes)
+        figures = await timed_sessions(auditor, server_pid, sessions, rounds, sizes, ticks)
         await browser.close()
     return figures
 
 
-async def timed_sessions(auditor, server_pid: int, sessions: int, rounds: int, sizes: list[int]) -> dict:
+async def timed_sessions(auditor, server_pid: int, sessions: int, rounds: int, sizes: list[int],
+                         ticks: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """A warm-up probe, then one auditor's page: its first probe, ``rounds`` x ``sizes`` probes;
     then ``sessions`` auditors at once: their pages' first probes together, then ``rounds`` each."""
-    warm = await auditor([probe(8, "warmup")], False)  # models load once per server
+    warm = await auditor([probe(8, "warmup")], tuple(t for t in ticks if t == WHOLE_SET))  # models load once per server
     first, *one = await auditor([probe(32, "solofirst")] + [probe(n, f"solo{r}x{n}") for r in range(rounds)
                                                             for n in sizes])  # fmt: skip
     start = StartLine(sessions, server_pid)
@@ -332,6 +337,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--counterfactuals", action="store_true", help="tick the on-demand counterfactual search")
+    parser.add_argument("--whole-set", action="store_true",
+                        help="tick the whole equivalent set (its verdicts and heatmap row)")
     parser.add_argument("--client", choices=["browser", "protocol"], default="browser",
                         help="browser: headless Chromium; protocol: Streamlit's websocket, nothing rendered")
     parser.add_argument("--reduced-motion", action="store_true",
@@ -344,13 +351,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             executable = niced_chromium(Path(folder)) if args.nice_browsers else CHROMIUM
-            figures = asyncio.run(measure(url, server.pid, sessions, rounds, sizes, args.counterfactuals, executable,
+            ticks = tuple(t for t, on in ((COUNTERFACTUALS, args.counterfactuals), (WHOLE_SET, args.whole_set)) if on)
+            figures = asyncio.run(measure(url, server.pid, sessions, rounds, sizes, ticks, executable,
                                           args.client, args.reduced_motion))
         figures["peak_rss_mb"] = round(peak_rss_mb(server.pid), 1)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    figures |= {"sessions": sessions, "rounds": rounds, "counterfactuals": args.counterfactuals,
+    figures |= {"sessions": sessions, "rounds": rounds, "counterfactuals": args.counterfactuals, "whole_set": args.whole_set,
                 "client": args.client, "nice_browsers": args.nice_browsers,
                 "reduced_motion": args.reduced_motion,
                 "run": Path(args.run).name, "machine": machine()}

@@ -181,10 +181,14 @@ class WholeSet:
         return (self.reward.score(texts) < self.thresholds).mean(1)
 
     def says(self, shares: np.ndarray, objective) -> list[str]:
-        """Per text, what the whole set says, in the objective's words."""
-        n = len(self.reward.names)
-        return [f"{objective.dispreferred}: {share:.0%} of {n:,}" if 0 < share < 1 else
-                f"{objective.side(bool(share))}: all {n:,}" for share in np.asarray(shares, float)]  # fmt: skip
+        """Per text, what the whole set says, in the objective's words (:func:`set_says`)."""
+        return set_says(shares, len(self.reward.names), objective)
+
+
+def set_says(shares, n: int, objective) -> list[str]:
+    """Per text, what ``n`` rewards say given the share of them on the dispreferred side."""
+    return [f"{objective.dispreferred}: {share:.0%} of {n:,}" if 0 < share < 1 else
+            f"{objective.side(bool(share))}: all {n:,}" for share in np.asarray(shares, float)]  # fmt: skip
 
 
 def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.ndarray, objective,

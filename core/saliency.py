@@ -423,7 +423,11 @@ def whole_set_blame(saliency: RewardSaliency, text: str) -> SetBlame:
     shows how far its equally good rewards agree on which word to blame, not which is right."""
     if not exact_available(saliency.reward):
         raise IrlLensError("the whole set's word scores need mean-pooled frozen members (the exact decomposition)")
-    result = saliency.attribute(text, method="decomposition", include_ground_truth=False)
+    return set_blame(saliency.attribute(text, method="decomposition", include_ground_truth=False))
+
+
+def set_blame(result: AttributionResult) -> SetBlame:
+    """:class:`SetBlame` of an attribution of the whole equivalent set (every row a reward of it)."""
     rows = result.word_scores
     scale = np.abs(rows).max(1, keepdims=True)
     rows = rows / np.where(scale == 0, 1, scale)

@@ -6,12 +6,18 @@ probe in the queue and waits; the worker takes every probe waiting, scores all t
 in one batch (members, ground truth) and explains them in one batched decomposition
 (:meth:`core.saliency.RewardSaliency.attribute_many`), then hands each session its own part.
 Eight colleagues pressing "Score" at once cost about one batch, not eight passes in turn.
+
+Probes that ask for the whole equivalent set (``whole_set=True``) get, from one more batched
+decomposition of every equally good reward, what share of the set puts each text on the dispreferred
+side (each reward at its own calibrated threshold, ``core.comparison.WholeSet``) and which words the
+set blames (``core.saliency.SetBlame``). The set is loaded and calibrated when first asked for.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -20,7 +26,15 @@ import numpy as np
 
 from core.errors import IrlLensError
 from core.recovered_reward import RecoveredReward, check_probes
-from core.saliency import GROUND_TRUTH, AttributionCache, AttributionResult
+from core.saliency import (
+    GROUND_TRUTH,
+    AttributionCache,
+    AttributionResult,
+    RewardSaliency,
+    SetBlame,
+    exact_available,
+    set_blame,
+)
 
 _STOP = object()
 
@@ -37,6 +51,12 @@ class ProbeResult:
     """fp32 where the scores came with the attributions, else the scoring pass's precision."""
     batched_with: int
     """Probes scored in the same batch, this one included."""
+    whole_set: list[tuple[float, SetBlame | None]] | None = None
+    """Per text, the share of the whole equivalent set that puts it on the dispreferred side and,
+    where the set's heads are mean-pooled, the set's blame; None where not asked for or not available."""
+    whole_set_size: int = 0
+    whole_set_missing: str | None = None
+    """Why the whole set was asked for and is not there (the run no longer holds its heads, …)."""
 
 
 @dataclass
@@ -44,6 +64,7 @@ class _Request:
     texts: list[str]
     explain: bool
     future: Future
+    whole_set: bool = False
 
 
 class ProbeQueue:
@@ -54,20 +75,23 @@ class ProbeQueue:
     """
 
     def __init__(self, reward: RecoveredReward, ground_truth, cache: AttributionCache, *,
-                 lock=None, max_batch_texts: int = 64) -> None:  # fmt: skip
+                 lock=None, max_batch_texts: int = 64, whole_set: Callable[[], object] | None = None) -> None:  # fmt: skip
         self.reward, self.ground_truth, self.cache = reward, ground_truth, cache
+        self._load_whole_set, self._whole_set, self._whole_set_missing = whole_set, None, None
         self.lock = lock or nullcontext()
         self.max_batch_texts = max_batch_texts
         self._requests: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="irl-lens-probe-queue", daemon=True)
         self._worker.start()
 
-    def probe(self, texts: list[str], *, explain: bool = True, timeout: float | None = None) -> ProbeResult:
-        """Score (and explain) ``texts``; blocks until the worker has done this probe's batch."""
+    def probe(self, texts: list[str], *, explain: bool = True, whole_set: bool = False,
+              timeout: float | None = None) -> ProbeResult:  # fmt: skip
+        """Score (and explain) ``texts``, and with ``whole_set`` say what the whole equivalent set
+        says of them; blocks until the worker has done this probe's batch."""
         texts = check_probes(texts)  # refused here, never inside a colleague's batch
         if not self._worker.is_alive():
             raise IrlLensError("the scoring queue has stopped: restart the dashboard")
-        request = _Request(texts, explain, Future())
+        request = _Request(texts, explain, Future(), whole_set)
         self._requests.put(request)
         while True:  # a queue closed after the check above must not leave this session waiting
             try:
@@ -136,6 +160,7 @@ class ProbeQueue:
             unexplained = [t for t in texts if t not in truth]
             if unexplained:
                 truth |= dict(zip(unexplained, self.ground_truth.reward(unexplained), strict=True))
+        whole = self._whole_set_of(list(dict.fromkeys(t for r in batch if r.whole_set for t in r.texts)))
         out = []
         for request in batch:
             out.append(ProbeResult(
@@ -144,5 +169,29 @@ class ProbeQueue:
                 explained=[explained[t] for t in request.texts] if request.explain else None,
                 precision="fp32" if all(t not in rest for t in request.texts) else self.reward.precision,
                 batched_with=len(batch),
+                whole_set=[whole[t] for t in request.texts] if request.whole_set and whole is not None else None,
+                whole_set_size=len(self._whole_set.reward.names) if self._whole_set is not None else 0,
+                whole_set_missing=self._whole_set_missing if request.whole_set else None,
             ))  # fmt: skip
         return out
+
+    def _whole_set_of(self, texts: list[str]) -> dict[str, tuple[float, SetBlame | None]] | None:
+        """The whole set's share and blame of each text, from one batched decomposition of every
+        equally good reward (its rewards are the heads' own, so the verdicts come from it too)."""
+        if not texts:
+            return None
+        if self._whole_set is None and self._whole_set_missing is None:
+            try:
+                self._whole_set = self._load_whole_set() if self._load_whole_set else None
+            except IrlLensError as err:  # e.g. a human-labelled calibration whose file is not on this machine
+                self._whole_set_missing = str(err)
+            if self._whole_set is None and self._whole_set_missing is None:
+                self._whole_set_missing = "the run no longer holds the whole set's heads (compacted, or LoRA / full members)"
+        whole = self._whole_set
+        if whole is None:
+            return None
+        if not exact_available(whole.reward):
+            shares = (whole.reward.score(texts) < whole.thresholds).mean(1)
+            return {t: (float(v), None) for t, v in zip(texts, shares, strict=True)}
+        explained = RewardSaliency(whole.reward).attribute_many(texts, method="decomposition", include_ground_truth=False)
+        return {t: (float((a.rewards < whole.thresholds).mean()), set_blame(a)) for t, a in zip(texts, explained, strict=True)}

@@ -683,3 +683,42 @@ def test_a_whole_set_that_cannot_be_calibrated_here_leaves_the_probe_working(wan
     assert out.exit_code == 0, out.output
     (item,) = json.loads(out.stdout)
     assert "whole_set_says" not in item and "no whole-set verdicts: " in out.stderr
+
+
+def test_the_probe_queue_says_what_the_whole_set_says_from_one_batched_pass(wanted):
+    from core.comparison import WholeSet
+    from core.saliency import AttributionCache, RewardSaliency, whole_set_blame
+    from core.serving import ProbeQueue
+
+    shown = RecoveredReward(wanted)
+    truth = wanted.ground_truth()
+    calls = []
+
+    def load():
+        calls.append(1)
+        return WholeSet.load(wanted, backbone=shown.backbone, tokenizer=shown.tokenizer)
+
+    scoring = ProbeQueue(shown, truth, AttributionCache(wanted, RewardSaliency(shown, truth)), whole_set=load)
+    try:
+        texts = ["The judge was a stupid bitch.", "The judge was kind."]
+        asked = scoring.probe(texts, whole_set=True)
+        again = scoring.probe(texts[:1], whole_set=True)
+        plain_probe = scoring.probe(texts[:1])
+    finally:
+        scoring.close()
+    whole = load()
+    assert len(calls) == 2  # the queue loaded and calibrated the set once (the second call is this test's)
+    assert asked.whole_set_size == len(whole.reward.names) and asked.whole_set_missing is None
+    np.testing.assert_allclose([share for share, _ in asked.whole_set], whole.dispreferred_share(texts), atol=1e-9)
+    expected = whole_set_blame(RewardSaliency(whole.reward), texts[0])
+    got = asked.whole_set[0][1]
+    assert got.words == expected.words
+    np.testing.assert_allclose(got.blamed_most, expected.blamed_most)
+    np.testing.assert_allclose(got.median, expected.median, atol=1e-5)
+    assert again.whole_set[0][0] == asked.whole_set[0][0] and plain_probe.whole_set is None
+    empty = ProbeQueue(shown, truth, AttributionCache(wanted, RewardSaliency(shown, truth)), whole_set=lambda: None)
+    try:
+        missing = empty.probe(texts[:1], whole_set=True)
+    finally:
+        empty.close()
+    assert missing.whole_set is None and "no longer holds the whole set's heads" in missing.whole_set_missing

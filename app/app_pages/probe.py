@@ -16,10 +16,9 @@ from app.state import (
     run_table,
     selected_run,
     shown_members,
-    whole_set_says,
 )
 from core.checkpoints import ENSEMBLE
-from core.comparison import VERDICT_FORMATS, member_sides, probe_verdicts, threshold_words
+from core.comparison import VERDICT_FORMATS, member_sides, probe_verdicts, set_says, threshold_words
 from core.equivalent_set import equivalent_heads
 from core.errors import IrlLensError
 from core.faithfulness import punishes_notes
@@ -93,7 +92,7 @@ with st.form("probe"):
     n_set = len(equivalent_heads(run))
     with_set = n_set > 0 and st.checkbox(
         f"The whole equivalent set: what each of its {n_set:,} equally good rewards says, and a heatmap row "
-        "(two more passes per probe, each reward's line calibrated once per server)", value=False, key="probe_with_set")
+        "(one more batched pass; each reward's line is calibrated once per server)", value=False, key="probe_with_set")
     prompt = st.text_input("Prompt the sentences complete (implicit reward only)", value="",
                            placeholder="empty: no prompt")  # fmt: skip
     submitted = st.form_submit_button("Score")
@@ -106,7 +105,7 @@ if submitted:
         scoring = probe_queue(run, members)
         ahead = scoring.waiting()
         with working("Scoring…" + (f" ({ahead} probes of other sessions first, scored in one batch)" if ahead else "")):
-            probed = scoring.probe(texts, explain=explain)
+            probed = scoring.probe(texts, explain=explain, whole_set=with_set)
         matrix, gt = probed.scores, probed.ground_truth
         ensemble = reward.ensemble(matrix) if len(members) > 1 else None
         for i, text in enumerate(texts):
@@ -129,7 +128,6 @@ if submitted:
                     history[-len(texts) + i] |= {"implicit (sum)": float(implicit.total[i]),
                                                  "implicit (mean)": float(implicit.mean[i])}  # fmt: skip
                 implicit_rows = [(scorer, t) for t in implicit.tokens]
-        st.session_state["probe_whole_set"] = whole_set_says(run, members, texts) if with_set else None
         st.session_state["probe_last"] = (scored_on, texts, counterfactual, probed)
         st.session_state["probe_implicit"] = implicit_rows
     except IrlLensError as err:
@@ -141,13 +139,17 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     latest = pd.DataFrame(history[-len(texts) :])
     reward = load_explainer(run, members)[0]
     st.subheader("Scores")
-    verdicts = probe_verdicts(reward, texts, probed.scores, words, probed.ground_truth, st.session_state.get("probe_whole_set"))
+    whole = probed.whole_set
+    verdicts = probe_verdicts(reward, texts, probed.scores, words, probed.ground_truth,
+                              set_says([share for share, _ in whole], probed.whole_set_size, words) if whole else None)  # fmt: skip
     # a table wraps the sentences (a dataframe cuts them)
     st.table(markdown_cells(verdicts).style.format({c: f for c, f in VERDICT_FORMATS.items() if c in verdicts}))
     st.caption(f"Each member's verdict line: {plain(threshold_words(run))}. The whole set: every reward of the "
                "equivalent set, not only the members scored here, each at its own line calibrated the same way. "
                "Ensemble and spread in standard deviations of each member's rewards on training sentences "
                "(0 = its mean), so members on different scales compare.")  # fmt: skip
+    if probed.whole_set_missing:
+        st.caption(f"No whole-set verdicts: {plain(probed.whole_set_missing)}.")
     with st.expander("Raw rewards (each member on its own scale, as in the CSV)"):
         st.dataframe(latest.round(3), hide_index=True)
     check = reward.precision_check
@@ -176,7 +178,8 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                     ids = scorer.tokenizer(text, add_special_tokens=False)["input_ids"]
                     values = word_log_ratios(scorer.tokenizer, text, 0, ids, ratios)
                     rows.append(("implicit reward", word_heatmap_html(result.words, values), None))
-                said = add_whole_set_row(run, members, result, rows) if st.session_state.get("probe_whole_set") else None
+                blame = whole[i][1] if whole else None
+                said = add_whole_set_row(run, members, result, rows, blame) if blame is not None else None
                 if said:
                     st.markdown(said)
                 notes = {name(m): note for m, note in punishing.items()}
