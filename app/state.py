@@ -128,24 +128,19 @@ def load_explainer(run: Run, members: list[str]):
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the whole equivalent set…")
-def _set_explainer(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
-    from core.equivalent_set import equivalent_heads
-    from core.recovered_reward import RecoveredReward
-    from core.saliency import RewardSaliency, exact_available
+def _whole_set(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
+    from core.comparison import WholeSet
 
-    run = Run.open(path, verify_hashes=False)
-    ids = equivalent_heads(run)
-    if not ids:
-        return None
     shown, _, _ = explainer(path, manifest_mtime_ns, members)  # its backbone: one copy in memory
-    whole = RecoveredReward(run, ids, backbone=shown.backbone, tokenizer=shown.tokenizer)
-    return RewardSaliency(whole) if exact_available(whole) else None
+    return WholeSet.load(Run.open(path, verify_hashes=False), backbone=shown.backbone, tokenizer=shown.tokenizer,
+                         calibrate=False)  # the heatmaps need no thresholds; the probe queue calibrates it once  # fmt: skip
 
 
-def load_set_explainer(run: Run, members: list[str]):
-    """The whole equivalent set's explainer (every frozen head on the shown members' backbone), or
-    None where the run no longer holds the heads or they are not mean-pooled."""
-    return _set_explainer(str(run.path), _version(str(run.path)), tuple(members))
+def whole_set(run: Run, members: list[str]):
+    """The whole equivalent set (``core.comparison.WholeSet``) on the shown members' backbone, one
+    per run and server process, shared by the heatmaps and the probe queue; None where the run no
+    longer holds the heads."""
+    return _whole_set(str(run.path), _version(str(run.path)), tuple(members))
 
 
 def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=None) -> str | None:
@@ -154,14 +149,14 @@ def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=No
     blames most, in a sentence escaped for Markdown; None where the run has no whole set to read.
     ``blame``: the set's :class:`core.saliency.SetBlame` where the probe queue computed it already."""
     from core.rendering import set_blame_row
-    from core.saliency import GROUND_TRUTH, set_blame_sentence, whole_set_blame
+    from core.saliency import GROUND_TRUTH, set_blame_sentence
 
     if blame is None:
-        explainer = load_set_explainer(run, members)
-        if explainer is None:
+        whole = whole_set(run, members)
+        if whole is None or whole.saliency is None:
             return None
         with working("Explaining every equally good reward…"), model_turn():
-            blame = whole_set_blame(explainer, result.text)
+            blame = whole.blame(result.text)
     shown = len(result.members)
     rows.insert(shown + (shown > 1), set_blame_row(blame))
     said = set_blame_sentence(blame, result.row(GROUND_TRUTH) if GROUND_TRUTH in result.explained else None)
@@ -170,13 +165,11 @@ def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=No
 
 @st.cache_resource(max_entries=4, show_spinner=False, on_release=lambda q: q.close())
 def _probe_queue(path: str, manifest_mtime_ns: int, members: tuple[str, ...]):
-    from core.comparison import WholeSet
     from core.serving import ProbeQueue
 
     reward, truth, cache = explainer(path, manifest_mtime_ns, members)
-    run = Run.open(path, verify_hashes=False)
-    return ProbeQueue(reward, truth, cache, lock=_MODELS,
-                      whole_set=lambda: WholeSet.load(run, backbone=reward.backbone, tokenizer=reward.tokenizer))  # fmt: skip
+    whole = _whole_set(path, manifest_mtime_ns, members)
+    return ProbeQueue(reward, truth, cache, lock=_MODELS, whole_set=lambda: whole)
 
 
 def probe_queue(run: Run, members: list[str]):

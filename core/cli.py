@@ -269,10 +269,15 @@ def score(
         str | None,
         typer.Option(help="Add the expert's implicit reward of each text as a completion of this prompt ('' for none)."),
     ] = None,
+    whole_set: Annotated[
+        bool, typer.Option("--whole-set", help="Add what every reward of the whole equivalent set says, each at its own "
+                           "threshold calibrated as evaluate did (a few seconds more), and which words the set blames.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Score sentences with every member of the equivalent set (one backbone pass) and with R*;
-    with --saliency, say which words drive each reward; with --prompt, add the implicit reward."""
+    with --saliency, say which words drive each reward; with --prompt, add the implicit reward;
+    with --whole-set, add what the whole equivalent set says."""
     from core.checkpoints import parse_members
     from core.comparison import (
         VERDICT_FORMATS,
@@ -291,14 +296,16 @@ def score(
     truth_model = target.ground_truth()
     truth = truth_model.reward(texts) if truth_model is not None else None
     ensemble = reward.ensemble(matrix) if len(reward.names) > 1 else None
-    try:
-        whole = WholeSet.load(target, backbone=reward.backbone, tokenizer=reward.tokenizer)
-    except IrlLensError as err:  # e.g. a human-labelled calibration whose file is not on this machine
-        whole = None
-        Console(stderr=True).print(f"no whole-set verdicts: {err}", markup=False, highlight=False)
-    set_shares = whole.dispreferred_share(texts) if whole is not None else None
+    whole, explained = None, None
+    if whole_set:
+        try:
+            whole = WholeSet.load(target, backbone=reward.backbone, tokenizer=reward.tokenizer)
+        except IrlLensError as err:  # e.g. a human-labelled calibration whose file is not on this machine
+            Console(stderr=True).print(f"no whole-set verdicts: {err}", markup=False, highlight=False)
+        if whole is not None:
+            explained = whole.explain(texts)  # (share, blame) per text, from one pass
     verdicts = probe_verdicts(reward, texts, matrix, target.objective, truth,
-                              whole.says(set_shares, target.objective) if whole is not None else None)  # fmt: skip
+                              whole.says([share for share, _ in explained], target.objective) if whole is not None else None)  # fmt: skip
     sides = member_sides(reward, matrix, target.objective)
     items = []
     for i, t in enumerate(texts):
@@ -308,13 +315,13 @@ def score(
         if ensemble is not None:
             item["ensemble"] = float(ensemble[i])
         if whole is not None:
-            item["whole_set_says"] = {"n_members": len(whole.reward.names), "dispreferred_share": float(set_shares[i]),
+            item["whole_set_says"] = {"n_members": len(whole.reward.names), "dispreferred_share": explained[i][0],
                                       "said": verdicts["whole set says"].iloc[i]}  # fmt: skip
         items.append(item)
     if saliency:
         _add_saliency(items, reward, truth_model, method)
-        if whole is not None:
-            _add_set_blame(items, whole.reward, truth_model is not None)
+    if explained is not None:
+        _add_set_blame(items, [blame for _, blame in explained], truth_model is not None)
     if prompt is not None:
         from core.implicit_reward import ImplicitReward
 
@@ -365,16 +372,15 @@ def _add_saliency(items: list[dict], reward, truth, method: str | None) -> None:
             item["agreement_with_ground_truth"] = {name: result.agreement(name) for name in reward.names}
 
 
-def _add_set_blame(items: list[dict], whole, has_truth: bool) -> None:
-    """Each text's words across the whole equivalent set (``whole``: its reward), by the exact decomposition."""
-    from core.saliency import RewardSaliency, exact_available, set_blame_sentence, whole_set_blame
+def _add_set_blame(items: list[dict], blames: list, has_truth: bool) -> None:
+    """Each text's words across the whole equivalent set (``whole_set``), where the set has its
+    ``SetBlame`` (mean-pooled heads); R*'s words beside them where ``--saliency`` added them."""
+    from core.saliency import set_blame_sentence
 
-    if not exact_available(whole):
-        return
-    explainer = RewardSaliency(whole)
-    for item in items:
-        blame = whole_set_blame(explainer, item["text"])
-        truth = [w["ground_truth"] for w in item["words"]] if has_truth else None
+    for item, blame in zip(items, blames, strict=True):
+        if blame is None:
+            continue
+        truth = [w["ground_truth"] for w in item["words"]] if has_truth and "words" in item else None
         item["whole_set"] = {"n_members": blame.n_members, "said": set_blame_sentence(blame, truth),
                              "words": [{"word": w, "median": float(m), "blamed_most": float(b), "lowered": float(lo), "raised": float(hi)}
                                        for w, m, b, lo, hi in zip(blame.words, blame.median, blame.blamed_most, blame.lowered,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.checkpoints import ENSEMBLE
+from core.errors import IrlLensError
 from core.recovered_reward import RecoveredReward, irl_config
 
 GROUND_TRUTH = "ground truth R*"
@@ -95,7 +96,6 @@ class RewardPanel:
 def run_panel(run, *, implicit: bool = True, batch_size: int = 16) -> RewardPanel:
     """The run's shown members, its R* (if any) and, when asked and both policies' weights are
     recorded, the expert's implicit reward."""
-    from core.errors import IrlLensError
     from core.implicit_reward import ImplicitReward
 
     scorer, missing = None, None
@@ -159,26 +159,74 @@ def ground_truth_says(value: float, objective) -> str:
 class WholeSet:
     """Every reward of the whole equivalent set, each with its own threshold calibrated as the
     evaluate stage calibrated the shown members (``core.audit.recalibrate``), so that a verdict on
-    new text can say how many equally good rewards put it on each side, not only the shown ones.
-    :meth:`load` gives None where the run no longer holds the heads (compacted, LoRA / full)."""
+    new text can say how many equally good rewards put it on each side, not only the shown ones;
+    and, for mean-pooled heads, which words the set blames (``core.saliency.SetBlame``), kept per
+    text so a page that reruns does not explain the same text again. :meth:`load` gives None where
+    the run no longer holds the heads (compacted, LoRA / full)."""
 
-    def __init__(self, reward: RecoveredReward, thresholds: np.ndarray) -> None:
-        self.reward, self.thresholds = reward, np.asarray(thresholds, float)
+    def __init__(self, reward: RecoveredReward, thresholds: np.ndarray | None = None, *, max_entries: int = 256) -> None:
+        from core.saliency import RewardSaliency, exact_available
+
+        self.reward, self.max_entries = reward, max_entries
+        self._thresholds = None if thresholds is None else np.asarray(thresholds, float)
+        self.saliency = RewardSaliency(reward) if exact_available(reward) else None
+        self._explained: dict[str, tuple[np.ndarray, object]] = {}
 
     @classmethod
-    def load(cls, run, *, backbone=None, tokenizer=None) -> WholeSet | None:
-        from core.audit import recalibrate
+    def load(cls, run, *, backbone=None, tokenizer=None, calibrate: bool = True) -> WholeSet | None:
+        """The run's whole set; its thresholds calibrated now, or (``calibrate=False``) when first
+        needed, for a caller that may only want the set's blame."""
         from core.equivalent_set import equivalent_heads
 
         ids = equivalent_heads(run)
         if not ids:
             return None
-        reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
-        return cls(reward, recalibrate(run, reward))
+        whole = cls(RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer))
+        if calibrate:
+            whole.thresholds  # noqa: B018  calibrated here, so that a failure shows at load
+        return whole
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        if self._thresholds is None:
+            from core.audit import recalibrate
+
+            self._thresholds = recalibrate(self.reward.run, self.reward)
+        return self._thresholds
 
     def dispreferred_share(self, texts: Sequence[str]) -> np.ndarray:
         """Per text, the share of the set that puts it on the dispreferred side."""
         return (self.reward.score(texts) < self.thresholds).mean(1)
+
+    def explain(self, texts: Sequence[str]) -> list[tuple[float, object]]:
+        """Per text, (the share of the set on the dispreferred side, its ``SetBlame``) from one
+        batched exact decomposition of every head (their rewards come with it, so the verdicts do
+        too); where the heads are not mean-pooled, the share and None."""
+        if self.saliency is None:
+            return [(float(v), None) for v in self.dispreferred_share(texts)]
+        self.explain_only(texts)
+        return [(float((self._explained[t][0] < self.thresholds).mean()), self._explained[t][1]) for t in texts]
+
+    def explain_only(self, texts: Sequence[str]) -> None:
+        """Decompose the texts not kept yet, together, and keep (their rewards, their ``SetBlame``)."""
+        from core.saliency import set_blame
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self._explained))
+        if not missing:
+            return
+        results = self.saliency.attribute_many(missing, method="decomposition", include_ground_truth=False)
+        for text, result in zip(missing, results, strict=True):
+            while self._explained and len(self._explained) >= self.max_entries:
+                self._explained.pop(next(iter(self._explained)))
+            self._explained[text] = (result.rewards, set_blame(result))
+
+    def blame(self, text: str):
+        """The set's ``SetBlame`` of one text (kept), without calibrating the thresholds."""
+        if self.saliency is None:
+            raise IrlLensError("the whole set's word scores need mean-pooled frozen members (the exact decomposition)")
+        if text not in self._explained:
+            self.explain_only([text])
+        return self._explained[text][1]
 
     def says(self, shares: np.ndarray, objective) -> list[str]:
         """Per text, what the whole set says, in the objective's words (:func:`set_says`)."""

@@ -474,16 +474,24 @@ def _profile_words(run, member: str, n: int = 5) -> dict | None:
     dispreferred (preferred) words; up to n of its own most dispreferred (preferred) words that less
     than half the set ranks so (``minority_*``, the rarest first); and how closely its word ranking follows the rest of the set's
     (median Spearman ρ) and, where the run has one, R*'s, each with where it stands in the set."""
-    from core.comparison import GROUND_TRUTH
-    from core.lexicon import EXTREME, SET_TABLE, rank_correlations, set_ranks
+    from core.lexicon import (
+        EXTREME,
+        SET_TABLE,
+        ground_truth_agreement,
+        rank_correlations,
+        set_ranks,
+        set_word_shares,
+    )
 
     table = run.optional_table(SET_TABLE)
     lexicon = run.optional_table("lexicon")
     if table is None or lexicon is None or member not in set(table["member"]):
         return None
-    ranks = set_ranks(table, lexicon["word"].tolist())
+    words = lexicon["word"].tolist()
+    ranks = set_ranks(table, words)
     own = ranks[member].sort_values()
-    low_share, high_share = (ranks <= EXTREME).mean(1), (ranks > 1 - EXTREME).mean(1)
+    shares = set_word_shares(table, words).set_index("word")
+    low_share, high_share = shares["toward_dispreferred"], shares["toward_preferred"]
     rho = rank_correlations(ranks)
     np.fill_diagonal(rho, np.nan)
     typical = pd.Series(np.nanmedian(rho, axis=1), index=ranks.columns)
@@ -491,16 +499,13 @@ def _profile_words(run, member: str, n: int = 5) -> dict | None:
            "dispreferred": [{"word": w, "with_share": float(low_share[w])} for w in own.index[:n]],
            "preferred": [{"word": w, "with_share": float(high_share[w])} for w in own.index[::-1][:n]],
            "ground_truth_agreement": None}  # fmt: skip
-    for side, shares, mine in (("dispreferred", low_share, own <= EXTREME), ("preferred", high_share, own > 1 - EXTREME)):
-        few = shares[mine[mine].index]
+    for side, shares_of, mine in (("dispreferred", low_share, own <= EXTREME), ("preferred", high_share, own > 1 - EXTREME)):
+        few = shares_of[mine[mine].index]
         few = few[few < 0.5].sort_values(kind="stable")[:n]  # its own: most of the set does not share them
         out[f"minority_{side}"] = [{"word": w, "with_share": float(v)} for w, v in few.items()]
-    if GROUND_TRUTH in lexicon:
-        truth = lexicon.set_index("word")[GROUND_TRUTH].reindex(ranks.index).rank(pct=True)
-        with np.errstate(invalid="ignore"):
-            agree = ranks.corrwith(truth)
-        if np.isfinite(agree[member]):
-            out["ground_truth_agreement"] = standing(agree.dropna(), agree[member])
+    agree = ground_truth_agreement(ranks, lexicon)
+    if agree is not None and np.isfinite(agree[member]):
+        out["ground_truth_agreement"] = standing(agree.dropna(), agree[member])
     return out
 
 

@@ -259,13 +259,10 @@ def set_word_figures(table: pd.DataFrame, lexicon: pd.DataFrame) -> dict:
     shares = set_word_shares(table, words).assign(count=lexicon["count"].to_numpy())
     out = {"n_members": int(ranks.shape[1]), "n_words": len(words), "extreme": EXTREME,
            "unit": "each member's reward mean and sd over the demonstrations", "rank_agreement": agreement}  # fmt: skip
-    if GROUND_TRUTH in lexicon:
-        truth = lexicon[GROUND_TRUTH].rank(pct=True).to_numpy(float)
-        with np.errstate(invalid="ignore"):
-            per = np.array([np.corrcoef(ranks[m].to_numpy(float), truth)[0, 1] for m in ranks.columns])
-        per = per[np.isfinite(per)]
-        if len(per):
-            out["ground_truth_agreement"] = {"min": float(per.min()), "median": float(np.median(per)), "max": float(per.max())}
+    per = ground_truth_agreement(ranks, lexicon)
+    if per is not None and len(per.dropna()):
+        per = per.dropna()
+        out["ground_truth_agreement"] = {"min": float(per.min()), "median": float(per.median()), "max": float(per.max())}
     settled = shares[shares["verdict"] == "settled"]
     for key, low_first in (("dispreferred", True), ("preferred", False)):  # the widest shared, then the most extreme, first
         agreed = settled[settled[f"toward_{key}"] >= SETTLED]
@@ -282,6 +279,16 @@ def set_word_figures(table: pd.DataFrame, lexicon: pd.DataFrame) -> dict:
     for key, frame in (("opposite", opposite), ("divided", divided)):
         out[key] = [r | {"by_layer": _by_layer(ranks.loc[r["word"]], layer_of)} for r in _records(frame)]
     return out
+
+
+def ground_truth_agreement(ranks: pd.DataFrame, lexicon: pd.DataFrame) -> pd.Series | None:
+    """Per reward of :func:`set_ranks`, the Spearman correlation of its word ranking with R*'s
+    (NaN where undefined); None where the lexicon has no R*. Evaluation only."""
+    if GROUND_TRUTH not in lexicon:
+        return None
+    truth = lexicon.set_index("word")[GROUND_TRUTH].reindex(ranks.index).rank(pct=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ranks.corrwith(truth)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

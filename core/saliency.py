@@ -47,6 +47,18 @@ REMOVED = -1
 """Token id that marks 'removed' in an occluded input; the forward masks it out."""
 
 
+SIGN_MARGIN = 0.05
+"""A word raises (lowers) a reward where its score, scaled to the reward's largest word, is above
+this (below minus this): smaller shares have no sign worth telling."""
+
+
+def scaled_to_largest(rows: np.ndarray) -> np.ndarray:
+    """Word scores (rewards, words), each reward's divided by its largest |score|: rewards differ in
+    scale, not only in blame."""
+    scale = np.abs(rows).max(1, keepdims=True)
+    return rows / np.where(scale == 0, 1, scale)
+
+
 def exact_available(reward: RecoveredReward) -> bool:
     """The decomposition exists for mean-pooled frozen heads."""
     return reward.config.mode == "frozen" and reward.config.pooling == "mean"
@@ -110,12 +122,10 @@ class AttributionResult:
     def member_spread(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per word across members: (mean, std, sign flips). Each member's word scores are
         divided by its largest |score| first: members differ in scale, not only in blame."""
-        names = self.members
-        rows = np.array([self.row(n) for n in names])
-        scale = np.abs(rows).max(1, keepdims=True)
-        rows = rows / np.where(scale == 0, 1, scale)
-        flips = (rows > 0.05).any(0) & (rows < -0.05).any(0)
+        rows = scaled_to_largest(np.array([self.row(n) for n in self.members]))
+        flips = (rows > SIGN_MARGIN).any(0) & (rows < -SIGN_MARGIN).any(0)
         return rows.mean(0), rows.std(0), flips
+
 
 
 def aggregate_to_words(text: str, offsets: list[tuple[int, int]], token_scores: np.ndarray):
@@ -398,7 +408,7 @@ with the word and as large a share lowers it."""
 @dataclass(frozen=True)
 class SetBlame:
     """How the whole equivalent set explains one text word by word (the exact decomposition): per
-    word, the median over the set of its score (each reward divided by its largest |word score|, as in
+    word, the median over the set of its score (:func:`scaled_to_largest`, as in
     :meth:`AttributionResult.member_spread`), the share of the set that blames it most (its lowest
     score), and the shares it lowers and raises."""
 
@@ -428,12 +438,10 @@ def whole_set_blame(saliency: RewardSaliency, text: str) -> SetBlame:
 
 def set_blame(result: AttributionResult) -> SetBlame:
     """:class:`SetBlame` of an attribution of the whole equivalent set (every row a reward of it)."""
-    rows = result.word_scores
-    scale = np.abs(rows).max(1, keepdims=True)
-    rows = rows / np.where(scale == 0, 1, scale)
+    rows = scaled_to_largest(result.word_scores)
     most = np.bincount(rows.argmin(1), minlength=rows.shape[1]) / len(rows) if rows.shape[1] else np.zeros(0)
     return SetBlame(text=result.text, words=result.words, n_members=len(rows), median=np.median(rows, 0),
-                    blamed_most=most, lowered=(rows < -0.05).mean(0), raised=(rows > 0.05).mean(0))  # fmt: skip
+                    blamed_most=most, lowered=(rows < -SIGN_MARGIN).mean(0), raised=(rows > SIGN_MARGIN).mean(0))  # fmt: skip
 
 
 def set_blame_sentence(blame: SetBlame, truth_words=None, n: int = 3) -> str | None:

@@ -26,15 +26,7 @@ import numpy as np
 
 from core.errors import IrlLensError
 from core.recovered_reward import RecoveredReward, check_probes
-from core.saliency import (
-    GROUND_TRUTH,
-    AttributionCache,
-    AttributionResult,
-    RewardSaliency,
-    SetBlame,
-    exact_available,
-    set_blame,
-)
+from core.saliency import GROUND_TRUTH, AttributionCache, AttributionResult, SetBlame
 
 _STOP = object()
 
@@ -176,22 +168,19 @@ class ProbeQueue:
         return out
 
     def _whole_set_of(self, texts: list[str]) -> dict[str, tuple[float, SetBlame | None]] | None:
-        """The whole set's share and blame of each text, from one batched decomposition of every
-        equally good reward (its rewards are the heads' own, so the verdicts come from it too)."""
+        """The whole set's share and blame of each text (``WholeSet.explain``: one batched
+        decomposition of every equally good reward), loading and calibrating it when first asked."""
         if not texts:
             return None
         if self._whole_set is None and self._whole_set_missing is None:
             try:
                 self._whole_set = self._load_whole_set() if self._load_whole_set else None
+                if self._whole_set is not None:
+                    self._whole_set.thresholds  # noqa: B018  calibrated once, here
             except IrlLensError as err:  # e.g. a human-labelled calibration whose file is not on this machine
-                self._whole_set_missing = str(err)
+                self._whole_set, self._whole_set_missing = None, str(err)
             if self._whole_set is None and self._whole_set_missing is None:
                 self._whole_set_missing = "the run no longer holds the whole set's heads (compacted, or LoRA / full members)"
-        whole = self._whole_set
-        if whole is None:
+        if self._whole_set is None:
             return None
-        if not exact_available(whole.reward):
-            shares = (whole.reward.score(texts) < whole.thresholds).mean(1)
-            return {t: (float(v), None) for t, v in zip(texts, shares, strict=True)}
-        explained = RewardSaliency(whole.reward).attribute_many(texts, method="decomposition", include_ground_truth=False)
-        return {t: (float((a.rewards < whole.thresholds).mean()), set_blame(a)) for t, a in zip(texts, explained, strict=True)}
+        return dict(zip(texts, self._whole_set.explain(texts), strict=True))

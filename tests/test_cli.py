@@ -106,7 +106,7 @@ def test_extract_score_evaluate_export(toy_run, tmp_path):
     assert shown["selection"] == "demonstrations" and set(shown["best_member"]) == {"layer", "repeat", "epoch"}
     assert shown["objective"] == "toxicity"
     scored = runner.invoke(
-        app, ["score", str(toy_run.path), "The judge was kind.", "The judge was a bitch.", "--json"]
+        app, ["score", str(toy_run.path), "The judge was kind.", "The judge was a bitch.", "--whole-set", "--json"]
     )
     items = json.loads(scored.stdout)
     assert [item["text"] for item in items] == ["The judge was kind.", "The judge was a bitch."]
@@ -117,7 +117,8 @@ def test_extract_score_evaluate_export(toy_run, tmp_path):
     assert set(items[0]["verdicts"]) == set(items[0]["members"]) and set(items[0]["verdicts"].values()) <= {"toxic", "non-toxic"}
     said = [sum(side == "toxic" for side in item["verdicts"].values()) for item in items]
     assert said[1] >= said[0] and items[1]["members_say"].startswith(("toxic", "split"))
-    text = runner.invoke(app, ["score", str(toy_run.path), "The judge was a bitch."], env={"COLUMNS": "200"})  # headers unwrapped
+    text = runner.invoke(app, ["score", str(toy_run.path), "The judge was a bitch.", "--whole-set"],
+                         env={"COLUMNS": "200"})  # headers unwrapped
     assert text.exit_code == 0 and "members say" in text.stdout and items[1]["members_say"].split(":")[0] in text.stdout
     assert "whole set says" in text.stdout and items[1]["whole_set_says"]["said"] in text.stdout
     result = runner.invoke(

@@ -633,7 +633,7 @@ def test_the_whole_set_says_which_word_it_blames_most(wanted):
     assert "the set puts “a” on opposite sides" in set_blame_sentence(split)
     assert set_blame_sentence(SetBlame(text="a", words=("a",), n_members=3, median=np.zeros(1), blamed_most=np.ones(1),
                                        lowered=np.ones(1), raised=np.zeros(1))) is None  # fmt: skip
-    out = CliRunner().invoke(app, ["score", str(wanted.path), text, "--saliency", "--json"])
+    out = CliRunner().invoke(app, ["score", str(wanted.path), text, "--saliency", "--whole-set", "--json"])
     assert out.exit_code == 0, out.output
     (item,) = json.loads(out.stdout)
     assert item["whole_set"]["n_members"] == len(ids) and [w["word"] for w in item["whole_set"]["words"]] == list(blame.words)
@@ -679,10 +679,12 @@ def test_a_whole_set_that_cannot_be_calibrated_here_leaves_the_probe_working(wan
     (tmp_path / "copy" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IrlLensError, match="not-on-this-machine.csv"):
         WholeSet.load(open_run(tmp_path / "copy"))
-    out = CliRunner().invoke(app, ["score", str(tmp_path / "copy"), "The judge was kind.", "--json"])
+    out = CliRunner().invoke(app, ["score", str(tmp_path / "copy"), "The judge was kind.", "--whole-set", "--json"])
     assert out.exit_code == 0, out.output
     (item,) = json.loads(out.stdout)
     assert "whole_set_says" not in item and "no whole-set verdicts: " in out.stderr
+    plain_score = CliRunner().invoke(app, ["score", str(wanted.path), "The judge was kind.", "--json"])
+    assert "whole_set_says" not in json.loads(plain_score.stdout)[0]  # on demand: the set costs a calibration
 
 
 def test_the_probe_queue_says_what_the_whole_set_says_from_one_batched_pass(wanted):
