@@ -46,6 +46,7 @@ from core.evaluation import (
     evaluate,
     fit_threshold,
     pairwise_accuracy,
+    sign_metrics,
 )
 from core.human_labels import STAGE as PEOPLE_STAGE
 from core.human_labels import TABLE as PEOPLE_TABLE
@@ -70,10 +71,10 @@ class EvaluationConfig(LabelledSet):
 
     calibration: Literal["auto", "none", "ground_truth", "labels", "share"] = Field(
         default="auto",
-        description="the zero point: none (the paper: sign at 0); a threshold fitted on training "
-        "sentences labelled by R* (ground_truth) or by people (labels: calibration_labels); or "
-        "share: flag the lowest flag_share of training sentences. auto: ground_truth where the "
-        "run has R*, else share",
+        description="the zero point: none (the paper: sign at 0); share: flag the lowest flag_share "
+        "of training sentences (no labels); labels: a threshold fitted on training sentences labelled by "
+        "people (calibration_labels); ground_truth: fitted on training sentences labelled by R*, for a "
+        "study only, since R* then draws the verdict lines an audit would not have. auto: share",
     )
     calibration_labels: str | None = Field(
         default=None,
@@ -266,9 +267,7 @@ def evaluate_candidates(
     matrix = selection_scores[shown].to_numpy()
     best_rewards = selection_scores[best_id].to_numpy()
 
-    method = config.calibration
-    if method == "auto":
-        method = "ground_truth" if has_gt else "share"
+    method = "share" if config.calibration == "auto" else config.calibration  # R* evaluates; it draws no line unasked
     if method == "ground_truth" and not has_gt:
         raise IrlLensError(
             f"run {run.path} has no ground truth to calibrate with: use calibration share, labels or none"
@@ -378,6 +377,9 @@ def evaluate_candidates(
             "best_heldout_f1": best_test["f1"],
             "calibrated_accuracy": best_test.get("calibrated_accuracy") if method != "none" else None,
             "calibrated_f1": best_test.get("calibrated_f1") if method != "none" else None,
+            # the best accuracy any one line reaches on the test split: R*'s hindsight, drawn on nothing
+            "best_line_accuracy": sign_metrics(best_rewards[test], labels[test],
+                                               fit_threshold(best_rewards[test], labels[test]))["accuracy"],  # fmt: skip
             "supervised_ceiling_auc": ceiling,
             "auc_fraction_of_ceiling": best_test["auc"] / ceiling if ceiling and best_test["auc"] else None,
             "ensemble_heldout_auc": auc(ensemble[test], labels[test]),
@@ -386,7 +388,7 @@ def evaluate_candidates(
     else:
         summary |= {"n_heldout_toxic": None, "best_heldout_auc": None, "best_heldout_kendall": None,
                     "best_heldout_accuracy": None, "best_heldout_f1": None, "calibrated_accuracy": None,
-                    "calibrated_f1": None, "supervised_ceiling_auc": None}  # fmt: skip
+                    "calibrated_f1": None, "best_line_accuracy": None, "supervised_ceiling_auc": None}  # fmt: skip
     return Evaluation(summary, tables)
 
 

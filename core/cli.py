@@ -226,7 +226,8 @@ def _print_evaluation(summary: dict, run) -> None:
         lines.append(
             f"test AUC vs R* {_fmt(summary['best_heldout_auc'])} (supervised ceiling "
             f"{_fmt(summary['supervised_ceiling_auc'])}); accuracy at 0 {_fmt(summary['best_heldout_accuracy'])}, "
-            f"calibrated {_fmt(summary['calibrated_accuracy'])}"
+            f"calibrated {_fmt(summary['calibrated_accuracy'])} (line: {summary['calibration']}; the best line "
+            f"in R*'s hindsight {_fmt(summary.get('best_line_accuracy'))})"
         )
     else:
         lines.append("no ground truth: nothing was compared with R*")
@@ -280,11 +281,13 @@ def score(
     with --whole-set, add what the whole equivalent set says."""
     from core.checkpoints import parse_members
     from core.comparison import (
+        RANK_COLUMN,
         VERDICT_FORMATS,
         WholeSet,
         member_sides,
         probe_verdicts,
         threshold_words,
+        training_ranks,
     )
     from core.recovered_reward import MAX_PROBES, RecoveredReward, check_probes
     from core.run_store import open_run
@@ -307,11 +310,14 @@ def score(
     verdicts = probe_verdicts(reward, texts, matrix, target.objective, truth,
                               whole.says([share for share, _ in explained], target.objective) if whole is not None else None)  # fmt: skip
     sides = member_sides(reward, matrix, target.objective)
+    ranks = training_ranks(target, reward.names, matrix)
     items = []
     for i, t in enumerate(texts):
         item = {"text": t, "ground_truth": None if truth is None else float(truth[i]),
                 "members": {name: float(matrix[i, k]) for k, name in enumerate(reward.names)},
                 "members_say": verdicts["members say"].iloc[i], "verdicts": sides[i]}  # fmt: skip
+        if ranks is not None:  # the share of training sentences each member rates lower: no line decides it
+            item["training_rank"] = {name: float(ranks[i, k]) for k, name in enumerate(reward.names)}
         if ensemble is not None:
             item["ensemble"] = float(ensemble[i])
         if whole is not None:
@@ -343,6 +349,10 @@ def score(
     console.print(f"Each member's verdict line: {threshold_words(target)}. Member rewards are raw, each on "
                   "its own scale; ensemble and spread in standard deviations of each member's training rewards.",
                   markup=False, highlight=False)  # fmt: skip
+    if ranks is not None:
+        console.print(f"{RANK_COLUMN[0].upper() + RANK_COLUMN[1:]}: the share of the run's training sentences the members "
+                      f"rate below the text, whatever line is drawn; a line that flags a larger share calls it "
+                      f"{target.objective.dispreferred}.", markup=False, highlight=False)  # fmt: skip
     for i, item in enumerate(items):
         if (item.get("whole_set") or {}).get("said"):
             console.print(f"#{i + 1}: {item['whole_set']['said']}", markup=False, highlight=False)

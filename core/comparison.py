@@ -112,9 +112,11 @@ def run_panel(run, *, implicit: bool = True, batch_size: int = 16) -> RewardPane
 
 
 THRESHOLD_WORDS = {
-    "ground_truth": "a threshold fitted on training sentences labelled by R*",
+    "ground_truth": "a threshold fitted on training sentences labelled by R* (a study's choice: an audit "
+    "without R* has no such line)",
     "labels": "a threshold fitted on training sentences labelled by people",
-    "share": "a threshold that flags a fixed share of training sentences (flag_share; no labels used)",
+    "share": "a threshold that flags the lowest {share} of training sentences (flag_share, set beforehand; "
+    "no labels used)",
     "none": "0, uncalibrated (the paper's sign rule)",
 }
 
@@ -122,7 +124,27 @@ THRESHOLD_WORDS = {
 def threshold_words(run) -> str:
     """Where the members' verdict lines come from, in words (the evaluate stage's calibration)."""
     method = run.stage_summary("evaluate").get("calibration")
-    return THRESHOLD_WORDS.get(method, "0 (no evaluate stage: uncalibrated)")
+    share = run.manifest.config.get("evaluate", {}).get("flag_share", 0.25)
+    share = f"{share:.0%}" if isinstance(share, int | float) else "a set share"
+    return THRESHOLD_WORDS.get(method, "0 (no evaluate stage: uncalibrated)").format(share=share)
+
+
+def line_reading(run) -> str | None:
+    """For lines drawn as a share of training sentences, in words: how that share compares with
+    R*'s rate on the test split (evaluation only), which is why accuracy at the line can fall short
+    of what the threshold-free figures promise. None for other lines or without R*."""
+    summary = run.stage_summary("evaluate")
+    share, n = run.manifest.config.get("evaluate", {}).get("flag_share", 0.25), summary.get("n_test_sentences")
+    dispreferred = summary.get("n_test_dispreferred")
+    if summary.get("calibration") != "share" or not n or dispreferred is None or not isinstance(share, int | float):
+        return None
+    rate, words = dispreferred / n, run.objective
+    fewer = "fewer" if share < rate else "more"
+    return (f"The verdict lines flag the lowest {share:.0%} of training sentences, a share set beforehand; R* calls "
+            f"{rate:.0%} of the test sentences {words.dispreferred} (evaluation only), so the lines flag {fewer} "
+            f"sentences than R* would, and accuracy at a line measures that share as much as the reward. The "
+            "threshold-free figures (AUC, Kendall τ) do not depend on it. Labels from people on some training "
+            "sentences would fit the lines to them (calibration 'labels').")
 
 
 def members_say(dispreferred: int, k: int, objective) -> str:
@@ -239,17 +261,50 @@ def set_says(shares, n: int, objective) -> list[str]:
             f"{objective.side(bool(share))}: all {n:,}" for share in np.asarray(shares, float)]  # fmt: skip
 
 
+RANK_COLUMN = "training sentences rated lower"
+
+
+def training_ranks(run, names: Sequence[str], matrix: np.ndarray) -> np.ndarray | None:
+    """(N, K): for each text, the share of the run's training demonstrations that member k rates
+    lower. Where a text sits among them needs no verdict line: any line that flags a larger share of
+    training sentences puts it on the dispreferred side. None where evaluate stored no training
+    rewards of these members (say, a member it did not show)."""
+    if not run.has_table("member_scores"):
+        return None
+    scores = run.read_table("member_scores")
+    if not set(names) <= set(scores.columns):
+        return None
+    train = np.sort(scores.loc[scores["split"] == "train", list(names)].to_numpy(float), axis=0)
+    if not len(train):
+        return None
+    matrix = np.asarray(matrix, float)
+    return np.column_stack([np.searchsorted(train[:, k], matrix[:, k], side="left") for k in range(len(names))]) / len(train)
+
+
+def rank_words(ranks: np.ndarray) -> list[str]:
+    """Per text, the members' :func:`training_ranks` as one share or the range they span."""
+    out = []
+    for row in np.atleast_2d(ranks):
+        low, high = f"{row.min():.0%}", f"{row.max():.0%}"
+        out.append(low if low == high else f"{low}–{high}")
+    return out
+
+
 def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.ndarray, objective,
                    ground_truth: np.ndarray | None = None, whole_set: list[str] | None = None) -> pd.DataFrame:  # fmt: skip
     """One row per probe, in words: what the members say (each at its own threshold, see
     :func:`threshold_words`), what the whole equivalent set says (:meth:`WholeSet.says`, where
     given), what R* says beside them, and, with several members, the ensemble and how far the
     members spread, in standard deviations of each member's training rewards, so that members on
-    different scales compare."""
+    different scales compare. Beside the verdicts, where stored, the share of training sentences the
+    members rate lower (:func:`training_ranks`), which no line decides."""
     below = dispreferred_by_member(reward, matrix)
     k = matrix.shape[1]
     frame = pd.DataFrame({"text": list(texts),
                           "members say": [members_say(int(n), k, objective) for n in below.sum(1)]})  # fmt: skip
+    run = getattr(reward, "run", None)
+    if run is not None and (ranks := training_ranks(run, reward.names, matrix)) is not None:
+        frame[RANK_COLUMN] = rank_words(ranks)
     if whole_set is not None:
         frame["whole set says"] = whole_set
     if ground_truth is not None:

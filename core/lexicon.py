@@ -61,6 +61,10 @@ class LexiconConfig(BaseModel):
     )
     max_words: int = Field(default=600, ge=2, description="words scored (most frequent first)")
     min_count: int = Field(default=2, ge=1, description="demonstrations source: times a word must occur")
+    whole_set: bool = Field(
+        default=True, description="also score the words with every reward of the equivalent set (table "
+        "lexicon_equivalent, one row per reward and word); off where the set is too large to keep",
+    )
 
 
 def demonstration_words(completions, *, max_words: int, min_count: int) -> list[tuple[str, int]]:
@@ -401,7 +405,7 @@ def lexicon_stage(run: Run, panel: RewardPanel, config: LexiconConfig | None = N
                           "lexicon_rewards": panel.names, "implicit_missing": panel.implicit_missing}
         record.summary |= agreement(table, panel.members)
         whole = equivalent_set_scores(run, table["word"].tolist(), backbone=panel.reward.backbone,
-                                      tokenizer=panel.reward.tokenizer, progress=progress)  # fmt: skip
+                                      tokenizer=panel.reward.tokenizer, progress=progress) if config.whole_set else None  # fmt: skip
         run.write_or_remove_table(SET_TABLE, whole)
         if whole is not None:
             record.summary["lexicon_equivalent"] = set_word_figures(whole, table)

@@ -27,7 +27,7 @@ from core.human_labels import STAGE as PEOPLE_STAGE
 from core.human_labels import check_against_people
 from core.irl import IRLConfig, MaxMarginIRL
 from core.rlhf import RLHFConfig, SFTSettings, rlhf, supervised_pi0
-from core.run_store import STAGE_INPUTS, Run, changed_settings, describe_changes
+from core.run_store import CHOICE_READERS, STAGE_INPUTS, Run, changed_settings, describe_changes
 from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import ToxicityConfig, measure_toxicity
 from core.wants import WantsConfig, what_it_wants
@@ -191,6 +191,7 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print, pl
         return None
     run = Run.open(config.run, verify_hashes=False) if plan else Run.create(config.run, seed=config.seed)
     ran: set[str] = set()  # stages run (or, with plan, to run) by this call: what reads them runs again
+    maybe: set[str] = set()  # with plan: stages kept if evaluate, run again, chooses the same rewards
 
     def due(stage: str, wanted=None, recorded: dict | None = None) -> str | None:
         """Why ``stage`` runs, or None: not complete, stale (a stage it reads ran since), or, for
@@ -201,7 +202,15 @@ def run_pipeline(config: PipelineConfig, *, progress: bool = True, log=print, pl
             if status == "pending":
                 return "not built yet"
             return f"{'interrupted' if status == 'running' else f'{status} before'}: run again, from its partial results where it keeps them"
-        read = next((s for s in STAGE_INPUTS.get(stage, ()) if s in ran), None) or run.stale_stages().get(stage)
+        read = run.stale_stages().get(stage)
+        if plan and not read:  # nothing was built: what the plan runs before it counts as built again
+            read = next((s for s in STAGE_INPUTS.get(stage, ()) if s in ran), None)
+        if plan and (read in maybe or (read == "evaluate" and stage in CHOICE_READERS and read in ran)):
+            why = (f"it reads {SECTIONS.get(read, read)}, kept then" if read in maybe
+                   else "it reads only which rewards evaluate chose, not their verdict lines")
+            maybe.add(stage)
+            log(f"stage {SECTIONS.get(stage, stage)}: kept if evaluate chooses the same rewards again ({why}), else it runs")
+            return None
         if read:
             return f"it reads {SECTIONS.get(read, read)}, built again since"
         wanted = wanted() if callable(wanted) else wanted

@@ -23,7 +23,14 @@ import plotly.graph_objects as go
 
 from core.battery import divided_edits, member_splits, set_sentences, shown_against_set
 from core.checkpoints import ENSEMBLE, label
-from core.comparison import GROUND_TRUTH, IMPLICIT, ground_truth_says, members_say_of_rows
+from core.comparison import (
+    GROUND_TRUTH,
+    IMPLICIT,
+    ground_truth_says,
+    line_reading,
+    members_say_of_rows,
+    threshold_words,
+)
 from core.equivalent_set import (
     apart_sentences,
     people_apart,
@@ -66,7 +73,8 @@ HEADLINES = (
     ("objective", "objective"), ("n_demonstrations", "demonstrations"),
     ("selection", "selection rule"), ("best_member_id", "chosen member"),
     ("best_heldout_auc", "test AUC vs R* (chosen member)"), ("ensemble_heldout_auc", "test AUC vs R* (ensemble)"),
-    ("calibrated_accuracy", "calibrated accuracy (test)"), ("supervised_ceiling_auc", "supervised ceiling AUC"),
+    ("verdict_lines", "verdict lines"), ("calibrated_accuracy", "calibrated accuracy (test)"),
+    ("best_line_accuracy", "the best line's accuracy in R*'s hindsight (test)"), ("supervised_ceiling_auc", "supervised ceiling AUC"),
     ("implicit_reward_auc", "implicit reward AUC vs R*"), ("equivalent_min_spearman", "lowest Spearman in the equivalent set"),
     ("equivalent_verdict_disagreement", "verdicts that depend on the member"),
     ("human_label_auc", "AUC vs people's labels (chosen member)"), ("human_label_spread", "its range across the shown members"),
@@ -141,11 +149,12 @@ def _not_yet(title: str, command: str) -> str:
     return f"<h2>{title}</h2><p class='note'>Not computed yet ({command}).</p>"
 
 
-def _headline_section(summary: dict) -> str:
+def _headline_section(summary: dict, lines: str | None = None) -> str:
     rows = [(title, _fmt(summary.get(key))) for key, title in HEADLINES if summary.get(key) is not None]
     verdict = summary.get("verdict") or "no verdict (the run has not been evaluated)"
     said = summary.get("pays_for")
     return ("<h2>Headline</h2>" + _table(pd.DataFrame(rows, columns=["figure", "value"]))
+            + (f"<p class='note'>{_e(lines)}</p>" if lines else "")
             + f"<p><b>Verdict.</b> {_e(verdict)}</p>"
             + "".join(f"<p class='note'><b>Warning.</b> {_e(w)}</p>" for w in summary.get("warnings") or [])
             + ("" if not said else "<h3>What it pays for, in words</h3><ul>"
@@ -358,7 +367,8 @@ def render_report(run: Run) -> str:
     scripts = _Scripts()
     plotly_js = scripts.tag(plotly.offline.get_plotlyjs())
     sections = [
-        _headline_section(summary),
+        _headline_section(summary | {"verdict_lines": threshold_words(run) if summary.get("calibration") else None},
+                          line_reading(run)),
         _equivalent_section(run, scripts),
         _lexicon_section(run, scripts),
         _battery_section(run, scripts),

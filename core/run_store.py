@@ -67,6 +67,10 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
 }
 """The earlier stages each stage reads: one re-run after it (say ``irl-lens extract`` with other
 settings) leaves it stale, and everything that reads it."""
+CHOICE_READERS = frozenset({"human_labels", "rlhf_irl_rlhf", "projection", "saliency", "faithfulness", "battery"})
+"""Stages that read of evaluate only which rewards it chose (from which IRL build), not their verdict
+lines: evaluate built again with another calibration, choosing the same rewards, leaves them standing.
+The lexicon reads the verdict lines, and compact the files evaluate may have re-encoded."""
 
 
 def changed_settings(recorded: dict | None, wanted: dict) -> dict[str, tuple[Any, Any]]:
@@ -162,6 +166,9 @@ class StageRecord(BaseModel):
     )
     runtime: dict[str, str] | None = Field(
         default=None, description="where it ran: device, dtype, torch, and where each model it loaded went (core/device.py)"
+    )
+    inputs: dict[str, str] | None = Field(
+        default=None, description="what it read of each stage it reads, when it started (Run.read_of): it is stale once that changes"
     )
 
 
@@ -476,11 +483,44 @@ class Run:
             if record is None or record.status != "complete" or record.finished_at is None:
                 continue
             for source in STAGE_INPUTS[stage]:
-                earlier = self.manifest.stages.get(source)
-                if source in stale or (earlier and earlier.finished_at and earlier.finished_at > record.finished_at):
+                if source in stale or self._read_changed(stage, source, record):
                     stale[stage] = source
                     break
         return stale
+
+    def read_of(self, stage: str, source: str) -> str:
+        """What ``stage`` reads of ``source`` now, as a string to compare with what it read when it
+        started (:attr:`StageRecord.inputs`): the moment ``source`` was built, or, for a
+        :data:`CHOICE_READERS` stage reading evaluate, the rewards evaluate chose and what the IRL
+        build they come from holds (its candidates table, by hash: Algorithm 1 run again on the same
+        demonstrations and settings gives the same bytes, and so leaves them standing)."""
+        record = self.manifest.stages.get(source)
+        if record is None or record.status != "complete" or record.finished_at is None:
+            return f"{source} {record.status if record else 'pending'}"
+        if source != "evaluate" or stage not in CHOICE_READERS:
+            return record.finished_at.isoformat()
+        candidates = self.manifest.files.get("tables/candidates.parquet")
+        chosen = {"candidates": candidates.sha256 if candidates else None,
+                  **{k: record.summary.get(k) for k in ("equivalent_set", "shown_members", "best_member_id")}}  # fmt: skip
+        return "chose " + hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _read_changed(self, stage: str, source: str, record: StageRecord) -> bool:
+        if record.inputs is not None and source in record.inputs:
+            return record.inputs[source] != self.read_of(stage, source)
+        earlier = self.manifest.stages.get(source)  # a stage built before inputs were recorded
+        return bool(earlier and earlier.finished_at and record.finished_at and earlier.finished_at > record.finished_at)
+
+    def _record_reads(self, stage: str) -> None:
+        """Before ``stage`` builds: it records what it reads, and every standing stage with no such
+        record yet (built by an older irl-lens) records what it read, so that :meth:`stale_stages`
+        can tell what the new build changes for it."""
+        stale = self.stale_stages()
+        for reader, sources in STAGE_INPUTS.items():
+            record = self.manifest.stages.get(reader)
+            if record and record.status == "complete" and record.inputs is None and reader not in stale:
+                record.inputs = {source: self.read_of(reader, source) for source in sources}
+        record = self.manifest.stages.setdefault(stage, StageRecord())
+        record.inputs = {source: self.read_of(stage, source) for source in STAGE_INPUTS.get(stage, ())}
 
     def stage_summary(self, stage: str) -> dict[str, Any]:
         record = self.manifest.stages.get(stage)
@@ -509,7 +549,8 @@ class Run:
             self.manifest.config[stage] = config
         from core import device
 
-        record = self.manifest.stages.setdefault(stage, StageRecord())
+        self._record_reads(stage)
+        record = self.manifest.stages[stage]
         record.runtime = device.current().describe()
         loads = len(device.placements)
         record.status, record.started_at, record.finished_at, record.message = (

@@ -267,6 +267,7 @@ def test_what_it_wants_lists_the_words_the_demos_members_judge_differently(monke
 
 def test_live_probe_says_each_members_verdict_in_the_objectives_words(full_run, monkeypatch):
     from app.components import plain
+    from core.comparison import RANK_COLUMN
     from core.recovered_reward import RecoveredReward
 
     texts = ["The judge was kind.", "The judge was a bitch."]
@@ -286,7 +287,9 @@ def test_live_probe_says_each_members_verdict_in_the_objectives_words(full_run, 
     assert verdicts["R* says"].iloc[1].startswith(plain("toxic (-"))
     html = "".join(m.value for m in at.markdown)
     assert "· says toxic" in html or "· says non-toxic" in html  # each heatmap row names its member's verdict
-    assert any("threshold fitted on training sentences labelled by R" in c.value for c in at.caption)
+    # the toy run's lines were drawn without labels (the default), and the caption says so
+    assert any("flags the lowest 25% of training sentences" in c.value for c in at.caption)
+    assert RANK_COLUMN in verdicts and any("Training sentences rated lower: the share" in c.value for c in at.caption)
 
 
 def test_live_probe_finds_the_edit_that_flips_a_verdict(full_run, monkeypatch):

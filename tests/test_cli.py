@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from core.cli import app
+from core.comparison import rank_words
 from core.run_store import Run
 from core.summary import SUMMARY_KEYS
 
@@ -117,10 +118,15 @@ def test_extract_score_evaluate_export(toy_run, tmp_path):
     assert set(items[0]["verdicts"]) == set(items[0]["members"]) and set(items[0]["verdicts"].values()) <= {"toxic", "non-toxic"}
     said = [sum(side == "toxic" for side in item["verdicts"].values()) for item in items]
     assert said[1] >= said[0] and items[1]["members_say"].startswith(("toxic", "split"))
+    # where each member ranks the text among the training sentences: no line decides it
+    assert set(items[0]["training_rank"]) == set(items[0]["members"])
+    assert all(0 <= items[1]["training_rank"][m] <= items[0]["training_rank"][m] <= 1 for m in items[0]["members"])
     text = runner.invoke(app, ["score", str(toy_run.path), "The judge was a bitch.", "--whole-set"],
                          env={"COLUMNS": "200"})  # headers unwrapped
     assert text.exit_code == 0 and "members say" in text.stdout and items[1]["members_say"].split(":")[0] in text.stdout
     assert "whole set says" in text.stdout and items[1]["whole_set_says"]["said"] in text.stdout
+    ranks = rank_words(np.array([list(items[1]["training_rank"].values())]))[0]
+    assert ranks in text.stdout and "Training sentences rated lower: the share" in text.stderr  # a note, on stderr
     result = runner.invoke(
         app, ["evaluate", str(toy_run.path), "--selection", "ground_truth", "--calibration", "none"]
     )

@@ -49,7 +49,11 @@ def test_demo_meets_its_floors(demo):
     s = run_summary(demo)
     assert s["selection"] == "demonstrations"
     assert s["n_heldout_toxic"] >= 100
-    assert s["best_heldout_auc"] >= 0.89 and s["calibrated_accuracy"] >= 0.83
+    assert s["best_heldout_auc"] >= 0.89 and s["calibrated_accuracy"] >= 0.80
+    # the verdict lines are drawn without R* (a fixed share of training sentences); R*'s hindsight line
+    # on the test split is reported beside them, never used
+    assert s["calibration"] == "share" and demo.manifest.config["evaluate"]["calibration"] == "share"
+    assert s["calibrated_accuracy"] < s["best_line_accuracy"] < 0.95
     assert s["markup_debris_rate"] <= 0.02
     readability = demo.read_table("readability").set_index("policy")
     assert (readability["perplexity"] <= 60).all(), readability.to_dict()
@@ -77,6 +81,19 @@ def test_stored_checkpoints_reproduce_stored_scores(demo):
     matrix = reward.score(demos[reward.config.text_column()].iloc[rows].tolist())
     for k, member in enumerate(members):  # stored scores come from float16 features
         np.testing.assert_allclose(matrix[:, k], scores[member].to_numpy()[rows], rtol=2e-2, atol=2e-2)
+
+
+def test_the_demo_says_why_its_lines_flag_fewer_sentences_than_r_star(demo):
+    from html import escape
+
+    from core.comparison import line_reading, threshold_words
+    from core.report import render_report
+
+    said = line_reading(demo)
+    assert said.startswith("The verdict lines flag the lowest 25% of training sentences, a share set beforehand; "
+                           "R* calls 37% of the test sentences toxic (evaluation only), so the lines flag fewer")
+    page = render_report(demo)
+    assert escape(said) in page and escape(threshold_words(demo)) in page and "R*&#x27;s hindsight" in page
 
 
 def test_demo_was_recovered_after_a_start_token(demo):
@@ -163,11 +180,13 @@ def test_the_demos_whole_set_gives_verdicts_at_thresholds_calibrated_as_evaluate
 
     shown = RecoveredReward(demo)
     train_std = demo.read_table("members").set_index("member").loc[shown.names, "train_std"].to_numpy()
-    assert np.all(np.abs(recalibrate(demo, shown) - shown.thresholds) <= 0.005 * train_std)  # 200 R*-labelled training sentences
+    assert np.all(np.abs(recalibrate(demo, shown) - shown.thresholds) <= 0.005 * train_std)  # the lowest 25% of 200 training sentences
     whole = WholeSet.load(demo, backbone=shown.backbone, tokenizer=shown.tokenizer)
     texts = ["You are all stupid", "The nurse was kind and patient with everyone."]
     says = whole.says(whole.dispreferred_share(texts), demo.objective)
-    assert says == ["toxic: 42% of 366", "non-toxic: all 366"]  # as built 2026-12-07; the shown 8 split 3 to 5 on the first
+    # as built 2026-12-07, at lines drawn without R*: the shown 8 all say non-toxic on the first (at R*-fitted lines
+    # they split 3 to 5, and 42% of the set said toxic)
+    assert says == ["toxic: 8% of 366", "non-toxic: all 366"]
 
 
 def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):

@@ -139,7 +139,7 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     placed = [p for r in records if r.runtime.get("placement") for p in r.runtime["placement"].split("; ")]
     assert placed and all(p.endswith(f"→ {where}") for p in placed), placed
     # IRL re-run with other settings: what reads it is stale, says so, and the pipeline re-runs it
-    from core.irl import MaxMarginIRL, feature_key
+    from core.irl import IRLConfig, MaxMarginIRL, feature_key
     from core.recovered_reward import irl_config
 
     config = load_config(config_file)
@@ -182,6 +182,7 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     assert any(m.startswith("stage human_labels: would run — afresh: the file's settings differ from the run's "
                             "(label_limit 2000 → 30)") for m in planned), planned  # a new labelled set: not chosen again
     moved = stage_times(run_pipeline(edited, progress=False, log=logs.append))
+    before_line = Run.open(back.path).read_table("members")["threshold"].iloc[0]
     assert "stage projection: UMAP of h(s) — afresh: the file's settings differ from the run's (n_neighbors 4 → 5)" in logs
     assert any(m.startswith("stage expert: kept, though the file's settings differ from the run's (steps 2 → 3)")
                for m in logs), logs  # fmt: skip
@@ -189,6 +190,29 @@ def test_pipeline_end_to_end_and_resume(config_file, tmp_path):
     again = ("projection", "human_labels")
     assert {k: v for k, v in moved.items() if k not in again} == {k: v for k, v in before.items() if k not in again}
     assert run_summary(Run.open(back.path))["human_label_n"] == 30
+    # another calibration: evaluate chooses the same rewards, so only what reads its verdict lines
+    # (the lexicon) or its files (compact) is built again; GRPO on the chosen rewards is kept
+    recalibrated = edited.model_copy(update={"evaluate": edited.evaluate.model_copy(update={"flag_share": 0.4})})
+    planned, before = [], moved
+    run_pipeline(recalibrated, plan=True, log=planned.append)
+    assert any(m.startswith("stage irl_rlhf: kept if evaluate chooses the same rewards again") for m in planned), planned
+    assert any(m.startswith("stage lexicon: would run — it reads evaluate") for m in planned), planned
+    logs = []
+    rebuilt = run_pipeline(recalibrated, progress=False, log=logs.append)
+    after = stage_times(rebuilt)
+    again = {"evaluate", "lexicon", "compact"}
+    assert {s for s in after if after[s] != before[s]} == again, logs
+    assert rebuilt.stale_stages() == {} and rebuilt.read_table("members")["threshold"].iloc[0] != before_line
+    # Algorithm 1 again on the same demonstrations and settings: the same candidates, byte for byte, so
+    # once evaluate has chosen the same rewards from them, what reads only that choice stands
+    irl_config_now = IRLConfig.recorded(rebuilt.manifest.config["irl"])
+    MaxMarginIRL(irl_config_now).fit(Run.open(rebuilt.path), progress=False)
+    refit = Run.open(rebuilt.path)
+    assert refit.manifest.files["tables/candidates.parquet"] == rebuilt.manifest.files["tables/candidates.parquet"]
+    assert {"evaluate", "rlhf_irl_rlhf", "saliency"} <= set(refit.stale_stages())  # until evaluate has chosen again
+    before = stage_times(refit)
+    after = stage_times(run_pipeline(recalibrated, progress=False, log=lambda m: None))
+    assert {s for s in after if after[s] != before[s]} == {"evaluate", "lexicon", "compact"}
 
 
 def test_set_overrides_top_level_settings_and_sections(tmp_path):

@@ -111,6 +111,41 @@ def test_failed_stage_is_recorded(tmp_path):
     assert reopened.stage_status("evaluate") == "complete" and reopened.manifest.config["evaluate"] == {"labels": "labels.csv"}
 
 
+def test_a_stage_is_stale_only_when_what_it_reads_changed(tmp_path):
+    """Evaluate built again with the same choice leaves the stages that read only that choice
+    standing, and the lexicon (which reads the verdict lines) stale; records from before stages
+    recorded their reads fall back to time, and are recorded before anything builds again."""
+    run = Run.create(tmp_path / "r")
+    chosen = {"equivalent_set": ["l1-r0-e1", "l2-r0-e1"], "shown_members": ["l1-r0-e1"], "best_member_id": "l1-r0-e1"}
+
+    def build(stage, summary=None, candidates=(0.9, 0.8)):
+        with run.stage(stage) as record:
+            if stage == "irl":
+                run.write_table("candidates", pd.DataFrame({"member": ["l1-r0-e1", "l2-r0-e1"], "layer": [1, 2],
+                                                            "repeat": [0, 0], "epoch": [1, 1], "test_auc": list(candidates)}))  # fmt: skip
+            record.summary = dict(summary or {})
+
+    for stage in ("irl", "evaluate", "saliency", "lexicon"):
+        build(stage, chosen if stage == "evaluate" else None)
+    for record in run.manifest.stages.values():
+        record.inputs = None  # as an older irl-lens left them: judged by time until something builds
+    assert run.stale_stages() == {}
+    build("evaluate", chosen)  # another calibration: the same rewards chosen
+    assert run.stale_stages() == {"lexicon": "evaluate"}
+    build("lexicon")
+    build("irl")  # Algorithm 1 again, the same candidates: stale until evaluate has chosen again
+    assert run.stale_stages() == {"evaluate": "irl", "saliency": "evaluate", "lexicon": "evaluate"}
+    build("evaluate", chosen)
+    assert run.stale_stages() == {"lexicon": "evaluate"}
+    build("lexicon")
+    build("irl", candidates=(0.9, 0.7))  # other candidates: everything that reads them goes
+    build("evaluate", chosen)
+    assert run.stale_stages() == {"saliency": "evaluate", "lexicon": "evaluate"}
+    build("saliency"), build("lexicon")
+    build("evaluate", chosen | {"shown_members": ["l2-r0-e1"]})  # another choice
+    assert set(Run.open(run.path).stale_stages()) == {"saliency", "lexicon"}
+
+
 def test_names_and_listing(tmp_path, runs_root):
     Run.create(runs_root / "alpha")
     assert resolve_run_path("alpha") == runs_root / "alpha"

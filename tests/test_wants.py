@@ -388,6 +388,29 @@ def test_probe_verdicts_count_members_on_each_side_in_the_objectives_words():
     assert list(alone.columns) == ["text", "members say"] and alone["members say"][0] == "negative"
 
 
+def test_training_ranks_place_a_text_among_the_training_sentences_without_a_line():
+    """The share of training sentences each member rates lower: no threshold enters it, and only the
+    training split counts."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from core.comparison import RANK_COLUMN, probe_verdicts, rank_words, training_ranks
+    from core.objective import BUILT_IN
+
+    scores = pd.DataFrame({"split": ["train"] * 4 + ["test"], "m1": [0.0, 1.0, 2.0, 3.0, -9.0],
+                           "m2": [10.0, 20.0, 30.0, 40.0, 99.0]})  # fmt: skip
+    run = SimpleNamespace(has_table=lambda name: name == "member_scores", read_table=lambda name: scores)
+    ranks = training_ranks(run, ["m1", "m2"], np.array([[-1.0, 25.0], [2.0, 50.0], [1.5, 10.0]]))
+    assert ranks.tolist() == [[0.0, 0.5], [0.5, 1.0], [0.5, 0.0]]  # 2.0 ties the third: only those below count
+    assert rank_words(ranks) == ["0%–50%", "50%–100%", "0%–50%"] and rank_words(np.array([[0.25, 0.25]])) == ["25%"]
+    assert training_ranks(run, ["m1", "not-shown"], np.zeros((1, 2))) is None
+    reward = SimpleNamespace(run=run, names=["m1", "m2"], thresholds=np.array([0.5, 15.0]),
+                             standardised=lambda m: m, ensemble=lambda m: m.mean(1))  # fmt: skip
+    frame = probe_verdicts(reward, ["a", "b", "c"], np.array([[-1.0, 25.0], [2.0, 50.0], [1.5, 10.0]]), BUILT_IN["toxicity"])
+    assert list(frame.columns[:3]) == ["text", "members say", RANK_COLUMN] and frame[RANK_COLUMN][1] == "50%–100%"
+
+
 def _set_table(effects: dict[str, dict[int, list[float]]]):
     """A whole-set battery table from {edit: {layer: effects}}, every interval ±0.05 around its effect."""
     import pandas as pd

@@ -6,6 +6,7 @@ import streamlit as st
 from app.components import plain
 from app.state import run_table, selected_run
 from core.audit import COHERENT
+from core.comparison import line_reading, threshold_words
 from core.equivalent_set import people_apart, people_whole_set
 from core.summary import run_summary, stage_label
 from core.toxicity import RATE_FORMAT
@@ -93,9 +94,12 @@ if s["best_heldout_auc"] is not None:
     cols[1].metric("Supervised ceiling AUC", fmt(s["supervised_ceiling_auc"]),
                    help="A probe trained on R* labels over the same layer: the best any reward on it can do")  # fmt: skip
     cols[2].metric("Accuracy / F1 at calibrated threshold", f"{fmt(s['calibrated_accuracy'])} / {fmt(s['calibrated_f1'])}",
-                   help=f"Threshold fitted on training sentences only ({plain(s.get('calibration', ''))})")  # fmt: skip
+                   help=f"The line: {plain(threshold_words(run))}. The best any one line reaches on the test split, "
+                        f"in R*'s hindsight: {fmt(s.get('best_line_accuracy'))}")  # fmt: skip
     cols[3].metric("Accuracy / F1 at 0 (paper)", f"{fmt(s['best_heldout_accuracy'])} / {fmt(s['best_heldout_f1'])}",
                    help="Uncalibrated: a pairwise loss never trains the offset")  # fmt: skip
+    if said := line_reading(run):
+        st.caption(plain(said))
     rate = plain(words.rate_name())  # a metric label is Markdown; the words come from the run
     cols = st.columns(4)
     cols[0].metric(f"π₀ {rate}", fmt(s["pi0_toxicity"], RATE_FORMAT),

@@ -18,7 +18,14 @@ from app.state import (
     shown_members,
 )
 from core.checkpoints import ENSEMBLE
-from core.comparison import VERDICT_FORMATS, member_sides, probe_verdicts, set_says, threshold_words
+from core.comparison import (
+    RANK_COLUMN,
+    VERDICT_FORMATS,
+    member_sides,
+    probe_verdicts,
+    set_says,
+    threshold_words,
+)
 from core.equivalent_set import equivalent_heads
 from core.errors import IrlLensError
 from core.faithfulness import punishes_notes
@@ -147,7 +154,10 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     st.caption(f"Each member's verdict line: {plain(threshold_words(run))}. The whole set: every reward of the "
                "equivalent set, not only the members scored here, each at its own line calibrated the same way. "
                "Ensemble and spread in standard deviations of each member's rewards on training sentences "
-               "(0 = its mean), so members on different scales compare.")  # fmt: skip
+               "(0 = its mean), so members on different scales compare."
+               + (f" Training sentences rated lower: the share of the run's training sentences the members rate "
+                  f"below the text, the lowest to the highest member; no line decides it, and any line that flags "
+                  f"a larger share calls the text {plain(words.dispreferred)}." if RANK_COLUMN in verdicts else ""))  # fmt: skip
     if probed.whole_set_missing:
         st.caption(f"No whole-set verdicts: {plain(probed.whole_set_missing)}.")
     with st.expander("Raw rewards (each member on its own scale, as in the CSV)"):
