@@ -202,11 +202,24 @@ def recalibrate(run: Run, reward) -> np.ndarray:
     its recorded method, calibration sentences and seed. Only the shown members' thresholds are
     stored; this gives any equally good reward a verdict on the same terms. One backbone pass over
     the calibration sentences (200 by default) scores every head."""
+    if run.stage_summary("evaluate").get("calibration") == "none":
+        return np.zeros(len(reward.names))
+    return thresholds_of(*calibration_scores(run, reward))
+
+
+def thresholds_of(scores: np.ndarray, method: str, labels: np.ndarray | None, share: float) -> np.ndarray:
+    """Each column's threshold from its calibration sentences' scores (:func:`calibration_scores`)."""
+    every = np.arange(len(scores))
+    return np.array([calibrate(scores[:, k], method, every, labels, share) for k in range(scores.shape[1])])
+
+
+def calibration_scores(run: Run, reward) -> tuple[np.ndarray, str, np.ndarray | None, float]:
+    """(the calibration sentences' scores, one column per member of ``reward``; the recorded method;
+    their labels, for a method that fits them; the flag share): the sentences the evaluate stage
+    drew its lines on, scored in one backbone pass."""
     method = run.stage_summary("evaluate").get("calibration")
     if method is None:
         raise IrlLensError(f"run {run.path} is not evaluated yet: run 'irl-lens evaluate' first")
-    if method == "none":
-        return np.zeros(len(reward.names))
     recorded = run.manifest.config.get("evaluate", {})
     config = EvaluationConfig(**{k: v for k, v in recorded.items() if k in EvaluationConfig.model_fields})
     demos, irl = run.read_table("demonstrations"), reward.config
@@ -216,9 +229,7 @@ def recalibrate(run: Run, reward) -> np.ndarray:
         rows = calibration_rows(demos, config.calibration_size, config.seed)
         labels = demos[irl.label_column()].to_numpy(bool)[rows] if method == "ground_truth" else None
     texts = demos[irl.text_column()].to_numpy()[rows].tolist()  # as encoded for IRL: an empty completion too
-    scores = reward.heads(reward.features(texts).float()).numpy()
-    every = np.arange(len(rows))
-    return np.array([calibrate(scores[:, k], method, every, labels, config.flag_share) for k in range(scores.shape[1])])
+    return reward.heads(reward.features(texts).float()).numpy(), method, labels, config.flag_share
 
 
 def evaluate_candidates(

@@ -286,6 +286,8 @@ def score(
         WholeSet,
         member_sides,
         probe_verdicts,
+        set_rank_spread,
+        set_rank_words,
         threshold_words,
         training_ranks,
     )
@@ -307,8 +309,10 @@ def score(
             Console(stderr=True).print(f"no whole-set verdicts: {err}", markup=False, highlight=False)
         if whole is not None:
             explained = whole.explain(texts)  # (share, blame) per text, from one pass
+            set_ranks = whole.ranks(texts)  # the same pass's rewards, among the calibration sentences
     verdicts = probe_verdicts(reward, texts, matrix, target.objective, truth,
-                              whole.says([share for share, _ in explained], target.objective) if whole is not None else None)  # fmt: skip
+                              whole.says([share for share, _ in explained], target.objective) if whole is not None else None,
+                              set_rank_words(set_ranks) if whole is not None else None)  # fmt: skip
     sides = member_sides(reward, matrix, target.objective)
     ranks = training_ranks(target, reward.names, matrix)
     items = []
@@ -321,8 +325,10 @@ def score(
         if ensemble is not None:
             item["ensemble"] = float(ensemble[i])
         if whole is not None:
+            low, mid, high = set_rank_spread(set_ranks[i])[0]
             item["whole_set_says"] = {"n_members": len(whole.reward.names), "dispreferred_share": explained[i][0],
-                                      "said": verdicts["whole set says"].iloc[i]}  # fmt: skip
+                                      "said": verdicts["whole set says"].iloc[i],
+                                      "training_rank": {"median": float(mid), "p10": float(low), "p90": float(high)}}  # fmt: skip
         items.append(item)
     if saliency:
         _add_saliency(items, reward, truth_model, method)

@@ -191,6 +191,7 @@ class WholeSet:
 
         self.reward, self.max_entries = reward, max_entries
         self._thresholds = None if thresholds is None else np.asarray(thresholds, float)
+        self._calibration: np.ndarray | None = None  # each reward's calibration-sentence scores, sorted
         self.saliency = RewardSaliency(reward) if exact_available(reward) else None
         self._explained: dict[str, tuple[np.ndarray, object]] = {}
 
@@ -211,10 +212,30 @@ class WholeSet:
     @property
     def thresholds(self) -> np.ndarray:
         if self._thresholds is None:
-            from core.audit import recalibrate
-
-            self._thresholds = recalibrate(self.reward.run, self.reward)
+            self._calibrate()
         return self._thresholds
+
+    def _calibrate(self) -> None:
+        """Score the sentences evaluate drew its lines on (one backbone pass): every reward's line
+        from them, and where a text sits among them (:meth:`ranks`)."""
+        from core.audit import calibration_scores, thresholds_of
+
+        scores, method, labels, share = calibration_scores(self.reward.run, self.reward)
+        if self._thresholds is None:
+            self._thresholds = thresholds_of(scores, method, labels, share)
+        self._calibration = np.sort(scores, axis=0)
+
+    def ranks(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, K): per text, the share of the calibration sentences (training sentences) each reward
+        of the set rates lower, which no line decides (as :func:`training_ranks` for the shown
+        members). The rewards of texts already explained are reused."""
+        if self._calibration is None:
+            self._calibrate()
+        missing = [t for t in texts if t not in self._explained]
+        scored = dict(zip(missing, self.reward.score(missing), strict=True)) if missing else {}
+        matrix = np.array([self._explained[t][0] if t in self._explained else scored[t] for t in texts], float)
+        return np.column_stack([np.searchsorted(self._calibration[:, k], matrix[:, k], side="left")
+                                for k in range(matrix.shape[1])]) / len(self._calibration)  # fmt: skip
 
     def dispreferred_share(self, texts: Sequence[str]) -> np.ndarray:
         """Per text, the share of the set that puts it on the dispreferred side."""
@@ -255,6 +276,17 @@ class WholeSet:
         return set_says(shares, len(self.reward.names), objective)
 
 
+def set_rank_spread(ranks: np.ndarray) -> np.ndarray:
+    """(N, 3): per text, the whole set's :meth:`WholeSet.ranks` as (10th percentile, median, 90th
+    percentile) over its rewards: the median reward's share and the range of the middle 80%."""
+    return np.quantile(np.atleast_2d(ranks), [0.1, 0.5, 0.9], axis=1).T
+
+
+def set_rank_words(ranks: np.ndarray) -> list[str]:
+    """Per text, :func:`set_rank_spread` in words."""
+    return [f"{mid:.0%} (median; 80% of the set {low:.0%}–{high:.0%})" for low, mid, high in set_rank_spread(ranks)]
+
+
 def set_says(shares, n: int, objective) -> list[str]:
     """Per text, what ``n`` rewards say given the share of them on the dispreferred side."""
     return [f"{objective.dispreferred}: {share:.0%} of {n:,}" if 0 < share < 1 else
@@ -290,14 +322,19 @@ def rank_words(ranks: np.ndarray) -> list[str]:
     return out
 
 
+SET_RANK_COLUMN = "whole set: training sentences rated lower"
+
+
 def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.ndarray, objective,
-                   ground_truth: np.ndarray | None = None, whole_set: list[str] | None = None) -> pd.DataFrame:  # fmt: skip
+                   ground_truth: np.ndarray | None = None, whole_set: list[str] | None = None,
+                   whole_set_ranks: list[str] | None = None) -> pd.DataFrame:  # fmt: skip
     """One row per probe, in words: what the members say (each at its own threshold, see
     :func:`threshold_words`), what the whole equivalent set says (:meth:`WholeSet.says`, where
     given), what R* says beside them, and, with several members, the ensemble and how far the
     members spread, in standard deviations of each member's training rewards, so that members on
     different scales compare. Beside the verdicts, where stored, the share of training sentences the
-    members rate lower (:func:`training_ranks`), which no line decides."""
+    members rate lower (:func:`training_ranks`), which no line decides, and, where given, the whole
+    set's (``whole_set_ranks``: :func:`set_rank_words`)."""
     below = dispreferred_by_member(reward, matrix)
     k = matrix.shape[1]
     frame = pd.DataFrame({"text": list(texts),
@@ -307,6 +344,8 @@ def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.nda
         frame[RANK_COLUMN] = rank_words(ranks)
     if whole_set is not None:
         frame["whole set says"] = whole_set
+    if whole_set_ranks is not None:
+        frame[SET_RANK_COLUMN] = whole_set_ranks
     if ground_truth is not None:
         frame["R* says"] = [ground_truth_says(v, objective) for v in np.asarray(ground_truth, float)]
     if k > 1:

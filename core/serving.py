@@ -46,6 +46,8 @@ class ProbeResult:
     whole_set: list[tuple[float, SetBlame | None]] | None = None
     """Per text, the share of the whole equivalent set that puts it on the dispreferred side and,
     where the set's heads are mean-pooled, the set's blame; None where not asked for or not available."""
+    whole_set_ranks: list[np.ndarray] | None = None
+    """Per text, the share of training sentences each reward of the set rates lower (``WholeSet.ranks``)."""
     whole_set_size: int = 0
     whole_set_missing: str | None = None
     """Why the whole set was asked for and is not there (the run no longer holds its heads, …)."""
@@ -153,6 +155,7 @@ class ProbeQueue:
             if unexplained:
                 truth |= dict(zip(unexplained, self.ground_truth.reward(unexplained), strict=True))
         whole = self._whole_set_of(list(dict.fromkeys(t for r in batch if r.whole_set for t in r.texts)))
+        ranks = dict(zip(whole, self._whole_set.ranks(list(whole)), strict=True)) if whole else None
         out = []
         for request in batch:
             out.append(ProbeResult(
@@ -162,6 +165,7 @@ class ProbeQueue:
                 precision="fp32" if all(t not in rest for t in request.texts) else self.reward.precision,
                 batched_with=len(batch),
                 whole_set=[whole[t] for t in request.texts] if request.whole_set and whole is not None else None,
+                whole_set_ranks=[ranks[t] for t in request.texts] if request.whole_set and ranks is not None else None,
                 whole_set_size=len(self._whole_set.reward.names) if self._whole_set is not None else 0,
                 whole_set_missing=self._whole_set_missing if request.whole_set else None,
             ))  # fmt: skip

@@ -112,6 +112,9 @@ def test_live_probe_escapes_html_and_keeps_history(full_run, monkeypatch):
     n = len(full_run.stage_summary("evaluate")["equivalent_set"])
     says = at.table[0].value["whole set says"]  # every equally good reward's verdict, at its own line
     assert len(says) == 2 and all(v.endswith(f"of {n}") or v.endswith(f"all {n}") for v in says)
+    ranked = at.table[0].value["whole set: training sentences rated lower"]  # where the set places them, no line
+    assert all("(median; 80% of the set " in v for v in ranked)
+    assert any("The whole set's: the same for every equally good reward" in c.value for c in at.caption)
     at.text_area[0].set_value("x" * 100_000)
     at.button[0].click().run()
     assert any("100,000 characters" in e.value for e in at.error)

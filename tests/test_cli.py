@@ -121,6 +121,8 @@ def test_extract_score_evaluate_export(toy_run, tmp_path):
     # where each member ranks the text among the training sentences: no line decides it
     assert set(items[0]["training_rank"]) == set(items[0]["members"])
     assert all(0 <= items[1]["training_rank"][m] <= items[0]["training_rank"][m] <= 1 for m in items[0]["members"])
+    ranked = [item["whole_set_says"]["training_rank"] for item in items]  # the whole set's, median and middle 80%
+    assert all(0 <= r["p10"] <= r["median"] <= r["p90"] <= 1 for r in ranked) and ranked[1]["median"] <= ranked[0]["median"]
     text = runner.invoke(app, ["score", str(toy_run.path), "The judge was a bitch.", "--whole-set"],
                          env={"COLUMNS": "200"})  # headers unwrapped
     assert text.exit_code == 0 and "members say" in text.stdout and items[1]["members_say"].split(":")[0] in text.stdout

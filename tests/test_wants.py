@@ -666,7 +666,7 @@ def test_the_whole_set_says_which_word_it_blames_most(wanted):
 
 def test_any_equally_good_reward_gives_a_verdict_at_its_own_calibrated_threshold(wanted):
     from core.audit import recalibrate
-    from core.comparison import WholeSet
+    from core.comparison import WholeSet, set_rank_words
     from core.objective import BUILT_IN
 
     shown = RecoveredReward(wanted)
@@ -683,6 +683,14 @@ def test_any_equally_good_reward_gives_a_verdict_at_its_own_calibrated_threshold
     words = BUILT_IN["toxicity"]
     n = len(whole.reward.names)
     assert whole.says(np.array([0.0, 1.0, 0.25]), words) == [f"non-toxic: all {n}", f"toxic: all {n}", f"toxic: 25% of {n}"]
+    # where each reward places a text among the sentences its line was drawn on (the lowest 25% here):
+    # well below that share means on the dispreferred side of its line, well above it the other side
+    ranks = whole.ranks(texts)
+    assert ranks.shape == (3, n) and ((ranks >= 0) & (ranks <= 1)).all() and np.median(ranks[1]) < np.median(ranks[0])
+    below = whole.reward.score(texts) < whole.thresholds
+    margin = 1 / len(whole._calibration)
+    assert below[ranks < 0.25 - margin].all() and not below[ranks > 0.25 + margin].any()
+    assert set_rank_words(np.array([[0.1, 0.2, 0.3, 0.4, 0.5]])) == ["30% (median; 80% of the set 14%–46%)"]
 
 
 def test_a_whole_set_that_cannot_be_calibrated_here_leaves_the_probe_working(wanted, tmp_path):
@@ -735,6 +743,7 @@ def test_the_probe_queue_says_what_the_whole_set_says_from_one_batched_pass(want
     assert len(calls) == 2  # the queue loaded and calibrated the set once (the second call is this test's)
     assert asked.whole_set_size == len(whole.reward.names) and asked.whole_set_missing is None
     np.testing.assert_allclose([share for share, _ in asked.whole_set], whole.dispreferred_share(texts), atol=1e-9)
+    np.testing.assert_allclose(np.array(asked.whole_set_ranks), whole.ranks(texts), atol=1e-9)
     expected = whole_set_blame(RewardSaliency(whole.reward), texts[0])
     got = asked.whole_set[0][1]
     assert got.words == expected.words

@@ -20,9 +20,11 @@ from app.state import (
 from core.checkpoints import ENSEMBLE
 from core.comparison import (
     RANK_COLUMN,
+    SET_RANK_COLUMN,
     VERDICT_FORMATS,
     member_sides,
     probe_verdicts,
+    set_rank_words,
     set_says,
     threshold_words,
 )
@@ -148,7 +150,8 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     st.subheader("Scores")
     whole = probed.whole_set
     verdicts = probe_verdicts(reward, texts, probed.scores, words, probed.ground_truth,
-                              set_says([share for share, _ in whole], probed.whole_set_size, words) if whole else None)  # fmt: skip
+                              set_says([share for share, _ in whole], probed.whole_set_size, words) if whole else None,
+                              set_rank_words(np.array(probed.whole_set_ranks)) if probed.whole_set_ranks else None)  # fmt: skip
     # a table wraps the sentences (a dataframe cuts them)
     st.table(markdown_cells(verdicts).style.format({c: f for c, f in VERDICT_FORMATS.items() if c in verdicts}))
     st.caption(f"Each member's verdict line: {plain(threshold_words(run))}. The whole set: every reward of the "
@@ -157,7 +160,9 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                "(0 = its mean), so members on different scales compare."
                + (f" Training sentences rated lower: the share of the run's training sentences the members rate "
                   f"below the text, the lowest to the highest member; no line decides it, and any line that flags "
-                  f"a larger share calls the text {plain(words.dispreferred)}." if RANK_COLUMN in verdicts else ""))  # fmt: skip
+                  f"a larger share calls the text {plain(words.dispreferred)}." if RANK_COLUMN in verdicts else "")
+               + (" The whole set's: the same for every equally good reward, among the training sentences its lines "
+                  "were drawn on." if SET_RANK_COLUMN in verdicts else ""))  # fmt: skip
     if probed.whole_set_missing:
         st.caption(f"No whole-set verdicts: {plain(probed.whole_set_missing)}.")
     with st.expander("Raw rewards (each member on its own scale, as in the CSV)"):
