@@ -325,6 +325,21 @@ def rank_words(ranks: np.ndarray) -> list[str]:
 SET_RANK_COLUMN = "whole set: training sentences rated lower"
 
 
+def verdicts_at_share(texts: Sequence[str], ranks: np.ndarray, share: float, objective,
+                      set_ranks: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
+    """One row per text: what the members say, and where given the whole set, at a line that flags
+    the lowest ``share`` of training sentences, read from where each reward places the text among
+    them (:func:`training_ranks`, :meth:`WholeSet.ranks`): a text is flagged where fewer than that
+    share rate lower. An auditor moves the line and sees the verdicts move, with no model run again."""
+    ranks = np.atleast_2d(ranks)
+    frame = pd.DataFrame({"text": list(texts), "members say": [members_say(int(n), ranks.shape[1], objective)
+                                                               for n in (ranks < share).sum(1)]})  # fmt: skip
+    if set_ranks is not None:
+        set_ranks = np.atleast_2d(set_ranks)
+        frame["whole set says"] = set_says((set_ranks < share).mean(1), set_ranks.shape[1], objective)
+    return frame
+
+
 def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.ndarray, objective,
                    ground_truth: np.ndarray | None = None, whole_set: list[str] | None = None,
                    whole_set_ranks: list[str] | None = None) -> pd.DataFrame:  # fmt: skip

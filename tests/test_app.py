@@ -293,6 +293,14 @@ def test_live_probe_says_each_members_verdict_in_the_objectives_words(full_run, 
     # the toy run's lines were drawn without labels (the default), and the caption says so
     assert any("flags the lowest 25% of training sentences" in c.value for c in at.caption)
     assert RANK_COLUMN in verdicts and any("Training sentences rated lower: the share" in c.value for c in at.caption)
+    # the auditor moves the line: at 99% nearly every sentence is flagged by every member, at 1% almost none
+    said = {}
+    for share, side in ((99, "toxic"), (1, "non-toxic")):
+        at.slider(key="probe_line_share").set_value(share).run()
+        assert not at.exception
+        said[share] = list(at.table[1].value["members say"])
+        assert all(v.startswith((side, "split")) for v in said[share]), (share, said[share])
+    assert said[99] != said[1]
 
 
 def test_live_probe_finds_the_edit_that_flips_a_verdict(full_run, monkeypatch):

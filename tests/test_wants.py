@@ -395,7 +395,13 @@ def test_training_ranks_place_a_text_among_the_training_sentences_without_a_line
 
     import pandas as pd
 
-    from core.comparison import RANK_COLUMN, probe_verdicts, rank_words, training_ranks
+    from core.comparison import (
+        RANK_COLUMN,
+        probe_verdicts,
+        rank_words,
+        training_ranks,
+        verdicts_at_share,
+    )
     from core.objective import BUILT_IN
 
     scores = pd.DataFrame({"split": ["train"] * 4 + ["test"], "m1": [0.0, 1.0, 2.0, 3.0, -9.0],
@@ -409,6 +415,11 @@ def test_training_ranks_place_a_text_among_the_training_sentences_without_a_line
                              standardised=lambda m: m, ensemble=lambda m: m.mean(1))  # fmt: skip
     frame = probe_verdicts(reward, ["a", "b", "c"], np.array([[-1.0, 25.0], [2.0, 50.0], [1.5, 10.0]]), BUILT_IN["toxicity"])
     assert list(frame.columns[:3]) == ["text", "members say", RANK_COLUMN] and frame[RANK_COLUMN][1] == "50%–100%"
+    # the line moved by the auditor: a text is flagged where fewer than that share rate lower
+    moved = verdicts_at_share(["a", "b", "c"], ranks, 0.5, BUILT_IN["toxicity"], set_ranks=np.array([[0.2, 0.6], [0.9, 0.9], [0.1, 0.3]]))
+    assert list(moved["members say"]) == ["split: 1 toxic, 1 non-toxic", "non-toxic: all 2", "split: 1 toxic, 1 non-toxic"]
+    assert list(moved["whole set says"]) == ["toxic: 50% of 2", "non-toxic: all 2", "toxic: all 2"]
+    assert list(verdicts_at_share(["a"], ranks[:1], 0.01, BUILT_IN["toxicity"])["members say"]) == ["split: 1 toxic, 1 non-toxic"]
 
 
 def _set_table(effects: dict[str, dict[int, list[float]]]):

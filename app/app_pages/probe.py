@@ -27,6 +27,8 @@ from core.comparison import (
     set_rank_words,
     set_says,
     threshold_words,
+    training_ranks,
+    verdicts_at_share,
 )
 from core.equivalent_set import equivalent_heads
 from core.errors import IrlLensError
@@ -165,6 +167,19 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                   "were drawn on." if SET_RANK_COLUMN in verdicts else ""))  # fmt: skip
     if probed.whole_set_missing:
         st.caption(f"No whole-set verdicts: {plain(probed.whole_set_missing)}.")
+    ranks = training_ranks(run, reward.names, probed.scores)
+    if ranks is not None:
+        with st.expander("Move the line: what the members say at a flag share of your own", key="probe_line_open"):
+            recorded = run.manifest.config.get("evaluate", {}).get("flag_share", 0.25)
+            share = st.slider("A line that flags the lowest … of training sentences", min_value=1, max_value=99,
+                              value=round(100 * recorded) if isinstance(recorded, int | float) else 25,
+                              format="%d%%", key="probe_line_share") / 100  # fmt: skip
+            moved = verdicts_at_share(texts, ranks, share, words,
+                                      np.array(probed.whole_set_ranks) if probed.whole_set_ranks else None)  # fmt: skip
+            st.table(markdown_cells(moved))
+            st.caption("Read from where each reward places the text among the training sentences (the columns "
+                       "above): no model runs again, and the run's own lines, in the table above and the "
+                       "heatmaps, stay as they are.")  # fmt: skip
     with st.expander("Raw rewards (each member on its own scale, as in the CSV)"):
         st.dataframe(latest.round(3), hide_index=True)
     check = reward.precision_check
