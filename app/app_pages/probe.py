@@ -171,9 +171,9 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     if ranks is not None:
         with st.expander("Move the line: what the members say at a flag share of your own", key="probe_line_open"):
             recorded = run.manifest.config.get("evaluate", {}).get("flag_share", 0.25)
+            start = min(99, max(1, round(100 * recorded))) if isinstance(recorded, int | float) and np.isfinite(recorded) else 25
             share = st.slider("A line that flags the lowest … of training sentences", min_value=1, max_value=99,
-                              value=round(100 * recorded) if isinstance(recorded, int | float) else 25,
-                              format="%d%%", key="probe_line_share") / 100  # fmt: skip
+                              value=start, format="%d%%", key="probe_line_share") / 100  # fmt: skip
             moved = verdicts_at_share(texts, ranks, share, words,
                                       np.array(probed.whole_set_ranks) if probed.whole_set_ranks else None)  # fmt: skip
             st.table(markdown_cells(moved))
