@@ -310,11 +310,11 @@ def score(
         if whole is not None:
             explained = whole.explain(texts)  # (share, blame) per text, from one pass
             set_ranks = whole.ranks(texts)  # the same pass's rewards, among the calibration sentences
+    ranks = training_ranks(target, reward.names, matrix)
     verdicts = probe_verdicts(reward, texts, matrix, target.objective, truth,
                               whole.says([share for share, _ in explained], target.objective) if whole is not None else None,
-                              set_rank_words(set_ranks) if whole is not None else None)  # fmt: skip
+                              set_rank_words(set_ranks) if whole is not None else None, ranks)  # fmt: skip
     sides = member_sides(reward, matrix, target.objective)
-    ranks = training_ranks(target, reward.names, matrix)
     items = []
     for i, t in enumerate(texts):
         item = {"text": t, "ground_truth": None if truth is None else float(truth[i]),

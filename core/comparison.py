@@ -121,12 +121,19 @@ THRESHOLD_WORDS = {
 }
 
 
+def flag_share(run) -> float | None:
+    """The share of training sentences the run's share lines flag, as evaluate recorded it (the
+    default where it recorded none); None where the manifest holds something that is not a share."""
+    share = run.manifest.config.get("evaluate", {}).get("flag_share", 0.25)
+    return float(share) if isinstance(share, int | float) and 0 < share < 1 else None
+
+
 def threshold_words(run) -> str:
     """Where the members' verdict lines come from, in words (the evaluate stage's calibration)."""
     method = run.stage_summary("evaluate").get("calibration")
-    share = run.manifest.config.get("evaluate", {}).get("flag_share", 0.25)
-    share = f"{share:.0%}" if isinstance(share, int | float) else "a set share"
-    return THRESHOLD_WORDS.get(method, "0 (no evaluate stage: uncalibrated)").format(share=share)
+    share = flag_share(run)
+    return THRESHOLD_WORDS.get(method, "0 (no evaluate stage: uncalibrated)").format(
+        share=f"{share:.0%}" if share is not None else "a set share")
 
 
 def line_reading(run) -> str | None:
@@ -134,9 +141,8 @@ def line_reading(run) -> str | None:
     R*'s rate on the test split (evaluation only), which is why accuracy at the line can fall short
     of what the threshold-free figures promise. None for other lines or without R*."""
     summary = run.stage_summary("evaluate")
-    share, n = run.manifest.config.get("evaluate", {}).get("flag_share", 0.25), summary.get("n_test_sentences")
-    dispreferred = summary.get("n_test_dispreferred")
-    if summary.get("calibration") != "share" or not n or dispreferred is None or not isinstance(share, int | float):
+    share, n, dispreferred = flag_share(run), summary.get("n_test_sentences"), summary.get("n_test_dispreferred")
+    if summary.get("calibration") != "share" or not n or dispreferred is None or share is None:
         return None
     rate, words = dispreferred / n, run.objective
     fewer = "fewer" if share < rate else "more"
@@ -233,9 +239,7 @@ class WholeSet:
             self._calibrate()
         missing = [t for t in texts if t not in self._explained]
         scored = dict(zip(missing, self.reward.score(missing), strict=True)) if missing else {}
-        matrix = np.array([self._explained[t][0] if t in self._explained else scored[t] for t in texts], float)
-        return np.column_stack([np.searchsorted(self._calibration[:, k], matrix[:, k], side="left")
-                                for k in range(matrix.shape[1])]) / len(self._calibration)  # fmt: skip
+        return ranks_among(self._calibration, [self._explained[t][0] if t in self._explained else scored[t] for t in texts])
 
     def dispreferred_share(self, texts: Sequence[str]) -> np.ndarray:
         """Per text, the share of the set that puts it on the dispreferred side."""
@@ -307,10 +311,13 @@ def training_ranks(run, names: Sequence[str], matrix: np.ndarray) -> np.ndarray 
     if not set(names) <= set(scores.columns):
         return None
     train = np.sort(scores.loc[scores["split"] == "train", list(names)].to_numpy(float), axis=0)
-    if not len(train):
-        return None
+    return ranks_among(train, matrix) if len(train) else None
+
+
+def ranks_among(pool: np.ndarray, matrix) -> np.ndarray:
+    """(N, K): the share of ``pool`` (M, K, each column sorted) below each text's reward, reward by reward."""
     matrix = np.asarray(matrix, float)
-    return np.column_stack([np.searchsorted(train[:, k], matrix[:, k], side="left") for k in range(len(names))]) / len(train)
+    return np.column_stack([np.searchsorted(pool[:, k], matrix[:, k], side="left") for k in range(pool.shape[1])]) / len(pool)
 
 
 def rank_words(ranks: np.ndarray) -> list[str]:
@@ -342,20 +349,19 @@ def verdicts_at_share(texts: Sequence[str], ranks: np.ndarray, share: float, obj
 
 def probe_verdicts(reward: RecoveredReward, texts: Sequence[str], matrix: np.ndarray, objective,
                    ground_truth: np.ndarray | None = None, whole_set: list[str] | None = None,
-                   whole_set_ranks: list[str] | None = None) -> pd.DataFrame:  # fmt: skip
+                   whole_set_ranks: list[str] | None = None, ranks: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
     """One row per probe, in words: what the members say (each at its own threshold, see
     :func:`threshold_words`), what the whole equivalent set says (:meth:`WholeSet.says`, where
     given), what R* says beside them, and, with several members, the ensemble and how far the
     members spread, in standard deviations of each member's training rewards, so that members on
-    different scales compare. Beside the verdicts, where stored, the share of training sentences the
-    members rate lower (:func:`training_ranks`), which no line decides, and, where given, the whole
+    different scales compare. Beside the verdicts, where given, the share of training sentences the
+    members rate lower (``ranks``: :func:`training_ranks`), which no line decides, and the whole
     set's (``whole_set_ranks``: :func:`set_rank_words`)."""
     below = dispreferred_by_member(reward, matrix)
     k = matrix.shape[1]
     frame = pd.DataFrame({"text": list(texts),
                           "members say": [members_say(int(n), k, objective) for n in below.sum(1)]})  # fmt: skip
-    run = getattr(reward, "run", None)
-    if run is not None and (ranks := training_ranks(run, reward.names, matrix)) is not None:
+    if ranks is not None:
         frame[RANK_COLUMN] = rank_words(ranks)
     if whole_set is not None:
         frame["whole set says"] = whole_set

@@ -413,7 +413,8 @@ def test_training_ranks_place_a_text_among_the_training_sentences_without_a_line
     assert training_ranks(run, ["m1", "not-shown"], np.zeros((1, 2))) is None
     reward = SimpleNamespace(run=run, names=["m1", "m2"], thresholds=np.array([0.5, 15.0]),
                              standardised=lambda m: m, ensemble=lambda m: m.mean(1))  # fmt: skip
-    frame = probe_verdicts(reward, ["a", "b", "c"], np.array([[-1.0, 25.0], [2.0, 50.0], [1.5, 10.0]]), BUILT_IN["toxicity"])
+    frame = probe_verdicts(reward, ["a", "b", "c"], np.array([[-1.0, 25.0], [2.0, 50.0], [1.5, 10.0]]), BUILT_IN["toxicity"],
+                           ranks=ranks)  # fmt: skip
     assert list(frame.columns[:3]) == ["text", "members say", RANK_COLUMN] and frame[RANK_COLUMN][1] == "50%–100%"
     # the line moved by the auditor: a text is flagged where fewer than that share rate lower
     moved = verdicts_at_share(["a", "b", "c"], ranks, 0.5, BUILT_IN["toxicity"], set_ranks=np.array([[0.2, 0.6], [0.9, 0.9], [0.1, 0.3]]))

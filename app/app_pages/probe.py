@@ -22,6 +22,7 @@ from core.comparison import (
     RANK_COLUMN,
     SET_RANK_COLUMN,
     VERDICT_FORMATS,
+    flag_share,
     member_sides,
     probe_verdicts,
     set_rank_words,
@@ -151,9 +152,10 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     reward = load_explainer(run, members)[0]
     st.subheader("Scores")
     whole = probed.whole_set
+    ranks = training_ranks(run, reward.names, probed.scores)
     verdicts = probe_verdicts(reward, texts, probed.scores, words, probed.ground_truth,
                               set_says([share for share, _ in whole], probed.whole_set_size, words) if whole else None,
-                              set_rank_words(np.array(probed.whole_set_ranks)) if probed.whole_set_ranks else None)  # fmt: skip
+                              set_rank_words(np.array(probed.whole_set_ranks)) if probed.whole_set_ranks else None, ranks)  # fmt: skip
     # a table wraps the sentences (a dataframe cuts them)
     st.table(markdown_cells(verdicts).style.format({c: f for c, f in VERDICT_FORMATS.items() if c in verdicts}))
     st.caption(f"Each member's verdict line: {plain(threshold_words(run))}. The whole set: every reward of the "
@@ -167,13 +169,11 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                   "were drawn on." if SET_RANK_COLUMN in verdicts else ""))  # fmt: skip
     if probed.whole_set_missing:
         st.caption(f"No whole-set verdicts: {plain(probed.whole_set_missing)}.")
-    ranks = training_ranks(run, reward.names, probed.scores)
     if ranks is not None:
         with st.expander("Move the line: what the members say at a flag share of your own", key="probe_line_open"):
-            recorded = run.manifest.config.get("evaluate", {}).get("flag_share", 0.25)
-            start = min(99, max(1, round(100 * recorded))) if isinstance(recorded, int | float) and np.isfinite(recorded) else 25
             share = st.slider("A line that flags the lowest … of training sentences", min_value=1, max_value=99,
-                              value=start, format="%d%%", key="probe_line_share") / 100  # fmt: skip
+                              value=min(99, max(1, round(100 * (flag_share(run) or 0.25)))),
+                              format="%d%%", key="probe_line_share") / 100  # fmt: skip
             moved = verdicts_at_share(texts, ranks, share, words,
                                       np.array(probed.whole_set_ranks) if probed.whole_set_ranks else None)  # fmt: skip
             st.table(markdown_cells(moved))
