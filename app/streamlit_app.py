@@ -33,6 +33,7 @@ pages = [
     st.Page("app_pages/heatmaps.py", title="Token heatmaps", icon=":material/format_color_fill:"),
     st.Page("app_pages/wants.py", title="What it wants", icon=":material/psychology:"),
     st.Page("app_pages/probe.py", title="Live probe", icon=":material/science:"),
+    st.Page("app_pages/labels.py", title="Your labels", icon=":material/label:"),
     st.Page("app_pages/training.py", title="Training", icon=":material/show_chart:"),
     st.Page("app_pages/rlhf.py", title="IRL-RLHF", icon=":material/replay:"),
 ]

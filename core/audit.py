@@ -55,7 +55,7 @@ from core.irl import CANDIDATES, IRLConfig, feature_key, make_pairs
 from core.objective import Objective
 from core.recovered_reward import candidate_rewards
 from core.run_store import Run
-from core.text_sets import load_labelled
+from core.text_sets import SHEET_COLUMNS, load_labelled, read_table
 
 STAGE = "evaluate"
 COHERENT = "coherent reward recovered"
@@ -78,7 +78,8 @@ class EvaluationConfig(LabelledSet):
     )
     calibration_labels: str | None = Field(
         default=None,
-        description="labels: a file of training sentences with human labels (same columns as labels)",
+        description="labels: a file of training sentences with human labels (same columns as labels, or "
+        "text and label as irl-lens label-sheet and the dashboard's Your labels page write them)",
     )
     calibration_size: int = Field(
         default=200, ge=10, description="training sentences used to calibrate"
@@ -102,15 +103,26 @@ class EvaluationConfig(LabelledSet):
 
 
 def human_calibration(
-    demos: pd.DataFrame, text_column: str, config: EvaluationConfig
+    demos: pd.DataFrame, text_column: str, config: EvaluationConfig, objective
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, labels) of human-labelled calibration sentences; each must be a training sentence."""
+    """(rows, labels) of human-labelled calibration sentences; each must be a training sentence.
+    Besides ``dispreferred_values``, the objective's own word for the dispreferred side counts as
+    that side, and a file without the labelled set's text column but with ``text`` and ``label`` is
+    read by those: a sheet labelled in the objective's words ("toxic" / "non-toxic", "negative" /
+    "positive"; ``core.line_labels``) reads the same whatever columns and values the labelled set uses."""
     if not config.calibration_labels:
         raise IrlLensError(
             "calibration 'labels' needs calibration_labels: a file of labelled training sentences"
         )
-    labelled = load_labelled(config.calibration_labels, text_column=config.label_text_column,
-                             label_column=config.label_column, dispreferred_values=config.dispreferred_values)  # fmt: skip
+    if objective.preferred in config.dispreferred_values:
+        raise IrlLensError(f"dispreferred_values {config.dispreferred_values} holds {objective.preferred!r}, "
+                           "the objective's word for the preferred side")  # fmt: skip
+    columns = (config.label_text_column, config.label_column)
+    found = read_table(config.calibration_labels).columns
+    if columns[0] not in found and set(SHEET_COLUMNS) <= set(found):  # a sheet irl-lens wrote
+        columns = SHEET_COLUMNS
+    labelled = load_labelled(config.calibration_labels, text_column=columns[0], label_column=columns[1],
+                             dispreferred_values=[*config.dispreferred_values, objective.dispreferred])  # fmt: skip
     train = demos[demos["split"] == "train"]
     index = dict(zip(train[text_column].str.strip(), train.index, strict=False))
     rows = []
@@ -224,7 +236,7 @@ def calibration_scores(run: Run, reward) -> tuple[np.ndarray, str, np.ndarray | 
     config = EvaluationConfig(**{k: v for k, v in recorded.items() if k in EvaluationConfig.model_fields})
     demos, irl = run.read_table("demonstrations"), reward.config
     if method == "labels":
-        rows, labels = human_calibration(demos, irl.text_column(), config)
+        rows, labels = human_calibration(demos, irl.text_column(), config, run.objective)
     else:
         rows = calibration_rows(demos, config.calibration_size, config.seed)
         labels = demos[irl.label_column()].to_numpy(bool)[rows] if method == "ground_truth" else None
@@ -284,7 +296,7 @@ def evaluate_candidates(
             f"run {run.path} has no ground truth to calibrate with: use calibration share, labels or none"
         )
     if method == "labels":
-        calib, calib_labels = human_calibration(demos, irl_config.text_column(), config)
+        calib, calib_labels = human_calibration(demos, irl_config.text_column(), config, words)
     else:
         calib = calibration_rows(demos, config.calibration_size, config.seed)
         calib_labels = labels[calib] if method == "ground_truth" else None
@@ -358,6 +370,7 @@ def evaluate_candidates(
         "equivalent_repeats": sorted({m.repeat for m in members_all}),
         "shown_layers": sorted({m.layer for m in shown_members}),
         "calibration": method,
+        "n_calibration_labels": len(calib) if method in ("labels", "ground_truth") else None,
         "n_test_sentences": len(test),
         "verdict_evidence": evidence,
         "verdict": verdict(evidence, words),

@@ -794,6 +794,62 @@ def member(
                   markup=False, highlight=False)
 
 
+@app.command("label-sheet")
+def label_sheet(
+    run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
+    out: Annotated[Path, typer.Argument(help="The sheet to write (.csv); it must not exist yet.")],
+    count: Annotated[int, typer.Option(min=1, max=400, help="Training sentences to label.")] = 40,
+) -> None:
+    """Write training sentences to label by hand, without any reward beside them: fill in the label
+    column with the objective's words, leave a blank where unsure, then see where the labels would
+    draw the verdict lines (irl-lens line-from-labels) and re-evaluate with them."""
+    from core.line_labels import sentences_to_label, sheet
+    from core.run_store import open_run
+
+    if out.exists():
+        raise IrlLensError(f"{out} exists: name a new file, so that no labels are overwritten")
+    if out.suffix.lower() != ".csv":
+        raise IrlLensError(f"{out}: the sheet is written as .csv")
+    opened = open_run(run)
+    words = opened.objective
+    chosen = sentences_to_label(opened, count).assign(dispreferred=None)
+    sheet(chosen, words).to_csv(out, index=False)
+    console.print(f"wrote {len(chosen)} training sentences to {out}: write '{words.dispreferred}' or "
+                  f"'{words.preferred}' in the label column, leave it blank where unsure; then: "
+                  f"irl-lens line-from-labels {opened.path} {out}", markup=False, highlight=False)  # fmt: skip
+
+
+@app.command("line-from-labels")
+def line_from_labels(
+    run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
+    labels: Annotated[Path, typer.Argument(help="Labelled training sentences (irl-lens label-sheet).")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Where your labels of training sentences would draw each member's verdict line, against where
+    the run draws it now, from the rewards evaluate stored (no model runs, no R*)."""
+    from core.line_labels import apply_command, preview_line, preview_words, read_labels
+    from core.run_store import open_run
+
+    opened = open_run(run)
+    preview = preview_line(opened, read_labels(opened, labels))
+    if json_out:
+        _print_json({"n_labels": preview.n, "n_dispreferred": preview.n_dispreferred,
+                     "dispreferred_share_interval": list(preview.share_interval), "calibration_now": preview.method,
+                     "verdicts_depend_on_member": {"now": preview.disagreement_now, "yours": preview.disagreement_yours},
+                     "chosen_member": preview.chosen, "members": json.loads(preview.members.to_json(orient="records")),
+                     "apply": apply_command(labels.resolve())})  # fmt: skip
+        return
+    for line in preview_words(preview, opened.objective):
+        console.print(line, markup=False, highlight=False)
+    table = Table("member", "AUC vs your labels", "flags now", "flags at your line", "90% of resamples",
+                  f"right of {preview.n}: now / yours")  # fmt: skip
+    for row in preview.members.itertuples():
+        table.add_row(_literal(row.member), _fmt(row.auc), f"{row.now_share:.0%}", f"{row.line_share:.0%}",
+                      f"{row.line_low:.0%}–{row.line_high:.0%}", f"{row.right_now} / {row.right_yours}")  # fmt: skip
+    console.print(table)
+    console.print(f"To draw the run's lines from these labels: {apply_command(labels.resolve())}", markup=False, highlight=False)
+
+
 SHOW_LIST = 12
 """Items of a list that `irl-lens show` prints in its table (`--json` has them all)."""
 

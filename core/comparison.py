@@ -114,7 +114,7 @@ def run_panel(run, *, implicit: bool = True, batch_size: int = 16) -> RewardPane
 THRESHOLD_WORDS = {
     "ground_truth": "a threshold fitted on training sentences labelled by R* (a study's choice: an audit "
     "without R* has no such line)",
-    "labels": "a threshold fitted on training sentences labelled by people",
+    "labels": "a threshold fitted on {labelled}training sentences labelled by people",
     "share": "a threshold that flags the lowest {share} of training sentences (flag_share, set beforehand; "
     "no labels used)",
     "none": "0, uncalibrated (the paper's sign rule)",
@@ -132,8 +132,9 @@ def threshold_words(run) -> str:
     """Where the members' verdict lines come from, in words (the evaluate stage's calibration)."""
     method = run.stage_summary("evaluate").get("calibration")
     share = flag_share(run)
+    n = run.stage_summary("evaluate").get("n_calibration_labels")
     return THRESHOLD_WORDS.get(method, "0 (no evaluate stage: uncalibrated)").format(
-        share=f"{share:.0%}" if share is not None else "a set share")
+        share=f"{share:.0%}" if share is not None else "a set share", labelled=f"{n:,} " if n else "")
 
 
 def line_reading(run) -> str | None:

@@ -133,7 +133,9 @@ def fit_threshold(rewards: np.ndarray, toxic: np.ndarray) -> float:
     candidates = np.concatenate(
         [[values[0] - 1.0], (values[:-1] + values[1:]) / 2, [values[-1] + 1.0]]
     )
-    accuracy = np.array([((rewards < t) == toxic).mean() for t in candidates])
+    below_dispreferred = np.searchsorted(np.sort(rewards[toxic]), candidates, side="left")
+    below_preferred = np.searchsorted(np.sort(rewards[~toxic]), candidates, side="left")
+    accuracy = (below_dispreferred + (~toxic).sum() - below_preferred) / len(rewards)
     best = np.flatnonzero(accuracy == accuracy.max())
     return float(candidates[best[np.argmin(np.abs(candidates[best]))]])
 

@@ -145,6 +145,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
         ("sample", "pi0_adapter"),
         ("sample", "expert_adapter"),
         ("evaluate", "labels"),
+        ("evaluate", "calibration_labels"),
         ("expert", "prompts"),
         ("faithfulness", "probes"),
     ):

@@ -137,7 +137,7 @@ NUMERIC_SUMMARY = {
     "expert_dispreferred_rate", "contrast", "human_label_auc", "human_label_accuracy", "human_label_n",
     "equivalent_min_spearman", "equivalent_verdict_disagreement", "implicit_reward_auc",
     "implicit_human_label_auc_mean", "saliency_top1_match", "lexicon_agreement",
-    "mean_reward_preferred", "mean_reward_dispreferred",
+    "mean_reward_preferred", "mean_reward_dispreferred", "n_calibration_labels",
 }  # fmt: skip
 """Stage-summary figures the pages and ``show`` compute with: a number or null, checked on open."""
 TEXT_SUMMARY = {"best_member_id", "verdict", "selection", "saliency_method", "objective"}

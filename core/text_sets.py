@@ -102,6 +102,9 @@ def load_prompts(
     return prompts
 
 
+SHEET_COLUMNS = ("text", "label")  # a label sheet irl-lens writes (core.line_labels)
+
+
 def load_labelled(
     source: str,
     *,
@@ -112,20 +115,25 @@ def load_labelled(
     split: str = "train",
 ) -> pd.DataFrame:
     """A labelled sentence set as ``(text, dispreferred)``: human labels for checking a recovered reward.
+    A sentence whose label is blank is left out: unlabelled is not the preferred side (a label sheet
+    filled in part way, ``irl-lens label-sheet``).
 
     Davidson et al. (2017): ``text_column='tweet', label_column='class', dispreferred_values=(0, 1)``.
     """
     frame = read_table(source, split=split)
     texts = column(frame, text_column, source=source)
     labels = column(frame, label_column, source=source)
+    labelled = labels.notna() & (labels.astype(str).str.strip() != "")
     out = pd.DataFrame(
         {"text": texts.astype(str).str.strip(), "dispreferred": labels.isin(list(dispreferred_values))}
     )
-    out = out[out["text"] != ""].reset_index(drop=True)
+    out = out[(out["text"] != "") & labelled.to_numpy()].reset_index(drop=True)
     if limit is not None:
         out = out.iloc[:limit]
     if out.empty:
-        raise IrlLensError(f"{source}: the labelled set is empty")
+        blank = len(frame) and not labelled.any()
+        raise IrlLensError(f"{source}: " + (f"no sentence has a label yet (column '{label_column}' is blank)"
+                                            if blank else "the labelled set is empty"))  # fmt: skip
     if out["dispreferred"].all() or not out["dispreferred"].any():
         found = ", ".join(repr(v) for v in sorted({str(v) for v in labels.dropna().unique()})[:8])
         side = "every" if out["dispreferred"].all() else "no"

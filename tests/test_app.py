@@ -7,12 +7,13 @@ import pytest
 from conftest import build_audited_toy_run
 from streamlit.testing.v1 import AppTest
 
+from app.components import plain
 from core.checkpoints import label
 from core.demonstrations import SamplingConfig, sample_demonstrations
 from core.run_store import Run
 
 ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
-PAGES = ["home", "distributions", "equivalent", "heatmaps", "wants", "probe", "training", "rlhf"]
+PAGES = ["home", "distributions", "equivalent", "heatmaps", "wants", "probe", "labels", "training", "rlhf"]
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +136,35 @@ def test_live_probe_says_beside_each_heatmap_how_often_the_member_punishes_the_p
     html = "".join(m.value for m in at.markdown)
     for member, share in punishes_shares(run.read_table("faithfulness")).items():
         assert f"punishes the toxic word in {share:.0%} of the probes" in html, member
+
+
+def test_your_labels_draw_the_lines_and_are_saved_into_the_run(full_run, tmp_path, monkeypatch):
+    """An auditor labels training sentences with no reward beside them, sees where their labels draw
+    each member's line (the figures core.line_labels computes), and saves them where evaluate reads them."""
+    import shutil
+
+    from core.line_labels import preview_line, read_labels, sentences_to_label
+
+    run = Run.open(shutil.copytree(full_run.path, tmp_path / "labelled"))
+    at = _app(monkeypatch, run, "labels")
+    assert "R*" not in "".join(r.label for r in at.radio)  # no reward, no verdict beside a sentence
+    chosen = sentences_to_label(run, 40)
+    assert [r.label for r in at.radio][:40] == [f"{k}. {plain(t)}" for k, t in enumerate(chosen["text"], start=1)]
+    demos = run.read_table("demonstrations")
+    truth = demos.loc[chosen["row"], "dispreferred"].to_numpy(bool)
+    for row, side in list(zip(chosen["row"], truth, strict=True))[:30]:  # ten left unlabelled
+        at.radio(key=f"label_{row}").set_value("toxic" if side else "non-toxic")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    said = " ".join(m.value for m in at.markdown)
+    assert "You labelled 30 training sentences" in said
+    expected = preview_line(run, chosen.head(30).assign(dispreferred=truth[:30]))
+    table = at.dataframe[0].value
+    assert table["flags at your line"].tolist() == [f"{v:.0%}" for v in expected.members["line_share"]]
+    at.button(key="labels_save").click().run()
+    saved = list((run.path / "labels").glob("line-labels-*.csv"))
+    assert len(saved) == 1 and any(str(saved[0].resolve()) in c.value for c in at.code)
+    assert read_labels(run, saved[0])["dispreferred"].tolist() == truth[:30].tolist()
 
 
 def test_page_without_stage_says_what_to_run(tmp_path, tiny_models, monkeypatch, prompts_file):

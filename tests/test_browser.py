@@ -14,7 +14,8 @@ from conftest import build_audited_toy_run
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 PAGES = {"": "irl-lens", "distributions": "Reward distributions", "equivalent": "Equivalent models",
-         "heatmaps": "Token heatmaps", "wants": "What it wants", "probe": "Live probe", "training": "Training",
+         "heatmaps": "Token heatmaps", "wants": "What it wants", "probe": "Live probe", "labels": "Your labels",
+         "training": "Training",
          "rlhf": "IRL-RLHF"}  # fmt: skip
 BAITED = {"name": "kindness", "preferred": '<a href="http://attacker.invalid/">kind</a>', "dispreferred": "<b>rude</b>",
           "ground_truth": "profanity"}  # fmt: skip

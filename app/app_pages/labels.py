@@ -1,0 +1,128 @@
+"""Your labels: an auditor labels training sentences, blind to every reward, and sees where those
+labels would draw each member's verdict line, from the rewards evaluate stored (core.line_labels)."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app.components import plain, side_labels, side_palette
+from app.state import member_label, require, selected_run
+from core.checkpoints import ENSEMBLE
+from core.comparison import threshold_words
+from core.errors import IrlLensError
+from core.irl import IRLConfig
+from core.line_labels import (
+    DEFAULT_COUNT,
+    FEW,
+    apply_command,
+    preview_line,
+    preview_words,
+    save_labels,
+    sentences_to_label,
+    sheet,
+)
+from core.run_store import MANIFEST, Run
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _sample(path: str, manifest_mtime_ns: int, count: int) -> pd.DataFrame:
+    return sentences_to_label(Run.open(path, verify_hashes=False), count)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _preview(path: str, manifest_mtime_ns: int, rows: tuple, labels: tuple):
+    return preview_line(Run.open(path, verify_hashes=False), pd.DataFrame({"row": rows, "dispreferred": labels}))
+
+
+st.title("Your labels")
+run = require(selected_run(), "demonstrations", "members", "member_scores", stage_hint="irl-lens evaluate RUN")
+words = run.objective
+version = (run.path / MANIFEST).stat().st_mtime_ns
+st.markdown(
+    f"Each member's verdict line now sits at {plain(threshold_words(run))}. An audit has no R* to say where it "
+    "belongs; you can. Label training sentences here, with no reward or verdict beside them, and see where your "
+    "labels would draw each member's line. Nothing is re-run to show it: the rewards were stored by evaluate, and "
+    "R* plays no part."
+)
+count = st.columns([1, 3])[0].number_input("Sentences to label", min_value=10, max_value=200, value=DEFAULT_COUNT, step=10,
+                        key="labels_count", help="More sentences keep the ones you labelled and add others.")  # fmt: skip
+chosen = _sample(str(run.path), version, int(count))
+if IRLConfig.recorded(run.manifest.config["irl"]).text_column() == "completion":
+    st.caption("The rewards read each completion alone, without its prompt: label what you read here.")
+
+with st.form("labels_form", border=False):
+    for k, (row, text) in enumerate(chosen.itertuples(index=False), start=1):
+        sentence, choice = st.columns([3, 1], vertical_alignment="center")
+        sentence.markdown(f"{k}. {plain(text)}")
+        choice.radio(f"{k}. {plain(text)}", [words.dispreferred, words.preferred], index=None, horizontal=True,
+                     format_func=plain, key=f"label_{row}", label_visibility="collapsed")  # fmt: skip
+    if st.form_submit_button("See where my labels draw the lines", type="primary"):
+        st.session_state["labels_seen"] = True
+
+answers = [st.session_state.get(f"label_{row}") for row in chosen["row"]]
+labelled = chosen.assign(dispreferred=[None if a is None else a == words.dispreferred for a in answers])
+given = labelled[labelled["dispreferred"].notna()]
+if not st.session_state.get("labels_seen"):
+    st.stop()
+st.divider()
+if given.empty:
+    st.info(f"No sentence is labelled yet: pick {plain(words.dispreferred)} or {plain(words.preferred)} under some.")
+    st.stop()
+try:
+    preview = _preview(str(run.path), version, tuple(given["row"]), tuple(given["dispreferred"].astype(bool)))
+except IrlLensError as err:  # one side only: no line to draw yet
+    st.warning(plain(str(err)))
+    st.stop()
+
+st.subheader("Where your labels would draw the lines")
+for line in preview_words(preview, words):
+    st.markdown(plain(line))
+members = preview.members
+names = members["member"].tolist()
+default = names.index(preview.chosen) if preview.chosen in names else 0
+member = st.selectbox("Member", names, index=default, format_func=member_label, key="labels_member")
+row = members.set_index("member").loc[member]
+placed = preview.placed.assign(label=side_labels(preview.placed["dispreferred"], words))
+figure = px.strip(placed, x=member, y="label", color="label", color_discrete_map=side_palette(words),
+                  labels={member: "share of training sentences this member rates lower", "label": "your label"})  # fmt: skip
+figure.add_vline(x=float(row["now_share"]), line_dash="dash", annotation_text="the run's line")
+figure.add_vline(x=float(row["line_share"]), line_color="#2563eb", annotation_text="your line",
+                 annotation_position="bottom right")  # fmt: skip
+figure.add_vrect(x0=float(row["line_low"]), x1=float(row["line_high"]), fillcolor="#2563eb", opacity=0.08, line_width=0)
+figure.update_xaxes(range=[0, 1], tickformat=".0%")
+figure.update_layout(height=300, margin=dict(t=30, b=10), showlegend=False)
+st.plotly_chart(figure)
+st.caption(f"Each dot is a sentence you labelled, placed where {plain(member_label(member))} ranks it among the "
+           f"training sentences: left of a line is {plain(words.dispreferred)}. The shaded band: where your line "
+           "lands in 90% of resamples of your labels.")  # fmt: skip
+
+shown = pd.DataFrame({
+    "member": [member_label(m) for m in names],
+    "AUC vs your labels": members["auc"].round(3),
+    "flags now": members["now_share"].map("{:.0%}".format),
+    "flags at your line": members["line_share"].map("{:.0%}".format),
+    "90% of resamples": [f"{lo:.0%}–{hi:.0%}" for lo, hi in zip(members["line_low"], members["line_high"], strict=True)],
+    f"right of {preview.n}: now": members["right_now"],
+    f"right of {preview.n}: yours": members["right_yours"],
+})  # fmt: skip
+st.dataframe(shown, hide_index=True)
+if ENSEMBLE in names:
+    st.caption("The ensemble (the mean of the standardised shown members) gets a line of its own, as in evaluate.")
+
+st.subheader("Use them")
+if preview.n < FEW:
+    st.caption(f"With fewer than {FEW} labels a line moves a lot with each one: label more before using them.")
+csv = sheet(labelled, words).to_csv(index=False).encode()
+left, right = st.columns(2)
+left.download_button("Download my labels (.csv)", csv, file_name="line-labels.csv", mime="text/csv")
+if right.button("Save my labels into the run", key="labels_save"):
+    try:
+        st.session_state["labels_saved"] = str(save_labels(run, labelled))
+    except IrlLensError as err:
+        st.error(plain(str(err)))
+saved = st.session_state.get("labels_saved")
+st.markdown("To draw the run's verdict lines from them, re-evaluate with your pipeline file (only evaluate, the "
+            "lexicon and compact run again):")  # fmt: skip
+st.code(apply_command(saved or "THE_DOWNLOADED_LABELS.csv"), language="bash", wrap_lines=True)
+if saved:
+    st.caption(f"Saved to {plain(saved)}: the same labels always go to the same file, other labels to another.")

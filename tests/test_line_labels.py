@@ -1,0 +1,161 @@
+"""An auditor's labels of training sentences: drawn blind, saved where evaluate reads them, and
+previewed from stored rewards exactly as evaluate then draws the lines."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import build_audited_toy_run
+
+from core.audit import EvaluationConfig, evaluate_run
+from core.checkpoints import ENSEMBLE
+from core.errors import IrlLensError
+from core.evaluation import fit_threshold
+from core.line_labels import (
+    FOLDER,
+    preview_line,
+    preview_words,
+    read_labels,
+    save_labels,
+    sentences_to_label,
+)
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory, tiny_models):
+    return build_audited_toy_run(tmp_path_factory.mktemp("labels") / "toy", tiny_models["toy"])
+
+
+def _labelled_by_r_star(run, count=30):
+    """A stand-in for an auditor: R*'s side of each sentence to label."""
+    chosen = sentences_to_label(run, count)
+    demos = run.read_table("demonstrations")
+    return chosen.assign(dispreferred=demos.loc[chosen["row"], "dispreferred"].to_numpy(bool))
+
+
+def test_sentences_to_label_are_distinct_training_sentences_drawn_by_seed_alone(audited):
+    demos = audited.read_table("demonstrations")
+    chosen = sentences_to_label(audited, 30)
+    assert len(chosen) == 30 and chosen["text"].is_unique
+    assert (demos.loc[chosen["row"], "split"] == "train").all()
+    assert list(chosen.columns) == ["row", "text"]  # nothing a labeller could anchor on
+    assert chosen.equals(sentences_to_label(audited, 30))
+    with pytest.raises(IrlLensError, match="between 1 and"):
+        sentences_to_label(audited, 0)
+
+
+def test_saved_labels_read_back_and_the_same_labels_are_the_same_file(audited):
+    labelled = _labelled_by_r_star(audited).astype({"dispreferred": object})
+    labelled.loc[labelled.index[:3], "dispreferred"] = None  # not labelled: left out, not "preferred"
+    path = save_labels(audited, labelled)
+    assert path.parent == audited.path / FOLDER and save_labels(audited, labelled) == path
+    sheet = pd.read_csv(path)
+    assert set(sheet["label"]) == {"toxic", "non-toxic"} and len(sheet) == 27
+    back = read_labels(audited, path)
+    kept = labelled.iloc[3:]
+    assert back["row"].tolist() == kept["row"].tolist()
+    assert back["dispreferred"].tolist() == kept["dispreferred"].astype(bool).tolist()
+    with pytest.raises(IrlLensError, match="no sentence is labelled"):
+        save_labels(audited, labelled.assign(dispreferred=None))
+
+
+def test_a_partly_filled_sheet_leaves_blanks_out_and_a_test_sentence_is_refused(audited, tmp_path):
+    chosen = sentences_to_label(audited, 6)
+    sheet = tmp_path / "sheet.csv"
+    pd.DataFrame({"text": chosen["text"], "label": ["toxic", "", "non-toxic", "", "", "toxic"]}).to_csv(sheet, index=False)
+    assert read_labels(audited, sheet)["dispreferred"].tolist() == [True, False, True]
+    pd.DataFrame({"text": chosen["text"], "label": [""] * 6}).to_csv(sheet, index=False)
+    with pytest.raises(IrlLensError, match="no sentence has a label yet"):
+        read_labels(audited, sheet)
+    demos = audited.read_table("demonstrations")
+    test = demos.loc[demos["split"] == "test", "sentence"].head(2)
+    pd.DataFrame({"text": test, "label": ["toxic", "non-toxic"]}).to_csv(sheet, index=False)
+    with pytest.raises(IrlLensError, match="not a training sentence"):
+        read_labels(audited, sheet)
+
+
+def test_the_preview_draws_the_lines_evaluate_then_draws(audited, tmp_path):
+    """Fitted to the labels, each member's line flags the share the preview said; evaluate, given
+    the saved sheet, draws exactly those lines, even where the labelled set names other columns."""
+    import shutil
+
+    run_path = tmp_path / "copy"
+    shutil.copytree(audited.path, run_path)
+    from core.run_store import Run
+
+    run = Run.open(run_path)
+    labelled = _labelled_by_r_star(run)
+    preview = preview_line(run, labelled)
+    table = preview.members.set_index("member")
+    assert table.index[-1] == ENSEMBLE and preview.n == 30
+    assert preview.n_dispreferred == int(labelled["dispreferred"].sum())
+    low, high = preview.share_interval
+    assert low < preview.n_dispreferred / 30 < high
+    assert (table["right_yours"] >= table["right_now"]).all()  # the fitted line is the best on its own labels
+    assert (table["line_low"] <= table["line_high"]).all() and table["auc"].between(0, 1).all()
+    scores = run.read_table("member_scores").set_index("row")
+    name = table.index[0]
+    line = fit_threshold(scores.loc[labelled["row"], name].to_numpy(), labelled["dispreferred"].to_numpy())
+    train = scores.loc[scores["split"] == "train", name].to_numpy()
+    assert table.loc[name, "line_share"] == pytest.approx((train < line).mean())
+    said = " ".join(preview_words(preview, run.objective))
+    assert "You labelled 30 training sentences" in said and "toxic" in said and "R*" not in said
+
+    path = save_labels(run, labelled)
+    evaluate_run(run, EvaluationConfig(calibration_size=50, calibration="labels", calibration_labels=str(path),
+                                       label_text_column="tweet", label_column="class"), progress=False)  # fmt: skip
+    after = run.read_table("members").set_index("member")
+    assert run.stage_summary("evaluate")["calibration"] == "labels"
+    from core.comparison import threshold_words
+
+    assert threshold_words(run) == "a threshold fitted on 30 training sentences labelled by people"
+    assert list(after.index) == list(table.index)  # a line chooses no member
+    scores = run.read_table("member_scores")
+    train = scores[scores["split"] == "train"]
+    flagged = [(train[m] < after.loc[m, "threshold"]).mean() for m in after.index]
+    assert flagged == pytest.approx(table["line_share"].tolist())
+    assert preview_line(run, labelled).members["now_share"].tolist() == pytest.approx(table["line_share"].tolist())
+
+
+def test_one_side_only_draws_no_line(audited):
+    labelled = _labelled_by_r_star(audited).assign(dispreferred=True)
+    with pytest.raises(IrlLensError, match="both sides"):
+        preview_line(audited, labelled)
+
+
+def test_few_labels_are_said_to_be_few(audited):
+    labelled = _labelled_by_r_star(audited, 30)
+    labelled = pd.concat([labelled[labelled["dispreferred"]].head(4), labelled[~labelled["dispreferred"]].head(6)])
+    said = preview_words(preview_line(audited, labelled, resamples=200), audited.objective)
+    assert any("Fewer than 20 labels" in s for s in said)
+    assert np.isfinite(preview_line(audited, labelled, resamples=200).members["line_high"]).all()
+
+
+def test_the_cli_writes_a_sheet_and_says_where_its_labels_draw_the_lines(audited, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from core.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "to label.csv"
+    done = runner.invoke(app, ["label-sheet", str(audited.path), str(out), "--count", "24"])
+    assert done.exit_code == 0, done.output
+    sheet = pd.read_csv(out, keep_default_na=False)
+    assert list(sheet.columns) == ["text", "label"] and len(sheet) == 24 and (sheet["label"] == "").all()
+    again = runner.invoke(app, ["label-sheet", str(audited.path), str(out)])
+    assert again.exit_code != 0 and "exists" in str(again.exception or again.output)
+    demos = audited.read_table("demonstrations").set_index(audited.read_table("demonstrations")["sentence"].str.strip())
+    sheet["label"] = ["toxic" if demos.loc[t, "dispreferred"].any() else "non-toxic" for t in sheet["text"]]
+    sheet.loc[:3, "label"] = ""  # four left blank
+    sheet.to_csv(out, index=False)
+    done = runner.invoke(app, ["line-from-labels", str(audited.path), str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.stdout)
+    expected = preview_line(audited, read_labels(audited, out))
+    assert found["n_labels"] == 20 == expected.n and found["calibration_now"] == "share"
+    assert [m["line_share"] for m in found["members"]] == pytest.approx(expected.members["line_share"].tolist())
+    assert isinstance(found["members"][0]["right_now"], int)
+    assert found["apply"].endswith(f"evaluate.calibration_labels='{out.resolve()}'")  # quoted: the path has a space
+    text = runner.invoke(app, ["line-from-labels", str(audited.path), str(out)])
+    assert text.exit_code == 0 and "You labelled 20 training sentences" in text.output
