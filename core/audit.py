@@ -44,6 +44,7 @@ from core.evaluation import (
     chance_bound,
     discrimination_auc,
     evaluate,
+    fit_share,
     fit_threshold,
     pairwise_accuracy,
     sign_metrics,
@@ -58,6 +59,7 @@ from core.run_store import Run
 from core.text_sets import SHEET_COLUMNS, load_labelled, read_table
 
 STAGE = "evaluate"
+PEOPLE_LINES = ("labels", "labels_share")  # calibrations that read people's labels of training sentences
 COHERENT = "coherent reward recovered"
 INCOHERENT = "no coherent reward recovered"
 
@@ -69,11 +71,12 @@ class EvaluationConfig(LabelledSet):
 
     model_config = ConfigDict(extra="forbid")
 
-    calibration: Literal["auto", "none", "ground_truth", "labels", "share"] = Field(
+    calibration: Literal["auto", "none", "ground_truth", "labels", "labels_share", "share"] = Field(
         default="auto",
         description="the zero point: none (the paper: sign at 0); share: flag the lowest flag_share "
-        "of training sentences (no labels); labels: a threshold fitted on training sentences labelled by "
-        "people (calibration_labels); ground_truth: fitted on training sentences labelled by R*, for a "
+        "of training sentences (no labels); labels: a threshold per member fitted on training sentences "
+        "labelled by people (calibration_labels); labels_share: the one flag share for every member that "
+        "best fits those labels; ground_truth: fitted on training sentences labelled by R*, for a "
         "study only, since R* then draws the verdict lines an audit would not have. auto: share",
     )
     calibration_labels: str | None = Field(
@@ -97,7 +100,7 @@ class EvaluationConfig(LabelledSet):
         so a new labelled set checks the members without choosing them again; its columns stay
         where a human-labelled calibration reads them."""
         own = set(LabelledSet.model_fields) - {"seed"}
-        if self.calibration == "labels":
+        if self.calibration in PEOPLE_LINES:
             own -= {"label_text_column", "label_column", "dispreferred_values"}
         return self.model_dump(exclude=own)
 
@@ -235,13 +238,16 @@ def calibration_scores(run: Run, reward) -> tuple[np.ndarray, str, np.ndarray | 
     recorded = run.manifest.config.get("evaluate", {})
     config = EvaluationConfig(**{k: v for k, v in recorded.items() if k in EvaluationConfig.model_fields})
     demos, irl = run.read_table("demonstrations"), reward.config
+    share = config.flag_share
+    if method == "labels_share":  # the share people's labels fitted, drawn on the share's sentences
+        method, share = "share", float(run.stage_summary("evaluate")["fitted_flag_share"])
     if method == "labels":
         rows, labels = human_calibration(demos, irl.text_column(), config, run.objective)
     else:
         rows = calibration_rows(demos, config.calibration_size, config.seed)
         labels = demos[irl.label_column()].to_numpy(bool)[rows] if method == "ground_truth" else None
     texts = demos[irl.text_column()].to_numpy()[rows].tolist()  # as encoded for IRL: an empty completion too
-    return reward.heads(reward.features(texts).float()).numpy(), method, labels, config.flag_share
+    return reward.heads(reward.features(texts).float()).numpy(), method, labels, share
 
 
 def evaluate_candidates(
@@ -295,11 +301,17 @@ def evaluate_candidates(
         raise IrlLensError(
             f"run {run.path} has no ground truth to calibrate with: use calibration share, labels or none"
         )
+    share, fitted_share, n_people = config.flag_share, None, None
     if method == "labels":
         calib, calib_labels = human_calibration(demos, irl_config.text_column(), config, words)
+        n_people = len(calib)
     else:
         calib = calibration_rows(demos, config.calibration_size, config.seed)
         calib_labels = labels[calib] if method == "ground_truth" else None
+    if method == "labels_share":
+        people, people_labels = human_calibration(demos, irl_config.text_column(), config, words)
+        share = fitted_share = fit_share(matrix[people], people_labels, matrix[calib])
+        n_people = len(people)
 
     z = standardise(matrix, matrix[train])
     ensemble = z.mean(1)
@@ -307,7 +319,7 @@ def evaluate_candidates(
     rewards_by_name[ENSEMBLE] = ensemble
     rewards_by_name.setdefault(best_id, best_rewards)
     thresholds = {
-        name: calibrate(r, method, calib, calib_labels, config.flag_share)
+        name: calibrate(r, "share" if method == "labels_share" else method, calib, calib_labels, share)
         for name, r in rewards_by_name.items()
     }
 
@@ -370,7 +382,8 @@ def evaluate_candidates(
         "equivalent_repeats": sorted({m.repeat for m in members_all}),
         "shown_layers": sorted({m.layer for m in shown_members}),
         "calibration": method,
-        "n_calibration_labels": len(calib) if method in ("labels", "ground_truth") else None,
+        "n_calibration_labels": len(calib) if method == "ground_truth" else n_people,
+        "fitted_flag_share": fitted_share,
         "n_test_sentences": len(test),
         "verdict_evidence": evidence,
         "verdict": verdict(evidence, words),

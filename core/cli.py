@@ -832,22 +832,25 @@ def line_from_labels(
 
     opened = open_run(run)
     preview = preview_line(opened, read_labels(opened, labels))
+    path = labels.resolve()
     if json_out:
         _print_json({"n_labels": preview.n, "n_dispreferred": preview.n_dispreferred,
                      "dispreferred_share_interval": list(preview.share_interval), "calibration_now": preview.method,
-                     "verdicts_depend_on_member": {"now": preview.disagreement_now, "yours": preview.disagreement_yours},
-                     "chosen_member": preview.chosen, "members": json.loads(preview.members.to_json(orient="records")),
-                     "apply": apply_command(labels.resolve())})  # fmt: skip
+                     "one_share": preview.one_share, "one_share_band": list(preview.one_share_band),
+                     "verdicts_depend_on_member": preview.disagreement, "chosen_member": preview.chosen,
+                     "members": json.loads(preview.members.to_json(orient="records")),
+                     "apply": {way: apply_command(path, way) for way in ("labels_share", "labels")}})  # fmt: skip
         return
     for line in preview_words(preview, opened.objective):
         console.print(line, markup=False, highlight=False)
-    table = Table("member", "AUC vs your labels", "flags now", "flags at your line", "90% of resamples",
-                  f"right of {preview.n}: now / yours")  # fmt: skip
+    table = Table("member", "AUC vs your labels", "flags now", "own line flags", "90% of resamples",
+                  f"right of {preview.n}: now / one share / own")  # fmt: skip
     for row in preview.members.itertuples():
-        table.add_row(_literal(row.member), _fmt(row.auc), f"{row.now_share:.0%}", f"{row.line_share:.0%}",
-                      f"{row.line_low:.0%}–{row.line_high:.0%}", f"{row.right_now} / {row.right_yours}")  # fmt: skip
+        table.add_row(_literal(row.member), _fmt(row.auc), f"{row.now_share:.0%}", f"{row.own_share:.0%}",
+                      f"{row.own_low:.0%}–{row.own_high:.0%}", f"{row.right_now} / {row.right_one_share} / {row.right_own}")  # fmt: skip
     console.print(table)
-    console.print(f"To draw the run's lines from these labels: {apply_command(labels.resolve())}", markup=False, highlight=False)
+    console.print(f"One share for every member from these labels: {apply_command(path, 'labels_share')}", markup=False, highlight=False)
+    console.print(f"A line of its own for each member: {apply_command(path, 'labels')}", markup=False, highlight=False)
 
 
 SHOW_LIST = 12

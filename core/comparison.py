@@ -115,6 +115,8 @@ THRESHOLD_WORDS = {
     "ground_truth": "a threshold fitted on training sentences labelled by R* (a study's choice: an audit "
     "without R* has no such line)",
     "labels": "a threshold fitted on {labelled}training sentences labelled by people",
+    "labels_share": "a threshold that flags the lowest {share} of training sentences, the one share for every "
+    "member that best fits {labelled}training sentences labelled by people",
     "share": "a threshold that flags the lowest {share} of training sentences (flag_share, set beforehand; "
     "no labels used)",
     "none": "0, uncalibrated (the paper's sign rule)",
@@ -122,9 +124,10 @@ THRESHOLD_WORDS = {
 
 
 def flag_share(run) -> float | None:
-    """The share of training sentences the run's share lines flag, as evaluate recorded it (the
-    default where it recorded none); None where the manifest holds something that is not a share."""
-    share = run.manifest.config.get("evaluate", {}).get("flag_share", 0.25)
+    """The share of training sentences the run's share lines flag, as evaluate recorded it: the one
+    people's labels fitted (``labels_share``), else the setting (the default where it recorded
+    none); None where the manifest holds something that is not a share."""
+    share = run.stage_summary("evaluate").get("fitted_flag_share") or run.manifest.config.get("evaluate", {}).get("flag_share", 0.25)
     return float(share) if isinstance(share, int | float) and 0 < share < 1 else None
 
 

@@ -140,6 +140,24 @@ def fit_threshold(rewards: np.ndarray, toxic: np.ndarray) -> float:
     return float(candidates[best[np.argmin(np.abs(candidates[best]))]])
 
 
+SHARES = np.arange(1, 100) / 100
+"""The flag shares :func:`fit_share` chooses from: whole percents."""
+
+
+def fit_share(labelled: np.ndarray, toxic: np.ndarray, calibration: np.ndarray) -> float:
+    """The one flag share for every reward that best fits a labelled set: each reward (a column of
+    ``labelled`` (n, K) and of ``calibration`` (m, K)) draws its line at that share of its
+    calibration sentences, and the share is the one whose lines get the most labels right, on
+    average over the rewards (ties: the middle of the best). One number from the labels instead of
+    one per reward: few labels draw it more steadily, and the rewards' verdicts then differ only
+    where they rank a sentence differently."""
+    toxic = np.asarray(toxic, bool)
+    thresholds = np.quantile(np.asarray(calibration, float), SHARES, axis=0)  # (shares, K)
+    accuracy = ((np.asarray(labelled, float)[None] < thresholds[:, None, :]) == toxic[None, :, None]).mean((1, 2))
+    best = np.flatnonzero(accuracy == accuracy.max())
+    return float(SHARES[best[len(best) // 2]])
+
+
 def reward_separation(rewards: np.ndarray, toxic: np.ndarray) -> dict:
     """Mean (and std) reward of dispreferred and of preferred sentences."""
     rewards, toxic = np.asarray(rewards, float), np.asarray(toxic, bool)

@@ -8,8 +8,9 @@ evaluate reads them, and shows what they would do before anything is built again
 evaluate stored (no model runs):
 
 - how far the auditor's labels and each member order the sentences alike (AUC, no line);
-- the share of training sentences each member's line would flag, fitted to the labels, with how
-  much that share moves over resamples of them (few labels draw a wide line);
+- the lines drawn from the labels two ways: one flag share for every member that best fits them
+  (``calibration = "labels_share"``), or a line of its own per member (``"labels"``), each with how
+  much it moves over resamples of the labels (few labels draw a wide line);
 - how many labels the run's lines and the fitted lines get right, and how many test verdicts would
   then depend on the member.
 
@@ -30,7 +31,7 @@ from scipy import stats
 from core.checkpoints import ENSEMBLE
 from core.equivalent_set import verdict_disagreement
 from core.errors import IrlLensError
-from core.evaluation import auc, fit_threshold
+from core.evaluation import auc, fit_share, fit_threshold
 from core.run_store import Run
 from core.text_sets import SHEET_COLUMNS
 
@@ -111,40 +112,47 @@ def read_labels(run: Run, source: str | Path) -> pd.DataFrame:
     return pd.DataFrame({"row": rows, "text": texts.loc[rows].to_numpy(), "dispreferred": labels.astype(bool)})
 
 
-def apply_command(path: Path | str) -> str:
-    """The command that re-evaluates the run with lines fitted to these labels (and rebuilds only
-    what reads the lines: the lexicon and compact)."""
-    return (f"irl-lens run YOUR_PIPELINE.toml --set evaluate.calibration=labels "
+def apply_command(path: Path | str, calibration: str = "labels_share") -> str:
+    """The command that re-evaluates the run with lines drawn from these labels (``labels_share``:
+    one share for every member; ``labels``: a line per member), rebuilding only what reads the
+    lines: the lexicon and compact."""
+    return (f"irl-lens run YOUR_PIPELINE.toml --set evaluate.calibration={calibration} "
             f"--set evaluate.calibration_labels={shlex.quote(str(path))}")  # fmt: skip
 
 
 @dataclass
 class LinePreview:
-    """What the labels would do to the verdict lines, member by member, from stored rewards."""
+    """What the labels would do to the verdict lines, member by member, from stored rewards, for
+    both ways of drawing them from people's labels: one share for every member (``labels_share``)
+    and a line per member (``labels``)."""
 
     n: int
     n_dispreferred: int
     share_interval: tuple[float, float]  # the labels' dispreferred share, 95% Clopper–Pearson
     method: str  # how the run's lines are drawn now (evaluate's calibration)
     members: pd.DataFrame  # one row per member of the ``members`` table (the ensemble last)
-    disagreement_now: float  # test verdicts that depend on the shown member, at the run's lines
-    disagreement_yours: float  # the same at the lines fitted to the labels
+    one_share: float  # the one flag share that best fits the labels (calibration 'labels_share')
+    one_share_band: tuple[float, float]  # its 5th and 95th percentiles over resamples of the labels
+    disagreement: dict[str, float]  # test verdicts that depend on the shown member: now, one_share, own_lines
     chosen: str | None  # the member evaluate chose, where shown
     placed: pd.DataFrame  # each labelled sentence (row, dispreferred) and, per member, the share of training sentences it rates lower
 
 
 def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES, seed: int = 0) -> LinePreview:
     """Where ``labelled`` (``row``, ``dispreferred``; rows of training sentences, unlabelled ones
-    NaN) would draw each member's line, against where the run draws it now. Per member:
+    NaN) would draw the members' lines, against where the run draws them now. Per member:
 
     - ``auc``: how far its rewards order the labelled sentences as the labels do (1: every
       sentence labelled dispreferred rated below every other), no line;
-    - ``line_share``: the share of training sentences its line, fitted to the labels, would flag;
-      ``line_low``/``line_high``: the 5th and 95th percentiles of that share over bootstrap
-      resamples of the labels;
-    - ``now_share``: the share its line flags now;
-    - ``right_now`` / ``right_yours``: labels its line gets right now / fitted to them (the latter
-      on the sentences it was fitted to, so it flatters)."""
+    - ``now_share``: the share of training sentences its line flags now;
+    - ``one_share_line``: the share its line flags at the one share that best fits the labels
+      (drawn, as evaluate draws it, on the calibration sentences: close to the share itself);
+    - ``own_share``: the share its own line, fitted to the labels, would flag; ``own_low`` /
+      ``own_high``: the 5th and 95th percentiles of that share over bootstrap resamples of the labels;
+    - ``right_now`` / ``right_one_share`` / ``right_own``: labels its line gets right now, at the
+      one share and at its own line (the last two were fitted on these labels, so they flatter)."""
+    from core.audit import calibration_rows
+
     summary = _evaluated(run)
     labelled = labelled[labelled["dispreferred"].notna()]
     y = labelled["dispreferred"].to_numpy(bool)
@@ -153,9 +161,12 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
                            f"{run.objective.preferred}); these {len(y)} labels hold one side only")  # fmt: skip
     members = run.read_table("members")
     names = members["member"].tolist()
-    scores = run.read_table("member_scores").set_index("row")
+    scores = run.read_table("member_scores")
     if not set(names) <= set(scores.columns):
         raise IrlLensError(f"run {run.path}: member_scores lacks some shown members' rewards: run 'irl-lens evaluate' again")
+    recorded = run.manifest.config.get("evaluate", {})
+    calib = calibration_rows(scores, int(recorded.get("calibration_size", 200)), int(recorded.get("seed", 0)))
+    scores = scores.set_index("row")
     rows = labelled["row"].to_numpy(int)
     if not set(rows) <= set(scores.index) or (scores.loc[rows, "split"] != "train").any():
         raise IrlLensError("labelled rows must be training sentences of this run")
@@ -166,29 +177,36 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
         return np.stack([np.searchsorted(train[:, k], thresholds[..., k], side="left")
                          for k in range(len(names))], axis=-1) / len(train)  # fmt: skip
 
-    rewards = scores.loc[rows, names].to_numpy(float)
+    shown = [k for k, name in enumerate(names) if name != ENSEMBLE]
+    rewards, calibration = scores.loc[rows, names].to_numpy(float), scores.iloc[calib][names].to_numpy(float)
     now = members["threshold"].to_numpy(float)
-    yours = np.array([fit_threshold(rewards[:, k], y) for k in range(len(names))])
+    own = np.array([fit_threshold(rewards[:, k], y) for k in range(len(names))])
+    one_share = fit_share(rewards[:, shown], y, calibration[:, shown])
+    at_share = np.quantile(calibration, one_share, axis=0)
     draws = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
     draws = draws[[y[d].any() and not y[d].all() for d in draws]]  # a line needs both sides
-    boot = np.array([[fit_threshold(rewards[d, k], y[d]) for k in range(len(names))] for d in draws])
-    boot_share = share(boot) if len(boot) else np.full((1, len(names)), np.nan)
+    own_boot = np.array([[fit_threshold(rewards[d, k], y[d]) for k in range(len(names))] for d in draws])
+    own_boot = share(own_boot) if len(own_boot) else np.full((1, len(names)), np.nan)
+    share_boot = [fit_share(rewards[d][:, shown], y[d], calibration[:, shown]) for d in draws] or [np.nan]
+
+    def right(thresholds: np.ndarray) -> np.ndarray:
+        return ((rewards < thresholds) == y[:, None]).sum(0)
+
     table = pd.DataFrame({
-        "member": names,
-        "auc": [auc(rewards[:, k], y) for k in range(len(names))],
-        "line_share": share(yours), "line_low": np.quantile(boot_share, 0.05, axis=0),
-        "line_high": np.quantile(boot_share, 0.95, axis=0), "now_share": share(now),
-        "right_now": ((rewards < now) == y[:, None]).sum(0), "right_yours": ((rewards < yours) == y[:, None]).sum(0),
+        "member": names, "auc": [auc(rewards[:, k], y) for k in range(len(names))],
+        "now_share": share(now), "one_share_line": share(at_share), "own_share": share(own),
+        "own_low": np.quantile(own_boot, 0.05, axis=0), "own_high": np.quantile(own_boot, 0.95, axis=0),
+        "right_now": right(now), "right_one_share": right(at_share), "right_own": right(own),
     })  # fmt: skip
-    shown = [k for k, name in enumerate(names) if name != ENSEMBLE]
     test = scores.loc[scores["split"] == "test", [names[k] for k in shown]].to_numpy(float)
     interval = stats.binomtest(int(y.sum()), len(y)).proportion_ci(0.95)
     best = summary.get("best_member_id")
     return LinePreview(
         n=len(y), n_dispreferred=int(y.sum()), share_interval=(float(interval.low), float(interval.high)),
-        method=str(summary.get("calibration")), members=table,
-        disagreement_now=verdict_disagreement(test, now[shown])[0],
-        disagreement_yours=verdict_disagreement(test, yours[shown])[0],
+        method=str(summary.get("calibration")), members=table, one_share=one_share,
+        one_share_band=(float(np.quantile(share_boot, 0.05)), float(np.quantile(share_boot, 0.95))),
+        disagreement={name: verdict_disagreement(test, t[shown])[0]
+                      for name, t in (("now", now), ("one_share", at_share), ("own_lines", own))},
         chosen=best if best in names else None,
         placed=pd.DataFrame({"row": rows, "dispreferred": y}).join(pd.DataFrame(share(rewards[:, None, :])[:, 0], columns=names)),
     )  # fmt: skip
@@ -196,32 +214,35 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
 
 def preview_words(preview: LinePreview, objective) -> list[str]:
     """The preview in sentences, in the objective's words."""
-    members = preview.members.set_index("member")
-    shown = members.drop(index=ENSEMBLE, errors="ignore")
+    shown = preview.members.set_index("member").drop(index=ENSEMBLE, errors="ignore")
     low, high = preview.share_interval
     said = [f"You labelled {preview.n} training sentences: {preview.n_dispreferred} {objective.dispreferred} "
-            f"({preview.n_dispreferred / preview.n:.0%}; 95% interval {low:.0%}–{high:.0%})."]  # fmt: skip
+            f"({preview.n_dispreferred / preview.n:.0%}; 95% interval {low:.0%}–{high:.0%}). The run's lines "
+            f"flag {_range(shown['now_share'])} of the training sentences now."]  # fmt: skip
     if preview.n < FEW:
-        said.append(f"Fewer than {FEW} labels draw a line on little: the intervals below say how little.")
-    line = (f"Fitted to your labels, the shown members' lines would flag {_range(shown['line_share'])} of the "
-            f"training sentences; now they flag {_range(shown['now_share'])}.")  # fmt: skip
-    if preview.chosen is not None and preview.chosen in shown.index:
-        row = shown.loc[preview.chosen]
-        line += (f" The chosen member's line: {row['line_share']:.0%} ({row['line_low']:.0%}–{row['line_high']:.0%} "
-                 "over resamples of your labels).")  # fmt: skip
-    said.append(line)
+        said.append(f"Fewer than {FEW} labels draw a line on little: the bands below say how little.")
     aucs = shown["auc"].dropna()
     if len(aucs):
         said.append(f"The members order your sentences as you do with AUC {_range(aucs, '.2f')} (1: every sentence "
                     f"you called {objective.dispreferred} rated below every other; 0.5: no better than chance). "
                     "No line enters this.")  # fmt: skip
-    said.append(f"Your labels agree with the run's lines on {_range(shown['right_now'], 'd')} of {preview.n}, and "
-                f"with lines fitted to them on {_range(shown['right_yours'], 'd')} (fitted on the same sentences, "
-                "which flatters them).")  # fmt: skip
-    said.append(f"At your lines, {preview.disagreement_yours:.0%} of the test sentences' verdicts would depend on "
-                f"which member you ask; at the run's lines, {preview.disagreement_now:.0%}."
-                + (" Each member's line is fitted to your labels on its own, and the fewer the labels, the further "
-                   "apart the lines land." if preview.disagreement_yours > preview.disagreement_now else ""))  # fmt: skip
+    band = preview.one_share_band
+    said.append(f"One share for every member, the one that best fits your labels: {preview.one_share:.0%} "
+                f"({band[0]:.0%}–{band[1]:.0%} over resamples of your labels). At it, the members' lines get "
+                f"{_range(shown['right_one_share'], 'd')} of your {preview.n} labels right (now "
+                f"{_range(shown['right_now'], 'd')}), and {preview.disagreement['one_share']:.0%} of the test "
+                f"sentences' verdicts depend on which member you ask (now {preview.disagreement['now']:.0%}).")  # fmt: skip
+    line = (f"A line of its own for each member, fitted to your labels: they would flag {_range(shown['own_share'])} of "
+            f"the training sentences and get {_range(shown['right_own'], 'd')} of your labels right, and "
+            f"{preview.disagreement['own_lines']:.0%} of the test verdicts would depend on the member.")  # fmt: skip
+    if preview.chosen is not None and preview.chosen in shown.index:
+        row = shown.loc[preview.chosen]
+        line += (f" The chosen member's own line: {row['own_share']:.0%} ({row['own_low']:.0%}–{row['own_high']:.0%} "
+                 "over resamples).")  # fmt: skip
+    said.append(line)
+    said.append("One share asks one number of your labels, so few labels draw it more steadily, and the members' "
+                "verdicts then differ only where they rank a sentence differently; own lines ask one number per "
+                "member. Both were fitted on the labels they are counted on, which flatters them.")  # fmt: skip
     return said
 
 

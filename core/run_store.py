@@ -138,6 +138,7 @@ NUMERIC_SUMMARY = {
     "equivalent_min_spearman", "equivalent_verdict_disagreement", "implicit_reward_auc",
     "implicit_human_label_auc_mean", "saliency_top1_match", "lexicon_agreement",
     "mean_reward_preferred", "mean_reward_dispreferred", "n_calibration_labels",
+    "fitted_flag_share",
 }  # fmt: skip
 """Stage-summary figures the pages and ``show`` compute with: a number or null, checked on open."""
 TEXT_SUMMARY = {"best_member_id", "verdict", "selection", "saliency_method", "objective"}

@@ -160,10 +160,12 @@ def test_your_labels_draw_the_lines_and_are_saved_into_the_run(full_run, tmp_pat
     assert "You labelled 30 training sentences" in said
     expected = preview_line(run, chosen.head(30).assign(dispreferred=truth[:30]))
     table = at.dataframe[0].value
-    assert table["flags at your line"].tolist() == [f"{v:.0%}" for v in expected.members["line_share"]]
+    assert table["own line flags"].tolist() == [f"{v:.0%}" for v in expected.members["own_share"]]
+    assert table["right at one share"].tolist() == expected.members["right_one_share"].tolist()
     at.button(key="labels_save").click().run()
     saved = list((run.path / "labels").glob("line-labels-*.csv"))
-    assert len(saved) == 1 and any(str(saved[0].resolve()) in c.value for c in at.code)
+    assert len(saved) == 1 and [c.value.split("calibration=")[1].split()[0] for c in at.code] == ["labels_share", "labels"]
+    assert all(str(saved[0].resolve()) in c.value for c in at.code)
     assert read_labels(run, saved[0])["dispreferred"].tolist() == truth[:30].tolist()
 
 

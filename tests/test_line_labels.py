@@ -90,13 +90,16 @@ def test_the_preview_draws_the_lines_evaluate_then_draws(audited, tmp_path):
     assert preview.n_dispreferred == int(labelled["dispreferred"].sum())
     low, high = preview.share_interval
     assert low < preview.n_dispreferred / 30 < high
-    assert (table["right_yours"] >= table["right_now"]).all()  # the fitted line is the best on its own labels
-    assert (table["line_low"] <= table["line_high"]).all() and table["auc"].between(0, 1).all()
+    assert (table["right_own"] >= table["right_now"]).all()  # the fitted line is the best on its own labels
+    assert (table["right_own"] >= table["right_one_share"]).all()  # one share for all fits each member less closely
+    assert (table["own_low"] <= table["own_high"]).all() and table["auc"].between(0, 1).all()
+    assert preview.one_share_band[0] <= preview.one_share <= preview.one_share_band[1]
+    assert set(preview.disagreement) == {"now", "one_share", "own_lines"}
     scores = run.read_table("member_scores").set_index("row")
     name = table.index[0]
     line = fit_threshold(scores.loc[labelled["row"], name].to_numpy(), labelled["dispreferred"].to_numpy())
     train = scores.loc[scores["split"] == "train", name].to_numpy()
-    assert table.loc[name, "line_share"] == pytest.approx((train < line).mean())
+    assert table.loc[name, "own_share"] == pytest.approx((train < line).mean())
     said = " ".join(preview_words(preview, run.objective))
     assert "You labelled 30 training sentences" in said and "toxic" in said and "R*" not in said
 
@@ -105,15 +108,28 @@ def test_the_preview_draws_the_lines_evaluate_then_draws(audited, tmp_path):
                                        label_text_column="tweet", label_column="class"), progress=False)  # fmt: skip
     after = run.read_table("members").set_index("member")
     assert run.stage_summary("evaluate")["calibration"] == "labels"
-    from core.comparison import threshold_words
+    from core.comparison import flag_share, threshold_words
 
     assert threshold_words(run) == "a threshold fitted on 30 training sentences labelled by people"
     assert list(after.index) == list(table.index)  # a line chooses no member
     scores = run.read_table("member_scores")
     train = scores[scores["split"] == "train"]
     flagged = [(train[m] < after.loc[m, "threshold"]).mean() for m in after.index]
-    assert flagged == pytest.approx(table["line_share"].tolist())
-    assert preview_line(run, labelled).members["now_share"].tolist() == pytest.approx(table["line_share"].tolist())
+    assert flagged == pytest.approx(table["own_share"].tolist())
+    assert preview_line(run, labelled).members["now_share"].tolist() == pytest.approx(table["own_share"].tolist())
+
+    # one share for every member: evaluate fits the preview's share and draws every line at it
+    evaluate_run(run, EvaluationConfig(calibration_size=50, calibration="labels_share", calibration_labels=str(path)),
+                 progress=False)  # fmt: skip
+    summary = run.stage_summary("evaluate")
+    assert summary["fitted_flag_share"] == preview.one_share and summary["n_calibration_labels"] == 30
+    assert flag_share(run) == preview.one_share
+    assert threshold_words(run).startswith(f"a threshold that flags the lowest {preview.one_share:.0%} of training")
+    at_share = run.read_table("members").set_index("member")
+    scores = run.read_table("member_scores")
+    train = scores[scores["split"] == "train"]
+    flagged = [(train[m] < at_share.loc[m, "threshold"]).mean() for m in at_share.index]
+    assert flagged == pytest.approx(table["one_share_line"].tolist())
 
 
 def test_one_side_only_draws_no_line(audited):
@@ -127,7 +143,21 @@ def test_few_labels_are_said_to_be_few(audited):
     labelled = pd.concat([labelled[labelled["dispreferred"]].head(4), labelled[~labelled["dispreferred"]].head(6)])
     said = preview_words(preview_line(audited, labelled, resamples=200), audited.objective)
     assert any("Fewer than 20 labels" in s for s in said)
-    assert np.isfinite(preview_line(audited, labelled, resamples=200).members["line_high"]).all()
+    assert np.isfinite(preview_line(audited, labelled, resamples=200).members["own_high"]).all()
+
+
+def test_one_share_for_every_reward_is_the_share_the_labels_mark():
+    """Labels that call exactly each reward's lowest 30% of sentences dispreferred: the one share
+    that fits them is 30%, whatever each reward's scale."""
+    from core.evaluation import fit_share
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=1000)
+    rewards = np.column_stack([base, 3 * base + 1, base ** 3])  # one order, three scales
+    labels = base < np.quantile(base, 0.3)
+    assert fit_share(rewards[:200], labels[:200], rewards) == pytest.approx(0.3, abs=0.02)
+    noisy = rewards + rng.normal(scale=[0.3, 0.9, 0.3], size=rewards.shape)
+    assert fit_share(noisy[:200], labels[:200], noisy) == pytest.approx(0.3, abs=0.06)
 
 
 def test_the_cli_writes_a_sheet_and_says_where_its_labels_draw_the_lines(audited, tmp_path):
@@ -154,8 +184,10 @@ def test_the_cli_writes_a_sheet_and_says_where_its_labels_draw_the_lines(audited
     found = json.loads(done.stdout)
     expected = preview_line(audited, read_labels(audited, out))
     assert found["n_labels"] == 20 == expected.n and found["calibration_now"] == "share"
-    assert [m["line_share"] for m in found["members"]] == pytest.approx(expected.members["line_share"].tolist())
+    assert [m["own_share"] for m in found["members"]] == pytest.approx(expected.members["own_share"].tolist())
+    assert found["one_share"] == expected.one_share
     assert isinstance(found["members"][0]["right_now"], int)
-    assert found["apply"].endswith(f"evaluate.calibration_labels='{out.resolve()}'")  # quoted: the path has a space
+    assert found["apply"]["labels"].endswith(f"evaluate.calibration_labels='{out.resolve()}'")  # quoted: the path has a space
+    assert "evaluate.calibration=labels_share " in found["apply"]["labels_share"]
     text = runner.invoke(app, ["line-from-labels", str(audited.path), str(out)])
     assert text.exit_code == 0 and "You labelled 20 training sentences" in text.output

@@ -85,29 +85,33 @@ row = members.set_index("member").loc[member]
 placed = preview.placed.assign(label=side_labels(preview.placed["dispreferred"], words))
 figure = px.strip(placed, x=member, y="label", color="label", color_discrete_map=side_palette(words),
                   labels={member: "share of training sentences this member rates lower", "label": "your label"})  # fmt: skip
-figure.add_vline(x=float(row["now_share"]), line_dash="dash", annotation_text="the run's line")
-figure.add_vline(x=float(row["line_share"]), line_color="#2563eb", annotation_text="your line",
+figure.add_vline(x=float(row["now_share"]), line_dash="dash", annotation_text="the run's line", annotation_position="top left")
+figure.add_vline(x=float(row["one_share_line"]), line_color="#7c3aed", annotation_text="one share for all",
+                 annotation_position="top right")  # fmt: skip
+figure.add_vline(x=float(row["own_share"]), line_color="#2563eb", annotation_text="its own line",
                  annotation_position="bottom right")  # fmt: skip
-figure.add_vrect(x0=float(row["line_low"]), x1=float(row["line_high"]), fillcolor="#2563eb", opacity=0.08, line_width=0)
+figure.add_vrect(x0=float(row["own_low"]), x1=float(row["own_high"]), fillcolor="#2563eb", opacity=0.08, line_width=0)
 figure.update_xaxes(range=[0, 1], tickformat=".0%")
-figure.update_layout(height=300, margin=dict(t=30, b=10), showlegend=False)
+figure.update_layout(height=320, margin=dict(t=40, b=10), showlegend=False)
 st.plotly_chart(figure)
 st.caption(f"Each dot is a sentence you labelled, placed where {plain(member_label(member))} ranks it among the "
-           f"training sentences: left of a line is {plain(words.dispreferred)}. The shaded band: where your line "
+           f"training sentences: left of a line is {plain(words.dispreferred)}. The shaded band: where its own line "
            "lands in 90% of resamples of your labels.")  # fmt: skip
 
 shown = pd.DataFrame({
     "member": [member_label(m) for m in names],
-    "AUC vs your labels": members["auc"].round(3),
+    "AUC vs your labels": members["auc"].round(2),
     "flags now": members["now_share"].map("{:.0%}".format),
-    "flags at your line": members["line_share"].map("{:.0%}".format),
-    "90% of resamples": [f"{lo:.0%}–{hi:.0%}" for lo, hi in zip(members["line_low"], members["line_high"], strict=True)],
-    f"right of {preview.n}: now": members["right_now"],
-    f"right of {preview.n}: yours": members["right_yours"],
+    "own line flags": members["own_share"].map("{:.0%}".format),
+    "own line, 90% band": [f"{lo:.0%}–{hi:.0%}" for lo, hi in zip(members["own_low"], members["own_high"], strict=True)],
+    "right now": members["right_now"],
+    "right at one share": members["right_one_share"],
+    "right at own line": members["right_own"],
 })  # fmt: skip
 st.dataframe(shown, hide_index=True)
-if ENSEMBLE in names:
-    st.caption("The ensemble (the mean of the standardised shown members) gets a line of its own, as in evaluate.")
+st.caption(f"Right: how many of your {preview.n} labels a line gets right."
+           + (" The ensemble (the mean of the standardised shown members) gets a line of its own, as in evaluate."
+              if ENSEMBLE in names else ""))  # fmt: skip
 
 st.subheader("Use them")
 if preview.n < FEW:
@@ -122,7 +126,9 @@ if right.button("Save my labels into the run", key="labels_save"):
         st.error(plain(str(err)))
 saved = st.session_state.get("labels_saved")
 st.markdown("To draw the run's verdict lines from them, re-evaluate with your pipeline file (only evaluate, the "
-            "lexicon and compact run again):")  # fmt: skip
-st.code(apply_command(saved or "THE_DOWNLOADED_LABELS.csv"), language="bash", wrap_lines=True)
+            "lexicon and compact run again). One share for every member:")  # fmt: skip
+st.code(apply_command(saved or "THE_DOWNLOADED_LABELS.csv", "labels_share"), language="bash", wrap_lines=True)
+st.markdown("Or a line of its own for each member:")
+st.code(apply_command(saved or "THE_DOWNLOADED_LABELS.csv", "labels"), language="bash", wrap_lines=True)
 if saved:
     st.caption(f"Saved to {plain(saved)}: the same labels always go to the same file, other labels to another.")
