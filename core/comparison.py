@@ -146,15 +146,22 @@ def line_reading(run) -> str | None:
     of what the threshold-free figures promise. None for other lines or without R*."""
     summary = run.stage_summary("evaluate")
     share, n, dispreferred = flag_share(run), summary.get("n_test_sentences"), summary.get("n_test_dispreferred")
-    if summary.get("calibration") != "share" or not n or dispreferred is None or share is None:
+    method = summary.get("calibration")
+    if method not in ("share", "labels_share") or not n or dispreferred is None or share is None:
         return None
     rate, words = dispreferred / n, run.objective
     fewer = "fewer" if share < rate else "more"
+    if method == "labels_share":
+        labelled = summary.get("n_calibration_labels")
+        return (f"The verdict lines flag the lowest {share:.0%} of training sentences, the one share that best fits "
+                f"{f'{labelled:,} ' if labelled else ''}training sentences labelled by people; R* calls {rate:.0%} of "
+                f"the test sentences {words.dispreferred} (evaluation only). The threshold-free figures (AUC, "
+                "Kendall τ) do not depend on the line.")  # fmt: skip
     return (f"The verdict lines flag the lowest {share:.0%} of training sentences, a share set beforehand; R* calls "
             f"{rate:.0%} of the test sentences {words.dispreferred} (evaluation only), so the lines flag {fewer} "
             f"sentences than R* would, and accuracy at a line measures that share as much as the reward. The "
             "threshold-free figures (AUC, Kendall τ) do not depend on it. Labels from people on some training "
-            "sentences would fit the lines to them (calibration 'labels').")
+            "sentences would draw the lines from them instead: the page 'Your labels', or irl-lens label-sheet.")
 
 
 def members_say(dispreferred: int, k: int, objective) -> str:

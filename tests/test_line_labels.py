@@ -108,7 +108,7 @@ def test_the_preview_draws_the_lines_evaluate_then_draws(audited, tmp_path):
                                        label_text_column="tweet", label_column="class"), progress=False)  # fmt: skip
     after = run.read_table("members").set_index("member")
     assert run.stage_summary("evaluate")["calibration"] == "labels"
-    from core.comparison import flag_share, threshold_words
+    from core.comparison import flag_share, line_reading, threshold_words
 
     assert threshold_words(run) == "a threshold fitted on 30 training sentences labelled by people"
     assert list(after.index) == list(table.index)  # a line chooses no member
@@ -125,11 +125,19 @@ def test_the_preview_draws_the_lines_evaluate_then_draws(audited, tmp_path):
     assert summary["fitted_flag_share"] == preview.one_share and summary["n_calibration_labels"] == 30
     assert flag_share(run) == preview.one_share
     assert threshold_words(run).startswith(f"a threshold that flags the lowest {preview.one_share:.0%} of training")
+    assert line_reading(run).startswith(f"The verdict lines flag the lowest {preview.one_share:.0%} of training "
+                                        "sentences, the one share that best fits 30 training sentences labelled by people; R* calls")
     at_share = run.read_table("members").set_index("member")
     scores = run.read_table("member_scores")
     train = scores[scores["split"] == "train"]
     flagged = [(train[m] < at_share.loc[m, "threshold"]).mean() for m in at_share.index]
     assert flagged == pytest.approx(table["one_share_line"].tolist())
+    from core.audit import recalibrate
+    from core.recovered_reward import RecoveredReward
+
+    shown = RecoveredReward(run)  # any equally good reward is calibrated the same way: at the fitted share
+    std = at_share.loc[shown.names, "train_std"].to_numpy()
+    assert np.all(np.abs(recalibrate(run, shown) - at_share.loc[shown.names, "threshold"].to_numpy()) <= 0.01 * std)
 
 
 def test_one_side_only_draws_no_line(audited):
