@@ -115,7 +115,8 @@ def human_calibration(
     "positive"; ``core.line_labels``) reads the same whatever columns and values the labelled set uses."""
     if not config.calibration_labels:
         raise IrlLensError(
-            "calibration 'labels' needs calibration_labels: a file of labelled training sentences"
+            f"calibration {config.calibration!r} needs calibration_labels: a file of labelled training sentences "
+            "(the dashboard's page 'Your labels', or irl-lens label-sheet, writes one)"
         )
     if objective.preferred in config.dispreferred_values:
         raise IrlLensError(f"dispreferred_values {config.dispreferred_values} holds {objective.preferred!r}, "

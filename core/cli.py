@@ -827,11 +827,19 @@ def line_from_labels(
 ) -> None:
     """Where your labels of training sentences would draw each member's verdict line, against where
     the run draws it now, from the rewards evaluate stored (no model runs, no R*)."""
-    from core.line_labels import apply_command, preview_line, preview_words, read_labels
+    from core.line_labels import (
+        apply_command,
+        preview_line,
+        preview_words,
+        read_labels,
+        where_they_disagree,
+    )
     from core.run_store import open_run
 
     opened = open_run(run)
-    preview = preview_line(opened, read_labels(opened, labels))
+    labelled = read_labels(opened, labels)
+    preview = preview_line(opened, labelled)
+    apart = where_they_disagree(preview, labelled, opened.objective)
     path = labels.resolve()
     if json_out:
         _print_json({"n_labels": preview.n, "n_dispreferred": preview.n_dispreferred,
@@ -839,6 +847,7 @@ def line_from_labels(
                      "one_share": preview.one_share, "one_share_band": list(preview.one_share_band),
                      "verdicts_depend_on_member": preview.disagreement, "chosen_member": preview.chosen,
                      "members": json.loads(preview.members.to_json(orient="records")),
+                     "where_they_disagree": apart.to_dict("records"),
                      "apply": {way: apply_command(path, way) for way in ("labels_share", "labels")}})  # fmt: skip
         return
     for line in preview_words(preview, opened.objective):
@@ -849,6 +858,11 @@ def line_from_labels(
         table.add_row(_literal(row.member), _fmt(row.auc), f"{row.now_share:.0%}", f"{row.own_share:.0%}",
                       f"{row.own_low:.0%}–{row.own_high:.0%}", f"{row.right_now} / {row.right_one_share} / {row.right_own}")  # fmt: skip
     console.print(table)
+    if len(apart):
+        parted = Table("text", "your label", "members say (at the one share)", title="Where the rewards and you part ways")
+        for item in apart.itertuples(index=False):
+            parted.add_row(_literal(item[0]), _literal(item[1]), _literal(item[2]))
+        console.print(parted)
     console.print(f"One share for every member from these labels: {apply_command(path, 'labels_share')}", markup=False, highlight=False)
     console.print(f"A line of its own for each member: {apply_command(path, 'labels')}", markup=False, highlight=False)
 

@@ -135,7 +135,9 @@ class LinePreview:
     one_share_band: tuple[float, float]  # its 5th and 95th percentiles over resamples of the labels
     disagreement: dict[str, float]  # test verdicts that depend on the shown member: now, one_share, own_lines
     chosen: str | None  # the member evaluate chose, where shown
-    placed: pd.DataFrame  # each labelled sentence (row, dispreferred) and, per member, the share of training sentences it rates lower
+    placed: pd.DataFrame  # each labelled sentence (row, dispreferred, flagged_at_one_share: how many shown members
+    # put it on the dispreferred side at the one share) and, per member, the share of training sentences it rates lower
+    n_shown: int  # shown members (the ensemble left out)
 
 
 def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES, seed: int = 0) -> LinePreview:
@@ -208,8 +210,27 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
         disagreement={name: verdict_disagreement(test, t[shown])[0]
                       for name, t in (("now", now), ("one_share", at_share), ("own_lines", own))},
         chosen=best if best in names else None,
-        placed=pd.DataFrame({"row": rows, "dispreferred": y}).join(pd.DataFrame(share(rewards[:, None, :])[:, 0], columns=names)),
+        placed=pd.DataFrame({"row": rows, "dispreferred": y,
+                             "flagged_at_one_share": (rewards[:, shown] < at_share[shown]).sum(1)}).join(
+            pd.DataFrame(share(rewards[:, None, :])[:, 0], columns=names)),
+        n_shown=len(shown),
     )  # fmt: skip
+
+
+def where_they_disagree(preview: LinePreview, labelled: pd.DataFrame, objective) -> pd.DataFrame:
+    """The labelled sentences most of the shown members put on the other side than the auditor did,
+    at the one share that best fits the labels, the clearest first (text, your label, members say):
+    where what the rewards were taught and what the auditor reads part ways."""
+    from core.comparison import members_say
+
+    placed = preview.placed.merge(labelled[["row", "text"]], on="row")
+    flagged, k = placed["flagged_at_one_share"], preview.n_shown
+    apart = placed[np.where(placed["dispreferred"], flagged < k / 2, flagged > k / 2)]
+    against = np.where(apart["dispreferred"], k - apart["flagged_at_one_share"], apart["flagged_at_one_share"])
+    apart = apart.assign(against=against).sort_values("against", ascending=False, kind="stable")
+    return pd.DataFrame({"text": apart["text"].to_numpy(),
+                         "your label": [objective.side(bool(v)) for v in apart["dispreferred"]],
+                         "members say": [members_say(int(n), k, objective) for n in apart["flagged_at_one_share"]]})  # fmt: skip
 
 
 def preview_words(preview: LinePreview, objective) -> list[str]:
@@ -240,6 +261,11 @@ def preview_words(preview: LinePreview, objective) -> list[str]:
         line += (f" The chosen member's own line: {row['own_share']:.0%} ({row['own_low']:.0%}–{row['own_high']:.0%} "
                  "over resamples).")  # fmt: skip
     said.append(line)
+    n_apart = int(np.where(preview.placed["dispreferred"], preview.placed["flagged_at_one_share"] < preview.n_shown / 2,
+                           preview.placed["flagged_at_one_share"] > preview.n_shown / 2).sum())  # fmt: skip
+    if n_apart:
+        said.append(f"At the one share, most members put {n_apart} of your {preview.n} sentences on the other side "
+                    "than you did: where what the rewards were taught and what you read part ways.")  # fmt: skip
     said.append("One share asks one number of your labels, so few labels draw it more steadily, and the members' "
                 "verdicts then differ only where they rank a sentence differently; own lines ask one number per "
                 "member. Both were fitted on the labels they are counted on, which flatters them.")  # fmt: skip

@@ -152,8 +152,8 @@ def test_your_labels_draw_the_lines_and_are_saved_into_the_run(full_run, tmp_pat
     assert [r.label for r in at.radio][:40] == [f"{k}. {plain(t)}" for k, t in enumerate(chosen["text"], start=1)]
     demos = run.read_table("demonstrations")
     truth = demos.loc[chosen["row"], "dispreferred"].to_numpy(bool)
-    for row, side in list(zip(chosen["row"], truth, strict=True))[:30]:  # ten left unlabelled
-        at.radio(key=f"label_{row}").set_value("toxic" if side else "non-toxic")
+    for radio, side in list(zip(at.radio, truth, strict=False))[:30]:  # ten left unlabelled
+        radio.set_value("toxic" if side else "non-toxic")
     at.button[0].click().run()
     assert not at.exception, at.exception
     said = " ".join(m.value for m in at.markdown)
@@ -167,6 +167,13 @@ def test_your_labels_draw_the_lines_and_are_saved_into_the_run(full_run, tmp_pat
     assert len(saved) == 1 and [c.value.split("calibration=")[1].split()[0] for c in at.code] == ["labels_share", "labels"]
     assert all(str(saved[0].resolve()) in c.value for c in at.code)
     assert read_labels(run, saved[0])["dispreferred"].tolist() == truth[:30].tolist()
+    later = _app(monkeypatch, run, "labels")  # another session: the saved labels come back on request
+    assert all(r.value is None for r in later.radio)
+    later.button(key=next(b.key for b in later.button if b.label == "Load them")).click().run()
+    assert not later.exception, later.exception
+    assert [r.value for r in later.radio][:30] == ["toxic" if side else "non-toxic" for side in truth[:30]]
+    assert all(r.value is None for r in later.radio[30:]) and "You labelled 30 training sentences" in " ".join(
+        m.value for m in later.markdown)
 
 
 def test_page_without_stage_says_what_to_run(tmp_path, tiny_models, monkeypatch, prompts_file):

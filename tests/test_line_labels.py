@@ -140,10 +140,41 @@ def test_the_preview_draws_the_lines_evaluate_then_draws(audited, tmp_path):
     assert np.all(np.abs(recalibrate(run, shown) - at_share.loc[shown.names, "threshold"].to_numpy()) <= 0.01 * std)
 
 
-def test_one_side_only_draws_no_line(audited):
+def test_where_the_rewards_and_the_labeller_part_ways(audited):
+    """Flipping labels the members agree on puts those sentences, and only sentences most members
+    place on the other side, in the list."""
+    from core.line_labels import where_they_disagree
+
+    labelled = _labelled_by_r_star(audited)
+    first = preview_line(audited, labelled, resamples=100)
+    agreed = first.placed.assign(label=labelled["dispreferred"].to_numpy())
+    unanimous = agreed[agreed["flagged_at_one_share"] == np.where(agreed["label"], first.n_shown, 0)]["row"].head(3)
+    assert len(unanimous) == 3
+    flipped = labelled.assign(dispreferred=np.where(labelled["row"].isin(unanimous), ~labelled["dispreferred"],
+                                                    labelled["dispreferred"]))  # fmt: skip
+    preview = preview_line(audited, flipped, resamples=100)
+    apart = where_they_disagree(preview, flipped, audited.objective)
+    assert len(apart) >= 1
+    placed = preview.placed.merge(flipped[["row", "text"]], on="row").set_index("text")
+    for text, label in zip(apart["text"], apart["your label"], strict=True):
+        flagged = placed.loc[text, "flagged_at_one_share"]
+        assert (flagged < preview.n_shown / 2) if label == "toxic" else (flagged > preview.n_shown / 2)
+    others = placed.drop(index=apart["text"])
+    assert (np.where(others["dispreferred"], others["flagged_at_one_share"] >= preview.n_shown / 2,
+                     others["flagged_at_one_share"] <= preview.n_shown / 2)).all()  # fmt: skip
+    said = " ".join(preview_words(preview, audited.objective))
+    assert (f"most members put {len(apart)} of your 30 sentences on the other side" in said) == (len(apart) > 0)
+
+
+def test_one_side_only_draws_no_line_and_a_line_from_labels_needs_labels(audited):
     labelled = _labelled_by_r_star(audited).assign(dispreferred=True)
     with pytest.raises(IrlLensError, match="both sides"):
         preview_line(audited, labelled)
+    from core.audit import human_calibration
+
+    demos = audited.read_table("demonstrations")
+    with pytest.raises(IrlLensError, match="'labels_share' needs calibration_labels.*Your labels"):
+        human_calibration(demos, "sentence", EvaluationConfig(calibration="labels_share"), audited.objective)
 
 
 def test_few_labels_are_said_to_be_few(audited):
@@ -193,7 +224,7 @@ def test_the_cli_writes_a_sheet_and_says_where_its_labels_draw_the_lines(audited
     expected = preview_line(audited, read_labels(audited, out))
     assert found["n_labels"] == 20 == expected.n and found["calibration_now"] == "share"
     assert [m["own_share"] for m in found["members"]] == pytest.approx(expected.members["own_share"].tolist())
-    assert found["one_share"] == expected.one_share
+    assert found["one_share"] == expected.one_share and isinstance(found["where_they_disagree"], list)
     assert isinstance(found["members"][0]["right_now"], int)
     assert found["apply"]["labels"].endswith(f"evaluate.calibration_labels='{out.resolve()}'")  # quoted: the path has a space
     assert "evaluate.calibration=labels_share " in found["apply"]["labels_share"]

@@ -1,11 +1,13 @@
 """Your labels: an auditor labels training sentences, blind to every reward, and sees where those
 labels would draw each member's verdict line, from the rewards evaluate stored (core.line_labels)."""
 
+import hashlib
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app.components import plain, side_labels, side_palette
+from app.components import markdown_cells, plain, side_labels, side_palette
 from app.state import member_label, require, selected_run
 from core.checkpoints import ENSEMBLE
 from core.comparison import threshold_words
@@ -14,14 +16,19 @@ from core.irl import IRLConfig
 from core.line_labels import (
     DEFAULT_COUNT,
     FEW,
+    FOLDER,
     apply_command,
     preview_line,
     preview_words,
+    read_labels,
     save_labels,
     sentences_to_label,
     sheet,
+    where_they_disagree,
 )
 from core.run_store import MANIFEST, Run
+
+MAX_PAGE = 200  # sentences the page offers to label at most
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -44,8 +51,35 @@ st.markdown(
     "labels would draw each member's line. Nothing is re-run to show it: the rewards were stored by evaluate, and "
     "R* plays no part."
 )
-count = st.columns([1, 3])[0].number_input("Sentences to label", min_value=10, max_value=200, value=DEFAULT_COUNT, step=10,
-                        key="labels_count", help="More sentences keep the ones you labelled and add others.")  # fmt: skip
+scope = hashlib.sha256(str(run.path).encode()).hexdigest()[:10]  # one run's labels never show on another's page
+
+
+def key(name: str) -> str:
+    return f"labels_{name}_{scope}"
+
+
+saved_files = sorted((run.path / FOLDER).glob("line-labels-*.csv"), key=lambda p: p.stat().st_mtime, reverse=True)
+if saved_files:
+    with st.expander(f"Labels saved in this run ({len(saved_files)})"):
+        pick = st.selectbox("Saved labels", saved_files, key=key("pick"), format_func=lambda p: p.name)
+        if st.button("Load them", key=key("load")):
+            loaded = read_labels(run, pick)
+            order = _sample(str(run.path), version, MAX_PAGE)["row"].tolist()
+            where = [order.index(r) for r in loaded["row"] if r in order]
+            st.session_state[key("count")] = max(st.session_state.get(key("count"), DEFAULT_COUNT),
+                                                 -(-(max(where, default=0) + 1) // 10) * 10)  # fmt: skip
+            for row, side in zip(loaded["row"], loaded["dispreferred"], strict=True):
+                st.session_state[key(f"row{row}")] = words.dispreferred if side else words.preferred
+            st.session_state[key("seen")] = True
+            if len(where) < len(loaded):
+                st.session_state[key("unplaced")] = len(loaded) - len(where)
+            st.rerun()
+if unplaced := st.session_state.pop(key("unplaced"), None):
+    st.warning(f"{unplaced} of the loaded labels are of sentences beyond the first {MAX_PAGE} this page shows: "
+               "they are left out here (irl-lens line-from-labels reads them all).")  # fmt: skip
+st.session_state.setdefault(key("count"), DEFAULT_COUNT)
+count = st.columns([1, 3])[0].number_input("Sentences to label", min_value=10, max_value=MAX_PAGE, step=10, key=key("count"),
+                                           help="More sentences keep the ones you labelled and add others.")  # fmt: skip
 chosen = _sample(str(run.path), version, int(count))
 if IRLConfig.recorded(run.manifest.config["irl"]).text_column() == "completion":
     st.caption("The rewards read each completion alone, without its prompt: label what you read here.")
@@ -55,14 +89,14 @@ with st.form("labels_form", border=False):
         sentence, choice = st.columns([3, 1], vertical_alignment="center")
         sentence.markdown(f"{k}. {plain(text)}")
         choice.radio(f"{k}. {plain(text)}", [words.dispreferred, words.preferred], index=None, horizontal=True,
-                     format_func=plain, key=f"label_{row}", label_visibility="collapsed")  # fmt: skip
+                     format_func=plain, key=key(f"row{row}"), label_visibility="collapsed")  # fmt: skip
     if st.form_submit_button("See where my labels draw the lines", type="primary"):
-        st.session_state["labels_seen"] = True
+        st.session_state[key("seen")] = True
 
-answers = [st.session_state.get(f"label_{row}") for row in chosen["row"]]
+answers = [st.session_state.get(key(f"row{row}")) for row in chosen["row"]]
 labelled = chosen.assign(dispreferred=[None if a is None else a == words.dispreferred for a in answers])
 given = labelled[labelled["dispreferred"].notna()]
-if not st.session_state.get("labels_seen"):
+if not st.session_state.get(key("seen")):
     st.stop()
 st.divider()
 if given.empty:
@@ -80,7 +114,7 @@ for line in preview_words(preview, words):
 members = preview.members
 names = members["member"].tolist()
 default = names.index(preview.chosen) if preview.chosen in names else 0
-member = st.selectbox("Member", names, index=default, format_func=member_label, key="labels_member")
+member = st.selectbox("Member", names, index=default, format_func=member_label, key=key("member"))
 row = members.set_index("member").loc[member]
 placed = preview.placed.assign(label=side_labels(preview.placed["dispreferred"], words))
 figure = px.strip(placed, x=member, y="label", color="label", color_discrete_map=side_palette(words),
@@ -113,6 +147,13 @@ st.caption(f"Right: how many of your {preview.n} labels a line gets right."
            + (" The ensemble (the mean of the standardised shown members) gets a line of its own, as in evaluate."
               if ENSEMBLE in names else ""))  # fmt: skip
 
+apart = where_they_disagree(preview, given, words)
+if len(apart):
+    st.subheader("Where the rewards and you part ways")
+    st.caption(f"Sentences most shown members put on the other side than you did, at the one share ({preview.one_share:.0%}), "
+               "the clearest first: what the rewards were taught and what you read differ here.")  # fmt: skip
+    st.table(markdown_cells(apart))
+
 st.subheader("Use them")
 if preview.n < FEW:
     st.caption(f"With fewer than {FEW} labels a line moves a lot with each one: label more before using them.")
@@ -121,10 +162,10 @@ left, right = st.columns(2)
 left.download_button("Download my labels (.csv)", csv, file_name="line-labels.csv", mime="text/csv")
 if right.button("Save my labels into the run", key="labels_save"):
     try:
-        st.session_state["labels_saved"] = str(save_labels(run, labelled))
+        st.session_state[key("saved")] = str(save_labels(run, labelled))
     except IrlLensError as err:
         st.error(plain(str(err)))
-saved = st.session_state.get("labels_saved")
+saved = st.session_state.get(key("saved"))
 st.markdown("To draw the run's verdict lines from them, re-evaluate with your pipeline file (only evaluate, the "
             "lexicon and compact run again). One share for every member:")  # fmt: skip
 st.code(apply_command(saved or "THE_DOWNLOADED_LABELS.csv", "labels_share"), language="bash", wrap_lines=True)
