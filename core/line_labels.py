@@ -233,28 +233,35 @@ def where_they_disagree(preview: LinePreview, labelled: pd.DataFrame, objective)
                          "members say": [members_say(int(n), k, objective) for n in apart["flagged_at_one_share"]]})  # fmt: skip
 
 
-def preview_words(preview: LinePreview, objective) -> list[str]:
-    """The preview in sentences, in the objective's words."""
+PERSONS = {"you": ("You", "you", "your", "you ask"), "they": ("The labellers", "they", "their", "one asks")}
+"""Who the preview speaks of: the labeller reading it (the page, the CLI), or people who labelled
+before (the report): (the subject opening a sentence, the subject, the possessive, anyone asking)."""
+
+
+def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str]:
+    """The preview in sentences, in the objective's words, to the labeller (``who="you"``) or of
+    them (``"they"``)."""
+    opener, subject, their, asks = PERSONS[who]
     shown = preview.members.set_index("member").drop(index=ENSEMBLE, errors="ignore")
     low, high = preview.share_interval
-    said = [f"You labelled {preview.n} training sentences: {preview.n_dispreferred} {objective.dispreferred} "
+    said = [f"{opener} labelled {preview.n} training sentences: {preview.n_dispreferred} {objective.dispreferred} "
             f"({preview.n_dispreferred / preview.n:.0%}; 95% interval {low:.0%}–{high:.0%}). The run's lines "
             f"flag {_range(shown['now_share'])} of the training sentences now."]  # fmt: skip
     if preview.n < FEW:
         said.append(f"Fewer than {FEW} labels draw a line on little: the bands below say how little.")
     aucs = shown["auc"].dropna()
     if len(aucs):
-        said.append(f"The members order your sentences as you do with AUC {_range(aucs, '.2f')} (1: every sentence "
-                    f"you called {objective.dispreferred} rated below every other; 0.5: no better than chance). "
+        said.append(f"The members order {their} sentences as {subject} do with AUC {_range(aucs, '.2f')} (1: every sentence "
+                    f"{subject} called {objective.dispreferred} rated below every other; 0.5: no better than chance). "
                     "No line enters this.")  # fmt: skip
     band = preview.one_share_band
-    said.append(f"One share for every member, the one that best fits your labels: {preview.one_share:.0%} "
-                f"({band[0]:.0%}–{band[1]:.0%} over resamples of your labels). At it, the members' lines get "
-                f"{_range(shown['right_one_share'], 'd')} of your {preview.n} labels right (now "
+    said.append(f"One share for every member, the one that best fits {their} labels: {preview.one_share:.0%} "
+                f"({band[0]:.0%}–{band[1]:.0%} over resamples of {their} labels). At it, the members' lines get "
+                f"{_range(shown['right_one_share'], 'd')} of {their} {preview.n} labels right (now "
                 f"{_range(shown['right_now'], 'd')}), and {preview.disagreement['one_share']:.0%} of the test "
-                f"sentences' verdicts depend on which member you ask (now {preview.disagreement['now']:.0%}).")  # fmt: skip
-    line = (f"A line of its own for each member, fitted to your labels: they would flag {_range(shown['own_share'])} of "
-            f"the training sentences and get {_range(shown['right_own'], 'd')} of your labels right, and "
+                f"sentences' verdicts depend on which member {asks} (now {preview.disagreement['now']:.0%}).")  # fmt: skip
+    line = (f"A line of its own for each member, fitted to {their} labels: they would flag {_range(shown['own_share'])} of "
+            f"the training sentences and get {_range(shown['right_own'], 'd')} of {their} labels right, and "
             f"{preview.disagreement['own_lines']:.0%} of the test verdicts would depend on the member.")  # fmt: skip
     if preview.chosen is not None and preview.chosen in shown.index:
         row = shown.loc[preview.chosen]
@@ -264,9 +271,9 @@ def preview_words(preview: LinePreview, objective) -> list[str]:
     n_apart = int(np.where(preview.placed["dispreferred"], preview.placed["flagged_at_one_share"] < preview.n_shown / 2,
                            preview.placed["flagged_at_one_share"] > preview.n_shown / 2).sum())  # fmt: skip
     if n_apart:
-        said.append(f"At the one share, most members put {n_apart} of your {preview.n} sentences on the other side "
-                    "than you did: where what the rewards were taught and what you read part ways.")  # fmt: skip
-    said.append("One share asks one number of your labels, so few labels draw it more steadily, and the members' "
+        said.append(f"At the one share, most members put {n_apart} of {their} {preview.n} sentences on the other side "
+                    f"than {subject} did: where what the rewards were taught and what {subject} read part ways.")  # fmt: skip
+    said.append(f"One share asks one number of {their} labels, so few labels draw it more steadily, and the members' "
                 "verdicts then differ only where they rank a sentence differently; own lines ask one number per "
                 "member. Both were fitted on the labels they are counted on, which flatters them.")  # fmt: skip
     return said

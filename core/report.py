@@ -217,6 +217,26 @@ def _apart_table(run: Run) -> str:
             + ("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in in_words if line) + "</ul>" if any(in_words) else ""))  # fmt: skip
 
 
+def _people_section(run: Run) -> str:
+    """Where the verdict lines were drawn from people's labels: what those labels say of the rewards,
+    and the labelled sentences the rewards put on the other side (``core.line_labels``)."""
+    from core.audit import PEOPLE_LINES
+    from core.line_labels import preview_line, preview_words, read_labels, where_they_disagree
+
+    if run.stage_summary("evaluate").get("calibration") not in PEOPLE_LINES:
+        return ""
+    source = run.manifest.config.get("evaluate", {}).get("calibration_labels")
+    try:
+        labelled = read_labels(run, source)
+        preview = preview_line(run, labelled)
+    except IrlLensError as err:  # the labels were on another machine, say
+        return f"<h2>The people who drew the line</h2><p class='note'>Their labels cannot be read here: {_e(err)}</p>"
+    apart = where_they_disagree(preview, labelled, run.objective)
+    return ("<h2>The people who drew the line</h2><ul>"
+            + "".join(f"<li>{_e(line)}</li>" for line in preview_words(preview, run.objective, who="they")) + "</ul>"
+            + ("" if apart.empty else "<h3>Where the rewards and they part ways</h3>" + _table(apart)))
+
+
 def _lexicon_section(run: Run, scripts: _Scripts) -> str:
     if not run.has_table("lexicon"):
         return _not_yet("Lexicon", "irl-lens wants RUN")
@@ -370,6 +390,7 @@ def render_report(run: Run) -> str:
         _headline_section(summary | {"verdict_lines": threshold_words(run) if summary.get("calibration") else None},
                           line_reading(run)),
         _equivalent_section(run, scripts),
+        _people_section(run),
         _lexicon_section(run, scripts),
         _battery_section(run, scripts),
         _harness_section(run),

@@ -134,6 +134,11 @@ def test_the_preview_draws_the_lines_evaluate_then_draws(audited, tmp_path):
     assert flagged == pytest.approx(table["one_share_line"].tolist())
     from core.audit import recalibrate
     from core.recovered_reward import RecoveredReward
+    from core.report import render_report
+
+    page = render_report(run)  # the report says who drew the line, and where the rewards part ways with them
+    assert "<h2>The people who drew the line</h2>" in page and "The labellers labelled 30 training sentences" in page
+    assert "The people who drew the line" not in render_report(audited)  # a share line: no such section
 
     shown = RecoveredReward(run)  # any equally good reward is calibrated the same way: at the fitted share
     std = at_share.loc[shown.names, "train_std"].to_numpy()
