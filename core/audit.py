@@ -56,7 +56,7 @@ from core.irl import CANDIDATES, IRLConfig, feature_key, make_pairs
 from core.objective import Objective
 from core.recovered_reward import candidate_rewards
 from core.run_store import Run
-from core.text_sets import SHEET_COLUMNS, load_labelled, read_table
+from core.text_sets import load_labelled
 
 STAGE = "evaluate"
 PEOPLE_LINES = ("labels", "labels_share")  # calibrations that read people's labels of training sentences
@@ -95,6 +95,12 @@ class EvaluationConfig(LabelledSet):
         default=0.01, gt=0, lt=0.5, description="significance of the verdict's chance bounds"
     )
 
+    @classmethod
+    def recorded(cls, run: Run) -> EvaluationConfig:
+        """The settings the run's evaluate stage recorded (defaults where it recorded none)."""
+        recorded = run.manifest.config.get("evaluate", {})
+        return cls(**{k: v for k, v in recorded.items() if k in cls.model_fields})
+
     def stage_settings(self) -> dict:
         """The settings evaluate records. The labelled set's are left out (its own stage records them),
         so a new labelled set checks the members without choosing them again; its columns stay
@@ -121,12 +127,8 @@ def human_calibration(
     if objective.preferred in config.dispreferred_values:
         raise IrlLensError(f"dispreferred_values {config.dispreferred_values} holds {objective.preferred!r}, "
                            "the objective's word for the preferred side")  # fmt: skip
-    columns = (config.label_text_column, config.label_column)
-    found = read_table(config.calibration_labels).columns
-    if columns[0] not in found and set(SHEET_COLUMNS) <= set(found):  # a sheet irl-lens wrote
-        columns = SHEET_COLUMNS
-    labelled = load_labelled(config.calibration_labels, text_column=columns[0], label_column=columns[1],
-                             dispreferred_values=[*config.dispreferred_values, objective.dispreferred])  # fmt: skip
+    labelled = load_labelled(config.calibration_labels, text_column=config.label_text_column, label_column=config.label_column,
+                             dispreferred_values=[*config.dispreferred_values, objective.dispreferred], sheet=True)  # fmt: skip
     train = demos[demos["split"] == "train"]
     index = dict(zip(train[text_column].str.strip(), train.index, strict=False))
     rows = []
@@ -236,8 +238,7 @@ def calibration_scores(run: Run, reward) -> tuple[np.ndarray, str, np.ndarray | 
     method = run.stage_summary("evaluate").get("calibration")
     if method is None:
         raise IrlLensError(f"run {run.path} is not evaluated yet: run 'irl-lens evaluate' first")
-    recorded = run.manifest.config.get("evaluate", {})
-    config = EvaluationConfig(**{k: v for k, v in recorded.items() if k in EvaluationConfig.model_fields})
+    config = EvaluationConfig.recorded(run)
     demos, irl = run.read_table("demonstrations"), reward.config
     share = config.flag_share
     if method == "labels_share":  # the share people's labels fitted, drawn on the share's sentences

@@ -150,13 +150,13 @@ def line_reading(run) -> str | None:
     if method not in ("share", "labels_share") or not n or dispreferred is None or share is None:
         return None
     rate, words = dispreferred / n, run.objective
-    fewer = "fewer" if share < rate else "more"
     if method == "labels_share":
         labelled = summary.get("n_calibration_labels")
         return (f"The verdict lines flag the lowest {share:.0%} of training sentences, the one share that best fits "
                 f"{f'{labelled:,} ' if labelled else ''}training sentences labelled by people; R* calls {rate:.0%} of "
                 f"the test sentences {words.dispreferred} (evaluation only). The threshold-free figures (AUC, "
                 "Kendall τ) do not depend on the line.")  # fmt: skip
+    fewer = "fewer" if share < rate else "more"
     return (f"The verdict lines flag the lowest {share:.0%} of training sentences, a share set beforehand; R* calls "
             f"{rate:.0%} of the test sentences {words.dispreferred} (evaluation only), so the lines flag {fewer} "
             f"sentences than R* would, and accuracy at a line measures that share as much as the reward. The "
@@ -331,13 +331,16 @@ def ranks_among(pool: np.ndarray, matrix) -> np.ndarray:
     return np.column_stack([np.searchsorted(pool[:, k], matrix[:, k], side="left") for k in range(pool.shape[1])]) / len(pool)
 
 
+def span(values, spec: str = ".0%") -> str:
+    """The range ``values`` span, formatted (NaN left out): one value where low and high read alike."""
+    values = pd.Series(values).dropna()
+    low, high = format(values.min(), spec), format(values.max(), spec)
+    return low if low == high else f"{low}–{high}"
+
+
 def rank_words(ranks: np.ndarray) -> list[str]:
     """Per text, the members' :func:`training_ranks` as one share or the range they span."""
-    out = []
-    for row in np.atleast_2d(ranks):
-        low, high = f"{row.min():.0%}", f"{row.max():.0%}"
-        out.append(low if low == high else f"{low}–{high}")
-    return out
+    return [span(row) for row in np.atleast_2d(ranks)]
 
 
 SET_RANK_COLUMN = "whole set: training sentences rated lower"

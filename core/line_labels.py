@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from core.checkpoints import ENSEMBLE
+from core.comparison import members_say, ranks_among, span
 from core.equivalent_set import verdict_disagreement
 from core.errors import IrlLensError
 from core.evaluation import auc, fit_share, fit_threshold
@@ -103,9 +104,7 @@ def read_labels(run: Run, source: str | Path) -> pd.DataFrame:
     from core.audit import EvaluationConfig, human_calibration
 
     _evaluated(run)
-    recorded = run.manifest.config.get("evaluate", {})
-    kept = {k: v for k, v in recorded.items() if k in EvaluationConfig.model_fields}
-    config = EvaluationConfig(**{**kept, "calibration": "labels", "calibration_labels": str(source)})
+    config = EvaluationConfig.recorded(run).model_copy(update={"calibration": "labels", "calibration_labels": str(source)})
     texts = _training_texts(run)
     demos = pd.DataFrame({"split": "train", "text": texts})
     rows, labels = human_calibration(demos, "text", config, run.objective)
@@ -136,7 +135,8 @@ class LinePreview:
     disagreement: dict[str, float]  # test verdicts that depend on the shown member: now, one_share, own_lines
     chosen: str | None  # the member evaluate chose, where shown
     placed: pd.DataFrame  # each labelled sentence (row, dispreferred, flagged_at_one_share: how many shown members
-    # put it on the dispreferred side at the one share) and, per member, the share of training sentences it rates lower
+    # put it on the dispreferred side at the one share; apart: most of them put it on the other side than its label)
+    # and, per member, the share of training sentences it rates lower
     n_shown: int  # shown members (the ensemble left out)
 
 
@@ -153,7 +153,7 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
       ``own_high``: the 5th and 95th percentiles of that share over bootstrap resamples of the labels;
     - ``right_now`` / ``right_one_share`` / ``right_own``: labels its line gets right now, at the
       one share and at its own line (the last two were fitted on these labels, so they flatter)."""
-    from core.audit import calibration_rows
+    from core.audit import EvaluationConfig, calibration_rows
 
     summary = _evaluated(run)
     labelled = labelled[labelled["dispreferred"].notna()]
@@ -166,8 +166,8 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
     scores = run.read_table("member_scores")
     if not set(names) <= set(scores.columns):
         raise IrlLensError(f"run {run.path}: member_scores lacks some shown members' rewards: run 'irl-lens evaluate' again")
-    recorded = run.manifest.config.get("evaluate", {})
-    calib = calibration_rows(scores, int(recorded.get("calibration_size", 200)), int(recorded.get("seed", 0)))
+    recorded = EvaluationConfig.recorded(run)
+    calib = calibration_rows(scores, recorded.calibration_size, recorded.seed)  # the sentences evaluate's share lines read
     scores = scores.set_index("row")
     rows = labelled["row"].to_numpy(int)
     if not set(rows) <= set(scores.index) or (scores.loc[rows, "split"] != "train").any():
@@ -175,9 +175,8 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
     train = np.sort(scores.loc[scores["split"] == "train", names].to_numpy(float), axis=0)
 
     def share(thresholds: np.ndarray) -> np.ndarray:
-        """The share of training sentences below each member's threshold (the last axis)."""
-        return np.stack([np.searchsorted(train[:, k], thresholds[..., k], side="left")
-                         for k in range(len(names))], axis=-1) / len(train)  # fmt: skip
+        """The share of training sentences below each member's threshold: (K,) or (B, K)."""
+        return ranks_among(train, np.atleast_2d(thresholds)).reshape(np.shape(thresholds))
 
     shown = [k for k, name in enumerate(names) if name != ENSEMBLE]
     rewards, calibration = scores.loc[rows, names].to_numpy(float), scores.iloc[calib][names].to_numpy(float)
@@ -201,6 +200,7 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
         "right_now": right(now), "right_one_share": right(at_share), "right_own": right(own),
     })  # fmt: skip
     test = scores.loc[scores["split"] == "test", [names[k] for k in shown]].to_numpy(float)
+    flagged = (rewards[:, shown] < at_share[shown]).sum(1)
     interval = stats.binomtest(int(y.sum()), len(y)).proportion_ci(0.95)
     best = summary.get("best_member_id")
     return LinePreview(
@@ -210,9 +210,9 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
         disagreement={name: verdict_disagreement(test, t[shown])[0]
                       for name, t in (("now", now), ("one_share", at_share), ("own_lines", own))},
         chosen=best if best in names else None,
-        placed=pd.DataFrame({"row": rows, "dispreferred": y,
-                             "flagged_at_one_share": (rewards[:, shown] < at_share[shown]).sum(1)}).join(
-            pd.DataFrame(share(rewards[:, None, :])[:, 0], columns=names)),
+        placed=pd.DataFrame({"row": rows, "dispreferred": y, "flagged_at_one_share": flagged,
+                             "apart": np.where(y, flagged < len(shown) / 2, flagged > len(shown) / 2)}).join(
+            pd.DataFrame(share(rewards), columns=names)),
         n_shown=len(shown),
     )  # fmt: skip
 
@@ -221,11 +221,8 @@ def where_they_disagree(preview: LinePreview, labelled: pd.DataFrame, objective)
     """The labelled sentences most of the shown members put on the other side than the auditor did,
     at the one share that best fits the labels, the clearest first (text, your label, members say):
     where what the rewards were taught and what the auditor reads part ways."""
-    from core.comparison import members_say
-
-    placed = preview.placed.merge(labelled[["row", "text"]], on="row")
-    flagged, k = placed["flagged_at_one_share"], preview.n_shown
-    apart = placed[np.where(placed["dispreferred"], flagged < k / 2, flagged > k / 2)]
+    k = preview.n_shown
+    apart = preview.placed[preview.placed["apart"]].merge(labelled[["row", "text"]], on="row")
     against = np.where(apart["dispreferred"], k - apart["flagged_at_one_share"], apart["flagged_at_one_share"])
     apart = apart.assign(against=against).sort_values("against", ascending=False, kind="stable")
     return pd.DataFrame({"text": apart["text"].to_numpy(),
@@ -246,30 +243,29 @@ def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str
     low, high = preview.share_interval
     said = [f"{opener} labelled {preview.n} training sentences: {preview.n_dispreferred} {objective.dispreferred} "
             f"({preview.n_dispreferred / preview.n:.0%}; 95% interval {low:.0%}–{high:.0%}). The run's lines "
-            f"flag {_range(shown['now_share'])} of the training sentences now."]  # fmt: skip
+            f"flag {span(shown['now_share'])} of the training sentences now."]  # fmt: skip
     if preview.n < FEW:
         said.append(f"Fewer than {FEW} labels draw a line on little: the bands below say how little.")
     aucs = shown["auc"].dropna()
     if len(aucs):
-        said.append(f"The members order {their} sentences as {subject} do with AUC {_range(aucs, '.2f')} (1: every sentence "
+        said.append(f"The members order {their} sentences as {subject} do with AUC {span(aucs, '.2f')} (1: every sentence "
                     f"{subject} called {objective.dispreferred} rated below every other; 0.5: no better than chance). "
                     "No line enters this.")  # fmt: skip
     band = preview.one_share_band
     said.append(f"One share for every member, the one that best fits {their} labels: {preview.one_share:.0%} "
                 f"({band[0]:.0%}–{band[1]:.0%} over resamples of {their} labels). At it, the members' lines get "
-                f"{_range(shown['right_one_share'], 'd')} of {their} {preview.n} labels right (now "
-                f"{_range(shown['right_now'], 'd')}), and {preview.disagreement['one_share']:.0%} of the test "
+                f"{span(shown['right_one_share'], 'd')} of {their} {preview.n} labels right (now "
+                f"{span(shown['right_now'], 'd')}), and {preview.disagreement['one_share']:.0%} of the test "
                 f"sentences' verdicts depend on which member {asks} (now {preview.disagreement['now']:.0%}).")  # fmt: skip
-    line = (f"A line of its own for each member, fitted to {their} labels: they would flag {_range(shown['own_share'])} of "
-            f"the training sentences and get {_range(shown['right_own'], 'd')} of {their} labels right, and "
+    line = (f"A line of its own for each member, fitted to {their} labels: they would flag {span(shown['own_share'])} of "
+            f"the training sentences and get {span(shown['right_own'], 'd')} of {their} labels right, and "
             f"{preview.disagreement['own_lines']:.0%} of the test verdicts would depend on the member.")  # fmt: skip
     if preview.chosen is not None and preview.chosen in shown.index:
         row = shown.loc[preview.chosen]
         line += (f" The chosen member's own line: {row['own_share']:.0%} ({row['own_low']:.0%}–{row['own_high']:.0%} "
                  "over resamples).")  # fmt: skip
     said.append(line)
-    n_apart = int(np.where(preview.placed["dispreferred"], preview.placed["flagged_at_one_share"] < preview.n_shown / 2,
-                           preview.placed["flagged_at_one_share"] > preview.n_shown / 2).sum())  # fmt: skip
+    n_apart = int(preview.placed["apart"].sum())
     if n_apart:
         said.append(f"At the one share, most members put {n_apart} of {their} {preview.n} sentences on the other side "
                     f"than {subject} did: where what the rewards were taught and what {subject} read part ways.")  # fmt: skip
@@ -278,8 +274,3 @@ def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str
                 "member. Both were fitted on the labels they are counted on, which flatters them.")  # fmt: skip
     return said
 
-
-def _range(values, spec: str = ".0%") -> str:
-    values = pd.Series(values).dropna()
-    low, high = format(values.min(), spec), format(values.max(), spec)
-    return low if low == high else f"{low}–{high}"

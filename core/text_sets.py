@@ -113,14 +113,19 @@ def load_labelled(
     dispreferred_values: Sequence[object] = (1, True, "toxic"),
     limit: int | None = None,
     split: str = "train",
+    sheet: bool = False,
 ) -> pd.DataFrame:
     """A labelled sentence set as ``(text, dispreferred)``: human labels for checking a recovered reward.
     A sentence whose label is blank is left out: unlabelled is not the preferred side (a label sheet
-    filled in part way, ``irl-lens label-sheet``).
+    filled in part way, ``irl-lens label-sheet``). With ``sheet``, a file without ``text_column`` but
+    with :data:`SHEET_COLUMNS` is read by those: a sheet irl-lens wrote, whatever columns the
+    labelled set names.
 
     Davidson et al. (2017): ``text_column='tweet', label_column='class', dispreferred_values=(0, 1)``.
     """
     frame = read_table(source, split=split)
+    if sheet and text_column not in frame and set(SHEET_COLUMNS) <= set(frame.columns):
+        text_column, label_column = SHEET_COLUMNS
     texts = column(frame, text_column, source=source)
     labels = column(frame, label_column, source=source)
     labelled = labels.notna() & (labels.astype(str).str.strip() != "")
