@@ -56,7 +56,7 @@ from core.irl import CANDIDATES, IRLConfig, feature_key, make_pairs
 from core.objective import Objective
 from core.recovered_reward import candidate_rewards
 from core.run_store import Run
-from core.text_sets import load_labelled
+from core.text_sets import ROUND_COLUMNS, load_labelled
 
 STAGE = "evaluate"
 PEOPLE_LINES = ("labels", "labels_share")  # calibrations that read people's labels of training sentences
@@ -111,10 +111,9 @@ class EvaluationConfig(LabelledSet):
         return self.model_dump(exclude=own)
 
 
-def human_calibration(
-    demos: pd.DataFrame, text_column: str, config: EvaluationConfig, objective
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, labels) of human-labelled calibration sentences; each must be a training sentence.
+def human_calibration(demos: pd.DataFrame, text_column: str, config: EvaluationConfig, objective) -> pd.DataFrame:
+    """Human-labelled calibration sentences (``row``, ``dispreferred``, and a sheet's
+    :data:`~core.text_sets.ROUND_COLUMNS`, round 1 where it has none); each must be a training sentence.
     Besides ``dispreferred_values``, the objective's own word for the dispreferred side counts as
     that side, and a file without the labelled set's text column but with ``text`` and ``label`` is
     read by those: a sheet labelled in the objective's words ("toxic" / "non-toxic", "negative" /
@@ -139,7 +138,10 @@ def human_calibration(
                 "(calibration may only use the training split)"
             )
         rows.append(index[text])
-    return np.asarray(rows), labelled["dispreferred"].to_numpy()
+    people = labelled.drop(columns="text").assign(row=rows)
+    if "round" not in people:
+        people = people.assign(round=1, band_low=np.nan, band_high=np.nan)
+    return people[["row", "dispreferred", *ROUND_COLUMNS]]
 
 
 def calibration_rows(demos: pd.DataFrame, size: int, seed: int) -> np.ndarray:
@@ -205,13 +207,14 @@ class Evaluation:
 
 
 def calibrate(
-    rewards: np.ndarray, method: str, rows: np.ndarray, labels: np.ndarray | None, share: float
+    rewards: np.ndarray, method: str, rows: np.ndarray, labels: np.ndarray | None, share: float,
+    weights: np.ndarray | None = None,
 ) -> float:
     if method == "none":
         return 0.0
     if method == "share":
         return float(np.quantile(rewards[rows], share))
-    return fit_threshold(rewards[rows], labels)
+    return fit_threshold(rewards[rows], labels, weights)
 
 
 def recalibrate(run: Run, reward) -> np.ndarray:
@@ -225,16 +228,18 @@ def recalibrate(run: Run, reward) -> np.ndarray:
     return thresholds_of(*calibration_scores(run, reward))
 
 
-def thresholds_of(scores: np.ndarray, method: str, labels: np.ndarray | None, share: float) -> np.ndarray:
+def thresholds_of(
+    scores: np.ndarray, method: str, labels: np.ndarray | None, share: float, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Each column's threshold from its calibration sentences' scores (:func:`calibration_scores`)."""
     every = np.arange(len(scores))
-    return np.array([calibrate(scores[:, k], method, every, labels, share) for k in range(scores.shape[1])])
+    return np.array([calibrate(scores[:, k], method, every, labels, share, weights) for k in range(scores.shape[1])])
 
 
-def calibration_scores(run: Run, reward) -> tuple[np.ndarray, str, np.ndarray | None, float]:
+def calibration_scores(run: Run, reward) -> tuple[np.ndarray, str, np.ndarray | None, float, np.ndarray | None]:
     """(the calibration sentences' scores, one column per member of ``reward``; the recorded method;
-    their labels, for a method that fits them; the flag share): the sentences the evaluate stage
-    drew its lines on, scored in one backbone pass."""
+    their labels and weights, for a method that fits them; the flag share): the sentences the
+    evaluate stage drew its lines on, scored in one backbone pass."""
     method = run.stage_summary("evaluate").get("calibration")
     if method is None:
         raise IrlLensError(f"run {run.path} is not evaluated yet: run 'irl-lens evaluate' first")
@@ -243,13 +248,17 @@ def calibration_scores(run: Run, reward) -> tuple[np.ndarray, str, np.ndarray | 
     share = config.flag_share
     if method == "labels_share":  # the share people's labels fitted, drawn on the share's sentences
         method, share = "share", float(run.stage_summary("evaluate")["fitted_flag_share"])
+    weights = None
     if method == "labels":
-        rows, labels = human_calibration(demos, irl.text_column(), config, run.objective)
+        from core.line_labels import stored_weights
+
+        people = human_calibration(demos, irl.text_column(), config, run.objective)
+        rows, labels, weights = people["row"].to_numpy(), people["dispreferred"].to_numpy(bool), stored_weights(run, people)
     else:
         rows = calibration_rows(demos, config.calibration_size, config.seed)
         labels = demos[irl.label_column()].to_numpy(bool)[rows] if method == "ground_truth" else None
     texts = demos[irl.text_column()].to_numpy()[rows].tolist()  # as encoded for IRL: an empty completion too
-    return reward.heads(reward.features(texts).float()).numpy(), method, labels, share
+    return reward.heads(reward.features(texts).float()).numpy(), method, labels, share, weights
 
 
 def evaluate_candidates(
@@ -303,17 +312,22 @@ def evaluate_candidates(
         raise IrlLensError(
             f"run {run.path} has no ground truth to calibrate with: use calibration share, labels or none"
         )
-    share, fitted_share, n_people = config.flag_share, None, None
+    share, fitted_share, people, weights = config.flag_share, None, None, None
+    if method in PEOPLE_LINES:  # labels drawn near the line stand for fewer sentences than blind ones
+        from core.line_labels import label_weights, line_positions, training_sentences
+
+        people = human_calibration(demos, irl_config.text_column(), config, words)
+        distinct = training_sentences(demos, irl_config.text_column()).index
+        weights = label_weights(people, line_positions(pd.DataFrame(matrix[distinct], index=distinct)))
     if method == "labels":
-        calib, calib_labels = human_calibration(demos, irl_config.text_column(), config, words)
-        n_people = len(calib)
+        calib, calib_labels = people["row"].to_numpy(), people["dispreferred"].to_numpy(bool)
     else:
         calib = calibration_rows(demos, config.calibration_size, config.seed)
         calib_labels = labels[calib] if method == "ground_truth" else None
     if method == "labels_share":
-        people, people_labels = human_calibration(demos, irl_config.text_column(), config, words)
-        share = fitted_share = fit_share(matrix[people], people_labels, matrix[calib])
-        n_people = len(people)
+        rows = people["row"].to_numpy()
+        share = fitted_share = fit_share(matrix[rows], people["dispreferred"].to_numpy(bool), matrix[calib], weights)
+    n_people = None if people is None else len(people)
 
     z = standardise(matrix, matrix[train])
     ensemble = z.mean(1)
@@ -321,7 +335,7 @@ def evaluate_candidates(
     rewards_by_name[ENSEMBLE] = ensemble
     rewards_by_name.setdefault(best_id, best_rewards)
     thresholds = {
-        name: calibrate(r, "share" if method == "labels_share" else method, calib, calib_labels, share)
+        name: calibrate(r, "share" if method == "labels_share" else method, calib, calib_labels, share, weights)
         for name, r in rewards_by_name.items()
     }
 

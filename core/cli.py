@@ -798,12 +798,26 @@ def member(
 def label_sheet(
     run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
     out: Annotated[Path, typer.Argument(help="The sheet to write (.csv); it must not exist yet.")],
-    count: Annotated[int, typer.Option(min=1, max=400, help="Training sentences to label.")] = 40,
+    count: Annotated[int | None, typer.Option(min=1, max=400, help="Training sentences to label (default: 40, "
+                                              "or 20 with --near-the-line).")] = None,  # fmt: skip
+    near_the_line: Annotated[Path | None, typer.Option(
+        "--near-the-line", help="A sheet labelled already: the new sheet keeps its labels and adds a round of "
+        "sentences the members place where those labels leave the line unsure.")] = None,  # fmt: skip
 ) -> None:
     """Write training sentences to label by hand, without any reward beside them: fill in the label
     column with the objective's words, leave a blank where unsure, then see where the labels would
-    draw the verdict lines (irl-lens line-from-labels) and re-evaluate with them."""
-    from core.line_labels import sentences_to_label, sheet
+    draw the verdict lines (irl-lens line-from-labels) and re-evaluate with them. With
+    --near-the-line, the next round: the sentences that decide where the line goes."""
+    import pandas as pd
+
+    from core.line_labels import (
+        DEFAULT_COUNT,
+        NEAR_COUNT,
+        read_labels,
+        sentences_near_the_line,
+        sentences_to_label,
+        sheet,
+    )
     from core.run_store import open_run
 
     if out.exists():
@@ -812,9 +826,17 @@ def label_sheet(
         raise IrlLensError(f"{out}: the sheet is written as .csv")
     opened = open_run(run)
     words = opened.objective
-    chosen = sentences_to_label(opened, count).assign(dispreferred=None)
+    if near_the_line is None:
+        chosen = sentences_to_label(opened, count or DEFAULT_COUNT).assign(dispreferred=None)
+        kept = ""
+    else:
+        labelled = read_labels(opened, near_the_line)
+        drawn = sentences_near_the_line(opened, labelled, count or NEAR_COUNT)
+        chosen = pd.concat([labelled, drawn.assign(dispreferred=None)], ignore_index=True)
+        kept = (f" ({len(labelled)} labelled in {near_the_line}, then round {drawn['round'].iloc[0]}: {len(drawn)} the "
+                f"members place between {drawn['band_low'].iloc[0]:.0%} and {drawn['band_high'].iloc[0]:.0%})")  # fmt: skip
     sheet(chosen, words).to_csv(out, index=False)
-    console.print(f"wrote {len(chosen)} training sentences to {out}: write '{words.dispreferred}' or "
+    console.print(f"wrote {len(chosen)} training sentences to {out}{kept}: write '{words.dispreferred}' or "
                   f"'{words.preferred}' in the label column, leave it blank where unsure; then: "
                   f"irl-lens line-from-labels {opened.path} {out}", markup=False, highlight=False)  # fmt: skip
 
@@ -842,9 +864,11 @@ def line_from_labels(
     apart = where_they_disagree(preview, labelled, opened.objective)
     path = labels.resolve()
     if json_out:
-        _print_json({"n_labels": preview.n, "n_dispreferred": preview.n_dispreferred,
-                     "dispreferred_share_interval": list(preview.share_interval), "calibration_now": preview.method,
+        _print_json({"n_labels": preview.n, "n_dispreferred": preview.n_dispreferred, "n_blind": preview.n_blind,
+                     "dispreferred_share_interval": [None if v != v else v for v in preview.share_interval],  # NaN: no blind labels
+                     "calibration_now": preview.method,
                      "one_share": preview.one_share, "one_share_band": list(preview.one_share_band),
+                     "rounds": preview.rounds.to_dict("records"),
                      "verdicts_depend_on_member": preview.disagreement, "chosen_member": preview.chosen,
                      "members": json.loads(preview.members.to_json(orient="records")),
                      "where_they_disagree": apart.to_dict("records"),

@@ -237,9 +237,9 @@ class WholeSet:
         from them, and where a text sits among them (:meth:`ranks`)."""
         from core.audit import calibration_scores, thresholds_of
 
-        scores, method, labels, share = calibration_scores(self.reward.run, self.reward)
+        scores, method, labels, share, weights = calibration_scores(self.reward.run, self.reward)
         if self._thresholds is None:
-            self._thresholds = thresholds_of(scores, method, labels, share)
+            self._thresholds = thresholds_of(scores, method, labels, share, weights)
         self._calibration = np.sort(scores, axis=0)
 
     def ranks(self, texts: Sequence[str]) -> np.ndarray:

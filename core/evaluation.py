@@ -29,12 +29,13 @@ def _finite(value: float) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
 
 
-def auc(rewards: np.ndarray, dispreferred: np.ndarray) -> float | None:
-    """ROC-AUC of −R̂ for the dispreferred label; None when only one class is present."""
+def auc(rewards: np.ndarray, dispreferred: np.ndarray, weights: np.ndarray | None = None) -> float | None:
+    """ROC-AUC of −R̂ for the dispreferred label (each sentence counted by its weight); None when
+    only one class is present."""
     dispreferred = np.asarray(dispreferred, bool)
     if dispreferred.all() or not dispreferred.any():
         return None
-    return float(roc_auc_score(dispreferred, -np.asarray(rewards)))
+    return float(roc_auc_score(dispreferred, -np.asarray(rewards), sample_weight=weights))
 
 
 # -- many rewards at once: (n, K) columns, for every candidate of every epoch ---------------------
@@ -126,17 +127,24 @@ def sign_metrics(rewards: np.ndarray, toxic: np.ndarray, threshold: float = 0.0)
     }
 
 
-def fit_threshold(rewards: np.ndarray, toxic: np.ndarray) -> float:
-    """The threshold that maximises accuracy on a labelled calibration set (midpoints; ties -> nearest 0)."""
+def fit_threshold(rewards: np.ndarray, toxic: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The threshold that maximises accuracy on a labelled calibration set (midpoints; ties -> nearest 0).
+    ``weights``: how many sentences each label stands for (labels drawn near the line stand for
+    fewer, :func:`core.line_labels.label_weights`); equal by default."""
     rewards, toxic = np.asarray(rewards, float), np.asarray(toxic, bool)
+    weights = np.ones(len(rewards)) if weights is None else np.asarray(weights, float)
     values = np.unique(rewards)
     candidates = np.concatenate(
         [[values[0] - 1.0], (values[:-1] + values[1:]) / 2, [values[-1] + 1.0]]
     )
-    below_dispreferred = np.searchsorted(np.sort(rewards[toxic]), candidates, side="left")
-    below_preferred = np.searchsorted(np.sort(rewards[~toxic]), candidates, side="left")
-    accuracy = (below_dispreferred + (~toxic).sum() - below_preferred) / len(rewards)
-    best = np.flatnonzero(accuracy == accuracy.max())
+
+    def weight_below(side: np.ndarray) -> np.ndarray:
+        order = np.argsort(rewards[side], kind="stable")
+        total = np.concatenate([[0.0], np.cumsum(weights[side][order])])
+        return total[np.searchsorted(rewards[side][order], candidates, side="left")]
+
+    accuracy = (weight_below(toxic) + weights[~toxic].sum() - weight_below(~toxic)) / weights.sum()
+    best = np.flatnonzero(np.isclose(accuracy, accuracy.max(), rtol=0, atol=1e-12))
     return float(candidates[best[np.argmin(np.abs(candidates[best]))]])
 
 
@@ -144,17 +152,21 @@ SHARES = np.arange(1, 100) / 100
 """The flag shares :func:`fit_share` chooses from: whole percents."""
 
 
-def fit_share(labelled: np.ndarray, toxic: np.ndarray, calibration: np.ndarray) -> float:
+def fit_share(
+    labelled: np.ndarray, toxic: np.ndarray, calibration: np.ndarray, weights: np.ndarray | None = None
+) -> float:
     """The one flag share for every reward that best fits a labelled set: each reward (a column of
     ``labelled`` (n, K) and of ``calibration`` (m, K)) draws its line at that share of its
-    calibration sentences, and the share is the one whose lines get the most labels right, on
-    average over the rewards (ties: the middle of the best). One number from the labels instead of
-    one per reward: few labels draw it more steadily, and the rewards' verdicts then differ only
-    where they rank a sentence differently."""
+    calibration sentences, and the share is the one whose lines get the most labels right (each
+    counted by its ``weight``, as :func:`fit_threshold`), on average over the rewards (ties: the
+    middle of the best). One number from the labels instead of one per reward: few labels draw it
+    more steadily, and the rewards' verdicts then differ only where they rank a sentence differently."""
     toxic = np.asarray(toxic, bool)
+    weights = np.ones(len(toxic)) if weights is None else np.asarray(weights, float)
     thresholds = np.quantile(np.asarray(calibration, float), SHARES, axis=0)  # (shares, K)
-    accuracy = ((np.asarray(labelled, float)[None] < thresholds[:, None, :]) == toxic[None, :, None]).mean((1, 2))
-    best = np.flatnonzero(accuracy == accuracy.max())
+    right = (np.asarray(labelled, float)[None] < thresholds[:, None, :]) == toxic[None, :, None]
+    accuracy = np.einsum("snk,n->s", right, weights / weights.sum()) / right.shape[2]
+    best = np.flatnonzero(np.isclose(accuracy, accuracy.max(), rtol=0, atol=1e-12))
     return float(SHARES[best[len(best) // 2]])
 
 

@@ -34,7 +34,7 @@ from core.equivalent_set import verdict_disagreement
 from core.errors import IrlLensError
 from core.evaluation import auc, fit_share, fit_threshold
 from core.run_store import Run
-from core.text_sets import SHEET_COLUMNS
+from core.text_sets import ROUND_COLUMNS, SHEET_COLUMNS
 
 FOLDER = "labels"  # in the run directory: the sheets the dashboard saves
 DEFAULT_COUNT = 40
@@ -50,13 +50,56 @@ def _evaluated(run: Run) -> dict:
     return summary
 
 
+def training_sentences(demos: pd.DataFrame, text_column: str) -> pd.Series:
+    """Each distinct training sentence as IRL encoded it, stripped, by the row evaluate reads it by
+    (the last of a repeated sentence): the sentences a labeller is shown."""
+    texts = demos[text_column].astype(str).str.strip()
+    texts = texts[(demos["split"] == "train").to_numpy() & (texts != "").to_numpy()]
+    return texts.drop_duplicates(keep="last")
+
+
 def _training_texts(run: Run) -> pd.Series:
-    """Each training sentence as IRL encoded it, stripped, by demonstration row."""
     from core.irl import IRLConfig
 
-    demos = run.read_table("demonstrations")
-    texts = demos[IRLConfig.recorded(run.manifest.config["irl"]).text_column()].astype(str).str.strip()
-    return texts[(demos["split"] == "train").to_numpy() & (texts != "").to_numpy()]
+    return training_sentences(run.read_table("demonstrations"), IRLConfig.recorded(run.manifest.config["irl"]).text_column())
+
+
+def line_positions(scores: pd.DataFrame) -> pd.Series:
+    """Where each sentence (a row of ``scores``: the shown members' rewards of the distinct training
+    sentences) sits for the members together: the median, over members, of the share of the
+    sentences it rates lower. A later round of labels is drawn from a band of these."""
+    values = scores.to_numpy(float)
+    return pd.Series(np.median(ranks_among(np.sort(values, axis=0), values), axis=1), index=scores.index)
+
+
+def label_weights(labelled: pd.DataFrame, positions: pd.Series) -> np.ndarray:
+    """How many training sentences each label stands for, relative to the others (mean 1): one
+    over the rate at which the rounds drew it. Round 1 draws every sentence alike; a later round
+    draws only those whose :func:`line_positions` lies in its band, so a sentence there was more
+    likely to be labelled and stands for fewer. Weighting by it keeps the fitted lines those of
+    the training sentences, not of the band (each round's sentences are taken as drawn uniformly
+    from its band, labelled ones not left out). All round 1: equal weights."""
+    rounds = labelled["round"].fillna(1).astype(int).to_numpy() if "round" in labelled else np.ones(len(labelled), int)
+    where = positions.reindex(labelled["row"]).to_numpy(float)
+    rate = np.zeros(len(labelled))
+    for number in np.unique(rounds):
+        drawn = rounds == number
+        if number == 1:
+            rate += drawn.sum() / len(positions)
+            continue
+        low, high = labelled.loc[drawn, ["band_low", "band_high"]].to_numpy(float)[0]
+        pool = max(int(positions.between(low, high).sum()), int(drawn.sum()))
+        rate += np.where(drawn | ((where >= low) & (where <= high)), drawn.sum() / pool, 0.0)
+    weights = 1 / rate
+    return weights / weights.mean()
+
+
+def stored_weights(run: Run, labelled: pd.DataFrame) -> np.ndarray:
+    """:func:`label_weights` of labels of ``run``'s training sentences, placed by the shown members'
+    rewards evaluate stored."""
+    members = [m for m in run.read_table("members")["member"] if m != ENSEMBLE]
+    scores = run.read_table("member_scores").set_index("row")
+    return label_weights(labelled, line_positions(scores.loc[_training_texts(run).index, members]))
 
 
 def sentences_to_label(run: Run, count: int = DEFAULT_COUNT) -> pd.DataFrame:
@@ -65,7 +108,7 @@ def sentences_to_label(run: Run, count: int = DEFAULT_COUNT) -> pd.DataFrame:
     _evaluated(run)
     if not 1 <= count <= MAX_COUNT:
         raise IrlLensError(f"label between 1 and {MAX_COUNT} sentences, not {count}")
-    texts = _training_texts(run).drop_duplicates(keep="last")  # the row evaluate reads a repeated sentence by
+    texts = _training_texts(run)
     seed = int(run.manifest.config.get("evaluate", {}).get("seed", run.manifest.seed or 0))
     sample = texts.sample(n=min(count, len(texts)), random_state=seed)
     return pd.DataFrame({"row": sample.index.to_numpy(), "text": sample.to_numpy()})
@@ -73,9 +116,13 @@ def sentences_to_label(run: Run, count: int = DEFAULT_COUNT) -> pd.DataFrame:
 
 def sheet(labelled: pd.DataFrame, objective) -> pd.DataFrame:
     """Labels as a file holds them: ``text`` and ``label`` in the objective's words, a blank label
-    for a sentence not labelled (evaluate leaves it out)."""
+    for a sentence not labelled (evaluate leaves it out), and, once a round was drawn near the
+    line, how each sentence was drawn (:data:`ROUND_COLUMNS`)."""
     label = labelled["dispreferred"].map({True: objective.dispreferred, False: objective.preferred})
-    return pd.DataFrame({SHEET_COLUMNS[0]: labelled["text"], SHEET_COLUMNS[1]: label.fillna("")})
+    out = pd.DataFrame({SHEET_COLUMNS[0]: labelled["text"], SHEET_COLUMNS[1]: label.fillna("")})
+    if "round" in labelled and (labelled["round"].fillna(1) > 1).any():  # how each was drawn, for the weights
+        out = out.join(labelled[list(ROUND_COLUMNS)].assign(round=labelled["round"].fillna(1).astype(int)))
+    return out
 
 
 def save_labels(run: Run, labelled: pd.DataFrame) -> Path:
@@ -99,16 +146,17 @@ def save_labels(run: Run, labelled: pd.DataFrame) -> Path:
 
 
 def read_labels(run: Run, source: str | Path) -> pd.DataFrame:
-    """A labelled file of training sentences (``row``, ``text``, ``dispreferred``), read as the
-    evaluate stage reads ``calibration_labels``: every sentence must be a training sentence."""
+    """A labelled file of training sentences (``row``, ``text``, ``dispreferred``, and how each was
+    drawn: ``round``, ``band_low``, ``band_high``), read as the evaluate stage reads
+    ``calibration_labels``: every sentence must be a training sentence."""
     from core.audit import EvaluationConfig, human_calibration
 
     _evaluated(run)
     config = EvaluationConfig.recorded(run).model_copy(update={"calibration": "labels", "calibration_labels": str(source)})
     texts = _training_texts(run)
     demos = pd.DataFrame({"split": "train", "text": texts})
-    rows, labels = human_calibration(demos, "text", config, run.objective)
-    return pd.DataFrame({"row": rows, "text": texts.loc[rows].to_numpy(), "dispreferred": labels.astype(bool)})
+    people = human_calibration(demos, "text", config, run.objective)
+    return people.assign(text=texts.loc[people["row"]].to_numpy(), dispreferred=people["dispreferred"].astype(bool))
 
 
 def apply_command(path: Path | str, calibration: str = "labels_share") -> str:
@@ -127,22 +175,41 @@ class LinePreview:
 
     n: int
     n_dispreferred: int
-    share_interval: tuple[float, float]  # the labels' dispreferred share, 95% Clopper–Pearson
+    n_blind: int  # labels of round 1, drawn blind: the ones that estimate how many sentences are dispreferred
+    share_interval: tuple[float, float]  # the blind labels' dispreferred share, 95% Clopper–Pearson (NaN: none)
     method: str  # how the run's lines are drawn now (evaluate's calibration)
     members: pd.DataFrame  # one row per member of the ``members`` table (the ensemble last)
     one_share: float  # the one flag share that best fits the labels (calibration 'labels_share')
     one_share_band: tuple[float, float]  # its 5th and 95th percentiles over resamples of the labels
+    rounds: pd.DataFrame  # per round, the labels so far and the one share and band they draw (round, labels, one_share, low, high)
     disagreement: dict[str, float]  # test verdicts that depend on the shown member: now, one_share, own_lines
     chosen: str | None  # the member evaluate chose, where shown
-    placed: pd.DataFrame  # each labelled sentence (row, dispreferred, flagged_at_one_share: how many shown members
-    # put it on the dispreferred side at the one share; apart: most of them put it on the other side than its label)
-    # and, per member, the share of training sentences it rates lower
+    placed: pd.DataFrame  # each labelled sentence (row, dispreferred, round, weight, flagged_at_one_share: how many shown
+    # members put it on the dispreferred side at the one share; apart: most of them put it on the other side than its
+    # label) and, per member, the share of training sentences it rates lower
     n_shown: int  # shown members (the ensemble left out)
 
 
+def _resamples(rounds: np.ndarray, resamples: int, y: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Bootstrap resamples of the labels, each round resampled within itself (the rounds were drawn
+    apart), keeping only those with both sides (a line needs both)."""
+    groups = [np.flatnonzero(rounds == r) for r in np.unique(rounds)]
+    draws = [np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(resamples)]
+    return [d for d in draws if y[d].any() and not y[d].all()]
+
+
+def _one_share(rewards, y, weights, calibration, draws) -> tuple[float, float, float]:
+    """The one share the labels fit, and its 5th and 95th percentiles over ``draws``."""
+    boot = [fit_share(rewards[d], y[d], calibration, weights[d]) for d in draws] or [np.nan]
+    return fit_share(rewards, y, calibration, weights), float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))
+
+
 def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES, seed: int = 0) -> LinePreview:
-    """Where ``labelled`` (``row``, ``dispreferred``; rows of training sentences, unlabelled ones
-    NaN) would draw the members' lines, against where the run draws them now. Per member:
+    """Where ``labelled`` (``row``, ``dispreferred``, and ``round``, ``band_low``, ``band_high``
+    for labels drawn near the line; rows of training sentences, unlabelled ones NaN) would draw the
+    members' lines, against where the run draws them now. Each label counts by how many training
+    sentences it stands for (:func:`label_weights`), so labels drawn near the line sharpen the line
+    without pulling it towards their band. Per member:
 
     - ``auc``: how far its rewards order the labelled sentences as the labels do (1: every
       sentence labelled dispreferred rated below every other), no line;
@@ -157,6 +224,8 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
 
     summary = _evaluated(run)
     labelled = labelled[labelled["dispreferred"].notna()]
+    if "round" not in labelled:
+        labelled = labelled.assign(round=1, band_low=np.nan, band_high=np.nan)
     y = labelled["dispreferred"].to_numpy(bool)
     if len(y) == 0 or y.all() or not y.any():
         raise IrlLensError(f"a line needs sentences labelled on both sides ({run.objective.dispreferred} and "
@@ -179,42 +248,80 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
         return ranks_among(train, np.atleast_2d(thresholds)).reshape(np.shape(thresholds))
 
     shown = [k for k, name in enumerate(names) if name != ENSEMBLE]
+    positions = line_positions(scores.loc[_training_texts(run).index, [names[k] for k in shown]])
+    rounds = labelled["round"].to_numpy(int)
     rewards, calibration = scores.loc[rows, names].to_numpy(float), scores.iloc[calib][names].to_numpy(float)
+    rng = np.random.default_rng(seed)
+    history = []  # the last pass, over every round, leaves the weights and resamples of all the labels
+    for number in np.unique(rounds):
+        upto = rounds <= number
+        weights = label_weights(labelled[upto], positions)
+        draws = _resamples(rounds[upto], resamples, y[upto], rng)
+        history.append((number, int(upto.sum()),
+                        *_one_share(rewards[upto][:, shown], y[upto], weights, calibration[:, shown], draws)))  # fmt: skip
+    one_share, low, high = history[-1][2:]
     now = members["threshold"].to_numpy(float)
-    own = np.array([fit_threshold(rewards[:, k], y) for k in range(len(names))])
-    one_share = fit_share(rewards[:, shown], y, calibration[:, shown])
+    own = np.array([fit_threshold(rewards[:, k], y, weights) for k in range(len(names))])
     at_share = np.quantile(calibration, one_share, axis=0)
-    draws = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
-    draws = draws[[y[d].any() and not y[d].all() for d in draws]]  # a line needs both sides
-    own_boot = np.array([[fit_threshold(rewards[d, k], y[d]) for k in range(len(names))] for d in draws])
+    own_boot = np.array([[fit_threshold(rewards[d, k], y[d], weights[d]) for k in range(len(names))] for d in draws])
     own_boot = share(own_boot) if len(own_boot) else np.full((1, len(names)), np.nan)
-    share_boot = [fit_share(rewards[d][:, shown], y[d], calibration[:, shown]) for d in draws] or [np.nan]
 
     def right(thresholds: np.ndarray) -> np.ndarray:
         return ((rewards < thresholds) == y[:, None]).sum(0)
 
     table = pd.DataFrame({
-        "member": names, "auc": [auc(rewards[:, k], y) for k in range(len(names))],
+        "member": names, "auc": [auc(rewards[:, k], y, weights) for k in range(len(names))],
         "now_share": share(now), "one_share_line": share(at_share), "own_share": share(own),
         "own_low": np.quantile(own_boot, 0.05, axis=0), "own_high": np.quantile(own_boot, 0.95, axis=0),
         "right_now": right(now), "right_one_share": right(at_share), "right_own": right(own),
     })  # fmt: skip
     test = scores.loc[scores["split"] == "test", [names[k] for k in shown]].to_numpy(float)
     flagged = (rewards[:, shown] < at_share[shown]).sum(1)
-    interval = stats.binomtest(int(y.sum()), len(y)).proportion_ci(0.95)
+    blind = y[rounds == 1]
+    interval = stats.binomtest(int(blind.sum()), len(blind)).proportion_ci(0.95) if len(blind) else None
     best = summary.get("best_member_id")
     return LinePreview(
-        n=len(y), n_dispreferred=int(y.sum()), share_interval=(float(interval.low), float(interval.high)),
-        method=str(summary.get("calibration")), members=table, one_share=one_share,
-        one_share_band=(float(np.quantile(share_boot, 0.05)), float(np.quantile(share_boot, 0.95))),
+        n=len(y), n_dispreferred=int(y.sum()), n_blind=len(blind),
+        share_interval=(float(interval.low), float(interval.high)) if interval else (np.nan, np.nan),
+        method=str(summary.get("calibration")), members=table, one_share=one_share, one_share_band=(low, high),
+        rounds=pd.DataFrame(history, columns=["round", "labels", "one_share", "low", "high"]),
         disagreement={name: verdict_disagreement(test, t[shown])[0]
                       for name, t in (("now", now), ("one_share", at_share), ("own_lines", own))},
         chosen=best if best in names else None,
-        placed=pd.DataFrame({"row": rows, "dispreferred": y, "flagged_at_one_share": flagged,
+        placed=pd.DataFrame({"row": rows, "dispreferred": y, "round": rounds, "weight": weights,
+                             "flagged_at_one_share": flagged,
                              "apart": np.where(y, flagged < len(shown) / 2, flagged > len(shown) / 2)}).join(
             pd.DataFrame(share(rewards), columns=names)),
         n_shown=len(shown),
     )  # fmt: skip
+
+
+NEAR_COUNT = 20  # sentences a round near the line offers by default
+PAD = 0.01  # the band a later round draws from reaches this far past the one share's band, so that a band resamples cannot widen still holds sentences
+
+
+def sentences_near_the_line(run: Run, labelled: pd.DataFrame, count: int = NEAR_COUNT) -> pd.DataFrame:
+    """The next round of sentences to label (``row``, ``text``, ``round``, ``band_low``,
+    ``band_high``): ``count`` training sentences not labelled yet, drawn (seeded) from those the
+    shown members place, together, where the one share ``labelled`` fit is still unsure: its band
+    over resamples. Their labels decide the line; a sentence far from it would be labelled the
+    same by every line the labels allow. Still blind: the sheet shows no reward. A row of
+    ``labelled`` left unlabelled (NaN) is not drawn again either."""
+    if not 1 <= count <= MAX_COUNT:
+        raise IrlLensError(f"label between 1 and {MAX_COUNT} sentences, not {count}")
+    preview = preview_line(run, labelled)
+    low, high = max(0.0, preview.one_share_band[0] - PAD), min(1.0, preview.one_share_band[1] + PAD)
+    members = [m for m in run.read_table("members")["member"] if m != ENSEMBLE]
+    texts = _training_texts(run)
+    positions = line_positions(run.read_table("member_scores").set_index("row").loc[texts.index, members])
+    pool = texts[positions.between(low, high) & ~texts.index.isin(labelled["row"])]
+    if pool.empty:
+        raise IrlLensError(f"every training sentence the members place between {low:.0%} and {high:.0%} is labelled already")
+    number = int(labelled["round"].max()) + 1 if "round" in labelled else 2
+    seed = int(run.manifest.config.get("evaluate", {}).get("seed", run.manifest.seed or 0)) + number
+    sample = pool.sample(n=min(count, len(pool)), random_state=seed)
+    return pd.DataFrame({"row": sample.index.to_numpy(), "text": sample.to_numpy(), "round": number,
+                         "band_low": round(low, 4), "band_high": round(high, 4)})  # fmt: skip
 
 
 def where_they_disagree(preview: LinePreview, labelled: pd.DataFrame, objective) -> pd.DataFrame:
@@ -241,9 +348,20 @@ def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str
     opener, subject, their, asks = PERSONS[who]
     shown = preview.members.set_index("member").drop(index=ENSEMBLE, errors="ignore")
     low, high = preview.share_interval
-    said = [f"{opener} labelled {preview.n} training sentences: {preview.n_dispreferred} {objective.dispreferred} "
-            f"({preview.n_dispreferred / preview.n:.0%}; 95% interval {low:.0%}–{high:.0%}). The run's lines "
-            f"flag {span(shown['now_share'])} of the training sentences now."]  # fmt: skip
+    near = preview.n - preview.n_blind
+    blind = preview.placed["dispreferred"][preview.placed["round"] == 1]
+    if not near:
+        counted = (f"{opener} labelled {preview.n} training sentences: {preview.n_dispreferred} {objective.dispreferred} "
+                   f"({preview.n_dispreferred / preview.n:.0%}; 95% interval {low:.0%}–{high:.0%}).")  # fmt: skip
+    elif len(blind):
+        counted = (f"{opener} labelled {preview.n} training sentences, {preview.n_blind} drawn blind and {near} near the line. "
+                   f"Of the {preview.n_blind} drawn blind, {int(blind.sum())} are {objective.dispreferred} "
+                   f"({blind.mean():.0%}; 95% interval {low:.0%}–{high:.0%}); those near the line say nothing of "
+                   "that share, and count in the lines by how many sentences each stands for.")  # fmt: skip
+    else:
+        counted = (f"{opener} labelled {preview.n} training sentences, all drawn near the line: they say nothing of how "
+                   f"many training sentences are {objective.dispreferred}.")  # fmt: skip
+    said = [f"{counted} The run's lines flag {span(shown['now_share'])} of the training sentences now."]
     if preview.n < FEW:
         said.append(f"Fewer than {FEW} labels draw a line on little: the bands below say how little.")
     aucs = shown["auc"].dropna()
@@ -257,6 +375,17 @@ def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str
                 f"{span(shown['right_one_share'], 'd')} of {their} {preview.n} labels right (now "
                 f"{span(shown['right_now'], 'd')}), and {preview.disagreement['one_share']:.0%} of the test "
                 f"sentences' verdicts depend on which member {asks} (now {preview.disagreement['now']:.0%}).")  # fmt: skip
+    if len(preview.rounds) > 1:
+        steps = "; ".join(f"{r.one_share:.0%} ({r.low:.0%}–{r.high:.0%}) with {'the first' if k == 0 else 'those and the next'} "
+                          f"{r.labels if k == 0 else r.labels - preview.rounds['labels'].iloc[k - 1]}"
+                          for k, r in enumerate(preview.rounds.itertuples()))  # fmt: skip
+        before, after = preview.rounds.iloc[0], preview.rounds.iloc[-1]
+        narrowed = after.high - after.low < before.high - before.low - 0.005
+        said.append(f"The one share, round by round: {steps}. " + (
+            f"The band narrowed from {100 * (before.high - before.low):.0f} to {100 * (after.high - after.low):.0f} "
+            "points wide: the labels near the line pin it down." if narrowed else
+            f"The band did not narrow: near the line, {their} labels and the members' order of the sentences do not "
+            "agree on one place for it."))  # fmt: skip
     line = (f"A line of its own for each member, fitted to {their} labels: they would flag {span(shown['own_share'])} of "
             f"the training sentences and get {span(shown['right_own'], 'd')} of {their} labels right, and "
             f"{preview.disagreement['own_lines']:.0%} of the test verdicts would depend on the member.")  # fmt: skip

@@ -103,6 +103,20 @@ def load_prompts(
 
 
 SHEET_COLUMNS = ("text", "label")  # a label sheet irl-lens writes (core.line_labels)
+ROUND_COLUMNS = ("round", "band_low", "band_high")
+"""How a sheet's sentence was drawn (core.line_labels): round 1 blind, a later round among the
+training sentences the members placed in the band the one share was still unsure of."""
+
+
+def _rounds(frame: pd.DataFrame, source) -> pd.DataFrame:
+    rounds = frame[list(ROUND_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    drawn = rounds["round"].fillna(1)
+    bands = rounds.loc[drawn > 1, ["band_low", "band_high"]]
+    if (drawn < 1).any() or (drawn % 1 != 0).any() or bands.isna().any().any() or not bands.stack().between(0, 1).all() or (
+        bands["band_low"] > bands["band_high"]).any():
+        raise IrlLensError(f"{source}: the columns {', '.join(ROUND_COLUMNS)} must hold a round (1, 2, …) and, for "
+                           "a round after the first, the band of shares it was drawn from (two numbers between 0 and 1)")  # fmt: skip
+    return rounds.assign(round=drawn.astype(int))
 
 
 def load_labelled(
@@ -119,7 +133,7 @@ def load_labelled(
     A sentence whose label is blank is left out: unlabelled is not the preferred side (a label sheet
     filled in part way, ``irl-lens label-sheet``). With ``sheet``, a file without ``text_column`` but
     with :data:`SHEET_COLUMNS` is read by those: a sheet irl-lens wrote, whatever columns the
-    labelled set names.
+    labelled set names, and keeps the sheet's :data:`ROUND_COLUMNS` where it has them.
 
     Davidson et al. (2017): ``text_column='tweet', label_column='class', dispreferred_values=(0, 1)``.
     """
@@ -132,6 +146,8 @@ def load_labelled(
     out = pd.DataFrame(
         {"text": texts.astype(str).str.strip(), "dispreferred": labels.isin(list(dispreferred_values))}
     )
+    if sheet and set(ROUND_COLUMNS) <= set(frame.columns):
+        out = out.join(_rounds(frame, source))
     out = out[(out["text"] != "") & labelled.to_numpy()].reset_index(drop=True)
     if limit is not None:
         out = out.iloc[:limit]

@@ -176,6 +176,43 @@ def test_your_labels_draw_the_lines_and_are_saved_into_the_run(full_run, tmp_pat
         m.value for m in later.markdown)
 
 
+def test_a_round_near_the_line_is_labelled_on_the_page_and_comes_back_with_its_round(full_run, tmp_path, monkeypatch):
+    """After a first round, the page draws sentences near the line (core.line_labels), shows them as a
+    round of their own, counts them in the preview round by round, and saves and loads them as that round."""
+    import shutil
+
+    from core.line_labels import read_labels, sentences_near_the_line, sentences_to_label
+
+    run = Run.open(shutil.copytree(full_run.path, tmp_path / "rounds"))
+    at = _app(monkeypatch, run, "labels")
+    chosen = sentences_to_label(run, 40)
+    demos = run.read_table("demonstrations")
+    truth = demos.loc[chosen["row"], "dispreferred"].to_numpy(bool)
+    for radio, side in zip(at.radio, truth, strict=True):
+        radio.set_value("toxic" if side else "non-toxic")
+    at.button[0].click().run()
+    at.number_input(key=next(n.key for n in at.number_input if n.label == "Sentences near the line")).set_value(10)
+    at.button(key="labels_near").click().run()
+    assert not at.exception, at.exception
+    expected = sentences_near_the_line(run, chosen.assign(dispreferred=truth), 10)
+    assert [r.label for r in at.radio][40:] == [f"{k}. {plain(t)}" for k, t in enumerate(expected["text"], start=41)]
+    assert any(m.value.startswith("**Round 2, near the line:**") for m in at.markdown)
+    near = demos.loc[expected["row"], "dispreferred"].to_numpy(bool)
+    for radio, side in zip(at.radio[40:], near, strict=True):
+        radio.set_value("toxic" if side else "non-toxic")
+    at.button[0].click().run()
+    said = " ".join(m.value for m in at.markdown)
+    assert f"40 drawn blind and {len(near)} near the line" in said and "round by round" in said
+    at.button(key="labels_save").click().run()
+    saved = next((run.path / "labels").glob("line-labels-*.csv"))
+    assert read_labels(run, saved)["round"].tolist() == [1] * 40 + [2] * len(near)
+    later = _app(monkeypatch, run, "labels")
+    later.button(key=next(b.key for b in later.button if b.label == "Load them")).click().run()
+    assert not later.exception, later.exception
+    assert [r.label for r in later.radio][40:] == [r.label for r in at.radio][40:]
+    assert [r.value for r in later.radio] == [r.value for r in at.radio]
+
+
 def test_page_without_stage_says_what_to_run(tmp_path, tiny_models, monkeypatch, prompts_file):
     run = Run.create(tmp_path / "fresh", seed=1)
     sample_demonstrations(

@@ -12,10 +12,14 @@ from core.errors import IrlLensError
 from core.evaluation import fit_threshold
 from core.line_labels import (
     FOLDER,
+    PAD,
+    label_weights,
+    line_positions,
     preview_line,
     preview_words,
     read_labels,
     save_labels,
+    sentences_near_the_line,
     sentences_to_label,
 )
 
@@ -235,3 +239,100 @@ def test_the_cli_writes_a_sheet_and_says_where_its_labels_draw_the_lines(audited
     assert "evaluate.calibration=labels_share " in found["apply"]["labels_share"]
     text = runner.invoke(app, ["line-from-labels", str(audited.path), str(out)])
     assert text.exit_code == 0 and "You labelled 20 training sentences" in text.output
+
+
+def test_a_label_drawn_near_the_line_stands_for_fewer_sentences():
+    """One over the rate the rounds drew it at: round 1 draws 4 of 100 alike (rate 0.04); round 2
+    draws 2 of the 10 sentences placed in its band (rate 0.2 more, for the band only)."""
+    positions = pd.Series(np.arange(100) / 100, index=np.arange(100) + 1000)
+    labelled = pd.DataFrame({"row": [1005, 1040, 1044, 1090, 1041, 1047],
+                             "round": [1, 1, 1, 1, 2, 2], "band_low": np.nan, "band_high": np.nan})  # fmt: skip
+    labelled.loc[labelled["round"] == 2, ["band_low", "band_high"]] = (0.40, 0.49)
+    rate = np.array([0.04, 0.24, 0.24, 0.04, 0.24, 0.24])
+    assert label_weights(labelled, positions) == pytest.approx((1 / rate) / (1 / rate).mean())
+    assert label_weights(labelled[labelled["round"] == 1], positions) == pytest.approx(np.ones(4))
+    assert label_weights(labelled.drop(columns=["round", "band_low", "band_high"]), positions) == pytest.approx(np.ones(6))
+
+
+def test_weights_count_a_label_as_the_sentences_it_stands_for():
+    """A weight of 2 counts as the same label twice, for a line of one's own and for one share."""
+    from core.evaluation import fit_share
+
+    rng = np.random.default_rng(3)
+    rewards, weights = rng.normal(size=(40, 3)), rng.integers(1, 4, size=40)
+    labels = rewards[:, 0] + rng.normal(scale=0.8, size=40) < -0.3
+    twice = np.repeat(np.arange(40), weights)
+    assert fit_threshold(rewards[:, 0], labels, weights) == fit_threshold(rewards[twice, 0], labels[twice])
+    calibration = rng.normal(size=(100, 3))
+    assert fit_share(rewards, labels, calibration, weights) == fit_share(rewards[twice], labels[twice], calibration)
+
+
+def test_a_round_near_the_line_narrows_where_the_line_can_go_and_evaluate_weighs_it(audited, tmp_path):
+    """The next round holds unlabelled training sentences the members place in the one share's
+    band; the preview counts each label by the sentences it stands for, shows the band round by
+    round, and evaluate, given the sheet, draws the lines the preview drew."""
+    import shutil
+
+    from core.run_store import Run
+
+    run = Run.open(shutil.copytree(audited.path, tmp_path / "rounds"))
+    first = _labelled_by_r_star(run, 30)
+    before = preview_line(run, first)
+    drawn = sentences_near_the_line(run, first, 12)
+    assert drawn.equals(sentences_near_the_line(run, first, 12)) and (drawn["round"] == 2).all()
+    assert not drawn["row"].isin(first["row"]).any() and drawn["text"].is_unique
+    low, high = drawn[["band_low", "band_high"]].iloc[0]
+    assert (low, high) == pytest.approx((max(0, before.one_share_band[0] - PAD), min(1, before.one_share_band[1] + PAD)))
+    members = [m for m in run.read_table("members")["member"] if m != ENSEMBLE]
+    scores = run.read_table("member_scores").set_index("row")
+    demos = run.read_table("demonstrations")
+    train = demos[demos["split"] == "train"]["sentence"].str.strip().drop_duplicates(keep="last").index
+    positions = line_positions(scores.loc[train, members])
+    assert positions.loc[drawn["row"]].between(low, high).all()
+
+    both = pd.concat([first.assign(round=1, band_low=np.nan, band_high=np.nan),
+                      drawn.assign(dispreferred=demos.loc[drawn["row"], "dispreferred"].to_numpy(bool))], ignore_index=True)  # fmt: skip
+    after = preview_line(run, both)
+    assert after.n == 30 + len(drawn) and after.n_blind == 30 and after.share_interval == before.share_interval
+    assert after.rounds[["round", "labels"]].values.tolist() == [[1, 30], [2, 30 + len(drawn)]]
+    assert (after.rounds["one_share"].iloc[0], *after.rounds[["low", "high"]].iloc[0]) == (before.one_share, *before.one_share_band)
+    assert after.rounds["one_share"].iloc[-1] == after.one_share
+    weights = after.placed.set_index("row")["weight"]
+    assert weights.loc[drawn["row"]].max() < weights.loc[first["row"]].max()  # drawn near the line: stands for fewer
+    said = " ".join(preview_words(after, run.objective))
+    assert "30 drawn blind and" in said and "round by round" in said
+
+    path = save_labels(run, both)
+    back = read_labels(run, path)
+    assert back["round"].tolist() == both["round"].tolist() and back["band_low"].iloc[-1] == pytest.approx(low)
+    evaluate_run(run, EvaluationConfig(calibration_size=50, calibration="labels_share", calibration_labels=str(path)),
+                 progress=False)  # fmt: skip
+    assert run.stage_summary("evaluate")["fitted_flag_share"] == after.one_share
+    evaluate_run(run, EvaluationConfig(calibration_size=50, calibration="labels", calibration_labels=str(path)),
+                 progress=False)  # fmt: skip
+    lines = run.read_table("members").set_index("member")["threshold"]
+    name = members[0]
+    weighted = fit_threshold(scores.loc[both["row"], name].to_numpy(), both["dispreferred"].to_numpy(bool),
+                             weights.loc[both["row"]].to_numpy())  # fmt: skip
+    assert lines[name] == pytest.approx(weighted)
+    assert preview_line(run, both).members.set_index("member")["now_share"].to_numpy() == pytest.approx(
+        after.members["own_share"].to_numpy())
+
+
+def test_the_cli_draws_the_next_round_near_the_line(audited, tmp_path):
+    from typer.testing import CliRunner
+
+    from core.cli import app
+
+    first = _labelled_by_r_star(audited, 24)
+    labels = tmp_path / "first.csv"
+    pd.DataFrame({"text": first["text"], "label": np.where(first["dispreferred"], "toxic", "non-toxic")}).to_csv(labels, index=False)
+    out = tmp_path / "next.csv"
+    done = CliRunner().invoke(app, ["label-sheet", str(audited.path), str(out), "--near-the-line", str(labels), "--count", "8"])
+    assert done.exit_code == 0, done.output
+    sheet = pd.read_csv(out, keep_default_na=False)
+    assert list(sheet.columns) == ["text", "label", "round", "band_low", "band_high"]
+    assert sheet["text"].head(24).tolist() == first["text"].tolist() and (sheet["label"].head(24) != "").all()
+    expected = sentences_near_the_line(audited, read_labels(audited, labels), 8)
+    assert sheet["text"].iloc[24:].tolist() == expected["text"].tolist() and (sheet["label"].iloc[24:] == "").all()
+    assert (sheet["round"].iloc[24:] == 2).all() and "round 2" in done.output

@@ -3,6 +3,7 @@ labels would draw each member's verdict line, from the rewards evaluate stored (
 
 import hashlib
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -17,11 +18,13 @@ from core.line_labels import (
     DEFAULT_COUNT,
     FEW,
     FOLDER,
+    NEAR_COUNT,
     apply_command,
     preview_line,
     preview_words,
     read_labels,
     save_labels,
+    sentences_near_the_line,
     sentences_to_label,
     sheet,
     where_they_disagree,
@@ -37,8 +40,11 @@ def _sample(path: str, manifest_mtime_ns: int, count: int) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _preview(path: str, manifest_mtime_ns: int, rows: tuple, labels: tuple):
-    return preview_line(Run.open(path, verify_hashes=False), pd.DataFrame({"row": rows, "dispreferred": labels}))
+def _preview(path: str, manifest_mtime_ns: int, labelled: pd.DataFrame):
+    return preview_line(Run.open(path, verify_hashes=False), labelled)
+
+
+ROUND = ["row", "dispreferred", "round", "band_low", "band_high"]  # what the preview reads of the labels
 
 
 st.title("Your labels")
@@ -64,11 +70,14 @@ if saved_files:
         pick = st.selectbox("Saved labels", saved_files, key=key("pick"), format_func=lambda p: p.name)
         if st.button("Load them", key=key("load")):
             loaded = read_labels(run, pick)
+            later = loaded[loaded["round"] > 1]  # drawn near the line: they come back as their rounds
+            st.session_state[key("rounds")] = later[["row", "text", "round", "band_low", "band_high"]].to_dict("records")
+            loaded = loaded[loaded["round"] == 1]
             order = _sample(str(run.path), version, MAX_PAGE)["row"].tolist()
             where = [order.index(r) for r in loaded["row"] if r in order]
             st.session_state[key("count")] = max(st.session_state.get(key("count"), DEFAULT_COUNT),
                                                  -(-(max(where, default=0) + 1) // 10) * 10)  # fmt: skip
-            for row, side in zip(loaded["row"], loaded["dispreferred"], strict=True):
+            for row, side in zip([*loaded["row"], *later["row"]], [*loaded["dispreferred"], *later["dispreferred"]], strict=True):
                 st.session_state[key(f"row{row}")] = words.dispreferred if side else words.preferred
             st.session_state[key("seen")] = True
             if len(where) < len(loaded):
@@ -80,12 +89,18 @@ if unplaced := st.session_state.pop(key("unplaced"), None):
 st.session_state.setdefault(key("count"), DEFAULT_COUNT)
 count = st.columns([1, 3])[0].number_input("Sentences to label", min_value=10, max_value=MAX_PAGE, step=10, key=key("count"),
                                            help="More sentences keep the ones you labelled and add others.")  # fmt: skip
-chosen = _sample(str(run.path), version, int(count))
+later = pd.DataFrame(st.session_state.get(key("rounds"), []), columns=["row", "text", "round", "band_low", "band_high"])
+blind = _sample(str(run.path), version, int(count))
+chosen = pd.concat([blind[~blind["row"].isin(later["row"])].assign(round=1, band_low=np.nan, band_high=np.nan), later],
+                   ignore_index=True)  # fmt: skip
 if IRLConfig.recorded(run.manifest.config["irl"]).text_column() == "completion":
     st.caption("The rewards read each completion alone, without its prompt: label what you read here.")
 
 with st.form("labels_form", border=False):
-    for k, (row, text) in enumerate(chosen.itertuples(index=False), start=1):
+    for k, (row, text, number, low, high) in enumerate(chosen.itertuples(index=False), start=1):
+        if number > 1 and (k == 1 or chosen["round"].iloc[k - 2] != number):
+            st.markdown(f"**Round {number}, near the line:** sentences the members place between {low:.0%} and "
+                        f"{high:.0%}, where your labels left the line unsure.")  # fmt: skip
         sentence, choice = st.columns([3, 1], vertical_alignment="center")
         sentence.markdown(f"{k}. {plain(text)}")
         choice.radio(f"{k}. {plain(text)}", [words.dispreferred, words.preferred], index=None, horizontal=True,
@@ -103,7 +118,7 @@ if given.empty:
     st.info(f"No sentence is labelled yet: pick {plain(words.dispreferred)} or {plain(words.preferred)} under some.")
     st.stop()
 try:
-    preview = _preview(str(run.path), version, tuple(given["row"]), tuple(given["dispreferred"].astype(bool)))
+    preview = _preview(str(run.path), version, given[ROUND].astype({"dispreferred": bool, "round": int}).reset_index(drop=True))
 except IrlLensError as err:  # one side only: no line to draw yet
     st.warning(plain(str(err)))
     st.stop()
@@ -116,9 +131,11 @@ names = members["member"].tolist()
 default = names.index(preview.chosen) if preview.chosen in names else 0
 member = st.selectbox("Member", names, index=default, format_func=member_label, key=key("member"))
 row = members.set_index("member").loc[member]
-placed = preview.placed.assign(label=side_labels(preview.placed["dispreferred"], words))
+placed = preview.placed.assign(label=side_labels(preview.placed["dispreferred"], words),
+                               drawn=preview.placed["round"].map(lambda r: "blind" if r == 1 else "near the line"))  # fmt: skip
 figure = px.strip(placed, x=member, y="label", color="label", color_discrete_map=side_palette(words),
-                  labels={member: "share of training sentences this member rates lower", "label": "your label"})  # fmt: skip
+                  labels={member: "share of training sentences this member rates lower", "label": "your label"},
+                  hover_data={"drawn": len(preview.rounds) > 1, "label": False})  # fmt: skip
 figure.add_vline(x=float(row["now_share"]), line_dash="dash", annotation_text="the run's line", annotation_position="top left")
 figure.add_vline(x=float(row["one_share_line"]), line_color="#7c3aed", annotation_text="one share for all",
                  annotation_position="top right")  # fmt: skip
@@ -146,6 +163,24 @@ st.dataframe(shown, hide_index=True)
 st.caption(f"Right: how many of your {preview.n} labels a line gets right."
            + (" The ensemble (the mean of the standardised shown members) gets a line of its own, as in evaluate."
               if ENSEMBLE in names else ""))  # fmt: skip
+
+low, high = preview.one_share_band
+st.subheader("Label where it matters next")
+st.markdown(f"Your labels leave the one share between {low:.0%} and {high:.0%}. The sentences the members place "
+            "there decide it; a sentence far from it would fall on the same side of every line your labels allow. "
+            "Label some of them to pin the line down. They come as a round of their own, still with no reward "
+            "beside them, and count by how many training sentences each stands for, so they sharpen the line "
+            "without pulling it towards them.")  # fmt: skip
+more, add = st.columns([1, 3], vertical_alignment="bottom")
+near = more.number_input("Sentences near the line", min_value=5, max_value=50, value=NEAR_COUNT, step=5, key=key("near"))
+if add.button("Add them to label", key="labels_near"):
+    try:
+        drawn = sentences_near_the_line(run, labelled[ROUND], int(near))  # none already on the page
+    except IrlLensError as err:
+        st.warning(plain(str(err)))
+    else:
+        st.session_state[key("rounds")] = [*st.session_state.get(key("rounds"), []), *drawn.to_dict("records")]
+        st.rerun()
 
 apart = where_they_disagree(preview, given, words)
 if len(apart):
