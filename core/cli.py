@@ -891,6 +891,46 @@ def line_from_labels(
     console.print(f"A line of its own for each member: {apply_command(path, 'labels')}", markup=False, highlight=False)
 
 
+@app.command("labellers")
+def labellers(
+    run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
+    sheets: Annotated[list[Path], typer.Argument(help="Two or more labelled sheets of this run's training sentences.")],
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Whether the verdict line depends on who labelled: how often labellers agree (Cohen's κ on
+    the sentences both labelled), the one share each one's labels draw, the test verdicts that
+    change between those lines, and the sentences they label differently."""
+    from core.line_labels import compare_labellers, labeller_of, labellers_words, read_labels
+    from core.run_store import open_run
+
+    opened = open_run(run)
+    names = [labeller_of(p) for p in sheets]
+    if len(set(names)) < len(names):
+        names = [str(p) for p in sheets]
+    result = compare_labellers(opened, {name: read_labels(opened, p) for name, p in zip(names, sheets, strict=True)})
+    if json_out:
+        _print_json({"labellers": json.loads(result.sheets.reset_index().to_json(orient="records")),
+                     "kappa": json.loads(result.kappa.to_json()), "agreement": json.loads(result.agree.to_json()),
+                     "shared": json.loads(result.shared.to_json()),
+                     "verdicts_depend_on_labeller": result.depends.to_dict(), "chosen_member": result.chosen,
+                     "disputed": result.disputed.to_dict("records")})  # fmt: skip
+        return
+    for line in labellers_words(result, opened.objective):
+        console.print(line, markup=False, highlight=False)
+    table = Table("labeller", "labels", f"{opened.objective.dispreferred} (blind)", "one share", "90% of resamples")
+    for name, row in result.sheets.iterrows():
+        table.add_row(_literal(name), str(int(row["labels"])), _fmt(row["dispreferred_share"], ".0%"), f"{row['one_share']:.0%}",
+                      f"{row['low']:.0%}–{row['high']:.0%}")  # fmt: skip
+    console.print(table)
+    if len(result.disputed):
+        disputed = Table(title="Labelled differently")
+        for name in result.disputed.columns:
+            disputed.add_column(_literal(name))
+        for item in result.disputed.itertuples(index=False):
+            disputed.add_row(*map(_literal, item))
+        console.print(disputed)
+
+
 SHOW_LIST = 12
 """Items of a list that `irl-lens show` prints in its table (`--json` has them all)."""
 

@@ -20,6 +20,7 @@ R* plays no part: its lines are for studies, and this is what an audit has inste
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,15 +126,24 @@ def sheet(labelled: pd.DataFrame, objective) -> pd.DataFrame:
     return out
 
 
-def save_labels(run: Run, labelled: pd.DataFrame) -> Path:
-    """Write the labelled sentences into the run's ``labels`` folder, named by their content, so
-    that other labels are another file (and evaluate, given it, runs again) and the same labels the
-    same file."""
+def labeller_of(path: Path | str) -> str:
+    """Who labelled a saved sheet, as its name says (``line-labels-<labeller>-<hash>.csv``), or the
+    file's name where it names no one."""
+    stem = Path(path).stem
+    parts = stem.split("-")
+    return "-".join(parts[2:-1]) if stem.startswith("line-labels-") and len(parts) > 3 else Path(path).name
+
+
+def save_labels(run: Run, labelled: pd.DataFrame, labeller: str = "") -> Path:
+    """Write the labelled sentences into the run's ``labels`` folder, named by who labelled them
+    (letters, digits, ``_`` and ``-`` kept) and by their content, so that other labels are another
+    file (and evaluate, given it, runs again) and the same labels the same file."""
     chosen = labelled[labelled["dispreferred"].notna()]
     if chosen.empty:
         raise IrlLensError("no sentence is labelled yet: label some before saving")
     text = sheet(chosen, run.objective).to_csv(index=False)
-    path = run.path / FOLDER / f"line-labels-{hashlib.sha256(text.encode()).hexdigest()[:12]}.csv"
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", labeller.strip())[:40].strip("_")
+    path = run.path / FOLDER / f"line-labels-{name + '-' if name else ''}{hashlib.sha256(text.encode()).hexdigest()[:12]}.csv"
     try:
         path.parent.mkdir(exist_ok=True)
         partial = path.with_name(f".{path.name}.tmp")
@@ -403,3 +413,89 @@ def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str
                 "member. Both were fitted on the labels they are counted on, which flatters them.")  # fmt: skip
     return said
 
+
+
+@dataclass
+class Labellers:
+    """Several people's labels of one run's training sentences side by side: where they agree, and
+    how far the verdict line depends on who labelled (as the equivalent set asks of the members)."""
+
+    sheets: pd.DataFrame  # per labeller: labels, n_blind, dispreferred_share (of blind labels), one_share, low, high
+    kappa: pd.DataFrame  # Cohen's κ of each pair, on the sentences both labelled (NaN: too few, or one side only)
+    agree: pd.DataFrame  # the share of those sentences both label alike
+    shared: pd.DataFrame  # how many sentences both labelled
+    disputed: pd.DataFrame  # sentences labelled differently: text, then each labeller's label ("" where none)
+    depends: pd.Series  # per shown member: test verdicts that change between the lowest and the highest labeller's one share
+    chosen: str | None
+
+
+def compare_labellers(run: Run, sheets: dict[str, pd.DataFrame]) -> Labellers:
+    """Compare labellers' sheets (name → :func:`read_labels`'s frame) of one run. The blind sample is
+    seeded by the run, so people who label the same run label the same sentences first, and their
+    agreement is measured on those; each sheet's one share comes from :func:`preview_line`."""
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(sheets) < 2:
+        raise IrlLensError("comparing labellers needs at least two sheets of labels")
+    names = list(sheets)
+    previews = {name: preview_line(run, labelled) for name, labelled in sheets.items()}
+    table = pd.DataFrame({
+        "labels": [p.n for p in previews.values()], "n_blind": [p.n_blind for p in previews.values()],
+        "dispreferred_share": [float(p.placed.loc[p.placed["round"] == 1, "dispreferred"].mean()) if p.n_blind else np.nan
+                               for p in previews.values()],
+        "one_share": [p.one_share for p in previews.values()],
+        "low": [p.one_share_band[0] for p in previews.values()], "high": [p.one_share_band[1] for p in previews.values()],
+    }, index=pd.Index(names, name="labeller"))  # fmt: skip
+    by_row = pd.DataFrame({name: labelled.set_index("row")["dispreferred"].astype(bool) for name, labelled in sheets.items()})
+    kappa, agree, shared = (pd.DataFrame(np.nan, index=names, columns=names) for _ in range(3))
+    for a in names:
+        shared.loc[a, a], agree.loc[a, a], kappa.loc[a, a] = by_row[a].notna().sum(), 1.0, 1.0
+        for b in (b for b in names if b != a):
+            both = by_row[[a, b]].dropna().astype(bool)
+            shared.loc[a, b] = len(both)
+            if len(both):
+                agree.loc[a, b] = float((both[a] == both[b]).mean())
+            one_side = both[a].nunique() < 2 and both[b].nunique() < 2
+            if len(both) >= 2 and not one_side:
+                kappa.loc[a, b] = float(cohen_kappa_score(both[a], both[b]))
+    texts = pd.concat([labelled.set_index("row")["text"] for labelled in sheets.values()])
+    texts = texts[~texts.index.duplicated()]
+    split = by_row[by_row.nunique(axis=1) > 1]
+    disputed = pd.DataFrame({"text": texts.loc[split.index].to_numpy()}).join(
+        split.apply(lambda side: side.map(lambda v: "" if pd.isna(v) else run.objective.side(bool(v)))).reset_index(drop=True))
+    members = run.read_table("members")
+    shown = [m for m in members["member"] if m != ENSEMBLE]
+    scores = run.read_table("member_scores")
+    from core.audit import EvaluationConfig, calibration_rows
+
+    recorded = EvaluationConfig.recorded(run)
+    calibration = scores.iloc[calibration_rows(scores, recorded.calibration_size, recorded.seed)][shown].to_numpy(float)
+    test = scores.loc[scores["split"] == "test", shown].to_numpy(float)
+    low, high = (np.quantile(calibration, share, axis=0) for share in (table["one_share"].min(), table["one_share"].max()))
+    depends = pd.Series(((test >= low) & (test < high)).mean(0), index=shown)
+    chosen = next(iter(previews.values())).chosen
+    return Labellers(sheets=table, kappa=kappa, agree=agree, shared=shared.astype(int), disputed=disputed,
+                     depends=depends, chosen=chosen if chosen in shown else None)  # fmt: skip
+
+
+def labellers_words(result: Labellers, objective) -> list[str]:
+    """The comparison in sentences, in the objective's words."""
+    names = list(result.sheets.index)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    kappas = pd.Series([result.kappa.loc[a, b] for a, b in pairs])
+    agree = pd.Series([result.agree.loc[a, b] for a, b in pairs])
+    shared = pd.Series([result.shared.loc[a, b] for a, b in pairs])
+    said = [f"{len(names)} labellers: {span(result.sheets['labels'], 'd')} labels each; each pair has "
+            f"{span(shared, 'd')} sentences both labelled."]  # fmt: skip
+    if agree.notna().any():
+        said.append(f"On the sentences both labelled, a pair gives the same label to {span(agree)} of them (Cohen's κ "
+                    f"{span(kappas, '.2f') if kappas.notna().any() else 'not defined: one side only'}; 1: full "
+                    "agreement, 0: no more than chance would give).")  # fmt: skip
+    shares = result.sheets["one_share"]
+    said.append(f"Their labels draw the one share at {span(shares)}. Between the lowest and the highest of these lines, "
+                f"{span(result.depends)} of a shown member's test verdicts change with who labelled"
+                + (f" (the chosen member: {result.depends[result.chosen]:.0%})." if result.chosen else "."))  # fmt: skip
+    if len(result.disputed):
+        said.append(f"They label {len(result.disputed)} sentences differently (below): where people read "
+                    f"'{objective.dispreferred}' differently, no line can be drawn more finely than they agree.")  # fmt: skip
+    return said

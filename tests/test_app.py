@@ -213,6 +213,35 @@ def test_a_round_near_the_line_is_labelled_on_the_page_and_comes_back_with_its_r
     assert [r.value for r in later.radio] == [r.value for r in at.radio]
 
 
+def test_the_labels_page_compares_saved_labellers(full_run, tmp_path, monkeypatch):
+    """Two labellers' saved sheets: the page sets them side by side (core.line_labels.compare_labellers),
+    names each by the name it was saved under, and lists the sentences they label differently."""
+    import shutil
+
+    from core.line_labels import (
+        compare_labellers,
+        labellers_words,
+        read_labels,
+        save_labels,
+        sentences_to_label,
+    )
+
+    run = Run.open(shutil.copytree(full_run.path, tmp_path / "labellers"))
+    chosen = sentences_to_label(run, 30)
+    truth = run.read_table("demonstrations").loc[chosen["row"], "dispreferred"].to_numpy(bool)
+    other = truth.copy()
+    other[:4] = ~other[:4]
+    saved = [save_labels(run, chosen.assign(dispreferred=sides), name) for sides, name in ((truth, "ann"), (other, "bo"))]
+    at = _app(monkeypatch, run, "labels")
+    assert not at.exception, at.exception
+    said = [m.value for m in at.markdown]
+    expected = compare_labellers(run, {f.name.split("-")[2]: read_labels(run, f) for f in saved})
+    assert all(plain(line) in said for line in labellers_words(expected, run.objective))
+    assert sorted(at.multiselect[0].value, key=str) == sorted(saved, key=str)
+    disputed = next(t.value for t in at.table if "text" in t.value.columns)
+    assert sorted(disputed["text"]) == sorted(plain(t) for t in chosen["text"].head(4))
+
+
 def test_page_without_stage_says_what_to_run(tmp_path, tiny_models, monkeypatch, prompts_file):
     run = Run.create(tmp_path / "fresh", seed=1)
     sample_demonstrations(

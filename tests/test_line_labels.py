@@ -13,7 +13,10 @@ from core.evaluation import fit_threshold
 from core.line_labels import (
     FOLDER,
     PAD,
+    compare_labellers,
     label_weights,
+    labeller_of,
+    labellers_words,
     line_positions,
     preview_line,
     preview_words,
@@ -336,3 +339,75 @@ def test_the_cli_draws_the_next_round_near_the_line(audited, tmp_path):
     expected = sentences_near_the_line(audited, read_labels(audited, labels), 8)
     assert sheet["text"].iloc[24:].tolist() == expected["text"].tolist() and (sheet["label"].iloc[24:] == "").all()
     assert (sheet["round"].iloc[24:] == 2).all() and "round 2" in done.output
+
+
+def test_labellers_compared_agree_where_they_label_alike_and_the_line_moves_with_who_labelled(audited):
+    """Two labellers of the same blind sentences: κ and agreement on them, the sentences they label
+    differently, and the test verdicts that change between the one shares their labels draw."""
+    from sklearn.metrics import cohen_kappa_score
+
+    first = _labelled_by_r_star(audited, 30).assign(round=1, band_low=np.nan, band_high=np.nan)
+    other = first.copy()
+    flipped = other.index[[0, 3, 7, 11, 20]]
+    other.loc[flipped, "dispreferred"] = ~other.loc[flipped, "dispreferred"]
+    result = compare_labellers(audited, {"ann": first, "bo": other.iloc[:25]})
+    both = first.iloc[:25]["dispreferred"], other.iloc[:25]["dispreferred"]
+    assert result.shared.loc["ann", "bo"] == 25 and result.shared.loc["ann", "ann"] == 30
+    assert result.agree.loc["ann", "bo"] == pytest.approx(20 / 25)  # all five flipped are among the 25 both labelled
+    assert result.kappa.loc["ann", "bo"] == pytest.approx(cohen_kappa_score(*both))
+    assert sorted(result.disputed["text"]) == sorted(first.loc[flipped, "text"])
+    assert set(result.disputed.columns) == {"text", "ann", "bo"}
+    previews = {name: preview_line(audited, frame) for name, frame in (("ann", first), ("bo", other.iloc[:25]))}
+    assert result.sheets["one_share"].to_dict() == {name: p.one_share for name, p in previews.items()}
+    from core.audit import EvaluationConfig, calibration_rows
+
+    members = [m for m in audited.read_table("members")["member"] if m != ENSEMBLE]
+    scores = audited.read_table("member_scores")
+    recorded = EvaluationConfig.recorded(audited)
+    calibration = scores.iloc[calibration_rows(scores, recorded.calibration_size, recorded.seed)][members]
+    test = scores.loc[scores["split"] == "test", members]
+    shares = sorted(p.one_share for p in previews.values())
+    low, high = calibration.quantile(shares[0]), calibration.quantile(shares[1])
+    assert result.depends.to_numpy() == pytest.approx(((test >= low) & (test < high)).mean().to_numpy())
+    said = " ".join(labellers_words(result, audited.objective))
+    assert "2 labellers" in said and "κ" in said and "label 5 sentences differently" in said
+
+    alike = compare_labellers(audited, {"ann": first, "again": first})
+    assert alike.disputed.empty and (alike.depends == 0).all() and alike.kappa.loc["ann", "again"] == 1
+    with pytest.raises(IrlLensError, match="at least two"):
+        compare_labellers(audited, {"ann": first})
+
+
+def test_a_sheet_saved_under_a_labellers_name_says_who_labelled_it(audited, tmp_path):
+    import shutil
+
+    from core.run_store import Run
+
+    run = Run.open(shutil.copytree(audited.path, tmp_path / "named"))
+    labelled = _labelled_by_r_star(run, 12)
+    path = save_labels(run, labelled, "Ann <b>O'Neil</b> ../x")
+    assert path.parent == run.path / FOLDER and path.name.startswith("line-labels-Ann_b_O_Neil_b_x-")
+    assert labeller_of(path) == "Ann_b_O_Neil_b_x" and labeller_of(save_labels(run, labelled)) == save_labels(run, labelled).name
+
+
+def test_the_cli_compares_labellers(audited, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from core.cli import app
+
+    first = _labelled_by_r_star(audited, 20)
+    paths = []
+    for name, labels in (("ann", first["dispreferred"]), ("bo", ~first["dispreferred"].where(first.index > 2, ~first["dispreferred"]))):
+        paths.append(tmp_path / f"line-labels-{name}-0123456789ab.csv")
+        pd.DataFrame({"text": first["text"], "label": np.where(labels, "toxic", "non-toxic")}).to_csv(paths[-1], index=False)
+    done = CliRunner().invoke(app, ["labellers", str(audited.path), *map(str, paths), "--json"])
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.stdout)
+    assert [row["labeller"] for row in found["labellers"]] == ["ann", "bo"]
+    assert found["agreement"]["ann"]["bo"] == pytest.approx(3 / 20) and len(found["disputed"]) == 17
+    text = CliRunner().invoke(app, ["labellers", str(audited.path), *map(str, paths)])
+    assert text.exit_code == 0 and "2 labellers: 20 labels each" in text.output
+    alone = CliRunner().invoke(app, ["labellers", str(audited.path), str(paths[0])])
+    assert alone.exit_code != 0

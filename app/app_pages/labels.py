@@ -20,6 +20,9 @@ from core.line_labels import (
     FOLDER,
     NEAR_COUNT,
     apply_command,
+    compare_labellers,
+    labeller_of,
+    labellers_words,
     preview_line,
     preview_words,
     read_labels,
@@ -37,6 +40,12 @@ MAX_PAGE = 200  # sentences the page offers to label at most
 @st.cache_data(max_entries=32, show_spinner=False)
 def _sample(path: str, manifest_mtime_ns: int, count: int) -> pd.DataFrame:
     return sentences_to_label(Run.open(path, verify_hashes=False), count)
+
+
+@st.cache_data(max_entries=8, show_spinner="Comparing the labellers…")
+def _labellers(path: str, manifest_mtime_ns: int, files: tuple[str, ...], mtimes: tuple[int, ...]):
+    run = Run.open(path, verify_hashes=False)
+    return compare_labellers(run, {labeller_of(f): read_labels(run, f) for f in files})
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -83,6 +92,32 @@ if saved_files:
             if len(where) < len(loaded):
                 st.session_state[key("unplaced")] = len(loaded) - len(where)
             st.rerun()
+if len(saved_files) >= 2:
+    with st.expander(f"Compare the labellers ({len(saved_files)} saved sheets)"):
+        st.caption("Does the line depend on who labelled? People labelling one run are shown the same sentences "
+                   "first, so their labels can be set side by side.")  # fmt: skip
+        files = st.multiselect("Sheets", saved_files, default=saved_files[:6], key=key("compare"),
+                               format_func=lambda p: labeller_of(p))  # fmt: skip
+        if len(files) >= 2:
+            try:
+                compared = _labellers(str(run.path), version, tuple(map(str, files)),
+                                      tuple(f.stat().st_mtime_ns for f in files))  # fmt: skip
+            except IrlLensError as err:
+                st.warning(plain(str(err)))
+            else:
+                for line in labellers_words(compared, words):
+                    st.markdown(plain(line))
+                st.dataframe(pd.DataFrame({
+                    "labeller": compared.sheets.index, "labels": compared.sheets["labels"],
+                    f"{words.dispreferred} (blind labels)": compared.sheets["dispreferred_share"].map("{:.0%}".format),
+                    "one share": compared.sheets["one_share"].map("{:.0%}".format),
+                    "band over resamples": [f"{lo:.0%}–{hi:.0%}" for lo, hi in
+                                            zip(compared.sheets["low"], compared.sheets["high"], strict=True)],
+                }), hide_index=True)  # fmt: skip
+                st.caption("Cohen's κ between each pair, on the sentences both labelled:")
+                st.dataframe(compared.kappa.round(2))
+                if len(compared.disputed):
+                    st.table(markdown_cells(compared.disputed))
 if unplaced := st.session_state.pop(key("unplaced"), None):
     st.warning(f"{unplaced} of the loaded labels are of sentences beyond the first {MAX_PAGE} this page shows: "
                "they are left out here (irl-lens line-from-labels reads them all).")  # fmt: skip
@@ -193,11 +228,13 @@ st.subheader("Use them")
 if preview.n < FEW:
     st.caption(f"With fewer than {FEW} labels a line moves a lot with each one: label more before using them.")
 csv = sheet(labelled, words).to_csv(index=False).encode()
-left, right = st.columns(2)
+left, middle, right = st.columns([2, 2, 2], vertical_alignment="bottom")
 left.download_button("Download my labels (.csv)", csv, file_name="line-labels.csv", mime="text/csv")
+labeller = middle.text_input("Your name or initials", key=key("labeller"), max_chars=40,
+                             help="Names the saved file, so that several labellers' sheets can be compared.")  # fmt: skip
 if right.button("Save my labels into the run", key="labels_save"):
     try:
-        st.session_state[key("saved")] = str(save_labels(run, labelled))
+        st.session_state[key("saved")] = str(save_labels(run, labelled, labeller))
     except IrlLensError as err:
         st.error(plain(str(err)))
 saved = st.session_state.get(key("saved"))
