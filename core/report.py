@@ -237,6 +237,32 @@ def _people_section(run: Run) -> str:
             + ("" if apart.empty else "<h3>Where the rewards and they part ways</h3>" + _table(apart)))
 
 
+def _labellers_section(run: Run) -> str:
+    """Where several people saved labels into the run: whether the line depends on who labelled."""
+    from core.line_labels import (
+        FOLDER,
+        compare_labellers,
+        labeller_of,
+        labellers_words,
+        read_labels,
+    )
+
+    files = sorted((run.path / FOLDER).glob("line-labels-*.csv"))
+    if len(files) < 2:
+        return ""
+    try:
+        result = compare_labellers(run, {labeller_of(f): read_labels(run, f) for f in files})
+    except IrlLensError as err:
+        return f"<h2>The labellers compared</h2><p class='note'>Their sheets cannot be compared: {_e(err)}</p>"
+    sheets = pd.DataFrame({"labeller": result.sheets.index, "labels": result.sheets["labels"].astype(str),
+                           "one share": result.sheets["one_share"].map("{:.0%}".format),
+                           "band over resamples": [f"{lo:.0%}–{hi:.0%}" for lo, hi in
+                                                   zip(result.sheets["low"], result.sheets["high"], strict=True)]})  # fmt: skip
+    return ("<h2>The labellers compared</h2><ul>"
+            + "".join(f"<li>{_e(line)}</li>" for line in labellers_words(result, run.objective)) + "</ul>"
+            + _table(sheets) + ("" if result.disputed.empty else "<h3>Labelled differently</h3>" + _table(result.disputed)))
+
+
 def _lexicon_section(run: Run, scripts: _Scripts) -> str:
     if not run.has_table("lexicon"):
         return _not_yet("Lexicon", "irl-lens wants RUN")
@@ -391,6 +417,7 @@ def render_report(run: Run) -> str:
                           line_reading(run)),
         _equivalent_section(run, scripts),
         _people_section(run),
+        _labellers_section(run),
         _lexicon_section(run, scripts),
         _battery_section(run, scripts),
         _harness_section(run),

@@ -388,6 +388,11 @@ def test_a_sheet_saved_under_a_labellers_name_says_who_labelled_it(audited, tmp_
     path = save_labels(run, labelled, "Ann <b>O'Neil</b> ../x")
     assert path.parent == run.path / FOLDER and path.name.startswith("line-labels-Ann_b_O_Neil_b_x-")
     assert labeller_of(path) == "Ann_b_O_Neil_b_x" and labeller_of(save_labels(run, labelled)) == save_labels(run, labelled).name
+    from core.report import render_report
+
+    page = render_report(run)  # two sheets saved: the report sets their labellers side by side, names escaped
+    assert "<h2>The labellers compared</h2>" in page and "2 labellers: 12 labels each" in page
+    assert "<td>Ann_b_O_Neil_b_x</td>" in page
 
 
 def test_the_cli_compares_labellers(audited, tmp_path):

@@ -117,6 +117,7 @@ if len(saved_files) >= 2:
                 st.caption("Cohen's κ between each pair, on the sentences both labelled:")
                 st.dataframe(compared.kappa.round(2))
                 if len(compared.disputed):
+                    st.caption("The sentences they label differently:")
                     st.table(markdown_cells(compared.disputed))
 if unplaced := st.session_state.pop(key("unplaced"), None):
     st.warning(f"{unplaced} of the loaded labels are of sentences beyond the first {MAX_PAGE} this page shows: "
