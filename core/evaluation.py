@@ -159,15 +159,26 @@ def fit_share(
     ``labelled`` (n, K) and of ``calibration`` (m, K)) draws its line at that share of its
     calibration sentences, and the share is the one whose lines get the most labels right (each
     counted by its ``weight``, as :func:`fit_threshold`), on average over the rewards (ties: the
-    middle of the best). One number from the labels instead of one per reward: few labels draw it
-    more steadily, and the rewards' verdicts then differ only where they rank a sentence differently."""
+    middle of the best, :func:`best_shares`). One number from the labels instead of one per reward:
+    few labels draw it more steadily, and the rewards' verdicts then differ only where they rank a
+    sentence differently."""
+    return best_shares(labelled, toxic, calibration, weights)[1]
+
+
+def best_shares(
+    labelled: np.ndarray, toxic: np.ndarray, calibration: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[float, float, float]:
+    """(the lowest, the middle, the highest) of the shares that fit the labels equally best
+    (:func:`fit_share`). Labels the rewards separate cleanly fit a whole range of shares: any line
+    in the gap between the two sides gets every label right, and only labels in the gap can say
+    where in it the line belongs."""
     toxic = np.asarray(toxic, bool)
     weights = np.ones(len(toxic)) if weights is None else np.asarray(weights, float)
     thresholds = np.quantile(np.asarray(calibration, float), SHARES, axis=0)  # (shares, K)
     right = (np.asarray(labelled, float)[None] < thresholds[:, None, :]) == toxic[None, :, None]
     accuracy = np.einsum("snk,n->s", right, weights / weights.sum()) / right.shape[2]
     best = np.flatnonzero(np.isclose(accuracy, accuracy.max(), rtol=0, atol=1e-12))
-    return float(SHARES[best[len(best) // 2]])
+    return float(SHARES[best[0]]), float(SHARES[best[len(best) // 2]]), float(SHARES[best[-1]])
 
 
 def reward_separation(rewards: np.ndarray, toxic: np.ndarray) -> dict:

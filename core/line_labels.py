@@ -33,7 +33,7 @@ from core.checkpoints import ENSEMBLE
 from core.comparison import members_say, ranks_among, span
 from core.equivalent_set import verdict_disagreement
 from core.errors import IrlLensError
-from core.evaluation import auc, fit_share, fit_threshold
+from core.evaluation import auc, best_shares, fit_threshold
 from core.run_store import Run
 from core.text_sets import ROUND_COLUMNS, SHEET_COLUMNS
 
@@ -209,9 +209,13 @@ def _resamples(rounds: np.ndarray, resamples: int, y: np.ndarray, rng: np.random
 
 
 def _one_share(rewards, y, weights, calibration, draws) -> tuple[float, float, float]:
-    """The one share the labels fit, and its 5th and 95th percentiles over ``draws``."""
-    boot = [fit_share(rewards[d], y[d], calibration, weights[d]) for d in draws] or [np.nan]
-    return fit_share(rewards, y, calibration, weights), float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))
+    """The one share the labels fit, and its band: from the 5th percentile of the lowest share
+    that fits best to the 95th of the highest, over ``draws``. Where the labels fit a range of
+    shares equally well (the rewards separate them cleanly), the band holds the whole range, not
+    only its middle, which resamples would barely move."""
+    low, share, high = best_shares(rewards, y, calibration, weights)
+    boot = np.array([best_shares(rewards[d], y[d], calibration, weights[d]) for d in draws] or [[np.nan] * 3])
+    return share, float(min(low, np.quantile(boot[:, 0], 0.05))), float(max(high, np.quantile(boot[:, 2], 0.95)))
 
 
 def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES, seed: int = 0) -> LinePreview:
@@ -396,6 +400,10 @@ def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str
             "points wide: the labels near the line pin it down." if narrowed else
             f"The band did not narrow: near the line, {their} labels and the members' order of the sentences do not "
             "agree on one place for it."))  # fmt: skip
+        if not before.low <= after.one_share <= before.high:
+            said.append(f"The share moved outside the band {their} first {before.labels} labels gave ({before.low:.0%}–"
+                        f"{before.high:.0%}): the labels near the line put it elsewhere than the blind ones suggested, so "
+                        "the first band was too narrow a guide.")  # fmt: skip
     line = (f"A line of its own for each member, fitted to {their} labels: they would flag {span(shown['own_share'])} of "
             f"the training sentences and get {span(shown['right_own'], 'd')} of {their} labels right, and "
             f"{preview.disagreement['own_lines']:.0%} of the test verdicts would depend on the member.")  # fmt: skip

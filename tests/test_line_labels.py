@@ -211,6 +211,29 @@ def test_one_share_for_every_reward_is_the_share_the_labels_mark():
     assert fit_share(noisy[:200], labels[:200], noisy) == pytest.approx(0.3, abs=0.06)
 
 
+def test_labels_with_a_gap_fit_every_share_in_it_and_the_band_says_so():
+    """Labels the rewards separate cleanly, none between the 20th and the 50th percentile: every
+    share in that gap fits them alike. The one share is its middle, and the band holds the whole
+    gap, not only the middle that resamples would barely move."""
+    from core.evaluation import best_shares, fit_share
+    from core.line_labels import _one_share, _resamples
+
+    rng = np.random.default_rng(1)
+    calibration = np.sort(rng.uniform(size=(2000, 1)), axis=0)
+    rewards = np.concatenate([rng.uniform(0, 0.19, 12), rng.uniform(0.51, 1, 18)])[:, None]
+    labels = rewards[:, 0] < 0.35
+    from core.evaluation import SHARES
+
+    lines = np.quantile(calibration[:, 0], SHARES)
+    gap = SHARES[(lines > rewards[labels, 0].max()) & (lines <= rewards[~labels, 0].min())]  # every label right
+    low, middle, high = best_shares(rewards, labels, calibration)
+    assert (low, high) == (gap[0], gap[-1]) and 0.17 <= low <= 0.21 and 0.49 <= high <= 0.53
+    assert middle == fit_share(rewards, labels, calibration) == gap[len(gap) // 2]
+    draws = _resamples(np.ones(30, int), 200, labels, np.random.default_rng(0))
+    share, band_low, band_high = _one_share(rewards, labels, np.ones(30), calibration, draws)
+    assert share == middle and band_low <= low and band_high >= high
+
+
 def test_the_cli_writes_a_sheet_and_says_where_its_labels_draw_the_lines(audited, tmp_path):
     import json
 
@@ -384,6 +407,7 @@ def test_a_sheet_saved_under_a_labellers_name_says_who_labelled_it(audited, tmp_
     from core.run_store import Run
 
     run = Run.open(shutil.copytree(audited.path, tmp_path / "named"))
+    shutil.rmtree(run.path / FOLDER, ignore_errors=True)  # sheets other tests saved into the shared run
     labelled = _labelled_by_r_star(run, 12)
     path = save_labels(run, labelled, "Ann <b>O'Neil</b> ../x")
     assert path.parent == run.path / FOLDER and path.name.startswith("line-labels-Ann_b_O_Neil_b_x-")
