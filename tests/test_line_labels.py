@@ -80,6 +80,20 @@ def test_a_partly_filled_sheet_leaves_blanks_out_and_a_test_sentence_is_refused(
         read_labels(audited, sheet)
 
 
+def test_a_sheet_with_malformed_rounds_is_refused_with_what_they_must_hold(audited, tmp_path):
+    chosen = sentences_to_label(audited, 4)
+    sheet = tmp_path / "rounds.csv"
+    good = pd.DataFrame({"text": chosen["text"], "label": ["toxic", "non-toxic", "toxic", "non-toxic"],
+                         "round": [1, 1, 2, 2], "band_low": [None, None, 0.2, 0.2], "band_high": [None, None, 0.4, 0.4]})  # fmt: skip
+    good.to_csv(sheet, index=False)
+    assert read_labels(audited, sheet)["round"].tolist() == [1, 1, 2, 2]
+    for bad in ({"round": [1, 1, "two", 2]}, {"band_high": [None, None, 1.4, 0.4]}, {"band_low": [None, None, 0.5, 0.2]},
+                {"band_low": [None, None, None, 0.2]}, {"round": [0, 1, 2, 2]}):  # fmt: skip
+        good.assign(**bad).to_csv(sheet, index=False)
+        with pytest.raises(IrlLensError, match="must hold a round"):
+            read_labels(audited, sheet)
+
+
 def test_the_preview_draws_the_lines_evaluate_then_draws(audited, tmp_path):
     """Fitted to the labels, each member's line flags the share the preview said; evaluate, given
     the saved sheet, draws exactly those lines, even where the labelled set names other columns."""
