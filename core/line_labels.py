@@ -136,7 +136,7 @@ def labeller_of(path: Path | str) -> str:
 
 def save_labels(run: Run, labelled: pd.DataFrame, labeller: str = "") -> Path:
     """Write the labelled sentences into the run's ``labels`` folder, named by who labelled them
-    (letters, digits, ``_`` and ``-`` kept) and by their content, so that other labels are another
+    (letters, digits and ``_`` kept: ``-`` parts the file's name) and by their content, so that other labels are another
     file (and evaluate, given it, runs again) and the same labels the same file."""
     chosen = labelled[labelled["dispreferred"].notna()]
     if chosen.empty:
