@@ -900,7 +900,13 @@ def labellers(
     """Whether the verdict line depends on who labelled: how often labellers agree (Cohen's κ on
     the sentences both labelled), the one share each one's labels draw, the test verdicts that
     change between those lines, and the sentences they label differently."""
-    from core.line_labels import compare_labellers, labeller_of, labellers_words, read_labels
+    from core.line_labels import (
+        compare_labellers,
+        labeller_of,
+        labellers_table,
+        labellers_words,
+        read_labels,
+    )
     from core.run_store import open_run
 
     opened = open_run(run)
@@ -917,10 +923,12 @@ def labellers(
         return
     for line in labellers_words(result, opened.objective):
         console.print(line, markup=False, highlight=False)
-    table = Table("labeller", "labels", f"{opened.objective.dispreferred} (blind)", "one share", "90% of resamples")
-    for name, row in result.sheets.iterrows():
-        table.add_row(_literal(name), str(int(row["labels"])), _fmt(row["dispreferred_share"], ".0%"), f"{row['one_share']:.0%}",
-                      f"{row['low']:.0%}–{row['high']:.0%}")  # fmt: skip
+    shown = labellers_table(result, opened.objective)
+    table = Table()
+    for name in shown.columns:  # the objective's own words head a column: shown as typed
+        table.add_column(_literal(name))
+    for row in shown.itertuples(index=False):
+        table.add_row(*map(_literal, row))
     console.print(table)
     if len(result.disputed):
         disputed = Table(title="Labelled differently")

@@ -95,12 +95,21 @@ def label_weights(labelled: pd.DataFrame, positions: pd.Series) -> np.ndarray:
     return weights / weights.mean()
 
 
-def stored_weights(run: Run, labelled: pd.DataFrame) -> np.ndarray:
-    """:func:`label_weights` of labels of ``run``'s training sentences, placed by the shown members'
+def _shown(run: Run) -> list[str]:
+    return [m for m in run.read_table("members")["member"] if m != ENSEMBLE]
+
+
+def run_positions(run: Run) -> pd.Series:
+    """:func:`line_positions` of ``run``'s distinct training sentences, by the shown members'
     rewards evaluate stored."""
-    members = [m for m in run.read_table("members")["member"] if m != ENSEMBLE]
     scores = run.read_table("member_scores").set_index("row")
-    return label_weights(labelled, line_positions(scores.loc[_training_texts(run).index, members]))
+    return line_positions(scores.loc[_training_texts(run).index, _shown(run)])
+
+
+def stored_weights(run: Run, labelled: pd.DataFrame) -> np.ndarray:
+    """:func:`label_weights` of labels of ``run``'s training sentences, placed as evaluate's shown
+    members place them."""
+    return label_weights(labelled, run_positions(run))
 
 
 def sentences_to_label(run: Run, count: int = DEFAULT_COUNT) -> pd.DataFrame:
@@ -186,6 +195,7 @@ class LinePreview:
     n: int
     n_dispreferred: int
     n_blind: int  # labels of round 1, drawn blind: the ones that estimate how many sentences are dispreferred
+    blind_share: float  # the share of those labelled dispreferred (NaN: none)
     share_interval: tuple[float, float]  # the blind labels' dispreferred share, 95% Clopper–Pearson (NaN: none)
     method: str  # how the run's lines are drawn now (evaluate's calibration)
     members: pd.DataFrame  # one row per member of the ``members`` table (the ensemble last)
@@ -198,6 +208,7 @@ class LinePreview:
     # members put it on the dispreferred side at the one share; apart: most of them put it on the other side than its
     # label) and, per member, the share of training sentences it rates lower
     n_shown: int  # shown members (the ensemble left out)
+    positions: pd.Series  # where the shown members together place each distinct training sentence (run_positions)
 
 
 def _resamples(rounds: np.ndarray, resamples: int, y: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
@@ -262,7 +273,7 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
         return ranks_among(train, np.atleast_2d(thresholds)).reshape(np.shape(thresholds))
 
     shown = [k for k, name in enumerate(names) if name != ENSEMBLE]
-    positions = line_positions(scores.loc[_training_texts(run).index, [names[k] for k in shown]])
+    positions = run_positions(run)
     rounds = labelled["round"].to_numpy(int)
     rewards, calibration = scores.loc[rows, names].to_numpy(float), scores.iloc[calib][names].to_numpy(float)
     rng = np.random.default_rng(seed)
@@ -285,7 +296,7 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
 
     table = pd.DataFrame({
         "member": names, "auc": [auc(rewards[:, k], y, weights) for k in range(len(names))],
-        "now_share": share(now), "one_share_line": share(at_share), "own_share": share(own),
+        "now_share": share(now), "one_share_threshold": at_share, "one_share_line": share(at_share), "own_share": share(own),
         "own_low": np.quantile(own_boot, 0.05, axis=0), "own_high": np.quantile(own_boot, 0.95, axis=0),
         "right_now": right(now), "right_one_share": right(at_share), "right_own": right(own),
     })  # fmt: skip
@@ -295,7 +306,7 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
     interval = stats.binomtest(int(blind.sum()), len(blind)).proportion_ci(0.95) if len(blind) else None
     best = summary.get("best_member_id")
     return LinePreview(
-        n=len(y), n_dispreferred=int(y.sum()), n_blind=len(blind),
+        n=len(y), n_dispreferred=int(y.sum()), n_blind=len(blind), blind_share=float(blind.mean()) if len(blind) else np.nan,
         share_interval=(float(interval.low), float(interval.high)) if interval else (np.nan, np.nan),
         method=str(summary.get("calibration")), members=table, one_share=one_share, one_share_band=(low, high),
         rounds=pd.DataFrame(history, columns=["round", "labels", "one_share", "low", "high"]),
@@ -306,7 +317,7 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
                              "flagged_at_one_share": flagged,
                              "apart": np.where(y, flagged < len(shown) / 2, flagged > len(shown) / 2)}).join(
             pd.DataFrame(share(rewards), columns=names)),
-        n_shown=len(shown),
+        n_shown=len(shown), positions=positions,
     )  # fmt: skip
 
 
@@ -325,10 +336,8 @@ def sentences_near_the_line(run: Run, labelled: pd.DataFrame, count: int = NEAR_
         raise IrlLensError(f"label between 1 and {MAX_COUNT} sentences, not {count}")
     preview = preview_line(run, labelled)
     low, high = max(0.0, preview.one_share_band[0] - PAD), min(1.0, preview.one_share_band[1] + PAD)
-    members = [m for m in run.read_table("members")["member"] if m != ENSEMBLE]
     texts = _training_texts(run)
-    positions = line_positions(run.read_table("member_scores").set_index("row").loc[texts.index, members])
-    pool = texts[positions.between(low, high) & ~texts.index.isin(labelled["row"])]
+    pool = texts[preview.positions.between(low, high) & ~texts.index.isin(labelled["row"])]
     if pool.empty:
         raise IrlLensError(f"every training sentence the members place between {low:.0%} and {high:.0%} is labelled already")
     number = int(labelled["round"].max()) + 1 if "round" in labelled else 2
@@ -363,14 +372,13 @@ def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str
     shown = preview.members.set_index("member").drop(index=ENSEMBLE, errors="ignore")
     low, high = preview.share_interval
     near = preview.n - preview.n_blind
-    blind = preview.placed["dispreferred"][preview.placed["round"] == 1]
     if not near:
         counted = (f"{opener} labelled {preview.n} training sentences: {preview.n_dispreferred} {objective.dispreferred} "
                    f"({preview.n_dispreferred / preview.n:.0%}; 95% interval {low:.0%}–{high:.0%}).")  # fmt: skip
-    elif len(blind):
+    elif preview.n_blind:
         counted = (f"{opener} labelled {preview.n} training sentences, {preview.n_blind} drawn blind and {near} near the line. "
-                   f"Of the {preview.n_blind} drawn blind, {int(blind.sum())} are {objective.dispreferred} "
-                   f"({blind.mean():.0%}; 95% interval {low:.0%}–{high:.0%}); those near the line say nothing of "
+                   f"Of the {preview.n_blind} drawn blind, {round(preview.blind_share * preview.n_blind)} are "
+                   f"{objective.dispreferred} ({preview.blind_share:.0%}; 95% interval {low:.0%}–{high:.0%}); those near the line say nothing of "
                    "that share, and count in the lines by how many sentences each stands for.")  # fmt: skip
     else:
         counted = (f"{opener} labelled {preview.n} training sentences, all drawn near the line: they say nothing of how "
@@ -449,8 +457,7 @@ def compare_labellers(run: Run, sheets: dict[str, pd.DataFrame]) -> Labellers:
     previews = {name: preview_line(run, labelled) for name, labelled in sheets.items()}
     table = pd.DataFrame({
         "labels": [p.n for p in previews.values()], "n_blind": [p.n_blind for p in previews.values()],
-        "dispreferred_share": [float(p.placed.loc[p.placed["round"] == 1, "dispreferred"].mean()) if p.n_blind else np.nan
-                               for p in previews.values()],
+        "dispreferred_share": [p.blind_share for p in previews.values()],
         "one_share": [p.one_share for p in previews.values()],
         "low": [p.one_share_band[0] for p in previews.values()], "high": [p.one_share_band[1] for p in previews.values()],
     }, index=pd.Index(names, name="labeller"))  # fmt: skip
@@ -471,19 +478,26 @@ def compare_labellers(run: Run, sheets: dict[str, pd.DataFrame]) -> Labellers:
     split = by_row[by_row.nunique(axis=1) > 1]
     disputed = pd.DataFrame({"text": texts.loc[split.index].to_numpy()}).join(
         split.apply(lambda side: side.map(lambda v: "" if pd.isna(v) else run.objective.side(bool(v)))).reset_index(drop=True))
-    members = run.read_table("members")
-    shown = [m for m in members["member"] if m != ENSEMBLE]
+    shown = _shown(run)
     scores = run.read_table("member_scores")
-    from core.audit import EvaluationConfig, calibration_rows
-
-    recorded = EvaluationConfig.recorded(run)
-    calibration = scores.iloc[calibration_rows(scores, recorded.calibration_size, recorded.seed)][shown].to_numpy(float)
     test = scores.loc[scores["split"] == "test", shown].to_numpy(float)
-    low, high = (np.quantile(calibration, share, axis=0) for share in (table["one_share"].min(), table["one_share"].max()))
+    low, high = (previews[name].members.set_index("member").loc[shown, "one_share_threshold"].to_numpy(float)
+                 for name in (table["one_share"].idxmin(), table["one_share"].idxmax()))  # fmt: skip
     depends = pd.Series(((test >= low) & (test < high)).mean(0), index=shown)
     chosen = next(iter(previews.values())).chosen
     return Labellers(sheets=table, kappa=kappa, agree=agree, shared=shared.astype(int), disputed=disputed,
                      depends=depends, chosen=chosen if chosen in shown else None)  # fmt: skip
+
+
+def labellers_table(result: Labellers, objective) -> pd.DataFrame:
+    """One row per labeller, as the page, the report and the CLI show it."""
+    sheets = result.sheets
+    return pd.DataFrame({
+        "labeller": sheets.index, "labels": sheets["labels"].astype(int).astype(str),
+        f"{objective.dispreferred} (blind labels)": [format(v, ".0%") if v == v else "—" for v in sheets["dispreferred_share"]],
+        "one share": sheets["one_share"].map("{:.0%}".format),
+        "band over resamples": [f"{lo:.0%}–{hi:.0%}" for lo, hi in zip(sheets["low"], sheets["high"], strict=True)],
+    })  # fmt: skip
 
 
 def labellers_words(result: Labellers, objective) -> list[str]:

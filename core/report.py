@@ -243,6 +243,7 @@ def _labellers_section(run: Run) -> str:
         FOLDER,
         compare_labellers,
         labeller_of,
+        labellers_table,
         labellers_words,
         read_labels,
     )
@@ -254,13 +255,9 @@ def _labellers_section(run: Run) -> str:
         result = compare_labellers(run, {labeller_of(f): read_labels(run, f) for f in files})
     except IrlLensError as err:
         return f"<h2>The labellers compared</h2><p class='note'>Their sheets cannot be compared: {_e(err)}</p>"
-    sheets = pd.DataFrame({"labeller": result.sheets.index, "labels": result.sheets["labels"].astype(str),
-                           "one share": result.sheets["one_share"].map("{:.0%}".format),
-                           "band over resamples": [f"{lo:.0%}–{hi:.0%}" for lo, hi in
-                                                   zip(result.sheets["low"], result.sheets["high"], strict=True)]})  # fmt: skip
     return ("<h2>The labellers compared</h2><ul>"
             + "".join(f"<li>{_e(line)}</li>" for line in labellers_words(result, run.objective)) + "</ul>"
-            + _table(sheets) + ("" if result.disputed.empty else "<h3>Labelled differently</h3>" + _table(result.disputed)))
+            + _table(labellers_table(result, run.objective)) + ("" if result.disputed.empty else "<h3>Labelled differently</h3>" + _table(result.disputed)))
 
 
 def _lexicon_section(run: Run, scripts: _Scripts) -> str:

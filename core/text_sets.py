@@ -109,12 +109,14 @@ training sentences the members placed in the band the one share was still unsure
 
 
 def _rounds(frame: pd.DataFrame, source) -> pd.DataFrame:
-    rounds = frame[list(ROUND_COLUMNS)].apply(pd.to_numeric, errors="coerce")
-    written = frame[list(ROUND_COLUMNS)].notna() & (frame[list(ROUND_COLUMNS)].astype(str).apply(lambda c: c.str.strip()) != "")
+    raw = frame[list(ROUND_COLUMNS)]
+    rounds = raw.apply(pd.to_numeric, errors="coerce")
+    unreadable = rounds.isna() & raw.notna() & (raw.astype(str).apply(lambda c: c.str.strip()) != "")
     drawn = rounds["round"].fillna(1)  # a blank round: drawn blind
     bands = rounds.loc[drawn > 1, ["band_low", "band_high"]]
-    if (rounds.isna() & written).any().any() or (drawn < 1).any() or (drawn % 1 != 0).any() or bands.isna().any().any() or (
-        not bands.stack().between(0, 1).all()) or (bands["band_low"] > bands["band_high"]).any():
+    whole_rounds = (drawn >= 1).all() and (drawn % 1 == 0).all()
+    bands_hold = bands.notna().all().all() and bands.stack().between(0, 1).all() and (bands["band_low"] <= bands["band_high"]).all()
+    if unreadable.any().any() or not whole_rounds or not bands_hold:
         raise IrlLensError(f"{source}: the columns {', '.join(ROUND_COLUMNS)} must hold a round (1, 2, …) and, for "
                            "a round after the first, the band of shares it was drawn from (two numbers between 0 and 1)")  # fmt: skip
     return rounds.assign(round=drawn.astype(int))

@@ -22,6 +22,7 @@ from core.line_labels import (
     apply_command,
     compare_labellers,
     labeller_of,
+    labellers_table,
     labellers_words,
     preview_line,
     preview_words,
@@ -107,13 +108,7 @@ if len(saved_files) >= 2:
             else:
                 for line in labellers_words(compared, words):
                     st.markdown(plain(line))
-                st.dataframe(pd.DataFrame({
-                    "labeller": compared.sheets.index, "labels": compared.sheets["labels"],
-                    f"{words.dispreferred} (blind labels)": compared.sheets["dispreferred_share"].map("{:.0%}".format),
-                    "one share": compared.sheets["one_share"].map("{:.0%}".format),
-                    "band over resamples": [f"{lo:.0%}–{hi:.0%}" for lo, hi in
-                                            zip(compared.sheets["low"], compared.sheets["high"], strict=True)],
-                }), hide_index=True)  # fmt: skip
+                st.dataframe(labellers_table(compared, words), hide_index=True)
                 st.caption("Cohen's κ between each pair, on the sentences both labelled:")
                 st.dataframe(compared.kappa.round(2))
                 if len(compared.disputed):
