@@ -4,8 +4,8 @@ every member's heatmap are drawn, alone and with colleagues on the same server.
 Starts `irl-lens dashboard` on a run (default: the bundled demo), drives Debian's headless
 Chromium through Playwright, types probes of about 8, 32 and 128 tokens and times click → the
 probe's words drawn in the heatmaps → the script run finished (with the page's defaults:
-counterfactuals and the whole equivalent set are on demand, so off; ``--counterfactuals`` and
-``--whole-set`` tick them). One session, then N
+the whole equivalent set on, counterfactuals on demand, so off; ``--no-whole-set`` and
+``--counterfactuals`` set them the other way). One session, then N
 concurrent sessions (N browser contexts), whose probes the server's queue scores in batches. The
 server's peak resident memory is read from /proc (VmHWM of the server process), and the CPU
 seconds the server and everything else (the browsers) used while the N sessions ran, the
@@ -25,7 +25,7 @@ the script run finished. Nothing is rendered, so the figures are the server's al
 whose browsers run on their own machines would see, plus drawing (the browser client's
 ``p50_heatmaps_s_1`` minus this one's says what drawing costs).
 
-    .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8] [--counterfactuals] [--whole-set]
+    .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8] [--counterfactuals] [--no-whole-set]
         [--nice-browsers] [--reduced-motion] [--client browser|protocol]
 """
 
@@ -51,7 +51,8 @@ CHROMIUM = "/usr/bin/chromium"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 COUNTERFACTUALS = "Counterfactuals: the smallest edit"
 WHOLE_SET = "The whole equivalent set"
-"""The probe form's on-demand boxes, by the start of their labels."""
+BOXES = (COUNTERFACTUALS, WHOLE_SET)
+"""The probe form's boxes a run sets, by the start of their labels: on where named in ``ticks``, else off."""
 """Streamlit's own marker of a finished script run (its status widget may never show for a fast one)."""
 
 
@@ -147,8 +148,12 @@ async def session(browser, url: str, probes: list[str], ticks: tuple[str, ...] =
     page = await context.new_page()
     await page.goto(f"{url}/probe")
     await page.get_by_role("heading", name="Live probe").wait_for(timeout=180_000)
-    for tick in ticks:
-        await page.get_by_text(tick).first.click()
+    await page.get_by_text(COUNTERFACTUALS).first.wait_for(timeout=180_000)  # the form is drawn
+    await page.locator(IDLE).wait_for(timeout=180_000)  # and the page's script has sent every widget
+    for box in BOXES:
+        checkbox = page.locator(f"input[type=checkbox][aria-label^={json.dumps(box)}]")
+        if await page.get_by_text(box).count() and await checkbox.first.is_checked() != (box in ticks):
+            await page.get_by_text(box).first.click()
     if start is not None:
         await start.wait()
     out = []
@@ -164,11 +169,26 @@ async def session(browser, url: str, probes: list[str], ticks: tuple[str, ...] =
         await page.locator(IDLE).wait_for(timeout=300_000)  # the script run has ended
         done = time.perf_counter() - clicked
         errors = await page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count()
+        if k == 0:
+            await check_whole_set(page, WHOLE_SET in ticks)
         out.append({"heatmaps_s": drawn, "done_s": done, "errors": errors})
     if start is not None:
         await start.wait()
     await context.close()
     return out
+
+
+async def check_whole_set(page, wanted: bool) -> None:
+    """The page shows the whole set's verdicts if and only if the run asked for them."""
+    says = page.get_by_text("whole set says")
+    if wanted:
+        try:
+            await says.first.wait_for(timeout=30_000)
+        except Exception as err:
+            shown = await page.locator("[data-testid='stCaptionContainer']").all_inner_texts()
+            raise RuntimeError(f"the whole set's verdicts are missing; the page says: {shown}") from err
+    elif await says.count():
+        raise RuntimeError("the whole set's verdicts are shown: the box was not unticked")
 
 
 class ProtocolSession:
@@ -222,7 +242,8 @@ class ProtocolSession:
             elif which == "text_input":
                 state.string_value = ""
             elif which == "checkbox":
-                state.bool_value = widget.default or (bool(ticks) and label.startswith(ticks))
+                state.bool_value = label.startswith(ticks) if ticks and label.startswith(BOXES) else (
+                    widget.default and not label.startswith(BOXES))
             elif widget.is_form_submitter and label == "Score":
                 state.trigger_value = True
             else:
@@ -337,8 +358,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--counterfactuals", action="store_true", help="tick the on-demand counterfactual search")
-    parser.add_argument("--whole-set", action="store_true",
-                        help="tick the whole equivalent set (its verdicts and heatmap row)")
+    parser.add_argument("--whole-set", action=argparse.BooleanOptionalAction, default=True,
+                        help="the whole equivalent set's verdicts and heatmap row (the page's default: on)")
     parser.add_argument("--client", choices=["browser", "protocol"], default="browser",
                         help="browser: headless Chromium; protocol: Streamlit's websocket, nothing rendered")
     parser.add_argument("--reduced-motion", action="store_true",

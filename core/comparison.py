@@ -265,18 +265,21 @@ class WholeSet:
         self.explain_only(texts)
         return [(float((self._explained[t][0] < self.thresholds).mean()), self._explained[t][1]) for t in texts]
 
-    def explain_only(self, texts: Sequence[str]) -> None:
-        """Decompose the texts not kept yet, together, and keep (their rewards, their ``SetBlame``)."""
+    def explain_only(self, texts: Sequence[str]) -> list:
+        """Decompose the texts not kept yet, together, and keep (their rewards, their ``SetBlame``).
+        Returns those new decompositions (``AttributionResult``, a row per reward of the set), from
+        which the shown members' own can be cut (``AttributionCache.adopt``)."""
         from core.saliency import set_blame
 
         missing = list(dict.fromkeys(t for t in texts if t not in self._explained))
         if not missing:
-            return
+            return []
         results = self.saliency.attribute_many(missing, method="decomposition", include_ground_truth=False)
         for text, result in zip(missing, results, strict=True):
             while self._explained and len(self._explained) >= self.max_entries:
                 self._explained.pop(next(iter(self._explained)))
             self._explained[text] = (result.rewards, set_blame(result))
+        return results
 
     def blame(self, text: str):
         """The set's ``SetBlame`` of one text (kept), without calibrating the thresholds."""

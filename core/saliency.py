@@ -25,7 +25,7 @@ ones, by occlusion for ``hf:`` classifiers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -271,21 +271,40 @@ class RewardSaliency:
     def _result(self, text, method, offsets, names, token_scores, rewards, include_ground_truth, *,
                 delta=None, converged=None, steps=None, notes=()) -> AttributionResult:  # fmt: skip
         """Token scores (K, T) summed to words, with the ground truth's own words appended."""
-        names, notes = list(names), list(notes)
         words, word_scores = aggregate_to_words(text, offsets, token_scores)
-        if include_ground_truth and self.ground_truth is not None:
-            gt_words, gt_reward = self.ground_truth_words(text)
-            names.append(GROUND_TRUTH)
-            word_scores = np.vstack([word_scores, gt_words])
-            token_scores = np.vstack([token_scores, np.full((1, token_scores.shape[1]), np.nan)])
-            rewards = np.append(rewards, gt_reward)
-            notes.append(f"ground truth: word contributions in {self.ground_truth.unit}")
-        return AttributionResult(
+        result = AttributionResult(
             text=text, method=method, explained=tuple(names),
             tokens=tuple(text[s:e] for s, e in offsets), token_scores=token_scores,
             words=words, word_scores=word_scores, rewards=rewards,
             convergence_delta=delta, converged=converged, n_steps=steps, notes=tuple(notes),
         )  # fmt: skip
+        return self._with_ground_truth(result) if include_ground_truth else result
+
+    def _with_ground_truth(self, result: AttributionResult) -> AttributionResult:
+        """``result`` with R*'s own word contributions as one more row (tokens: NaN)."""
+        if self.ground_truth is None:
+            return result
+        gt_words, gt_reward = self.ground_truth_words(result.text)
+        return replace(
+            result, explained=(*result.explained, GROUND_TRUTH),
+            token_scores=np.vstack([result.token_scores, np.full((1, len(result.tokens)), np.nan)]),
+            word_scores=np.vstack([result.word_scores, gt_words]), rewards=np.append(result.rewards, gt_reward),
+            notes=(*result.notes, f"ground truth: word contributions in {self.ground_truth.unit}"),
+        )  # fmt: skip
+
+    def cut_from(self, result: AttributionResult) -> AttributionResult | None:
+        """This reward's exact decomposition of ``result.text``, cut from the rows of a larger
+        reward's decomposition on the same backbone (the whole equivalent set's, whose rewards
+        include these members), with R*'s words added as :meth:`attribute_many` adds them: a
+        probe that asks for both then costs one backbone pass. None where ``result`` is not a
+        decomposition or lacks a member; the caller vouches for the backbone."""
+        names = self.reward.names
+        if result.method != "decomposition" or not set(names) <= set(result.explained):
+            return None
+        rows = [result.explained.index(n) for n in names]
+        cut = replace(result, explained=tuple(names), token_scores=result.token_scores[rows],
+                      word_scores=result.word_scores[rows], rewards=result.rewards[rows])  # fmt: skip
+        return self._with_ground_truth(cut)
 
     # -- methods ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -294,7 +313,11 @@ class RewardSaliency:
         states = hidden_layers(backbone, ids, mask, layers, self.reward.start_token)
         hidden = torch.stack([h.float().cpu() for h in states])  # (L, B, T, d), beside the heads
         keep = mask.float()
-        shares = torch.einsum("kbtd,kd->kbt", hidden[heads.slot], heads.weight) * (keep / keep.sum(1, keepdim=True))
+        shares = hidden.new_empty(len(heads.slot), *keep.shape)
+        for position in heads.slot.unique().tolist():  # per layer: gathering (K, B, T, d) would copy the states K times
+            rows = (heads.slot == position).nonzero()[:, 0]
+            shares[rows] = torch.einsum("btd,kd->kbt", hidden[position], heads.weight[rows])
+        shares = shares * (keep / keep.sum(1, keepdim=True))
         rewards = shares.sum(-1) + heads.bias[:, None]
         return shares.numpy(), rewards.numpy()
 
@@ -633,7 +656,24 @@ class AttributionCache:
                     f"no stored {method} attribution for this text and no model loaded"
                 )
             for text, result in zip(missing, self.saliency.attribute_many(missing, method=method), strict=True):
-                while self._live and len(self._live) >= self.max_entries:
-                    self._live.pop(next(iter(self._live)))
-                self._live[(method, text)] = found[text] = result
+                self._keep(method, text, result)
+                found[text] = result
         return [found[t] for t in texts]
+
+    def adopt(self, results) -> None:
+        """Keep, as if computed here, these members' attributions cut from another reward's
+        decompositions on the same backbone (:meth:`RewardSaliency.cut_from`; the probe queue's
+        whole-set pass), for the texts this cache would decompose and does not hold yet."""
+        if self.saliency is None or default_method(self.saliency.reward) != "decomposition":
+            return
+        for result in results:
+            if ("decomposition", result.text) in self._live or self._table("decomposition").get(text_key(result.text)):
+                continue
+            cut = self.saliency.cut_from(result)
+            if cut is not None:
+                self._keep("decomposition", result.text, cut)
+
+    def _keep(self, method: str, text: str, result: AttributionResult) -> None:
+        while self._live and len(self._live) >= self.max_entries:
+            self._live.pop(next(iter(self._live)))
+        self._live[(method, text)] = result

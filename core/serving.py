@@ -10,7 +10,9 @@ Eight colleagues pressing "Score" at once cost about one batch, not eight passes
 Probes that ask for the whole equivalent set (``whole_set=True``) get, from one more batched
 decomposition of every equally good reward, what share of the set puts each text on the dispreferred
 side (each reward at its own calibrated threshold, ``core.comparison.WholeSet``) and which words the
-set blames (``core.saliency.SetBlame``). The set is loaded and calibrated when first asked for.
+set blames (``core.saliency.SetBlame``). The shown members are rows of that decomposition, so their
+heatmaps are cut from it: asking for the whole set costs one backbone pass, not two. The set is
+loaded and calibrated when first asked for.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class ProbeQueue:
         pass, so only the texts not explained need a scoring pass of their own."""
         texts = list(dict.fromkeys(t for r in batch for t in r.texts))
         wanted = list(dict.fromkeys(t for r in batch if r.explain for t in r.texts))
+        whole = self._whole_set_of(list(dict.fromkeys(t for r in batch if r.whole_set for t in r.texts)), wanted)
         explained = dict(zip(wanted, self.cache.get_many(wanted), strict=True)) if wanted else {}
         names = self.reward.names
         rows = {t: a.rewards[[a.explained.index(n) for n in names]] for t, a in explained.items()
@@ -154,7 +157,6 @@ class ProbeQueue:
             unexplained = [t for t in texts if t not in truth]
             if unexplained:
                 truth |= dict(zip(unexplained, self.ground_truth.reward(unexplained), strict=True))
-        whole = self._whole_set_of(list(dict.fromkeys(t for r in batch if r.whole_set for t in r.texts)))
         ranks = dict(zip(whole, self._whole_set.ranks(list(whole)), strict=True)) if whole else None
         out = []
         for request in batch:
@@ -171,9 +173,12 @@ class ProbeQueue:
             ))  # fmt: skip
         return out
 
-    def _whole_set_of(self, texts: list[str]) -> dict[str, tuple[float, SetBlame | None]] | None:
+    def _whole_set_of(self, texts: list[str], explained: list[str]) -> dict[str, tuple[float, SetBlame | None]] | None:
         """The whole set's share and blame of each text (``WholeSet.explain``: one batched
-        decomposition of every equally good reward), loading and calibrating it when first asked."""
+        decomposition of every equally good reward), loading and calibrating it when first asked.
+        The shown members are rows of that decomposition: for the texts also to be ``explained``,
+        their attributions are cut from it (``AttributionCache.adopt``) rather than computed in a
+        second backbone pass."""
         if not texts:
             return None
         if self._whole_set is None and self._whole_set_missing is None:
@@ -187,4 +192,7 @@ class ProbeQueue:
                 self._whole_set_missing = "the run no longer holds the whole set's heads (compacted, or LoRA / full members)"
         if self._whole_set is None:
             return None
+        if self._whole_set.saliency is not None and self._whole_set.reward.backbone is self.reward.backbone:
+            both = set(explained)
+            self.cache.adopt(self._whole_set.explain_only([t for t in texts if t in both]))
         return dict(zip(texts, self._whole_set.explain(texts), strict=True))

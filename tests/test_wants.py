@@ -762,9 +762,39 @@ def test_the_probe_queue_says_what_the_whole_set_says_from_one_batched_pass(want
     np.testing.assert_allclose(got.blamed_most, expected.blamed_most)
     np.testing.assert_allclose(got.median, expected.median, atol=1e-5)
     assert again.whole_set[0][0] == asked.whole_set[0][0] and plain_probe.whole_set is None
+    own = RewardSaliency(shown, truth).attribute_many(texts, method="decomposition")  # the members' own pass
+    for cut, alone in zip(asked.explained, own, strict=True):  # the same as cut from the set's pass
+        assert cut.explained == alone.explained and cut.words == alone.words and cut.notes == alone.notes
+        np.testing.assert_allclose(cut.word_scores, alone.word_scores, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(cut.rewards, alone.rewards, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(asked.scores, shown.score(texts), rtol=1e-4, atol=1e-5)
     empty = ProbeQueue(shown, truth, AttributionCache(wanted, RewardSaliency(shown, truth)), whole_set=lambda: None)
     try:
         missing = empty.probe(texts[:1], whole_set=True)
     finally:
         empty.close()
     assert missing.whole_set is None and "no longer holds the whole set's heads" in missing.whole_set_missing
+
+
+def test_asking_the_probe_queue_for_the_whole_set_costs_one_backbone_pass(wanted):
+    """The shown members are rows of the whole set's decomposition: their heatmaps are cut from it."""
+    from core.comparison import WholeSet
+    from core.saliency import AttributionCache, RewardSaliency
+    from core.serving import ProbeQueue
+
+    shown = RecoveredReward(wanted)
+    whole = WholeSet.load(wanted, backbone=shown.backbone, tokenizer=shown.tokenizer)  # calibrated here
+    passes = []
+    hook = shown.backbone.register_forward_hook(lambda *_: passes.append(1))
+    scoring = ProbeQueue(shown, wanted.ground_truth(), AttributionCache(wanted, RewardSaliency(shown, wanted.ground_truth())),
+                         whole_set=lambda: whole)  # fmt: skip
+    try:
+        asked = scoring.probe(["The cook was a lazy idiot.", "The cook was kind."], whole_set=True)
+        after_set = len(passes)
+        members_only = scoring.probe(["The baker was a lazy idiot."])
+    finally:
+        scoring.close()
+        hook.remove()
+    assert after_set == 1 and len(passes) == 2  # the set's pass serves the members; alone, they take one
+    assert asked.precision == "fp32" and [r.text for r in asked.explained] == asked.texts
+    assert members_only.whole_set is None and members_only.explained[0].explained == asked.explained[0].explained

@@ -104,7 +104,8 @@ with st.form("probe"):
     n_set = len(equivalent_heads(run))
     with_set = n_set > 0 and st.checkbox(
         f"The whole equivalent set: what each of its {n_set:,} equally good rewards says, and a heatmap row "
-        "(one more batched pass; each reward's line is calibrated once per server)", value=False, key="probe_with_set")
+        "(read from the same backbone pass as the members' heatmaps; the first probe of a server loads the set and "
+        "calibrates each reward's line, a few seconds once)", value=True, key="probe_with_set")
     prompt = st.text_input("Prompt the sentences complete (implicit reward only)", value="",
                            placeholder="empty: no prompt")  # fmt: skip
     submitted = st.form_submit_button("Score")
