@@ -56,7 +56,7 @@ from core.irl import CANDIDATES, IRLConfig, feature_key, make_pairs
 from core.objective import Objective
 from core.recovered_reward import candidate_rewards
 from core.run_store import Run
-from core.text_sets import ROUND_COLUMNS, load_labelled
+from core.text_sets import LABELLER_COLUMN, ROUND_COLUMNS, load_labelled
 
 STAGE = "evaluate"
 PEOPLE_LINES = ("labels", "labels_share")  # calibrations that read people's labels of training sentences
@@ -113,10 +113,11 @@ class EvaluationConfig(LabelledSet):
 
 def human_calibration(demos: pd.DataFrame, text_column: str, config: EvaluationConfig, objective) -> pd.DataFrame:
     """Human-labelled calibration sentences (``row``, ``dispreferred``, and a sheet's
-    :data:`~core.text_sets.ROUND_COLUMNS`, round 1 where it has none); each must be a training sentence.
-    Besides ``dispreferred_values``, the objective's own word for the dispreferred side counts as
-    that side, and a file without the labelled set's text column but with ``text`` and ``label`` is
-    read by those: a sheet labelled in the objective's words ("toxic" / "non-toxic", "negative" /
+    :data:`~core.text_sets.ROUND_COLUMNS`, round 1 where it has none; and who gave each label, where
+    a sheet pools several people's); each must be a training sentence. Besides
+    ``dispreferred_values``, the objective's own word for the dispreferred side counts as that side,
+    and a file without the labelled set's text column but with ``text`` and ``label`` is read by
+    those: a sheet labelled in the objective's words ("toxic" / "non-toxic", "negative" /
     "positive"; ``core.line_labels``) reads the same whatever columns and values the labelled set uses."""
     if not config.calibration_labels:
         raise IrlLensError(
@@ -141,7 +142,7 @@ def human_calibration(demos: pd.DataFrame, text_column: str, config: EvaluationC
     people = labelled.drop(columns="text").assign(row=rows)
     if "round" not in people:
         people = people.assign(round=1, band_low=np.nan, band_high=np.nan)
-    return people[["row", "dispreferred", *ROUND_COLUMNS]]
+    return people[["row", "dispreferred", *ROUND_COLUMNS, *([LABELLER_COLUMN] if LABELLER_COLUMN in people else [])]]
 
 
 def calibration_rows(demos: pd.DataFrame, size: int, seed: int) -> np.ndarray:

@@ -874,18 +874,20 @@ def line_from_labels(
                      "where_they_disagree": apart.to_dict("records"),
                      "apply": {way: apply_command(path, way) for way in ("labels_share", "labels")}})  # fmt: skip
         return
-    for line in preview_words(preview, opened.objective):
+    for line in preview_words(preview, opened.objective, "they" if preview.n_labellers > 1 else "you"):
         console.print(line, markup=False, highlight=False)
-    table = Table("member", "AUC vs your labels", "flags now", "own line flags", "90% of resamples",
+    table = Table("member", "AUC vs the labels" if preview.n_labellers > 1 else "AUC vs your labels", "flags now", "own line flags", "90% of resamples",
                   f"right of {preview.n}: now / one share / own")  # fmt: skip
     for row in preview.members.itertuples():
         table.add_row(_literal(row.member), _fmt(row.auc), f"{row.now_share:.0%}", f"{row.own_share:.0%}",
                       f"{row.own_low:.0%}–{row.own_high:.0%}", f"{row.right_now} / {row.right_one_share} / {row.right_own}")  # fmt: skip
     console.print(table)
     if len(apart):
-        parted = Table("text", "your label", "members say (at the one share)", title="Where the rewards and you part ways")
+        parted = Table(*apart.columns[:-1], "members say (at the one share)",
+                       title="Where the rewards and the labels part ways" if preview.n_labellers > 1 else
+                       "Where the rewards and you part ways")  # fmt: skip
         for item in apart.itertuples(index=False):
-            parted.add_row(_literal(item[0]), _literal(item[1]), _literal(item[2]))
+            parted.add_row(*map(_literal, item))
         console.print(parted)
     console.print(f"One share for every member from these labels: {apply_command(path, 'labels_share')}", markup=False, highlight=False)
     console.print(f"A line of its own for each member: {apply_command(path, 'labels')}", markup=False, highlight=False)
@@ -895,31 +897,48 @@ def line_from_labels(
 def labellers(
     run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
     sheets: Annotated[list[Path], typer.Argument(help="Two or more labelled sheets of this run's training sentences.")],
+    pool: Annotated[Path | None, typer.Option("--pool", help="Also write everyone's labels pooled into this new .csv "
+                                              "sheet, to re-evaluate with (each label a row, with who gave it).")] = None,  # fmt: skip
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Whether the verdict line depends on who labelled: how often labellers agree (Cohen's κ on
     the sentences both labelled), the one share each one's labels draw, the test verdicts that
-    change between those lines, and the sentences they label differently."""
+    change between those lines, the sentences they label differently, and the line from all their
+    labels pooled, whose band resamples the labellers too."""
     from core.line_labels import (
+        apply_command,
         compare_labellers,
         labeller_of,
         labellers_table,
         labellers_words,
+        pool_labels,
         read_labels,
+        sheet,
     )
     from core.run_store import open_run
 
+    if pool is not None and (pool.exists() or pool.suffix.lower() != ".csv"):
+        raise IrlLensError(f"{pool}: name a new .csv file for the pooled labels, so that no labels are overwritten")
     opened = open_run(run)
     names = [labeller_of(p) for p in sheets]
     if len(set(names)) < len(names):
         names = [str(p) for p in sheets]
-    result = compare_labellers(opened, {name: read_labels(opened, p) for name, p in zip(names, sheets, strict=True)})
+    labelled = {name: read_labels(opened, p) for name, p in zip(names, sheets, strict=True)}
+    result = compare_labellers(opened, labelled)
+    if pool is not None:
+        sheet(pool_labels(labelled), opened.objective).to_csv(pool, index=False)
+    pooled = result.pooled
     if json_out:
         _print_json({"labellers": json.loads(result.sheets.reset_index().to_json(orient="records")),
                      "kappa": json.loads(result.kappa.to_json()), "agreement": json.loads(result.agree.to_json()),
                      "shared": json.loads(result.shared.to_json()),
                      "verdicts_depend_on_labeller": result.depends.to_dict(), "chosen_member": result.chosen,
-                     "disputed": result.disputed.to_dict("records")})  # fmt: skip
+                     "disputed": result.disputed.to_dict("records"),
+                     "pooled": {"n_labels": pooled.n, "one_share": pooled.one_share, "one_share_band": list(pooled.one_share_band),
+                                "verdicts_depend_on_member": pooled.disagreement,
+                                "sheet": None if pool is None else str(pool.resolve()),
+                                "apply": None if pool is None else {way: apply_command(pool.resolve(), way)
+                                                                    for way in ("labels_share", "labels")}}})  # fmt: skip
         return
     for line in labellers_words(result, opened.objective):
         console.print(line, markup=False, highlight=False)
@@ -937,6 +956,9 @@ def labellers(
         for item in result.disputed.itertuples(index=False):
             disputed.add_row(*map(_literal, item))
         console.print(disputed)
+    if pool is not None:
+        console.print(f"wrote the {pooled.n} labels pooled to {pool}; one share for every member from them: "
+                      f"{apply_command(pool.resolve(), 'labels_share')}", markup=False, highlight=False)  # fmt: skip
 
 
 SHOW_LIST = 12

@@ -35,13 +35,14 @@ from core.equivalent_set import verdict_disagreement
 from core.errors import IrlLensError
 from core.evaluation import auc, best_shares, fit_threshold
 from core.run_store import Run
-from core.text_sets import ROUND_COLUMNS, SHEET_COLUMNS
+from core.text_sets import LABELLER_COLUMN, ROUND_COLUMNS, SHEET_COLUMNS
 
 FOLDER = "labels"  # in the run directory: the sheets the dashboard saves
 DEFAULT_COUNT = 40
 MAX_COUNT = 400
 RESAMPLES = 1000
 FEW = 20  # below this many labels, the page and the CLI say the line is drawn on little
+POOLED = "pooled-labels-"  # a saved sheet of several people's labels: pooled-labels-<hash>.csv
 
 
 def _evaluated(run: Run) -> dict:
@@ -79,7 +80,13 @@ def label_weights(labelled: pd.DataFrame, positions: pd.Series) -> np.ndarray:
     draws only those whose :func:`line_positions` lies in its band, so a sentence there was more
     likely to be labelled and stands for fewer. Weighting by it keeps the fitted lines those of
     the training sentences, not of the band (each round's sentences are taken as drawn uniformly
-    from its band, labelled ones not left out). All round 1: equal weights."""
+    from its band, labelled ones not left out). All round 1: equal weights. Labels pooled from
+    several people (:func:`pool_labels`) are weighted within each one's own rounds."""
+    if LABELLER_COLUMN in labelled and labelled[LABELLER_COLUMN].nunique() > 1:
+        weights = np.empty(len(labelled))
+        for rows in labelled.groupby(LABELLER_COLUMN, sort=False).indices.values():
+            weights[rows] = label_weights(labelled.iloc[rows].drop(columns=LABELLER_COLUMN), positions)
+        return weights / weights.mean()
     rounds = labelled["round"].fillna(1).astype(int).to_numpy() if "round" in labelled else np.ones(len(labelled), int)
     where = positions.reindex(labelled["row"]).to_numpy(float)
     rate = np.zeros(len(labelled))
@@ -126,12 +133,14 @@ def sentences_to_label(run: Run, count: int = DEFAULT_COUNT) -> pd.DataFrame:
 
 def sheet(labelled: pd.DataFrame, objective) -> pd.DataFrame:
     """Labels as a file holds them: ``text`` and ``label`` in the objective's words, a blank label
-    for a sentence not labelled (evaluate leaves it out), and, once a round was drawn near the
-    line, how each sentence was drawn (:data:`ROUND_COLUMNS`)."""
+    for a sentence not labelled (evaluate leaves it out), once a round was drawn near the line, how
+    each sentence was drawn (:data:`ROUND_COLUMNS`), and in a pooled sheet who gave each label."""
     label = labelled["dispreferred"].map({True: objective.dispreferred, False: objective.preferred})
     out = pd.DataFrame({SHEET_COLUMNS[0]: labelled["text"], SHEET_COLUMNS[1]: label.fillna("")})
     if "round" in labelled and (labelled["round"].fillna(1) > 1).any():  # how each was drawn, for the weights
         out = out.join(labelled[list(ROUND_COLUMNS)].assign(round=labelled["round"].fillna(1).astype(int)))
+    if LABELLER_COLUMN in labelled:
+        out[LABELLER_COLUMN] = labelled[LABELLER_COLUMN].to_numpy()
     return out
 
 
@@ -146,13 +155,16 @@ def labeller_of(path: Path | str) -> str:
 def save_labels(run: Run, labelled: pd.DataFrame, labeller: str = "") -> Path:
     """Write the labelled sentences into the run's ``labels`` folder, named by who labelled them
     (letters, digits and ``_`` kept: ``-`` parts the file's name) and by their content, so that other labels are another
-    file (and evaluate, given it, runs again) and the same labels the same file."""
+    file (and evaluate, given it, runs again) and the same labels the same file. Labels pooled from
+    several people (:func:`pool_labels`) are written as ``pooled-labels-<hash>.csv``, apart from any
+    one person's sheets."""
     chosen = labelled[labelled["dispreferred"].notna()]
     if chosen.empty:
         raise IrlLensError("no sentence is labelled yet: label some before saving")
     text = sheet(chosen, run.objective).to_csv(index=False)
     name = re.sub(r"[^A-Za-z0-9_]+", "_", labeller.strip())[:40].strip("_")
-    path = run.path / FOLDER / f"line-labels-{name + '-' if name else ''}{hashlib.sha256(text.encode()).hexdigest()[:12]}.csv"
+    stem = POOLED if LABELLER_COLUMN in chosen else f"line-labels-{name + '-' if name else ''}"
+    path = run.path / FOLDER / f"{stem}{hashlib.sha256(text.encode()).hexdigest()[:12]}.csv"
     try:
         path.parent.mkdir(exist_ok=True)
         partial = path.with_name(f".{path.name}.tmp")
@@ -165,9 +177,9 @@ def save_labels(run: Run, labelled: pd.DataFrame, labeller: str = "") -> Path:
 
 
 def read_labels(run: Run, source: str | Path) -> pd.DataFrame:
-    """A labelled file of training sentences (``row``, ``text``, ``dispreferred``, and how each was
-    drawn: ``round``, ``band_low``, ``band_high``), read as the evaluate stage reads
-    ``calibration_labels``: every sentence must be a training sentence."""
+    """A labelled file of training sentences (``row``, ``text``, ``dispreferred``, how each was
+    drawn: ``round``, ``band_low``, ``band_high``, and in a pooled sheet ``labeller``), read as the
+    evaluate stage reads ``calibration_labels``: every sentence must be a training sentence."""
     from core.audit import EvaluationConfig, human_calibration
 
     _evaluated(run)
@@ -196,7 +208,7 @@ class LinePreview:
     n_dispreferred: int
     n_blind: int  # labels of round 1, drawn blind: the ones that estimate how many sentences are dispreferred
     blind_share: float  # the share of those labelled dispreferred (NaN: none)
-    share_interval: tuple[float, float]  # the blind labels' dispreferred share, 95% Clopper–Pearson (NaN: none)
+    share_interval: tuple[float, float]  # the blind labels' dispreferred share, 95%: Clopper–Pearson; pooled, over resamples (NaN: none)
     method: str  # how the run's lines are drawn now (evaluate's calibration)
     members: pd.DataFrame  # one row per member of the ``members`` table (the ensemble last)
     one_share: float  # the one flag share that best fits the labels (calibration 'labels_share')
@@ -209,13 +221,22 @@ class LinePreview:
     # label) and, per member, the share of training sentences it rates lower
     n_shown: int  # shown members (the ensemble left out)
     positions: pd.Series  # where the shown members together place each distinct training sentence (run_positions)
+    n_labellers: int = 1  # people whose labels are pooled (pool_labels): the bands resample them too
 
 
-def _resamples(rounds: np.ndarray, resamples: int, y: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+def _resamples(rounds: np.ndarray, resamples: int, y: np.ndarray, rng: np.random.Generator,
+               labellers: np.ndarray | None = None) -> list[np.ndarray]:  # fmt: skip
     """Bootstrap resamples of the labels, each round resampled within itself (the rounds were drawn
-    apart), keeping only those with both sides (a line needs both)."""
-    groups = [np.flatnonzero(rounds == r) for r in np.unique(rounds)]
-    draws = [np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(resamples)]
+    apart) and, where several people labelled, the people resampled first (the line should hold
+    whoever had labelled, so how far they disagree widens its band), keeping only those with both
+    sides (a line needs both)."""
+    people = np.zeros(len(rounds), int) if labellers is None else pd.factorize(labellers)[0]
+    groups = [[np.flatnonzero((people == p) & (rounds == r)) for r in np.unique(rounds[people == p])]
+              for p in np.unique(people)]  # fmt: skip
+    draws = []
+    for _ in range(resamples):
+        chosen = groups if len(groups) == 1 else [groups[i] for i in rng.integers(0, len(groups), len(groups))]
+        draws.append(np.concatenate([g[rng.integers(0, len(g), len(g))] for person in chosen for g in person]))
     return [d for d in draws if y[d].any() and not y[d].all()]
 
 
@@ -275,13 +296,15 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
     shown = [k for k, name in enumerate(names) if name != ENSEMBLE]
     positions = run_positions(run)
     rounds = labelled["round"].to_numpy(int)
+    labellers = labelled[LABELLER_COLUMN].to_numpy(str) if LABELLER_COLUMN in labelled else None
+    n_labellers = 1 if labellers is None else len(set(labellers))
     rewards, calibration = scores.loc[rows, names].to_numpy(float), scores.iloc[calib][names].to_numpy(float)
     rng = np.random.default_rng(seed)
     history = []  # the last pass, over every round, leaves the weights and resamples of all the labels
     for number in np.unique(rounds):
         upto = rounds <= number
         weights = label_weights(labelled[upto], positions)
-        draws = _resamples(rounds[upto], resamples, y[upto], rng)
+        draws = _resamples(rounds[upto], resamples, y[upto], rng, None if labellers is None else labellers[upto])
         history.append((number, int(upto.sum()),
                         *_one_share(rewards[upto][:, shown], y[upto], weights, calibration[:, shown], draws)))  # fmt: skip
     one_share, low, high = history[-1][2:]
@@ -303,11 +326,17 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
     test = scores.loc[scores["split"] == "test", [names[k] for k in shown]].to_numpy(float)
     flagged = (rewards[:, shown] < at_share[shown]).sum(1)
     blind = y[rounds == 1]
-    interval = stats.binomtest(int(blind.sum()), len(blind)).proportion_ci(0.95) if len(blind) else None
+    interval = (np.nan, np.nan)
+    if len(blind) and n_labellers > 1:  # people's labels of the same sentences are not independent draws
+        boot = [y[d][rounds[d] == 1].mean() for d in draws if (rounds[d] == 1).any()]
+        interval = tuple(float(v) for v in np.quantile(boot, [0.025, 0.975])) if boot else interval
+    elif len(blind):
+        found = stats.binomtest(int(blind.sum()), len(blind)).proportion_ci(0.95)
+        interval = (float(found.low), float(found.high))
     best = summary.get("best_member_id")
     return LinePreview(
         n=len(y), n_dispreferred=int(y.sum()), n_blind=len(blind), blind_share=float(blind.mean()) if len(blind) else np.nan,
-        share_interval=(float(interval.low), float(interval.high)) if interval else (np.nan, np.nan),
+        share_interval=interval,
         method=str(summary.get("calibration")), members=table, one_share=one_share, one_share_band=(low, high),
         rounds=pd.DataFrame(history, columns=["round", "labels", "one_share", "low", "high"]),
         disagreement={name: verdict_disagreement(test, t[shown])[0]
@@ -315,9 +344,10 @@ def preview_line(run: Run, labelled: pd.DataFrame, *, resamples: int = RESAMPLES
         chosen=best if best in names else None,
         placed=pd.DataFrame({"row": rows, "dispreferred": y, "round": rounds, "weight": weights,
                              "flagged_at_one_share": flagged,
-                             "apart": np.where(y, flagged < len(shown) / 2, flagged > len(shown) / 2)}).join(
+                             "apart": np.where(y, flagged < len(shown) / 2, flagged > len(shown) / 2),
+                             **({} if labellers is None else {LABELLER_COLUMN: labellers})}).join(
             pd.DataFrame(share(rewards), columns=names)),
-        n_shown=len(shown), positions=positions,
+        n_shown=len(shown), positions=positions, n_labellers=n_labellers,
     )  # fmt: skip
 
 
@@ -350,13 +380,19 @@ def sentences_near_the_line(run: Run, labelled: pd.DataFrame, count: int = NEAR_
 def where_they_disagree(preview: LinePreview, labelled: pd.DataFrame, objective) -> pd.DataFrame:
     """The labelled sentences most of the shown members put on the other side than the auditor did,
     at the one share that best fits the labels, the clearest first (text, your label, members say):
-    where what the rewards were taught and what the auditor reads part ways."""
-    k = preview.n_shown
-    apart = preview.placed[preview.placed["apart"]].merge(labelled[["row", "text"]], on="row")
+    where what the rewards were taught and what the auditor reads part ways. Pooled labels: each
+    sentence once, a label of it apart, with every labeller's label (``labels``)."""
+    k, placed = preview.n_shown, preview.placed
+    apart = placed[placed["apart"]].merge(labelled[["row", "text"]].drop_duplicates("row"), on="row")
     against = np.where(apart["dispreferred"], k - apart["flagged_at_one_share"], apart["flagged_at_one_share"])
-    apart = apart.assign(against=against).sort_values("against", ascending=False, kind="stable")
-    return pd.DataFrame({"text": apart["text"].to_numpy(),
-                         "your label": [objective.side(bool(v)) for v in apart["dispreferred"]],
+    apart = apart.assign(against=against).sort_values("against", ascending=False, kind="stable").drop_duplicates("row")
+    if LABELLER_COLUMN in placed:  # pooled: each sentence once, with everyone's label of it
+        said = {row: "; ".join(f"{who}: {objective.side(bool(v))}" for who, v in zip(g[LABELLER_COLUMN], g["dispreferred"], strict=True))
+                for row, g in placed.groupby("row")}  # fmt: skip
+        labels = ("labels", [said[row] for row in apart["row"]])
+    else:
+        labels = ("your label", [objective.side(bool(v)) for v in apart["dispreferred"]])
+    return pd.DataFrame({"text": apart["text"].to_numpy(), labels[0]: labels[1],
                          "members say": [members_say(int(n), k, objective) for n in apart["flagged_at_one_share"]]})  # fmt: skip
 
 
@@ -372,7 +408,14 @@ def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str
     shown = preview.members.set_index("member").drop(index=ENSEMBLE, errors="ignore")
     low, high = preview.share_interval
     near = preview.n - preview.n_blind
-    if not near:
+    if preview.n_labellers > 1:
+        counted = (f"{preview.n_labellers} people's labels, pooled: {preview.n} labels of "
+                   f"{preview.placed['row'].nunique()} training sentences, {preview.n_blind} of them drawn blind, of "
+                   f"which {preview.blind_share:.0%} say {objective.dispreferred} (95% interval {low:.0%}–{high:.0%} "
+                   "over resamples of the people and their sentences). Each label counts, so a sentence they split "
+                   "counts on both sides, and every band below resamples the people as well as their sentences: how "
+                   "far they disagree widens it.")  # fmt: skip
+    elif not near:
         counted = (f"{opener} labelled {preview.n} training sentences: {preview.n_dispreferred} {objective.dispreferred} "
                    f"({preview.n_dispreferred / preview.n:.0%}; 95% interval {low:.0%}–{high:.0%}).")  # fmt: skip
     elif preview.n_blind:
@@ -422,13 +465,33 @@ def preview_words(preview: LinePreview, objective, who: str = "you") -> list[str
     said.append(line)
     n_apart = int(preview.placed["apart"].sum())
     if n_apart:
-        said.append(f"At the one share, most members put {n_apart} of {their} {preview.n} sentences on the other side "
-                    f"than {subject} did: where what the rewards were taught and what {subject} read part ways.")  # fmt: skip
+        said.append(f"At the one share, most members put {n_apart} of {their} {preview.n} "
+                    f"{'labels' if preview.n_labellers > 1 else 'sentences'} on the other side than {subject} did: where "
+                    f"what the rewards were taught and what {subject} read part ways.")  # fmt: skip
     said.append(f"One share asks one number of {their} labels, so few labels draw it more steadily, and the members' "
                 "verdicts then differ only where they rank a sentence differently; own lines ask one number per "
                 "member. Both were fitted on the labels they are counted on, which flatters them.")  # fmt: skip
     return said
 
+
+def pool_labels(sheets: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Several people's labels of one run's training sentences (name → :func:`read_labels`'s frame)
+    as one set, each label a row of its own with who gave it. A sentence they label alike counts
+    once per person; one they split counts on both sides, so a line drawn from the pool sits where
+    the people together put it, not where one of them does. Each person's later rounds keep their
+    own bands (:func:`label_weights` weighs each person's labels within their own rounds), and
+    :func:`preview_line` resamples the people as well as their sentences."""
+    if len(sheets) < 2:
+        raise IrlLensError("pooling labels needs at least two people's sheets")
+    frames = []
+    for name, labelled in sheets.items():
+        if LABELLER_COLUMN in labelled:
+            raise IrlLensError(f"{name} is a pooled sheet already: pool the people's own sheets")
+        given = labelled[labelled["dispreferred"].notna()]
+        if "round" not in given:
+            given = given.assign(round=1, band_low=np.nan, band_high=np.nan)
+        frames.append(given.assign(**{LABELLER_COLUMN: str(name)}))
+    return pd.concat(frames, ignore_index=True)
 
 
 @dataclass
@@ -443,6 +506,7 @@ class Labellers:
     disputed: pd.DataFrame  # sentences labelled differently: text, then each labeller's label ("" where none)
     depends: pd.Series  # per shown member: test verdicts that change between the lowest and the highest labeller's one share
     chosen: str | None
+    pooled: LinePreview  # the line from everyone's labels pooled (pool_labels), its bands resampling the people too
 
 
 def compare_labellers(run: Run, sheets: dict[str, pd.DataFrame]) -> Labellers:
@@ -453,6 +517,9 @@ def compare_labellers(run: Run, sheets: dict[str, pd.DataFrame]) -> Labellers:
 
     if len(sheets) < 2:
         raise IrlLensError("comparing labellers needs at least two sheets of labels")
+    for name, labelled in sheets.items():
+        if LABELLER_COLUMN in labelled:
+            raise IrlLensError(f"{name} pools several people's labels: compare the people's own sheets")
     names = list(sheets)
     previews = {name: preview_line(run, labelled) for name, labelled in sheets.items()}
     table = pd.DataFrame({
@@ -486,7 +553,8 @@ def compare_labellers(run: Run, sheets: dict[str, pd.DataFrame]) -> Labellers:
     depends = pd.Series(((test >= low) & (test < high)).mean(0), index=shown)
     chosen = next(iter(previews.values())).chosen
     return Labellers(sheets=table, kappa=kappa, agree=agree, shared=shared.astype(int), disputed=disputed,
-                     depends=depends, chosen=chosen if chosen in shown else None)  # fmt: skip
+                     depends=depends, chosen=chosen if chosen in shown else None,
+                     pooled=preview_line(run, pool_labels(sheets)))  # fmt: skip
 
 
 def labellers_table(result: Labellers, objective) -> pd.DataFrame:
@@ -517,6 +585,11 @@ def labellers_words(result: Labellers, objective) -> list[str]:
     said.append(f"Their labels draw the one share at {span(shares)}. Between the lowest and the highest of these lines, "
                 f"{span(result.depends)} of a shown member's test verdicts change with who labelled"
                 + (f" (the chosen member: {result.depends[result.chosen]:.0%})." if result.chosen else "."))  # fmt: skip
+    pooled = result.pooled
+    said.append(f"Pooled, their {pooled.n} labels draw one share at {pooled.one_share:.0%} ({pooled.one_share_band[0]:.0%}–"
+                f"{pooled.one_share_band[1]:.0%} over resamples of the labellers and of their sentences), and "
+                f"{pooled.disagreement['one_share']:.0%} of the test verdicts then depend on the member. Its band holds "
+                "how far they disagree: re-evaluate with the pooled labels where no one labeller speaks for the audit.")  # fmt: skip
     if len(result.disputed):
         said.append(f"They label {len(result.disputed)} sentences differently (below): where people read "
                     f"'{objective.dispreferred}' differently, no line can be drawn more finely than they agree.")  # fmt: skip

@@ -106,6 +106,8 @@ SHEET_COLUMNS = ("text", "label")  # a label sheet irl-lens writes (core.line_la
 ROUND_COLUMNS = ("round", "band_low", "band_high")
 """How a sheet's sentence was drawn (core.line_labels): round 1 blind, a later round among the
 training sentences the members placed in the band the one share was still unsure of."""
+LABELLER_COLUMN = "labeller"
+"""Who gave each label, in a sheet that pools several people's (core.line_labels.pool_labels)."""
 
 
 def _rounds(frame: pd.DataFrame, source) -> pd.DataFrame:
@@ -136,7 +138,8 @@ def load_labelled(
     A sentence whose label is blank is left out: unlabelled is not the preferred side (a label sheet
     filled in part way, ``irl-lens label-sheet``). With ``sheet``, a file without ``text_column`` but
     with :data:`SHEET_COLUMNS` is read by those: a sheet irl-lens wrote, whatever columns the
-    labelled set names, and keeps the sheet's :data:`ROUND_COLUMNS` where it has them.
+    labelled set names, and keeps the sheet's :data:`ROUND_COLUMNS` and :data:`LABELLER_COLUMN` where it
+    has them.
 
     Davidson et al. (2017): ``text_column='tweet', label_column='class', dispreferred_values=(0, 1)``.
     """
@@ -151,6 +154,8 @@ def load_labelled(
     )
     if sheet and set(ROUND_COLUMNS) <= set(frame.columns):
         out = out.join(_rounds(frame, source))
+    if sheet and LABELLER_COLUMN in frame.columns:
+        out[LABELLER_COLUMN] = frame[LABELLER_COLUMN].fillna("").astype(str).str.strip().to_numpy()
     out = out[(out["text"] != "") & labelled.to_numpy()].reset_index(drop=True)
     if limit is not None:
         out = out.iloc[:limit]

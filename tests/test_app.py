@@ -240,6 +240,12 @@ def test_the_labels_page_compares_saved_labellers(full_run, tmp_path, monkeypatc
     assert sorted(at.multiselect[0].value, key=str) == sorted(saved, key=str)
     disputed = next(t.value for t in at.table if "text" in t.value.columns)
     assert sorted(disputed["text"]) == sorted(plain(t) for t in chosen["text"].head(4))
+    at.button(key="labels_pool").click().run()  # everyone's labels, pooled, saved apart from anyone's own
+    assert not at.exception, at.exception
+    (pooled,) = (run.path / "labels").glob("pooled-labels-*.csv")
+    assert read_labels(run, pooled)["labeller"].value_counts().to_dict() == {"ann": 30, "bo": 30}
+    assert any("calibration_labels=" in c.value and pooled.name in c.value for c in at.code)
+    assert sorted(at.multiselect[0].options) == ["ann", "bo"]  # the pool is no one's sheet
 
 
 def test_page_without_stage_says_what_to_run(tmp_path, tiny_models, monkeypatch, prompts_file):

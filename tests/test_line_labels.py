@@ -454,3 +454,88 @@ def test_the_cli_compares_labellers(audited, tmp_path):
     assert text.exit_code == 0 and "2 labellers: 20 labels each" in text.output
     alone = CliRunner().invoke(app, ["labellers", str(audited.path), str(paths[0])])
     assert alone.exit_code != 0
+    out = tmp_path / "pooled.csv"
+    done = CliRunner().invoke(app, ["labellers", str(audited.path), *map(str, paths), "--pool", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    pooled = json.loads(done.stdout)["pooled"]
+    assert out.exists() and pooled["n_labels"] == 40 and pooled["sheet"] == str(out.resolve())
+    assert "calibration_labels=" in pooled["apply"]["labels_share"]
+    again = CliRunner().invoke(app, ["line-from-labels", str(audited.path), str(out), "--json"])
+    assert json.loads(again.stdout)["one_share"] == pooled["one_share"]
+    said = CliRunner().invoke(app, ["line-from-labels", str(audited.path), str(out)])
+    assert said.exit_code == 0 and "2 people's labels, pooled: 40 labels of 20 training sentences" in said.output
+    kept = CliRunner().invoke(app, ["labellers", str(audited.path), *map(str, paths), "--pool", str(out)])
+    assert kept.exit_code != 0 and "name a new .csv" in str(kept.exception)
+
+
+def _two_labellers(run):
+    """Ann labels 30 blind sentences as R* would and then a round near the line; Bo the same first
+    25 with five turned over."""
+    ann = _labelled_by_r_star(run, 30).assign(round=1, band_low=np.nan, band_high=np.nan)
+    demos = run.read_table("demonstrations")
+    near = sentences_near_the_line(run, ann, 10)
+    ann = pd.concat([ann, near.assign(dispreferred=demos.loc[near["row"], "dispreferred"].to_numpy(bool))], ignore_index=True)
+    bo = ann.iloc[:25].copy()
+    turned = bo.index[[0, 3, 7, 11, 20]]
+    bo.loc[turned, "dispreferred"] = ~bo.loc[turned, "dispreferred"]
+    return ann, bo
+
+
+def test_labels_pooled_from_several_people_draw_one_line_whose_band_resamples_the_people(audited, tmp_path):
+    """Each label a row with who gave it; weights within each person's own rounds; resamples draw
+    whole people first; the sentences they split are shown once with everyone's label; evaluate,
+    given the pooled sheet, draws the share the preview drew."""
+    import shutil
+
+    from core.line_labels import _resamples, pool_labels, where_they_disagree
+    from core.run_store import Run
+
+    run = Run.open(shutil.copytree(audited.path, tmp_path / "pooled"))
+    shutil.rmtree(run.path / FOLDER, ignore_errors=True)  # sheets other tests saved into the shared run
+    ann, bo = _two_labellers(run)
+    pooled = pool_labels({"ann": ann, "bo": bo})
+    a, n = len(ann), len(ann) + 25
+    assert a > 30 and pooled["labeller"].tolist() == ["ann"] * a + ["bo"] * 25
+    positions = preview_line(run, ann).positions
+    alone = np.concatenate([label_weights(ann, positions), label_weights(bo, positions)])
+    assert label_weights(pooled, positions) == pytest.approx(alone / alone.mean())  # each person's own rounds
+
+    rounds, y = pooled["round"].to_numpy(), pooled["dispreferred"].to_numpy(bool)
+    draws = _resamples(rounds, 400, y, np.random.default_rng(0), pooled["labeller"].to_numpy())
+    only = [{"ann" if i < a else "bo" for i in d} for d in draws]
+    assert {"ann"} in only and {"bo"} in only and {"ann", "bo"} in only  # whole people are drawn, twice or not at all
+    assert all(len(d) in (50, n, 2 * a) for d in draws)  # Bo's labels twice, both people's, or Ann's twice
+
+    preview = preview_line(run, pooled)
+    one_person = preview_line(run, pooled.drop(columns="labeller"))  # the same labels as if one person's
+    assert preview.n_labellers == 2 and one_person.n_labellers == 1 and preview.n == n and preview.n_blind == 55
+    assert preview.one_share == one_person.one_share  # pooling changes the band, not the share the labels fit
+    width = np.subtract(*preview.one_share_band[::-1])
+    assert width >= np.subtract(*one_person.one_share_band[::-1])
+    said = " ".join(preview_words(preview, run.objective, "they"))
+    assert f"2 people's labels, pooled: {n} labels of {a} training sentences, 55 of them drawn blind" in said
+    apart = where_they_disagree(preview, pooled, run.objective)
+    assert list(apart.columns) == ["text", "labels", "members say"] and apart["text"].is_unique
+    split = pooled.groupby("row")["dispreferred"].nunique() > 1
+    texts = pooled.drop_duplicates("row").set_index("row")["text"]
+    for text, labels in zip(apart["text"], apart["labels"], strict=True):
+        row = texts[texts == text].index[0]
+        assert labels.startswith("ann: ") and (("; bo: " in labels) == (row in bo["row"].to_numpy()))
+        assert split[row] == (labels.count("non-toxic") == 1 and "; bo: " in labels)
+
+    path = save_labels(run, pooled)
+    assert path.name.startswith("pooled-labels-") and not list((run.path / FOLDER).glob("line-labels-*"))
+    back = read_labels(run, path)
+    assert back["labeller"].tolist() == pooled["labeller"].tolist() and back["round"].tolist() == pooled["round"].tolist()
+    evaluate_run(run, EvaluationConfig(calibration_size=50, calibration="labels_share", calibration_labels=str(path)),
+                 progress=False)  # fmt: skip
+    assert run.stage_summary("evaluate")["fitted_flag_share"] == preview.one_share
+    assert run.stage_summary("evaluate")["n_calibration_labels"] == n
+
+    compared = compare_labellers(run, {"ann": ann, "bo": bo})
+    assert compared.pooled.one_share == preview.one_share and compared.pooled.one_share_band == preview.one_share_band
+    assert f"Pooled, their {n} labels draw one share at" in " ".join(labellers_words(compared, run.objective))
+    with pytest.raises(IrlLensError, match="pooled sheet already"):
+        pool_labels({"all": pooled, "ann": ann})
+    with pytest.raises(IrlLensError, match="at least two"):
+        pool_labels({"ann": ann})

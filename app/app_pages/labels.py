@@ -24,6 +24,7 @@ from core.line_labels import (
     labeller_of,
     labellers_table,
     labellers_words,
+    pool_labels,
     preview_line,
     preview_words,
     read_labels,
@@ -114,6 +115,16 @@ if len(saved_files) >= 2:
                 if len(compared.disputed):
                     st.caption("The sentences they label differently:")
                     st.table(markdown_cells(compared.disputed))
+                if st.button("Save their labels pooled into the run", key="labels_pool"):
+                    try:
+                        pooled = pool_labels({labeller_of(f): read_labels(run, f) for f in files})
+                        st.session_state[key("pooled")] = str(save_labels(run, pooled))
+                    except IrlLensError as err:
+                        st.error(plain(str(err)))
+                if pooled_at := st.session_state.get(key("pooled")):
+                    st.markdown(f"Saved to {plain(pooled_at)}. To draw the run's lines from everyone's labels, "
+                                "one share for every member:")  # fmt: skip
+                    st.code(apply_command(pooled_at, "labels_share"), language="bash", wrap_lines=True)
 if unplaced := st.session_state.pop(key("unplaced"), None):
     st.warning(f"{unplaced} of the loaded labels are of sentences beyond the first {MAX_PAGE} this page shows: "
                "they are left out here (irl-lens line-from-labels reads them all).")  # fmt: skip
