@@ -531,6 +531,10 @@ def test_labels_pooled_from_several_people_draw_one_line_whose_band_resamples_th
                  progress=False)  # fmt: skip
     assert run.stage_summary("evaluate")["fitted_flag_share"] == preview.one_share
     assert run.stage_summary("evaluate")["n_calibration_labels"] == n
+    from core.report import render_report
+
+    page = render_report(run)  # the people who drew the line: both of them, each sentence once
+    assert f"2 people&#x27;s labels, pooled: {n} labels" in page and "<th>labels</th>" in page
 
     compared = compare_labellers(run, {"ann": ann, "bo": bo})
     assert compared.pooled.one_share == preview.one_share and compared.pooled.one_share_band == preview.one_share_band
