@@ -364,6 +364,9 @@ def sentences_near_the_line(run: Run, labelled: pd.DataFrame, count: int = NEAR_
     ``labelled`` left unlabelled (NaN) is not drawn again either."""
     if not 1 <= count <= MAX_COUNT:
         raise IrlLensError(f"label between 1 and {MAX_COUNT} sentences, not {count}")
+    if LABELLER_COLUMN in labelled:
+        raise IrlLensError("these labels pool several people's: each person draws their next round from their own "
+                           "sheet, and the sheets are pooled again after")  # fmt: skip
     preview = preview_line(run, labelled)
     low, high = max(0.0, preview.one_share_band[0] - PAD), min(1.0, preview.one_share_band[1] + PAD)
     texts = _training_texts(run)

@@ -7,12 +7,12 @@ in one batch (members, ground truth) and explains them in one batched decomposit
 (:meth:`core.saliency.RewardSaliency.attribute_many`), then hands each session its own part.
 Eight colleagues pressing "Score" at once cost about one batch, not eight passes in turn.
 
-Probes that ask for the whole equivalent set (``whole_set=True``) get, from one more batched
-decomposition of every equally good reward, what share of the set puts each text on the dispreferred
-side (each reward at its own calibrated threshold, ``core.comparison.WholeSet``) and which words the
-set blames (``core.saliency.SetBlame``). The shown members are rows of that decomposition, so their
-heatmaps are cut from it: asking for the whole set costs one backbone pass, not two. The set is
-loaded and calibrated when first asked for.
+Probes that ask for the whole equivalent set (``whole_set=True``, the page's default) get, from
+one batched decomposition of every equally good reward, what share of the set puts each text on
+the dispreferred side (each reward at its own calibrated threshold, ``core.comparison.WholeSet``)
+and which words the set blames (``core.saliency.SetBlame``). The shown members are rows of that
+decomposition, so their heatmaps are cut from it: asking for the whole set costs one backbone
+pass, not two. The set is loaded and calibrated when first asked for.
 """
 
 from __future__ import annotations

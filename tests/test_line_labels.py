@@ -541,5 +541,7 @@ def test_labels_pooled_from_several_people_draw_one_line_whose_band_resamples_th
     assert f"Pooled, their {n} labels draw one share at" in " ".join(labellers_words(compared, run.objective))
     with pytest.raises(IrlLensError, match="pooled sheet already"):
         pool_labels({"all": pooled, "ann": ann})
+    with pytest.raises(IrlLensError, match="their own sheet"):
+        sentences_near_the_line(run, pooled)
     with pytest.raises(IrlLensError, match="at least two"):
         pool_labels({"ann": ann})
