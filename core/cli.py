@@ -286,6 +286,8 @@ def score(
         WholeSet,
         member_sides,
         probe_verdicts,
+        set_by_layer,
+        set_layer_words,
         set_rank_spread,
         set_rank_words,
         threshold_words,
@@ -310,6 +312,7 @@ def score(
         if whole is not None:
             explained = whole.explain(texts)  # (share, blame) per text, from one pass
             set_ranks = whole.ranks(texts)  # the same pass's rewards, among the calibration sentences
+            set_sides, set_layers = whole.sides(texts), whole.layers
     ranks = training_ranks(target, reward.names, matrix)
     verdicts = probe_verdicts(reward, texts, matrix, target.objective, truth,
                               whole.says([share for share, _ in explained], target.objective) if whole is not None else None,
@@ -328,7 +331,9 @@ def score(
             low, mid, high = set_rank_spread(set_ranks[i])[0]
             item["whole_set_says"] = {"n_members": len(whole.reward.names), "dispreferred_share": explained[i][0],
                                       "said": verdicts["whole set says"].iloc[i],
-                                      "training_rank": {"median": float(mid), "p10": float(low), "p90": float(high)}}  # fmt: skip
+                                      "training_rank": {"median": float(mid), "p10": float(low), "p90": float(high)},
+                                      "by_layer": set_by_layer(set_sides[i], set_layers),
+                                      "layers_said": set_layer_words(set_sides[i], set_layers, target.objective)}  # fmt: skip
         items.append(item)
     if saliency:
         _add_saliency(items, reward, truth_model, method)
@@ -360,6 +365,8 @@ def score(
                       f"rate below the text, whatever line is drawn; a line that flags a larger share calls it "
                       f"{target.objective.dispreferred}.", markup=False, highlight=False)  # fmt: skip
     for i, item in enumerate(items):
+        if (item.get("whole_set_says") or {}).get("layers_said"):
+            console.print(f"#{i + 1}: {item['whole_set_says']['layers_said']}", markup=False, highlight=False)
         if (item.get("whole_set") or {}).get("said"):
             console.print(f"#{i + 1}: {item['whole_set']['said']}", markup=False, highlight=False)
 

@@ -248,9 +248,25 @@ class WholeSet:
         members). The rewards of texts already explained are reused."""
         if self._calibration is None:
             self._calibrate()
+        return ranks_among(self._calibration, self._rewards(texts))
+
+    def sides(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, K): whether each reward of the set puts each text on the dispreferred side, at its
+        own line. The rewards of texts already explained are reused."""
+        return self._rewards(texts) < self.thresholds
+
+    @property
+    def layers(self) -> np.ndarray:
+        """(K,): the layer each reward of the set reads."""
+        from core.checkpoints import Member
+
+        return np.array([Member.parse(name).layer for name in self.reward.names])
+
+    def _rewards(self, texts: Sequence[str]) -> np.ndarray:
         missing = [t for t in texts if t not in self._explained]
         scored = dict(zip(missing, self.reward.score(missing), strict=True)) if missing else {}
-        return ranks_among(self._calibration, [self._explained[t][0] if t in self._explained else scored[t] for t in texts])
+        return np.array([self._explained[t][0] if t in self._explained else scored[t] for t in texts], float).reshape(
+            len(texts), len(self.reward.names))
 
     def dispreferred_share(self, texts: Sequence[str]) -> np.ndarray:
         """Per text, the share of the set that puts it on the dispreferred side."""
@@ -303,6 +319,50 @@ def set_rank_spread(ranks: np.ndarray) -> np.ndarray:
 def set_rank_words(ranks: np.ndarray) -> list[str]:
     """Per text, :func:`set_rank_spread` in words."""
     return [f"{mid:.0%} (median; 80% of the set {low:.0%}–{high:.0%})" for low, mid, high in set_rank_spread(ranks)]
+
+
+def _layer_runs(chosen: Sequence[int], every: Sequence[int]) -> str:
+    """``chosen`` layers as runs of the set's own layers (``every``): "layers 4–9 and 11–20" holds
+    each layer the set reads from 4 to 9 and from 11 to 20, and no other."""
+    runs, current = [], []
+    for layer in sorted(set(every)):
+        if layer in set(chosen):
+            current.append(layer)
+        elif current:
+            runs, current = [*runs, current], []
+    runs += [current] if current else []
+    said = [str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs]
+    return ("layer " if len(set(chosen)) == 1 else "layers ") + (
+        said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}")
+
+
+def set_by_layer(sides: np.ndarray, layers: np.ndarray) -> dict[str, list[int]]:
+    """Layer → [rewards of the set reading it, those of them on the dispreferred side], for one text."""
+    sides, layers = np.asarray(sides, bool), np.asarray(layers, int)
+    return {str(layer): [int((layers == layer).sum()), int(sides[layers == layer].sum())] for layer in np.unique(layers)}
+
+
+def set_layer_words(sides: np.ndarray, layers: np.ndarray, objective) -> str | None:
+    """Where in the whole set a split verdict lives, in a sentence: which layers the rewards on the
+    smaller side read, each with how many of that layer's rewards they are, and the layers none of
+    them reads. ``sides`` (K,): each reward's verdict on one text (:meth:`WholeSet.sides`);
+    ``layers`` (K,): the layer each reads. None where the set agrees."""
+    sides, layers = np.asarray(sides, bool), np.asarray(layers, int)
+    share = sides.mean()
+    if share in (0.0, 1.0):
+        return None
+    minority = sides if share < 0.5 else ~sides
+    side = objective.side(bool(share < 0.5))
+    per_layer = pd.DataFrame({"layer": layers, "minority": minority}).groupby("layer")["minority"].agg(["sum", "size"])
+    holding = per_layer[per_layer["sum"] > 0].sort_values("sum", ascending=False, kind="stable")
+    none = per_layer[per_layer["sum"] == 0]
+    parts = [f"layer {layer} ({int(r['sum'])} of its {int(r['size'])})" for layer, r in holding.head(4).iterrows()]
+    parts += [f"{len(holding) - 4} more layers"] if len(holding) > 4 else []
+    said = (f"The {minority.mean():.0%} of the whole set that call it {side} ({int(minority.sum())} of {len(sides):,}) read "
+            + (parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"))  # fmt: skip
+    if len(none):
+        said += f"; none of the {int(none['size'].sum()):,} reading {_layer_runs(none.index, per_layer.index)} does"
+    return said + "."
 
 
 def set_says(shares, n: int, objective) -> list[str]:

@@ -51,6 +51,10 @@ class ProbeResult:
     whole_set_ranks: list[np.ndarray] | None = None
     """Per text, the share of training sentences each reward of the set rates lower (``WholeSet.ranks``)."""
     whole_set_size: int = 0
+    whole_set_sides: list[np.ndarray] | None = None
+    """Per text, each reward of the set's verdict: True on the dispreferred side (``WholeSet.sides``)."""
+    whole_set_layers: np.ndarray | None = None
+    """The layer each reward of the set reads (``WholeSet.layers``)."""
     whole_set_missing: str | None = None
     """Why the whole set was asked for and is not there (the run no longer holds its heads, …)."""
 
@@ -158,6 +162,7 @@ class ProbeQueue:
             if unexplained:
                 truth |= dict(zip(unexplained, self.ground_truth.reward(unexplained), strict=True))
         ranks = dict(zip(whole, self._whole_set.ranks(list(whole)), strict=True)) if whole else None
+        sides = dict(zip(whole, self._whole_set.sides(list(whole)), strict=True)) if whole else None
         out = []
         for request in batch:
             out.append(ProbeResult(
@@ -169,6 +174,8 @@ class ProbeQueue:
                 whole_set=[whole[t] for t in request.texts] if request.whole_set and whole is not None else None,
                 whole_set_ranks=[ranks[t] for t in request.texts] if request.whole_set and ranks is not None else None,
                 whole_set_size=len(self._whole_set.reward.names) if self._whole_set is not None else 0,
+                whole_set_sides=[sides[t] for t in request.texts] if request.whole_set and sides is not None else None,
+                whole_set_layers=self._whole_set.layers if request.whole_set and sides is not None else None,
                 whole_set_missing=self._whole_set_missing if request.whole_set else None,
             ))  # fmt: skip
         return out

@@ -116,6 +116,13 @@ def test_live_probe_escapes_html_and_keeps_history(full_run, monkeypatch):
     ranked = at.table[0].value["whole set: training sentences rated lower"]  # where the set places them, no line
     assert all("(median; 80% of the set " in v for v in ranked)
     assert any("The whole set's: the same for every equally good reward" in c.value for c in at.caption)
+    from core.comparison import WholeSet, set_layer_words
+
+    whole = WholeSet.load(full_run)  # where the set splits, by layer: said for each text it splits, and only then
+    texts = ["<script>alert(1)</script>", "The judge was kind."]
+    expected = [set_layer_words(sides, whole.layers, full_run.objective) for sides in whole.sides(texts)]
+    listed = next((m.value for m in at.markdown if m.value.startswith("**Where the whole set splits**")), "")
+    assert all((plain(said) in listed) if said else True for said in expected) and bool(listed) == any(expected)
     at.text_area[0].set_value("x" * 100_000)
     at.button[0].click().run()
     assert any("100,000 characters" in e.value for e in at.error)

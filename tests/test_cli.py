@@ -123,6 +123,11 @@ def test_extract_score_evaluate_export(toy_run, tmp_path):
     assert all(0 <= items[1]["training_rank"][m] <= items[0]["training_rank"][m] <= 1 for m in items[0]["members"])
     ranked = [item["whole_set_says"]["training_rank"] for item in items]  # the whole set's, median and middle 80%
     assert all(0 <= r["p10"] <= r["median"] <= r["p90"] <= 1 for r in ranked) and ranked[1]["median"] <= ranked[0]["median"]
+    for item in items:  # the set's verdicts by the layer each reward reads add up to what it says
+        says = item["whole_set_says"]
+        assert sum(n for n, _ in says["by_layer"].values()) == says["n_members"]
+        assert sum(k for _, k in says["by_layer"].values()) == round(says["dispreferred_share"] * says["n_members"])
+        assert (says["layers_said"] is None) == (says["dispreferred_share"] in (0, 1))
     text = runner.invoke(app, ["score", str(toy_run.path), "The judge was a bitch.", "--whole-set"],
                          env={"COLUMNS": "200"})  # headers unwrapped
     assert text.exit_code == 0 and "members say" in text.stdout and items[1]["members_say"].split(":")[0] in text.stdout

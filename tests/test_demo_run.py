@@ -187,6 +187,30 @@ def test_the_demos_whole_set_gives_verdicts_at_thresholds_calibrated_as_evaluate
     # as built 2026-12-07, at lines drawn without R*: the shown 8 all say non-toxic on the first (at R*-fitted lines
     # they split 3 to 5, and 42% of the set said toxic)
     assert says == ["toxic: 8% of 366", "non-toxic: all 366"]
+    from core.comparison import set_layer_words
+
+    split = [set_layer_words(sides, whole.layers, demo.objective) for sides in whole.sides(texts)]
+    assert split == ["The 8% of the whole set that call it toxic (28 of 366) read layer 1 (27 of its 79) and layer 2 "
+                     "(1 of its 8); none of the 279 reading layers 4–20 does.", None]  # fmt: skip
+
+
+def test_the_live_probe_on_the_demo_says_where_the_whole_set_splits(demo, monkeypatch):
+    """The probe's default: every equally good reward's verdict, and the layers the split lives on."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from app.components import plain
+
+    monkeypatch.setenv("IRL_LENS_RUN", str(demo.path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/probe.py").run()
+    at.text_area[0].set_value("You are all stupid\nThe nurse was kind and patient with everyone.")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert list(at.table[0].value["whole set says"]) == [plain("toxic: 8% of 366"), plain("non-toxic: all 366")]
+    listed = next(m.value for m in at.markdown if m.value.startswith("**Where the whole set splits**"))
+    assert plain("read layer 1 (27 of its 79) and layer 2 (1 of its 8)") in listed and "The nurse" not in listed
 
 
 def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):

@@ -768,6 +768,9 @@ def test_the_probe_queue_says_what_the_whole_set_says_from_one_batched_pass(want
         np.testing.assert_allclose(cut.word_scores, alone.word_scores, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(cut.rewards, alone.rewards, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(asked.scores, shown.score(texts), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(np.array(asked.whole_set_sides), whole.sides(texts))  # each reward's verdict
+    np.testing.assert_array_equal(asked.whole_set_layers, whole.layers)
+    assert [sides.mean() for sides in asked.whole_set_sides] == [share for share, _ in asked.whole_set]
     empty = ProbeQueue(shown, truth, AttributionCache(wanted, RewardSaliency(shown, truth)), whole_set=lambda: None)
     try:
         missing = empty.probe(texts[:1], whole_set=True)
@@ -798,3 +801,19 @@ def test_asking_the_probe_queue_for_the_whole_set_costs_one_backbone_pass(wanted
     assert after_set == 1 and len(passes) == 2  # the set's pass serves the members; alone, they take one
     assert asked.precision == "fp32" and [r.text for r in asked.explained] == asked.texts
     assert members_only.whole_set is None and members_only.explained[0].explained == asked.explained[0].explained
+
+
+def test_where_the_whole_set_splits_is_said_by_the_layers_its_rewards_read():
+    from core.comparison import set_by_layer, set_layer_words
+    from core.objective import objective_for
+
+    words = objective_for("profanity")
+    layers = np.array([1] * 4 + [2] * 2 + [4] * 3 + [5] * 3 + [7] * 2)
+    sides = np.zeros(len(layers), bool)
+    sides[[0, 1, 2, 10]] = True  # three of layer 1's four and one of layer 5's three call it dispreferred
+    said = set_layer_words(sides, layers, words)
+    assert said == (f"The 29% of the whole set that call it {words.dispreferred} (4 of 14) read layer 1 (3 of its 4) "
+                    "and layer 5 (1 of its 3); none of the 7 reading layers 2–4 and 7 does.")  # fmt: skip
+    assert set_layer_words(~sides, layers, words).startswith(f"The 29% of the whole set that call it {words.preferred}")
+    assert set_layer_words(np.zeros(len(layers), bool), layers, words) is None
+    assert set_by_layer(sides, layers) == {"1": [4, 3], "2": [2, 0], "4": [3, 0], "5": [3, 1], "7": [2, 0]}

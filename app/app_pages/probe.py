@@ -25,6 +25,7 @@ from core.comparison import (
     flag_share,
     member_sides,
     probe_verdicts,
+    set_layer_words,
     set_rank_words,
     set_says,
     threshold_words,
@@ -170,6 +171,12 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                   "were drawn on." if SET_RANK_COLUMN in verdicts else ""))  # fmt: skip
     if probed.whole_set_missing:
         st.caption(f"No whole-set verdicts: {plain(probed.whole_set_missing)}.")
+    if probed.whole_set_sides is not None:
+        split = [(text, set_layer_words(sides, probed.whole_set_layers, words))
+                 for text, sides in zip(texts, probed.whole_set_sides, strict=True)]  # fmt: skip
+        if split := [(text, said) for text, said in split if said]:
+            st.markdown("**Where the whole set splits**, by the layer each equally good reward reads:\n"
+                        + "\n".join(f"- “{plain(text[:80])}{'…' * (len(text) > 80)}”: {plain(said)}" for text, said in split))  # fmt: skip
     if ranks is not None:
         with st.expander("Move the line: what the members say at a flag share of your own", key="probe_line_open"):
             share = st.slider("A line that flags the lowest … of training sentences", min_value=1, max_value=99,
