@@ -50,7 +50,7 @@ def main() -> None:
     irl = IRLConfig.recorded(run.manifest.config["irl"])
     texts = training_sentences(demos, irl.text_column())
     r_star = demos[irl.label_column()].to_numpy(bool)
-    truth = demos[irl.label_column().replace("dispreferred", "ground_truth")].to_numpy(float)
+    truth = demos[irl.ground_truth_column()].to_numpy(float)
     share = r_star[texts.index].mean()
     stricter = truth < np.quantile(truth[texts.index], min(1.0, share + args.stricter))
 

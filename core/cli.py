@@ -918,7 +918,6 @@ def labellers(
         labeller_of,
         labellers_table,
         labellers_words,
-        pool_labels,
         read_labels,
         sheet,
     )
@@ -930,10 +929,9 @@ def labellers(
     names = [labeller_of(p) for p in sheets]
     if len(set(names)) < len(names):
         names = [str(p) for p in sheets]
-    labelled = {name: read_labels(opened, p) for name, p in zip(names, sheets, strict=True)}
-    result = compare_labellers(opened, labelled)
+    result = compare_labellers(opened, {name: read_labels(opened, p) for name, p in zip(names, sheets, strict=True)})
     if pool is not None:
-        sheet(pool_labels(labelled), opened.objective).to_csv(pool, index=False)
+        sheet(result.pooled_labels, opened.objective).to_csv(pool, index=False)
     pooled = result.pooled
     if json_out:
         _print_json({"labellers": json.loads(result.sheets.reset_index().to_json(orient="records")),

@@ -12,6 +12,7 @@ R* only evaluates here: it is scored next to the members, never used to choose a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -255,7 +256,7 @@ class WholeSet:
         own line. The rewards of texts already explained are reused."""
         return self._rewards(texts) < self.thresholds
 
-    @property
+    @cached_property
     def layers(self) -> np.ndarray:
         """(K,): the layer each reward of the set reads."""
         from core.checkpoints import Member
@@ -270,7 +271,7 @@ class WholeSet:
 
     def dispreferred_share(self, texts: Sequence[str]) -> np.ndarray:
         """Per text, the share of the set that puts it on the dispreferred side."""
-        return (self.reward.score(texts) < self.thresholds).mean(1)
+        return self.sides(texts).mean(1)
 
     def explain(self, texts: Sequence[str]) -> list[tuple[float, object]]:
         """Per text, (the share of the set on the dispreferred side, its ``SetBlame``) from one
@@ -279,7 +280,7 @@ class WholeSet:
         if self.saliency is None:
             return [(float(v), None) for v in self.dispreferred_share(texts)]
         self.explain_only(texts)
-        return [(float((self._explained[t][0] < self.thresholds).mean()), self._explained[t][1]) for t in texts]
+        return [(float(v), self._explained[t][1]) for t, v in zip(texts, self.dispreferred_share(texts), strict=True)]
 
     def explain_only(self, texts: Sequence[str]) -> list:
         """Decompose the texts not kept yet, together, and keep (their rewards, their ``SetBlame``).
@@ -324,15 +325,15 @@ def set_rank_words(ranks: np.ndarray) -> list[str]:
 def _layer_runs(chosen: Sequence[int], every: Sequence[int]) -> str:
     """``chosen`` layers as runs of the set's own layers (``every``): "layers 4–9 and 11–20" holds
     each layer the set reads from 4 to 9 and from 11 to 20, and no other."""
-    runs, current = [], []
+    chosen, runs, current = set(chosen), [], []
     for layer in sorted(set(every)):
-        if layer in set(chosen):
+        if layer in chosen:
             current.append(layer)
         elif current:
             runs, current = [*runs, current], []
     runs += [current] if current else []
     said = [str(r[0]) if len(r) == 1 else f"{r[0]}–{r[-1]}" for r in runs]
-    return ("layer " if len(set(chosen)) == 1 else "layers ") + (
+    return ("layer " if len(chosen) == 1 else "layers ") + (
         said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}")
 
 

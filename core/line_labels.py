@@ -509,7 +509,8 @@ class Labellers:
     disputed: pd.DataFrame  # sentences labelled differently: text, then each labeller's label ("" where none)
     depends: pd.Series  # per shown member: test verdicts that change between the lowest and the highest labeller's one share
     chosen: str | None
-    pooled: LinePreview  # the line from everyone's labels pooled (pool_labels), its bands resampling the people too
+    pooled_labels: pd.DataFrame  # everyone's labels pooled (pool_labels): what a pooled sheet holds
+    pooled: LinePreview  # the line those draw, its bands resampling the people too
 
 
 def compare_labellers(run: Run, sheets: dict[str, pd.DataFrame]) -> Labellers:
@@ -555,9 +556,10 @@ def compare_labellers(run: Run, sheets: dict[str, pd.DataFrame]) -> Labellers:
                  for name in (table["one_share"].idxmin(), table["one_share"].idxmax()))  # fmt: skip
     depends = pd.Series(((test >= low) & (test < high)).mean(0), index=shown)
     chosen = next(iter(previews.values())).chosen
+    pooled = pool_labels(sheets)
     return Labellers(sheets=table, kappa=kappa, agree=agree, shared=shared.astype(int), disputed=disputed,
                      depends=depends, chosen=chosen if chosen in shown else None,
-                     pooled=preview_line(run, pool_labels(sheets)))  # fmt: skip
+                     pooled_labels=pooled, pooled=preview_line(run, pooled))  # fmt: skip
 
 
 def labellers_table(result: Labellers, objective) -> pd.DataFrame:

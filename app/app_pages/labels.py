@@ -24,7 +24,6 @@ from core.line_labels import (
     labeller_of,
     labellers_table,
     labellers_words,
-    pool_labels,
     preview_line,
     preview_words,
     read_labels,
@@ -117,8 +116,7 @@ if len(saved_files) >= 2:
                     st.table(markdown_cells(compared.disputed))
                 if st.button("Save their labels pooled into the run", key="labels_pool"):
                     try:
-                        pooled = pool_labels({labeller_of(f): read_labels(run, f) for f in files})
-                        st.session_state[key("pooled")] = str(save_labels(run, pooled))
+                        st.session_state[key("pooled")] = str(save_labels(run, compared.pooled_labels))
                     except IrlLensError as err:
                         st.error(plain(str(err)))
                 if pooled_at := st.session_state.get(key("pooled")):
