@@ -56,6 +56,7 @@ from core.irl import CANDIDATES, IRLConfig, feature_key, make_pairs
 from core.objective import Objective
 from core.recovered_reward import candidate_rewards
 from core.run_store import Run
+from core.set_verdicts import VERDICTS, SetSplit, set_verdict_tables
 from core.text_sets import LABELLER_COLUMN, ROUND_COLUMNS, load_labelled
 
 STAGE = "evaluate"
@@ -340,6 +341,9 @@ def evaluate_candidates(
         for name, r in rewards_by_name.items()
     }
 
+    set_lines = np.array([calibrate(selection_scores[name].to_numpy(), "share" if method == "labels_share" else method,
+                                    calib, calib_labels, share, weights) for name in equivalent])  # fmt: skip
+
     member_rows = []
     for name in [*shown, ENSEMBLE]:
         r = rewards_by_name[name]
@@ -408,7 +412,9 @@ def evaluate_candidates(
     }
     tables = {"evaluation": evaluation_rows, "members": members_table, "member_scores": member_scores,
               "member_correlations": correlations,
-              "member_spread": spread(matrix[test], test)}  # fmt: skip
+              "member_spread": spread(matrix[test], test),
+              **set_verdict_tables(selection_scores[equivalent], set_lines, test)}  # fmt: skip
+    summary["whole_set_split"] = SetSplit(tables[VERDICTS]).figures()
     if has_gt:
         best_test = evaluate(best_rewards[test], gt[test], labels[test], prompt_ids=prompt_ids[test],
                              threshold=thresholds[best_id])  # fmt: skip

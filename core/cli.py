@@ -713,12 +713,13 @@ def show(
         _print_json(summary)
         return
     from core.equivalent_set import people_apart, people_whole_set
+    from core.set_verdicts import SetSplit, set_split_words
     from core.summary import display_key, stage_label
 
     table = Table("figure", "value", title=_literal(f"run {summary['name']}"))
     dispreferred = summary["objective_words"]["dispreferred"]
     for key, value in summary.items():
-        if key in ("name", "pays_for", "warnings"):
+        if key in ("name", "pays_for", "warnings", "whole_set_split"):  # the last: in words below
             continue
         if key == "stages":
             value = {stage_label(k): v for k, v in value.items()}
@@ -743,6 +744,9 @@ def show(
                  people_whole_set(summary)):  # fmt: skip
         if line:
             console.print(line, markup=False, highlight=False)
+    if (split := SetSplit.of(opened)) is not None:
+        console.print("Where the whole equivalent set splits over the test split:\n"
+                      + "\n".join(f"- {line}" for line in set_split_words(split, opened.objective)), markup=False)  # fmt: skip
     if summary["pays_for"]:
         console.print("What it pays for, in words:\n" + "\n".join(f"- {line}" for line in summary["pays_for"]),
                       markup=False)

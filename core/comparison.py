@@ -322,7 +322,7 @@ def set_rank_words(ranks: np.ndarray) -> list[str]:
     return [f"{mid:.0%} (median; 80% of the set {low:.0%}–{high:.0%})" for low, mid, high in set_rank_spread(ranks)]
 
 
-def _layer_runs(chosen: Sequence[int], every: Sequence[int]) -> str:
+def layer_runs(chosen: Sequence[int], every: Sequence[int]) -> str:
     """``chosen`` layers as runs of the set's own layers (``every``): "layers 4–9 and 11–20" holds
     each layer the set reads from 4 to 9 and from 11 to 20, and no other."""
     chosen, runs, current = set(chosen), [], []
@@ -362,7 +362,7 @@ def set_layer_words(sides: np.ndarray, layers: np.ndarray, objective) -> str | N
     said = (f"The {minority.mean():.0%} of the whole set that call it {side} ({int(minority.sum())} of {len(sides):,}) read "
             + (parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"))  # fmt: skip
     if len(none):
-        said += f"; none of the {int(none['size'].sum()):,} reading {_layer_runs(none.index, per_layer.index)} does"
+        said += f"; none of the {int(none['size'].sum()):,} reading {layer_runs(none.index, per_layer.index)} does"
     return said + "."
 
 

@@ -179,3 +179,23 @@ def people_set_figure(people_set, shown: list[str], chosen: str, label):
     figure.update_layout(height=360, xaxis_title="layer the member reads", yaxis_title="AUC against people's labels",
                          margin={"t": 10, "b": 10}, legend={"orientation": "h"})  # fmt: skip
     return figure
+
+
+def layer_agreement_figure(split):
+    """The whole set's layers against each other on the test sentences it splits on
+    (:meth:`core.set_verdicts.SetSplit.layer_agreement`): how often a reward of one layer and a
+    reward of the other give a sentence the same verdict. Each axis label holds the layer's count
+    of rewards."""
+    import plotly.graph_objects as go
+
+    agreement = split.layer_agreement()
+    sizes = split.by_layer()["n_rewards"]
+    names = [f"{layer} ({int(sizes[layer])})" for layer in agreement.index]
+    figure = go.Figure(go.Heatmap(z=agreement.to_numpy(), x=names, y=names, zmin=0, zmax=1, colorscale="Viridis",
+                                  text=np.round(agreement.to_numpy(), 2), texttemplate="%{text:.2f}",
+                                  hovertemplate="layers %{y} and %{x}: same verdict %{z:.0%}<extra></extra>",
+                                  colorbar={"title": "same verdict"}))  # fmt: skip
+    figure.update_layout(height=460, margin={"t": 10, "b": 10}, xaxis_title="layer (rewards reading it)",
+                         yaxis_title="layer (rewards reading it)", xaxis={"type": "category"},
+                         yaxis={"type": "category", "autorange": "reversed"})  # fmt: skip
+    return figure

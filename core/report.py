@@ -59,12 +59,14 @@ from core.rendering import (
     battery_figure,
     battery_set_figure,
     chart_text,
+    layer_agreement_figure,
     lexicon_set_figure,
     people_set_figure,
 )
 from core.rlhf import optimised_members
 from core.run_store import Run, atomic_write
 from core.saliency import run_first_word_caution, stored_heatmaps
+from core.set_verdicts import SetSplit, set_split_words
 from core.summary import run_summary
 from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import in_words, reading
@@ -188,6 +190,11 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
         figure = people_set_figure(people_set, members["member"].tolist(), summary["best_member_id"], label)
         out += (f"<h3>People's labels across the whole equivalent set</h3><p>{_e(people_whole_set(people_figures(run)) or '')}"
                 " Evaluation only: nothing is chosen by it.</p>" + scripts.figure(figure, "fig-people-set"))  # fmt: skip
+    if (split := SetSplit.of(run)) is not None:
+        out += ("<h3>Where the whole set splits over the test split</h3><ul>"
+                + "".join(f"<li>{_e(line)}</li>" for line in set_split_words(split, run.objective)) + "</ul>")
+        if len(split.contested):
+            out += scripts.figure(layer_agreement_figure(split), "fig-set-layers")
     if run.has_table("member_correlations"):
         corr = run.read_table("member_correlations")
         if {"member_a", "member_b", "spearman"} <= set(corr.columns):

@@ -544,3 +544,35 @@ def test_equivalent_page_shows_how_far_people_rate_the_demos_members_apart(monke
     home = _app(monkeypatch, demo)
     people_block = next(c.value for c in home.caption if c.value.startswith("- " + plain("The chosen member's AUC: 0.751 ")))
     assert said[0] in people_block and "the chosen member is above 9% of them" in people_block  # the home page says it too
+
+
+def test_equivalent_page_says_where_the_whole_set_splits(full_run, monkeypatch, tmp_path):
+    """The whole set's split over the test split in the set's words; a run evaluated before the
+    set's verdicts were stored says how to get them instead."""
+    import shutil
+
+    from app.components import plain
+    from core.set_verdicts import VERDICTS, SetSplit, set_split_words, verdict_of
+
+    at = _app(monkeypatch, full_run, "equivalent")
+    assert "Where the whole set splits over the test split" in [h.value for h in at.subheader]
+    split = SetSplit.of(full_run)
+    said = "".join(m.value for m in at.markdown)
+    assert all(plain(line) in said for line in set_split_words(split, full_run.objective))
+    contested = [d.value for d in at.dataframe if "by layer" in d.value]
+    assert len(contested) == (1 if len(split.contested) else 0)
+    if contested:
+        assert len(contested[0]) == len(split.contested)
+
+    at = _app(monkeypatch, full_run, "heatmaps")  # a test sentence's heatmap says what the whole set says of it
+    row = next(s for s in at.selectbox if s.label == "Sentence").value
+    verdict = verdict_of(split, int(row), full_run.objective)
+    assert verdict and verdict.startswith("At their own lines, ")
+    assert plain(verdict) in [m.value for m in at.markdown]
+
+    older = tmp_path / "older"
+    shutil.copytree(full_run.path, older)
+    evaluated_earlier = Run.open(older)
+    evaluated_earlier.remove_table(VERDICTS)
+    at = _app(monkeypatch, evaluated_earlier, "equivalent")
+    assert any("re-run `irl-lens evaluate RUN`" in c.value for c in at.caption)

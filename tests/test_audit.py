@@ -177,6 +177,31 @@ def test_evaluate_run_on_toy(toy_run):
     assert len(evaluation) == 2 * 3 * 20  # layers x repeats x epochs: every candidate
     ceiling = run.read_table("layer_ceiling")
     assert set(ceiling["layer"]) == {0, 1}
+    _set_lines_are_the_whole_sets(run, summary)
+
+
+def _set_lines_are_the_whole_sets(run, summary):
+    """The whole set's lines drawn at evaluate are the shown members' own where they are shown, and
+    what WholeSet draws again from the texts (so the probe and the stage figure agree); its
+    verdict counts add up to each line's flag rate."""
+    from core.comparison import WholeSet
+    from core.set_verdicts import LINES, VERDICTS, SetSplit
+
+    lines, verdicts = run.read_table(LINES), run.read_table(VERDICTS)
+    assert lines["member"].tolist() == summary["equivalent_set"]
+    shown = run.read_table("members").set_index("member")["threshold"]
+    on_shown = lines.set_index("member")["threshold"].reindex(summary["shown_members"])
+    np.testing.assert_allclose(on_shown, shown.reindex(summary["shown_members"]), rtol=1e-6)
+    whole = WholeSet.load(run)
+    np.testing.assert_allclose(whole.thresholds, lines.set_index("member")["threshold"].reindex(whole.reward.names),
+                               rtol=1e-4, atol=1e-4)  # fmt: skip
+    test = run.read_table("demonstrations")["split"].eq("test")
+    assert verdicts["row"].nunique() == test.sum()
+    assert (verdicts.groupby("row")["n_rewards"].sum() == len(lines)).all()
+    by_layer = verdicts.groupby("layer")["n_dispreferred"].sum() / verdicts.groupby("layer")["n_rewards"].sum()
+    expected = lines.groupby("layer")["test_flag_rate"].mean()
+    np.testing.assert_allclose(by_layer, expected.reindex(by_layer.index))
+    assert summary["whole_set_split"] == SetSplit.of(run).figures()
 
 
 def test_selection_never_reads_the_ground_truth(tmp_path, tiny_models):
@@ -453,6 +478,7 @@ def test_calibration_with_human_labels_of_training_sentences(toy_run, tmp_path):
     summary = evaluate_run(toy_run, EvaluationConfig(calibration="labels", calibration_labels=str(labels)),
                            progress=False)  # fmt: skip
     assert summary["calibration"] == "labels" and summary["calibrated_accuracy"] > 0.5
+    _set_lines_are_the_whole_sets(toy_run, summary)
     heldout = demos[demos["split"] == "test"].head(2)
     pd.DataFrame({"text": heldout["sentence"], "label": [1, 0]}).to_csv(labels, index=False)
     with pytest.raises(IrlLensError, match="not a training sentence"):
@@ -500,3 +526,65 @@ def test_apart_words_are_the_words_one_member_rates_unlike_the_others():
     assert said == ("Scored alone (the run's 4 words), member c rates “awful” further toward positive than the "
                     "other members do, and “two” further toward negative.")
     assert says_apart({"label": "member c"}, BUILT_IN["sentiment"]) is None
+
+
+def test_where_the_whole_set_splits_over_the_test_split():
+    """SetSplit on a hand-built set of 10 + 10 + 1 rewards over four test sentences: two unanimous,
+    two contested, where layers 1 and 2 take opposite sides and R* sides with layer 1."""
+    from core.objective import objective_for
+    from core.set_verdicts import VERDICTS, SetSplit, set_split_words, set_verdict_tables
+
+    names = [f"l{layer}-r{k}-e1" for layer, n in ((1, 10), (2, 10), (3, 1)) for k in range(n)]
+    dispreferred = np.zeros((5, len(names)), bool)  # row 0 is a training sentence
+    dispreferred[1] = True
+    dispreferred[3, :10] = dispreferred[3, 20] = True  # layer 1 and layer 3: 11 of 21
+    dispreferred[4, :2] = dispreferred[4, 10:20] = True  # two of layer 1, all of layer 2: 12 of 21
+    rewards = pd.DataFrame(np.where(dispreferred, -1.0, 1.0), columns=names)
+    tables = set_verdict_tables(rewards, np.zeros(len(names)), np.array([1, 2, 3, 4]))
+    truth = pd.Series([False, True, False, True, False], index=range(5))
+    split = SetSplit(tables[VERDICTS], truth)
+    assert split.figures() | {"layer_eta_median": None} == {
+        "n_rewards": 21, "n_sentences": 4, "contested_at": 0.1, "unanimous_share": 0.5, "n_contested": 2,
+        "contested_share": 0.5, "layer_eta_median": None, "layer_eta_chance": 2 / 20,
+        "layer_distance": None}  # only two layers of five rewards or more  # fmt: skip
+    # η² from each reward's own verdict: 1 − within-layer variance / total variance
+    layers = np.array([int(n[1]) for n in names])
+    direct = [1 - sum(((v[layers == g] - v[layers == g].mean()) ** 2).sum() for g in (1, 2, 3)) / ((v - v.mean()) ** 2).sum()
+              for v in dispreferred[[3, 4]].astype(float)]  # fmt: skip
+    np.testing.assert_allclose(split.layer_eta().to_numpy(), direct)
+    by_layer = split.by_layer()
+    np.testing.assert_allclose(by_layer["dispreferred"], [12 / 20, 10 / 20, 1 / 2])
+    np.testing.assert_allclose(by_layer["agrees_with_truth"], [18 / 20, 0, 1])
+    assert split.layer_agreement().loc[1, 2] == pytest.approx((0 + 0.2) / 2)
+    assert split.sentence_layers(4, objective_for("profanity")) == "toxic by layer 2; non-toxic by layers 1 and 3"
+    said = " ".join(set_split_words(split, objective_for("profanity")))
+    assert "All 21 equally good rewards agree on 50% of the 4 test sentences. On 2 (50%)" in said
+    assert "Layers 1 and 2 part most there: a reward from each gives the same verdict 10% of the time" in said
+    assert "50% (layer 2) to 60% (layer 1)" in said and "layer 3" not in said  # one reward is no layer's verdict
+    assert "R* agrees most with layer 1's rewards (90% of their verdicts), least with layer 2's (0%)" in said
+    sentiment = Objective(name="sentiment", preferred="positive", dispreferred="negative")
+    untruthed = " ".join(set_split_words(SetSplit(tables[VERDICTS]), sentiment))
+    assert "of their verdicts there negative" in untruthed and "toxic" not in untruthed and "R*" not in untruthed
+
+
+def test_the_sets_layers_agree_less_the_further_apart_they_are():
+    """layer_distance on four layers of five rewards each, whose shares on two contested sentences
+    drift with the layer: near pairs agree more than far ones."""
+    from core.set_verdicts import VERDICTS, SetSplit, set_verdict_tables
+
+    shares = {1: (1.0, 0.0), 2: (0.8, 0.2), 3: (0.6, 0.4), 9: (0.0, 1.0)}
+    names = [f"l{layer}-r{k}-e1" for layer in shares for k in range(5)]
+    flagged = np.array([[k < round(5 * shares[layer][s]) for layer in shares for k in range(5)] for s in (0, 1)])
+    tables = set_verdict_tables(pd.DataFrame(np.where(flagged, -1.0, 1.0), columns=names), np.zeros(len(names)), np.array([0, 1]))
+    split = SetSplit(tables[VERDICTS])
+    same = lambda a, b: np.mean([shares[a][s] * shares[b][s] + (1 - shares[a][s]) * (1 - shares[b][s]) for s in (0, 1)])  # noqa: E731
+    assert split.layer_agreement().loc[2, 9] == pytest.approx(same(2, 9))
+    distance = split.layer_distance()
+    from scipy import stats
+
+    pairs = [(1, 2), (1, 3), (1, 9), (2, 3), (2, 9), (3, 9)]
+    expected = stats.spearmanr([b - a for a, b in pairs], [same(a, b) for a, b in pairs]).statistic
+    assert distance["n_pairs"] == 6 and distance["spearman"] == pytest.approx(expected) and expected < -0.8
+    assert distance["near"] == pytest.approx(np.mean([same(1, 2), same(1, 3), same(2, 3)]))
+    assert distance["far"] == pytest.approx(np.mean([same(1, 9), same(2, 9), same(3, 9)]))
+    assert distance["near"] > distance["far"]

@@ -481,3 +481,8 @@ def test_show_says_how_far_people_rate_the_demos_members_apart():
     assert "Across the whole equivalent set, people's labels rate its 366 equally good rewards" in " ".join(result.stdout.split())
     assert "n_members: 366, min: 0.7309, median: 0.8122, max: 0.8512, below_chosen: 0.09016, median_by_layer: (1: 0.7526," in result.stdout
     assert "{'" not in result.stdout  # no dict printed as Python writes it
+    from core.set_verdicts import SetSplit, set_split_words
+
+    listed = " ".join(result.stdout.split("Where the whole equivalent set splits over the test split:\n")[1].split())
+    assert all(" ".join(line.split()) in listed for line in set_split_words(SetSplit.of(demo), demo.objective))
+    assert listed.startswith("- All 366 equally good rewards agree on ")

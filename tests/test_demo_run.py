@@ -194,6 +194,39 @@ def test_the_demos_whole_set_gives_verdicts_at_thresholds_calibrated_as_evaluate
                      "(1 of its 8); none of the 279 reading layers 4–20 does.", None]  # fmt: skip
 
 
+def test_the_demos_whole_set_splits_over_the_test_split_by_layer(demo):
+    """Stored at evaluate, every equally good reward's verdict on every test sentence: the set's
+    splits follow the layer a reward reads, and neighbouring layers vote together."""
+    from core.set_verdicts import LINES, SetSplit, set_split_words, verdict_of
+
+    split = SetSplit.of(demo)
+    figures = demo.stage_summary("evaluate")["whole_set_split"]
+    assert figures == split.figures()
+    assert (figures["n_rewards"], figures["n_sentences"], figures["n_contested"]) == (366, 480, 57)  # as built 2026-12-07
+    assert figures["layer_eta_median"] > 10 * figures["layer_eta_chance"]
+    assert figures["layer_distance"]["spearman"] < -0.8 and figures["layer_distance"]["near"] > figures["layer_distance"]["far"] + 0.15
+    lines = demo.read_table(LINES).set_index("member")
+    shown = demo.read_table("members").set_index("member")
+    members = demo.stage_summary("evaluate")["shown_members"]
+    np.testing.assert_allclose(lines.loc[members, "threshold"], shown.loc[members, "threshold"], rtol=1e-6)
+    np.testing.assert_allclose(lines.loc[members, "test_flag_rate"], shown.loc[members, "flag_rate"])
+    said = set_split_words(split, demo.objective)
+    assert said[0] == ("All 366 equally good rewards agree on 74% of the 480 test sentences. On 57 (12%) the verdict "
+                       "depends on which reward one picks: at least 10% of the set sits on each side.")  # fmt: skip
+    assert "Layers 1 and 12 part most there: a reward from each gives the same verdict 41% of the time." in said[3]
+    assert said[4].startswith("R* (evaluation only) calls 75% of them toxic, the set's verdicts 44%.")
+    assert verdict_of(split, 38, demo.objective) == (  # a test sentence the set splits on
+        "At their own lines, 63% of the 366 equally good rewards call it toxic. Most of each layer's rewards say: "
+        "toxic by layers 1–8 and 19; non-toxic by layers 9–13 and 20.")  # fmt: skip
+    assert verdict_of(split, 0, demo.objective) is None  # a selection-split sentence: no stored verdicts
+    from html import escape
+
+    from core.report import render_report
+
+    page = render_report(demo)
+    assert all(f"<li>{escape(line)}</li>" in page for line in said) and 'id="fig-set-layers"' in page
+
+
 def test_the_live_probe_on_the_demo_says_where_the_whole_set_splits(demo, monkeypatch):
     """The probe's default: every equally good reward's verdict, and the layers the split lives on."""
     from pathlib import Path

@@ -29,7 +29,8 @@ from core.faithfulness import (
     whole_set_sentence,
 )
 from core.human_labels import people_figures
-from core.rendering import people_set_figure
+from core.rendering import layer_agreement_figure, people_set_figure
+from core.set_verdicts import CONTESTED, SetSplit, set_split_words
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -136,6 +137,38 @@ if people_set is not None:
     st.subheader("People's labels across the whole equivalent set")
     st.caption(plain(people_whole_set(people_figures(run)) or "") + " Evaluation only: nothing is chosen by it.")
     st.plotly_chart(people_set_figure(people_set, names, summary["best_member_id"], member_label))
+
+st.subheader("Where the whole set splits over the test split")
+split = SetSplit.of(run)
+if split is None:
+    st.caption("This run's evaluate stage predates this section: re-run `irl-lens evaluate RUN` to see where all "
+               f"{summary.get('n_equivalent', '')} equally good rewards split, not only the shown members.")  # fmt: skip
+else:
+    st.caption(f"Every reward of the equivalent set, its line drawn as the shown members' were ({plain(threshold_words(run))}). "
+               f"A test sentence is contested when at least {CONTESTED:.0%} of the set sits on each side of it. Rewards of one "
+               "layer are often epochs of one repeat, close to copies: a layer's rewards agreeing among themselves is partly "
+               "that. R* only evaluates here; nothing is chosen by it.")  # fmt: skip
+    st.markdown("\n".join(f"- {plain(line)}" for line in set_split_words(split, words)))
+    if len(split.contested):
+        st.markdown("**How often two layers' rewards agree, on the contested sentences**")
+        st.plotly_chart(layer_agreement_figure(split))
+        layers = split.by_layer().reset_index().rename(columns={
+            "n_rewards": "rewards", "dispreferred": f"their verdicts: {words.dispreferred}",
+            "agrees_with_truth": "agree with R* (evaluation only)"})  # fmt: skip
+        st.markdown("**Each layer, on the contested sentences**")
+        st.dataframe(layers.round(3), hide_index=True)
+        contested = demos.loc[split.contested].assign(row=split.contested)
+        contested["the set: " + words.dispreferred] = split.share.loc[split.contested].round(3).to_numpy()
+        contested["by layer"] = [split.sentence_layers(row, words) for row in split.contested]
+        if not no_truth:
+            contested[f"R*: {words.dispreferred}"] = contested["dispreferred"]
+        contested = contested.iloc[np.argsort(np.abs(contested["the set: " + words.dispreferred].to_numpy() - 0.5), kind="stable")]
+        st.markdown("**The contested sentences, the most evenly split first**")
+        st.dataframe(contested[["sentence", "policy", "the set: " + words.dispreferred,
+                                *([f"R*: {words.dispreferred}"] if not no_truth else []), "by layer"]], hide_index=True,
+                     column_config={"sentence": st.column_config.TextColumn(width="large")})  # fmt: skip
+        st.caption("The set: the share of its rewards that call the sentence " + plain(words.dispreferred) + ". By layer: "
+                   "which side most of each layer's rewards take (a layer split evenly is left out).")  # fmt: skip
 
 st.subheader("Test sentences the members disagree on most")
 disputed = demos.assign(row=np.arange(len(demos))).merge(spread, on="row")

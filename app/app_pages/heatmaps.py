@@ -21,6 +21,7 @@ from core.saliency import (
     exact_available,
     run_first_word_caution,
 )
+from core.set_verdicts import SetSplit, verdict_of
 
 st.title("Token heatmaps")
 run = require(selected_run(), "demonstrations", "member_scores", stage_hint="irl-lens evaluate RUN")
@@ -125,6 +126,8 @@ if implicit is not None and "completion_ids" in demos:
 said = add_whole_set_row(run, members, result, rows)
 if said:
     st.markdown(said)
+if (set_split := SetSplit.of(run)) is not None and (verdict := verdict_of(set_split, int(row), words)):
+    st.markdown(plain(verdict))
 notes = {member_label(m): note for m, note in punishes_notes(faithfulness, words).items()}
 st.markdown(attribution_table_html(rows, notes), unsafe_allow_html=True)  # escaped in rendering
 for note in result.notes:
