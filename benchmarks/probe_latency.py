@@ -26,7 +26,7 @@ whose browsers run on their own machines would see, plus drawing (the browser cl
 ``p50_heatmaps_s_1`` minus this one's says what drawing costs).
 
     .venv/bin/python benchmarks/probe_latency.py [--quick] [--run data/demo-run] [--sessions 8] [--counterfactuals] [--no-whole-set]
-        [--nice-browsers] [--reduced-motion] [--client browser|protocol]
+        [--nice-browsers] [--reduced-motion] [--client browser|protocol] [--think SECONDS]
 """
 
 from __future__ import annotations
@@ -140,16 +140,21 @@ class StartLine:
 
 
 async def session(browser, url: str, probes: list[str], ticks: tuple[str, ...] = (),
-                  start: StartLine | None = None, reduced_motion: bool = False) -> list[dict]:  # fmt: skip
-    """One auditor: open the probe page, score each probe in turn, time each (the first is the
-    page's first, see :class:`StartLine`)."""
+                  start: StartLine | None = None, reduced_motion: bool = False, think: float = 0.0) -> list[dict]:  # fmt: skip
+    """One auditor: open the probe page, take ``think`` seconds to type, score each probe in turn,
+    time each (the first is the page's first, see :class:`StartLine`; it also holds ``form_s``, the
+    page's opening until the form is drawn, and ``open_s``, until its script run finished)."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000},
                                         reduced_motion="reduce" if reduced_motion else "no-preference")  # fmt: skip
     page = await context.new_page()
+    opening = time.perf_counter()
     await page.goto(f"{url}/probe")
     await page.get_by_role("heading", name="Live probe").wait_for(timeout=180_000)
     await page.get_by_text(COUNTERFACTUALS).first.wait_for(timeout=180_000)  # the form is drawn
+    form_s = time.perf_counter() - opening
     await page.locator(IDLE).wait_for(timeout=180_000)  # and the page's script has sent every widget
+    open_s = time.perf_counter() - opening
+    await asyncio.sleep(think)
     for box in BOXES:
         checkbox = page.locator(f"input[type=checkbox][aria-label^={json.dumps(box)}]")
         if await page.get_by_text(box).count() and await checkbox.first.is_checked() != (box in ticks):
@@ -171,7 +176,7 @@ async def session(browser, url: str, probes: list[str], ticks: tuple[str, ...] =
         errors = await page.locator("[data-testid='stException'], [data-testid='stAlertContentError']").count()
         if k == 0:
             await check_whole_set(page, WHOLE_SET in ticks)
-        out.append({"heatmaps_s": drawn, "done_s": done, "errors": errors})
+        out.append({"heatmaps_s": drawn, "done_s": done, "errors": errors} | ({"form_s": form_s, "open_s": open_s} if k == 0 else {}))
     if start is not None:
         await start.wait()
     await context.close()
@@ -253,15 +258,16 @@ class ProtocolSession:
 
 
 async def protocol_session(url: str, probes: list[str], ticks: tuple[str, ...] = (),
-                           start: StartLine | None = None) -> list[dict]:  # fmt: skip
+                           start: StartLine | None = None, think: float = 0.0) -> list[dict]:  # fmt: skip
     from websockets.asyncio.client import connect
 
     async with connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],
                        max_size=None, open_timeout=180, ping_interval=None) as ws:  # fmt: skip
         auditor = ProtocolSession(ws)
-        await auditor.rerun([])  # the page's first load announces the form's widgets
+        opened = await auditor.rerun([])  # the page's first load announces the form's widgets
         if "Score" not in auditor.widgets:
             raise SystemExit(f"the probe page drew no Score button (widgets: {sorted(auditor.widgets)})")
+        await asyncio.sleep(think)
         if start is not None:
             await start.wait()
         out = []
@@ -271,7 +277,7 @@ async def protocol_session(url: str, probes: list[str], ticks: tuple[str, ...] =
             result = await auditor.rerun(auditor.submit(text, ticks), marker=text.split()[0])
             if result["heatmaps_s"] is None:
                 raise SystemExit(f"no heatmap of {text.split()[0]!r} came back from the server")
-            out.append(result)
+            out.append(result | ({"open_s": opened["done_s"]} if k == 0 else {}))
         if start is not None:
             await start.wait()
         return out
@@ -293,10 +299,11 @@ def niced_chromium(folder: Path) -> str:
 
 
 async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: list[int], ticks: tuple[str, ...],
-                  executable: str = CHROMIUM, client: str = "browser", reduced_motion: bool = False) -> dict:  # fmt: skip
+                  executable: str = CHROMIUM, client: str = "browser", reduced_motion: bool = False,
+                  think: float = 0.0) -> dict:  # fmt: skip
     if client == "protocol":
-        def auditor(probes, ticked=ticks, start=None):
-            return protocol_session(url, probes, ticked, start)
+        def auditor(probes, ticked=ticks, start=None, first=False):
+            return protocol_session(url, probes, ticked, start, think if first else 0.0)
 
         return await timed_sessions(auditor, server_pid, sessions, rounds, sizes, ticks)
     from playwright.async_api import async_playwright
@@ -305,8 +312,8 @@ async def measure(url: str, server_pid: int, sessions: int, rounds: int, sizes: 
         browser = await pw.chromium.launch(executable_path=executable, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])  # fmt: skip
 
-        def auditor(probes, ticked=ticks, start=None):
-            return session(browser, url, probes, ticked, start, reduced_motion)
+        def auditor(probes, ticked=ticks, start=None, first=False):
+            return session(browser, url, probes, ticked, start, reduced_motion, think if first else 0.0)
 
         figures = await timed_sessions(auditor, server_pid, sessions, rounds, sizes, ticks)
         await browser.close()
@@ -317,7 +324,7 @@ async def timed_sessions(auditor, server_pid: int, sessions: int, rounds: int, s
                          ticks: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """A warm-up probe, then one auditor's page: its first probe, ``rounds`` x ``sizes`` probes;
     then ``sessions`` auditors at once: their pages' first probes together, then ``rounds`` each."""
-    warm = await auditor([probe(8, "warmup")], tuple(t for t in ticks if t == WHOLE_SET))  # models load once per server
+    warm = await auditor([probe(8, "warmup")], tuple(t for t in ticks if t == WHOLE_SET), first=True)  # models load once per server
     first, *one = await auditor([probe(32, "solofirst")] + [probe(n, f"solo{r}x{n}") for r in range(rounds)
                                                             for n in sizes])  # fmt: skip
     start = StartLine(sessions, server_pid)
@@ -326,7 +333,9 @@ async def timed_sessions(auditor, server_pid: int, sessions: int, rounds: int, s
     (*opened, _), (*before, kinds_before), (*after, kinds_after) = start.marks
     firsts = [items[0]["done_s"] for items in many]
     many = [item for items in many for item in items[1:]]
-    figures = {"first_probe_s": round(warm[0]["done_s"], 2), "open_s_8": round(opened[2] - start.opened, 2),
+    figures = {"first_form_s": round(warm[0]["form_s"], 2) if "form_s" in warm[0] else None,
+               "first_open_s": round(warm[0]["open_s"], 2) if "open_s" in warm[0] else None,
+               "first_probe_s": round(warm[0]["done_s"], 2), "open_s_8": round(opened[2] - start.opened, 2),
                "page_first_probe_s_1": round(first["done_s"], 2)}  # fmt: skip
     for n in sizes:  # `one` holds rounds x sizes, in that order
         times = [x["done_s"] for k, x in enumerate(one) if sizes[k % len(sizes)] == n]
@@ -364,6 +373,8 @@ def main() -> None:
                         help="browser: headless Chromium; protocol: Streamlit's websocket, nothing rendered")
     parser.add_argument("--reduced-motion", action="store_true",
                         help="browsers that ask for reduced motion: the dashboard then animates nothing")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds the server's first auditor takes to type the first probe after the page opens")
     parser.add_argument("--nice-browsers", action="store_true",
                         help="run Chromium at nice 19, so the server's work goes first (browsers elsewhere)")
     args = parser.parse_args()
@@ -374,14 +385,14 @@ def main() -> None:
             executable = niced_chromium(Path(folder)) if args.nice_browsers else CHROMIUM
             ticks = tuple(t for t, on in ((COUNTERFACTUALS, args.counterfactuals), (WHOLE_SET, args.whole_set)) if on)
             figures = asyncio.run(measure(url, server.pid, sessions, rounds, sizes, ticks, executable,
-                                          args.client, args.reduced_motion))
+                                          args.client, args.reduced_motion, args.think))
         figures["peak_rss_mb"] = round(peak_rss_mb(server.pid), 1)
     finally:
         server.terminate()
         server.wait(timeout=30)
     figures |= {"sessions": sessions, "rounds": rounds, "counterfactuals": args.counterfactuals, "whole_set": args.whole_set,
                 "client": args.client, "nice_browsers": args.nice_browsers,
-                "reduced_motion": args.reduced_motion,
+                "reduced_motion": args.reduced_motion, "think_s": args.think,
                 "run": Path(args.run).name, "machine": machine()}
     print(json.dumps(figures))
 

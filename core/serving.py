@@ -12,7 +12,8 @@ one batched decomposition of every equally good reward, what share of the set pu
 the dispreferred side (each reward at its own calibrated threshold, ``core.comparison.WholeSet``)
 and which words the set blames (``core.saliency.SetBlame``). The shown members are rows of that
 decomposition, so their heatmaps are cut from it: asking for the whole set costs one backbone
-pass, not two. The set is loaded and calibrated when first asked for.
+pass, not two. The set is loaded and calibrated when first asked for, or, where the page calls
+:meth:`ProbeQueue.warm` on opening, while the auditor types the first probe.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ from core.errors import IrlLensError
 from core.recovered_reward import RecoveredReward, check_probes
 from core.saliency import GROUND_TRUTH, AttributionCache, AttributionResult, SetBlame
 
-_STOP = object()
+_STOP, _WARM = object(), object()
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class ProbeQueue:
                  lock=None, max_batch_texts: int = 64, whole_set: Callable[[], object] | None = None) -> None:  # fmt: skip
         self.reward, self.ground_truth, self.cache = reward, ground_truth, cache
         self._load_whole_set, self._whole_set, self._whole_set_missing = whole_set, None, None
+        self._warm_asked = False
         self.lock = lock or nullcontext()
         self.max_batch_texts = max_batch_texts
         self._requests: queue.Queue = queue.Queue()
@@ -102,6 +104,14 @@ class ProbeQueue:
                 if not self._worker.is_alive() and not request.future.done():
                     raise IrlLensError("the scoring queue has stopped: restart the dashboard") from None
 
+    def warm(self) -> None:
+        """Load and calibrate the whole set in the worker now, before any probe asks for it (once;
+        nothing where the queue has no set to load): the page calls this on opening, so that the
+        first probe costs what later ones do. A probe sent meanwhile waits for it."""
+        if self._load_whole_set is not None and not self._warm_asked:
+            self._warm_asked = True
+            self._requests.put(_WARM)
+
     def waiting(self) -> int:
         """Probes waiting for the worker (not counting the batch it is scoring)."""
         return self._requests.qsize()
@@ -114,6 +124,10 @@ class ProbeQueue:
             first = self._requests.get()
             if first is _STOP:
                 return
+            if first is _WARM:
+                with self.lock, suppress(Exception):  # the first probe that asks for the set tries again and says why
+                    self._ready_whole_set()
+                continue
             with self.lock:  # what arrives while another user holds the models joins this batch
                 batch, size = [first], len(first.texts)
                 while size < self.max_batch_texts:
@@ -124,6 +138,8 @@ class ProbeQueue:
                     if more is _STOP:
                         self._requests.put(_STOP)
                         break
+                    if more is _WARM:  # this batch loads the set if it asks for it
+                        continue
                     batch.append(more)
                     size += len(more.texts)
                 try:
@@ -188,6 +204,16 @@ class ProbeQueue:
         second backbone pass."""
         if not texts:
             return None
+        self._ready_whole_set()
+        if self._whole_set is None:
+            return None
+        if self._whole_set.saliency is not None and self._whole_set.reward.backbone is self.reward.backbone:
+            both = set(explained)
+            self.cache.adopt(self._whole_set.explain_only([t for t in texts if t in both]))
+        return dict(zip(texts, self._whole_set.explain(texts), strict=True))
+
+    def _ready_whole_set(self) -> None:
+        """Load the whole set and calibrate its lines, once; or say why it is not there."""
         if self._whole_set is None and self._whole_set_missing is None:
             try:
                 self._whole_set = self._load_whole_set() if self._load_whole_set else None
@@ -197,9 +223,3 @@ class ProbeQueue:
                 self._whole_set, self._whole_set_missing = None, str(err)
             if self._whole_set is None and self._whole_set_missing is None:
                 self._whole_set_missing = "the run no longer holds the whole set's heads (compacted, or LoRA / full members)"
-        if self._whole_set is None:
-            return None
-        if self._whole_set.saliency is not None and self._whole_set.reward.backbone is self.reward.backbone:
-            both = set(explained)
-            self.cache.adopt(self._whole_set.explain_only([t for t in texts if t in both]))
-        return dict(zip(texts, self._whole_set.explain(texts), strict=True))

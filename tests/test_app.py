@@ -576,3 +576,14 @@ def test_equivalent_page_says_where_the_whole_set_splits(full_run, monkeypatch, 
     evaluated_earlier.remove_table(VERDICTS)
     at = _app(monkeypatch, evaluated_earlier, "equivalent")
     assert any("re-run `irl-lens evaluate RUN`" in c.value for c in at.caption)
+
+
+def test_the_probe_page_warms_the_whole_set_when_it_opens(full_run, monkeypatch):
+    """The set is loaded and its lines drawn in the queue's worker while the auditor types, not on
+    the first Score; the page asks for that on opening, once the form is drawn."""
+    from core.serving import ProbeQueue
+
+    asked = []
+    monkeypatch.setattr(ProbeQueue, "warm", lambda self: asked.append(self))
+    at = _app(monkeypatch, full_run, "probe")
+    assert len(asked) == 1 and at.text_area[0].label == "Sentences"

@@ -2,6 +2,7 @@
 
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -105,3 +106,44 @@ def test_bad_probes_are_refused_before_the_queue_and_a_closed_queue_says_so(part
     scoring._worker.join(10)
     with pytest.raises(IrlLensError, match="stopped"):
         scoring.probe(["The nurse was kind."])
+
+
+def test_warming_loads_and_calibrates_the_whole_set_once_in_the_worker(parts):
+    """The page warms the queue on opening: the set is loaded and its lines drawn once, in the
+    worker, before any probe; a second warm asks nothing more, and a set that fails to load does
+    not stop the queue."""
+    reward, truth, cache = parts
+    calibrated = []
+
+    class Set:
+        reward = SimpleNamespace(names=["l0-r0-e1"])
+
+        @property
+        def thresholds(self):
+            calibrated.append(1)
+            return np.zeros(1)
+
+    loads = []
+    scoring = ProbeQueue(reward, truth, cache, whole_set=lambda: loads.append(1) or Set())
+    scoring.warm()
+    scoring.warm()
+    _wait_for(lambda: calibrated == [1])
+    assert loads == [1] and scoring.waiting() == 0
+    assert scoring.probe(["The cook was kind."], explain=False).texts == ["The cook was kind."]
+    assert loads == [1] and calibrated == [1]
+    scoring.close()
+
+    without = ProbeQueue(reward, truth, cache)  # no set to load: nothing is queued
+    without.warm()
+    assert without.waiting() == 0
+    without.close()
+
+    def broken():
+        raise RuntimeError("the heads could not be read")
+
+    failing = ProbeQueue(reward, truth, cache, whole_set=broken)
+    failing.warm()
+    assert failing.probe(["The cook was kind."], explain=False).scores.shape == (1, len(MEMBERS))
+    with pytest.raises(RuntimeError, match="could not be read"):  # the probe that asks for it says why
+        failing.probe(["The cook was kind."], explain=False, whole_set=True)
+    failing.close()

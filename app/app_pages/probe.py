@@ -105,8 +105,8 @@ with st.form("probe"):
     n_set = len(equivalent_heads(run))
     with_set = n_set > 0 and st.checkbox(
         f"The whole equivalent set: what each of its {n_set:,} equally good rewards says, and a heatmap row "
-        "(read from the same backbone pass as the members' heatmaps; the first probe of a server loads the set and "
-        "calibrates each reward's line, a few seconds once)", value=True, key="probe_with_set")
+        "(read from the same backbone pass as the members' heatmaps; the set is loaded and each reward's line drawn "
+        "while you type the first probe, a few seconds once per server)", value=True, key="probe_with_set")
     prompt = st.text_input("Prompt the sentences complete (implicit reward only)", value="",
                            placeholder="empty: no prompt")  # fmt: skip
     submitted = st.form_submit_button("Score")
@@ -242,3 +242,6 @@ if history:
         st.caption(
             f"Largest disagreement between members: {np.nanmax(spread):.3f} (std of raw rewards)."
         )
+
+if with_set and not submitted:  # the set loads and draws its lines in the queue's worker while the auditor types
+    probe_queue(run, members).warm()
