@@ -418,14 +418,15 @@ def standing(values, value: float) -> dict:
 def member_profile(run, member: str) -> dict:
     """What the run knows of any one equally good reward, beside the whole set: how well the
     demonstrations rate it (what made it equally good), and, where measured, people's labels, R*
-    on the test split, the one-word punish test, each battery edit and its words (``lexicon``), each
-    with where it stands in the set. Nothing here
+    on the test split, the share of test sentences its own line calls dispreferred, the one-word
+    punish test, each battery edit and its words (``lexicon``), each with where it stands in the set. Nothing here
     selects: an auditor reads it to weigh a reward the shown members do not include, and
     ``irl-lens rlhf --members`` optimises whichever reward they settle on."""
     from core.battery import EQUIVALENT_TABLE, moved_way
     from core.faithfulness import SET_TABLE as PUNISH_TABLE
     from core.human_labels import SET_TABLE
     from core.irl import CANDIDATES
+    from core.set_verdicts import LINES
 
     evaluated = run.stage_summary("evaluate")
     ids = evaluated.get("equivalent_set") or []
@@ -445,13 +446,18 @@ def member_profile(run, member: str) -> dict:
            "chosen": member == evaluated.get("best_member_id"),
            "selection_discrimination_auc": standing(candidates["selection_discrimination_auc"], row["selection_discrimination_auc"]),
            "selection_pair_accuracy": standing(candidates["selection_pair_accuracy"], row["selection_pair_accuracy"]),
-           "people_auc": None, "ground_truth_test_auc": None, "punishes_planted_word": None, "battery": None}  # fmt: skip
+           "people_auc": None, "ground_truth_test_auc": None, "test_flag_rate": None, "punishes_planted_word": None,
+           "battery": None}  # fmt: skip
     people = run.optional_table(SET_TABLE)
     if people is not None and member in set(people["member"]):
         aucs = people.set_index("member")["auc"]
         out["people_auc"] = standing(aucs, aucs[member])
     if run.has_ground_truth and "test_auc" in candidates and pd.notna(row["test_auc"]):
         out["ground_truth_test_auc"] = standing(candidates["test_auc"], row["test_auc"])
+    lines = run.optional_table(LINES)
+    if lines is not None and member in set(lines["member"]):
+        rates = lines.set_index("member")["test_flag_rate"]
+        out["test_flag_rate"] = standing(rates, rates[member])
     punishes = run.optional_table(PUNISH_TABLE)
     if punishes is not None and member in set(punishes["member"]):
         shares = punishes.set_index("member")["punishes_planted_word"]
@@ -522,6 +528,10 @@ def profile_lines(profile: dict, words) -> list[str]:
         if figure:
             out.append(f"{what}: AUC {figure['value']:.3f}, above {figure['below']:.0%} of the set (median "
                        f"{figure['median']:.3f}, range {figure['min']:.3f} to {figure['max']:.3f}). Evaluation only.")  # fmt: skip
+    flags = profile.get("test_flag_rate")
+    if flags:
+        out.append(f"At its own line, drawn as the shown members' were, it calls {flags['value']:.0%} of the test sentences "
+                   f"{words.dispreferred} (the set: median {flags['median']:.0%}, {flags['min']:.0%} to {flags['max']:.0%}).")  # fmt: skip
     punishes = profile.get("punishes_planted_word")
     if punishes:
         out.append(f"On the one-word probes, it punishes the planted {words.dispreferred} word in {punishes['value']:.0%} of "

@@ -261,6 +261,9 @@ def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
     assert caps["moves"] == -1 and caps["with_share"] > 0.95
     lines = profile_lines(chosen, demo.objective)
     assert "Against people's labels: AUC 0.751, above 9% of the set (median 0.812, range 0.731 to 0.851)" in lines[1]
+    assert chosen["test_flag_rate"]["value"] == pytest.approx(demo.read_table("members").set_index("member").loc[chosen["member"], "flag_rate"])
+    assert ("At its own line, drawn as the shown members' were, it calls 24% of the test sentences toxic (the set: median "
+            "24%, 20% to 26%).") in lines  # fmt: skip
     assert lines[-2].startswith("Of the run's 600 words, it ranks “fuck” (100%)")
     assert "Its ranking follows the rest of the set's at a median Spearman ρ of 0.83" in lines[-2]
     assert lines[-1].startswith("Words where it is in the set's minority: it ranks “sick” (11%), “angie” (14%), “idiots” (18%)")

@@ -142,7 +142,9 @@ st.subheader("Where the whole set splits over the test split")
 split = SetSplit.of(run)
 if split is None:
     st.caption("This run's evaluate stage predates this section: re-run `irl-lens evaluate RUN` to see where all "
-               f"{summary.get('n_equivalent', '')} equally good rewards split, not only the shown members.")  # fmt: skip
+               f"{summary.get('n_equivalent', '')} equally good rewards split, not only the shown members (a run "
+               "compacted to fewer heads than its equivalent set needs Algorithm 1 again first: `irl-lens run CONFIG` "
+               "after `irl-lens extract`).")  # fmt: skip
 else:
     st.caption(f"Every reward of the equivalent set, its line drawn as the shown members' were ({plain(threshold_words(run))}). "
                f"A test sentence is contested when at least {CONTESTED:.0%} of the set sits on each side of it. Rewards of one "
