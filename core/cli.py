@@ -233,6 +233,16 @@ def _print_evaluation(summary: dict, run) -> None:
         lines.append("no ground truth: nothing was compared with R*")
     lines.append(f"verdict: {summary['verdict']}")
     console.print("\n".join(lines), markup=False, highlight=False)
+    _print_set_split(run, console)
+
+
+def _print_set_split(run, out: Console) -> None:
+    """Where the whole equivalent set splits over the test split, in words (``core.set_verdicts``)."""
+    from core.set_verdicts import SetSplit, set_split_words
+
+    if (split := SetSplit.of(run)) is not None:
+        out.print("Where the whole equivalent set splits over the test split:\n"
+                  + "\n".join(f"- {line}" for line in set_split_words(split, run.objective)), markup=False)  # fmt: skip
 
 
 def _shown(value) -> str:
@@ -713,7 +723,6 @@ def show(
         _print_json(summary)
         return
     from core.equivalent_set import people_apart, people_whole_set
-    from core.set_verdicts import SetSplit, set_split_words
     from core.summary import display_key, stage_label
 
     table = Table("figure", "value", title=_literal(f"run {summary['name']}"))
@@ -744,9 +753,7 @@ def show(
                  people_whole_set(summary)):  # fmt: skip
         if line:
             console.print(line, markup=False, highlight=False)
-    if (split := SetSplit.of(opened)) is not None:
-        console.print("Where the whole equivalent set splits over the test split:\n"
-                      + "\n".join(f"- {line}" for line in set_split_words(split, opened.objective)), markup=False)  # fmt: skip
+    _print_set_split(opened, console)
     if summary["pays_for"]:
         console.print("What it pays for, in words:\n" + "\n".join(f"- {line}" for line in summary["pays_for"]),
                       markup=False)

@@ -138,8 +138,10 @@ def test_extract_score_evaluate_export(toy_run, tmp_path):
         app, ["evaluate", str(toy_run.path), "--selection", "ground_truth", "--calibration", "none"]
     )
     assert result.exit_code == 0, result.output
+    assert "Where the whole equivalent set splits over the test split:\n- All " in result.stderr  # in words, as show says it
     shown = json.loads(runner.invoke(app, ["show", str(toy_run.path), "--json"]).stdout)
     assert shown["selection"] == "ground_truth" and "uses R*" in shown["equivalence_rule"]
+    assert shown["whole_set_split"]["n_rewards"] == len(shown["equivalent_set"])
     assert shown["calibrated_accuracy"] is None  # calibration none: only the paper's sign at 0
     one = shown["shown_members"][0]
     scored = json.loads(runner.invoke(app, ["score", str(toy_run.path), "hi", "--members", one, "--json"]).stdout)
