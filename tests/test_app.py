@@ -557,6 +557,8 @@ def test_equivalent_page_says_where_the_whole_set_splits(full_run, monkeypatch, 
     at = _app(monkeypatch, full_run, "equivalent")
     assert "Where the whole set splits over the test split" in [h.value for h in at.subheader]
     split = SetSplit.of(full_run)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test verdicts that split the whole set"] == f"{split.figures()['contested_share']:.1%}"
     said = "".join(m.value for m in at.markdown)
     assert all(plain(line) in said for line in set_split_words(split, full_run.objective))
     contested = [d.value for d in at.dataframe if "by layer" in d.value]

@@ -62,8 +62,11 @@ cols = st.columns(3)
 low = summary.get("equivalent_min_spearman")
 cols[0].metric("Lowest pairwise Spearman (test)", "—" if low is None else f"{low:.3f}")
 share = summary.get("equivalent_verdict_disagreement")
-cols[1].metric("Test sentences whose verdict depends on the member", "—" if share is None else f"{share:.1%}")
-cols[2].metric("Shown members", len(names))
+cols[1].metric(f"Test verdicts that split the {len(names)} shown", "—" if share is None else f"{share:.1%}",
+               help="Test sentences on which the shown members do not all give the same verdict")  # fmt: skip
+contested = (summary.get("whole_set_split") or {}).get("contested_share")
+cols[2].metric("Test verdicts that split the whole set", "—" if contested is None else f"{contested:.1%}",
+               help="Test sentences with at least 10% of the whole equivalent set on each side (below: where it splits)")  # fmt: skip
 
 comparator = run.stage_summary("implicit")
 if comparator:
