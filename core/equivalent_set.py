@@ -37,6 +37,7 @@ from core.checkpoints import ENSEMBLE, Member, label
 from core.errors import IrlLensError
 from core.evaluation import auc, discrimination_auc, epic_distance, pairwise_accuracy
 from core.recovered_reward import irl_config
+from core.set_verdicts import CONTESTED, LINES
 
 Selection = Literal["demonstrations", "ground_truth"]
 CRITERIA: dict[str, tuple[str, str]] = {
@@ -426,7 +427,6 @@ def member_profile(run, member: str) -> dict:
     from core.faithfulness import SET_TABLE as PUNISH_TABLE
     from core.human_labels import SET_TABLE
     from core.irl import CANDIDATES
-    from core.set_verdicts import LINES
 
     evaluated = run.stage_summary("evaluate")
     ids = evaluated.get("equivalent_set") or []
@@ -446,8 +446,8 @@ def member_profile(run, member: str) -> dict:
            "chosen": member == evaluated.get("best_member_id"),
            "selection_discrimination_auc": standing(candidates["selection_discrimination_auc"], row["selection_discrimination_auc"]),
            "selection_pair_accuracy": standing(candidates["selection_pair_accuracy"], row["selection_pair_accuracy"]),
-           "people_auc": None, "ground_truth_test_auc": None, "test_flag_rate": None, "punishes_planted_word": None,
-           "battery": None}  # fmt: skip
+           "people_auc": None, "ground_truth_test_auc": None, "test_flag_rate": None, "with_majority": None,
+           "punishes_planted_word": None, "battery": None}  # fmt: skip
     people = run.optional_table(SET_TABLE)
     if people is not None and member in set(people["member"]):
         aucs = people.set_index("member")["auc"]
@@ -456,8 +456,10 @@ def member_profile(run, member: str) -> dict:
         out["ground_truth_test_auc"] = standing(candidates["test_auc"], row["test_auc"])
     lines = run.optional_table(LINES)
     if lines is not None and member in set(lines["member"]):
-        rates = lines.set_index("member")["test_flag_rate"]
-        out["test_flag_rate"] = standing(rates, rates[member])
+        lines = lines.set_index("member")
+        out["test_flag_rate"] = standing(lines["test_flag_rate"], lines.loc[member, "test_flag_rate"])
+        if "with_majority" in lines and pd.notna(lines.loc[member, "with_majority"]):
+            out["with_majority"] = standing(lines["with_majority"].dropna(), lines.loc[member, "with_majority"])
     punishes = run.optional_table(PUNISH_TABLE)
     if punishes is not None and member in set(punishes["member"]):
         shares = punishes.set_index("member")["punishes_planted_word"]
@@ -532,6 +534,11 @@ def profile_lines(profile: dict, words) -> list[str]:
     if flags:
         out.append(f"At its own line, drawn as the shown members' were, it calls {flags['value']:.0%} of the test sentences "
                    f"{words.dispreferred} (the set: median {flags['median']:.0%}, {flags['min']:.0%} to {flags['max']:.0%}).")  # fmt: skip
+    typical = profile.get("with_majority")
+    if typical:
+        out.append(f"On the test sentences that split the whole set (at least {CONTESTED:.0%} of it on each side), it "
+                   f"sides with the set's majority on {typical['value']:.0%} (the set: median {typical['median']:.0%}, "
+                   f"{typical['min']:.0%} to {typical['max']:.0%}): the lower, the less it speaks for the set.")  # fmt: skip
     punishes = profile.get("punishes_planted_word")
     if punishes:
         out.append(f"On the one-word probes, it punishes the planted {words.dispreferred} word in {punishes['value']:.0%} of "

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from core.checkpoints import Member
+from core.checkpoints import Member, label
 from core.comparison import layer_runs
 
 LINES, VERDICTS = "set_lines", "set_verdicts"
@@ -33,12 +33,18 @@ NEAR, FAR = 2, 6
 
 def set_verdict_tables(rewards: pd.DataFrame, thresholds: np.ndarray, rows: np.ndarray) -> dict[str, pd.DataFrame]:
     """The set's verdicts on ``rows`` (the test split). ``rewards``: every demonstration's reward
-    under each reward of the set, one column per member id; ``thresholds``: each one's line."""
+    under each reward of the set, one column per member id; ``thresholds``: each one's line. Each
+    reward's line keeps how often it sides with the set's majority where the set splits
+    (``with_majority``: how typical of the set it is; NaN where nothing is contested)."""
     members = [Member.parse(name) for name in rewards.columns]
     layers = np.array([m.layer for m in members])
     flags = rewards.to_numpy()[rows] < np.asarray(thresholds, float)
+    share = flags.mean(1)
+    decided = (np.minimum(share, 1 - share) >= CONTESTED) & (share != 0.5)  # contested, with a majority
+    with_majority = (flags[decided] == (share[decided] > 0.5)[:, None]).mean(0) if decided.any() else np.full(len(members), np.nan)
     lines = pd.DataFrame({"member": list(rewards.columns), "layer": layers, "repeat": [m.repeat for m in members],
-                          "epoch": [m.epoch for m in members], "threshold": thresholds, "test_flag_rate": flags.mean(0)})  # fmt: skip
+                          "epoch": [m.epoch for m in members], "threshold": thresholds, "test_flag_rate": flags.mean(0),
+                          "with_majority": with_majority})  # fmt: skip
     read = np.unique(layers)
     verdicts = pd.DataFrame({
         "row": np.repeat(rows, len(read)), "layer": np.tile(read, len(rows)),
@@ -51,10 +57,13 @@ def set_verdict_tables(rewards: pd.DataFrame, thresholds: np.ndarray, rows: np.n
 @dataclass
 class SetSplit:
     """The whole set's verdicts on the test split (:data:`VERDICTS`, long: row, layer, n_rewards,
-    n_dispreferred), with R*'s label of each row where the run has one (evaluation only)."""
+    n_dispreferred), with R*'s label of each row where the run has one (evaluation only), and,
+    where given, each reward's line (:data:`LINES`) and the chosen member's id."""
 
     verdicts: pd.DataFrame
     truth: pd.Series | None = None
+    lines: pd.DataFrame | None = None
+    chosen: str | None = None
 
     @classmethod
     def of(cls, run) -> SetSplit | None:
@@ -66,7 +75,7 @@ class SetSplit:
         truth = None
         if scores is not None and "dispreferred" in scores:
             truth = scores.set_index("row")["dispreferred"].astype(bool)
-        return cls(verdicts, truth)
+        return cls(verdicts, truth, run.optional_table(LINES), run.stage_summary("evaluate").get("best_member_id"))
 
     @cached_property
     def per_sentence(self) -> pd.DataFrame:
@@ -217,6 +226,17 @@ def set_split_words(split: SetSplit, objective) -> list[str]:
                     f"same verdict {agreement.iloc[a, b]:.0%} of the time. Each layer's rewards call {named.loc[low, 'dispreferred']:.0%} "
                     f"(layer {low}) to {named.loc[high, 'dispreferred']:.0%} (layer {high}) of their verdicts there "
                     f"{objective.dispreferred} (naming only layers of at least {NAMED_LAYER} rewards).")  # fmt: skip
+    typical = None if split.lines is None or "with_majority" not in split.lines else \
+        split.lines.set_index("member")["with_majority"].dropna()  # fmt: skip
+    if typical is not None and len(typical):
+        most = typical.idxmax()
+        sentence = (f"The reward most typical of the set there, {label(most)}, sides with the set's majority on "
+                    f"{typical[most]:.0%} of them (the set's median: {typical.median():.0%})")  # fmt: skip
+        if split.chosen in typical.index:
+            own = typical[split.chosen]
+            sentence += (f"; the chosen member, {label(split.chosen)}, on {own:.0%}, above {(typical < own).mean():.0%} "
+                         "of the set")  # fmt: skip
+        said.append(sentence + ".")
     if "agrees_with_truth" in named and len(named) >= 2:
         truth_share = float(split.truth.reindex(split.contested).mean())
         whole = float((layers["dispreferred"] * layers["n_rewards"]).sum() / layers["n_rewards"].sum())

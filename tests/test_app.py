@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import build_audited_toy_run
@@ -557,6 +558,10 @@ def test_equivalent_page_says_where_the_whole_set_splits(full_run, monkeypatch, 
     at = _app(monkeypatch, full_run, "equivalent")
     assert "Where the whole set splits over the test split" in [h.value for h in at.subheader]
     split = SetSplit.of(full_run)
+    table = next(d.value for d in at.dataframe if "sides with the whole set's majority" in d.value).set_index("member")
+    typical = full_run.read_table("set_lines").set_index("member")["with_majority"]
+    shown = full_run.stage_summary("evaluate")["shown_members"]
+    np.testing.assert_allclose(table.loc[shown, "sides with the whole set's majority"], typical.loc[shown].round(3))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Test verdicts that split the whole set"] == f"{split.figures()['contested_share']:.1%}"
     said = "".join(m.value for m in at.markdown)

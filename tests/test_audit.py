@@ -532,7 +532,7 @@ def test_where_the_whole_set_splits_over_the_test_split():
     """SetSplit on a hand-built set of 10 + 10 + 1 rewards over four test sentences: two unanimous,
     two contested, where layers 1 and 2 take opposite sides and R* sides with layer 1."""
     from core.objective import objective_for
-    from core.set_verdicts import VERDICTS, SetSplit, set_split_words, set_verdict_tables
+    from core.set_verdicts import LINES, VERDICTS, SetSplit, set_split_words, set_verdict_tables
 
     names = [f"l{layer}-r{k}-e1" for layer, n in ((1, 10), (2, 10), (3, 1)) for k in range(n)]
     dispreferred = np.zeros((5, len(names)), bool)  # row 0 is a training sentence
@@ -543,6 +543,12 @@ def test_where_the_whole_set_splits_over_the_test_split():
     tables = set_verdict_tables(rewards, np.zeros(len(names)), np.array([1, 2, 3, 4]))
     truth = pd.Series([False, True, False, True, False], index=range(5))
     split = SetSplit(tables[VERDICTS], truth)
+    # the majority calls both contested rows dispreferred: layer 1's first two rewards side with it on both
+    np.testing.assert_allclose(tables[LINES]["with_majority"], [1, 1] + [0.5] * 19)
+    typical = set_split_words(SetSplit(tables[VERDICTS], truth, tables[LINES], "l2-r0-e1"), objective_for("profanity"))
+    assert ("The reward most typical of the set there, layer 1 · repeat 0 · epoch 1, sides with the set's majority on 100% "
+            "of them (the set's median: 50%); the chosen member, layer 2 · repeat 0 · epoch 1, on 50%, above 0% of the "
+            "set.") in typical  # fmt: skip
     assert split.figures() | {"layer_eta_median": None} == {
         "n_rewards": 21, "n_sentences": 4, "contested_at": 0.1, "unanimous_share": 0.5, "n_contested": 2,
         "contested_share": 0.5, "layer_eta_median": None, "layer_eta_chance": 2 / 20,

@@ -214,7 +214,10 @@ def test_the_demos_whole_set_splits_over_the_test_split_by_layer(demo):
     assert said[0] == ("All 366 equally good rewards agree on 74% of the 480 test sentences. On 57 (12%) the verdict "
                        "depends on which reward one picks: at least 10% of the set sits on each side.")  # fmt: skip
     assert "Layers 1 and 12 part most there: a reward from each gives the same verdict 41% of the time." in said[3]
-    assert said[4].startswith("R* (evaluation only) calls 75% of them toxic, the set's verdicts 44%.")
+    assert said[4] == ("The reward most typical of the set there, layer 10 · repeat 0 · epoch 17, sides with the set's majority "
+                       "on 91% of them (the set's median: 79%); the chosen member, layer 1 · repeat 0 · epoch 15, on 55%, "
+                       "above 10% of the set.")  # fmt: skip
+    assert said[5].startswith("R* (evaluation only) calls 75% of them toxic, the set's verdicts 44%.")
     assert verdict_of(split, 38, demo.objective) == (  # a test sentence the set splits on
         "At their own lines, 63% of the 366 equally good rewards call it toxic. Most of each layer's rewards say: "
         "toxic by layers 1–8 and 19; non-toxic by layers 9–13 and 20.")  # fmt: skip
@@ -264,6 +267,8 @@ def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
     assert chosen["test_flag_rate"]["value"] == pytest.approx(demo.read_table("members").set_index("member").loc[chosen["member"], "flag_rate"])
     assert ("At its own line, drawn as the shown members' were, it calls 24% of the test sentences toxic (the set: median "
             "24%, 20% to 26%).") in lines  # fmt: skip
+    assert ("On the test sentences that split the whole set (at least 10% of it on each side), it sides with the set's "
+            "majority on 55% (the set: median 79%, 48% to 91%): the lower, the less it speaks for the set.") in lines  # fmt: skip
     assert lines[-2].startswith("Of the run's 600 words, it ranks “fuck” (100%)")
     assert "Its ranking follows the rest of the set's at a median Spearman ρ of 0.83" in lines[-2]
     assert lines[-1].startswith("Words where it is in the set's minority: it ranks “sick” (11%), “angie” (14%), “idiots” (18%)")

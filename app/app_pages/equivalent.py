@@ -91,7 +91,9 @@ st.caption(
     "scale and where their calibrated threshold falls. The ensemble (mean of the standardised "
     "members) is a reference row, not a member. Where the faithfulness stage has run, a column gives "
     "the share of the one-word probes whose planted word the member punishes; where the run was "
-    "checked against human labels, another gives each member's AUC against them (evaluation only)."
+    "checked against human labels, another gives each member's AUC against them (evaluation only). \"Sides with the "
+    "whole set's majority\": on the test sentences that split the whole equivalent set, how often the member's verdict is "
+    "the majority's (the shown members are chosen to differ from each other, not to be typical of the set)."
 )
 for text in members["character"]:
     st.text(f"• {text}")
@@ -109,7 +111,11 @@ if people is not None:
     members = members.assign(**{"AUC against people's labels": members["member"].map(people_aucs(people))})
     if (intervals := people_intervals(people)) is not None:
         members = members.assign(**{"its 95% interval": members["member"].map(intervals)})
-judged = [c for c in members.columns if c.startswith("punishes the ") or c in ("AUC against people's labels", "its 95% interval")]
+set_lines = run_table(run, "set_lines")
+TYPICAL = "sides with the whole set's majority"
+if set_lines is not None and "with_majority" in set_lines:
+    members = members.assign(**{TYPICAL: members["member"].map(set_lines.set_index("member")["with_majority"])})
+judged = [c for c in members.columns if c.startswith("punishes the ") or c in ("AUC against people's labels", "its 95% interval", TYPICAL)]
 ordered = ["member", "layer", "repeat", "epoch", *judged]  # what an auditor compares first, then the rest
 members = members[ordered + [c for c in members.columns if c not in ordered]]
 st.dataframe(members.drop(columns=["character", "shown", "label"]).round(3), hide_index=True)
