@@ -84,6 +84,19 @@ def table(path: str, manifest_mtime_ns: int, name: str) -> pd.DataFrame:
     return Run.open(path, verify_hashes=False).read_table(name)
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _set_split(path: str, manifest_mtime_ns: int):
+    from core.set_verdicts import SetSplit
+
+    return SetSplit.of(Run.open(path, verify_hashes=False))
+
+
+def set_split(run: Run):
+    """Where the whole equivalent set splits over the test split (``core.set_verdicts.SetSplit``),
+    read once per run version and shared by the pages; None where evaluate has not stored it."""
+    return _set_split(str(run.path), _version(str(run.path)))
+
+
 def run_table(run: Run, name: str) -> pd.DataFrame | None:
     """A table of the run, or None when its stage has not run. Demonstrations come as the
     recovered reward scored them (a completion-only reward: the completion and its R*)."""

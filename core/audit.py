@@ -341,8 +341,8 @@ def evaluate_candidates(
         for name, r in rewards_by_name.items()
     }
 
-    set_lines = np.array([calibrate(selection_scores[name].to_numpy(), "share" if method == "labels_share" else method,
-                                    calib, calib_labels, share, weights) for name in equivalent])  # fmt: skip
+    set_lines = thresholds_of(selection_scores[equivalent].to_numpy()[calib], "share" if method == "labels_share" else method,
+                              calib_labels, share, weights)  # fmt: skip
 
     member_rows = []
     for name in [*shown, ENSEMBLE]:

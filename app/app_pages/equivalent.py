@@ -7,7 +7,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_labels, side_palette
-from app.state import member_label, no_ground_truth_note, require, run_table, selected_run
+from app.state import (
+    member_label,
+    no_ground_truth_note,
+    require,
+    run_table,
+    selected_run,
+    set_split,
+)
 from core.checkpoints import ENSEMBLE, Member
 from core.comparison import members_say_of_rows, threshold_words
 from core.equivalent_set import (
@@ -30,7 +37,7 @@ from core.faithfulness import (
 )
 from core.human_labels import people_figures
 from core.rendering import layer_agreement_figure, people_set_figure
-from core.set_verdicts import CONTESTED, SetSplit, set_split_words
+from core.set_verdicts import CONTESTED, set_split_words
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -111,10 +118,10 @@ if people is not None:
     members = members.assign(**{"AUC against people's labels": members["member"].map(people_aucs(people))})
     if (intervals := people_intervals(people)) is not None:
         members = members.assign(**{"its 95% interval": members["member"].map(intervals)})
-set_lines = run_table(run, "set_lines")
+split = set_split(run)
 TYPICAL = "sides with the whole set's majority"
-if set_lines is not None and "with_majority" in set_lines:
-    members = members.assign(**{TYPICAL: members["member"].map(set_lines.set_index("member")["with_majority"])})
+if split is not None and split.lines is not None and "with_majority" in split.lines:
+    members = members.assign(**{TYPICAL: members["member"].map(split.lines.set_index("member")["with_majority"])})
 judged = [c for c in members.columns if c.startswith("punishes the ") or c in ("AUC against people's labels", "its 95% interval", TYPICAL)]
 ordered = ["member", "layer", "repeat", "epoch", *judged]  # what an auditor compares first, then the rest
 members = members[ordered + [c for c in members.columns if c not in ordered]]
@@ -148,7 +155,6 @@ if people_set is not None:
     st.plotly_chart(people_set_figure(people_set, names, summary["best_member_id"], member_label))
 
 st.subheader("Where the whole set splits over the test split")
-split = SetSplit.of(run)
 if split is None:
     st.caption("This run's evaluate stage predates this section: re-run `irl-lens evaluate RUN` to see where all "
                f"{summary.get('n_equivalent', '')} equally good rewards split, not only the shown members (a run "

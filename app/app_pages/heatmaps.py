@@ -12,6 +12,7 @@ from app.state import (
     require,
     run_table,
     selected_run,
+    set_split,
     shown_members,
 )
 from core.faithfulness import by_method, caution, punish_summary, punishes_notes
@@ -21,7 +22,7 @@ from core.saliency import (
     exact_available,
     run_first_word_caution,
 )
-from core.set_verdicts import SetSplit, verdict_of
+from core.set_verdicts import verdict_of
 
 st.title("Token heatmaps")
 run = require(selected_run(), "demonstrations", "member_scores", stage_hint="irl-lens evaluate RUN")
@@ -126,7 +127,7 @@ if implicit is not None and "completion_ids" in demos:
 said = add_whole_set_row(run, members, result, rows)
 if said:
     st.markdown(said)
-if (set_split := SetSplit.of(run)) is not None and (verdict := verdict_of(set_split, int(row), words)):
+if (whole := set_split(run)) is not None and (verdict := verdict_of(whole, int(row), words)):
     st.markdown(plain(verdict))
 notes = {member_label(m): note for m, note in punishes_notes(faithfulness, words).items()}
 st.markdown(attribution_table_html(rows, notes), unsafe_allow_html=True)  # escaped in rendering
