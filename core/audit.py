@@ -56,7 +56,7 @@ from core.irl import CANDIDATES, IRLConfig, feature_key, make_pairs
 from core.objective import Objective
 from core.recovered_reward import candidate_rewards
 from core.run_store import Run
-from core.set_verdicts import VERDICTS, SetSplit, set_verdict_tables
+from core.set_verdicts import FLAGS, VERDICTS, SetSplit, set_verdict_tables
 from core.text_sets import LABELLER_COLUMN, ROUND_COLUMNS, load_labelled
 
 STAGE = "evaluate"
@@ -414,7 +414,7 @@ def evaluate_candidates(
               "member_correlations": correlations,
               "member_spread": spread(matrix[test], test),
               **set_verdict_tables(selection_scores[equivalent], set_lines, test)}  # fmt: skip
-    summary["whole_set_split"] = SetSplit(tables[VERDICTS]).figures()
+    summary["whole_set_split"] = SetSplit(tables[VERDICTS], flags=tables[FLAGS]).figures()
     if has_gt:
         best_test = evaluate(best_rewards[test], gt[test], labels[test], prompt_ids=prompt_ids[test],
                              threshold=thresholds[best_id])  # fmt: skip

@@ -794,20 +794,46 @@ def apart(
 def member(
     run: Annotated[str, typer.Argument(help="Run with an evaluated recovered reward.")],
     member_id: Annotated[str, typer.Argument(metavar="MEMBER", help="Any member of the equivalent set, e.g. l8-r0-e41.")],
+    beside: Annotated[str | None, typer.Option(help="Another member of the set, or 'typical' (the one that sides with the "
+                                               "set's majority most often where it splits): the test sentences on which "
+                                               "the two give different verdicts.")] = None,  # fmt: skip
+    n: Annotated[int, typer.Option(min=1, max=100, help="Sentences listed each way.")] = 8,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Any one equally good reward beside the whole equivalent set: how the demonstrations rate it
-    and, where measured, people's labels, R* and every battery edit (evaluation only)."""
+    and, where measured, people's labels, R* and every battery edit (evaluation only); the contested
+    test sentences on which it takes the set's minority side; with --beside, where it and another
+    reward part."""
     from core.equivalent_set import member_profile, profile_lines
     from core.run_store import open_run
+    from core.set_verdicts import SetSplit
 
     opened = open_run(run)
-    found = member_profile(opened, member_id)
+    if beside == "typical":
+        split = SetSplit.of(opened)
+        beside = split.most_typical if split is not None else None
+        if beside is None:
+            raise IrlLensError(f"run {opened.path} has no typicality figures yet: re-run 'irl-lens evaluate {opened.path}'")
+        if beside == member_id.strip():
+            raise IrlLensError(f"{beside} is the most typical reward itself: give --beside another member id")
+    found = member_profile(opened, member_id, beside)
     if json_out:
         _print_json(found)
         return
     for line in profile_lines(found, opened.objective):
         console.print(line, markup=False, highlight=False)
+    words = opened.objective
+    if found["minority"] and found["minority"]["rows"]:
+        table = Table("it says", "of the set with it", "sentence")
+        for item in found["minority"]["rows"][:n]:
+            table.add_row(words.side(item["dispreferred"]), f"{item['with_share']:.0%}", _literal(" ".join(item["sentence"].split())))
+        console.print("Where it takes the minority's side, the most alone first:", table, markup=False)
+    if found["beside"] and found["beside"]["rows"]:
+        table = Table(found["member"], found["beside"]["b"], f"the set: {words.dispreferred}", "sentence")
+        for item in found["beside"]["rows"][:n]:
+            table.add_row(words.side(item["a_dispreferred"]), words.side(not item["a_dispreferred"]), f"{item['set_share']:.0%}",
+                          _literal(" ".join(item["sentence"].split())))  # fmt: skip
+        console.print("Where the two part, the sentences the set splits most evenly first:", table, markup=False)
     console.print(f"To optimise it alone: irl-lens rlhf {opened.path} --reward recovered --members {found['member']} --name NAME",
                   markup=False, highlight=False)
 

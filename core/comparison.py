@@ -17,7 +17,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from core.checkpoints import ENSEMBLE
+from core.checkpoints import ENSEMBLE, label
 from core.errors import IrlLensError
 from core.recovered_reward import RecoveredReward, irl_config
 
@@ -364,6 +364,19 @@ def set_layer_words(sides: np.ndarray, layers: np.ndarray, objective) -> str | N
     if len(none):
         said += f"; none of the {int(none['size'].sum()):,} reading {layer_runs(none.index, per_layer.index)} does"
     return said + "."
+
+
+def typical_says(sides: np.ndarray, names: Sequence[str], typical: str | None, objective) -> str | None:
+    """What the set's most typical reward (``core.set_verdicts.SetSplit.most_typical``: the one that
+    sides with the set's majority most often where the set splits over the test split) calls one
+    text, beside the share of the set that calls it so. None where it is not among ``names``."""
+    if typical not in names:
+        return None
+    sides = np.asarray(sides, bool)
+    own = bool(sides[list(names).index(typical)])
+    with_it = float((sides == own).mean())
+    return (f"The set's most typical reward, {label(typical)}, calls it {objective.side(own)}, as {with_it:.0%} of the set "
+            "do.")
 
 
 def set_says(shares, n: int, objective) -> list[str]:

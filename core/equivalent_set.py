@@ -37,7 +37,15 @@ from core.checkpoints import ENSEMBLE, Member, label
 from core.errors import IrlLensError
 from core.evaluation import auc, discrimination_auc, epic_distance, pairwise_accuracy
 from core.recovered_reward import irl_config
-from core.set_verdicts import CONTESTED, LINES
+from core.set_verdicts import (
+    CONTESTED,
+    LINES,
+    SetSplit,
+    minority_figures,
+    minority_words,
+    parted_figures,
+    parted_words,
+)
 
 Selection = Literal["demonstrations", "ground_truth"]
 CRITERIA: dict[str, tuple[str, str]] = {
@@ -416,13 +424,16 @@ def standing(values, value: float) -> dict:
             "median": float(np.median(values)), "max": float(values.max())}  # fmt: skip
 
 
-def member_profile(run, member: str) -> dict:
+def member_profile(run, member: str, beside: str | None = None) -> dict:
     """What the run knows of any one equally good reward, beside the whole set: how well the
     demonstrations rate it (what made it equally good), and, where measured, people's labels, R*
     on the test split, the share of test sentences its own line calls dispreferred, the one-word
     punish test, each battery edit and its words (``lexicon``), each with where it stands in the set. Nothing here
     selects: an auditor reads it to weigh a reward the shown members do not include, and
-    ``irl-lens rlhf --members`` optimises whichever reward they settle on."""
+    ``irl-lens rlhf --members`` optimises whichever reward they settle on. Where evaluate stored each
+    reward's verdicts, the contested test sentences on which it takes the set's minority side
+    (``minority``), and, given another reward of the set (``beside``), where the two give different
+    verdicts."""
     from core.battery import EQUIVALENT_TABLE, moved_way
     from core.faithfulness import SET_TABLE as PUNISH_TABLE
     from core.human_labels import SET_TABLE
@@ -432,12 +443,10 @@ def member_profile(run, member: str) -> dict:
     ids = evaluated.get("equivalent_set") or []
     if not ids:
         raise IrlLensError(f"run {run.path} has no equivalent set yet: run 'irl-lens evaluate' first")
-    try:
-        member = Member.parse(member).id
-    except IrlLensError as err:
-        raise IrlLensError(f"{err}; give a member of the equivalent set, e.g. {ids[0]}") from None
-    if member not in ids:
-        raise IrlLensError(f"{member} is not one of the run's {len(ids):,} equally good rewards, e.g. {ids[0]}")
+    member = _one_of(ids, member)
+    beside = None if beside is None else _one_of(ids, beside)
+    if beside == member:
+        raise IrlLensError(f"--beside names {member} itself: give another of the set's {len(ids):,} rewards, or 'typical'")
     candidates = run.read_table(CANDIDATES).drop_duplicates("member").set_index("member").loc[ids]
     row = candidates.loc[member]
 
@@ -473,7 +482,33 @@ def member_profile(run, member: str) -> dict:
                           for edit, part in frame.groupby("edit", sort=False)
                           for own in [part[part["member"] == member]]]  # fmt: skip
     out["lexicon"] = _profile_words(run, member)
+    out["minority"] = out["beside"] = None
+    split = SetSplit.of(run)
+    if split is not None and split.has_verdicts_of(member):
+        out["minority"] = with_sentences(run, minority_figures(split, member))
+        if beside is not None:
+            out["beside"] = with_sentences(run, parted_figures(split, member, beside))
     return out
+
+
+def with_sentences(run, figures: dict | None) -> dict | None:
+    """:mod:`core.set_verdicts` figures whose rows carry the text the rewards scored (the run's own
+    texts: escape them to display)."""
+    if not figures:
+        return figures
+    text = run.read_table("demonstrations")[irl_config(run).text_column()]
+    return figures | {"rows": [row | {"sentence": str(text[row["row"]])} for row in figures["rows"]]}
+
+
+def _one_of(ids: list[str], member: str) -> str:
+    """A member id of the equivalent set, as given in any of the forms ``Member.parse`` reads."""
+    try:
+        member = Member.parse(member).id
+    except IrlLensError as err:
+        raise IrlLensError(f"{err}; give a member of the equivalent set, e.g. {ids[0]}") from None
+    if member not in ids:
+        raise IrlLensError(f"{member} is not one of the run's {len(ids):,} equally good rewards, e.g. {ids[0]}")
+    return member
 
 
 def _profile_words(run, member: str, n: int = 5) -> dict | None:
@@ -539,6 +574,9 @@ def profile_lines(profile: dict, words) -> list[str]:
         out.append(f"On the test sentences that split the whole set (at least {CONTESTED:.0%} of it on each side), it "
                    f"sides with the set's majority on {typical['value']:.0%} (the set: median {typical['median']:.0%}, "
                    f"{typical['min']:.0%} to {typical['max']:.0%}): the lower, the less it speaks for the set.")  # fmt: skip
+    minority = minority_words(profile.get("minority"), words)
+    if minority:
+        out.append(minority)
     punishes = profile.get("punishes_planted_word")
     if punishes:
         out.append(f"On the one-word probes, it punishes the planted {words.dispreferred} word in {punishes['value']:.0%} of "
@@ -559,7 +597,8 @@ def profile_lines(profile: dict, words) -> list[str]:
     lexicon = profile.get("lexicon")
     if lexicon:
         out += _words_lines(lexicon, words)
-    return out
+    beside = parted_words(profile.get("beside"), words)
+    return out + ([beside] if beside else [])
 
 
 def _words_lines(lexicon: dict, words) -> list[str]:

@@ -38,6 +38,7 @@ from core.equivalent_set import (
     people_intervals,
     people_whole_set,
     says_apart,
+    with_sentences,
 )
 from core.errors import IrlLensError
 from core.faithfulness import caution, punish_summary, whole_set_sentence
@@ -66,7 +67,7 @@ from core.rendering import (
 from core.rlhf import optimised_members
 from core.run_store import Run, atomic_write
 from core.saliency import run_first_word_caution, stored_heatmaps
-from core.set_verdicts import SetSplit, set_split_words
+from core.set_verdicts import SetSplit, parted_figures, parted_words, set_split_words
 from core.summary import run_summary
 from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import in_words, reading
@@ -195,6 +196,7 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
                 + "".join(f"<li>{_e(line)}</li>" for line in set_split_words(split, run.objective)) + "</ul>")
         if len(split.contested):
             out += scripts.figure(layer_agreement_figure(split), "fig-set-layers")
+        out += _parted_table(run, split)
     if run.has_table("member_correlations"):
         corr = run.read_table("member_correlations")
         if {"member_a", "member_b", "spearman"} <= set(corr.columns):
@@ -207,6 +209,26 @@ def _equivalent_section(run: Run, scripts: _Scripts) -> str:
     if run.has_table("member_scores"):
         out += _apart_table(run)
     return out
+
+
+def _parted_table(run: Run, split: SetSplit, n: int = 10) -> str:
+    """Where the chosen member and the most typical reward of the set give different verdicts: the
+    test sentences the whole set splits most evenly first. Empty where they are one reward or the
+    run's evaluate stage predates the stored verdicts."""
+    typical, words = split.most_typical, run.objective
+    if typical is None or split.chosen in (None, typical):
+        return ""
+    parted = with_sentences(run, parted_figures(split, split.chosen, typical))
+    if not parted or not parted["rows"]:
+        return ""
+    table = pd.DataFrame([{"sentence": r["sentence"], "the chosen member": words.side(r["a_dispreferred"]),
+                           "the most typical": words.side(not r["a_dispreferred"]),
+                           f"the set: {words.dispreferred}": f"{r['set_share']:.0%}"} for r in parted["rows"][:n]])  # fmt: skip
+    if split.truth is not None:
+        table["R* (evaluation only)"] = [words.side(bool(split.truth[r["row"]])) for r in parted["rows"][:n]]
+    return (f"<h3>Where the chosen member and the most typical reward part</h3><p>{_e(parted_words(parted, words))}</p>"
+            f"<p class='note'>The {len(table)} of them that the whole set splits most evenly. The set: the "
+            f"share of its rewards that call the sentence {_e(words.dispreferred)}.</p>" + _table(table))  # fmt: skip
 
 
 def _apart_table(run: Run) -> str:

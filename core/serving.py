@@ -56,6 +56,8 @@ class ProbeResult:
     """Per text, each reward of the set's verdict: True on the dispreferred side (``WholeSet.sides``)."""
     whole_set_layers: np.ndarray | None = None
     """The layer each reward of the set reads (``WholeSet.layers``)."""
+    whole_set_names: list[str] | None = None
+    """Each reward of the set's member id, in the order of ``whole_set_sides``."""
     whole_set_missing: str | None = None
     """Why the whole set was asked for and is not there (the run no longer holds its heads, …)."""
 
@@ -192,6 +194,7 @@ class ProbeQueue:
                 whole_set_size=len(self._whole_set.reward.names) if self._whole_set is not None else 0,
                 whole_set_sides=[sides[t] for t in request.texts] if request.whole_set and sides is not None else None,
                 whole_set_layers=self._whole_set.layers if request.whole_set and sides is not None else None,
+                whole_set_names=list(self._whole_set.reward.names) if request.whole_set and sides is not None else None,
                 whole_set_missing=self._whole_set_missing if request.whole_set else None,
             ))  # fmt: skip
         return out

@@ -1,5 +1,6 @@
 """Every dashboard page under Streamlit's AppTest, on a small real run made by the test."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -507,6 +508,14 @@ def test_any_equally_good_reward_can_be_looked_up_on_the_equivalent_page(monkeyp
     assert "Look up any equally good reward" in [h.value for h in at.subheader]
     picker = next(s for s in at.selectbox if s.label == "Equally good reward")
     assert picker.value == demo.stage_summary("evaluate")["best_member_id"] and len(picker.options) == 366
+    beside = next(s for s in at.selectbox if s.label == "Set it beside")  # the chosen member beside the most typical
+    assert beside.value == "l10-r0-e17" and "(the most typical of the set)" in beside.format_func(beside.value)
+    apart = next(d.value for d in at.dataframe if "it says" in d.value)
+    assert len(apart) == 25 and apart["sentence"].iloc[0].strip() == "idiot?" and apart["it says"].iloc[0] == "toxic"
+    assert apart["share of the set with it (%)"].iloc[0] == 12 and apart["share of the set with it (%)"].is_monotonic_increasing
+    parted = next(d.value for d in at.dataframe if label("l10-r0-e17") in d.value)
+    assert len(parted) == 31 and (parted[label("l1-r0-e15")] != parted[label("l10-r0-e17")]).all()
+    assert (parted["R*: toxic"] == (parted[label("l1-r0-e15")] == "toxic")).sum() == 12  # R* takes the chosen's side on 12
     other = [m for m in demo.stage_summary("evaluate")["equivalent_set"] if m not in demo.stage_summary("evaluate")["shown_members"]][0]
     at = picker.set_value(other).run(timeout=120)
     first = profile_lines(member_profile(demo, other), demo.objective)[0]
@@ -553,7 +562,8 @@ def test_equivalent_page_says_where_the_whole_set_splits(full_run, monkeypatch, 
     import shutil
 
     from app.components import plain
-    from core.set_verdicts import VERDICTS, SetSplit, set_split_words, verdict_of
+    from core.equivalent_set import member_profile
+    from core.set_verdicts import VERDICTS, SetSplit, parted_words, set_split_words, verdict_of
 
     at = _app(monkeypatch, full_run, "equivalent")
     assert "Where the whole set splits over the test split" in [h.value for h in at.subheader]
@@ -564,12 +574,29 @@ def test_equivalent_page_says_where_the_whole_set_splits(full_run, monkeypatch, 
     np.testing.assert_allclose(table.loc[shown, "sides with the whole set's majority"], typical.loc[shown].round(3))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Test verdicts that split the whole set"] == f"{split.figures()['contested_share']:.1%}"
+    assert metrics["Test verdicts two equally good rewards part on"] == f"{split.pairs['median']:.1%}"
     said = "".join(m.value for m in at.markdown)
     assert all(plain(line) in said for line in set_split_words(split, full_run.objective))
     contested = [d.value for d in at.dataframe if "by layer" in d.value]
     assert len(contested) == (1 if len(split.contested) else 0)
     if contested:
         assert len(contested[0]) == len(split.contested)
+    # the lookup opens on the chosen member beside the most typical reward (or, were they one, the least typical; where
+    # nothing splits the set, none is typical: the first other reward)
+    chosen = full_run.stage_summary("evaluate")["best_member_id"]
+    beside = next(s for s in at.selectbox if s.label == "Set it beside")
+    typicality = split.lines.set_index("member")["with_majority"].dropna()
+    first_other = next(m for m in sorted(split.lines["member"], key=lambda m: tuple(map(int, re.findall(r"\d+", m)))) if m != chosen)
+    expected = [m for m in (split.most_typical, typicality.idxmin() if len(typicality) else None) if m not in (None, chosen)]
+    assert beside.value == (expected[0] if expected else first_other)
+    profile = member_profile(full_run, chosen, beside.value)
+    assert profile["beside"]["n_parted"] == int((split.verdicts_of(chosen) != split.verdicts_of(beside.value)).sum())
+    assert plain(parted_words(profile["beside"], full_run.objective)) in said
+    parted = [d.value for d in at.dataframe if f"the set: {full_run.objective.dispreferred} (%)" in d.value and label(chosen) in d.value]
+    assert len(parted) == (1 if profile["beside"]["n_parted"] else 0)
+    if parted:
+        assert len(parted[0]) == profile["beside"]["n_parted"]
+        assert (parted[0][label(chosen)] != parted[0][label(beside.value)]).all()
 
     at = _app(monkeypatch, full_run, "heatmaps")  # a test sentence's heatmap says what the whole set says of it
     row = next(s for s in at.selectbox if s.label == "Sentence").value

@@ -198,6 +198,15 @@ def _set_lines_are_the_whole_sets(run, summary):
     test = run.read_table("demonstrations")["split"].eq("test")
     assert verdicts["row"].nunique() == test.sum()
     assert (verdicts.groupby("row")["n_rewards"].sum() == len(lines)).all()
+    # each reward's stored verdicts: the shown members' are their scores below their lines; all add up to the counts
+    split = SetSplit.of(run)
+    scores = run.read_table("member_scores").set_index("row")
+    for name in summary["shown_members"]:
+        own = split.verdicts_of(name)
+        assert own.to_dict() == (scores.loc[own.index, name] < shown[name]).to_dict()
+    every = pd.concat([split.verdicts_of(name) for name in lines["member"]], axis=1)
+    assert (every.sum(1) == split.per_sentence["n_dispreferred"]).all()
+    np.testing.assert_allclose(every.mean(0), lines["test_flag_rate"])
     by_layer = verdicts.groupby("layer")["n_dispreferred"].sum() / verdicts.groupby("layer")["n_rewards"].sum()
     expected = lines.groupby("layer")["test_flag_rate"].mean()
     np.testing.assert_allclose(by_layer, expected.reindex(by_layer.index))
@@ -552,7 +561,7 @@ def test_where_the_whole_set_splits_over_the_test_split():
     assert split.figures() | {"layer_eta_median": None} == {
         "n_rewards": 21, "n_sentences": 4, "contested_at": 0.1, "unanimous_share": 0.5, "n_contested": 2,
         "contested_share": 0.5, "layer_eta_median": None, "layer_eta_chance": 2 / 20,
-        "layer_distance": None}  # only two layers of five rewards or more  # fmt: skip
+        "layer_distance": None, "pairs": None}  # only two layers of five rewards or more; no stored verdicts  # fmt: skip
     # η² from each reward's own verdict: 1 − within-layer variance / total variance
     layers = np.array([int(n[1]) for n in names])
     direct = [1 - sum(((v[layers == g] - v[layers == g].mean()) ** 2).sum() for g in (1, 2, 3)) / ((v - v.mean()) ** 2).sum()
@@ -571,6 +580,88 @@ def test_where_the_whole_set_splits_over_the_test_split():
     sentiment = Objective(name="sentiment", preferred="positive", dispreferred="negative")
     untruthed = " ".join(set_split_words(SetSplit(tables[VERDICTS]), sentiment))
     assert "of their verdicts there negative" in untruthed and "toxic" not in untruthed and "R*" not in untruthed
+
+
+def test_each_rewards_own_verdicts_say_where_it_stands_apart_and_where_two_part():
+    """The set's stored verdicts (bits) on the hand-built set: each reward's come back as given, rows
+    given out of order included; the minority figures and the pairwise ones count them, in another
+    objective's words too, and R* only where the run has it."""
+    from core.objective import objective_for
+    from core.set_verdicts import (
+        FLAGS,
+        LINES,
+        VERDICTS,
+        SetSplit,
+        minority_figures,
+        minority_words,
+        parted_figures,
+        parted_words,
+        set_split_words,
+        set_verdict_tables,
+    )
+
+    names = [f"l{layer}-r{k}-e1" for layer, n in ((1, 10), (2, 10), (3, 1)) for k in range(n)]
+    dispreferred = np.zeros((5, len(names)), bool)
+    dispreferred[1] = True
+    dispreferred[3, :10] = dispreferred[3, 20] = True
+    dispreferred[4, :2] = dispreferred[4, 10:20] = True
+    rewards = pd.DataFrame(np.where(dispreferred, -1.0, 1.0), columns=names)
+    tables = set_verdict_tables(rewards, np.zeros(len(names)), np.array([4, 1, 3, 2]))
+    assert len(tables[FLAGS]) == 21 and all(len(bits) == 1 for bits in tables[FLAGS]["flags"])  # 4 verdicts in one byte
+    truth = pd.Series([False, True, False, True, False], index=range(5))
+    split = SetSplit(tables[VERDICTS], truth, tables[LINES], "l2-r0-e1", tables[FLAGS])
+    for k, name in enumerate(names):
+        assert split.verdicts_of(name).to_dict() == {row: bool(dispreferred[row, k]) for row in (1, 2, 3, 4)}
+    assert split.most_typical == "l1-r0-e1"
+    # layer 2's rewards: on row 3 they say non-toxic against 11 of 21; on row 4 they are with the majority
+    apart = minority_figures(split, "l2-r0-e1")
+    assert apart | {"rows": None} == {"n_contested": 2, "n_apart": 1, "n_apart_dispreferred": 0,
+                                      "fewest_with": pytest.approx(10 / 21), "rows": None}  # fmt: skip
+    assert apart["rows"] == [{"row": 3, "dispreferred": False, "with_share": pytest.approx(10 / 21)}]
+    assert minority_figures(split, "l1-r0-e1")["n_apart"] == 0
+    profanity, sentiment = objective_for("profanity"), Objective(name="sentiment", preferred="positive", dispreferred="negative")
+    assert minority_words(apart, profanity) == (
+        "On the 2 test sentences that split the whole set, it takes the minority's side on 1 (50%): it calls 1 non-toxic "
+        "where most of the set calls it toxic. Where it is most alone, 48% of the set takes its side.")  # fmt: skip
+    assert "takes the majority's side" in minority_words(minority_figures(split, "l1-r0-e1"), profanity)
+    # layer 3's reward against layer 2's: row 3 (3 says toxic, 2 not); row 4 the other way round
+    parted = parted_figures(split, "l3-r0-e1", "l2-r0-e1")
+    assert [(r["row"], r["a_dispreferred"]) for r in parted["rows"]] == [(3, True), (4, False)]  # 11/21 before 12/21
+    assert parted["truth_with_a"] == 2 and parted["n_contested"] == 2 and parted["n_parted"] == 2
+    said = parted_words(parted, profanity)
+    assert said.startswith("Layer 3 · repeat 0 · epoch 1 and layer 2 · repeat 0 · epoch 1 give different verdicts on 2 of "
+                           "the 4 test sentences (50%): the first calls 1 of them toxic that the second calls non-toxic")  # fmt: skip
+    assert "R* (evaluation only) takes the first's side on 2 of them, the second's on 0." in said
+    untruthed = parted_words(parted_figures(SetSplit(tables[VERDICTS], flags=tables[FLAGS]), "l3-r0-e1", "l2-r0-e1"), sentiment)
+    assert "calls 1 of them negative that the second calls positive" in untruthed and "R*" not in untruthed
+    assert parted_words(parted_figures(split, "l1-r0-e1", "l1-r1-e1"), profanity) == (
+        "Layer 1 · repeat 0 · epoch 1 and layer 1 · repeat 1 · epoch 1 give the same verdict on all 4 test sentences.")
+    typical = " ".join(set_split_words(split, profanity))
+    assert "above 0% of the set. The two give different verdicts on 1 of the 4 test sentences." in typical
+    older = SetSplit(tables[VERDICTS], truth, tables[LINES], "l2-r0-e1")  # evaluated before the verdicts were stored
+    assert minority_figures(older, "l2-r0-e1") is None and parted_figures(older, "l1-r0-e1", "l2-r0-e1") is None
+    assert "The two give different verdicts" not in " ".join(set_split_words(older, profanity))
+
+
+def test_how_often_two_rewards_of_the_set_part_is_counted_over_every_pair():
+    """SetSplit.pairs over 1,100 rewards (two blocks of rows) against every pair counted directly."""
+    from core.set_verdicts import FLAGS, VERDICTS, SetSplit, set_verdict_tables
+
+    generator = np.random.default_rng(0)
+    k, n = 1_100, 30
+    flagged = generator.random((n, k)) < generator.uniform(0.05, 0.6, k)  # rewards of different strictness
+    names = [f"l{1 + j % 7}-r{j}-e1" for j in range(k)]
+    tables = set_verdict_tables(pd.DataFrame(np.where(flagged, -1.0, 1.0), columns=names), np.zeros(k), np.arange(n))
+    pairs = SetSplit(tables[VERDICTS], flags=tables[FLAGS]).pairs
+    a, b = np.triu_indices(k, 1)
+    differ = (flagged[:, a] != flagged[:, b]).sum(0)
+    assert pairs["n_pairs"] == len(differ) == k * (k - 1) // 2
+    for key, q in (("median", 0.5), ("low", 0.05), ("high", 0.95)):
+        assert pairs[key] == pytest.approx(np.quantile(differ, q, method="inverted_cdf") / n)
+    assert pairs["n_never_part"] == (differ == 0).sum() and pairs["most"] == differ.max() / n
+    i, j = pairs["most_parted"]
+    assert (flagged[:, names.index(i)] != flagged[:, names.index(j)]).sum() == differ.max()
+    assert SetSplit(tables[VERDICTS]).pairs is None  # evaluated before each reward's verdicts were stored
 
 
 def test_the_sets_layers_agree_less_the_further_apart_they_are():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from core.battery import default_edits
+from core.errors import IrlLensError
 from core.run_store import DEMO_RUN, Run
 from core.summary import SUMMARY_KEYS, run_summary
 
@@ -194,10 +195,17 @@ def test_the_demos_whole_set_gives_verdicts_at_thresholds_calibrated_as_evaluate
                      "(1 of its 8); none of the 279 reading layers 4–20 does.", None]  # fmt: skip
 
 
-def test_the_demos_whole_set_splits_over_the_test_split_by_layer(demo):
+def test_the_demos_whole_set_splits_over_the_test_split_by_layer(demo, monkeypatch):
     """Stored at evaluate, every equally good reward's verdict on every test sentence: the set's
     splits follow the layer a reward reads, and neighbouring layers vote together."""
-    from core.set_verdicts import LINES, SetSplit, set_split_words, verdict_of
+    from core.set_verdicts import (
+        LINES,
+        SetSplit,
+        parted_figures,
+        parted_words,
+        set_split_words,
+        verdict_of,
+    )
 
     split = SetSplit.of(demo)
     figures = demo.stage_summary("evaluate")["whole_set_split"]
@@ -213,11 +221,14 @@ def test_the_demos_whole_set_splits_over_the_test_split_by_layer(demo):
     said = set_split_words(split, demo.objective)
     assert said[0] == ("All 366 equally good rewards agree on 74% of the 480 test sentences. On 57 (12%) the verdict "
                        "depends on which reward one picks: at least 10% of the set sits on each side.")  # fmt: skip
-    assert "Layers 1 and 12 part most there: a reward from each gives the same verdict 41% of the time." in said[3]
-    assert said[4] == ("The reward most typical of the set there, layer 10 · repeat 0 · epoch 17, sides with the set's majority "
+    assert said[1] == ("Two equally good rewards picked at random give different verdicts on a median 5% of the test sentences "
+                       "(2% to 9% for 90% of the 66,795 pairs; 169 pairs never part). The two that part most, layer 1 · repeat 1 "
+                       "· epoch 4 and layer 10 · repeat 0 · epoch 32, do so on 12%.")  # fmt: skip
+    assert "Layers 1 and 12 part most there: a reward from each gives the same verdict 41% of the time." in said[4]
+    assert said[5] == ("The reward most typical of the set there, layer 10 · repeat 0 · epoch 17, sides with the set's majority "
                        "on 91% of them (the set's median: 79%); the chosen member, layer 1 · repeat 0 · epoch 15, on 55%, "
-                       "above 10% of the set.")  # fmt: skip
-    assert said[5].startswith("R* (evaluation only) calls 75% of them toxic, the set's verdicts 44%.")
+                       "above 10% of the set. The two give different verdicts on 31 of the 480 test sentences.")  # fmt: skip
+    assert said[6].startswith("R* (evaluation only) calls 75% of them toxic, the set's verdicts 44%.")
     assert verdict_of(split, 38, demo.objective) == (  # a test sentence the set splits on
         "At their own lines, 63% of the 366 equally good rewards call it toxic. Most of each layer's rewards say: "
         "toxic by layers 1–8 and 19; non-toxic by layers 9–13 and 20.")  # fmt: skip
@@ -228,6 +239,21 @@ def test_the_demos_whole_set_splits_over_the_test_split_by_layer(demo):
 
     page = render_report(demo)
     assert all(f"<li>{escape(line)}</li>" in page for line in said) and 'id="fig-set-layers"' in page
+    # where the chosen member and the most typical reward part, from each reward's stored verdicts
+    assert split.most_typical == "l10-r0-e17"
+    parted = parted_figures(split, split.chosen, split.most_typical)
+    assert (parted["n_parted"], parted["n_a_dispreferred"], parted["n_contested"], parted["truth_with_a"]) == (31, 17, 30, 12)
+    assert "<h3>Where the chosen member and the most typical reward part</h3>" in page
+    assert escape(parted_words(parted, demo.objective)) in page
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from app.components import plain
+
+    monkeypatch.setenv("IRL_LENS_RUN", str(demo.path))  # the home page says how much the answer depends on the reward read
+    home = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"), default_timeout=300).run()
+    assert any(c.value.startswith(plain(said[1])) for c in home.caption)
 
 
 def test_the_live_probe_on_the_demo_says_where_the_whole_set_splits(demo, monkeypatch):
@@ -247,6 +273,7 @@ def test_the_live_probe_on_the_demo_says_where_the_whole_set_splits(demo, monkey
     assert list(at.table[0].value["whole set says"]) == [plain("toxic: 8% of 366"), plain("non-toxic: all 366")]
     listed = next(m.value for m in at.markdown if m.value.startswith("**Where the whole set splits**"))
     assert plain("read layer 1 (27 of its 79) and layer 2 (1 of its 8)") in listed and "The nurse" not in listed
+    assert plain("The set's most typical reward, layer 10 · repeat 0 · epoch 17, calls it non-toxic, as 92% of the set do.") in listed
 
 
 def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
@@ -264,6 +291,12 @@ def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
     assert caps["moves"] == -1 and caps["with_share"] > 0.95
     lines = profile_lines(chosen, demo.objective)
     assert "Against people's labels: AUC 0.751, above 9% of the set (median 0.812, range 0.731 to 0.851)" in lines[1]
+    assert ("On the 57 test sentences that split the whole set, it takes the minority's side on 25 (44%): it calls 14 toxic "
+            "where most of the set calls them non-toxic and 11 non-toxic where most of the set calls them toxic. Where it is "
+            "most alone, 12% of the set takes its side.") in lines  # fmt: skip
+    assert chosen["minority"]["rows"][0]["sentence"].strip() == "idiot?" and chosen["minority"]["rows"][0]["dispreferred"]
+    with pytest.raises(IrlLensError, match="names l1-r0-e15 itself"):
+        member_profile(demo, "l1-r0-e15", "l1-r0-e15")
     assert chosen["test_flag_rate"]["value"] == pytest.approx(demo.read_table("members").set_index("member").loc[chosen["member"], "flag_rate"])
     assert ("At its own line, drawn as the shown members' were, it calls 24% of the test sentences toxic (the set: median "
             "24%, 20% to 26%).") in lines  # fmt: skip
@@ -276,5 +309,9 @@ def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
     other = [m for m in demo.stage_summary("evaluate")["equivalent_set"] if m not in demo.stage_summary("evaluate")["shown_members"]][0]
     done = subprocess.run([*cli, other, "--json"], capture_output=True, text=True, timeout=300, check=True)
     assert json.loads(done.stdout)["member"] == other and not json.loads(done.stdout)["shown"]
+    typical = json.loads(subprocess.run([*cli, chosen["member"], "--beside", "typical", "--json"], capture_output=True,
+                                        text=True, timeout=300, check=True).stdout)["beside"]  # fmt: skip
+    assert typical["b"] == "l10-r0-e17" and typical["n_parted"] == 31 and len(typical["rows"]) == 31
+    assert all(r["sentence"] for r in typical["rows"]) and typical["rows"][0]["set_share"] == pytest.approx(0.5, abs=0.01)
     bad = subprocess.run([*cli, "l40-r0-e1"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "is not one of the run's 366 equally good rewards" in bad.stderr and "Traceback" not in bad.stderr

@@ -235,3 +235,29 @@ def test_irl_lens_apart_lists_what_sets_a_member_apart(sentiment):
     wrong = runner.invoke(app, ["apart", str(sentiment.path), "--member", "l99-r0-e1"])
     assert isinstance(wrong.exception, IrlLensError)  # `irl-lens` prints it as one line and exits 1
     assert "'l99-r0-e1' is not a shown member" in str(wrong.exception) and "l1-r3-e1" in str(wrong.exception)
+
+
+def test_irl_lens_member_sets_the_chosen_member_beside_the_most_typical_in_the_runs_words(sentiment):
+    """Each reward's stored verdicts on another objective: how far two of the 7,052 part, and where
+    the chosen member and the most typical reward part, said with negative and positive."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from core.cli import app
+    from core.set_verdicts import SetSplit
+
+    pairs = SetSplit.of(sentiment).pairs
+    assert pairs == sentiment.stage_summary("evaluate")["whole_set_split"]["pairs"]
+    assert pairs["n_pairs"] == 7_052 * 7_051 // 2 and pairs["median"] == pytest.approx(62 / 480)  # as built 2026-12-08
+    runner = CliRunner()
+    chosen = sentiment.stage_summary("evaluate")["best_member_id"]
+    found = json.loads(runner.invoke(app, ["member", str(sentiment.path), chosen, "--beside", "typical", "--json"]).stdout)
+    assert found["beside"]["b"] == "l15-r0-e15" and found["beside"]["n_parted"] == 44
+    assert found["beside"]["truth_with_a"] == 32 and found["minority"]["n_apart"] == 37
+    said = runner.invoke(app, ["member", str(sentiment.path), chosen, "--beside", "typical"])
+    text = " ".join((said.stdout + said.stderr).split())
+    assert "the first calls 34 of them negative that the second calls positive" in text
+    assert "it takes the minority's side on 37 (25%)" in text and not re.search("toxic", text, re.IGNORECASE)
+    itself = runner.invoke(app, ["member", str(sentiment.path), "l15-r0-e15", "--beside", "typical"])
+    assert "is the most typical reward itself" in str(itself.exception)

@@ -770,6 +770,7 @@ def test_the_probe_queue_says_what_the_whole_set_says_from_one_batched_pass(want
     np.testing.assert_allclose(asked.scores, shown.score(texts), rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(np.array(asked.whole_set_sides), whole.sides(texts))  # each reward's verdict
     np.testing.assert_array_equal(asked.whole_set_layers, whole.layers)
+    assert asked.whole_set_names == list(whole.reward.names)
     assert [sides.mean() for sides in asked.whole_set_sides] == [share for share, _ in asked.whole_set]
     empty = ProbeQueue(shown, truth, AttributionCache(wanted, RewardSaliency(shown, truth)), whole_set=lambda: None)
     try:
@@ -804,7 +805,7 @@ def test_asking_the_probe_queue_for_the_whole_set_costs_one_backbone_pass(wanted
 
 
 def test_where_the_whole_set_splits_is_said_by_the_layers_its_rewards_read():
-    from core.comparison import set_by_layer, set_layer_words
+    from core.comparison import set_by_layer, set_layer_words, typical_says
     from core.objective import objective_for
 
     words = objective_for("profanity")
@@ -817,3 +818,8 @@ def test_where_the_whole_set_splits_is_said_by_the_layers_its_rewards_read():
     assert set_layer_words(~sides, layers, words).startswith(f"The 29% of the whole set that call it {words.preferred}")
     assert set_layer_words(np.zeros(len(layers), bool), layers, words) is None
     assert set_by_layer(sides, layers) == {"1": [4, 3], "2": [2, 0], "4": [3, 0], "5": [3, 1], "7": [2, 0]}
+    names = [f"l{layer}-r{k}-e1" for k, layer in enumerate(layers)]
+    assert typical_says(sides, names, "l4-r6-e1", words) == (
+        f"The set's most typical reward, layer 4 · repeat 6 · epoch 1, calls it {words.preferred}, as 71% of the set do.")
+    assert typical_says(sides, names, "l1-r0-e1", words).endswith(f"calls it {words.dispreferred}, as 29% of the set do.")
+    assert typical_says(sides, names, "l9-r0-e1", words) is None and typical_says(sides, names, None, words) is None

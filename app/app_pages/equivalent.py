@@ -37,7 +37,7 @@ from core.faithfulness import (
 )
 from core.human_labels import people_figures
 from core.rendering import layer_agreement_figure, people_set_figure
-from core.set_verdicts import CONTESTED, set_split_words
+from core.set_verdicts import CONTESTED, parted_words, set_split_words
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -65,15 +65,20 @@ st.markdown(
     f"{', '.join(str(x) for x in sorted(shown['layer'].astype(int).unique()))} and repeats "
     f"{', '.join(str(x) for x in sorted(shown['repeat'].astype(int).unique()))}."
 )
-cols = st.columns(3)
+cols = st.columns(4)
 low = summary.get("equivalent_min_spearman")
 cols[0].metric("Lowest pairwise Spearman (test)", "—" if low is None else f"{low:.3f}")
 share = summary.get("equivalent_verdict_disagreement")
 cols[1].metric(f"Test verdicts that split the {len(names)} shown", "—" if share is None else f"{share:.1%}",
                help="Test sentences on which the shown members do not all give the same verdict")  # fmt: skip
-contested = (summary.get("whole_set_split") or {}).get("contested_share")
+split = set_split(run)
+contested = None if split is None else split.figures()["contested_share"]
 cols[2].metric("Test verdicts that split the whole set", "—" if contested is None else f"{contested:.1%}",
                help="Test sentences with at least 10% of the whole equivalent set on each side (below: where it splits)")  # fmt: skip
+pairs = None if split is None else split.pairs
+cols[3].metric("Test verdicts two equally good rewards part on", "—" if pairs is None else f"{pairs['median']:.1%}",
+               help="The median over every pair of rewards of the whole set: the share of test sentences on which the two "
+                    "give different verdicts, each at its own line")  # fmt: skip
 
 comparator = run.stage_summary("implicit")
 if comparator:
@@ -118,7 +123,6 @@ if people is not None:
     members = members.assign(**{"AUC against people's labels": members["member"].map(people_aucs(people))})
     if (intervals := people_intervals(people)) is not None:
         members = members.assign(**{"its 95% interval": members["member"].map(intervals)})
-split = set_split(run)
 TYPICAL = "sides with the whole set's majority"
 if split is not None and split.lines is not None and "with_majority" in split.lines:
     members = members.assign(**{TYPICAL: members["member"].map(split.lines.set_index("member")["with_majority"])})
@@ -236,13 +240,47 @@ if everyone:
     ordered_ids = sorted(everyone, key=lambda m: (Member.parse(m).layer, Member.parse(m).repeat, Member.parse(m).epoch))
     picked = st.selectbox("Equally good reward", ordered_ids, index=ordered_ids.index(summary["best_member_id"])
                           if summary.get("best_member_id") in ordered_ids else 0, format_func=member_label)  # fmt: skip
-    found = member_profile(run, picked)
-    st.markdown("\n".join(f"- {plain(line)}" for line in profile_lines(found, words)))
+    beside = None
+    if split is not None and split.has_verdicts_of(picked) and len(ordered_ids) > 1:
+        # beside the chosen member by default, the most typical reward: the one that speaks for the set where it splits;
+        # beside the most typical, the chosen member, or, where they are one, the least typical
+        typicality = split.lines.set_index("member")["with_majority"].dropna()
+        typical, least = split.most_typical, typicality.idxmin() if len(typicality) else None
+        roles = {least: "the least typical", summary.get("best_member_id"): "the chosen member", typical: "the most typical of the set"}
+        roles.pop(None, None)
+        partner = next((m for m in (typical, summary.get("best_member_id"), least) if m not in (None, picked)), None)
+        others = [m for m in ordered_ids if m != picked]
+        beside = st.selectbox("Set it beside", others, index=others.index(partner) if partner in others else 0,
+                              format_func=lambda m: member_label(m) + (f" ({roles[m]})" if m in roles else ""),
+                              help="Another equally good reward: the test sentences on which the two give different verdicts. "
+                                   "It opens on the most typical reward (the one that sides with the set's majority most often "
+                                   "where the set splits).")  # fmt: skip
+    found = member_profile(run, picked, beside)
+    st.markdown("\n".join(f"- {plain(line)}" for line in profile_lines(found | {"beside": None}, words)))  # beside: below
     if found["battery"]:
         sides = {1: f"toward {words.preferred}", -1: f"toward {words.dispreferred}", 0: "not moved"}
         st.dataframe(pd.DataFrame([{"edit": b["edit"], "change (sd)": b["effect"], "95% CI": f"{b['low']:+.2f} to {b['high']:+.2f}",
                                     "it is": sides[b["moves"]], "share of the set with it (%)": round(100 * b["with_share"])}
                                    for b in found["battery"]]).round(2), hide_index=True)  # fmt: skip
+    def sentences_table(table: pd.DataFrame, rows: pd.Series) -> None:
+        if not no_truth:
+            table[f"R*: {words.dispreferred}"] = demos.loc[rows, "dispreferred"].to_numpy()
+        st.dataframe(table, hide_index=True, column_config={"sentence": st.column_config.TextColumn(width="large")})
+
+    minority = pd.DataFrame((found["minority"] or {}).get("rows") or [])
+    if len(minority):
+        st.markdown("**Where it takes the minority's side, the most alone first**")
+        sentences_table(pd.DataFrame({"sentence": minority["sentence"], "it says": minority["dispreferred"].map(words.side),
+                                      "share of the set with it (%)": (100 * minority["with_share"]).round()}), minority["row"])  # fmt: skip
+    if found["beside"]:
+        st.markdown(f"**Where it and {plain(member_label(beside))} part, the sentences the set splits most evenly first**\n\n"
+                    + plain(parted_words(found["beside"], words)))  # fmt: skip
+        parted = pd.DataFrame(found["beside"]["rows"])
+        if len(parted):
+            sentences_table(pd.DataFrame({"sentence": parted["sentence"], member_label(picked): parted["a_dispreferred"].map(words.side),
+                                          member_label(beside): (~parted["a_dispreferred"]).map(words.side),
+                                          f"the set: {words.dispreferred} (%)": (100 * parted["set_share"]).round()}),
+                            parted["row"])  # fmt: skip
     st.caption(f"To optimise this reward alone: `irl-lens rlhf RUN --reward recovered --members {found['member']} --name NAME` (a member id is letters, digits and dashes only).")
 
 st.subheader("Map of the sentences (UMAP of h(s) at the chosen member's layer)")

@@ -8,6 +8,7 @@ from app.state import run_table, selected_run
 from core.audit import COHERENT
 from core.comparison import line_reading, threshold_words
 from core.equivalent_set import people_apart, people_whole_set
+from core.set_verdicts import pairs_words
 from core.summary import run_summary, stage_label
 from core.toxicity import RATE_FORMAT
 
@@ -78,6 +79,9 @@ if best:
     cols[3].metric("Test sentences whose verdict depends on the member",
                    fmt(s["equivalent_verdict_disagreement"], ".1%"),
                    help="Each member flags a sentence below its own calibrated threshold")  # fmt: skip
+    pairs = (run.stage_summary("evaluate").get("whole_set_split") or {}).get("pairs")
+    if pairs:
+        st.caption(plain(pairs_words(pairs)) + " Where, and which layers: the page *Equivalent models*.")
 
 if s["pays_for"]:
     st.markdown("**What it pays for, in words**")

@@ -15,6 +15,7 @@ from app.state import (
     require,
     run_table,
     selected_run,
+    set_split,
     shown_members,
 )
 from core.checkpoints import ENSEMBLE
@@ -30,6 +31,7 @@ from core.comparison import (
     set_says,
     threshold_words,
     training_ranks,
+    typical_says,
     verdicts_at_share,
 )
 from core.equivalent_set import equivalent_heads
@@ -172,9 +174,13 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     if probed.whole_set_missing:
         st.caption(f"No whole-set verdicts: {plain(probed.whole_set_missing)}.")
     if probed.whole_set_sides is not None:
-        split = [(text, set_layer_words(sides, probed.whole_set_layers, words))
+        stored = set_split(run)
+        typical = stored.most_typical if stored is not None else None
+        split = [(text, set_layer_words(sides, probed.whole_set_layers, words), sides)
                  for text, sides in zip(texts, probed.whole_set_sides, strict=True)]  # fmt: skip
-        if split := [(text, said) for text, said in split if said]:
+        split = [(text, f"{said} {typical_says(sides, probed.whole_set_names, typical, words) or ''}".strip())
+                 for text, said, sides in split if said]  # fmt: skip
+        if split:
             st.markdown("**Where the whole set splits**, by the layer each equally good reward reads:\n"
                         + "\n".join(f"- “{plain(text[:80])}{'…' * (len(text) > 80)}”: {plain(said)}" for text, said in split))  # fmt: skip
     if ranks is not None:
