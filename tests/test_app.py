@@ -487,7 +487,7 @@ st.write("done")
 
 def test_disputed_sentences_say_how_the_members_split(full_run, monkeypatch):
     at = _app(monkeypatch, full_run, "equivalent")
-    disputed = next(d.value for d in at.dataframe if "spread_std" in d.value)
+    disputed = next(d.value for d in at.dataframe if "spread (sd)" in d.value)
     members = full_run.read_table("members").set_index("member")
     shown = list(full_run.stage_summary("evaluate")["shown_members"])
     scores = full_run.read_table("member_scores")
@@ -516,6 +516,8 @@ def test_any_equally_good_reward_can_be_looked_up_on_the_equivalent_page(monkeyp
     parted = next(d.value for d in at.dataframe if label("l10-r0-e17") in d.value)
     assert len(parted) == 31 and (parted[label("l1-r0-e15")] != parted[label("l10-r0-e17")]).all()
     assert (parted["R*: toxic"] == (parted[label("l1-r0-e15")] == "toxic")).sum() == 12  # R* takes the chosen's side on 12
+    contested = next(d.value for d in at.dataframe if "by layer" in d.value)  # what a reader of either would be told
+    assert len(contested) == 57 and (contested["the chosen member"] != contested["the most typical"]).sum() == 30
     other = [m for m in demo.stage_summary("evaluate")["equivalent_set"] if m not in demo.stage_summary("evaluate")["shown_members"]][0]
     at = picker.set_value(other).run(timeout=120)
     first = profile_lines(member_profile(demo, other), demo.objective)[0]

@@ -181,15 +181,21 @@ else:
         contested = demos.loc[split.contested].assign(row=split.contested)
         contested["the set: " + words.dispreferred] = split.share.loc[split.contested].round(3).to_numpy()
         contested["by layer"] = [split.sentence_layers(row, words) for row in split.contested]
+        readers = {"the chosen member": split.chosen, "the most typical": split.most_typical}
+        readers = {title: m for title, m in readers.items() if m is not None and split.has_verdicts_of(m)}
+        for title, m in readers.items():  # what one reader of the set would be told
+            contested[title] = split.verdicts_of(m).loc[split.contested].map(words.side).to_numpy()
         if not no_truth:
             contested[f"R*: {words.dispreferred}"] = contested["dispreferred"]
         contested = contested.iloc[np.argsort(np.abs(contested["the set: " + words.dispreferred].to_numpy() - 0.5), kind="stable")]
         st.markdown("**The contested sentences, the most evenly split first**")
-        st.dataframe(contested[["sentence", "policy", "the set: " + words.dispreferred,
+        st.dataframe(contested[["sentence", "policy", "the set: " + words.dispreferred, *readers,
                                 *([f"R*: {words.dispreferred}"] if not no_truth else []), "by layer"]], hide_index=True,
                      column_config={"sentence": st.column_config.TextColumn(width="large")})  # fmt: skip
-        st.caption("The set: the share of its rewards that call the sentence " + plain(words.dispreferred) + ". By layer: "
-                   "which side most of each layer's rewards take (a layer split evenly is left out).")  # fmt: skip
+        st.caption("The set: the share of its rewards that call the sentence " + plain(words.dispreferred) + ". "
+                   + (f"{' and '.join(readers).capitalize()}: "
+                      f"{' and '.join(plain(member_label(m)) for m in readers.values())}, each at its own line. " if readers else "")
+                   + "By layer: which side most of each layer's rewards take (a layer split evenly is left out).")  # fmt: skip
 
 st.subheader("Test sentences the members disagree on most")
 disputed = demos.assign(row=np.arange(len(demos))).merge(spread, on="row")
@@ -197,9 +203,12 @@ disputed = disputed.sort_values("spread_std", ascending=False).head(15)
 disputed["members say"] = members_say_of_rows(run, disputed["row"])
 columns = ["sentence", "policy", "members say", *(["dispreferred", "ground_truth"] if not no_truth else []),
            "spread_std", "spread_range"]  # fmt: skip
-st.dataframe(disputed[columns].rename(columns={"dispreferred": words.dispreferred}).round(3), hide_index=True)
+st.dataframe(disputed[columns].rename(columns={"dispreferred": f"R*: {words.dispreferred}", "ground_truth": "R*'s score",
+                                                "spread_std": "spread (sd)", "spread_range": "range (sd)"}).round(3),
+             hide_index=True, column_config={"sentence": st.column_config.TextColumn(width="large")})  # fmt: skip
 st.caption(f"Members say: each shown member's verdict at its own threshold ({plain(threshold_words(run))}). "
-           "Spread: standard deviation and range of the members' standardised rewards.")  # fmt: skip
+           "Spread and range: the standard deviation and the range of the members' standardised rewards. R* only "
+           "evaluates.")  # fmt: skip
 profile = go.Figure()
 z_all = standardise(scores[names].to_numpy())
 for _, row in disputed.head(8).iterrows():
