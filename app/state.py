@@ -161,8 +161,8 @@ def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=No
     ``rows`` (:func:`core.rendering.attribution_rows` of ``result``), and return which word the set
     blames most, in a sentence escaped for Markdown; None where the run has no whole set to read.
     ``blame``: the set's :class:`core.saliency.SetBlame` where the probe queue computed it already."""
-    from core.rendering import set_blame_row
-    from core.saliency import GROUND_TRUTH, set_blame_sentence
+    from core.rendering import kept_row, set_blame_row
+    from core.saliency import GROUND_TRUTH, set_blame_sentence, word_agreement
 
     if blame is None:
         whole = whole_set(run, members)
@@ -171,7 +171,13 @@ def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=No
         with working("Explaining every equally good reward…"), model_turn():
             blame = whole.blame(result.text)
     shown = len(result.members)
-    rows.insert(shown + (shown > 1), set_blame_row(blame))
+    after = shown + (shown > 1)  # the members' rows and their mean
+    rows.insert(after, set_blame_row(blame))
+    truth = result.row(GROUND_TRUTH) if GROUND_TRUTH in result.explained and result.words == blame.words else None
+    for name, scores in blame.kept.items():
+        if name not in result.explained:  # a shown member has its row already
+            rows.insert(after + 1, kept_row(f"the set's most typical reward, {member_label(name)}", blame.words, scores,
+                                            None if truth is None else word_agreement(scores, truth)))  # fmt: skip
     said = set_blame_sentence(blame, result.row(GROUND_TRUTH) if GROUND_TRUTH in result.explained else None)
     return None if said is None else plain(said) + " Dashed in the whole set's row: words it puts on opposite sides."
 

@@ -204,10 +204,13 @@ class WholeSet:
     text so a page that reruns does not explain the same text again. :meth:`load` gives None where
     the run no longer holds the heads (compacted, LoRA / full)."""
 
-    def __init__(self, reward: RecoveredReward, thresholds: np.ndarray | None = None, *, max_entries: int = 256) -> None:
+    def __init__(self, reward: RecoveredReward, thresholds: np.ndarray | None = None, *, max_entries: int = 256,
+                 typical: str | None = None) -> None:  # fmt: skip
         from core.saliency import RewardSaliency, exact_available
 
         self.reward, self.max_entries = reward, max_entries
+        # the set's most typical reward (SetSplit.most_typical): each SetBlame keeps its word scores whole
+        self.typical = typical if typical in reward.names else None
         self._thresholds = None if thresholds is None else np.asarray(thresholds, float)
         self._calibration: np.ndarray | None = None  # each reward's calibration-sentence scores, sorted
         self.saliency = RewardSaliency(reward) if exact_available(reward) else None
@@ -218,11 +221,14 @@ class WholeSet:
         """The run's whole set; its thresholds calibrated now, or (``calibrate=False``) when first
         needed, for a caller that may only want the set's blame."""
         from core.equivalent_set import equivalent_heads
+        from core.set_verdicts import SetSplit
 
         ids = equivalent_heads(run)
         if not ids:
             return None
-        whole = cls(RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer))
+        split = SetSplit.of(run)
+        whole = cls(RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer),
+                    typical=split.most_typical if split is not None else None)  # fmt: skip
         if calibrate:
             whole.thresholds  # noqa: B018  calibrated here, so that a failure shows at load
         return whole
@@ -295,7 +301,7 @@ class WholeSet:
         for text, result in zip(missing, results, strict=True):
             while self._explained and len(self._explained) >= self.max_entries:
                 self._explained.pop(next(iter(self._explained)))
-            self._explained[text] = (result.rewards, set_blame(result))
+            self._explained[text] = (result.rewards, set_blame(result, keep=[self.typical] if self.typical else []))
         return results
 
     def blame(self, text: str):

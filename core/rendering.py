@@ -79,6 +79,12 @@ def set_blame_row(blame) -> tuple[str, str, None]:
             word_heatmap_html(blame.words, blame.median, scale=1.0, marks=blame.split, tips=tips), None)  # fmt: skip
 
 
+def kept_row(name: str, words, scores, agreement: float | None = None) -> tuple[str, str, float | None]:
+    """A row of :func:`attribution_table_html` for one reward's word scores outside an attribution
+    (a reward of the whole set that ``core.saliency.SetBlame`` kept), on its own scale."""
+    return name, word_heatmap_html(words, scores), agreement
+
+
 def attribution_table_html(rows: list[tuple[str, str, float | None]], notes: dict[str, str] | None = None) -> str:
     """:func:`attribution_rows` as one HTML table (reward, agreement with R*, heatmap): a page
     draws one element per sentence instead of three per reward, which is what a browser pays for

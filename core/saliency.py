@@ -25,6 +25,7 @@ ones, by occlusion for ``hf:`` classifiers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -114,10 +115,7 @@ class AttributionResult:
 
     def agreement(self, a: str, b: str = GROUND_TRUTH) -> float | None:
         """Spearman correlation of two word maps over the words of the text (None if undefined)."""
-        x, y = self.row(a), self.row(b)
-        if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-            return None
-        return float(stats.spearmanr(x, y)[0])
+        return word_agreement(self.row(a), self.row(b))
 
     def member_spread(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per word across members: (mean, std, sign flips). Each member's word scores are
@@ -428,6 +426,13 @@ SPLIT_SIGN = 0.1
 with the word and as large a share lowers it."""
 
 
+def word_agreement(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman correlation of two word maps of one text (None if undefined)."""
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(stats.spearmanr(x, y)[0])
+
+
 @dataclass(frozen=True)
 class SetBlame:
     """How the whole equivalent set explains one text word by word (the exact decomposition): per
@@ -442,6 +447,8 @@ class SetBlame:
     blamed_most: np.ndarray
     lowered: np.ndarray
     raised: np.ndarray
+    kept: dict[str, np.ndarray] = field(default_factory=dict)
+    """Word scores of named rewards of the set, kept whole (say, its most typical reward's)."""
 
     @property
     def split(self) -> np.ndarray:
@@ -459,12 +466,14 @@ def whole_set_blame(saliency: RewardSaliency, text: str) -> SetBlame:
     return set_blame(saliency.attribute(text, method="decomposition", include_ground_truth=False))
 
 
-def set_blame(result: AttributionResult) -> SetBlame:
-    """:class:`SetBlame` of an attribution of the whole equivalent set (every row a reward of it)."""
+def set_blame(result: AttributionResult, keep: Sequence[str] = ()) -> SetBlame:
+    """:class:`SetBlame` of an attribution of the whole equivalent set (every row a reward of it),
+    keeping the word scores of the rewards named in ``keep``."""
     rows = scaled_to_largest(result.word_scores)
     most = np.bincount(rows.argmin(1), minlength=rows.shape[1]) / len(rows) if rows.shape[1] else np.zeros(0)
     return SetBlame(text=result.text, words=result.words, n_members=len(rows), median=np.median(rows, 0),
-                    blamed_most=most, lowered=(rows < -SIGN_MARGIN).mean(0), raised=(rows > SIGN_MARGIN).mean(0))  # fmt: skip
+                    blamed_most=most, lowered=(rows < -SIGN_MARGIN).mean(0), raised=(rows > SIGN_MARGIN).mean(0),
+                    kept={name: result.row(name) for name in keep if name in result.explained})  # fmt: skip
 
 
 def set_blame_sentence(blame: SetBlame, truth_words=None, n: int = 3) -> str | None:

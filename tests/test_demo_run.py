@@ -274,6 +274,12 @@ def test_the_live_probe_on_the_demo_says_where_the_whole_set_splits(demo, monkey
     listed = next(m.value for m in at.markdown if m.value.startswith("**Where the whole set splits**"))
     assert plain("read layer 1 (27 of its 79) and layer 2 (1 of its 8)") in listed and "The nurse" not in listed
     assert plain("The set's most typical reward, layer 10 · repeat 0 · epoch 17, calls it non-toxic, as 92% of the set do.") in listed
+    from html import escape
+
+    rows = "".join(m.value for m in at.markdown)  # each probe's heatmaps: the most typical reward's row beside the set's
+    assert rows.count(escape("the set's most typical reward, layer 10 · repeat 0 · epoch 17")) == 2
+    assert rows.count(escape("the set's most typical reward, layer 10 · repeat 0 · epoch 17") + "<br><small style=\"opacity:0.7\">"
+                      "agreement with R*: ") == 2  # fmt: skip
 
 
 def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):

@@ -663,6 +663,15 @@ def test_the_whole_set_says_which_word_it_blames_most(wanted):
     assert said.startswith(f"Across the whole equivalent set ({len(ids):,} equally good rewards), the word blamed most is "
                            f"“{blame.words[top]}” by {blame.blamed_most[top]:.0%}")  # fmt: skip
     assert said.endswith("R* blames “judge” most (evaluation only).")
+
+    # a reward of the set named as its most typical keeps its own word scores, for a heatmap row of its own
+    from core.comparison import WholeSet
+
+    typical = ids[len(ids) // 2]
+    kept = WholeSet(whole.reward, typical=typical).blame(text).kept
+    assert list(kept) == [typical]
+    np.testing.assert_allclose(kept[typical], full.row(typical))
+    assert WholeSet(whole.reward, typical="l99-r0-e1").blame(text).kept == {}  # not a reward of these heads
     split = SetBlame(text="a b", words=("a", "b"), n_members=10, median=np.zeros(2), blamed_most=np.array([0.5, 0.5]),
                      lowered=np.array([0.5, 0.0]), raised=np.array([0.4, 0.05]))  # fmt: skip
     assert "the set puts “a” on opposite sides" in set_blame_sentence(split)
