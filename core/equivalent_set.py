@@ -488,7 +488,44 @@ def member_profile(run, member: str, beside: str | None = None) -> dict:
         out["minority"] = with_sentences(run, minority_figures(split, member))
         if beside is not None:
             out["beside"] = with_sentences(run, parted_figures(split, member, beside))
+            out["beside"]["lexicon"] = parted_lexicon(run, member, beside)
     return out
+
+
+def parted_lexicon(run, a: str, b: str, n: int = 5) -> dict | None:
+    """The words of the run's lexicon on which two rewards of the set part: up to n that ``a`` ranks
+    among its :data:`core.lexicon.EXTREME` most dispreferred and ``b`` does not, those that ``b``
+    ranks so and ``a`` does not, each with where the other ranks it (a share of the list: 1 is its
+    most preferred word), the furthest apart first. None where the lexicon stage has not scored both."""
+    from core.lexicon import SET_TABLE, set_ranks
+
+    table, lexicon = run.optional_table(SET_TABLE), run.optional_table("lexicon")
+    if table is None or lexicon is None or not {a, b} <= set(table["member"]):
+        return None
+    return words_parted(set_ranks(table[table["member"].isin([a, b])], lexicon["word"].tolist()), a, b, n)
+
+
+def words_parted(ranks: pd.DataFrame, a: str, b: str, n: int = 5) -> dict:
+    """:func:`parted_lexicon` from the two rewards' word ranks (``core.lexicon.set_ranks``)."""
+    from core.lexicon import EXTREME
+
+    out = {"n_words": len(ranks), "extreme": EXTREME}
+    for key, own, other in (("a_only", a, b), ("b_only", b, a)):
+        alone = ranks[(ranks[own] <= EXTREME) & (ranks[other] > EXTREME)].sort_values(other, ascending=False, kind="stable")
+        out[key] = [{"word": w, "other_rank": float(alone.loc[w, other])} for w in alone.index[:n]]
+    return out
+
+
+def parted_lexicon_words(found: dict | None, a: str, b: str, objective) -> str | None:
+    """:func:`parted_lexicon` in a sentence."""
+    if not found or not (found["a_only"] or found["b_only"]):
+        return None
+    said = lambda items: ", ".join(f"“{w['word']}” ({w['other_rank']:.0%})" for w in items)  # noqa: E731
+    parts = [f"{label(own)} ranks {said(found[key])} among its {found['extreme']:.0%} most {objective.dispreferred} and "
+             f"{label(other)} does not" for key, own, other in (("a_only", a, b), ("b_only", b, a)) if found[key]]  # fmt: skip
+    return (f"Of the run's {found['n_words']} words, scored alone: " + "; ".join(parts) + " (in brackets: where the other "
+            f"places the word, as a share of the list from its most {objective.dispreferred} word to its most "
+            f"{objective.preferred}).")  # fmt: skip
 
 
 def with_sentences(run, figures: dict | None) -> dict | None:
@@ -597,8 +634,11 @@ def profile_lines(profile: dict, words) -> list[str]:
     lexicon = profile.get("lexicon")
     if lexicon:
         out += _words_lines(lexicon, words)
-    beside = parted_words(profile.get("beside"), words)
-    return out + ([beside] if beside else [])
+    beside = profile.get("beside")
+    if beside:
+        out += [said for said in (parted_words(beside, words), parted_lexicon_words(beside.get("lexicon"), beside["a"],
+                                                                                    beside["b"], words)) if said]  # fmt: skip
+    return out
 
 
 def _words_lines(lexicon: dict, words) -> list[str]:

@@ -33,6 +33,8 @@ from core.comparison import (
 )
 from core.equivalent_set import (
     apart_sentences,
+    parted_lexicon,
+    parted_lexicon_words,
     people_apart,
     people_aucs,
     people_intervals,
@@ -226,9 +228,11 @@ def _parted_table(run: Run, split: SetSplit, n: int = 10) -> str:
                            f"the set: {words.dispreferred}": f"{r['set_share']:.0%}"} for r in parted["rows"][:n]])  # fmt: skip
     if split.truth is not None:
         table["R* (evaluation only)"] = [words.side(bool(split.truth[r["row"]])) for r in parted["rows"][:n]]
-    return (f"<h3>Where the chosen member and the most typical reward part</h3><p>{_e(parted_words(parted, words))}</p>"
-            f"<p class='note'>The {len(table)} of them that the whole set splits most evenly. The set: the "
-            f"share of its rewards that call the sentence {_e(words.dispreferred)}.</p>" + _table(table))  # fmt: skip
+    lexicon = parted_lexicon_words(parted_lexicon(run, split.chosen, typical), split.chosen, typical, words)
+    said = "".join(f"<p>{_e(line)}</p>" for line in (parted_words(parted, words), lexicon) if line)
+    return (f"<h3>Where the chosen member and the most typical reward part</h3>{said}<p class='note'>The {len(table)} of "
+            f"them that the whole set splits most evenly. The set: the share of its rewards that call the sentence "
+            f"{_e(words.dispreferred)}.</p>" + _table(table))  # fmt: skip
 
 
 def _apart_table(run: Run) -> str:

@@ -516,6 +516,7 @@ def test_any_equally_good_reward_can_be_looked_up_on_the_equivalent_page(monkeyp
     parted = next(d.value for d in at.dataframe if label("l10-r0-e17") in d.value)
     assert len(parted) == 31 and (parted[label("l1-r0-e15")] != parted[label("l10-r0-e17")]).all()
     assert (parted["R*: toxic"] == (parted[label("l1-r0-e15")] == "toxic")).sum() == 12  # R* takes the chosen's side on 12
+    assert any(plain("scored alone: layer 1 · repeat 0 · epoch 15 ranks “sick” (34%)") in m.value for m in at.markdown)
     contested = next(d.value for d in at.dataframe if "by layer" in d.value)  # what a reader of either would be told
     assert len(contested) == 57 and (contested["the chosen member"] != contested["the most typical"]).sum() == 30
     other = [m for m in demo.stage_summary("evaluate")["equivalent_set"] if m not in demo.stage_summary("evaluate")["shown_members"]][0]

@@ -245,6 +245,7 @@ def test_the_demos_whole_set_splits_over_the_test_split_by_layer(demo, monkeypat
     assert (parted["n_parted"], parted["n_a_dispreferred"], parted["n_contested"], parted["truth_with_a"]) == (31, 17, 30, 12)
     assert "<h3>Where the chosen member and the most typical reward part</h3>" in page
     assert escape(parted_words(parted, demo.objective)) in page
+    assert escape("scored alone: layer 1 · repeat 0 · epoch 15 ranks “sick” (34%)") in page
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
@@ -319,5 +320,8 @@ def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
                                         text=True, timeout=300, check=True).stdout)["beside"]  # fmt: skip
     assert typical["b"] == "l10-r0-e17" and typical["n_parted"] == 31 and len(typical["rows"]) == 31
     assert all(r["sentence"] for r in typical["rows"]) and typical["rows"][0]["set_share"] == pytest.approx(0.5, abs=0.01)
+    lexicon = typical["lexicon"]  # as built 2026-12-08: names and slang against auxiliaries
+    assert [w["word"] for w in lexicon["a_only"]] == ["sick", "dj", "angie", "gf", "hippie"]
+    assert [w["word"] for w in lexicon["b_only"]] == ["does", "did", "doesn't", "didn't", "keeps"]
     bad = subprocess.run([*cli, "l40-r0-e1"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "is not one of the run's 366 equally good rewards" in bad.stderr and "Traceback" not in bad.stderr

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import NICE_WORDS, build_audited_toy_run
 
@@ -505,6 +506,31 @@ def test_a_battery_without_the_whole_set_removes_an_earlier_ones_table(wanted, t
     monkeypatch.setattr(equivalent_set, "equivalent_heads", lambda run: [])  # as after compacting to the shown members
     summary = battery_stage(run, RewardPanel(RecoveredReward(run)), BatteryConfig(n_sentences=24, n_resamples=200), progress=False)
     assert not run.has_table(EQUIVALENT_TABLE) and "battery_equivalent" not in summary
+
+
+def test_two_rewards_of_the_set_say_which_words_they_part_on():
+    """words_parted on 40 hand-ranked words: each listed word is among the one's 10% most
+    dispreferred and not the other's, the furthest from it first, at most five, said in a sentence
+    in the run's words."""
+    from core.equivalent_set import parted_lexicon_words, words_parted
+    from core.lexicon import set_ranks
+    from core.objective import objective_for
+
+    words = [f"w{k}" for k in range(40)]
+    order = {"l1-r0-e1": words, "l9-r0-e1": words[6:] + words[:6]}  # lowest score first: the most dispreferred
+    table = pd.DataFrame([{"member": m, "word": w, "score": float(k)} for m, listed in order.items() for k, w in enumerate(listed)])
+    ranks = set_ranks(table, words)
+    found = words_parted(ranks, "l1-r0-e1", "l9-r0-e1")
+    # 10% of 40 words: the first's four most dispreferred are w0-w3, the second's w6-w9
+    assert [w["word"] for w in found["a_only"]] == ["w3", "w2", "w1", "w0"]  # the second places w3 furthest up: first
+    assert found["a_only"][0]["other_rank"] == pytest.approx(38 / 40)
+    assert [w["word"] for w in found["b_only"]] == ["w9", "w8", "w7", "w6"]
+    assert [w["word"] for w in words_parted(ranks, "l1-r0-e1", "l9-r0-e1", n=3)["b_only"]] == ["w9", "w8", "w7"]
+    said = parted_lexicon_words(found, "l1-r0-e1", "l9-r0-e1", objective_for("profanity"))
+    assert said.startswith("Of the run's 40 words, scored alone: layer 1 · repeat 0 · epoch 1 ranks “w3” (95%)")
+    assert "“w9” (25%)" in said and "among its 10% most toxic and layer 1 · repeat 0 · epoch 1 does not" in said
+    assert parted_lexicon_words(words_parted(ranks, "l1-r0-e1", "l1-r0-e1"), "l1-r0-e1", "l1-r0-e1",
+                                objective_for("profanity")) is None  # fmt: skip
 
 
 def test_any_equally_good_reward_stands_beside_the_whole_set(wanted):

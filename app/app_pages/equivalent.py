@@ -21,6 +21,7 @@ from core.equivalent_set import (
     apart_sentences,
     crowding_of,
     member_profile,
+    parted_lexicon_words,
     people_apart,
     people_aucs,
     people_intervals,
@@ -282,8 +283,10 @@ if everyone:
         sentences_table(pd.DataFrame({"sentence": minority["sentence"], "it says": minority["dispreferred"].map(words.side),
                                       "share of the set with it (%)": (100 * minority["with_share"]).round()}), minority["row"])  # fmt: skip
     if found["beside"]:
+        in_words = [parted_words(found["beside"], words),
+                    parted_lexicon_words(found["beside"]["lexicon"], picked, beside, words)]  # fmt: skip
         st.markdown(f"**Where it and {plain(member_label(beside))} part, the sentences the set splits most evenly first**\n\n"
-                    + plain(parted_words(found["beside"], words)))  # fmt: skip
+                    + "\n\n".join(plain(said) for said in in_words if said))  # fmt: skip
         parted = pd.DataFrame(found["beside"]["rows"])
         if len(parted):
             sentences_table(pd.DataFrame({"sentence": parted["sentence"], member_label(picked): parted["a_dispreferred"].map(words.side),
