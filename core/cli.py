@@ -806,16 +806,8 @@ def member(
     reward part."""
     from core.equivalent_set import member_profile, profile_lines
     from core.run_store import open_run
-    from core.set_verdicts import SetSplit
 
     opened = open_run(run)
-    if beside == "typical":
-        split = SetSplit.of(opened)
-        beside = split.most_typical if split is not None else None
-        if beside is None:
-            raise IrlLensError(f"run {opened.path} has no typicality figures yet: re-run 'irl-lens evaluate {opened.path}'")
-        if beside == member_id.strip():
-            raise IrlLensError(f"{beside} is the most typical reward itself: give --beside another member id")
     found = member_profile(opened, member_id, beside)
     if json_out:
         _print_json(found)

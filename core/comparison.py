@@ -221,14 +221,14 @@ class WholeSet:
         """The run's whole set; its thresholds calibrated now, or (``calibrate=False``) when first
         needed, for a caller that may only want the set's blame."""
         from core.equivalent_set import equivalent_heads
-        from core.set_verdicts import SetSplit
+        from core.set_verdicts import LINES, typicality_of
 
         ids = equivalent_heads(run)
         if not ids:
             return None
-        split = SetSplit.of(run)
+        typicality = typicality_of(run.optional_table(LINES))  # only the lines: not the set's verdicts
         whole = cls(RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer),
-                    typical=split.most_typical if split is not None else None)  # fmt: skip
+                    typical=typicality.idxmax() if len(typicality) else None)  # fmt: skip
         if calibrate:
             whole.thresholds  # noqa: B018  calibrated here, so that a failure shows at load
         return whole

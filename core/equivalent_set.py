@@ -424,6 +424,10 @@ def standing(values, value: float) -> dict:
             "median": float(np.median(values)), "max": float(values.max())}  # fmt: skip
 
 
+TYPICAL = "typical"
+"""Given as ``beside``: the set's most typical reward (``core.set_verdicts.SetSplit.most_typical``)."""
+
+
 def member_profile(run, member: str, beside: str | None = None) -> dict:
     """What the run knows of any one equally good reward, beside the whole set: how well the
     demonstrations rate it (what made it equally good), and, where measured, people's labels, R*
@@ -432,8 +436,8 @@ def member_profile(run, member: str, beside: str | None = None) -> dict:
     selects: an auditor reads it to weigh a reward the shown members do not include, and
     ``irl-lens rlhf --members`` optimises whichever reward they settle on. Where evaluate stored each
     reward's verdicts, the contested test sentences on which it takes the set's minority side
-    (``minority``), and, given another reward of the set (``beside``), where the two give different
-    verdicts."""
+    (``minority``), and, given another reward of the set (``beside``, or :data:`TYPICAL`), where the
+    two give different verdicts (:func:`where_two_part`)."""
     from core.battery import EQUIVALENT_TABLE, moved_way
     from core.faithfulness import SET_TABLE as PUNISH_TABLE
     from core.human_labels import SET_TABLE
@@ -444,9 +448,16 @@ def member_profile(run, member: str, beside: str | None = None) -> dict:
     if not ids:
         raise IrlLensError(f"run {run.path} has no equivalent set yet: run 'irl-lens evaluate' first")
     member = _one_of(ids, member)
+    split = SetSplit.of(run)
+    if beside == TYPICAL:
+        beside = split.most_typical if split is not None else None
+        if beside is None:
+            raise IrlLensError(f"run {run.path} has no typicality figures yet: re-run 'irl-lens evaluate {run.path}'")
+        if beside == member:
+            raise IrlLensError(f"{beside} is the most typical reward itself: give --beside another member id")
     beside = None if beside is None else _one_of(ids, beside)
     if beside == member:
-        raise IrlLensError(f"--beside names {member} itself: give another of the set's {len(ids):,} rewards, or 'typical'")
+        raise IrlLensError(f"--beside names {member} itself: give another of the set's {len(ids):,} rewards, or '{TYPICAL}'")
     candidates = run.read_table(CANDIDATES).drop_duplicates("member").set_index("member").loc[ids]
     row = candidates.loc[member]
 
@@ -483,13 +494,27 @@ def member_profile(run, member: str, beside: str | None = None) -> dict:
                           for own in [part[part["member"] == member]]]  # fmt: skip
     out["lexicon"] = _profile_words(run, member)
     out["minority"] = out["beside"] = None
-    split = SetSplit.of(run)
     if split is not None and split.has_verdicts_of(member):
         out["minority"] = with_sentences(run, minority_figures(split, member))
         if beside is not None:
-            out["beside"] = with_sentences(run, parted_figures(split, member, beside))
-            out["beside"]["lexicon"] = parted_lexicon(run, member, beside)
+            out["beside"] = where_two_part(run, split, member, beside)
     return out
+
+
+def where_two_part(run, split: SetSplit, a: str, b: str) -> dict | None:
+    """Where two rewards of the set part: the test sentences on which they give different verdicts
+    (:func:`core.set_verdicts.parted_figures`, with their text) and, where the lexicon scored the
+    whole set, the words (``lexicon``: :func:`parted_lexicon`). Said by :func:`parted_lines`."""
+    found = with_sentences(run, parted_figures(split, a, b))
+    return found and found | {"lexicon": parted_lexicon(run, a, b)}
+
+
+def parted_lines(found: dict | None, objective) -> list[str]:
+    """:func:`where_two_part` in sentences."""
+    if not found:
+        return []
+    return [said for said in (parted_words(found, objective),
+                              parted_lexicon_words(found.get("lexicon"), found["a"], found["b"], objective)) if said]  # fmt: skip
 
 
 def parted_lexicon(run, a: str, b: str, n: int = 5) -> dict | None:
@@ -634,11 +659,7 @@ def profile_lines(profile: dict, words) -> list[str]:
     lexicon = profile.get("lexicon")
     if lexicon:
         out += _words_lines(lexicon, words)
-    beside = profile.get("beside")
-    if beside:
-        out += [said for said in (parted_words(beside, words), parted_lexicon_words(beside.get("lexicon"), beside["a"],
-                                                                                    beside["b"], words)) if said]  # fmt: skip
-    return out
+    return out + parted_lines(profile.get("beside"), words)
 
 
 def _words_lines(lexicon: dict, words) -> list[str]:

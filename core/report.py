@@ -33,14 +33,13 @@ from core.comparison import (
 )
 from core.equivalent_set import (
     apart_sentences,
-    parted_lexicon,
-    parted_lexicon_words,
+    parted_lines,
     people_apart,
     people_aucs,
     people_intervals,
     people_whole_set,
     says_apart,
-    with_sentences,
+    where_two_part,
 )
 from core.errors import IrlLensError
 from core.faithfulness import caution, punish_summary, whole_set_sentence
@@ -69,7 +68,7 @@ from core.rendering import (
 from core.rlhf import optimised_members
 from core.run_store import Run, atomic_write
 from core.saliency import run_first_word_caution, stored_heatmaps
-from core.set_verdicts import SetSplit, parted_figures, parted_words, set_split_words
+from core.set_verdicts import SetSplit, set_split_words
 from core.summary import run_summary
 from core.toxicity import STAGE as HARNESS_STAGE
 from core.toxicity import in_words, reading
@@ -220,7 +219,7 @@ def _parted_table(run: Run, split: SetSplit, n: int = 10) -> str:
     typical, words = split.most_typical, run.objective
     if typical is None or split.chosen in (None, typical):
         return ""
-    parted = with_sentences(run, parted_figures(split, split.chosen, typical))
+    parted = where_two_part(run, split, split.chosen, typical)
     if not parted or not parted["rows"]:
         return ""
     table = pd.DataFrame([{"sentence": r["sentence"], "the chosen member": words.side(r["a_dispreferred"]),
@@ -228,8 +227,7 @@ def _parted_table(run: Run, split: SetSplit, n: int = 10) -> str:
                            f"the set: {words.dispreferred}": f"{r['set_share']:.0%}"} for r in parted["rows"][:n]])  # fmt: skip
     if split.truth is not None:
         table["R* (evaluation only)"] = [words.side(bool(split.truth[r["row"]])) for r in parted["rows"][:n]]
-    lexicon = parted_lexicon_words(parted_lexicon(run, split.chosen, typical), split.chosen, typical, words)
-    said = "".join(f"<p>{_e(line)}</p>" for line in (parted_words(parted, words), lexicon) if line)
+    said = "".join(f"<p>{_e(line)}</p>" for line in parted_lines(parted, words))
     return (f"<h3>Where the chosen member and the most typical reward part</h3>{said}<p class='note'>The {len(table)} of "
             f"them that the whole set splits most evenly. The set: the share of its rewards that call the sentence "
             f"{_e(words.dispreferred)}.</p>" + _table(table))  # fmt: skip

@@ -168,7 +168,7 @@ class SetSplit:
         if len(names) < 2:
             return None
         n = len(self.per_sentence)
-        bits = np.stack([np.unpackbits(np.frombuffer(self._packed[m], np.uint8), count=n) for m in names]).astype(np.float32)
+        bits = np.stack([self._bits(m) for m in names]).astype(np.float32)
         ones, counts, most = bits.sum(1), np.zeros(n + 1, np.int64), (-1, 0, 0)
         for start in range(0, len(names), 1024):  # blocks of rows: a 7,000-reward set's pairs without a 7,000² matrix
             rows = np.arange(start, min(start + 1024, len(names)))
@@ -197,14 +197,16 @@ class SetSplit:
             out["agrees_with_truth"] = pd.Series(agree, index=on.index).groupby(on["layer"]).sum() / grouped["n_rewards"].sum()
         return out
 
+    @cached_property
+    def typicality(self) -> pd.Series:
+        """Reward → how often it sides with the set's majority where the set splits (:func:`typicality_of`)."""
+        return typicality_of(self.lines)
+
     @property
     def most_typical(self) -> str | None:
         """The reward that sides with the set's majority most often where the set splits (the first
-        such, in the set's order); None before these figures were stored."""
-        if self.lines is None or "with_majority" not in self.lines:
-            return None
-        typical = self.lines.set_index("member")["with_majority"].dropna()
-        return typical.idxmax() if len(typical) else None
+        such, in the set's order); None before these figures were stored or where nothing splits."""
+        return self.typicality.idxmax() if len(self.typicality) else None
 
     @cached_property
     def _packed(self) -> dict[str, bytes]:
@@ -213,12 +215,13 @@ class SetSplit:
     def has_verdicts_of(self, member: str) -> bool:
         return member in self._packed
 
+    def _bits(self, member: str) -> np.ndarray:
+        return np.unpackbits(np.frombuffer(self._packed[member], np.uint8), count=len(self.per_sentence))
+
     def verdicts_of(self, member: str) -> pd.Series:
         """Row → True where this reward, at its own line, calls the test sentence dispreferred.
         KeyError for a reward whose verdicts were not stored (a run evaluated before they were)."""
-        rows = self.per_sentence.index
-        bits = np.unpackbits(np.frombuffer(self._packed[member], np.uint8), count=len(rows)).astype(bool)
-        return pd.Series(bits, index=rows, name=member)
+        return pd.Series(self._bits(member).astype(bool), index=self.per_sentence.index, name=member)
 
     def stands_apart(self, member: str) -> pd.DataFrame:
         """The contested test sentences on which this reward takes the set's minority side: row, its
@@ -249,6 +252,14 @@ class SetSplit:
         parts = [f"{objective.side(side)} by {layer_runs(every[chosen], every)}"
                  for side, chosen in ((True, share > 0.5), (False, share < 0.5)) if chosen.any()]  # fmt: skip
         return "; ".join(parts)
+
+
+def typicality_of(lines: pd.DataFrame | None) -> pd.Series:
+    """Reward → ``with_majority`` of the set's lines (:data:`LINES`), where it is defined; empty
+    for a run evaluated before it was stored."""
+    if lines is None or "with_majority" not in lines:
+        return pd.Series(dtype=float)
+    return lines.set_index("member")["with_majority"].dropna()
 
 
 def _percent(share: float) -> str:
@@ -377,9 +388,8 @@ def set_split_words(split: SetSplit, objective) -> list[str]:
                     f"same verdict {agreement.iloc[a, b]:.0%} of the time. Each layer's rewards call {named.loc[low, 'dispreferred']:.0%} "
                     f"(layer {low}) to {named.loc[high, 'dispreferred']:.0%} (layer {high}) of their verdicts there "
                     f"{objective.dispreferred} (naming only layers of at least {NAMED_LAYER} rewards).")  # fmt: skip
-    most = split.most_typical
+    most, typical = split.most_typical, split.typicality
     if most is not None:
-        typical = split.lines.set_index("member")["with_majority"].dropna()
         sentence = (f"The reward most typical of the set there, {label(most)}, sides with the set's majority on "
                     f"{typical[most]:.0%} of them (the set's median: {typical.median():.0%})")  # fmt: skip
         if split.chosen in typical.index:

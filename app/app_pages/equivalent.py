@@ -21,7 +21,7 @@ from core.equivalent_set import (
     apart_sentences,
     crowding_of,
     member_profile,
-    parted_lexicon_words,
+    parted_lines,
     people_apart,
     people_aucs,
     people_intervals,
@@ -38,7 +38,7 @@ from core.faithfulness import (
 )
 from core.human_labels import people_figures
 from core.rendering import layer_agreement_figure, people_set_figure
-from core.set_verdicts import CONTESTED, parted_words, set_split_words
+from core.set_verdicts import CONTESTED, set_split_words
 
 st.title("Equivalent models")
 run = require(selected_run(), "members", "member_correlations", stage_hint="irl-lens evaluate RUN")
@@ -254,8 +254,7 @@ if everyone:
     if split is not None and split.has_verdicts_of(picked) and len(ordered_ids) > 1:
         # beside the chosen member by default, the most typical reward: the one that speaks for the set where it splits;
         # beside the most typical, the chosen member, or, where they are one, the least typical
-        typicality = split.lines.set_index("member")["with_majority"].dropna()
-        typical, least = split.most_typical, typicality.idxmin() if len(typicality) else None
+        typical, least = split.most_typical, split.typicality.idxmin() if len(split.typicality) else None
         roles = {least: "the least typical", summary.get("best_member_id"): "the chosen member", typical: "the most typical of the set"}
         roles.pop(None, None)
         partner = next((m for m in (typical, summary.get("best_member_id"), least) if m not in (None, picked)), None)
@@ -283,10 +282,8 @@ if everyone:
         sentences_table(pd.DataFrame({"sentence": minority["sentence"], "it says": minority["dispreferred"].map(words.side),
                                       "share of the set with it (%)": (100 * minority["with_share"]).round()}), minority["row"])  # fmt: skip
     if found["beside"]:
-        in_words = [parted_words(found["beside"], words),
-                    parted_lexicon_words(found["beside"]["lexicon"], picked, beside, words)]  # fmt: skip
         st.markdown(f"**Where it and {plain(member_label(beside))} part, the sentences the set splits most evenly first**\n\n"
-                    + "\n\n".join(plain(said) for said in in_words if said))  # fmt: skip
+                    + "\n\n".join(plain(said) for said in parted_lines(found["beside"], words)))  # fmt: skip
         parted = pd.DataFrame(found["beside"]["rows"])
         if len(parted):
             sentences_table(pd.DataFrame({"sentence": parted["sentence"], member_label(picked): parted["a_dispreferred"].map(words.side),
