@@ -522,12 +522,12 @@ def parted_lexicon(run, a: str, b: str, n: int = 5) -> dict | None:
     among its :data:`core.lexicon.EXTREME` most dispreferred and ``b`` does not, those that ``b``
     ranks so and ``a`` does not, each with where the other ranks it (a share of the list: 1 is its
     most preferred word), the furthest apart first. None where the lexicon stage has not scored both."""
-    from core.lexicon import SET_TABLE, set_ranks
+    from core.lexicon import SetLexicon
 
-    table, lexicon = run.optional_table(SET_TABLE), run.optional_table("lexicon")
-    if table is None or lexicon is None or not {a, b} <= set(table["member"]):
+    whole = SetLexicon.of(run)
+    if whole is None or not {a, b} <= set(whole.ranks.columns):
         return None
-    return words_parted(set_ranks(table[table["member"].isin([a, b])], lexicon["word"].tolist()), a, b, n)
+    return words_parted(whole.ranks[[a, b]], a, b, n)
 
 
 def words_parted(ranks: pd.DataFrame, a: str, b: str, n: int = 5) -> dict:
@@ -579,27 +579,14 @@ def _profile_words(run, member: str, n: int = 5) -> dict | None:
     dispreferred (preferred) words; up to n of its own most dispreferred (preferred) words that less
     than half the set ranks so (``minority_*``, the rarest first); and how closely its word ranking follows the rest of the set's
     (median Spearman ρ) and, where the run has one, R*'s, each with where it stands in the set."""
-    from core.lexicon import (
-        EXTREME,
-        SET_TABLE,
-        ground_truth_agreement,
-        rank_correlations,
-        set_ranks,
-        set_word_shares,
-    )
+    from core.lexicon import EXTREME, SetLexicon
 
-    table = run.optional_table(SET_TABLE)
-    lexicon = run.optional_table("lexicon")
-    if table is None or lexicon is None or member not in set(table["member"]):
+    whole = SetLexicon.of(run)
+    if whole is None or member not in whole.ranks.columns:
         return None
-    words = lexicon["word"].tolist()
-    ranks = set_ranks(table, words)
+    ranks, typical = whole.ranks, whole.typicality
     own = ranks[member].sort_values()
-    shares = set_word_shares(table, words).set_index("word")
-    low_share, high_share = shares["toward_dispreferred"], shares["toward_preferred"]
-    rho = rank_correlations(ranks)
-    np.fill_diagonal(rho, np.nan)
-    typical = pd.Series(np.nanmedian(rho, axis=1), index=ranks.columns)
+    low_share, high_share = whole.shares["toward_dispreferred"], whole.shares["toward_preferred"]
     out = {"n_words": len(ranks), "extreme": EXTREME, "set_agreement": standing(typical, typical[member]),
            "dispreferred": [{"word": w, "with_share": float(low_share[w])} for w in own.index[:n]],
            "preferred": [{"word": w, "with_share": float(high_share[w])} for w in own.index[::-1][:n]],
@@ -608,7 +595,7 @@ def _profile_words(run, member: str, n: int = 5) -> dict | None:
         few = shares_of[mine[mine].index]
         few = few[few < 0.5].sort_values(kind="stable")[:n]  # its own: most of the set does not share them
         out[f"minority_{side}"] = [{"word": w, "with_share": float(v)} for w, v in few.items()]
-    agree = ground_truth_agreement(ranks, lexicon)
+    agree = whole.truth_agreement
     if agree is not None and np.isfinite(agree[member]):
         out["ground_truth_agreement"] = standing(agree.dropna(), agree[member])
     return out

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -182,53 +184,111 @@ def word_splits(table: pd.DataFrame, members: pd.DataFrame, objective) -> pd.Dat
     return out.sort_values("_decided", ascending=False)[columns]
 
 
-def equivalent_set_scores(run: Run, words: list[str], *, backbone=None, tokenizer=None,
-                          progress: bool = True) -> pd.DataFrame | None:  # fmt: skip
-    """Every word's score under every reward of the whole equivalent set (:data:`SET_TABLE`: word,
-    member, layer, score), over the same carriers as :func:`score_words`: the shown members are
-    chosen to differ, so only the whole set says how many equally good rewards punish a word. One
-    backbone pass scores every frozen head. Each member's unit is its reward mean and sd over the
-    demonstrations (the candidates table's, as in the battery's whole-set view). None where the run
-    no longer holds those heads (:func:`core.equivalent_set.equivalent_heads`)."""
+def equivalent_set_ranks(run: Run, words: list[str], *, backbone=None, tokenizer=None,
+                         progress: bool = True) -> pd.DataFrame | None:  # fmt: skip
+    """Every word's rank under every reward of the whole equivalent set (:data:`SET_TABLE`: word,
+    member, layer, rank; 1 is the reward's most dispreferred word, W its most preferred), scored over
+    the same carriers as :func:`score_words`: the shown members are chosen to differ, so only the
+    whole set says how many equally good rewards punish a word. One backbone pass scores every frozen
+    head. Ranks, not scores, are kept: every reader wants only where a word stands in each reward's
+    list, and two bytes a word and reward keep a large set's table small (the sentiment run's 7,052
+    rewards × 600 words). None where the run no longer holds those heads
+    (:func:`core.equivalent_set.equivalent_heads`)."""
+    from scipy.stats import rankdata
+
     from core.equivalent_set import equivalent_heads
-    from core.irl import CANDIDATES
     from core.recovered_reward import RecoveredReward
 
     ids = equivalent_heads(run)
     if not ids or len(words) < 2:
         return None
+    if len(words) > np.iinfo(np.uint16).max:
+        raise IrlLensError(f"the whole set's lexicon ranks at most {np.iinfo(np.uint16).max:,} words; "
+                           f"it was given {len(words):,}: lower max_words")  # fmt: skip
     reward = RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer)
-    candidates = run.read_table(CANDIDATES).drop_duplicates("member", keep="last").set_index("member").loc[reward.names]
-    mean, std = candidates["reward_mean"].to_numpy(float), candidates["reward_std"].to_numpy(float)
     texts = [carrier.format(word=w) for w in words for carrier in CARRIERS]
     step = 64 * len(CARRIERS)
     parts = [reward.score(texts[start : start + step]) for start in
              tqdm(range(0, len(texts), step), desc="lexicon: equivalent set", unit="batch", disable=not progress)]  # fmt: skip
     raw = np.concatenate(parts).reshape(len(words), len(CARRIERS), len(ids)).mean(1)
-    scores = (raw - mean) / np.where(std > 0, std, 1.0)
-    k = len(ids)
-    return pd.DataFrame({"word": np.repeat(words, k), "member": np.tile(reward.names, len(words)),
-                         "layer": np.tile([m.layer for m in reward.members], len(words)),
-                         "score": scores.ravel().astype(np.float32)})  # fmt: skip
+    ranks = rankdata(raw, axis=0, method="ordinal").astype(np.uint16)  # a tie keeps the list's order
+    n = len(words)  # reward by reward: its rows repeat the same words, which compress to nothing
+    return pd.DataFrame({"word": np.tile(words, len(ids)), "member": np.repeat(reward.names, n),
+                         "layer": np.repeat([m.layer for m in reward.members], n), "rank": ranks.T.ravel()})  # fmt: skip
 
 
 def set_ranks(table: pd.DataFrame, words: list[str] | None = None) -> pd.DataFrame:
     """(words, members) each word's rank among the list under each reward of :data:`SET_TABLE`, as
-    a share of the list (1/W: its most dispreferred word, 1: its most preferred), in ``words``' order."""
-    wide = table.pivot(index="word", columns="member", values="score")
-    if words is not None:
-        wide = wide.reindex(words)
+    a share of the list (1/W: its most dispreferred word, 1: its most preferred), in ``words``' order
+    (else the table's) and the table's order of rewards. Runs written before the table kept ranks
+    hold scores instead: ranking those gives the same."""
+    word, member = pd.Categorical(table["word"]), pd.Categorical(table["member"])
+    index = pd.Index(word.categories if words is None else words)
+    rows = index.get_indexer(word.categories)[word.codes]
+    order = pd.unique(member.codes)  # the rewards in the order the table first names them
+    cols = np.empty(len(member.categories), dtype=np.intp)
+    cols[order] = np.arange(len(order))
+    kept = rows >= 0
+    values = np.full((len(index), len(order)), np.nan)
+    values[rows[kept], cols[member.codes[kept]]] = table["rank" if "rank" in table else "score"].to_numpy(float)[kept]
+    wide = pd.DataFrame(values, index=index.rename("word"), columns=pd.Index(member.categories[order], name="member"))
+    if "rank" in table and len(index) == len(word.categories) and not np.isnan(values).any():  # whole lists of ranks
+        return wide / len(wide)
     return wide.rank(pct=True)
 
 
-def set_word_shares(table: pd.DataFrame, words: list[str] | None = None) -> pd.DataFrame:
-    """Per word of :data:`SET_TABLE`: how many rewards, the share that rank it among their
+@dataclass(frozen=True)
+class SetLexicon:
+    """The whole equivalent set's lexicon (:data:`SET_TABLE`) as each word's rank under each reward
+    (:func:`set_ranks`, in the lexicon's word order), with the figures a reader of any one reward
+    places it among, each computed once: the lookup, the report and the pages each ask for them, and
+    the sentiment run's 7,052 rewards take seconds for each."""
+
+    ranks: pd.DataFrame
+    lexicon: pd.DataFrame
+
+    @classmethod
+    def of(cls, run: Run) -> SetLexicon | None:
+        """The run's, read once per version of the two tables; None where the lexicon stage did
+        not score the whole set."""
+        if not (run.has_table(SET_TABLE) and run.has_table(TABLE)):
+            return None
+        paths = (run.table_path(SET_TABLE), run.table_path(TABLE))
+        key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+        if key not in _READ:
+            lexicon = run.read_table(TABLE)
+            ranks = set_ranks(run.read_table(SET_TABLE, categories=("word", "member")), lexicon["word"].tolist())
+            while len(_READ) >= 4:
+                _READ.pop(next(iter(_READ)))
+            _READ[key] = cls(ranks, lexicon)
+        return _READ[key]
+
+    @cached_property
+    def shares(self) -> pd.DataFrame:
+        """:func:`set_word_shares`, by word."""
+        return set_word_shares(self.ranks).set_index("word")
+
+    @cached_property
+    def typicality(self) -> pd.Series:
+        """:func:`median_agreement`: how typical each reward's word ranking is of the set's."""
+        return median_agreement(self.ranks)
+
+    @cached_property
+    def truth_agreement(self) -> pd.Series | None:
+        """:func:`ground_truth_agreement` (evaluation only)."""
+        return ground_truth_agreement(self.ranks, self.lexicon)
+
+
+_READ: dict[tuple, SetLexicon] = {}
+
+
+def set_word_shares(ranks: pd.DataFrame) -> pd.DataFrame:
+    """Per word of :func:`set_ranks`: how many rewards, the share that rank it among their
     :data:`EXTREME` most preferred words and the share among their most dispreferred (named as the
     battery's shares, so ``core.battery``'s verdict and figure read them), the median rank (a share of
     the list) and the verdict."""
     from core.battery import set_verdict
 
-    ranks = set_ranks(table, words)
     out = pd.DataFrame({"word": ranks.index, "members": ranks.notna().sum(1).to_numpy(),
                         "toward_preferred": (ranks > 1 - EXTREME).mean(1).to_numpy(),
                         "toward_dispreferred": (ranks <= EXTREME).mean(1).to_numpy(),
@@ -237,9 +297,30 @@ def set_word_shares(table: pd.DataFrame, words: list[str] | None = None) -> pd.D
     return out
 
 
-def rank_correlations(ranks: pd.DataFrame) -> np.ndarray:
-    """(K, K) Spearman correlations between the rewards' word rankings (Pearson of the ranks)."""
-    return np.corrcoef(ranks.to_numpy(float).T)
+BLOCK = 1024
+"""Rewards whose rank correlations with the whole set are taken at once: the sentiment run's 7,052
+rewards would otherwise hold a (K, K) matrix of 400 MB."""
+
+
+def rank_correlation_blocks(ranks: pd.DataFrame):
+    """The Spearman correlations between the rewards' word rankings (Pearson of the ranks), as
+    (start, rows) blocks: rows is (block, K), the correlations of rewards start, start + 1, …
+    with every reward of :func:`set_ranks`."""
+    z = ranks.to_numpy(float)
+    z = (z - z.mean(0)) / z.std(0)
+    for start in range(0, z.shape[1], BLOCK):
+        yield start, z[:, start : start + BLOCK].T @ z / len(z)
+
+
+def median_agreement(ranks: pd.DataFrame) -> pd.Series:
+    """Per reward of :func:`set_ranks`, the median Spearman ρ of its word ranking with each other
+    reward's: how typical its lexicon is of the set."""
+    out = np.empty(ranks.shape[1])
+    for start, rho in rank_correlation_blocks(ranks):
+        rows = np.arange(len(rho))
+        rho[rows, start + rows] = np.nan
+        out[start : start + len(rho)] = np.nanmedian(rho, axis=1)
+    return pd.Series(out, index=ranks.columns)
 
 
 def set_word_figures(table: pd.DataFrame, lexicon: pd.DataFrame) -> dict:
@@ -253,16 +334,18 @@ def set_word_figures(table: pd.DataFrame, lexicon: pd.DataFrame) -> dict:
     words = lexicon["word"].tolist()
     ranks = set_ranks(table, words)
     layer_of = table.drop_duplicates("member").set_index("member")["layer"].reindex(ranks.columns).to_numpy()
-    rho = rank_correlations(ranks)
-    upper = np.triu_indices(len(rho), 1)
-    same = layer_of[upper[0]] == layer_of[upper[1]]
-    pairs = rho[upper]
+    pairs, same = [], []
+    for start, rho in rank_correlation_blocks(ranks):  # every pair once: each row's later rewards
+        for row, values in enumerate(rho, start):
+            pairs.append(values[row + 1 :].astype(np.float32))
+            same.append(layer_of[row + 1 :] == layer_of[row])
+    pairs, same = np.concatenate(pairs), np.concatenate(same)
     agreement = {"median": float(np.median(pairs)), "p5": float(np.percentile(pairs, 5)), "min": float(pairs.min()),
                  "within_layer_median": float(np.median(pairs[same])) if same.any() else None,
                  "across_layers_median": float(np.median(pairs[~same])) if (~same).any() else None}  # fmt: skip
-    shares = set_word_shares(table, words).assign(count=lexicon["count"].to_numpy())
+    shares = set_word_shares(ranks).assign(count=lexicon["count"].to_numpy())
     out = {"n_members": int(ranks.shape[1]), "n_words": len(words), "extreme": EXTREME,
-           "unit": "each member's reward mean and sd over the demonstrations", "rank_agreement": agreement}  # fmt: skip
+           "rank_agreement": agreement}  # fmt: skip
     per = ground_truth_agreement(ranks, lexicon)
     if per is not None and len(per.dropna()):
         per = per.dropna()
@@ -290,9 +373,13 @@ def ground_truth_agreement(ranks: pd.DataFrame, lexicon: pd.DataFrame) -> pd.Ser
     (NaN where undefined); None where the lexicon has no R*. Evaluation only."""
     if GROUND_TRUTH not in lexicon:
         return None
-    truth = lexicon.set_index("word")[GROUND_TRUTH].reindex(ranks.index).rank(pct=True)
+    truth = lexicon.set_index("word")[GROUND_TRUTH].reindex(ranks.index).rank(pct=True).to_numpy()
+    x = ranks.to_numpy(float)
+    known = np.isfinite(truth) & np.isfinite(x).all(1)
+    x, truth = x[known] - x[known].mean(0), truth[known] - truth[known].mean()
     with np.errstate(invalid="ignore", divide="ignore"):
-        return ranks.corrwith(truth)
+        rho = (x.T @ truth) / np.sqrt((x**2).sum(0) * (truth**2).sum())
+    return pd.Series(rho, index=ranks.columns)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -404,9 +491,9 @@ def lexicon_stage(run: Run, panel: RewardPanel, config: LexiconConfig | None = N
         record.summary = {"lexicon_words": len(table), "lexicon_source": config.source,
                           "lexicon_rewards": panel.names, "implicit_missing": panel.implicit_missing}
         record.summary |= agreement(table, panel.members)
-        whole = equivalent_set_scores(run, table["word"].tolist(), backbone=panel.reward.backbone,
-                                      tokenizer=panel.reward.tokenizer, progress=progress) if config.whole_set else None  # fmt: skip
-        run.write_or_remove_table(SET_TABLE, whole)
+        whole = equivalent_set_ranks(run, table["word"].tolist(), backbone=panel.reward.backbone,
+                                     tokenizer=panel.reward.tokenizer, progress=progress) if config.whole_set else None  # fmt: skip
+        run.write_or_remove_table(SET_TABLE, whole, compression="zstd")
         if whole is not None:
             record.summary["lexicon_equivalent"] = set_word_figures(whole, table)
     return record.summary

@@ -128,6 +128,9 @@ def test_the_wants_page_reads_a_two_sided_lexicon_and_where_the_members_part_way
     assert "the most positive, “great”, “best”, “beautiful”, “excellent”, “wonderful”" in parts, parts
     # where the members part ways: shouting moves one equally good reward up and another down
     assert "**ALL CAPS**: toward positive: layer 27 (+0.22), layer 30 · repeat 1 (+1.86); toward negative:" in parts, parts
+    # the whole equivalent set's lexicon: plain nouns go opposite ways across its 7,052 rewards
+    assert "The lexicon across the whole equivalent set" in [h.value for h in at.subheader]
+    assert "“menu” (most negative for 30%, most positive for 21%)" in parts, parts
 
 
 def test_the_report_says_what_the_harness_says(sentiment):
@@ -261,3 +264,29 @@ def test_irl_lens_member_sets_the_chosen_member_beside_the_most_typical_in_the_r
     assert "it takes the minority's side on 37 (25%)" in text and not re.search("toxic", text, re.IGNORECASE)
     itself = runner.invoke(app, ["member", str(sentiment.path), "l15-r0-e15", "--beside", "typical"])
     assert "is the most typical reward itself" in str(itself.exception)
+
+
+def test_the_whole_sets_lexicon_says_where_the_chosen_member_and_the_most_typical_part(sentiment):
+    """The lexicon ranks the 600 words under each of the 7,052 equally good rewards (kept as ranks:
+    the table fits the bundled run), so the chosen member's words stand beside the set's and the
+    most typical reward's, in negative and positive (as built 2026-12-08)."""
+    from typer.testing import CliRunner
+
+    from core.cli import app
+    from core.lexicon import SetLexicon
+
+    whole = SetLexicon.of(sentiment)
+    assert whole.ranks.shape == (600, 7_052) and whole.ranks.notna().all().all()
+    figures = sentiment.stage_summary("lexicon")["lexicon_equivalent"]
+    assert figures["n_members"] == 7_052 and (figures["n_opposite"], figures["n_divided"]) == (7, 127)
+    assert [w["word"] for w in figures["opposite"][:2]] == ["menu", "cup"]
+    runner = CliRunner()
+    chosen = sentiment.stage_summary("evaluate")["best_member_id"]
+    found = json.loads(runner.invoke(app, ["member", str(sentiment.path), chosen, "--beside", "typical", "--json"]).stdout)
+    assert [w["word"] for w in found["beside"]["lexicon"]["b_only"][:3]] == ["cup", "menu", "died"]
+    assert "died" in [w["word"] for w in found["lexicon"]["minority_preferred"]]
+    said = runner.invoke(app, ["member", str(sentiment.path), chosen, "--beside", "typical"])
+    text = " ".join((said.stdout + said.stderr).split())
+    assert "layer 15 · repeat 0 · epoch 15 ranks “cup” (100%), “menu” (100%), “died” (99%)" in text, text
+    assert "among its 10% most negative and layer 21 · repeat 0 · epoch 6 does not" in text
+    assert not re.search("toxic", text, re.IGNORECASE)

@@ -583,10 +583,16 @@ def _word_set_table():
 
 
 def test_the_whole_set_settles_or_divides_on_each_word_by_rank():
-    from core.lexicon import divided_words, set_word_figures, set_word_sentences, set_word_shares
+    from core.lexicon import (
+        divided_words,
+        set_ranks,
+        set_word_figures,
+        set_word_sentences,
+        set_word_shares,
+    )
 
     table, lexicon = _word_set_table()
-    shares = set_word_shares(table, lexicon["word"].tolist()).set_index("word")
+    shares = set_word_shares(set_ranks(table, lexicon["word"].tolist())).set_index("word")
     assert shares.loc["insult", "toward_dispreferred"] == 1 and shares.loc["insult", "verdict"] == "settled"
     assert shares.loc["kind", "toward_preferred"] == 1 and shares.loc["kind", "verdict"] == "settled"
     assert shares.loc["split", "toward_dispreferred"] == 0.5 and shares.loc["split", "verdict"] == "divided"
@@ -616,27 +622,51 @@ def test_the_whole_set_settles_or_divides_on_each_word_by_rank():
     assert set_word_sentences({}, words) == [] == divided_words({}, words)
 
 
-def test_the_lexicon_scores_the_whole_equivalent_set_in_each_rewards_own_unit(wanted):
+def test_the_sets_rank_agreement_taken_in_blocks_is_every_pairs(monkeypatch):
+    """Blocks of 3 rewards (a large set's 1,024) give the same pairs and medians as the whole
+    (K, K) matrix: each pair once, each reward's median over the others, not itself."""
+    from core import lexicon
+    from core.lexicon import median_agreement, set_ranks, set_word_figures
+
+    table, words = _word_set_table()
+    ranks = set_ranks(table, words["word"].tolist())
+    rho = np.corrcoef(ranks.to_numpy(float).T)
+    upper = rho[np.triu_indices(len(rho), 1)]
+    layer = table.drop_duplicates("member").set_index("member")["layer"].reindex(ranks.columns).to_numpy()
+    same = (layer[:, None] == layer[None, :])[np.triu_indices(len(rho), 1)]
+    np.fill_diagonal(rho, np.nan)
+    monkeypatch.setattr(lexicon, "BLOCK", 3)
+    np.testing.assert_allclose(median_agreement(ranks).to_numpy(), np.nanmedian(rho, axis=1))
+    figures = set_word_figures(table, words)["rank_agreement"]
+    assert figures["median"] == pytest.approx(np.median(upper), abs=1e-6) and figures["min"] == pytest.approx(upper.min(), abs=1e-6)
+    assert figures["within_layer_median"] == pytest.approx(np.median(upper[same]), abs=1e-6)
+    assert figures["across_layers_median"] == pytest.approx(np.median(upper[~same]), abs=1e-6)
+
+
+def test_the_lexicon_ranks_the_words_under_every_reward_of_the_equivalent_set(wanted):
+    from scipy.stats import spearmanr
+
     from core.equivalent_set import equivalent_heads, member_profile, profile_lines
-    from core.irl import CANDIDATES
-    from core.lexicon import EXTREME, SET_TABLE, set_word_figures
+    from core.lexicon import EXTREME, SET_TABLE, set_ranks, set_word_figures
 
     table, lexicon = wanted.read_table(SET_TABLE), wanted.read_table("lexicon")
     summary = wanted.stage_summary("lexicon")
     assert sorted(table["member"].unique()) == sorted(equivalent_heads(wanted))
     assert len(table) == len(lexicon) * table["member"].nunique()
+    assert table["rank"].dtype == np.uint16 and "score" not in table
+    for _, ranks in table.groupby("member")["rank"]:  # each reward's list: 1 (most dispreferred) to W, once each
+        assert sorted(ranks) == list(range(1, len(lexicon) + 1))
     assert summary["lexicon_equivalent"] == json.loads(json.dumps(set_word_figures(table, lexicon)))
-    # a shown member's raw reward of each word is the same through either unit
-    members = wanted.read_table("members").set_index("member")
-    candidates = wanted.read_table(CANDIDATES).set_index("member")
+    # a shown member ranks the words as its own lexicon scores them, through either backbone pass
+    ranks = set_ranks(table, lexicon["word"].tolist())
     for member in wanted.stage_summary("evaluate")["shown_members"]:
-        shown = lexicon[member] * members.loc[member, "train_std"] + members.loc[member, "train_mean"]
-        whole = table[table["member"] == member].set_index("word").loc[lexicon["word"], "score"]
-        whole = whole * candidates.loc[member, "reward_std"] + candidates.loc[member, "reward_mean"]
-        np.testing.assert_allclose(whole.to_numpy(), shown.to_numpy(), rtol=1e-3, atol=1e-4)
+        assert spearmanr(ranks[member], lexicon[member]).statistic > 0.9999
+    # ranks of scores (runs written before the table kept ranks) read the same
+    scored = table.assign(score=table["rank"].astype(float) / 7 - 3).drop(columns="rank")
+    pd.testing.assert_frame_equal(set_ranks(scored, lexicon["word"].tolist()), ranks)
     chosen = wanted.stage_summary("evaluate")["best_member_id"]
     profile = member_profile(wanted, chosen)["lexicon"]
-    own = table[table["member"] == chosen].sort_values("score")["word"].tolist()
+    own = table[table["member"] == chosen].sort_values("rank")["word"].tolist()
     assert [w["word"] for w in profile["dispreferred"]] == own[:5] and [w["word"] for w in profile["preferred"]] == own[::-1][:5]
     inside = int(EXTREME * len(lexicon))  # its own lowest words count among the set's
     assert inside >= 1 and all(0 < w["with_share"] <= 1 for w in profile["dispreferred"][:inside])

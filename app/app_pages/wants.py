@@ -11,15 +11,14 @@ from core.checkpoints import ENSEMBLE
 from core.comparison import GROUND_TRUTH, IMPLICIT, threshold_words
 from core.lexicon import (
     CARRIERS,
-    SET_TABLE,
     SPLIT_MARGIN,
+    SetLexicon,
     disagreements,
     divided_words,
     extremes,
     headline,
     one_sided,
     set_word_sentences,
-    set_word_shares,
     word_splits,
 )
 from core.rendering import battery_figure, battery_set_figure, lexicon_set_figure
@@ -110,7 +109,8 @@ if sum(m != ENSEMBLE for m in members) > 1 and run.has_table("members"):
         st.success("The members put every word on the same side.")
 
 lexicon_set = lex_summary.get("lexicon_equivalent")
-if lexicon_set and run.has_table(SET_TABLE):
+whole_lexicon = SetLexicon.of(run) if lexicon_set else None
+if whole_lexicon is not None:
     n_shown = len([m for m in members if m != ENSEMBLE])
     st.subheader("The lexicon across the whole equivalent set")
     st.caption(
@@ -125,7 +125,7 @@ if lexicon_set and run.has_table(SET_TABLE):
     if lexicon_set["opposite"] or lexicon_set["divided"]:
         st.plotly_chart(lexicon_set_figure(lexicon_set, words))
         st.markdown("\n".join(f"- **{plain(word)}**: {plain(said)}" for word, said in divided_words(lex_summary, words)))
-    shares = set_word_shares(run_table(run, SET_TABLE), lexicon["word"].tolist()).merge(lexicon[["word", "count"]], on="word")
+    shares = whole_lexicon.shares.reset_index().merge(lexicon[["word", "count"]], on="word")
     unsettled = shares[shares["verdict"] != "settled"].sort_values("toward_dispreferred", ascending=False)
     if len(unsettled):
         with st.expander(f"Every word the set does not settle ({len(unsettled)})"):
