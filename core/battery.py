@@ -345,6 +345,19 @@ def which_layers(edit: dict, n: int) -> str:
     return f": {'; '.join(parts)}" if parts else ""
 
 
+def side_layers(edit: dict, n: int, words) -> str:
+    """Where in the set each side of an edit (or a lexicon word) that goes opposite ways lives: per
+    side, the layers (holding at least :data:`LAYER_MIN_SHARE` of the set) at least half of whose
+    rewards take that side. Opposite ways across the set is often one layer against another."""
+    big = {layer: v for layer, v in edit["by_layer"].items() if v[0] >= max(2, LAYER_MIN_SHARE * n)}
+    parts = []
+    for key, side in ((2, words.dispreferred), (1, words.preferred)):
+        layers = [layer for layer, v in big.items() if v[key] >= 0.5]
+        if layers:
+            parts.append(f"{side}: half or more of those reading layer{'s' * (len(layers) > 1)} {_layers(layers)}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def _moved(edit: dict, words) -> str:
     said = [f"{_share(edit[k])} toward {side}" for k, side in (("toward_dispreferred", words.dispreferred),
                                                               ("toward_preferred", words.preferred)) if edit[k] > 0]  # fmt: skip
@@ -357,7 +370,7 @@ def divided_edits(summary: dict, words) -> list[tuple[str, str]]:
     holds. The whole-set counterpart of :func:`member_splits`; [] where the set was not measured."""
     figures = summary.get("battery_equivalent") or {}
     n, edits = figures.get("n_members", 0), figures.get("edits", [])
-    return ([(e["edit"], f"opposite ways: {_moved(e, words)}.") for e in edits if e["verdict"] == "opposite"]
+    return ([(e["edit"], f"opposite ways: {_moved(e, words)}{side_layers(e, n, words)}.") for e in edits if e["verdict"] == "opposite"]
             + [(e["edit"], f"moves {_moved(e, words)}{which_layers(e, n)}.") for e in edits if e["verdict"] == "divided"])  # fmt: skip
 
 

@@ -418,13 +418,14 @@ def _split_word(record: dict, words) -> str:
 
 def divided_words(summary: dict, words) -> list[tuple[str, str]]:
     """(word, what the whole set does with it) for the words the lexicon stage's summary lists as
-    opposite, then divided, with the layers where a side holds (``core.battery.which_layers``).
+    opposite, then divided, with the layers where a side holds (``core.battery.side_layers``,
+    ``which_layers``).
     [] where the set was not measured."""
-    from core.battery import which_layers
+    from core.battery import side_layers, which_layers
 
     figures = summary.get("lexicon_equivalent") or {}
     n, extreme = figures.get("n_members", 0), figures.get("extreme", EXTREME)
-    return [(r["word"], f"among {_among(r, words, extreme)}{which_layers(r, n) if kind == 'divided' else ''}.")
+    return [(r["word"], f"among {_among(r, words, extreme)}{which_layers(r, n) if kind == 'divided' else side_layers(r, n, words)}.")
             for kind in ("opposite", "divided") for r in figures.get(kind, [])]  # fmt: skip
 
 

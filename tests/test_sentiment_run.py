@@ -131,6 +131,9 @@ def test_the_wants_page_reads_a_two_sided_lexicon_and_where_the_members_part_way
     # the whole equivalent set's lexicon: plain nouns go opposite ways across its 7,052 rewards
     assert "The lexicon across the whole equivalent set" in [h.value for h in at.subheader]
     assert "“menu” (most negative for 30%, most positive for 21%)" in parts, parts
+    assert ("**menu**: among the 10% most negative words of 30% of the rewards and the 10% most positive of 21% of the "
+            "rewards (negative: half or more of those reading layers 12, 13, 14, 18, 19, 24, 27 and 29; positive: half "
+            "or more of those reading layers 25, 26, 28 and 30).") in parts, parts  # fmt: skip
 
 
 def test_the_report_says_what_the_harness_says(sentiment):

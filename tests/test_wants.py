@@ -459,7 +459,8 @@ def test_the_whole_sets_verdicts_name_the_layers_that_decide_them():
     assert list(said) == ["negation", "said twice"]  # opposite ways first
     assert said["said twice"] == ("moves 50% toward toxic: 80% or more of those reading layer 1; "
                                   "20% or less of those reading layer 2.")  # fmt: skip
-    assert said["negation"] == "opposite ways: 25% toward toxic, 25% toward non-toxic."
+    assert said["negation"] == ("opposite ways: 25% toward toxic, 25% toward non-toxic (toxic: half or more of those "
+                                "reading layer 2; non-toxic: half or more of those reading layer 1).")  # fmt: skip
     lines = set_sentences(summary, words)
     assert lines[0] == ("Across the whole equivalent set (20 equally good rewards), 2 of 4 edits have a settled verdict, "
                         "at least 80% of the rewards agreeing: ALL CAPS moves 100% toward toxic; the other one moves 20% or less of them.")  # fmt: skip
@@ -609,7 +610,8 @@ def test_the_whole_set_settles_or_divides_on_each_word_by_rank():
     words = BUILT_IN["toxicity"]
     said = dict(divided_words({"lexicon_equivalent": figures}, words))
     assert list(said)[0] == "flip"  # opposite ways first
-    assert said["flip"] == "among the 10% most toxic words of 25% of the rewards and the 10% most non-toxic of 25% of the rewards."
+    assert said["flip"] == ("among the 10% most toxic words of 25% of the rewards and the 10% most non-toxic of 25% of the "
+                            "rewards (toxic: half or more of those reading layer 1; non-toxic: half or more of those reading layer 2).")  # fmt: skip
     assert said["split"] == ("among the 10% most toxic words of 50% of the rewards: 80% or more of those reading layer 1; "
                              "20% or less of those reading layer 2.")  # fmt: skip
     lines = set_word_sentences({"lexicon_equivalent": figures}, words)
