@@ -156,30 +156,45 @@ def whole_set(run: Run, members: list[str]):
     return _whole_set(str(run.path), _version(str(run.path)), tuple(members))
 
 
-def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=None) -> str | None:
+def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=None,
+                      beside: dict[str, str] | None = None) -> str | None:  # fmt: skip
     """Insert the whole equivalent set's heatmap row after the members' (and their mean) in
-    ``rows`` (:func:`core.rendering.attribution_rows` of ``result``), and return which word the set
-    blames most, in a sentence escaped for Markdown; None where the run has no whole set to read.
-    ``blame``: the set's :class:`core.saliency.SetBlame` where the probe queue computed it already."""
+    ``rows`` (:func:`core.rendering.attribution_rows` of ``result``), then a row for each reward of
+    the set named in ``beside`` (id → what to call it; default: the most typical reward), and return
+    which word the set blames most, in a sentence escaped for Markdown, with, for two rewards beside
+    it, where their word scores part; None where the run has no whole set to read. ``blame``: the
+    set's :class:`core.saliency.SetBlame` where the probe queue computed it already."""
     from core.rendering import kept_row, set_blame_row
-    from core.saliency import GROUND_TRUTH, set_blame_sentence, word_agreement
+    from core.saliency import GROUND_TRUTH, set_blame_sentence, two_blame_sentence, word_agreement
 
-    if blame is None:
+    if blame is None or (beside and not set(beside) <= set(blame.kept)):
         whole = whole_set(run, members)
         if whole is None or whole.saliency is None:
             return None
         with working("Explaining every equally good reward…"), model_turn():
-            blame = whole.blame(result.text)
+            blame = whole.blame(result.text, keep=list(beside or ()))
+    if beside is None:
+        beside = {name: "the set's most typical reward" for name in blame.kept}
     shown = len(result.members)
     after = shown + (shown > 1)  # the members' rows and their mean
     rows.insert(after, set_blame_row(blame))
     truth = result.row(GROUND_TRUTH) if GROUND_TRUTH in result.explained and result.words == blame.words else None
-    for name, scores in blame.kept.items():
+    for name, called in beside.items():
         if name not in result.explained:  # a shown member has its row already
-            rows.insert(after + 1, kept_row(f"the set's most typical reward, {member_label(name)}", blame.words, scores,
-                                            None if truth is None else word_agreement(scores, truth)))  # fmt: skip
-    said = set_blame_sentence(blame, result.row(GROUND_TRUTH) if GROUND_TRUTH in result.explained else None)
-    return None if said is None else plain(said) + " Dashed in the whole set's row: words it puts on opposite sides."
+            scores = blame.kept[name]
+            after += 1
+            rows.insert(after, kept_row(f"{called}, {member_label(name)}", blame.words, scores,
+                                        None if truth is None else word_agreement(scores, truth)))  # fmt: skip
+    said = set_blame_sentence(blame, truth)
+    if said is None:
+        return None
+    out = plain(said) + " Dashed in the whole set's row: words it puts on opposite sides."
+    if len(beside) == 2:
+        (a, a_called), (b, b_called) = beside.items()
+        parted = two_blame_sentence(blame.words, (f"{a_called} ({member_label(a)})", blame.kept[a]),
+                                    (f"{b_called} ({member_label(b)})", blame.kept[b]))  # fmt: skip
+        out += "\n\n" + plain(parted) if parted else ""
+    return out
 
 
 @st.cache_resource(max_entries=4, show_spinner=False, on_release=lambda q: q.close())

@@ -302,6 +302,7 @@ def score(
         set_rank_words,
         threshold_words,
         training_ranks,
+        typical_of_each_side,
     )
     from core.recovered_reward import MAX_PROBES, RecoveredReward, check_probes
     from core.run_store import open_run
@@ -343,12 +344,15 @@ def score(
                                       "said": verdicts["whole set says"].iloc[i],
                                       "training_rank": {"median": float(mid), "p10": float(low), "p90": float(high)},
                                       "by_layer": set_by_layer(set_sides[i], set_layers),
-                                      "layers_said": set_layer_words(set_sides[i], set_layers, target.objective)}  # fmt: skip
+                                      "layers_said": set_layer_words(set_sides[i], set_layers, target.objective),
+                                      "typical_of_each_side": {("dispreferred" if side else "preferred"): name for side, name in
+                                                               typical_of_each_side(set_sides[i], whole.reward.names, whole.typicality).items()}}  # fmt: skip
         items.append(item)
     if saliency:
         _add_saliency(items, reward, truth_model, method)
     if explained is not None:
         _add_set_blame(items, [blame for _, blame in explained], truth_model is not None)
+        _add_each_side(items, whole, target.objective)
     if prompt is not None:
         from core.implicit_reward import ImplicitReward
 
@@ -374,11 +378,10 @@ def score(
         console.print(f"{RANK_COLUMN[0].upper() + RANK_COLUMN[1:]}: the share of the run's training sentences the members "
                       f"rate below the text, whatever line is drawn; a line that flags a larger share calls it "
                       f"{target.objective.dispreferred}.", markup=False, highlight=False)  # fmt: skip
-    for i, item in enumerate(items):
-        if (item.get("whole_set_says") or {}).get("layers_said"):
-            console.print(f"#{i + 1}: {item['whole_set_says']['layers_said']}", markup=False, highlight=False)
-        if (item.get("whole_set") or {}).get("said"):
-            console.print(f"#{i + 1}: {item['whole_set']['said']}", markup=False, highlight=False)
+    for i, item in enumerate(items):  # what the whole set says of each text: a finding, on stdout
+        for said in ((item.get("whole_set_says") or {}).get("layers_said"), *((item.get("whole_set") or {}).get(k) for k in ("said", "each_side"))):
+            if said:
+                Console().print(f"#{i + 1}: {said}", markup=False, highlight=False)
 
 
 def _literal(text: str):
@@ -418,6 +421,24 @@ def _add_set_blame(items: list[dict], blames: list, has_truth: bool) -> None:
                              "words": [{"word": w, "median": float(m), "blamed_most": float(b), "lowered": float(lo), "raised": float(hi)}
                                        for w, m, b, lo, hi in zip(blame.words, blame.median, blame.blamed_most, blame.lowered,
                                                                   blame.raised, strict=True)]}  # fmt: skip
+
+
+def _add_each_side(items: list[dict], whole, objective) -> None:
+    """Where the whole set splits on a text and its word scores are known (``whole_set``): where
+    the most typical reward that calls it each side part, word by word (``whole_set.each_side``;
+    one more backbone pass for such a text, keeping those two rewards' scores)."""
+    from core.checkpoints import label
+    from core.saliency import two_blame_sentence
+
+    for item in items:
+        each = item["whole_set_says"]["typical_of_each_side"]
+        if "whole_set" not in item or len(each) != 2:
+            continue
+        blame = whole.blame(item["text"], keep=list(each.values()))
+        a, b = each["dispreferred"], each["preferred"]
+        item["whole_set"]["each_side"] = two_blame_sentence(
+            blame.words, (f"the most typical reward that calls it {objective.dispreferred} ({label(a)})", blame.kept[a]),
+            (f"the most typical reward that calls it {objective.preferred} ({label(b)})", blame.kept[b]))  # fmt: skip
 
 
 @app.command("saliency")
@@ -812,21 +833,22 @@ def member(
     if json_out:
         _print_json(found)
         return
+    out = Console()  # what it finds: stdout, as every command that reads a run
     for line in profile_lines(found, opened.objective):
-        console.print(line, markup=False, highlight=False)
+        out.print(line, markup=False, highlight=False)
     words = opened.objective
     if found["minority"] and found["minority"]["rows"]:
         table = Table("it says", "of the set with it", "sentence")
         for item in found["minority"]["rows"][:n]:
             table.add_row(words.side(item["dispreferred"]), f"{item['with_share']:.0%}", _literal(" ".join(item["sentence"].split())))
-        console.print("Where it takes the minority's side, the most alone first:", table, markup=False)
+        out.print("Where it takes the minority's side, the most alone first:", table, markup=False)
     if found["beside"] and found["beside"]["rows"]:
         table = Table(found["member"], found["beside"]["b"], f"the set: {words.dispreferred}", "sentence")
         for item in found["beside"]["rows"][:n]:
             table.add_row(words.side(item["a_dispreferred"]), words.side(not item["a_dispreferred"]), f"{item['set_share']:.0%}",
                           _literal(" ".join(item["sentence"].split())))  # fmt: skip
-        console.print("Where the two part, the sentences the set splits most evenly first:", table, markup=False)
-    console.print(f"To optimise it alone: irl-lens rlhf {opened.path} --reward recovered --members {found['member']} --name NAME",
+        out.print("Where the two part, the sentences the set splits most evenly first:", table, markup=False)
+    out.print(f"To optimise it alone: irl-lens rlhf {opened.path} --reward recovered --members {found['member']} --name NAME",
                   markup=False, highlight=False)
 
 
@@ -910,23 +932,24 @@ def line_from_labels(
                      "where_they_disagree": apart.to_dict("records"),
                      "apply": {way: apply_command(path, way) for way in ("labels_share", "labels")}})  # fmt: skip
         return
+    out = Console()  # what it finds: stdout, as every command that reads a run
     for line in preview_words(preview, opened.objective, "they" if preview.n_labellers > 1 else "you"):
-        console.print(line, markup=False, highlight=False)
+        out.print(line, markup=False, highlight=False)
     table = Table("member", "AUC vs the labels" if preview.n_labellers > 1 else "AUC vs your labels", "flags now", "own line flags", "90% of resamples",
                   f"right of {preview.n}: now / one share / own")  # fmt: skip
     for row in preview.members.itertuples():
         table.add_row(_literal(row.member), _fmt(row.auc), f"{row.now_share:.0%}", f"{row.own_share:.0%}",
                       f"{row.own_low:.0%}–{row.own_high:.0%}", f"{row.right_now} / {row.right_one_share} / {row.right_own}")  # fmt: skip
-    console.print(table)
+    out.print(table)
     if len(apart):
         parted = Table(*apart.columns[:-1], "members say (at the one share)",
                        title="Where the rewards and the labels part ways" if preview.n_labellers > 1 else
                        "Where the rewards and you part ways")  # fmt: skip
         for item in apart.itertuples(index=False):
             parted.add_row(*map(_literal, item))
-        console.print(parted)
-    console.print(f"One share for every member from these labels: {apply_command(path, 'labels_share')}", markup=False, highlight=False)
-    console.print(f"A line of its own for each member: {apply_command(path, 'labels')}", markup=False, highlight=False)
+        out.print(parted)
+    out.print(f"One share for every member from these labels: {apply_command(path, 'labels_share')}", markup=False, highlight=False)
+    out.print(f"A line of its own for each member: {apply_command(path, 'labels')}", markup=False, highlight=False)
 
 
 @app.command("labellers")
@@ -974,24 +997,25 @@ def labellers(
                                 "apply": None if pool is None else {way: apply_command(pool.resolve(), way)
                                                                     for way in ("labels_share", "labels")}}})  # fmt: skip
         return
+    out = Console()  # what it finds: stdout, as every command that reads a run
     for line in labellers_words(result, opened.objective):
-        console.print(line, markup=False, highlight=False)
+        out.print(line, markup=False, highlight=False)
     shown = labellers_table(result, opened.objective)
     table = Table()
     for name in shown.columns:  # the objective's own words head a column: shown as typed
         table.add_column(_literal(name))
     for row in shown.itertuples(index=False):
         table.add_row(*map(_literal, row))
-    console.print(table)
+    out.print(table)
     if len(result.disputed):
         disputed = Table(title="Labelled differently")
         for name in result.disputed.columns:
             disputed.add_column(_literal(name))
         for item in result.disputed.itertuples(index=False):
             disputed.add_row(*map(_literal, item))
-        console.print(disputed)
+        out.print(disputed)
     if pool is not None:
-        console.print(f"wrote the {pooled.n} labels pooled to {pool}; one share for every member from them: "
+        out.print(f"wrote the {pooled.n} labels pooled to {pool}; one share for every member from them: "
                       f"{apply_command(pool.resolve(), 'labels_share')}", markup=False, highlight=False)  # fmt: skip
 
 

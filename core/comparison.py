@@ -205,12 +205,13 @@ class WholeSet:
     the run no longer holds the heads (compacted, LoRA / full)."""
 
     def __init__(self, reward: RecoveredReward, thresholds: np.ndarray | None = None, *, max_entries: int = 256,
-                 typical: str | None = None) -> None:  # fmt: skip
+                 typical: str | None = None, typicality: pd.Series | None = None) -> None:  # fmt: skip
         from core.saliency import RewardSaliency, exact_available
 
         self.reward, self.max_entries = reward, max_entries
         # the set's most typical reward (SetSplit.most_typical): each SetBlame keeps its word scores whole
         self.typical = typical if typical in reward.names else None
+        self.typicality = pd.Series(dtype=float) if typicality is None else typicality  # SetSplit.typicality
         self._thresholds = None if thresholds is None else np.asarray(thresholds, float)
         self._calibration: np.ndarray | None = None  # each reward's calibration-sentence scores, sorted
         self.saliency = RewardSaliency(reward) if exact_available(reward) else None
@@ -228,7 +229,7 @@ class WholeSet:
             return None
         typicality = typicality_of(run.optional_table(LINES))  # only the lines: not the set's verdicts
         whole = cls(RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer),
-                    typical=typicality.idxmax() if len(typicality) else None)  # fmt: skip
+                    typical=typicality.idxmax() if len(typicality) else None, typicality=typicality)  # fmt: skip
         if calibrate:
             whole.thresholds  # noqa: B018  calibrated here, so that a failure shows at load
         return whole
@@ -288,28 +289,37 @@ class WholeSet:
         self.explain_only(texts)
         return [(float(v), self._explained[t][1]) for t, v in zip(texts, self.dispreferred_share(texts), strict=True)]
 
-    def explain_only(self, texts: Sequence[str]) -> list:
-        """Decompose the texts not kept yet, together, and keep (their rewards, their ``SetBlame``).
-        Returns those new decompositions (``AttributionResult``, a row per reward of the set), from
-        which the shown members' own can be cut (``AttributionCache.adopt``)."""
+    def explain_only(self, texts: Sequence[str], keep: Sequence[str] = ()) -> list:
+        """Decompose the texts not kept yet (or kept without the word scores of a reward named in
+        ``keep``), together, and keep (their rewards, their ``SetBlame`` with the most typical
+        reward's word scores and those of ``keep``). Returns those new decompositions
+        (``AttributionResult``, a row per reward of the set), from which the shown members' own can
+        be cut (``AttributionCache.adopt``)."""
         from core.saliency import set_blame
 
-        missing = list(dict.fromkeys(t for t in texts if t not in self._explained))
+        unknown = set(keep) - set(self.reward.names)
+        if unknown:
+            raise IrlLensError(f"{sorted(unknown)[0]} is not one of the {len(self.reward.names):,} equally good rewards")
+        kept = list(dict.fromkeys([*([self.typical] if self.typical in self.reward.names else []), *keep]))
+        missing = list(dict.fromkeys(t for t in texts if t not in self._explained
+                                     or not set(kept) <= set(self._explained[t][1].kept)))  # fmt: skip
         if not missing:
             return []
         results = self.saliency.attribute_many(missing, method="decomposition", include_ground_truth=False)
         for text, result in zip(missing, results, strict=True):
+            self._explained.pop(text, None)
             while self._explained and len(self._explained) >= self.max_entries:
                 self._explained.pop(next(iter(self._explained)))
-            self._explained[text] = (result.rewards, set_blame(result, keep=[self.typical] if self.typical else []))
+            self._explained[text] = (result.rewards, set_blame(result, keep=kept))
         return results
 
-    def blame(self, text: str):
-        """The set's ``SetBlame`` of one text (kept), without calibrating the thresholds."""
+    def blame(self, text: str, keep: Sequence[str] = ()):
+        """The set's ``SetBlame`` of one text (kept), with the word scores of the most typical
+        reward and of those named in ``keep`` (one more backbone pass where the text was explained
+        without them), without calibrating the thresholds."""
         if self.saliency is None:
             raise IrlLensError("the whole set's word scores need mean-pooled frozen members (the exact decomposition)")
-        if text not in self._explained:
-            self.explain_only([text])
+        self.explain_only([text], keep)
         return self._explained[text][1]
 
     def says(self, shares: np.ndarray, objective) -> list[str]:
@@ -383,6 +393,16 @@ def typical_says(sides: np.ndarray, names: Sequence[str], typical: str | None, o
     with_it = float((sides == own).mean())
     return (f"The set's most typical reward, {label(typical)}, calls it {objective.side(own)}, as {with_it:.0%} of the set "
             "do.")
+
+
+def typical_of_each_side(sides: np.ndarray, names: Sequence[str], typicality: pd.Series) -> dict[bool, str]:
+    """Of the rewards ``names`` that call one text dispreferred (``sides`` True) and of those that do
+    not, the most typical (``typicality``: ``core.set_verdicts.SetSplit.typicality``; without it, the
+    first in the set's order): the two whose heatmaps show why equally good rewards part on it. A
+    side no reward takes is left out."""
+    sides = np.asarray(sides, bool)
+    typical = typicality.reindex(pd.Index(list(names))).fillna(-1.0)
+    return {side: str(typical[sides == side].idxmax()) for side in (True, False) if (sides == side).any()}
 
 
 def set_says(shares, n: int, objective) -> list[str]:

@@ -495,6 +495,25 @@ def set_blame_sentence(blame: SetBlame, truth_words=None, n: int = 3) -> str | N
     return out + "."
 
 
+def two_blame_sentence(words: Sequence[str], first: tuple[str, np.ndarray], second: tuple[str, np.ndarray]) -> str | None:
+    """Where two rewards' word scores of one text part, in a sentence: the word each blames most (its
+    lowest score, where one lowers it) and the word on which they differ most, each reward scaled to
+    its largest word so that rewards of different scales compare. ``first``, ``second``: (how to
+    name the reward, its word scores). None for a text of fewer than two words. Words come from the
+    text: escape them to display."""
+    if len(words) < 2:
+        return None
+    (a_name, a), (b_name, b) = first, second
+    a, b = scaled_to_largest(np.vstack([a, b]).astype(float))
+
+    def blames(name: str, row: np.ndarray) -> str:
+        return f"{name} blames “{words[int(np.argmin(row))]}” most" if row.min() < 0 else f"{name} lowers its reward with no word"
+
+    apart = int(np.argmax(np.abs(a - b)))
+    return (f"Word by word (each reward scaled to its largest word): {blames(a_name, a)}; {blames(b_name, b)}. They "
+            f"part most on “{words[apart]}”: {a[apart]:+.2f} against {b[apart]:+.2f}.")  # fmt: skip
+
+
 def token_occlusion(
     score, tokenizer, ids: torch.Tensor, mask: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray]:

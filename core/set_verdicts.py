@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from core.checkpoints import Member, label
-from core.comparison import layer_runs
+from core.comparison import layer_runs, typical_of_each_side
 
 LINES, VERDICTS, FLAGS = "set_lines", "set_verdicts", "set_flags"
 CONTESTED = 0.1
@@ -168,7 +168,7 @@ class SetSplit:
         if len(names) < 2:
             return None
         n = len(self.per_sentence)
-        bits = np.stack([self._bits(m) for m in names]).astype(np.float32)
+        bits = self._all_bits.astype(np.float32)
         ones, counts, most = bits.sum(1), np.zeros(n + 1, np.int64), (-1, 0, 0)
         for start in range(0, len(names), 1024):  # blocks of rows: a 7,000-reward set's pairs without a 7,000² matrix
             rows = np.arange(start, min(start + 1024, len(names)))
@@ -217,6 +217,20 @@ class SetSplit:
 
     def _bits(self, member: str) -> np.ndarray:
         return np.unpackbits(np.frombuffer(self._packed[member], np.uint8), count=len(self.per_sentence))
+
+    @cached_property
+    def _all_bits(self) -> np.ndarray:
+        """(K, test rows): every stored reward's verdicts, in :attr:`_packed`'s order."""
+        return np.stack([self._bits(m) for m in self._packed]) if self._packed else np.zeros((0, len(self.per_sentence)), np.uint8)
+
+    def typical_on_each_side(self, row: int) -> dict[bool, str]:
+        """For one test sentence, the most typical reward (:attr:`typicality`) of those that call it
+        dispreferred (True) and of those that do not (False): the two whose heatmaps show, word by
+        word, why equally good rewards part on it. A side no reward takes is left out; {} for a row
+        off the test split or a run evaluated before each reward's verdicts were stored."""
+        if not self._packed or row not in self.per_sentence.index:
+            return {}
+        return typical_of_each_side(self._all_bits[:, self.per_sentence.index.get_loc(row)], list(self._packed), self.typicality)
 
     def verdicts_of(self, member: str) -> pd.Series:
         """Row → True where this reward, at its own line, calls the test sentence dispreferred.

@@ -638,6 +638,11 @@ def test_each_rewards_own_verdicts_say_where_it_stands_apart_and_where_two_part(
         "Layer 1 · repeat 0 · epoch 1 and layer 1 · repeat 1 · epoch 1 give the same verdict on all 4 test sentences.")
     typical = " ".join(set_split_words(split, profanity))
     assert "above 0% of the set. The two give different verdicts on 1 of the 4 test sentences." in typical
+    # per sentence, the most typical reward on each side: row 4 puts layer 2 (and two of layer 1) on the toxic side
+    assert split.typical_on_each_side(4) == {True: "l1-r0-e1", False: "l1-r2-e1"}
+    assert split.typical_on_each_side(3) == {True: "l1-r0-e1", False: "l2-r0-e1"}  # typicality ties: the set's order
+    assert split.typical_on_each_side(1) == {True: "l1-r0-e1"}  # unanimous: one side
+    assert split.typical_on_each_side(0) == {} == SetSplit(tables[VERDICTS]).typical_on_each_side(4)  # not a test row; no bits
     older = SetSplit(tables[VERDICTS], truth, tables[LINES], "l2-r0-e1")  # evaluated before the verdicts were stored
     assert minority_figures(older, "l2-r0-e1") is None and parted_figures(older, "l1-r0-e1", "l2-r0-e1") is None
     assert "The two give different verdicts" not in " ".join(set_split_words(older, profanity))

@@ -278,9 +278,13 @@ def test_the_live_probe_on_the_demo_says_where_the_whole_set_splits(demo, monkey
     from html import escape
 
     rows = "".join(m.value for m in at.markdown)  # each probe's heatmaps: the most typical reward's row beside the set's
-    assert rows.count(escape("the set's most typical reward, layer 10 · repeat 0 · epoch 17")) == 2
     assert rows.count(escape("the set's most typical reward, layer 10 · repeat 0 · epoch 17") + "<br><small style=\"opacity:0.7\">"
-                      "agreement with R*: ") == 2  # fmt: skip
+                      "agreement with R*: ") == 1  # fmt: skip
+    # the probe the set splits on: the most typical reward of each side instead, and where their word scores part
+    assert rows.count(escape("the most typical reward that calls it non-toxic, layer 10 · repeat 0 · epoch 17")) == 1
+    assert rows.count(escape("the most typical reward that calls it toxic, layer 2 · repeat 0 · epoch 35")) == 1
+    assert rows.count(plain("Word by word (each reward scaled to its largest word): the most typical reward that calls it "
+                            "toxic (layer 2 · repeat 0 · epoch 35) blames “stupid” most")) == 1  # fmt: skip
 
 
 def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
@@ -325,3 +329,34 @@ def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
     assert [w["word"] for w in lexicon["b_only"]] == ["does", "did", "doesn't", "didn't", "keeps"]
     bad = subprocess.run([*cli, "l40-r0-e1"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "is not one of the run's 366 equally good rewards" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_heatmaps_page_sets_a_reward_of_each_side_beside_the_set_where_it_splits(demo, monkeypatch):
+    """Filtered to the test sentences the whole set splits on, each heatmap opens with the most
+    typical reward that calls the sentence toxic and the one that calls it non-toxic, each a row,
+    and a sentence on where their word scores part; any reward of the set can be picked instead."""
+    from html import escape
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from app.components import plain
+
+    monkeypatch.setenv("IRL_LENS_RUN", str(demo.path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/heatmaps.py").run()
+    next(s for s in at.selectbox if s.label == "Whole set").set_value("splits").run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("57 sentences the whole set splits on, the most evenly split first") for c in at.caption)
+    beside = next(s for s in at.selectbox if s.label == "Beside the whole set's median")
+    assert beside.value == "sides"
+    said = " ".join(m.value for m in at.markdown)
+    assert plain("Word by word (each reward scaled to its largest word): the most typical reward that calls it toxic "
+                 "(layer 9 · repeat 0 · epoch 11) blames “Bitch” most; the most typical reward that calls it non-toxic "
+                 "(layer 10 · repeat 0 · epoch 17) blames “Bitch” most.") in said  # fmt: skip
+    assert escape("the most typical reward that calls it non-toxic, layer 10 · repeat 0 · epoch 17") in said
+    assert escape("the most typical reward that calls it toxic, layer 9 · repeat 0 · epoch 11") in said
+    beside.set_value("l1-r1-e4").run()
+    assert not at.exception, at.exception
+    said = " ".join(m.value for m in at.markdown)
+    assert escape("a reward of the set you chose, layer 1 · repeat 1 · epoch 4") in said and "Word by word" not in said

@@ -451,7 +451,7 @@ def test_the_cli_compares_labellers(audited, tmp_path):
     assert [row["labeller"] for row in found["labellers"]] == ["ann", "bo"]
     assert found["agreement"]["ann"]["bo"] == pytest.approx(3 / 20) and len(found["disputed"]) == 17
     text = CliRunner().invoke(app, ["labellers", str(audited.path), *map(str, paths)])
-    assert text.exit_code == 0 and "2 labellers: 20 labels each" in text.output
+    assert text.exit_code == 0 and "2 labellers: 20 labels each" in text.stdout  # a finding: stdout
     alone = CliRunner().invoke(app, ["labellers", str(audited.path), str(paths[0])])
     assert alone.exit_code != 0
     out = tmp_path / "pooled.csv"

@@ -304,3 +304,17 @@ def test_the_first_word_caution_names_the_members_whose_stored_heatmaps_blame_th
     spared = table[table["explained"] != "l12-r0-e5"]  # early layers, before the sink forms: nothing to caution
     assert first_word_caution(legacy, "decomposition", spared) is None
     assert first_word_caution(IRLConfig(), "decomposition", table) is None  # read after a start token
+
+
+def test_two_rewards_word_scores_say_where_they_part():
+    """Scaled to each reward's largest word, so a reward of twice the scale is not twice as far."""
+    from core.saliency import two_blame_sentence
+
+    words = ("you", "are", "kind")
+    said = two_blame_sentence(words, ("the one that calls it toxic", np.array([-2.0, 0.0, 1.0])),
+                              ("the other", np.array([-0.5, 0.0, 0.5])))  # fmt: skip
+    assert said == ("Word by word (each reward scaled to its largest word): the one that calls it toxic blames “you” "
+                    "most; the other blames “you” most. They part most on “kind”: +0.50 against +1.00.")  # fmt: skip
+    raised = two_blame_sentence(words, ("a", np.array([0.1, 0.2, 0.3])), ("b", np.array([-0.3, 0.0, 0.0])))
+    assert "a lowers its reward with no word; b blames “you” most. They part most on “you”: +0.33 against -1.00." in raised
+    assert two_blame_sentence(("one",), ("a", np.ones(1)), ("b", np.ones(1))) is None

@@ -724,12 +724,23 @@ def test_the_whole_set_says_which_word_it_blames_most(wanted):
 
     # a reward of the set named as its most typical keeps its own word scores, for a heatmap row of its own
     from core.comparison import WholeSet
+    from core.errors import IrlLensError
 
     typical = ids[len(ids) // 2]
     kept = WholeSet(whole.reward, typical=typical).blame(text).kept
     assert list(kept) == [typical]
     np.testing.assert_allclose(kept[typical], full.row(typical))
     assert WholeSet(whole.reward, typical="l99-r0-e1").blame(text).kept == {}  # not a reward of these heads
+    # any other reward of the set, on demand: the text is explained again, keeping both
+    asked = WholeSet(whole.reward, typical=typical)
+    asked.blame(text)
+    other = ids[0] if ids[0] != typical else ids[1]
+    both = asked.blame(text, keep=[other])
+    assert list(both.kept) == [typical, other]
+    np.testing.assert_allclose(both.kept[other], full.row(other))
+    assert asked.blame(text) is both  # kept: the next ask costs no pass
+    with pytest.raises(IrlLensError, match="is not one of the"):
+        asked.blame(text, keep=["l99-r0-e1"])
     split = SetBlame(text="a b", words=("a", "b"), n_members=10, median=np.zeros(2), blamed_most=np.array([0.5, 0.5]),
                      lowered=np.array([0.5, 0.0]), raised=np.array([0.4, 0.05]))  # fmt: skip
     assert "the set puts “a” on opposite sides" in set_blame_sentence(split)
@@ -741,6 +752,22 @@ def test_the_whole_set_says_which_word_it_blames_most(wanted):
     assert item["whole_set"]["n_members"] == len(ids) and [w["word"] for w in item["whole_set"]["words"]] == list(blame.words)
     assert item["whole_set"]["said"].startswith("Across the whole equivalent set (")
     assert item["whole_set_says"]["n_members"] == len(ids) and 0 <= item["whole_set_says"]["dispreferred_share"] <= 1
+    # the most typical reward of each side the set takes on the text, and, where it takes both, where their words part
+    share = item["whole_set_says"]["dispreferred_share"]
+    each = item["whole_set_says"]["typical_of_each_side"]
+    assert set(each) == {k for k, on in (("dispreferred", share > 0), ("preferred", share < 1)) if on} and set(each.values()) <= set(ids)
+    assert ("each_side" in item["whole_set"]) == (0 < share < 1)
+    # the toy's set is unanimous on this text; two of its rewards set on each side by hand say where their words part
+    from core.checkpoints import label
+    from core.cli import _add_each_side
+
+    items = [{"text": text, "whole_set": {}, "whole_set_says": {"typical_of_each_side": {"dispreferred": ids[0], "preferred": ids[-1]}}},
+             {"text": text, "whole_set": {}, "whole_set_says": {"typical_of_each_side": {"dispreferred": ids[0]}}}]  # fmt: skip
+    _add_each_side(items, WholeSet(whole.reward), wanted.objective)
+    assert items[0]["whole_set"]["each_side"].startswith(
+        f"Word by word (each reward scaled to its largest word): the most typical reward that calls it "
+        f"{wanted.objective.dispreferred} ({label(ids[0])}) blames “")  # fmt: skip
+    assert "each_side" not in items[1]["whole_set"]
 
 
 def test_any_equally_good_reward_gives_a_verdict_at_its_own_calibrated_threshold(wanted):
@@ -890,3 +917,9 @@ def test_where_the_whole_set_splits_is_said_by_the_layers_its_rewards_read():
         f"The set's most typical reward, layer 4 · repeat 6 · epoch 1, calls it {words.preferred}, as 71% of the set do.")
     assert typical_says(sides, names, "l1-r0-e1", words).endswith(f"calls it {words.dispreferred}, as 29% of the set do.")
     assert typical_says(sides, names, "l9-r0-e1", words) is None and typical_says(sides, names, None, words) is None
+    from core.comparison import typical_of_each_side
+
+    typicality = pd.Series(np.linspace(0.5, 0.9, len(names)), index=names)  # the later, the more typical
+    assert typical_of_each_side(sides, names, typicality) == {True: names[10], False: names[13]}
+    assert typical_of_each_side(sides, names, pd.Series(dtype=float)) == {True: names[0], False: names[3]}  # the set's order
+    assert typical_of_each_side(np.zeros(len(names), bool), names, typicality) == {False: names[13]}

@@ -14,6 +14,7 @@ from app.state import (
     selected_run,
     set_split,
     shown_members,
+    whole_set,
 )
 from core.faithfulness import by_method, caution, punish_summary, punishes_notes
 from core.saliency import (
@@ -22,7 +23,7 @@ from core.saliency import (
     exact_available,
     run_first_word_caution,
 )
-from core.set_verdicts import verdict_of
+from core.set_verdicts import CONTESTED, verdict_of
 
 st.title("Token heatmaps")
 run = require(selected_run(), "demonstrations", "member_scores", stage_hint="irl-lens evaluate RUN")
@@ -34,13 +35,18 @@ if spread is not None:
 members = shown_members(run)
 has_truth = "ground_truth" in demos
 
-c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
+split_all = set_split(run)
+c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1.2, 2])
 split = c1.selectbox("Split", ["test", "selection", "train", "all"])
 policy = c2.selectbox(
     "Policy", ["both", "pi0", "expert"], format_func={"both": "both", "pi0": "π₀", "expert": "expert"}.get
 )
 label = c3.selectbox("R* label", ["any", words.dispreferred, words.preferred] if has_truth else ["any"])
-search = c4.text_input("Search", placeholder="a word in the sentence")
+agree = c4.selectbox("Whole set", ["any", "splits"] if split_all is not None else ["any"],
+                     format_func={"any": "any", "splits": "splits on it"}.get,
+                     help=f"splits on it: test sentences on which at least {CONTESTED:.0%} of the equally good rewards "
+                     "sit on each side, at their own lines; the most evenly split first")  # fmt: skip
+search = c5.text_input("Search", placeholder="a word in the sentence")
 view = demos[demos["sentence"].str.strip() != ""]  # an empty completion has no words to attribute
 if split != "all":
     view = view[view["split"] == split]
@@ -51,11 +57,15 @@ if label != "any":
 if search:
     view = view[view["sentence"].str.contains(search, case=False, regex=False)]
 order = "spread_std" if view.get("spread_std") is not None and view["spread_std"].notna().any() else "row"
+said_order = ", most disputed between members first" if order == "spread_std" else ""
+if agree == "splits":
+    evenly = (split_all.share.loc[split_all.contested] - 0.5).abs()
+    view = view[view["row"].isin(evenly.index)].assign(_evenly=lambda v: evenly.reindex(v["row"]).to_numpy())
+    order, said_order = "_evenly", " the whole set splits on, the most evenly split first"
 # a one- or two-word completion says little word by word: sentences of 4+ words come first
 view = view.assign(_short=view["sentence"].str.split().str.len() < 4)
 view = view.sort_values(["_short", order], ascending=[True, order != "spread_std"])
-st.caption(f"{len(view)} sentences{', most disputed between members first' if order == 'spread_std' else ''}"
-           " (those of four words or more before shorter ones).")  # fmt: skip
+st.caption(f"{len(view)} sentences{said_order} (those of four words or more before shorter ones).")
 if view.empty:
     st.info("No sentence matches these filters.")
     st.stop()
@@ -124,10 +134,28 @@ if implicit is not None and "completion_ids" in demos:
     start = len(text) - len(chosen["completion"])
     values = word_log_ratios(policy_tokenizer(run), text, start, chosen["completion_ids"], stored["token_log_ratios"])
     rows.append(("implicit reward (log π_E/π₀ per word, exact)", word_heatmap_html(result.words, values), None))
-said = add_whole_set_row(run, members, result, rows)
+whole = whole_set(run, members)
+beside = None
+if whole is not None and whole.saliency is not None:
+    sides = split_all.typical_on_each_side(int(row)) if split_all is not None else {}
+    choices = (["sides"] if len(sides) == 2 else []) + (["typical"] if whole.typical else []) + list(whole.reward.names)
+    named = {"sides": "the most typical reward on each side: the set does not agree on this sentence",
+             "typical": f"the set's most typical reward ({member_label(whole.typical)})" if whole.typical else ""}
+    pick = st.selectbox("Beside the whole set's median", choices, format_func=lambda c: named.get(c) or member_label(c),
+                        help="Any equally good reward's word scores, from the set's one pass. On a test sentence the set "
+                        "does not agree on, the most typical of the rewards that call it each side: where their heatmaps "
+                        "differ is why equally good rewards part on it.")  # fmt: skip
+    if pick == "sides":
+        beside = {sides[True]: f"the most typical reward that calls it {words.dispreferred}",
+                  sides[False]: f"the most typical reward that calls it {words.preferred}"}  # fmt: skip
+    elif pick == "typical":
+        beside = {whole.typical: "the set's most typical reward"}
+    else:
+        beside = {pick: "a reward of the set you chose"}
+said = add_whole_set_row(run, members, result, rows, beside=beside)
 if said:
     st.markdown(said)
-if (whole := set_split(run)) is not None and (verdict := verdict_of(whole, int(row), words)):
+if split_all is not None and (verdict := verdict_of(split_all, int(row), words)):
     st.markdown(plain(verdict))
 notes = {member_label(m): note for m, note in punishes_notes(faithfulness, words).items()}
 st.markdown(attribution_table_html(rows, notes), unsafe_allow_html=True)  # escaped in rendering

@@ -31,6 +31,7 @@ from core.comparison import (
     set_says,
     threshold_words,
     training_ranks,
+    typical_of_each_side,
     typical_says,
     verdicts_at_share,
 )
@@ -200,6 +201,7 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     if probed.precision == "bf16" and check:
         st.caption(f"Members scored in bf16: {plain(check['why'])}. With heatmaps, scores come from their fp32 pass.")
     if probed.explained:
+        stored_split = set_split(run)
         sides = member_sides(reward, probed.scores, words)
         punishing = punishes_notes(run_table(run, "faithfulness"), words)
         sink = run_first_word_caution(run, reward.config)
@@ -223,7 +225,12 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                     values = word_log_ratios(scorer.tokenizer, text, 0, ids, ratios)
                     rows.append(("implicit reward", word_heatmap_html(result.words, values), None))
                 blame = whole[i][1] if whole else None
-                said = add_whole_set_row(run, members, result, rows, blame) if blame is not None else None
+                beside = None  # where the set splits on the probe: the most typical reward of each side
+                if blame is not None and probed.whole_set_sides is not None and stored_split is not None:
+                    each = typical_of_each_side(probed.whole_set_sides[i], probed.whole_set_names, stored_split.typicality)
+                    if len(each) == 2:
+                        beside = {each[side]: f"the most typical reward that calls it {words.side(side)}" for side in (True, False)}
+                said = add_whole_set_row(run, members, result, rows, blame, beside=beside) if blame is not None else None
                 if said:
                     st.markdown(said)
                 notes = {name(m): note for m, note in punishing.items()}
