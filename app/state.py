@@ -156,6 +156,11 @@ def whole_set(run: Run, members: list[str]):
     return _whole_set(str(run.path), _version(str(run.path)), tuple(members))
 
 
+HEATMAPS_REQUEST = "heatmaps_request"
+"""Session key of a sentence and two rewards another page asks the heatmaps page to open:
+{"row": demonstration row, "beside": {member id: what to call it}}."""
+
+
 def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=None,
                       beside: dict[str, str] | None = None) -> str | None:  # fmt: skip
     """Insert the whole equivalent set's heatmap row after the members' (and their mean) in

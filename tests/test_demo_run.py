@@ -360,3 +360,29 @@ def test_the_heatmaps_page_sets_a_reward_of_each_side_beside_the_set_where_it_sp
     assert not at.exception, at.exception
     said = " ".join(m.value for m in at.markdown)
     assert escape("a reward of the set you chose, layer 1 · repeat 1 · epoch 4") in said and "Word by word" not in said
+
+
+def test_the_equivalent_page_opens_a_sentence_two_rewards_part_on_in_the_heatmaps(demo, monkeypatch):
+    """From the lookup (the chosen member beside the most typical reward) to one of the sentences
+    they part on, word by word: the heatmaps page opens on it with both rewards beside the set."""
+    from html import escape
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from app.components import plain
+
+    monkeypatch.setenv("IRL_LENS_RUN", str(demo.path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/equivalent.py").run()
+    look = next(s for s in at.selectbox if s.label == "Read one of them word by word")
+    assert len(look.options) == 31  # the chosen member and the most typical reward part on 31 test sentences
+    row = look.value
+    next(b for b in at.button if b.label.startswith("Open it in Token heatmaps")).click().run()
+    assert not at.exception, at.exception
+    assert next(s for s in at.selectbox if s.label == "Sentence").value == row
+    assert next(s for s in at.selectbox if s.label == "Beside the whole set's median").value == "sent"
+    said = " ".join(m.value for m in at.markdown)
+    assert escape("the reward you set beside it, layer 10 · repeat 0 · epoch 17") in said  # the chosen member has its row
+    assert plain("Word by word (each reward scaled to its largest word): the reward you looked up (layer 1 · repeat 0 · "
+                 "epoch 15) blames") in said  # fmt: skip

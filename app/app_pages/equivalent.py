@@ -8,6 +8,7 @@ import streamlit as st
 
 from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_labels, side_palette
 from app.state import (
+    HEATMAPS_REQUEST,
     member_label,
     no_ground_truth_note,
     require,
@@ -290,6 +291,12 @@ if everyone:
                                           member_label(beside): (~parted["a_dispreferred"]).map(words.side),
                                           f"the set: {words.dispreferred} (%)": (100 * parted["set_share"]).round()}),
                             parted["row"])  # fmt: skip
+            said_of = dict(zip(parted["row"], parted["sentence"], strict=True))
+            look = st.selectbox("Read one of them word by word", list(said_of), format_func=lambda r: said_of[r][:120])
+            if st.button("Open it in Token heatmaps, with both rewards' rows"):
+                st.session_state[HEATMAPS_REQUEST] = {"row": int(look), "beside": {picked: "the reward you looked up",
+                                                                                   beside: "the reward you set beside it"}}  # fmt: skip
+                st.switch_page("app_pages/heatmaps.py")
     st.caption(f"To optimise this reward alone: `irl-lens rlhf RUN --reward recovered --members {found['member']} --name NAME` (a member id is letters, digits and dashes only).")
 
 st.subheader("Map of the sentences (UMAP of h(s) at the chosen member's layer)")

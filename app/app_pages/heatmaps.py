@@ -5,6 +5,7 @@ import streamlit as st
 
 from app.components import attribution_rows, attribution_table_html, plain, working
 from app.state import (
+    HEATMAPS_REQUEST,
     add_whole_set_row,
     load_explainer,
     member_label,
@@ -72,6 +73,9 @@ if view.empty:
 
 options = view["row"].head(300).tolist()
 text_of = dict(zip(view["row"], view["sentence"], strict=True))
+request = st.session_state.get(HEATMAPS_REQUEST)  # a sentence and two rewards sent by the Equivalent page
+if request and request["row"] in text_of:
+    options = [request["row"], *[r for r in options if r != request["row"]]]
 row = st.selectbox("Sentence", options, format_func=lambda r: text_of[r][:120])
 
 reward, _, cache = load_explainer(run, members)
@@ -138,14 +142,20 @@ whole = whole_set(run, members)
 beside = None
 if whole is not None and whole.saliency is not None:
     sides = split_all.typical_on_each_side(int(row)) if split_all is not None else {}
-    choices = (["sides"] if len(sides) == 2 else []) + (["typical"] if whole.typical else []) + list(whole.reward.names)
+    sent = request["beside"] if request and set(request["beside"]) <= set(whole.reward.names) else None
+    choices = ((["sent"] if sent else []) + (["sides"] if len(sides) == 2 else []) + (["typical"] if whole.typical else [])
+               + list(whole.reward.names))  # fmt: skip
     named = {"sides": "the most typical reward on each side: the set does not agree on this sentence",
-             "typical": f"the set's most typical reward ({member_label(whole.typical)})" if whole.typical else ""}
+             "typical": f"the set's most typical reward ({member_label(whole.typical)})" if whole.typical else "",
+             "sent": "the two rewards you set side by side on the Equivalent page ("
+                     + " and ".join(member_label(m) for m in sent or ()) + ")"}  # fmt: skip
     pick = st.selectbox("Beside the whole set's median", choices, format_func=lambda c: named.get(c) or member_label(c),
                         help="Any equally good reward's word scores, from the set's one pass. On a test sentence the set "
                         "does not agree on, the most typical of the rewards that call it each side: where their heatmaps "
                         "differ is why equally good rewards part on it.")  # fmt: skip
-    if pick == "sides":
+    if pick == "sent":
+        beside = sent
+    elif pick == "sides":
         beside = {sides[True]: f"the most typical reward that calls it {words.dispreferred}",
                   sides[False]: f"the most typical reward that calls it {words.preferred}"}  # fmt: skip
     elif pick == "typical":
