@@ -202,6 +202,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def table_content_hash(frame: pd.DataFrame) -> str:
+    """A table's content, hashed: its columns' names, types and values, not its file's bytes, which
+    change with the compression and with the pyarrow that wrote them (its version is in the file)."""
+    digest = hashlib.sha256()
+    for name in frame.columns:
+        column = frame[name]
+        digest.update(f"{name}\x00{column.dtype}\x00".encode())
+        if column.dtype.kind in "biufcmM":
+            digest.update(column.to_numpy().tobytes())
+        else:
+            digest.update("\x00".join(map(str, column.tolist())).encode())
+    return digest.hexdigest()
+
+
+_CONTENT: dict[str, str] = {}
+"""File sha256 → :func:`table_content_hash` of the table, so each version is read once."""
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` and move the result into place only if it succeeded."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -493,21 +511,36 @@ class Run:
         """What ``stage`` reads of ``source`` now, as a string to compare with what it read when it
         started (:attr:`StageRecord.inputs`): the moment ``source`` was built, or, for a
         :data:`CHOICE_READERS` stage reading evaluate, the rewards evaluate chose and what the IRL
-        build they come from holds (its candidates table, by hash: Algorithm 1 run again on the same
-        demonstrations and settings gives the same bytes, and so leaves them standing)."""
+        build they come from holds (its candidates table, by the hash of its content: Algorithm 1 run
+        again on the same demonstrations and settings gives the same table, and so leaves them
+        standing, whatever compression or pyarrow wrote its file)."""
         record = self.manifest.stages.get(source)
         if record is None or record.status != "complete" or record.finished_at is None:
             return f"{source} {record.status if record else 'pending'}"
         if source != "evaluate" or stage not in CHOICE_READERS:
             return record.finished_at.isoformat()
+        return self._chose(record, content=True)
+
+    def _chose(self, record: StageRecord, *, content: bool) -> str:
+        """Evaluate's choice and the IRL build it chose from: the candidates table by its content
+        (``content``), or, as runs recorded it before, by its file's bytes."""
         candidates = self.manifest.files.get("tables/candidates.parquet")
-        chosen = {"candidates": candidates.sha256 if candidates else None,
-                  **{k: record.summary.get(k) for k in ("equivalent_set", "shown_members", "best_member_id")}}  # fmt: skip
+        built = None
+        if candidates is not None and content:
+            if candidates.sha256 not in _CONTENT:
+                _CONTENT[candidates.sha256] = table_content_hash(self.read_table("candidates"))
+            built = "content " + _CONTENT[candidates.sha256]
+        elif candidates is not None:
+            built = candidates.sha256
+        chosen = {"candidates": built, **{k: record.summary.get(k) for k in ("equivalent_set", "shown_members", "best_member_id")}}
         return "chose " + hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
 
     def _read_changed(self, stage: str, source: str, record: StageRecord) -> bool:
         if record.inputs is not None and source in record.inputs:
-            return record.inputs[source] != self.read_of(stage, source)
+            now = self.read_of(stage, source)
+            if record.inputs[source] == now or not now.startswith("chose "):
+                return record.inputs[source] != now
+            return record.inputs[source] != self._chose(self.manifest.stages[source], content=False)  # recorded before
         earlier = self.manifest.stages.get(source)  # a stage built before inputs were recorded
         return bool(earlier and earlier.finished_at and record.finished_at and earlier.finished_at > record.finished_at)
 

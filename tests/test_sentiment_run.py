@@ -154,6 +154,8 @@ def test_the_report_says_what_the_harness_says(sentiment):
     assert "attention sink" not in page  # recovered after a start token: no first-word caution
     # each member's sentence furthest above the others: layer 1 lets a plainly negative one off
     assert "<h3>What sets each member apart</h3>" in page
+    # where the chosen member and the most typical reward part, in the whole set's lexicon
+    assert "layer 15 · repeat 0 · epoch 15 ranks “cup” (100%), “menu” (100%), “died” (99%)" in page
     assert "Scored alone (the run&#x27;s 600 words), layer 1 · repeat 3 · epoch 1 rates “menu”, “only”, “answer”" in page
     assert "<td>layer 1 · repeat 3 · epoch 1</td><td> hate it. I’ve lost money, and it was ugly.</td>" in page
     from core.wants import pays_for
