@@ -295,3 +295,20 @@ def test_the_whole_sets_lexicon_says_where_the_chosen_member_and_the_most_typica
     assert "layer 15 · repeat 0 · epoch 15 ranks “cup” (100%), “menu” (100%), “died” (99%)" in text, text
     assert "among its 10% most negative and layer 21 · repeat 0 · epoch 6 does not" in text
     assert not re.search("toxic", text, re.IGNORECASE)
+
+
+def test_a_sentence_two_rewards_part_on_opens_in_the_heatmaps_of_a_compacted_run(sentiment, monkeypatch):
+    """The run no longer holds the whole set's heads, so the button promises no rows of theirs; the
+    heatmaps page still opens on the sentence."""
+    monkeypatch.setenv("IRL_LENS_RUN", str(sentiment.path))
+    at = AppTest.from_file(ENTRY, default_timeout=300).run()
+    at.switch_page("app_pages/equivalent.py").run()
+    look = next(s for s in at.selectbox if s.label == "Read one of them word by word")
+    assert len(look.options) == 44  # the chosen member and the most typical reward part on 44 test sentences
+    row = look.value
+    (button,) = [b for b in at.button if b.label.startswith("Open it in Token heatmaps")]
+    assert button.label == "Open it in Token heatmaps"
+    button.click().run()
+    assert not at.exception, at.exception
+    assert next(s for s in at.selectbox if s.label == "Sentence").value == row
+    assert not [s for s in at.selectbox if s.label == "Beside the whole set's median"]

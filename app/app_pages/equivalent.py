@@ -21,6 +21,7 @@ from core.comparison import members_say_of_rows, threshold_words
 from core.equivalent_set import (
     apart_sentences,
     crowding_of,
+    equivalent_heads,
     member_profile,
     parted_lines,
     people_apart,
@@ -293,7 +294,10 @@ if everyone:
                             parted["row"])  # fmt: skip
             said_of = dict(zip(parted["row"], parted["sentence"], strict=True))
             look = st.selectbox("Read one of them word by word", list(said_of), format_func=lambda r: said_of[r][:120])
-            if st.button("Open it in Token heatmaps, with both rewards' rows"):
+            heads = bool(equivalent_heads(run))  # else only the shown members have heatmap rows there
+            if st.button("Open it in Token heatmaps" + (", with both rewards' rows" if heads else ""),
+                         help=None if heads else "The run no longer holds the whole set's heads (compacted): the "
+                         "heatmaps there are the shown members' only."):  # fmt: skip
                 st.session_state[HEATMAPS_REQUEST] = {"row": int(look), "beside": {picked: "the reward you looked up",
                                                                                    beside: "the reward you set beside it"}}  # fmt: skip
                 st.switch_page("app_pages/heatmaps.py")
