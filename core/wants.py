@@ -13,7 +13,9 @@ from core.comparison import GROUND_TRUTH, IMPLICIT, run_panel
 from core.equivalent_set import apart_sentences
 from core.faithfulness import indifferent_members, least_punishing, punish_summary
 from core.lexicon import (
+    EXTREME,
     LexiconConfig,
+    SetLexicon,
     disagreements,
     extremes,
     headline,
@@ -70,6 +72,8 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
     low, high = extremes(lexicon, main, min(n, len(lexicon) // 2))  # a short list: no word on both sides
     out = [f"Read through {reader}, the words most {words.dispreferred} to it are {quoted(low['word'])}; "
            f"the most {words.preferred}, {quoted(high['word'])}."]  # fmt: skip
+    if unbacked := unbacked_words(run, low["word"], high["word"], shown=main == ENSEMBLE):
+        out.append(unbacked)
     if GROUND_TRUTH in lexicon:
         gaps = disagreements(lexicon, main, 4 * n)
         higher, lower = gaps[gaps["gap"] > 0]["word"][:3], gaps[gaps["gap"] < 0]["word"][:3]
@@ -103,6 +107,29 @@ def pays_for(run: Run, n: int = 5) -> list[str] | None:
     elif every := punish_summary(faithfulness, words):
         out.append(every)
     return out
+
+
+def unbacked_words(run: Run, lowest, highest, *, shown: bool) -> str | None:
+    """Of the words the headline reward puts at each end (``lowest``, ``highest``), those that fewer
+    than half of the whole equivalent set rank among its :data:`core.lexicon.EXTREME` most
+    dispreferred (preferred) words, in a sentence with the share that does. ``shown``: the headline
+    is the shown members' ensemble, picked to differ. None where the set's lexicon was not kept or
+    the set backs every word."""
+    whole = SetLexicon.of(run)
+    if whole is None:
+        return None
+    words, shares = run.objective, whole.shares
+    parts = []
+    for listed, key, side in ((lowest, "toward_dispreferred", words.dispreferred), (highest, "toward_preferred", words.preferred)):
+        few = [(w, float(shares.loc[w, key])) for w in listed if w in shares.index and shares.loc[w, key] < 0.5]
+        if few:
+            parts.append(", ".join(f"“{w}” ({v:.0%})" for w, v in few) + f" among their {EXTREME:.0%} most {side}")
+    if not parts:
+        return None
+    why = ("the shown members are picked to differ, so their ensemble can lean on words the set is split on" if shown
+           else "one reward's list can lean on words the rest of the set does not share")  # fmt: skip
+    return (f"Not all of these hold across the whole equivalent set: fewer than half of its {whole.ranks.shape[1]:,} "
+            f"rewards rank {'; and '.join(parts)} (in brackets: the share that does); {why}.")  # fmt: skip
 
 
 def _lets_off(run: Run, member: str, limit: int = 120) -> str:

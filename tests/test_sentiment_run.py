@@ -279,12 +279,16 @@ def test_the_whole_sets_lexicon_says_where_the_chosen_member_and_the_most_typica
 
     from core.cli import app
     from core.lexicon import SetLexicon
+    from core.wants import pays_for
 
     whole = SetLexicon.of(sentiment)
     assert whole.ranks.shape == (600, 7_052) and whole.ranks.notna().all().all()
     figures = sentiment.stage_summary("lexicon")["lexicon_equivalent"]
     assert figures["n_members"] == 7_052 and (figures["n_opposite"], figures["n_divided"]) == (7, 127)
     assert [w["word"] for w in figures["opposite"][:2]] == ["menu", "cup"]
+    # the shown members' ensemble leans on nouns the set is split on, and says so
+    assert ("fewer than half of its 7,052 rewards rank “cup” (26%), “menu” (30%), “hair” (22%), “kitchen” (18%) among "
+            "their 10% most negative") in " ".join(pays_for(sentiment))  # fmt: skip
     runner = CliRunner()
     chosen = sentiment.stage_summary("evaluate")["best_member_id"]
     found = json.loads(runner.invoke(app, ["member", str(sentiment.path), chosen, "--beside", "typical", "--json"]).stdout)

@@ -923,3 +923,24 @@ def test_where_the_whole_set_splits_is_said_by_the_layers_its_rewards_read():
     assert typical_of_each_side(sides, names, typicality) == {True: names[10], False: names[13]}
     assert typical_of_each_side(sides, names, pd.Series(dtype=float)) == {True: names[0], False: names[3]}  # the set's order
     assert typical_of_each_side(np.zeros(len(names), bool), names, typicality) == {False: names[13]}
+
+
+def test_the_headline_words_the_whole_set_does_not_back_are_named(monkeypatch):
+    """Of the shown members' most dispreferred words, those fewer than half of the whole set rank
+    so: 'flip' (a quarter of the set); 'split' (half) and 'insult' (all) stand."""
+    from types import SimpleNamespace
+
+    from core import wants
+    from core.lexicon import SetLexicon, set_ranks
+
+    table, lexicon = _word_set_table()
+    whole = SetLexicon(set_ranks(table, lexicon["word"].tolist()), lexicon)
+    monkeypatch.setattr(wants.SetLexicon, "of", classmethod(lambda cls, run: whole))
+    run = SimpleNamespace(objective=BUILT_IN["toxicity"])
+    assert wants.unbacked_words(run, ["insult", "split", "flip"], ["kind"], shown=True) == (
+        "Not all of these hold across the whole equivalent set: fewer than half of its 20 rewards rank “flip” (25%) among "
+        "their 10% most toxic (in brackets: the share that does); the shown members are picked to differ, so their "
+        "ensemble can lean on words the set is split on.")  # fmt: skip
+    assert wants.unbacked_words(run, ["insult"], ["kind"], shown=False) is None
+    monkeypatch.setattr(wants.SetLexicon, "of", classmethod(lambda cls, run: None))
+    assert wants.unbacked_words(run, ["flip"], [], shown=True) is None  # the set's lexicon was not kept
