@@ -158,7 +158,7 @@ def whole_set(run: Run, members: list[str]):
 
 HEATMAPS_REQUEST = "heatmaps_request"
 """Session key of a sentence and two rewards another page asks the heatmaps page to open:
-{"row": demonstration row, "beside": {member id: what to call it}}."""
+{"run": the run's path, "row": demonstration row, "beside": {member id: what to call it}}."""
 
 
 def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=None,

@@ -386,3 +386,8 @@ def test_the_equivalent_page_opens_a_sentence_two_rewards_part_on_in_the_heatmap
     assert escape("the reward you set beside it, layer 10 · repeat 0 · epoch 17") in said  # the chosen member has its row
     assert plain("Word by word (each reward scaled to its largest word): the reward you looked up (layer 1 · repeat 0 · "
                  "epoch 15) blames") in said  # fmt: skip
+    from app.state import HEATMAPS_REQUEST
+
+    at.session_state[HEATMAPS_REQUEST] = at.session_state[HEATMAPS_REQUEST] | {"run": "/another/run"}  # the sidebar's run changed
+    at.switch_page("app_pages/heatmaps.py").run()
+    assert next(s for s in at.selectbox if s.label == "Beside the whole set's median").value != "sent"

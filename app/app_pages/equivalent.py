@@ -298,8 +298,8 @@ if everyone:
             if st.button("Open it in Token heatmaps" + (", with both rewards' rows" if heads else ""),
                          help=None if heads else "The run no longer holds the whole set's heads (compacted): the "
                          "heatmaps there are the shown members' only."):  # fmt: skip
-                st.session_state[HEATMAPS_REQUEST] = {"row": int(look), "beside": {picked: "the reward you looked up",
-                                                                                   beside: "the reward you set beside it"}}  # fmt: skip
+                st.session_state[HEATMAPS_REQUEST] = {"run": str(run.path), "row": int(look),
+                                                      "beside": {picked: "the reward you looked up", beside: "the reward you set beside it"}}  # fmt: skip
                 st.switch_page("app_pages/heatmaps.py")
     st.caption(f"To optimise this reward alone: `irl-lens rlhf RUN --reward recovered --members {found['member']} --name NAME` (a member id is letters, digits and dashes only).")
 

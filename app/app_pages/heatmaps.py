@@ -74,6 +74,8 @@ if view.empty:
 options = view["row"].head(300).tolist()
 text_of = dict(zip(view["row"], view["sentence"], strict=True))
 request = st.session_state.get(HEATMAPS_REQUEST)  # a sentence and two rewards sent by the Equivalent page
+if request and request["run"] != str(run.path):  # sent for another run than the one now selected
+    request = None
 if request and request["row"] in text_of:
     options = [request["row"], *[r for r in options if r != request["row"]]]
 row = st.selectbox("Sentence", options, format_func=lambda r: text_of[r][:120])
