@@ -170,7 +170,13 @@ def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=No
     it, where their word scores part; None where the run has no whole set to read. ``blame``: the
     set's :class:`core.saliency.SetBlame` where the probe queue computed it already."""
     from core.rendering import kept_row, set_blame_row
-    from core.saliency import GROUND_TRUTH, set_blame_sentence, two_blame_sentence, word_agreement
+    from core.saliency import (
+        GROUND_TRUTH,
+        set_blame_sentence,
+        two_blame_sentence,
+        verdict_gap_sentence,
+        word_agreement,
+    )
 
     if blame is None or (beside and not set(beside) <= set(blame.kept)):
         whole = whole_set(run, members)
@@ -199,6 +205,10 @@ def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=No
         parted = two_blame_sentence(blame.words, (f"{a_called} ({member_label(a)})", blame.kept[a]),
                                     (f"{b_called} ({member_label(b)})", blame.kept[b]))  # fmt: skip
         out += "\n\n" + plain(parted) if parted else ""
+        whole = whole_set(run, members)
+        gap = whole.verdict_gap(result.text, a, b) if whole is not None and whole.saliency is not None else None
+        if gap is not None:
+            out += "\n\n" + plain(verdict_gap_sentence(gap["words_of"], gap, a_called, b_called))
     return out
 
 

@@ -428,7 +428,7 @@ def _add_each_side(items: list[dict], whole, objective) -> None:
     the most typical reward that calls it each side part, word by word (``whole_set.each_side``;
     one more backbone pass for such a text, keeping those two rewards' scores)."""
     from core.checkpoints import label
-    from core.saliency import two_blame_sentence
+    from core.saliency import two_blame_sentence, verdict_gap_sentence
 
     for item in items:
         each = item["whole_set_says"]["typical_of_each_side"]
@@ -436,9 +436,13 @@ def _add_each_side(items: list[dict], whole, objective) -> None:
             continue
         blame = whole.blame(item["text"], keep=list(each.values()))
         a, b = each["dispreferred"], each["preferred"]
-        item["whole_set"]["each_side"] = two_blame_sentence(
-            blame.words, (f"the most typical reward that calls it {objective.dispreferred} ({label(a)})", blame.kept[a]),
-            (f"the most typical reward that calls it {objective.preferred} ({label(b)})", blame.kept[b]))  # fmt: skip
+        names = (f"the most typical reward that calls it {objective.dispreferred} ({label(a)})",
+                 f"the most typical reward that calls it {objective.preferred} ({label(b)})")  # fmt: skip
+        said = two_blame_sentence(blame.words, (names[0], blame.kept[a]), (names[1], blame.kept[b]))
+        gap = whole.verdict_gap(item["text"], a, b)
+        if gap is not None:
+            said += " " + verdict_gap_sentence(gap["words_of"], gap, *names)
+        item["whole_set"]["each_side"] = said
 
 
 @app.command("saliency")

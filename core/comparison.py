@@ -205,13 +205,15 @@ class WholeSet:
     the run no longer holds the heads (compacted, LoRA / full)."""
 
     def __init__(self, reward: RecoveredReward, thresholds: np.ndarray | None = None, *, max_entries: int = 256,
-                 typical: str | None = None, typicality: pd.Series | None = None) -> None:  # fmt: skip
+                 typical: str | None = None, typicality: pd.Series | None = None, lines: pd.Series | None = None,
+                 scale: pd.Series | None = None) -> None:  # fmt: skip
         from core.saliency import RewardSaliency, exact_available
 
         self.reward, self.max_entries = reward, max_entries
         # the set's most typical reward (SetSplit.most_typical): each SetBlame keeps its word scores whole
         self.typical = typical if typical in reward.names else None
         self.typicality = pd.Series(dtype=float) if typicality is None else typicality  # SetSplit.typicality
+        self.lines, self.scale = lines, scale  # by member: the line evaluate drew, the training sd of its rewards
         self._thresholds = None if thresholds is None else np.asarray(thresholds, float)
         self._calibration: np.ndarray | None = None  # each reward's calibration-sentence scores, sorted
         self.saliency = RewardSaliency(reward) if exact_available(reward) else None
@@ -222,14 +224,18 @@ class WholeSet:
         """The run's whole set; its thresholds calibrated now, or (``calibrate=False``) when first
         needed, for a caller that may only want the set's blame."""
         from core.equivalent_set import equivalent_heads
+        from core.irl import CANDIDATES
         from core.set_verdicts import LINES, typicality_of
 
         ids = equivalent_heads(run)
         if not ids:
             return None
-        typicality = typicality_of(run.optional_table(LINES))  # only the lines: not the set's verdicts
+        lines = run.optional_table(LINES)  # only the lines: not the set's verdicts
+        typicality = typicality_of(lines)
+        scale = run.read_table(CANDIDATES).drop_duplicates("member", keep="last").set_index("member")["reward_std"]
         whole = cls(RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer),
-                    typical=typicality.idxmax() if len(typicality) else None, typicality=typicality)  # fmt: skip
+                    typical=typicality.idxmax() if len(typicality) else None, typicality=typicality,
+                    lines=None if lines is None else lines.set_index("member")["threshold"], scale=scale)  # fmt: skip
         if calibrate:
             whole.thresholds  # noqa: B018  calibrated here, so that a failure shows at load
         return whole
@@ -321,6 +327,21 @@ class WholeSet:
             raise IrlLensError("the whole set's word scores need mean-pooled frozen members (the exact decomposition)")
         self.explain_only([text], keep)
         return self._explained[text][1]
+
+    def verdict_gap(self, text: str, a: str, b: str) -> dict | None:
+        """Why rewards ``a`` and ``b`` of the set stand where they do from their lines on one text,
+        word by word and exactly (``core.saliency.verdict_gap``), with the text's words. The lines
+        are those its verdicts were read at: drawn here where this set has calibrated them (the
+        probe's :meth:`sides`), else the ones evaluate stored (the test split's verdicts). None
+        where neither, or the scales, are known."""
+        from core.saliency import verdict_gap
+
+        lines = self.lines if self._thresholds is None else pd.Series(self._thresholds, index=self.reward.names)
+        if lines is None or self.scale is None or not {a, b} <= set(lines.index) & set(self.scale.index):
+            return None
+        blame = self.blame(text, keep=[a, b])
+        rewards = dict(zip(self.reward.names, self._rewards([text])[0], strict=True))
+        return verdict_gap(*((blame.kept[m], rewards[m], lines[m], self.scale[m]) for m in (a, b))) | {"words_of": blame.words}
 
     def says(self, shares: np.ndarray, objective) -> list[str]:
         """Per text, what the whole set says, in the objective's words (:func:`set_says`)."""

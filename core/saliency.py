@@ -514,6 +514,33 @@ def two_blame_sentence(words: Sequence[str], first: tuple[str, np.ndarray], seco
             f"part most on “{words[apart]}”: {a[apart]:+.2f} against {b[apart]:+.2f}.")  # fmt: skip
 
 
+def verdict_gap(first: tuple, second: tuple) -> dict:
+    """Why two mean-pooled rewards' verdicts on one text part, exactly. Each reward's distance from
+    its own verdict line, (reward − line) / its training sd (below 0: the dispreferred side), is the
+    sum of its words' exact shares and a rest (its bias and the start token's share, less its line),
+    all in that sd; the gap between the two splits the same way. ``first``, ``second``: (word
+    scores, reward, line, sd) of each. Returns both margins, each word's share of the gap (the
+    first's minus the second's) and the rest's."""
+    (a, reward_a, line_a, sd_a), (b, reward_b, line_b, sd_b) = first, second
+    a_words, b_words = np.asarray(a, float) / sd_a, np.asarray(b, float) / sd_b
+    margin_a, margin_b = (reward_a - line_a) / sd_a, (reward_b - line_b) / sd_b
+    return {"margins": (float(margin_a), float(margin_b)), "words": a_words - b_words,
+            "rest": float((margin_a - a_words.sum()) - (margin_b - b_words.sum()))}  # fmt: skip
+
+
+def verdict_gap_sentence(words: Sequence[str], gap: dict, first: str, second: str, n: int = 3) -> str:
+    """:func:`verdict_gap` in a sentence: where each reward sits from its line, and how much of the
+    gap between them the words give (the largest shares named) and how much the rest. Words come
+    from the text: escape them to display."""
+    (margin_a, margin_b), shares = gap["margins"], gap["words"]
+    top = [i for i in np.argsort(-np.abs(shares), kind="stable")[:n] if abs(shares[i]) >= 0.005]
+    named = f" (the most: {', '.join(f'“{words[i]}” {shares[i]:+.2f}' for i in top)})" if top else ""
+    return (f"Exactly, in each reward's training sd: {first} sits {margin_a:+.2f} from its line and {second} "
+            f"{margin_b:+.2f} (below 0: the dispreferred side). Of the {margin_a - margin_b:+.2f} between them, the "
+            f"words give {shares.sum():+.2f}{named}, and the rest (each one's bias and start token, less its line) "
+            f"{gap['rest']:+.2f}.")  # fmt: skip
+
+
 def token_occlusion(
     score, tokenizer, ids: torch.Tensor, mask: torch.Tensor
 ) -> tuple[np.ndarray, np.ndarray]:

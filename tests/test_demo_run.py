@@ -285,6 +285,7 @@ def test_the_live_probe_on_the_demo_says_where_the_whole_set_splits(demo, monkey
     assert rows.count(escape("the most typical reward that calls it toxic, layer 2 · repeat 0 · epoch 35")) == 1
     assert rows.count(plain("Word by word (each reward scaled to its largest word): the most typical reward that calls it "
                             "toxic (layer 2 · repeat 0 · epoch 35) blames “stupid” most")) == 1  # fmt: skip
+    assert rows.count(plain("Exactly, in each reward's training sd: the most typical reward that calls it toxic sits -")) == 1
 
 
 def test_any_of_the_demos_equally_good_rewards_can_be_looked_up(demo):
@@ -356,6 +357,9 @@ def test_the_heatmaps_page_sets_a_reward_of_each_side_beside_the_set_where_it_sp
                  "(layer 10 · repeat 0 · epoch 17) blames “Bitch” most.") in said  # fmt: skip
     assert escape("the most typical reward that calls it non-toxic, layer 10 · repeat 0 · epoch 17") in said
     assert escape("the most typical reward that calls it toxic, layer 9 · repeat 0 · epoch 11") in said
+    assert plain("Exactly, in each reward's training sd: the most typical reward that calls it toxic sits -0.19 from its "
+                 "line and the most typical reward that calls it non-toxic +0.14 (below 0: the dispreferred side). Of the "
+                 "-0.33 between them, the words give -0.26 (the most: “I'm” -0.10") in said  # fmt: skip
     beside.set_value("l1-r1-e4").run()
     assert not at.exception, at.exception
     said = " ".join(m.value for m in at.markdown)
@@ -391,3 +395,23 @@ def test_the_equivalent_page_opens_a_sentence_two_rewards_part_on_in_the_heatmap
     at.session_state[HEATMAPS_REQUEST] = at.session_state[HEATMAPS_REQUEST] | {"run": "/another/run"}  # the sidebar's run changed
     at.switch_page("app_pages/heatmaps.py").run()
     assert next(s for s in at.selectbox if s.label == "Beside the whole set's median").value != "sent"
+
+
+def test_why_two_rewards_part_adds_up_to_the_verdicts_evaluate_stored(demo):
+    """On the ten test sentences the whole set splits most evenly, the most typical reward of each
+    side sits on its side of its stored line, and its words and the rest add up to the gap."""
+    from core.comparison import WholeSet
+    from core.recovered_reward import irl_config
+    from core.set_verdicts import SetSplit
+
+    split, whole = SetSplit.of(demo), WholeSet.load(demo, calibrate=False)
+    texts = demo.read_table("demonstrations")[irl_config(demo).text_column()]
+    evenly = (split.share.loc[split.contested] - 0.5).abs().sort_values(kind="stable").index[:10]
+    for row in evenly:
+        sides = split.typical_on_each_side(row)
+        gap = whole.verdict_gap(texts[row], sides[True], sides[False])
+        toxic, clean = gap["margins"]
+        assert toxic < 0 <= clean  # as each one's stored verdict says
+        assert gap["words"].sum() + gap["rest"] == pytest.approx(toxic - clean)
+        assert len(gap["words"]) == len(gap["words_of"])
+    assert whole.verdict_gap(texts[evenly[0]], sides[True], "l99-r0-e1") is None  # not a reward of the set

@@ -318,3 +318,20 @@ def test_two_rewards_word_scores_say_where_they_part():
     raised = two_blame_sentence(words, ("a", np.array([0.1, 0.2, 0.3])), ("b", np.array([-0.3, 0.0, 0.0])))
     assert "a lowers its reward with no word; b blames “you” most. They part most on “you”: +0.33 against -1.00." in raised
     assert two_blame_sentence(("one",), ("a", np.ones(1)), ("b", np.ones(1))) is None
+
+
+def test_two_rewards_verdicts_part_by_their_words_and_their_lines_exactly():
+    """Each reward's (reward − line) / sd is its words' shares plus a rest; the gap splits the same way."""
+    from core.saliency import verdict_gap, verdict_gap_sentence
+
+    words = ("you", "are", "kind")
+    a = (np.array([-2.0, 0.0, 1.0]), -0.5, 0.5, 2.0)  # reward -0.5 at a line of 0.5, sd 2: 0.5 sd below it
+    b = (np.array([-1.0, 0.0, 1.0]), 1.0, 0.0, 1.0)  # 1 sd above its line
+    gap = verdict_gap(a, b)
+    assert gap["margins"] == (-0.5, 1.0)
+    np.testing.assert_allclose(gap["words"], [-1.0 - (-1.0), 0.0, 0.5 - 1.0])
+    assert gap["words"].sum() + gap["rest"] == pytest.approx(-1.5)  # the whole gap, exactly
+    said = verdict_gap_sentence(words, gap, "the first", "the second")
+    assert said == ("Exactly, in each reward's training sd: the first sits -0.50 from its line and the second +1.00 (below 0: "
+                    "the dispreferred side). Of the -1.50 between them, the words give -0.50 (the most: “kind” -0.50), "
+                    "and the rest (each one's bias and start token, less its line) -1.00.")  # fmt: skip

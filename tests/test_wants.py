@@ -767,7 +767,11 @@ def test_the_whole_set_says_which_word_it_blames_most(wanted):
     assert items[0]["whole_set"]["each_side"].startswith(
         f"Word by word (each reward scaled to its largest word): the most typical reward that calls it "
         f"{wanted.objective.dispreferred} ({label(ids[0])}) blames “")  # fmt: skip
-    assert "each_side" not in items[1]["whole_set"]
+    assert "each_side" not in items[1]["whole_set"] and "Exactly" not in items[0]["whole_set"]["each_side"]  # no lines given
+    lined = WholeSet(whole.reward, lines=pd.Series(0.0, index=ids), scale=pd.Series(1.0, index=ids))
+    _add_each_side(items, lined, wanted.objective)
+    assert "They part most on “" in items[0]["whole_set"]["each_side"]
+    assert " Exactly, in each reward's training sd: the most typical reward that calls it " in items[0]["whole_set"]["each_side"]
 
 
 def test_any_equally_good_reward_gives_a_verdict_at_its_own_calibrated_threshold(wanted):
