@@ -343,6 +343,23 @@ class WholeSet:
         rewards = dict(zip(self.reward.names, self._rewards([text])[0], strict=True))
         return verdict_gap(*((blame.kept[m], rewards[m], lines[m], self.scale[m]) for m in (a, b))) | {"words_of": blame.words}
 
+    def verdict_gaps(self, texts: Sequence[str], a: str, b: str) -> pd.DataFrame | None:
+        """:meth:`verdict_gap` over many texts (one batched pass of the set): per text, both margins,
+        the gap, the words' part and the rest's, and the word whose share of the gap is largest.
+        None where the lines or the scales are not known."""
+        self.explain_only(texts, keep=[a, b])
+        rows = []
+        for text in texts:
+            gap = self.verdict_gap(text, a, b)
+            if gap is None:
+                return None
+            top = int(np.argmax(np.abs(gap["words"]))) if len(gap["words"]) else None
+            rows.append({"text": text, "margin_a": gap["margins"][0], "margin_b": gap["margins"][1],
+                         "gap": gap["margins"][0] - gap["margins"][1], "words": float(gap["words"].sum()), "rest": gap["rest"],
+                         "top_word": None if top is None else gap["words_of"][top],
+                         "top_share": None if top is None else float(gap["words"][top])})  # fmt: skip
+        return pd.DataFrame(rows)
+
     def says(self, shares: np.ndarray, objective) -> list[str]:
         """Per text, what the whole set says, in the objective's words (:func:`set_says`)."""
         return set_says(shares, len(self.reward.names), objective)
@@ -414,6 +431,18 @@ def typical_says(sides: np.ndarray, names: Sequence[str], typical: str | None, o
     with_it = float((sides == own).mean())
     return (f"The set's most typical reward, {label(typical)}, calls it {objective.side(own)}, as {with_it:.0%} of the set "
             "do.")
+
+
+def verdict_gaps_sentence(gaps: pd.DataFrame, first: str, second: str) -> str:
+    """:meth:`WholeSet.verdict_gaps` in a sentence: over the texts two rewards part on, how much of
+    the gap between their verdicts (each one's reward less its line, in its training sd) comes from
+    their lines and biases and how much from the words, exactly."""
+    rest, words = gaps["rest"], gaps["words"]
+    steady = " on every one of them (it does not read the text)" if np.ptp(rest) < 1e-3 else " (median)"
+    larger = int((words.abs() > rest.abs()).sum())
+    return (f"Over the {len(gaps)} sentences {first} and {second} part on, each one's reward less its line, in its "
+            f"training sd: their lines and biases set {first} {rest.median():+.2f} against {second}{steady}; the words "
+            f"give a median {words.abs().median():.2f} either way, more than the lines and biases on {larger} of the {len(gaps)}.")
 
 
 def typical_of_each_side(sides: np.ndarray, names: Sequence[str], typicality: pd.Series) -> dict[bool, str]:

@@ -415,3 +415,26 @@ def test_why_two_rewards_part_adds_up_to_the_verdicts_evaluate_stored(demo):
         assert gap["words"].sum() + gap["rest"] == pytest.approx(toxic - clean)
         assert len(gap["words"]) == len(gap["words_of"])
     assert whole.verdict_gap(texts[evenly[0]], sides[True], "l99-r0-e1") is None  # not a reward of the set
+
+
+def test_the_lookup_says_whether_two_rewards_part_in_their_words_or_their_lines(demo, monkeypatch):
+    """On demand, one pass of the whole set: over the 31 sentences the chosen member and the most
+    typical reward part on, their lines and biases give the same offset on every one, and the
+    words the rest (exactly: the two parts add up to each gap)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from app.components import plain
+
+    monkeypatch.setenv("IRL_LENS_RUN", str(demo.path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/equivalent.py").run()
+    next(b for b in at.button if b.label.startswith("Why they part, sentence by sentence")).click().run()
+    assert not at.exception, at.exception
+    said = " ".join(m.value for m in at.markdown)
+    assert plain("Over the 31 sentences layer 1 · repeat 0 · epoch 15 and layer 10 · repeat 0 · epoch 17 part on, each "
+                 "one's reward less its line, in its training sd: their lines and biases set layer 1 · repeat 0 · epoch 15 "
+                 "-0.18 against layer 10 · repeat 0 · epoch 17 on every one of them (it does not read the text)") in said  # fmt: skip
+    gaps = next(d.value for d in at.dataframe if "lines and biases (sd)" in d.value.columns)
+    assert len(gaps) == 31 and (abs(gaps["words (sd)"] + gaps["lines and biases (sd)"] - gaps["gap (sd)"]) <= 0.011).all()

@@ -335,3 +335,17 @@ def test_two_rewards_verdicts_part_by_their_words_and_their_lines_exactly():
     assert said == ("Exactly, in each reward's training sd: the first sits -0.50 from its line and the second +1.00 (below 0: "
                     "the dispreferred side). Of the -1.50 between them, the words give -0.50 (the most: “kind” -0.50), "
                     "and the rest (each one's bias and start token, less its line) -1.00.")  # fmt: skip
+
+
+def test_the_gaps_over_many_sentences_say_lines_against_words():
+    import pandas as pd
+
+    from core.comparison import verdict_gaps_sentence
+
+    gaps = pd.DataFrame({"gap": [0.3, -0.5, 0.1], "words": [0.5, -0.3, 0.3], "rest": [-0.2, -0.2, -0.2]})
+    assert verdict_gaps_sentence(gaps, "A", "B") == (
+        "Over the 3 sentences A and B part on, each one's reward less its line, in its training sd: their lines and biases "
+        "set A -0.20 against B on every one of them (it does not read the text); the words give a median 0.30 either way, "
+        "more than the lines and biases on 3 of the 3.")  # fmt: skip
+    varied = verdict_gaps_sentence(gaps.assign(rest=[-0.2, 0.1, 0.0]), "A", "B")
+    assert "set A +0.00 against B (median)" in varied and "more than the lines and biases on 3 of the 3" in varied

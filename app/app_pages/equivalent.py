@@ -6,18 +6,29 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.components import STRIP_POINTS, chart_sample, chart_text, plain, side_labels, side_palette
+from app.components import (
+    STRIP_POINTS,
+    chart_sample,
+    chart_text,
+    plain,
+    side_labels,
+    side_palette,
+    working,
+)
 from app.state import (
     HEATMAPS_REQUEST,
     member_label,
+    model_turn,
     no_ground_truth_note,
     require,
     run_table,
     selected_run,
     set_split,
+    shown_members,
+    whole_set,
 )
 from core.checkpoints import ENSEMBLE, Member
-from core.comparison import members_say_of_rows, threshold_words
+from core.comparison import members_say_of_rows, threshold_words, verdict_gaps_sentence
 from core.equivalent_set import (
     apart_sentences,
     crowding_of,
@@ -295,6 +306,17 @@ if everyone:
             said_of = dict(zip(parted["row"], parted["sentence"], strict=True))
             look = st.selectbox("Read one of them word by word", list(said_of), format_func=lambda r: said_of[r][:120])
             heads = bool(equivalent_heads(run))  # else only the shown members have heatmap rows there
+            if heads and st.button("Why they part, sentence by sentence (one pass of the whole set)"):
+                whole = whole_set(run, shown_members(run))
+                texts = run_table(run, "demonstrations").loc[parted["row"], "sentence"].tolist()  # as the rewards read them
+                with working("Explaining every equally good reward…"), model_turn():
+                    gaps = whole.verdict_gaps(texts, picked, beside) if whole is not None and whole.saliency is not None else None
+                if gaps is not None:
+                    st.markdown(plain(verdict_gaps_sentence(gaps, member_label(picked), member_label(beside))))
+                    st.dataframe(pd.DataFrame({"sentence": gaps["text"], "gap (sd)": gaps["gap"], "words (sd)": gaps["words"],
+                                               "lines and biases (sd)": gaps["rest"], "the word that gives most": gaps["top_word"],
+                                               "its share (sd)": gaps["top_share"]}).round(2), hide_index=True,
+                                 column_config={"sentence": st.column_config.TextColumn(width="large")})  # fmt: skip
             if st.button("Open it in Token heatmaps" + (", with both rewards' rows" if heads else ""),
                          help=None if heads else "The run no longer holds the whole set's heads (compacted): the "
                          "heatmaps there are the shown members' only."):  # fmt: skip
