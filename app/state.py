@@ -170,13 +170,7 @@ def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=No
     it, where their word scores part; None where the run has no whole set to read. ``blame``: the
     set's :class:`core.saliency.SetBlame` where the probe queue computed it already."""
     from core.rendering import kept_row, set_blame_row
-    from core.saliency import (
-        GROUND_TRUTH,
-        set_blame_sentence,
-        two_blame_sentence,
-        verdict_gap_sentence,
-        word_agreement,
-    )
+    from core.saliency import GROUND_TRUTH, set_blame_sentence, word_agreement
 
     if blame is None or (beside and not set(beside) <= set(blame.kept)):
         whole = whole_set(run, members)
@@ -200,15 +194,8 @@ def add_whole_set_row(run: Run, members: list[str], result, rows: list, blame=No
     if said is None:
         return None
     out = plain(said) + " Dashed in the whole set's row: words it puts on opposite sides."
-    if len(beside) == 2:
-        (a, a_called), (b, b_called) = beside.items()
-        parted = two_blame_sentence(blame.words, (f"{a_called} ({member_label(a)})", blame.kept[a]),
-                                    (f"{b_called} ({member_label(b)})", blame.kept[b]))  # fmt: skip
-        out += "\n\n" + plain(parted) if parted else ""
-        whole = whole_set(run, members)
-        gap = whole.verdict_gap(result.text, a, b) if whole is not None and whole.saliency is not None else None
-        if gap is not None:
-            out += "\n\n" + plain(verdict_gap_sentence(gap["words_of"], gap, a_called, b_called))
+    if len(beside) == 2 and (whole := whole_set(run, members)) is not None and whole.saliency is not None:
+        out += "".join("\n\n" + plain(line) for line in whole.two_rewards_words(result.text, beside))
     return out
 
 

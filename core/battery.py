@@ -332,12 +332,18 @@ def _layers(layers: list[str]) -> str:
     return layers[0] if len(layers) == 1 else f"{', '.join(layers[:-1])} and {layers[-1]}"
 
 
+def _named_layers(edit: dict, n: int) -> dict:
+    """An edit's (or a lexicon word's) ``by_layer`` shares, of the layers large enough to name:
+    at least :data:`LAYER_MIN_SHARE` of the set's ``n`` rewards, and two."""
+    return {layer: v for layer, v in edit["by_layer"].items() if v[0] >= max(2, LAYER_MIN_SHARE * n)}
+
+
 def which_layers(edit: dict, n: int) -> str:
     """Where in the set a divided edit's (or a lexicon word's) main direction lives: the layers (holding at least
     :data:`LAYER_MIN_SHARE` of the set) with at least :data:`SETTLED` of their rewards moved that
     way, and those with at most 1 − :data:`SETTLED`."""
     key = 2 if edit["toward_dispreferred"] >= edit["toward_preferred"] else 1
-    big = {layer: v for layer, v in edit["by_layer"].items() if v[0] >= max(2, LAYER_MIN_SHARE * n)}
+    big = _named_layers(edit, n)
     most = [layer for layer, v in big.items() if v[key] >= SETTLED]
     few = [layer for layer, v in big.items() if v[key] <= 1 - SETTLED]
     parts = ([f"{SETTLED:.0%} or more of those reading layer{'s' * (len(most) > 1)} {_layers(most)}"] if most else []) + (
@@ -349,7 +355,7 @@ def side_layers(edit: dict, n: int, words) -> str:
     """Where in the set each side of an edit (or a lexicon word) that goes opposite ways lives: per
     side, the layers (holding at least :data:`LAYER_MIN_SHARE` of the set) at least half of whose
     rewards take that side. Opposite ways across the set is often one layer against another."""
-    big = {layer: v for layer, v in edit["by_layer"].items() if v[0] >= max(2, LAYER_MIN_SHARE * n)}
+    big = _named_layers(edit, n)
     parts = []
     for key, side in ((2, words.dispreferred), (1, words.preferred)):
         layers = [layer for layer, v in big.items() if v[key] >= 0.5]

@@ -378,10 +378,11 @@ def score(
         console.print(f"{RANK_COLUMN[0].upper() + RANK_COLUMN[1:]}: the share of the run's training sentences the members "
                       f"rate below the text, whatever line is drawn; a line that flags a larger share calls it "
                       f"{target.objective.dispreferred}.", markup=False, highlight=False)  # fmt: skip
-    for i, item in enumerate(items):  # what the whole set says of each text: a finding, on stdout
+    out = Console()  # what the whole set says of each text: a finding, on stdout
+    for i, item in enumerate(items):
         for said in ((item.get("whole_set_says") or {}).get("layers_said"), *((item.get("whole_set") or {}).get(k) for k in ("said", "each_side"))):
             if said:
-                Console().print(f"#{i + 1}: {said}", markup=False, highlight=False)
+                out.print(f"#{i + 1}: {said}", markup=False, highlight=False)
 
 
 def _literal(text: str):
@@ -424,25 +425,17 @@ def _add_set_blame(items: list[dict], blames: list, has_truth: bool) -> None:
 
 
 def _add_each_side(items: list[dict], whole, objective) -> None:
-    """Where the whole set splits on a text and its word scores are known (``whole_set``): where
-    the most typical reward that calls it each side part, word by word (``whole_set.each_side``;
-    one more backbone pass for such a text, keeping those two rewards' scores)."""
-    from core.checkpoints import label
-    from core.saliency import two_blame_sentence, verdict_gap_sentence
+    """Where the whole set splits on a text and its word scores are known (``whole_set``): the most
+    typical reward that calls it each side, word by word (``whole_set.each_side``:
+    ``WholeSet.two_rewards_words``; one more backbone pass for such a text)."""
+    from core.comparison import each_side_named
 
     for item in items:
         each = item["whole_set_says"]["typical_of_each_side"]
         if "whole_set" not in item or len(each) != 2:
             continue
-        blame = whole.blame(item["text"], keep=list(each.values()))
-        a, b = each["dispreferred"], each["preferred"]
-        names = (f"the most typical reward that calls it {objective.dispreferred} ({label(a)})",
-                 f"the most typical reward that calls it {objective.preferred} ({label(b)})")  # fmt: skip
-        said = two_blame_sentence(blame.words, (names[0], blame.kept[a]), (names[1], blame.kept[b]))
-        gap = whole.verdict_gap(item["text"], a, b)
-        if gap is not None:
-            said += " " + verdict_gap_sentence(gap["words_of"], gap, *names)
-        item["whole_set"]["each_side"] = said
+        named = each_side_named({True: each["dispreferred"], False: each["preferred"]}, objective)
+        item["whole_set"]["each_side"] = " ".join(whole.two_rewards_words(item["text"], named))
 
 
 @app.command("saliency")

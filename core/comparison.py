@@ -205,19 +205,24 @@ class WholeSet:
     the run no longer holds the heads (compacted, LoRA / full)."""
 
     def __init__(self, reward: RecoveredReward, thresholds: np.ndarray | None = None, *, max_entries: int = 256,
-                 typical: str | None = None, typicality: pd.Series | None = None, lines: pd.Series | None = None,
+                 typicality: pd.Series | None = None, lines: pd.Series | None = None,
                  scale: pd.Series | None = None) -> None:  # fmt: skip
         from core.saliency import RewardSaliency, exact_available
 
         self.reward, self.max_entries = reward, max_entries
-        # the set's most typical reward (SetSplit.most_typical): each SetBlame keeps its word scores whole
-        self.typical = typical if typical in reward.names else None
         self.typicality = pd.Series(dtype=float) if typicality is None else typicality  # SetSplit.typicality
         self.lines, self.scale = lines, scale  # by member: the line evaluate drew, the training sd of its rewards
         self._thresholds = None if thresholds is None else np.asarray(thresholds, float)
         self._calibration: np.ndarray | None = None  # each reward's calibration-sentence scores, sorted
         self.saliency = RewardSaliency(reward) if exact_available(reward) else None
         self._explained: dict[str, tuple[np.ndarray, object]] = {}
+
+    @cached_property
+    def typical(self) -> str | None:
+        """The set's most typical reward among these heads (``SetSplit.most_typical``): each
+        ``SetBlame`` keeps its word scores whole."""
+        among = self.typicality[self.typicality.index.isin(self.reward.names)]
+        return str(among.idxmax()) if len(among) else None
 
     @classmethod
     def load(cls, run, *, backbone=None, tokenizer=None, calibrate: bool = True) -> WholeSet | None:
@@ -231,10 +236,8 @@ class WholeSet:
         if not ids:
             return None
         lines = run.optional_table(LINES)  # only the lines: not the set's verdicts
-        typicality = typicality_of(lines)
         scale = run.read_table(CANDIDATES).drop_duplicates("member", keep="last").set_index("member")["reward_std"]
-        whole = cls(RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer),
-                    typical=typicality.idxmax() if len(typicality) else None, typicality=typicality,
+        whole = cls(RecoveredReward(run, ids, backbone=backbone, tokenizer=tokenizer), typicality=typicality_of(lines),
                     lines=None if lines is None else lines.set_index("member")["threshold"], scale=scale)  # fmt: skip
         if calibrate:
             whole.thresholds  # noqa: B018  calibrated here, so that a failure shows at load
@@ -306,7 +309,7 @@ class WholeSet:
         unknown = set(keep) - set(self.reward.names)
         if unknown:
             raise IrlLensError(f"{sorted(unknown)[0]} is not one of the {len(self.reward.names):,} equally good rewards")
-        kept = list(dict.fromkeys([*([self.typical] if self.typical in self.reward.names else []), *keep]))
+        kept = list(dict.fromkeys([*([self.typical] if self.typical else []), *keep]))
         missing = list(dict.fromkeys(t for t in texts if t not in self._explained
                                      or not set(kept) <= set(self._explained[t][1].kept)))  # fmt: skip
         if not missing:
@@ -342,6 +345,21 @@ class WholeSet:
         blame = self.blame(text, keep=[a, b])
         rewards = dict(zip(self.reward.names, self._rewards([text])[0], strict=True))
         return verdict_gap(*((blame.kept[m], rewards[m], lines[m], self.scale[m]) for m in (a, b))) | {"words_of": blame.words}
+
+    def two_rewards_words(self, text: str, named: dict[str, str]) -> list[str]:
+        """Two rewards of the set (``named``: id → what to call it) on one text, in sentences: where
+        their word scores part (``core.saliency.two_blame_sentence``) and, where the lines and scales
+        are known, why their verdicts part, exactly (:meth:`verdict_gap`). Words come from the text:
+        escape them to display."""
+        from core.saliency import two_blame_sentence, verdict_gap_sentence
+
+        (a, a_called), (b, b_called) = named.items()
+        blame = self.blame(text, keep=[a, b])
+        said = [two_blame_sentence(blame.words, (f"{a_called} ({label(a)})", blame.kept[a]),
+                                   (f"{b_called} ({label(b)})", blame.kept[b]))]  # the first names them: the second need not
+        if (gap := self.verdict_gap(text, a, b)) is not None:
+            said.append(verdict_gap_sentence(gap["words_of"], gap, a_called, b_called))
+        return [line for line in said if line]
 
     def verdict_gaps(self, texts: Sequence[str], a: str, b: str) -> pd.DataFrame | None:
         """:meth:`verdict_gap` over many texts (one batched pass of the set): per text, both margins,
@@ -443,6 +461,12 @@ def verdict_gaps_sentence(gaps: pd.DataFrame, first: str, second: str) -> str:
     return (f"Over the {len(gaps)} sentences {first} and {second} part on, each one's reward less its line, in its "
             f"training sd: their lines and biases set {first} {rest.median():+.2f} against {second}{steady}; the words "
             f"give a median {words.abs().median():.2f} either way, more than the lines and biases on {larger} of the {len(gaps)}.")
+
+
+def each_side_named(each: dict[bool, str], objective) -> dict[str, str]:
+    """:func:`typical_of_each_side`'s two rewards, each named by the side it takes (the dispreferred
+    side's first), as the pages, the probe and ``irl-lens score`` set them beside the set."""
+    return {each[side]: f"the most typical reward that calls it {objective.side(side)}" for side in (True, False)}
 
 
 def typical_of_each_side(sides: np.ndarray, names: Sequence[str], typicality: pd.Series) -> dict[bool, str]:

@@ -727,12 +727,12 @@ def test_the_whole_set_says_which_word_it_blames_most(wanted):
     from core.errors import IrlLensError
 
     typical = ids[len(ids) // 2]
-    kept = WholeSet(whole.reward, typical=typical).blame(text).kept
+    kept = WholeSet(whole.reward, typicality=pd.Series({typical: 1.0})).blame(text).kept
     assert list(kept) == [typical]
     np.testing.assert_allclose(kept[typical], full.row(typical))
-    assert WholeSet(whole.reward, typical="l99-r0-e1").blame(text).kept == {}  # not a reward of these heads
+    assert WholeSet(whole.reward, typicality=pd.Series({"l99-r0-e1": 1.0})).blame(text).kept == {}  # not a reward of these heads
     # any other reward of the set, on demand: the text is explained again, keeping both
-    asked = WholeSet(whole.reward, typical=typical)
+    asked = WholeSet(whole.reward, typicality=pd.Series({typical: 1.0}))
     asked.blame(text)
     other = ids[0] if ids[0] != typical else ids[1]
     both = asked.blame(text, keep=[other])

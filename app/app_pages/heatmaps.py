@@ -17,6 +17,7 @@ from app.state import (
     shown_members,
     whole_set,
 )
+from core.comparison import each_side_named
 from core.faithfulness import by_method, caution, punish_summary, punishes_notes
 from core.saliency import (
     METHODS,
@@ -158,8 +159,7 @@ if whole is not None and whole.saliency is not None:
     if pick == "sent":
         beside = sent
     elif pick == "sides":
-        beside = {sides[True]: f"the most typical reward that calls it {words.dispreferred}",
-                  sides[False]: f"the most typical reward that calls it {words.preferred}"}  # fmt: skip
+        beside = each_side_named(sides, words)
     elif pick == "typical":
         beside = {whole.typical: "the set's most typical reward"}
     else:

@@ -23,6 +23,7 @@ from core.comparison import (
     RANK_COLUMN,
     SET_RANK_COLUMN,
     VERDICT_FORMATS,
+    each_side_named,
     flag_share,
     member_sides,
     probe_verdicts,
@@ -157,6 +158,7 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     reward = load_explainer(run, members)[0]
     st.subheader("Scores")
     whole = probed.whole_set
+    stored = set_split(run)  # the set's verdicts on the test split: who is most typical
     ranks = training_ranks(run, reward.names, probed.scores)
     verdicts = probe_verdicts(reward, texts, probed.scores, words, probed.ground_truth,
                               set_says([share for share, _ in whole], probed.whole_set_size, words) if whole else None,
@@ -175,7 +177,6 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     if probed.whole_set_missing:
         st.caption(f"No whole-set verdicts: {plain(probed.whole_set_missing)}.")
     if probed.whole_set_sides is not None:
-        stored = set_split(run)
         typical = stored.most_typical if stored is not None else None
         split = [(text, set_layer_words(sides, probed.whole_set_layers, words), sides)
                  for text, sides in zip(texts, probed.whole_set_sides, strict=True)]  # fmt: skip
@@ -201,7 +202,6 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
     if probed.precision == "bf16" and check:
         st.caption(f"Members scored in bf16: {plain(check['why'])}. With heatmaps, scores come from their fp32 pass.")
     if probed.explained:
-        stored_split = set_split(run)
         sides = member_sides(reward, probed.scores, words)
         punishing = punishes_notes(run_table(run, "faithfulness"), words)
         sink = run_first_word_caution(run, reward.config)
@@ -226,10 +226,10 @@ if last is not None and last[0] == scored_on:  # not a probe of another run or o
                     rows.append(("implicit reward", word_heatmap_html(result.words, values), None))
                 blame = whole[i][1] if whole else None
                 beside = None  # where the set splits on the probe: the most typical reward of each side
-                if blame is not None and probed.whole_set_sides is not None and stored_split is not None:
-                    each = typical_of_each_side(probed.whole_set_sides[i], probed.whole_set_names, stored_split.typicality)
+                if blame is not None and probed.whole_set_sides is not None and stored is not None:
+                    each = typical_of_each_side(probed.whole_set_sides[i], probed.whole_set_names, stored.typicality)
                     if len(each) == 2:
-                        beside = {each[side]: f"the most typical reward that calls it {words.side(side)}" for side in (True, False)}
+                        beside = each_side_named(each, words)
                 said = add_whole_set_row(run, members, result, rows, blame, beside=beside) if blame is not None else None
                 if said:
                     st.markdown(said)
